@@ -1,0 +1,493 @@
+//! The in-memory snapshot a decision reads, with its indexes, kept current change by change.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rustc_hash::FxHashMap;
+
+use crate::domain::{
+    Booking, BookingKey, BookingKind, BookingStatus, Credential, CredentialRecord, Lease, Member,
+    MemberId, OrgId, Plan, PlanId, RoomSet, Site, SiteMode, WeeklySchedule, Window,
+};
+
+/// Something in the stored data that the site cannot honour; reported, never fatal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotWarning {
+    /// A booking names a room the site file does not have.
+    BookingRoomUnknown(BookingKey),
+    /// A lease names a room the site file does not have.
+    LeaseRoomUnknown(crate::domain::LeaseId),
+    /// A credential belongs to a member that does not exist.
+    CredentialWithoutMember(Credential),
+}
+
+impl std::fmt::Display for SnapshotWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotWarning::BookingRoomUnknown(k) => {
+                write!(
+                    f,
+                    "booking {k} is for a room the site file does not have; it grants nothing"
+                )
+            }
+            SnapshotWarning::LeaseRoomUnknown(l) => {
+                write!(
+                    f,
+                    "lease {l} is for a room the site file does not have; it grants nothing"
+                )
+            }
+            SnapshotWarning::CredentialWithoutMember(c) => {
+                write!(f, "{c} belongs to no member; it opens nothing")
+            }
+        }
+    }
+}
+
+/// The effective window of a booking: when it opens its doors (grace and check-in applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BookingWindow {
+    /// First second it opens (Unix seconds, inclusive).
+    pub from: i64,
+    /// First second it no longer opens (exclusive).
+    pub until: i64,
+}
+
+/// One booking's right for one member: the member's index entry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slot {
+    pub from: i64,
+    pub until: i64,
+    pub room: u32,
+    pub booking: u32,
+}
+
+#[derive(Debug, Default)]
+struct MemberSlots {
+    /// Sorted by `from`.
+    slots: Vec<Slot>,
+    /// The longest `until - from` among them, to bound the search backwards in time.
+    max_span: i64,
+}
+
+#[derive(Debug)]
+struct BookingEntry {
+    booking: Arc<Booking>,
+    window: BookingWindow,
+    room: Option<u32>,
+}
+
+/// A plan compiled against the site: each grant's rooms as a set.
+#[derive(Debug)]
+pub(crate) struct CompiledPlan {
+    pub plan: Plan,
+    pub grants: Vec<CompiledGrant>,
+    pub closed_on_holidays: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledGrant {
+    pub rooms: RoomSet,
+    pub schedule: WeeklySchedule,
+}
+
+/// A lease compiled against the site.
+#[derive(Debug)]
+pub(crate) struct CompiledLease {
+    pub lease: Lease,
+    pub room: usize,
+    pub schedule: Option<WeeklySchedule>,
+}
+
+impl CompiledLease {
+    pub fn valid_at(&self, now: DateTime<Utc>) -> bool {
+        self.lease.from.is_none_or(|f| f <= now) && self.lease.until.is_none_or(|u| now < u)
+    }
+}
+
+/// Everything a decision reads.
+#[derive(Debug)]
+pub struct Snapshot {
+    site: Arc<Site>,
+    mode: SiteMode,
+    members: FxHashMap<MemberId, Member>,
+    credentials: FxHashMap<Credential, CredentialRecord>,
+    plans: FxHashMap<PlanId, CompiledPlan>,
+    leases: FxHashMap<OrgId, Vec<CompiledLease>>,
+    bookings: Vec<Option<BookingEntry>>,
+    free: Vec<u32>,
+    by_key: FxHashMap<BookingKey, u32>,
+    slots: FxHashMap<MemberId, MemberSlots>,
+    /// Per room: (from, booking index), and the longest booking seen in that room.
+    by_room: Vec<(BTreeSet<(i64, u32)>, i64)>,
+    occupancy: Vec<u32>,
+    inside: FxHashMap<(MemberId, usize), bool>,
+    warnings: Vec<SnapshotWarning>,
+}
+
+impl Snapshot {
+    /// An empty snapshot of a site: nobody holds any right yet.
+    pub fn new(site: Arc<Site>) -> Self {
+        let rooms = site.rooms.len();
+        Snapshot {
+            site,
+            mode: SiteMode::Normal,
+            members: FxHashMap::default(),
+            credentials: FxHashMap::default(),
+            plans: FxHashMap::default(),
+            leases: FxHashMap::default(),
+            bookings: Vec::new(),
+            free: Vec::new(),
+            by_key: FxHashMap::default(),
+            slots: FxHashMap::default(),
+            by_room: vec![(BTreeSet::new(), 0); rooms],
+            occupancy: vec![0; rooms],
+            inside: FxHashMap::default(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Builds a snapshot from stored data in one go.
+    pub fn build(
+        site: Arc<Site>,
+        members: impl IntoIterator<Item = Member>,
+        credentials: impl IntoIterator<Item = CredentialRecord>,
+        plans: impl IntoIterator<Item = Plan>,
+        leases: impl IntoIterator<Item = Lease>,
+        bookings: impl IntoIterator<Item = Booking>,
+    ) -> Self {
+        let mut s = Snapshot::new(site);
+        for m in members {
+            s.upsert_member(m);
+        }
+        for c in credentials {
+            s.upsert_credential(c);
+        }
+        s.set_plans(plans);
+        s.set_leases(leases);
+        for b in bookings {
+            s.upsert_booking(b);
+        }
+        s.check_credentials();
+        s
+    }
+
+    fn check_credentials(&mut self) {
+        for c in self.credentials.values() {
+            if !self.members.contains_key(&c.member) {
+                self.warnings
+                    .push(SnapshotWarning::CredentialWithoutMember(c.credential));
+            }
+        }
+    }
+
+    /// The site.
+    pub fn site(&self) -> &Site {
+        &self.site
+    }
+
+    /// The site, shared.
+    pub fn site_arc(&self) -> Arc<Site> {
+        self.site.clone()
+    }
+
+    /// What the stored data asks that the site cannot honour.
+    pub fn warnings(&self) -> &[SnapshotWarning] {
+        &self.warnings
+    }
+
+    /// The site mode.
+    pub fn mode(&self) -> SiteMode {
+        self.mode
+    }
+
+    /// Switches the site mode.
+    pub fn set_mode(&mut self, mode: SiteMode) {
+        self.mode = mode;
+    }
+
+    /// Current head count of room `room` (by index).
+    #[inline]
+    pub fn occupancy(&self, room: usize) -> u32 {
+        self.occupancy.get(room).copied().unwrap_or(0)
+    }
+
+    /// Sets the head count of room `room` (by index), as the occupancy estimator reports it.
+    pub fn set_occupancy(&mut self, room: usize, count: u32) {
+        if let Some(o) = self.occupancy.get_mut(room) {
+            *o = count;
+        }
+    }
+
+    /// A member by id.
+    pub fn member(&self, id: MemberId) -> Option<&Member> {
+        self.members.get(&id)
+    }
+
+    /// Number of members.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Number of bookings that grant something (confirmed, for a known room).
+    pub fn booking_count(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Adds or replaces a member.
+    pub fn upsert_member(&mut self, m: Member) {
+        self.members.insert(m.id, m);
+    }
+
+    /// Adds or replaces a credential record.
+    pub fn upsert_credential(&mut self, c: CredentialRecord) {
+        self.credentials.insert(c.credential, c);
+    }
+
+    /// A credential and its holder, if both are known.
+    #[inline]
+    pub fn credential(&self, c: &Credential) -> Option<(&CredentialRecord, &Member)> {
+        let rec = self.credentials.get(c)?;
+        Some((rec, self.members.get(&rec.member)?))
+    }
+
+    /// Credentials held by a member.
+    pub fn credentials_of(&self, m: MemberId) -> impl Iterator<Item = &CredentialRecord> {
+        self.credentials.values().filter(move |c| c.member == m)
+    }
+
+    /// Replaces all plans.
+    pub fn set_plans(&mut self, plans: impl IntoIterator<Item = Plan>) {
+        self.plans = plans
+            .into_iter()
+            .map(|p| {
+                let grants = p
+                    .grants
+                    .iter()
+                    .map(|g| CompiledGrant {
+                        rooms: self.site.room_set(&g.zones, &g.rooms),
+                        schedule: g.schedule.clone(),
+                    })
+                    .collect();
+                let closed_on_holidays = p.closed_on_holidays;
+                (
+                    p.id,
+                    CompiledPlan {
+                        plan: p,
+                        grants,
+                        closed_on_holidays,
+                    },
+                )
+            })
+            .collect();
+    }
+
+    pub(crate) fn plan(&self, id: PlanId) -> Option<&CompiledPlan> {
+        self.plans.get(&id)
+    }
+
+    /// A plan by id.
+    pub fn plan_def(&self, id: PlanId) -> Option<&Plan> {
+        self.plans.get(&id).map(|p| &p.plan)
+    }
+
+    /// Replaces all leases.
+    pub fn set_leases(&mut self, leases: impl IntoIterator<Item = Lease>) {
+        self.leases.clear();
+        for lease in leases {
+            let Some(room) = self.site.room_index(lease.room) else {
+                self.warnings
+                    .push(SnapshotWarning::LeaseRoomUnknown(lease.id));
+                continue;
+            };
+            self.leases
+                .entry(lease.organisation)
+                .or_default()
+                .push(CompiledLease {
+                    schedule: lease.schedule.clone(),
+                    lease,
+                    room,
+                });
+        }
+    }
+
+    pub(crate) fn leases_of(&self, org: OrgId) -> &[CompiledLease] {
+        self.leases.get(&org).map_or(&[], Vec::as_slice)
+    }
+
+    /// The window in which a booking opens its doors, by the site's policy.
+    pub fn window_of(&self, b: &Booking) -> BookingWindow {
+        let policy = &self.site.access;
+        match (b.kind, b.window) {
+            (_, Window::Days { arrival, departure }) => BookingWindow {
+                from: self
+                    .site
+                    .local_instant(arrival, policy.check_in)
+                    .timestamp(),
+                until: self
+                    .site
+                    .local_instant(departure, policy.check_out)
+                    .timestamp(),
+            },
+            (BookingKind::GuestPass, Window::Timed { start, end }) => BookingWindow {
+                from: start.timestamp(),
+                until: end.timestamp(),
+            },
+            (_, Window::Timed { start, end }) => BookingWindow {
+                from: start.timestamp() - i64::from(policy.booking_grace_before_min) * 60,
+                until: end.timestamp() + i64::from(policy.booking_grace_after_min) * 60,
+            },
+        }
+    }
+
+    /// Adds, replaces or (when cancelled) withdraws a booking, updating every index.
+    pub fn upsert_booking(&mut self, b: Booking) {
+        self.remove_booking(&b.key);
+        if b.status == BookingStatus::Cancelled {
+            return;
+        }
+        let Some(room) = self.site.room_index(b.room) else {
+            self.warnings
+                .push(SnapshotWarning::BookingRoomUnknown(b.key.clone()));
+            return;
+        };
+        let window = self.window_of(&b);
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.bookings.push(None);
+                (self.bookings.len() - 1) as u32
+            }
+        };
+        let slot = Slot {
+            from: window.from,
+            until: window.until,
+            room: room as u32,
+            booking: idx,
+        };
+        let mut people: Vec<MemberId> = b.people().collect();
+        people.sort_unstable();
+        people.dedup();
+        for m in people {
+            let ms = self.slots.entry(m).or_default();
+            let at = ms.slots.partition_point(|s| s.from <= slot.from);
+            ms.slots.insert(at, slot);
+            ms.max_span = ms.max_span.max(slot.until - slot.from);
+        }
+        let (set, span) = &mut self.by_room[room];
+        set.insert((window.from, idx));
+        *span = (*span).max(window.until - window.from);
+        self.by_key.insert(b.key.clone(), idx);
+        self.bookings[idx as usize] = Some(BookingEntry {
+            booking: Arc::new(b),
+            window,
+            room: Some(room as u32),
+        });
+    }
+
+    /// Withdraws a booking from every index (cancelled, or replaced).
+    pub fn remove_booking(&mut self, key: &BookingKey) {
+        let Some(idx) = self.by_key.remove(key) else {
+            return;
+        };
+        let Some(entry) = self.bookings[idx as usize].take() else {
+            return;
+        };
+        for m in entry.booking.people() {
+            if let Some(ms) = self.slots.get_mut(&m) {
+                ms.slots.retain(|s| s.booking != idx);
+                if ms.slots.is_empty() {
+                    self.slots.remove(&m);
+                }
+            }
+        }
+        if let Some(room) = entry.room {
+            self.by_room[room as usize]
+                .0
+                .remove(&(entry.window.from, idx));
+        }
+        self.free.push(idx);
+    }
+
+    /// Withdraws bookings whose window ended before `before`, to keep memory bounded; they stay
+    /// in the store.
+    pub fn prune_bookings(&mut self, before: DateTime<Utc>) -> usize {
+        let t = before.timestamp();
+        let old: Vec<BookingKey> = self
+            .bookings
+            .iter()
+            .flatten()
+            .filter(|e| e.window.until < t)
+            .map(|e| e.booking.key.clone())
+            .collect();
+        for k in &old {
+            self.remove_booking(k);
+        }
+        old.len()
+    }
+
+    /// A member's booking slots whose window starts before `to` and may still be open at
+    /// `from`, in start order.
+    #[inline]
+    pub(crate) fn member_slots(&self, m: MemberId, from: i64, to: i64) -> &[Slot] {
+        let Some(ms) = self.slots.get(&m) else {
+            return &[];
+        };
+        let lo = ms
+            .slots
+            .partition_point(|s| s.from < from.saturating_sub(ms.max_span));
+        let hi = ms.slots.partition_point(|s| s.from <= to);
+        &ms.slots[lo..hi.max(lo)]
+    }
+
+    #[inline]
+    pub(crate) fn booking_at(&self, idx: u32) -> Option<&Arc<Booking>> {
+        self.bookings
+            .get(idx as usize)
+            .and_then(Option::as_ref)
+            .map(|e| &e.booking)
+    }
+
+    /// A booking by key (only confirmed bookings for known rooms are held).
+    pub fn booking(&self, key: &BookingKey) -> Option<(&Arc<Booking>, BookingWindow)> {
+        let idx = *self.by_key.get(key)?;
+        let e = self.bookings.get(idx as usize)?.as_ref()?;
+        Some((&e.booking, e.window))
+    }
+
+    /// Bookings of room `room` (by index) whose window overlaps `[from, until)`, by start.
+    pub fn bookings_in_room(
+        &self,
+        room: usize,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Iterator<Item = (&Arc<Booking>, BookingWindow)> {
+        let (from, until) = (from.timestamp(), until.timestamp());
+        let (set, span) = &self.by_room[room];
+        set.range((from.saturating_sub(*span), 0)..(until, 0))
+            .filter_map(move |&(_, idx)| {
+                let e = self.bookings[idx as usize].as_ref()?;
+                (e.window.until > from).then_some((&e.booking, e.window))
+            })
+    }
+
+    /// Whether a member is inside anti-passback pair `pair`: `Some(true)` after the entry reader,
+    /// `Some(false)` after the exit reader, `None` before either.
+    #[inline]
+    pub fn inside(&self, m: MemberId, pair: usize) -> Option<bool> {
+        self.inside.get(&(m, pair)).copied()
+    }
+
+    /// Records what an allowed decision means for later ones (anti-passback state).
+    pub fn record(&mut self, d: &super::Decision) {
+        if !d.allowed() {
+            return;
+        }
+        let (Some(m), Some(di)) = (d.member, self.site.door_index(d.door)) else {
+            return;
+        };
+        if let Some((pair, is_entry)) = self.site.passback(di) {
+            self.inside.insert((m, pair), is_entry);
+        }
+    }
+}

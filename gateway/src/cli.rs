@@ -1,0 +1,705 @@
+//! The `kombinat` command line: parsing, and one function per command.
+//!
+//! `main.rs` parses [`Cli`], sets up logging and calls [`run`]. Each command opens the site file
+//! and the store it needs, acts through [`Gateway`] (so every change is validated, atomic and
+//! audited) and prints for a person. Errors come back as sentences; the binary prints them and
+//! exits non-zero.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+
+use crate::access::{decide, explain, Tap};
+use crate::domain::{
+    Booking, BookingKey, BookingKind, BookingStatus, CardId, CertId, Credential, Email, ExternalId,
+    Member, MemberId, MemberStatus, OrgId, Pin, PlanId, Role, RoomId, Site, SourceId, Window,
+};
+use crate::gateway::Gateway;
+use crate::store::{Actor, AuditEvent, SledStore, Store};
+
+/// Kombinat: the access and occupancy gateway of the Kherson Centre of Creative Industries.
+#[derive(Debug, Parser)]
+#[command(name = "kombinat", version, about)]
+pub struct Cli {
+    /// The site file (rooms, doors, plans, leases).
+    #[arg(
+        long,
+        global = true,
+        env = "KOMBINAT_SITE",
+        default_value = "deploy/site.example.toml"
+    )]
+    pub site: PathBuf,
+    /// The data directory (the store).
+    #[arg(
+        long,
+        global = true,
+        env = "KOMBINAT_DATA",
+        default_value = "kombinat-data"
+    )]
+    pub data: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the site file and report every problem with its line.
+    CheckConfig,
+    /// Members: add, list, show, suspend, resume.
+    #[command(subcommand)]
+    Member(MemberCmd),
+    /// Cards and PINs: add, revoke.
+    #[command(subcommand)]
+    Card(CardCmd),
+    /// Bookings: add, list, cancel.
+    #[command(subcommand)]
+    Booking(BookingCmd),
+    /// Ask what a tap would decide, and why (nothing is written).
+    Decide {
+        #[command(flatten)]
+        credential: CredentialArg,
+        /// The door reader.
+        #[arg(long)]
+        door: String,
+        /// When (RFC 3339, or "YYYY-MM-DD HH:MM" in the site's time zone); default now.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// The audit log.
+    #[command(subcommand)]
+    Log(LogCmd),
+}
+
+/// A card or a PIN.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct CredentialArg {
+    /// A card UID in hex (any case, ':' or '-' separators allowed).
+    #[arg(long)]
+    card: Option<String>,
+    /// A PIN of 4 to 8 digits.
+    #[arg(long)]
+    pin: Option<String>,
+}
+
+impl CredentialArg {
+    fn parse(&self) -> Result<Credential> {
+        match (&self.card, &self.pin) {
+            (Some(c), _) => Ok(Credential::Card(
+                CardId::parse(c).map_err(|e| anyhow!("card {c:?}: {e}"))?,
+            )),
+            (_, Some(p)) => Ok(Credential::Pin(
+                Pin::parse(p).map_err(|e| anyhow!("PIN: {e}"))?,
+            )),
+            _ => bail!("give --card or --pin"),
+        }
+    }
+}
+
+/// Member commands.
+#[derive(Debug, Subcommand)]
+pub enum MemberCmd {
+    /// Add a member.
+    Add {
+        /// Identifier (a-z, 0-9, '-', '_', '.').
+        id: String,
+        /// Full name.
+        #[arg(long)]
+        name: String,
+        /// E-mail address (to match calendar attendees).
+        #[arg(long)]
+        email: Option<String>,
+        /// A role that grants rights by itself (repeatable).
+        #[arg(long = "role", value_enum)]
+        roles: Vec<Role>,
+        /// A plan from the site file.
+        #[arg(long)]
+        plan: Option<String>,
+        /// Organisation (for leases).
+        #[arg(long = "org")]
+        organisation: Option<String>,
+        /// A certification held (repeatable), e.g. induction-fablab.
+        #[arg(long = "cert")]
+        certifications: Vec<String>,
+        /// Membership starts (RFC 3339 or local "YYYY-MM-DD HH:MM").
+        #[arg(long)]
+        valid_from: Option<String>,
+        /// Membership ends (RFC 3339 or local "YYYY-MM-DD HH:MM").
+        #[arg(long)]
+        valid_until: Option<String>,
+    },
+    /// List members.
+    List,
+    /// Show a member, their cards and their bookings.
+    Show {
+        /// The member.
+        id: String,
+    },
+    /// Suspend a member: their doors stay shut until resumed.
+    Suspend {
+        /// The member.
+        id: String,
+        /// Why (kept in the log).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lift a suspension.
+    Resume {
+        /// The member.
+        id: String,
+    },
+}
+
+/// Credential commands.
+#[derive(Debug, Subcommand)]
+pub enum CardCmd {
+    /// Issue a card or PIN to a member.
+    Add {
+        /// The member.
+        member: String,
+        #[command(flatten)]
+        credential: CredentialArg,
+    },
+    /// Revoke a card or PIN.
+    Revoke {
+        #[command(flatten)]
+        credential: CredentialArg,
+    },
+}
+
+/// Booking commands.
+#[derive(Debug, Subcommand)]
+pub enum BookingCmd {
+    /// Add (or replace) a booking.
+    Add {
+        /// The room.
+        #[arg(long)]
+        room: String,
+        /// Meeting, stay, event or guest-pass.
+        #[arg(long, value_enum, default_value = "meeting")]
+        kind: BookingKind,
+        /// Start (meetings, events, guest passes).
+        #[arg(long, required_unless_present = "arrival")]
+        start: Option<String>,
+        /// End (meetings, events, guest passes).
+        #[arg(long, required_unless_present = "departure")]
+        end: Option<String>,
+        /// Arrival day YYYY-MM-DD (stays).
+        #[arg(long, conflicts_with_all = ["start", "end"])]
+        arrival: Option<String>,
+        /// Departure day YYYY-MM-DD (stays).
+        #[arg(long, conflicts_with_all = ["start", "end"])]
+        departure: Option<String>,
+        /// Organiser (a member).
+        #[arg(long)]
+        organiser: Option<String>,
+        /// Attendee (a member; repeatable).
+        #[arg(long = "attendee")]
+        attendees: Vec<String>,
+        /// Title.
+        #[arg(long, default_value = "")]
+        title: String,
+        /// Source system.
+        #[arg(long, default_value = "cli")]
+        source: String,
+        /// The source's id for the booking; generated when omitted.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// List bookings.
+    List {
+        /// Only this room.
+        #[arg(long)]
+        room: Option<String>,
+        /// Include cancelled bookings.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Cancel a booking.
+    Cancel {
+        /// Source system.
+        #[arg(long, default_value = "cli")]
+        source: String,
+        /// The source's id for the booking.
+        #[arg(long)]
+        id: String,
+    },
+}
+
+/// Audit log commands.
+#[derive(Debug, Subcommand)]
+pub enum LogCmd {
+    /// The latest entries, oldest first.
+    Tail {
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+    },
+}
+
+fn id<T: std::str::FromStr>(what: &str, s: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    T::from_str(s).map_err(|e| anyhow!("{what} {s:?}: {e}"))
+}
+
+/// Parses an instant: RFC 3339, or a local "YYYY-MM-DD HH:MM[:SS]" on the site's clock.
+pub fn parse_time(site: &Site, s: &str) -> Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for fmt in [
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+    ] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Ok(site.local_instant(n.date(), n.time()));
+        }
+    }
+    bail!(
+        "{s:?} is not a time: write 2026-11-26T14:00:00+02:00 or \"2026-11-26 14:00\" (site time)"
+    )
+}
+
+fn parse_day(s: &str) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| anyhow!("{s:?} is not a day YYYY-MM-DD"))
+}
+
+fn actor() -> Actor {
+    Actor::Cli(std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+}
+
+fn local(site: &Site, t: DateTime<Utc>) -> String {
+    t.with_timezone(&site.timezone)
+        .format("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
+struct Ctx {
+    site: Arc<Site>,
+    gateway: Gateway,
+}
+
+fn open(cli: &Cli, now: DateTime<Utc>) -> Result<Ctx> {
+    let site = Arc::new(crate::site_file::load(&cli.site)?);
+    std::fs::create_dir_all(&cli.data)
+        .with_context(|| format!("cannot create the data directory {}", cli.data.display()))?;
+    let store: Arc<dyn Store> = Arc::new(
+        SledStore::open(&cli.data)
+            .with_context(|| format!("cannot open the store in {}", cli.data.display()))?,
+    );
+    let gateway = Gateway::open(site.clone(), store, now)?;
+    Ok(Ctx { site, gateway })
+}
+
+/// Runs a command, writing what it has to say to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
+    match &cli.command {
+        Command::CheckConfig => check_config(&cli, out),
+        Command::Member(c) => member(&cli, c, out, now),
+        Command::Card(c) => card(&cli, c, out, now),
+        Command::Booking(c) => booking(&cli, c, out, now),
+        Command::Decide {
+            credential,
+            door,
+            at,
+        } => {
+            let ctx = open(&cli, now)?;
+            let at = at
+                .as_deref()
+                .map(|a| parse_time(&ctx.site, a))
+                .transpose()?
+                .unwrap_or(now);
+            let tap = Tap {
+                door: id("door", door)?,
+                credential: credential.parse()?,
+            };
+            let d = decide(ctx.gateway.snapshot(), &tap, at);
+            writeln!(out, "{}", explain(ctx.gateway.snapshot(), &d))?;
+            Ok(())
+        }
+        Command::Log(LogCmd::Tail { lines }) => {
+            let ctx = open(&cli, now)?;
+            for r in ctx.gateway.store().audit_tail(*lines)? {
+                let e = &r.entry;
+                let what = match &e.event {
+                    AuditEvent::Decision {
+                        door,
+                        card,
+                        reason,
+                        member,
+                        booking,
+                        ..
+                    } => format!(
+                        "{reason:<28} door {door} {} member {}{}",
+                        card.map_or("PIN".to_string(), |c| format!("card {c}")),
+                        member.map_or("-".to_string(), |m| m.to_string()),
+                        booking
+                            .as_ref()
+                            .map_or(String::new(), |b| format!(" booking {b}"))
+                    ),
+                    AuditEvent::Change { summary } => summary.clone(),
+                    AuditEvent::Mode { mode } => format!("site mode set to {mode:?}"),
+                };
+                writeln!(
+                    out,
+                    "{}  {:<16} {what}",
+                    local(&ctx.site, e.at),
+                    e.actor.to_string()
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn check_config(cli: &Cli, out: &mut dyn Write) -> Result<()> {
+    let site = crate::site_file::load(&cli.site)?;
+    writeln!(
+        out,
+        "{}: {} ({}), {} floors, {} zones, {} rooms, {} doors, {} plans, {} leases, {} holidays",
+        cli.site.display(),
+        site.name,
+        site.timezone,
+        site.floors.len(),
+        site.zones.len(),
+        site.rooms.len(),
+        site.doors.len(),
+        site.plans.len(),
+        site.leases.len(),
+        site.holidays.len()
+    )?;
+    let mut unreachable = Vec::new();
+    for (i, r) in site.rooms.iter().enumerate() {
+        let way: Vec<String> = site
+            .way(i)
+            .iter()
+            .map(|&d| site.doors[d].id.to_string())
+            .collect();
+        let reachable = site
+            .way(i)
+            .first()
+            .is_some_and(|&d| site.doors[d].from.is_none());
+        if !reachable && site.doors.iter().any(|d| d.into == r.id) {
+            unreachable.push(r.id.to_string());
+        }
+        writeln!(
+            out,
+            "  {:<18} {:<11} cap {:>4}  way in: {}",
+            r.id.to_string(),
+            format!("{:?}", r.kind).to_lowercase(),
+            r.capacity.map_or("-".into(), |c| c.to_string()),
+            if way.is_empty() {
+                "(no door)".into()
+            } else {
+                way.join(" > ")
+            }
+        )?;
+    }
+    if !unreachable.is_empty() {
+        bail!(
+            "no way in from outside leads to: {} (check the doors' from and into)",
+            unreachable.join(", ")
+        );
+    }
+    writeln!(out, "OK")?;
+    Ok(())
+}
+
+fn member(cli: &Cli, c: &MemberCmd, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
+    let mut ctx = open(cli, now)?;
+    match c {
+        MemberCmd::Add {
+            id: mid,
+            name,
+            email,
+            roles,
+            plan,
+            organisation,
+            certifications,
+            valid_from,
+            valid_until,
+        } => {
+            if name.trim().is_empty() {
+                bail!("a member needs a name");
+            }
+            let mut m = Member::new(id::<MemberId>("member", mid)?, name.trim());
+            m.email = email
+                .as_deref()
+                .map(Email::parse)
+                .transpose()
+                .map_err(|e| anyhow!("{e}"))?;
+            m.roles = roles.clone();
+            m.plan = plan
+                .as_deref()
+                .map(|p| id::<PlanId>("plan", p))
+                .transpose()?;
+            m.organisation = organisation
+                .as_deref()
+                .map(|o| id::<OrgId>("organisation", o))
+                .transpose()?;
+            m.certifications = certifications
+                .iter()
+                .map(|c| id::<CertId>("certification", c))
+                .collect::<Result<_>>()?;
+            m.valid_from = valid_from
+                .as_deref()
+                .map(|t| parse_time(&ctx.site, t))
+                .transpose()?;
+            m.valid_until = valid_until
+                .as_deref()
+                .map(|t| parse_time(&ctx.site, t))
+                .transpose()?;
+            let mid = m.id;
+            ctx.gateway.add_member(m, actor(), now)?;
+            writeln!(out, "member {mid} added")?;
+        }
+        MemberCmd::List => {
+            let members = ctx.gateway.store().members()?;
+            for m in &members {
+                writeln!(
+                    out,
+                    "{:<20} {:<28} {:<10} plan {:<18} org {}",
+                    m.id.to_string(),
+                    m.name,
+                    match m.status {
+                        MemberStatus::Active => "active",
+                        MemberStatus::Suspended { .. } => "suspended",
+                    },
+                    m.plan.map_or("-".into(), |p| p.to_string()),
+                    m.organisation.map_or("-".into(), |o| o.to_string()),
+                )?;
+            }
+            writeln!(out, "{} members", members.len())?;
+        }
+        MemberCmd::Show { id: mid } => {
+            let mid = id::<MemberId>("member", mid)?;
+            let m = ctx
+                .gateway
+                .store()
+                .member(mid)?
+                .ok_or_else(|| anyhow!("there is no member {mid}"))?;
+            writeln!(out, "{} — {}", m.id, m.name)?;
+            writeln!(
+                out,
+                "  e-mail:          {}",
+                m.email.as_ref().map_or("-".into(), |e| e.to_string())
+            )?;
+            writeln!(
+                out,
+                "  status:          {}",
+                match &m.status {
+                    MemberStatus::Active => "active".to_string(),
+                    MemberStatus::Suspended { reason } => format!("suspended ({reason})"),
+                }
+            )?;
+            writeln!(
+                out,
+                "  valid:           {} to {}",
+                m.valid_from.map_or("-".into(), |t| local(&ctx.site, t)),
+                m.valid_until.map_or("-".into(), |t| local(&ctx.site, t))
+            )?;
+            writeln!(
+                out,
+                "  roles:           {}",
+                if m.roles.is_empty() {
+                    "-".into()
+                } else {
+                    format!("{:?}", m.roles).to_lowercase()
+                }
+            )?;
+            writeln!(
+                out,
+                "  plan:            {}",
+                m.plan.map_or("-".into(), |p| p.to_string())
+            )?;
+            writeln!(
+                out,
+                "  organisation:    {}",
+                m.organisation.map_or("-".into(), |o| o.to_string())
+            )?;
+            writeln!(
+                out,
+                "  certifications:  {}",
+                m.certifications
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?;
+            for c in ctx
+                .gateway
+                .store()
+                .credentials()?
+                .iter()
+                .filter(|c| c.member == mid)
+            {
+                writeln!(
+                    out,
+                    "  credential:      {} issued {}{}",
+                    c.credential,
+                    local(&ctx.site, c.issued_at),
+                    c.revoked_at.map_or(String::new(), |t| format!(
+                        ", revoked {}",
+                        local(&ctx.site, t)
+                    ))
+                )?;
+            }
+            for b in ctx
+                .gateway
+                .store()
+                .bookings()?
+                .iter()
+                .filter(|b| b.people().any(|p| p == mid))
+            {
+                writeln!(out, "  booking:         {}", booking_line(&ctx.site, b))?;
+            }
+        }
+        MemberCmd::Suspend { id: mid, reason } => {
+            let mid = id::<MemberId>("member", mid)?;
+            ctx.gateway
+                .set_suspended(mid, Some(reason.clone()), actor(), now)?;
+            writeln!(out, "member {mid} suspended")?;
+        }
+        MemberCmd::Resume { id: mid } => {
+            let mid = id::<MemberId>("member", mid)?;
+            ctx.gateway.set_suspended(mid, None, actor(), now)?;
+            writeln!(out, "member {mid} resumed")?;
+        }
+    }
+    Ok(())
+}
+
+fn card(cli: &Cli, c: &CardCmd, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
+    let mut ctx = open(cli, now)?;
+    match c {
+        CardCmd::Add { member, credential } => {
+            let mid = id::<MemberId>("member", member)?;
+            let cred = credential.parse()?;
+            ctx.gateway.add_credential(mid, cred, actor(), now)?;
+            writeln!(out, "{cred} issued to {mid}")?;
+        }
+        CardCmd::Revoke { credential } => {
+            let cred = credential.parse()?;
+            ctx.gateway.revoke_credential(cred, actor(), now)?;
+            writeln!(out, "{cred} revoked")?;
+        }
+    }
+    Ok(())
+}
+
+fn booking_line(site: &Site, b: &Booking) -> String {
+    let when = match b.window {
+        Window::Timed { start, end } => format!("{} to {}", local(site, start), local(site, end)),
+        Window::Days { arrival, departure } => format!("{arrival} to {departure} (days)"),
+    };
+    format!(
+        "{:<24} {:<10} {:<16} {when}  {}{} {:?}",
+        b.key.to_string(),
+        format!("{:?}", b.kind).to_lowercase(),
+        b.room.to_string(),
+        b.people()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        if b.status == BookingStatus::Cancelled {
+            " CANCELLED"
+        } else {
+            ""
+        },
+        b.title,
+    )
+}
+
+fn booking(cli: &Cli, c: &BookingCmd, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
+    let mut ctx = open(cli, now)?;
+    match c {
+        BookingCmd::Add {
+            room,
+            kind,
+            start,
+            end,
+            arrival,
+            departure,
+            organiser,
+            attendees,
+            title,
+            source,
+            id: ext,
+        } => {
+            let window = match (start, end, arrival, departure) {
+                (Some(s), Some(e), None, None) => Window::Timed {
+                    start: parse_time(&ctx.site, s)?,
+                    end: parse_time(&ctx.site, e)?,
+                },
+                (None, None, Some(a), Some(d)) => Window::Days {
+                    arrival: parse_day(a)?,
+                    departure: parse_day(d)?,
+                },
+                _ => bail!("give --start and --end (meetings, events, guest passes) or --arrival and --departure (stays)"),
+            };
+            let ext = match ext {
+                Some(e) => ExternalId::parse(e).map_err(|e| anyhow!("--id: {e}"))?,
+                None => ExternalId::parse(&format!("cli-{}", now.timestamp_micros()))
+                    .map_err(|e| anyhow!("{e}"))?,
+            };
+            let b = Booking {
+                key: BookingKey {
+                    source: id::<SourceId>("source", source)?,
+                    external_id: ext,
+                },
+                room: id::<RoomId>("room", room)?,
+                kind: *kind,
+                title: title.clone(),
+                organiser: organiser
+                    .as_deref()
+                    .map(|o| id::<MemberId>("organiser", o))
+                    .transpose()?,
+                attendees: attendees
+                    .iter()
+                    .map(|a| id::<MemberId>("attendee", a))
+                    .collect::<Result<_>>()?,
+                window,
+                status: BookingStatus::Confirmed,
+            };
+            let key = b.key.clone();
+            ctx.gateway.upsert_booking(b, actor(), now)?;
+            writeln!(out, "booking {key} saved")?;
+        }
+        BookingCmd::List { room, all } => {
+            let room = room
+                .as_deref()
+                .map(|r| id::<RoomId>("room", r))
+                .transpose()?;
+            let mut n = 0;
+            for b in ctx.gateway.store().bookings()? {
+                if room.is_some_and(|r| r != b.room)
+                    || (!all && b.status == BookingStatus::Cancelled)
+                {
+                    continue;
+                }
+                n += 1;
+                writeln!(out, "{}", booking_line(&ctx.site, &b))?;
+            }
+            writeln!(out, "{n} bookings")?;
+        }
+        BookingCmd::Cancel { source, id: ext } => {
+            let key = BookingKey {
+                source: id::<SourceId>("source", source)?,
+                external_id: ExternalId::parse(ext).map_err(|e| anyhow!("--id: {e}"))?,
+            };
+            ctx.gateway.cancel_booking(&key, actor(), now)?;
+            writeln!(out, "booking {key} cancelled")?;
+        }
+    }
+    Ok(())
+}

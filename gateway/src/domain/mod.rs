@@ -1,0 +1,25 @@
+//! The building's own language as types: site, members, credentials, plans, leases, bookings.
+//!
+//! Everything here is plain data, validated when it is built (`parse`, `new`, `TryFrom`), so the
+//! access core never meets an unchecked string. No I/O: the store persists these types, the
+//! site file builds a [`Site`], and the access core indexes them into a snapshot.
+
+mod booking;
+mod member;
+mod plan;
+pub mod schedule;
+pub(crate) mod site;
+
+pub use booking::{
+    Booking, BookingError, BookingKey, BookingKind, BookingStatus, ExternalId, Window,
+};
+pub use kombinat_protocol::{
+    CardId, CertId, Credential, DeviceId, DoorId, FloorId, LeaseId, MemberId, OrgId, Pin, PlanId,
+    Reason, RoomId, SourceId, ZoneId,
+};
+pub use member::{CredentialRecord, Email, EmailError, Member, MemberStatus, Role};
+pub use plan::{Lease, Plan, PlanGrant};
+pub use schedule::{LocalTime, ScheduleError, WeeklySchedule};
+pub use site::{
+    AccessPolicy, AntiPassback, Door, Floor, Room, RoomKind, RoomSet, Site, SiteMode, Zone,
+};

@@ -1,0 +1,274 @@
+//! Weekly schedules in the site's local time, written the way staff say them.
+//!
+//! A schedule is a list of rules such as `mon-fri 08:00-20:00`, `tue-sun 10:00-18:00`,
+//! `sat,sun 10:00-16:00`, `daily 22:00-06:00` (crossing midnight) or `always`. Rules are evaluated
+//! on the wall clock of the site's time zone, so `08:00` stays 08:00 across daylight-saving
+//! changes. [`LocalTime`] is the one conversion from an instant to that wall clock.
+
+use std::fmt;
+
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc, Weekday};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// An instant as the site's wall clock shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalTime {
+    /// The local calendar date.
+    pub date: NaiveDate,
+    /// Day of the week, Monday = 0.
+    pub weekday: u8,
+    /// Minutes since local midnight (0..1440).
+    pub minute: u16,
+}
+
+impl LocalTime {
+    /// Converts an instant to the wall clock of `tz`.
+    pub fn of(now: DateTime<Utc>, tz: Tz) -> Self {
+        let local = now.with_timezone(&tz);
+        LocalTime {
+            date: local.date_naive(),
+            weekday: local.weekday().num_days_from_monday() as u8,
+            minute: (local.hour() * 60 + local.minute()) as u16,
+        }
+    }
+}
+
+/// One rule: a set of weekdays and a span of the day, which may cross midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rule {
+    /// Bit `d` set = the span starts on weekday `d` (Monday = 0).
+    days: u8,
+    start: u16,
+    /// Exclusive end in minutes, 1..=1440; `end <= start` means the span ends the next day.
+    end: u16,
+}
+
+impl Rule {
+    fn contains(&self, t: &LocalTime) -> bool {
+        let today = self.days & (1 << t.weekday) != 0;
+        if self.start < self.end {
+            today && t.minute >= self.start && t.minute < self.end
+        } else {
+            let yesterday = self.days & (1 << ((t.weekday + 6) % 7)) != 0;
+            (today && t.minute >= self.start) || (yesterday && t.minute < self.end)
+        }
+    }
+}
+
+/// A weekly schedule: open when any rule holds. The empty schedule is never open.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct WeeklySchedule {
+    rules: Vec<Rule>,
+    text: Vec<String>,
+}
+
+/// Why a schedule rule did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("schedule rule {rule:?}: {why} (write e.g. \"mon-fri 08:00-20:00\", \"sat,sun 10:00-16:00\", \"daily 22:00-06:00\" or \"always\")")]
+pub struct ScheduleError {
+    rule: String,
+    why: &'static str,
+}
+
+const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+fn day(s: &str) -> Option<u8> {
+    DAY_NAMES.iter().position(|d| *d == s).map(|d| d as u8)
+}
+
+fn clock(s: &str) -> Option<u16> {
+    let (h, m) = s.split_once(':')?;
+    if h.is_empty() || h.len() > 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+    match (h, m) {
+        (24, 0) => Some(1440),
+        (0..=23, 0..=59) => Some(h * 60 + m),
+        _ => None,
+    }
+}
+
+impl WeeklySchedule {
+    /// Always open.
+    pub fn always() -> Self {
+        Self::parse(["always"]).unwrap_or_default()
+    }
+
+    /// Parses a list of rules.
+    pub fn parse<'a>(rules: impl IntoIterator<Item = &'a str>) -> Result<Self, ScheduleError> {
+        let mut out = WeeklySchedule::default();
+        for text in rules {
+            let err = |why| ScheduleError {
+                rule: text.to_string(),
+                why,
+            };
+            let lower = text.trim().to_ascii_lowercase();
+            if lower == "always" {
+                out.rules.push(Rule {
+                    days: 0x7f,
+                    start: 0,
+                    end: 1440,
+                });
+                out.text.push(lower);
+                continue;
+            }
+            let (days_text, span) = lower
+                .split_once(' ')
+                .ok_or_else(|| err("expected days, a space and a time span"))?;
+            let mut days = 0u8;
+            if days_text == "daily" {
+                days = 0x7f;
+            } else {
+                for part in days_text.split(',') {
+                    match part.split_once('-') {
+                        Some((a, b)) => {
+                            let (a, b) = (
+                                day(a).ok_or_else(|| err("unknown day"))?,
+                                day(b).ok_or_else(|| err("unknown day"))?,
+                            );
+                            let mut d = a;
+                            loop {
+                                days |= 1 << d;
+                                if d == b {
+                                    break;
+                                }
+                                d = (d + 1) % 7;
+                            }
+                        }
+                        None => days |= 1 << day(part).ok_or_else(|| err("unknown day"))?,
+                    }
+                }
+            }
+            let (a, b) = span
+                .trim()
+                .split_once('-')
+                .ok_or_else(|| err("expected a span such as 08:00-20:00"))?;
+            let start = clock(a).ok_or_else(|| err("bad start time"))?;
+            let end = clock(b).ok_or_else(|| err("bad end time"))?;
+            if start == 1440 {
+                return Err(err("a span cannot start at 24:00"));
+            }
+            if start == end {
+                return Err(err("a span needs a start and an end that differ"));
+            }
+            out.rules.push(Rule { days, start, end });
+            out.text.push(format!("{days_text} {a}-{b}"));
+        }
+        Ok(out)
+    }
+
+    /// Whether the schedule is open at this local time.
+    pub fn contains(&self, t: &LocalTime) -> bool {
+        self.rules.iter().any(|r| r.contains(t))
+    }
+
+    /// The rules as written (normalised to lower case).
+    pub fn rules(&self) -> &[String] {
+        &self.text
+    }
+}
+
+impl fmt::Debug for WeeklySchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WeeklySchedule({:?})", self.text)
+    }
+}
+
+impl fmt::Display for WeeklySchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.text.is_empty() {
+            return f.write_str("never");
+        }
+        f.write_str(&self.text.join(", "))
+    }
+}
+
+impl Serialize for WeeklySchedule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.text.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for WeeklySchedule {
+    /// Accepts one rule as a string or several as a list.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        let rules = match OneOrMany::deserialize(d)? {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        };
+        WeeklySchedule::parse(rules.iter().map(String::as_str)).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Day-of-week name for messages.
+pub fn weekday_name(d: Weekday) -> &'static str {
+    DAY_NAMES[d.num_days_from_monday() as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(weekday: u8, h: u16, m: u16) -> LocalTime {
+        LocalTime {
+            date: NaiveDate::from_ymd_opt(2026, 11, 23 + weekday as u32).unwrap(),
+            weekday,
+            minute: h * 60 + m,
+        }
+    }
+
+    #[test]
+    fn weekday_rule_holds_inside_its_span_only() {
+        let s = WeeklySchedule::parse(["mon-fri 08:00-20:00"]).unwrap();
+        assert!(s.contains(&at(0, 8, 0)));
+        assert!(s.contains(&at(4, 19, 59)));
+        assert!(!s.contains(&at(4, 20, 0)));
+        assert!(!s.contains(&at(0, 7, 59)));
+        assert!(!s.contains(&at(5, 12, 0)));
+    }
+
+    #[test]
+    fn a_span_across_midnight_belongs_to_the_day_it_starts() {
+        let s = WeeklySchedule::parse(["fri 22:00-06:00"]).unwrap();
+        assert!(s.contains(&at(4, 23, 0)));
+        assert!(s.contains(&at(5, 5, 59)));
+        assert!(!s.contains(&at(5, 6, 0)));
+        assert!(!s.contains(&at(3, 23, 0)));
+        assert!(!s.contains(&at(4, 5, 0)));
+    }
+
+    #[test]
+    fn day_ranges_wrap_around_the_week_and_lists_combine() {
+        let s = WeeklySchedule::parse(["tue-sun 10:00-18:00"]).unwrap();
+        assert!(!s.contains(&at(0, 12, 0)));
+        assert!(s.contains(&at(6, 12, 0)));
+        let s = WeeklySchedule::parse(["sat,sun 10:00-24:00", "mon 09:00-10:00"]).unwrap();
+        assert!(s.contains(&at(5, 23, 59)));
+        assert!(s.contains(&at(0, 9, 30)));
+        assert!(WeeklySchedule::always().contains(&at(3, 3, 3)));
+        assert!(!WeeklySchedule::default().contains(&at(3, 3, 3)));
+    }
+
+    #[test]
+    fn bad_rules_are_refused_with_the_rule_quoted() {
+        for bad in [
+            "mon-fri",
+            "mon-fry 08:00-20:00",
+            "mon 25:00-26:00",
+            "mon 08:00-08:00",
+            "mon 8-20",
+            "mon 24:00-01:00",
+        ] {
+            let e = WeeklySchedule::parse([bad]).unwrap_err();
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+    }
+}

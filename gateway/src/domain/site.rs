@@ -1,0 +1,440 @@
+//! The site: floors, zones, rooms, doors and the way through them, and the access policy.
+//!
+//! A [`Site`] is built once from the site file (`crate::site_file`) and never changes while the
+//! gateway runs. Building it works out, for every room, the doors on the way to it from outside
+//! (along the shortest route through the door graph), so that a right to a room opens exactly
+//! those doors and the room's own.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use super::{CertId, DoorId, FloorId, Lease, Plan, RoomId, WeeklySchedule, ZoneId};
+
+/// How the site as a whole behaves.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteMode {
+    /// Every rule as written.
+    #[default]
+    Normal,
+    /// Only staff and security pass.
+    Lockdown,
+    /// Fire alarm: egress doors are released (the hard-wired release stays the primary means).
+    Emergency,
+    /// Air-raid alert: the doors on the way to the shelter open for everyone; other rules hold.
+    Shelter,
+}
+
+/// What kind of room, for the dashboard and for defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomKind {
+    /// Entrance hall, reception.
+    Lobby,
+    /// Corridors, stairs and landings.
+    Corridor,
+    /// Exhibition hall.
+    Exhibition,
+    /// Gallery.
+    Gallery,
+    /// Conference hall.
+    Conference,
+    /// Bookable meeting room.
+    Meeting,
+    /// Coworking floor.
+    Coworking,
+    /// Lab or workshop, usually needing an induction.
+    Lab,
+    /// Leased office.
+    Office,
+    /// Hostel room.
+    Hostel,
+    /// Kitchen, lounge, toilets.
+    Common,
+    /// Plant room, server room, storage.
+    Technical,
+    /// Civil-defence shelter.
+    Shelter,
+}
+
+/// A floor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Floor {
+    /// Identifier.
+    pub id: FloorId,
+    /// Name shown to staff.
+    pub name: String,
+    /// 0 = ground, negative below.
+    pub level: i8,
+}
+
+/// A zone: a named group of rooms that plans refer to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Zone {
+    /// Identifier.
+    pub id: ZoneId,
+    /// Name shown to staff.
+    pub name: String,
+}
+
+/// A room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Room {
+    /// Identifier.
+    pub id: RoomId,
+    /// Name shown to staff.
+    pub name: String,
+    /// The floor it is on.
+    pub floor: FloorId,
+    /// Zones it belongs to.
+    pub zones: Vec<ZoneId>,
+    /// Its kind.
+    pub kind: RoomKind,
+    /// Fire-safety capacity (people), if limited.
+    pub capacity: Option<u32>,
+    /// Certifications needed to enter.
+    pub certifications: Vec<CertId>,
+    /// Outline on the floor plan, in metres: `[x, y]` corners.
+    pub shape: Vec<[f32; 2]>,
+}
+
+/// A door reader: a door as seen from one side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Door {
+    /// Identifier.
+    pub id: DoorId,
+    /// Name shown to staff.
+    pub name: String,
+    /// Where one comes from; `None` is outside the building.
+    pub from: Option<RoomId>,
+    /// The room the door leads into.
+    pub into: RoomId,
+    /// How long the strike stays released on an allowed tap, in milliseconds.
+    pub unlock_ms: u32,
+    /// Whether this is an egress door released in emergency mode.
+    pub egress: bool,
+    /// How long it may stand open before the held-open alarm, in seconds.
+    pub held_open_s: u32,
+    /// Hours when it stands open to the public, if any.
+    pub public_hours: Option<WeeklySchedule>,
+}
+
+/// A pair of readers that together enforce anti-passback: after passing `entry` one must pass
+/// `exit` before `entry` opens again, and the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AntiPassback {
+    /// The reader on the way in.
+    pub entry: DoorId,
+    /// The reader on the way out.
+    pub exit: DoorId,
+}
+
+/// Site-wide access rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessPolicy {
+    /// Minutes before a meeting or event that its door opens.
+    pub booking_grace_before_min: u32,
+    /// Minutes after a meeting or event that its door still opens.
+    pub booking_grace_after_min: u32,
+    /// Hostel check-in time on arrival day (local).
+    pub check_in: NaiveTime,
+    /// Hostel check-out time on departure day (local).
+    pub check_out: NaiveTime,
+}
+
+impl Default for AccessPolicy {
+    fn default() -> Self {
+        AccessPolicy {
+            booking_grace_before_min: 15,
+            booking_grace_after_min: 15,
+            check_in: NaiveTime::from_hms_opt(14, 0, 0).unwrap_or_default(),
+            check_out: NaiveTime::from_hms_opt(11, 0, 0).unwrap_or_default(),
+        }
+    }
+}
+
+/// A set of rooms by index, for "which rooms does a right through this door reach".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomSet(Vec<u64>);
+
+impl RoomSet {
+    fn with_capacity(rooms: usize) -> Self {
+        RoomSet(vec![0; rooms.div_ceil(64)])
+    }
+    fn insert(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    /// Whether room index `i` is in the set.
+    #[inline]
+    pub fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+    /// Whether the sets share a room.
+    pub fn intersects(&self, other: &RoomSet) -> bool {
+        self.0.iter().zip(&other.0).any(|(a, b)| a & b != 0)
+    }
+    /// Room indices in the set.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.0.len() * 64).filter(|&i| self.contains(i))
+    }
+}
+
+/// The site, with its door graph worked out.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// Name of the site.
+    pub name: String,
+    /// Its time zone; every schedule is read on this clock.
+    pub timezone: Tz,
+    /// Floors, bottom up.
+    pub floors: Vec<Floor>,
+    /// Zones.
+    pub zones: Vec<Zone>,
+    /// Rooms; a room's index in this list is its index everywhere.
+    pub rooms: Vec<Room>,
+    /// Door readers; a door's index in this list is its index everywhere.
+    pub doors: Vec<Door>,
+    /// Site-wide access rules.
+    pub access: AccessPolicy,
+    /// Days on which plans that say so, and public hours, pause.
+    pub holidays: BTreeSet<NaiveDate>,
+    /// The civil-defence shelter, if the site has one.
+    pub shelter: Option<RoomId>,
+    /// Reader pairs with anti-passback.
+    pub anti_passback: Vec<AntiPassback>,
+    /// Plans offered at this site.
+    pub plans: Vec<Plan>,
+    /// Leases of rooms to organisations.
+    pub leases: Vec<Lease>,
+    room_index: FxHashMap<RoomId, usize>,
+    door_index: FxHashMap<DoorId, usize>,
+    /// Per door: rooms a right to which opens it.
+    reach: Vec<RoomSet>,
+    /// Per room: the doors on the way to it from outside, outermost first, ending with its own.
+    way: Vec<Vec<usize>>,
+    /// Per door: whether it is on the way to the shelter.
+    shelter_route: Vec<bool>,
+    /// Per door: the anti-passback pair it belongs to and whether it is the entry.
+    passback: Vec<Option<(usize, bool)>>,
+}
+
+/// The parts a site is assembled from (what the site file holds, already checked for references).
+pub struct SiteParts {
+    /// Name.
+    pub name: String,
+    /// Time zone.
+    pub timezone: Tz,
+    /// Floors.
+    pub floors: Vec<Floor>,
+    /// Zones.
+    pub zones: Vec<Zone>,
+    /// Rooms.
+    pub rooms: Vec<Room>,
+    /// Doors.
+    pub doors: Vec<Door>,
+    /// Access policy.
+    pub access: AccessPolicy,
+    /// Holidays.
+    pub holidays: BTreeSet<NaiveDate>,
+    /// Shelter room.
+    pub shelter: Option<RoomId>,
+    /// Anti-passback pairs.
+    pub anti_passback: Vec<AntiPassback>,
+    /// Plans.
+    pub plans: Vec<Plan>,
+    /// Leases.
+    pub leases: Vec<Lease>,
+}
+
+impl Site {
+    /// Assembles a site whose references were checked (unknown references are skipped here).
+    pub(crate) fn assemble(p: SiteParts) -> Site {
+        let room_index: FxHashMap<RoomId, usize> =
+            p.rooms.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+        let door_index: FxHashMap<DoorId, usize> =
+            p.doors.iter().enumerate().map(|(i, d)| (d.id, i)).collect();
+        let n = p.rooms.len();
+        // Shortest distance from outside to every room through the doors (breadth first).
+        let mut dist = vec![u32::MAX; n];
+        let mut frontier: Vec<usize> = Vec::new();
+        for d in p.doors.iter().filter(|d| d.from.is_none()) {
+            if let Some(&r) = room_index.get(&d.into) {
+                if dist[r] == u32::MAX {
+                    dist[r] = 1;
+                    frontier.push(r);
+                }
+            }
+        }
+        while !frontier.is_empty() {
+            let mut next = Vec::new();
+            for &from in &frontier {
+                for d in &p.doors {
+                    let (Some(f), Some(&to)) = (d.from, room_index.get(&d.into)) else {
+                        continue;
+                    };
+                    if room_index.get(&f) == Some(&from) && dist[to] == u32::MAX {
+                        dist[to] = dist[from] + 1;
+                        next.push(to);
+                    }
+                }
+            }
+            frontier = next;
+        }
+        let room_dist = |r: Option<RoomId>| match r {
+            None => Some(0),
+            Some(r) => room_index.get(&r).map(|&i| dist[i]),
+        };
+        // The way to a room: its own doors, then the doors into every room one step closer to
+        // outside that such a door comes from, and so on back to the street.
+        let mut way = vec![Vec::new(); n];
+        for (r, way_r) in way.iter_mut().enumerate() {
+            let mut rooms = vec![r];
+            let mut seen_rooms = vec![false; n];
+            seen_rooms[r] = true;
+            let mut doors = BTreeSet::new();
+            while let Some(x) = rooms.pop() {
+                for (di, d) in p.doors.iter().enumerate() {
+                    if room_index.get(&d.into) != Some(&x) {
+                        continue;
+                    }
+                    let closer = match room_dist(d.from) {
+                        Some(fd) => dist[x] == u32::MAX || fd.saturating_add(1) == dist[x],
+                        None => false,
+                    };
+                    if !closer {
+                        continue;
+                    }
+                    doors.insert((room_dist(d.from).unwrap_or(0), di));
+                    if let Some(&f) = d.from.as_ref().and_then(|f| room_index.get(f)) {
+                        if !seen_rooms[f] {
+                            seen_rooms[f] = true;
+                            rooms.push(f);
+                        }
+                    }
+                }
+            }
+            *way_r = doors.into_iter().map(|(_, d)| d).collect();
+        }
+        let mut reach = vec![RoomSet::with_capacity(n); p.doors.len()];
+        for (r, doors) in way.iter().enumerate() {
+            for &d in doors {
+                reach[d].insert(r);
+            }
+        }
+        let mut shelter_route = vec![false; p.doors.len()];
+        if let Some(s) = p.shelter.and_then(|s| room_index.get(&s).copied()) {
+            for &d in &way[s] {
+                shelter_route[d] = true;
+            }
+        }
+        let mut passback = vec![None; p.doors.len()];
+        for (i, pair) in p.anti_passback.iter().enumerate() {
+            if let Some(&d) = door_index.get(&pair.entry) {
+                passback[d] = Some((i, true));
+            }
+            if let Some(&d) = door_index.get(&pair.exit) {
+                passback[d] = Some((i, false));
+            }
+        }
+        Site {
+            name: p.name,
+            timezone: p.timezone,
+            floors: p.floors,
+            zones: p.zones,
+            rooms: p.rooms,
+            doors: p.doors,
+            access: p.access,
+            holidays: p.holidays,
+            shelter: p.shelter,
+            anti_passback: p.anti_passback,
+            plans: p.plans,
+            leases: p.leases,
+            room_index,
+            door_index,
+            reach,
+            way,
+            shelter_route,
+            passback,
+        }
+    }
+
+    /// The index of a room.
+    #[inline]
+    pub fn room_index(&self, id: RoomId) -> Option<usize> {
+        self.room_index.get(&id).copied()
+    }
+
+    /// The index of a door.
+    #[inline]
+    pub fn door_index(&self, id: DoorId) -> Option<usize> {
+        self.door_index.get(&id).copied()
+    }
+
+    /// A room by id.
+    pub fn room(&self, id: RoomId) -> Option<&Room> {
+        self.room_index(id).map(|i| &self.rooms[i])
+    }
+
+    /// A door by id.
+    pub fn door(&self, id: DoorId) -> Option<&Door> {
+        self.door_index(id).map(|i| &self.doors[i])
+    }
+
+    /// Rooms a right to which opens door `door` (by index).
+    #[inline]
+    pub fn reach(&self, door: usize) -> &RoomSet {
+        &self.reach[door]
+    }
+
+    /// Doors (by index) on the way to room `room` (by index), outermost first, its own last.
+    pub fn way(&self, room: usize) -> &[usize] {
+        &self.way[room]
+    }
+
+    /// Whether door `door` (by index) is on the way to the shelter.
+    #[inline]
+    pub fn on_shelter_route(&self, door: usize) -> bool {
+        self.shelter_route[door]
+    }
+
+    /// The anti-passback pair of door `door` (by index) and whether it is the entry reader.
+    #[inline]
+    pub fn passback(&self, door: usize) -> Option<(usize, bool)> {
+        self.passback[door]
+    }
+
+    /// Rooms (by index) in a set of zones and rooms.
+    pub fn room_set(&self, zones: &[ZoneId], rooms: &[RoomId]) -> RoomSet {
+        let mut set = RoomSet::with_capacity(self.rooms.len());
+        for (i, r) in self.rooms.iter().enumerate() {
+            if rooms.contains(&r.id) || r.zones.iter().any(|z| zones.contains(z)) {
+                set.insert(i);
+            }
+        }
+        set
+    }
+
+    /// The instant a local date and wall-clock time happen at the site. In the spring-forward
+    /// gap the time does not exist and the first instant after it is taken; in the autumn
+    /// overlap, the earlier of the two.
+    pub fn local_instant(&self, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
+        let naive = date.and_time(time);
+        let mut probe = naive;
+        for _ in 0..4 {
+            if let Some(t) = self.timezone.from_local_datetime(&probe).earliest() {
+                return t.with_timezone(&Utc);
+            }
+            probe += chrono::Duration::minutes(30);
+        }
+        naive.and_utc()
+    }
+}

@@ -1,0 +1,333 @@
+//! The gateway's state: the site, the store and the decision snapshot, changed together.
+//!
+//! Every change is validated against the site and the current data, committed to the store with
+//! its audit entry (atomic, durable), and only then applied to the snapshot, so the snapshot
+//! always equals what a restart would rebuild from the store. Decisions are appended to the
+//! audit log, durably, before they are returned to whoever tells the door.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::access::{decide, Decision, Snapshot, Tap};
+use crate::domain::{
+    Booking, BookingError, BookingKey, BookingStatus, Credential, CredentialRecord, Member,
+    MemberId, MemberStatus, PlanId, RoomId, Site, SiteMode,
+};
+use crate::store::{Actor, AuditEntry, AuditEvent, Change, Store, StoreError};
+
+/// Why a change was refused. Nothing is written when one of these is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A member with this id exists.
+    #[error("member {0} already exists")]
+    MemberExists(MemberId),
+    /// No member with this id.
+    #[error("there is no member {0}")]
+    UnknownMember(MemberId),
+    /// Another member has this e-mail address.
+    #[error("member {0} already has the e-mail address {1}")]
+    EmailTaken(MemberId, String),
+    /// The plan is not in the site file.
+    #[error("there is no plan {0} in the site file")]
+    UnknownPlan(PlanId),
+    /// The room is not in the site file.
+    #[error("there is no room {0} in the site file")]
+    UnknownRoom(RoomId),
+    /// The credential is held by someone.
+    #[error("{0} is already issued to member {1}; revoke it first")]
+    CredentialTaken(Credential, MemberId),
+    /// The credential was never issued.
+    #[error("{0} was never issued")]
+    UnknownCredential(Credential),
+    /// The credential is already revoked.
+    #[error("{0} is already revoked")]
+    AlreadyRevoked(Credential),
+    /// The booking is inconsistent.
+    #[error("invalid booking: {0}")]
+    Booking(#[from] BookingError),
+    /// No booking with this key.
+    #[error("there is no booking {0}")]
+    UnknownBooking(BookingKey),
+    /// A validity window that ends before it starts.
+    #[error("a membership cannot end before it starts")]
+    Validity,
+}
+
+/// The gateway's state.
+pub struct Gateway {
+    store: Arc<dyn Store>,
+    snapshot: Snapshot,
+}
+
+impl Gateway {
+    /// Opens the gateway on a store: brings the stored plans and leases in line with the site
+    /// file (each difference audited) and builds the decision snapshot from the store.
+    pub fn open(
+        site: Arc<Site>,
+        store: Arc<dyn Store>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, GatewayError> {
+        let mut changes = Vec::new();
+        let mut said = Vec::new();
+        let stored_plans = store.plans()?;
+        for p in &site.plans {
+            if !stored_plans.contains(p) {
+                changes.push(Change::Plan(p.clone()));
+                said.push(format!("plan {} set from the site file", p.id));
+            }
+        }
+        for p in stored_plans
+            .iter()
+            .filter(|p| !site.plans.iter().any(|s| s.id == p.id))
+        {
+            changes.push(Change::RemovePlan(p.id));
+            said.push(format!(
+                "plan {} removed (no longer in the site file)",
+                p.id
+            ));
+        }
+        let stored_leases = store.leases()?;
+        for l in &site.leases {
+            if !stored_leases.contains(l) {
+                changes.push(Change::Lease(l.clone()));
+                said.push(format!("lease {} set from the site file", l.id));
+            }
+        }
+        for l in stored_leases
+            .iter()
+            .filter(|l| !site.leases.iter().any(|s| s.id == l.id))
+        {
+            changes.push(Change::RemoveLease(l.id));
+            said.push(format!(
+                "lease {} removed (no longer in the site file)",
+                l.id
+            ));
+        }
+        if !changes.is_empty() {
+            store.commit(
+                &changes,
+                &AuditEntry::change(now, Actor::System, said.join("; ")),
+            )?;
+        }
+        let snapshot = Snapshot::build(
+            site,
+            store.members()?,
+            store.credentials()?,
+            store.plans()?,
+            store.leases()?,
+            store.bookings()?,
+        );
+        for w in snapshot.warnings() {
+            tracing::warn!(warning = %w, "stored data the site cannot honour");
+        }
+        Ok(Gateway { store, snapshot })
+    }
+
+    /// The snapshot decisions are made on.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// The store.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    fn check_member(&self, m: &Member) -> Result<(), GatewayError> {
+        if let Some(p) = m.plan {
+            if self.snapshot.plan_def(p).is_none() {
+                return Err(GatewayError::UnknownPlan(p));
+            }
+        }
+        if let (Some(a), Some(b)) = (m.valid_from, m.valid_until) {
+            if b <= a {
+                return Err(GatewayError::Validity);
+            }
+        }
+        if let Some(e) = &m.email {
+            if let Some(other) = self
+                .store
+                .members()?
+                .into_iter()
+                .find(|o| o.id != m.id && o.email.as_ref() == Some(e))
+            {
+                return Err(GatewayError::EmailTaken(other.id, e.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, change: Change, audit: AuditEntry) -> Result<(), GatewayError> {
+        self.store.commit(std::slice::from_ref(&change), &audit)?;
+        match change {
+            Change::Member(m) => self.snapshot.upsert_member(m),
+            Change::Credential(c) => self.snapshot.upsert_credential(c),
+            Change::Booking(b) => self.snapshot.upsert_booking(b),
+            Change::Plan(_) | Change::RemovePlan(_) => self.snapshot.set_plans(self.store.plans()?),
+            Change::Lease(_) | Change::RemoveLease(_) => {
+                self.snapshot.set_leases(self.store.leases()?)
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a new member.
+    pub fn add_member(
+        &mut self,
+        m: Member,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), GatewayError> {
+        if self.store.member(m.id)?.is_some() {
+            return Err(GatewayError::MemberExists(m.id));
+        }
+        self.check_member(&m)?;
+        let audit = AuditEntry::change(now, actor, format!("member {} added", m.id));
+        self.commit(Change::Member(m), audit)
+    }
+
+    /// Suspends a member (rights kept, doors shut) or lifts the suspension (`reason = None`).
+    pub fn set_suspended(
+        &mut self,
+        id: MemberId,
+        reason: Option<String>,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), GatewayError> {
+        let mut m = self
+            .store
+            .member(id)?
+            .ok_or(GatewayError::UnknownMember(id))?;
+        let summary = match &reason {
+            Some(r) => format!("member {id} suspended: {r}"),
+            None => format!("member {id} suspension lifted"),
+        };
+        m.status = match reason {
+            Some(reason) => MemberStatus::Suspended { reason },
+            None => MemberStatus::Active,
+        };
+        self.commit(Change::Member(m), AuditEntry::change(now, actor, summary))
+    }
+
+    /// Issues a credential to a member.
+    pub fn add_credential(
+        &mut self,
+        member: MemberId,
+        credential: Credential,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), GatewayError> {
+        if self.store.member(member)?.is_none() {
+            return Err(GatewayError::UnknownMember(member));
+        }
+        if let Some(old) = self.store.credential(&credential)? {
+            if old.revoked_at.is_none() {
+                return Err(GatewayError::CredentialTaken(credential, old.member));
+            }
+        }
+        let rec = CredentialRecord {
+            credential,
+            member,
+            issued_at: now,
+            revoked_at: None,
+        };
+        let audit = AuditEntry::change(now, actor, format!("{credential} issued to {member}"));
+        self.commit(Change::Credential(rec), audit)
+    }
+
+    /// Revokes a credential; it stays known, so taps with it are reported as revoked.
+    pub fn revoke_credential(
+        &mut self,
+        credential: Credential,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), GatewayError> {
+        let mut rec = self
+            .store
+            .credential(&credential)?
+            .ok_or(GatewayError::UnknownCredential(credential))?;
+        if rec.revoked_at.is_some() {
+            return Err(GatewayError::AlreadyRevoked(credential));
+        }
+        rec.revoked_at = Some(now);
+        let audit = AuditEntry::change(
+            now,
+            actor,
+            format!("{credential} of {} revoked", rec.member),
+        );
+        self.commit(Change::Credential(rec), audit)
+    }
+
+    /// Adds or replaces a booking (idempotent by source and external id).
+    pub fn upsert_booking(
+        &mut self,
+        b: Booking,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), GatewayError> {
+        b.validate()?;
+        if self.snapshot.site().room(b.room).is_none() {
+            return Err(GatewayError::UnknownRoom(b.room));
+        }
+        for m in b.people() {
+            if self.store.member(m)?.is_none() {
+                return Err(GatewayError::UnknownMember(m));
+            }
+        }
+        let verb = if self.store.booking(&b.key)?.is_some() {
+            "updated"
+        } else {
+            "added"
+        };
+        let audit = AuditEntry::change(
+            now,
+            actor,
+            format!("booking {} {verb} ({} in {})", b.key, b.title, b.room),
+        );
+        self.commit(Change::Booking(b), audit)
+    }
+
+    /// Cancels a booking: it stays stored, marked cancelled, and opens nothing from now on.
+    pub fn cancel_booking(
+        &mut self,
+        key: &BookingKey,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), GatewayError> {
+        let mut b = self
+            .store
+            .booking(key)?
+            .ok_or_else(|| GatewayError::UnknownBooking(key.clone()))?;
+        b.status = BookingStatus::Cancelled;
+        let audit = AuditEntry::change(now, actor, format!("booking {key} cancelled"));
+        self.commit(Change::Booking(b), audit)
+    }
+
+    /// Switches the site mode, audited.
+    pub fn set_mode(
+        &mut self,
+        mode: SiteMode,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), GatewayError> {
+        self.store.append_audit(&[AuditEntry {
+            at: now,
+            actor,
+            event: AuditEvent::Mode { mode },
+        }])?;
+        self.snapshot.set_mode(mode);
+        Ok(())
+    }
+
+    /// Decides a tap, writes the decision to the audit log (durable), then returns it.
+    pub fn decide(&mut self, tap: &Tap, now: DateTime<Utc>) -> Result<Decision, GatewayError> {
+        let d = decide(&self.snapshot, tap, now);
+        self.store.append_audit(&[AuditEntry::decision(&d)])?;
+        self.snapshot.record(&d);
+        Ok(d)
+    }
+}

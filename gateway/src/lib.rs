@@ -1,0 +1,17 @@
+//! Kombinat gateway: the access and occupancy gateway of the Kherson Centre of Creative Industries.
+//!
+//! Layout:
+//! - [`domain`]: the building's language as validated types (site, members, bookings, …);
+//! - [`site_file`]: the TOML site file, loaded with every error reported in place;
+//! - [`access`]: the pure access decision over an indexed [`access::Snapshot`];
+//! - [`store`]: persistence behind one trait, on sled or in memory, with the audit log;
+//! - [`gateway`]: the service that ties store, snapshot and audit together, one change at a time;
+//! - [`cli`]: the `kombinat` command line.
+#![forbid(unsafe_code)]
+
+pub mod access;
+pub mod cli;
+pub mod domain;
+pub mod gateway;
+pub mod site_file;
+pub mod store;

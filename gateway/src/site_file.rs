@@ -1,0 +1,591 @@
+//! Loading the site file (TOML): every error is reported, each with its line and column.
+//!
+//! The file has one `[site]` table, an optional `[access]` and `[calendar]`, and arrays of
+//! tables `[[floors]]`, `[[zones]]`, `[[rooms]]`, `[[doors]]`, `[[anti_passback]]`, `[[plans]]`
+//! and `[[leases]]`. `deploy/site.example.toml` describes the Kherson Centre and documents every
+//! field. Each entry is read on its own, so one bad room does not hide the errors of the next;
+//! then references between entries (a door into an unknown room, a plan naming an unknown
+//! zone) are checked, again reporting all of them.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chrono::{NaiveDate, NaiveTime};
+use chrono_tz::Tz;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::domain::site::SiteParts;
+use crate::domain::{
+    AccessPolicy, AntiPassback, CertId, Door, DoorId, Floor, FloorId, Lease, Plan, Room, RoomId,
+    RoomKind, Site, WeeklySchedule, Zone, ZoneId,
+};
+
+/// One problem in the site file, with its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteProblem {
+    /// 1-based line, if known.
+    pub line: usize,
+    /// 1-based column, if known.
+    pub column: usize,
+    /// What is wrong, as a sentence.
+    pub message: String,
+}
+
+/// Why the site file could not be loaded: every problem found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteFileError {
+    /// The file, for messages.
+    pub path: PathBuf,
+    /// Every problem, in file order.
+    pub problems: Vec<SiteProblem>,
+}
+
+impl fmt::Display for SiteFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the site file {} has {} problem{}:",
+            self.path.display(),
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(
+                f,
+                "\n  {}:{}:{}: {}",
+                self.path.display(),
+                p.line,
+                p.column,
+                p.message
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SiteFileError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    site: Spanned<toml::Table>,
+    access: Option<Spanned<toml::Table>>,
+    calendar: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    floors: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
+    zones: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
+    rooms: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
+    doors: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
+    anti_passback: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
+    plans: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
+    leases: Vec<Spanned<toml::Table>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    name: String,
+    timezone: String,
+    shelter: Option<RoomId>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccess {
+    booking_grace_before_min: Option<u32>,
+    booking_grace_after_min: Option<u32>,
+    check_in: Option<String>,
+    check_out: Option<String>,
+    default_unlock_ms: Option<u32>,
+    default_held_open_s: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCalendar {
+    #[serde(default)]
+    holidays: Vec<NaiveDate>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoom {
+    id: RoomId,
+    name: String,
+    floor: FloorId,
+    #[serde(default)]
+    zones: Vec<ZoneId>,
+    kind: RoomKind,
+    capacity: Option<u32>,
+    #[serde(default)]
+    certifications: Vec<CertId>,
+    /// `[x, y, width, height]` in metres, for rectangular rooms.
+    rect: Option<[f32; 4]>,
+    /// Corners `[[x, y], …]` in metres, for other shapes.
+    shape: Option<Vec<[f32; 2]>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDoor {
+    id: DoorId,
+    name: String,
+    /// A room id, or "outside".
+    from: String,
+    into: RoomId,
+    unlock_ms: Option<u32>,
+    #[serde(default)]
+    egress: bool,
+    held_open_s: Option<u32>,
+    public_hours: Option<WeeklySchedule>,
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+struct Problems<'a> {
+    text: &'a str,
+    list: Vec<(usize, SiteProblem)>,
+}
+
+impl Problems<'_> {
+    fn at(&mut self, offset: usize, message: impl Into<String>) {
+        let (line, column) = line_col(self.text, offset);
+        self.list.push((
+            offset,
+            SiteProblem {
+                line,
+                column,
+                message: message.into(),
+            },
+        ));
+    }
+
+    /// Reads one entry into its typed form, reporting a failure at the entry.
+    fn entry<T: DeserializeOwned>(&mut self, what: &str, e: &Spanned<toml::Table>) -> Option<T> {
+        match toml::Value::Table(e.get_ref().clone()).try_into::<T>() {
+            Ok(v) => Some(v),
+            Err(err) => {
+                let id = e
+                    .get_ref()
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .map(|s| format!(" {s:?}"))
+                    .unwrap_or_default();
+                self.at(
+                    e.span().start,
+                    format!("{what}{id}: {}", err.message().trim()),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Reads and checks a site file.
+pub fn load(path: &Path) -> Result<Site, SiteFileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SiteFileError {
+        path: path.to_path_buf(),
+        problems: vec![SiteProblem {
+            line: 0,
+            column: 0,
+            message: format!("cannot read it: {e}"),
+        }],
+    })?;
+    parse(&text).map_err(|problems| SiteFileError {
+        path: path.to_path_buf(),
+        problems,
+    })
+}
+
+/// Parses and checks the text of a site file.
+pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
+    let mut p = Problems {
+        text,
+        list: Vec::new(),
+    };
+    let raw: RawFile = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let offset = e.span().map_or(0, |s| s.start);
+            p.at(offset, e.message().trim().to_string());
+            return Err(p.list.into_iter().map(|(_, x)| x).collect());
+        }
+    };
+
+    let site: Option<RawSite> = p.entry("[site]", &raw.site);
+    let timezone = site.as_ref().and_then(|s| match s.timezone.parse::<Tz>() {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            p.at(
+                raw.site.span().start,
+                format!(
+                    "[site]: unknown time zone {:?} (use an IANA name such as \"Europe/Kyiv\")",
+                    s.timezone
+                ),
+            );
+            None
+        }
+    });
+
+    let mut access = AccessPolicy::default();
+    let mut default_unlock_ms = 5000;
+    let mut default_held_open_s = 30;
+    if let Some(a) = &raw.access {
+        if let Some(ra) = p.entry::<RawAccess>("[access]", a) {
+            access.booking_grace_before_min = ra.booking_grace_before_min.unwrap_or(15);
+            access.booking_grace_after_min = ra.booking_grace_after_min.unwrap_or(15);
+            for (field, value, slot) in [
+                ("check_in", &ra.check_in, &mut access.check_in),
+                ("check_out", &ra.check_out, &mut access.check_out),
+            ] {
+                if let Some(v) = value {
+                    match NaiveTime::parse_from_str(v, "%H:%M") {
+                        Ok(t) => *slot = t,
+                        Err(_) => p.at(
+                            a.span().start,
+                            format!("[access]: {field} {v:?} is not a time such as \"14:00\""),
+                        ),
+                    }
+                }
+            }
+            default_unlock_ms = ra.default_unlock_ms.unwrap_or(default_unlock_ms);
+            default_held_open_s = ra.default_held_open_s.unwrap_or(default_held_open_s);
+        }
+    }
+    let holidays: BTreeSet<NaiveDate> = raw
+        .calendar
+        .as_ref()
+        .and_then(|c| p.entry::<RawCalendar>("[calendar]", c))
+        .map(|c| c.holidays.into_iter().collect())
+        .unwrap_or_default();
+
+    let floors: Vec<(usize, Floor)> = raw
+        .floors
+        .iter()
+        .filter_map(|e| Some((e.span().start, p.entry::<Floor>("floor", e)?)))
+        .collect();
+    let zones: Vec<(usize, Zone)> = raw
+        .zones
+        .iter()
+        .filter_map(|e| Some((e.span().start, p.entry::<Zone>("zone", e)?)))
+        .collect();
+    let rooms: Vec<(usize, RawRoom)> = raw
+        .rooms
+        .iter()
+        .filter_map(|e| Some((e.span().start, p.entry::<RawRoom>("room", e)?)))
+        .collect();
+    let doors: Vec<(usize, RawDoor)> = raw
+        .doors
+        .iter()
+        .filter_map(|e| Some((e.span().start, p.entry::<RawDoor>("door", e)?)))
+        .collect();
+    let pairs: Vec<(usize, AntiPassback)> = raw
+        .anti_passback
+        .iter()
+        .filter_map(|e| Some((e.span().start, p.entry("anti_passback pair", e)?)))
+        .collect();
+    let plans: Vec<(usize, Plan)> = raw
+        .plans
+        .iter()
+        .filter_map(|e| Some((e.span().start, p.entry::<Plan>("plan", e)?)))
+        .collect();
+    let leases: Vec<(usize, Lease)> = raw
+        .leases
+        .iter()
+        .filter_map(|e| Some((e.span().start, p.entry::<Lease>("lease", e)?)))
+        .collect();
+
+    // Duplicates and references.
+    fn unique<'x, K: std::hash::Hash + Eq + fmt::Display + Copy + 'x>(
+        p: &mut Problems,
+        what: &str,
+        items: impl Iterator<Item = (usize, K)>,
+    ) -> HashSet<K> {
+        let mut seen = HashSet::new();
+        for (at, id) in items {
+            if !seen.insert(id) {
+                p.at(
+                    at,
+                    format!("{what} {id:?} is defined twice", id = id.to_string()),
+                );
+            }
+        }
+        seen
+    }
+    let floor_ids = unique(&mut p, "floor", floors.iter().map(|(a, f)| (*a, f.id)));
+    let zone_ids = unique(&mut p, "zone", zones.iter().map(|(a, z)| (*a, z.id)));
+    let room_ids = unique(&mut p, "room", rooms.iter().map(|(a, r)| (*a, r.id)));
+    let door_ids = unique(&mut p, "door", doors.iter().map(|(a, d)| (*a, d.id)));
+    unique(&mut p, "plan", plans.iter().map(|(a, x)| (*a, x.id)));
+    unique(&mut p, "lease", leases.iter().map(|(a, x)| (*a, x.id)));
+
+    let mut site_rooms = Vec::new();
+    for (at, r) in rooms {
+        if !floor_ids.contains(&r.floor) {
+            p.at(
+                at,
+                format!(
+                    "room {:?}: unknown floor {:?}",
+                    r.id.to_string(),
+                    r.floor.to_string()
+                ),
+            );
+        }
+        for z in &r.zones {
+            if !zone_ids.contains(z) {
+                p.at(
+                    at,
+                    format!(
+                        "room {:?}: unknown zone {:?}",
+                        r.id.to_string(),
+                        z.to_string()
+                    ),
+                );
+            }
+        }
+        if r.capacity == Some(0) {
+            p.at(
+                at,
+                format!(
+                    "room {:?}: a capacity of 0 would lock everyone out; leave it out for no limit",
+                    r.id.to_string()
+                ),
+            );
+        }
+        let shape = match (r.rect, r.shape) {
+            (Some(_), Some(_)) => {
+                p.at(
+                    at,
+                    format!(
+                        "room {:?}: give either rect or shape, not both",
+                        r.id.to_string()
+                    ),
+                );
+                Vec::new()
+            }
+            (Some([x, y, w, h]), None) => {
+                if w <= 0.0 || h <= 0.0 {
+                    p.at(
+                        at,
+                        format!(
+                            "room {:?}: rect needs a positive width and height",
+                            r.id.to_string()
+                        ),
+                    );
+                }
+                vec![[x, y], [x + w, y], [x + w, y + h], [x, y + h]]
+            }
+            (None, Some(s)) => {
+                if s.len() < 3 {
+                    p.at(
+                        at,
+                        format!(
+                            "room {:?}: a shape needs at least three corners",
+                            r.id.to_string()
+                        ),
+                    );
+                }
+                s
+            }
+            (None, None) => Vec::new(),
+        };
+        site_rooms.push(Room {
+            id: r.id,
+            name: r.name,
+            floor: r.floor,
+            zones: r.zones,
+            kind: r.kind,
+            capacity: r.capacity,
+            certifications: r.certifications,
+            shape,
+        });
+    }
+
+    let mut site_doors = Vec::new();
+    for (at, d) in doors {
+        let from = if d.from == "outside" {
+            None
+        } else {
+            match RoomId::parse(&d.from) {
+                Ok(r) if room_ids.contains(&r) => Some(r),
+                _ => {
+                    p.at(
+                        at,
+                        format!(
+                            "door {:?}: from {:?} is neither a room nor \"outside\"",
+                            d.id.to_string(),
+                            d.from
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+        if !room_ids.contains(&d.into) {
+            p.at(
+                at,
+                format!(
+                    "door {:?}: into unknown room {:?}",
+                    d.id.to_string(),
+                    d.into.to_string()
+                ),
+            );
+        }
+        if from == Some(d.into) {
+            p.at(
+                at,
+                format!(
+                    "door {:?}: leads from a room into the same room",
+                    d.id.to_string()
+                ),
+            );
+        }
+        let unlock_ms = d.unlock_ms.unwrap_or(default_unlock_ms);
+        if !(500..=60_000).contains(&unlock_ms) {
+            p.at(
+                at,
+                format!(
+                    "door {:?}: unlock_ms {unlock_ms} is outside 500..60000",
+                    d.id.to_string()
+                ),
+            );
+        }
+        site_doors.push(Door {
+            id: d.id,
+            name: d.name,
+            from,
+            into: d.into,
+            unlock_ms,
+            egress: d.egress,
+            held_open_s: d.held_open_s.unwrap_or(default_held_open_s),
+            public_hours: d.public_hours,
+        });
+    }
+
+    let mut anti_passback = Vec::new();
+    let mut paired = HashSet::new();
+    for (at, pair) in pairs {
+        for door in [pair.entry, pair.exit] {
+            if !door_ids.contains(&door) {
+                p.at(
+                    at,
+                    format!("anti_passback pair: unknown door {:?}", door.to_string()),
+                );
+            }
+            if !paired.insert(door) {
+                p.at(
+                    at,
+                    format!(
+                        "anti_passback pair: door {:?} is already in a pair",
+                        door.to_string()
+                    ),
+                );
+            }
+        }
+        anti_passback.push(pair);
+    }
+
+    for (at, plan) in &plans {
+        if plan.grants.is_empty() {
+            p.at(
+                *at,
+                format!("plan {:?}: grants nothing", plan.id.to_string()),
+            );
+        }
+        for g in &plan.grants {
+            for z in &g.zones {
+                if !zone_ids.contains(z) {
+                    p.at(
+                        *at,
+                        format!(
+                            "plan {:?}: unknown zone {:?}",
+                            plan.id.to_string(),
+                            z.to_string()
+                        ),
+                    );
+                }
+            }
+            for r in &g.rooms {
+                if !room_ids.contains(r) {
+                    p.at(
+                        *at,
+                        format!(
+                            "plan {:?}: unknown room {:?}",
+                            plan.id.to_string(),
+                            r.to_string()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    for (at, lease) in &leases {
+        if !room_ids.contains(&lease.room) {
+            p.at(
+                *at,
+                format!(
+                    "lease {:?}: unknown room {:?}",
+                    lease.id.to_string(),
+                    lease.room.to_string()
+                ),
+            );
+        }
+        if let (Some(a), Some(b)) = (lease.from, lease.until) {
+            if b <= a {
+                p.at(
+                    *at,
+                    format!("lease {:?}: ends before it starts", lease.id.to_string()),
+                );
+            }
+        }
+    }
+    let shelter = site.as_ref().and_then(|s| s.shelter);
+    if let Some(s) = shelter {
+        if !room_ids.contains(&s) {
+            p.at(
+                raw.site.span().start,
+                format!("[site]: shelter {:?} is not a room", s.to_string()),
+            );
+        }
+    }
+
+    if !p.list.is_empty() {
+        p.list.sort_by_key(|(at, _)| *at);
+        return Err(p.list.into_iter().map(|(_, x)| x).collect());
+    }
+    let (Some(site), Some(timezone)) = (site, timezone) else {
+        return Err(vec![SiteProblem {
+            line: 1,
+            column: 1,
+            message: "[site] needs a name and a time zone".into(),
+        }]);
+    };
+    Ok(Site::assemble(SiteParts {
+        name: site.name,
+        timezone,
+        floors: floors.into_iter().map(|(_, f)| f).collect(),
+        zones: zones.into_iter().map(|(_, z)| z).collect(),
+        rooms: site_rooms,
+        doors: site_doors,
+        access,
+        holidays,
+        shelter,
+        anti_passback,
+        plans: plans.into_iter().map(|(_, x)| x).collect(),
+        leases: leases.into_iter().map(|(_, x)| x).collect(),
+    }))
+}

@@ -1,0 +1,258 @@
+//! The contract every [`Store`] keeps, run against sled (in a temp dir) and the memory store.
+#![cfg(test)]
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use super::*;
+use crate::domain::{
+    BookingKind, BookingStatus, CardId, ExternalId, Pin, PlanGrant, RoomId, SourceId,
+    WeeklySchedule, Window,
+};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 26, 9, 0, 0).unwrap()
+}
+
+fn member(id: &str) -> Member {
+    Member::new(MemberId::parse(id).unwrap(), format!("Member {id}"))
+}
+
+fn booking(ext: &str, room: &str) -> Booking {
+    Booking {
+        key: BookingKey {
+            source: SourceId::parse("coworking").unwrap(),
+            external_id: ExternalId::parse(ext).unwrap(),
+        },
+        room: RoomId::parse(room).unwrap(),
+        kind: BookingKind::Meeting,
+        title: "Дизайн-рев'ю".into(),
+        organiser: Some(MemberId::parse("m-1").unwrap()),
+        attendees: vec![MemberId::parse("m-2").unwrap()],
+        window: Window::Timed {
+            start: t0(),
+            end: t0() + Duration::hours(2),
+        },
+        status: BookingStatus::Confirmed,
+    }
+}
+
+fn plan(id: &str) -> Plan {
+    Plan {
+        id: PlanId::parse(id).unwrap(),
+        name: "Coworking day".into(),
+        grants: vec![PlanGrant {
+            zones: vec![],
+            rooms: vec![RoomId::parse("coworking").unwrap()],
+            schedule: WeeklySchedule::parse(["mon-fri 08:00-20:00"]).unwrap(),
+        }],
+        closed_on_holidays: true,
+    }
+}
+
+fn change(summary: &str) -> AuditEntry {
+    AuditEntry::change(t0(), Actor::Cli("test".into()), summary)
+}
+
+/// Everything written comes back exactly, in key order.
+fn records_round_trip(s: &dyn Store) {
+    let mut m1 = member("m-1");
+    m1.email = Some(crate::domain::Email::parse("m1@example.ua").unwrap());
+    let m2 = member("m-2");
+    let card = CredentialRecord {
+        credential: Credential::Card(CardId::parse("04A1B2C3").unwrap()),
+        member: m1.id,
+        issued_at: t0(),
+        revoked_at: None,
+    };
+    let pin = CredentialRecord {
+        credential: Credential::Pin(Pin::parse("4321").unwrap()),
+        member: m2.id,
+        issued_at: t0(),
+        revoked_at: Some(t0()),
+    };
+    let lease = Lease {
+        id: LeaseId::parse("l-1").unwrap(),
+        organisation: crate::domain::OrgId::parse("studio").unwrap(),
+        room: RoomId::parse("office-1").unwrap(),
+        from: Some(t0()),
+        until: None,
+        schedule: None,
+    };
+    let (b1, b2) = (booking("b-2", "meeting-1"), booking("b-1", "meeting-2"));
+    s.commit(
+        &[
+            Change::Member(m2.clone()),
+            Change::Member(m1.clone()),
+            Change::Credential(card.clone()),
+            Change::Credential(pin.clone()),
+            Change::Plan(plan("p-1")),
+            Change::Lease(lease.clone()),
+            Change::Booking(b1.clone()),
+            Change::Booking(b2.clone()),
+        ],
+        &change("seed"),
+    )
+    .unwrap();
+    assert_eq!(s.members().unwrap(), vec![m1.clone(), m2.clone()]);
+    assert_eq!(s.member(m1.id).unwrap(), Some(m1));
+    assert_eq!(s.member(MemberId::parse("m-9").unwrap()).unwrap(), None);
+    assert_eq!(s.credentials().unwrap(), vec![card.clone(), pin.clone()]);
+    assert_eq!(s.credential(&pin.credential).unwrap(), Some(pin));
+    assert_eq!(s.plans().unwrap(), vec![plan("p-1")]);
+    assert_eq!(s.leases().unwrap(), vec![lease]);
+    assert_eq!(s.bookings().unwrap(), vec![b2, b1.clone()]);
+    assert_eq!(s.booking(&b1.key).unwrap(), Some(b1));
+}
+
+/// A change replaces, removes, and always leaves exactly one audit entry.
+fn changes_replace_and_are_audited(s: &dyn Store) {
+    let before = s.audit_len().unwrap();
+    let mut b = booking("x", "meeting-1");
+    s.commit(
+        &[Change::Booking(b.clone()), Change::Plan(plan("p-2"))],
+        &change("add"),
+    )
+    .unwrap();
+    b.status = BookingStatus::Cancelled;
+    s.commit(
+        &[
+            Change::Booking(b.clone()),
+            Change::RemovePlan(plan("p-2").id),
+        ],
+        &change("cancel"),
+    )
+    .unwrap();
+    assert_eq!(s.booking(&b.key).unwrap(), Some(b));
+    assert_eq!(s.bookings().unwrap().len(), 3);
+    assert_eq!(s.plans().unwrap(), vec![plan("p-1")]);
+    assert_eq!(s.audit_len().unwrap(), before + 2);
+    let tail = s.audit_tail(2).unwrap();
+    assert_eq!(tail[0].entry, change("add"));
+    assert_eq!(tail[1].entry, change("cancel"));
+}
+
+/// The log is append-only and time-ordered, even when the clock steps back.
+fn audit_log_is_ordered_and_pages(s: &dyn Store) {
+    let entries: Vec<AuditEntry> = (0..25)
+        .map(|i| {
+            // The clock jumps back by an hour at entry 10.
+            let at = t0() + Duration::seconds(i) - Duration::hours(if i >= 10 { 1 } else { 0 });
+            AuditEntry::change(at, Actor::System, format!("e{i}"))
+        })
+        .collect();
+    let ids = s.append_audit(&entries).unwrap();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.audit_after(after, 7).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|r| r.id);
+        all.extend(page);
+    }
+    assert_eq!(all.len(), 25);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    let texts: Vec<_> = all.iter().map(|r| r.entry.clone()).collect();
+    assert_eq!(
+        texts, entries,
+        "entries come back in the order they were appended"
+    );
+    assert_eq!(
+        s.audit_tail(3)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>(),
+        ids[22..]
+    );
+    assert_eq!(s.audit_tail(1000).unwrap().len(), 25);
+}
+
+fn suite(s: &dyn Store) {
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    records_round_trip(s);
+    changes_replace_and_are_audited(s);
+    s.flush().unwrap();
+}
+
+#[test]
+fn memory_store_keeps_the_contract() {
+    suite(&MemoryStore::new());
+    audit_log_is_ordered_and_pages(&MemoryStore::new());
+}
+
+#[test]
+fn sled_store_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    suite(&SledStore::open(dir.path()).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    audit_log_is_ordered_and_pages(&SledStore::open(dir.path()).unwrap());
+}
+
+#[test]
+fn a_reopened_sled_store_returns_exactly_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (members, bookings, audit) = {
+        let s = SledStore::open(dir.path()).unwrap();
+        suite(&s);
+        s.append_audit(&[change("last words")]).unwrap();
+        (
+            s.members().unwrap(),
+            s.bookings().unwrap(),
+            s.audit_tail(100).unwrap(),
+        )
+    };
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.members().unwrap(), members);
+    assert_eq!(s.bookings().unwrap(), bookings);
+    assert_eq!(s.audit_tail(100).unwrap(), audit);
+    // New entries keep counting after the old ones, even with an earlier clock.
+    let id = s
+        .append_audit(&[AuditEntry::change(
+            t0() - Duration::days(1),
+            Actor::System,
+            "after reopen",
+        )])
+        .unwrap()[0];
+    assert!(id > audit.last().unwrap().id);
+}
+
+#[test]
+fn a_store_from_a_newer_kombinat_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", &(SCHEMA_VERSION + 1).to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    assert!(matches!(
+        SledStore::open(dir.path()),
+        Err(StoreError::NewerSchema { found }) if found == SCHEMA_VERSION + 1
+    ));
+}
+
+#[test]
+fn a_record_that_does_not_decode_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        s.commit(&[Change::Member(member("m-1"))], &change("seed"))
+            .unwrap();
+        s.data.insert("m/m-2", b"{not json".as_slice()).unwrap();
+        s.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    let err = s.members().unwrap_err();
+    assert!(
+        matches!(err, StoreError::Corrupt { tree: "data", .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("m/m-2"));
+    // The good record is still there.
+    assert!(s.member(MemberId::parse("m-1").unwrap()).unwrap().is_some());
+}

@@ -1,0 +1,288 @@
+//! Persistence behind one trait: members, credentials, plans, leases, bookings and the audit log.
+//!
+//! [`Store`] has two implementations that pass the same contract tests (`contract.rs`):
+//! [`SledStore`] on disk (sled 0.34.7, sized for a Raspberry Pi) and [`MemoryStore`] for tests
+//! and tools. Every change goes through [`Store::commit`], which writes the changed records and
+//! their audit entry together, atomically, and returns only once both are durable: there is no
+//! way to change a record without leaving a trace in the log, and a crash leaves either both or
+//! neither. Decisions are appended with [`Store::append_audit`], durable before it returns.
+//!
+//! Audit keys are time-ordered: the microsecond of the entry (never earlier than the previous
+//! key's, so a clock stepping back cannot reorder the log) followed by a sequence number.
+
+mod contract;
+mod memory;
+mod sled_store;
+
+pub use memory::MemoryStore;
+pub use sled_store::SledStore;
+
+use std::fmt;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::access::Decision;
+use crate::domain::{
+    Booking, BookingKey, CardId, Credential, CredentialRecord, DoorId, Lease, LeaseId, Member,
+    MemberId, Plan, PlanId, Reason, SiteMode,
+};
+
+/// The schema version this build writes. Stores written by older builds are migrated at open.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database itself failed (disk, corruption detected by sled).
+    #[error("database error: {0}")]
+    Db(#[from] sled::Error),
+    /// A stored record did not decode; nothing was changed.
+    #[error("stored record {key} in {tree} does not decode: {why}")]
+    Corrupt {
+        /// Which tree.
+        tree: &'static str,
+        /// Which key, printable.
+        key: String,
+        /// The decoder's complaint.
+        why: String,
+    },
+    /// The data was written by a newer Kombinat.
+    #[error("the data directory was written by a newer Kombinat (schema {found}, this build knows up to {SCHEMA_VERSION}); upgrade Kombinat or restore a backup")]
+    NewerSchema {
+        /// The version found.
+        found: u32,
+    },
+    /// The directory holds something that is not a Kombinat store.
+    #[error("the data directory holds data but no schema version: it is not a Kombinat store")]
+    NotAStore,
+    /// A record could not be encoded (a bug, reported rather than hidden).
+    #[error("cannot encode a record: {0}")]
+    Encode(String),
+}
+
+/// Who caused an audit entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", content = "id")]
+pub enum Actor {
+    /// A door reader (for decisions).
+    Door(DoorId),
+    /// A person at the command line (their login name).
+    Cli(String),
+    /// A staff account on the dashboard.
+    Staff(String),
+    /// A booking source.
+    Source(String),
+    /// The gateway itself (start-up sync, schedules).
+    System,
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::Door(d) => write!(f, "door:{d}"),
+            Actor::Cli(u) => write!(f, "cli:{u}"),
+            Actor::Staff(u) => write!(f, "staff:{u}"),
+            Actor::Source(s) => write!(f, "source:{s}"),
+            Actor::System => f.write_str("system"),
+        }
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum AuditEvent {
+    /// An access decision.
+    Decision {
+        /// The reader.
+        door: DoorId,
+        /// The card, when a card was presented (a PIN is never logged).
+        card: Option<CardId>,
+        /// The reason code.
+        reason: Reason,
+        /// Strike release in ms (0 when denied).
+        unlock_ms: u32,
+        /// The member it rests on.
+        member: Option<MemberId>,
+        /// The booking it rests on.
+        booking: Option<BookingKey>,
+    },
+    /// A change to stored data, in words.
+    Change {
+        /// What changed.
+        summary: String,
+    },
+    /// The site mode changed.
+    Mode {
+        /// The new mode.
+        mode: SiteMode,
+    },
+}
+
+/// One audit entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Who caused it.
+    pub actor: Actor,
+    /// What happened.
+    pub event: AuditEvent,
+}
+
+impl AuditEntry {
+    /// The entry for a decision.
+    pub fn decision(d: &Decision) -> Self {
+        AuditEntry {
+            at: d.at,
+            actor: Actor::Door(d.door),
+            event: AuditEvent::Decision {
+                door: d.door,
+                card: match d.credential {
+                    Credential::Card(c) => Some(c),
+                    Credential::Pin(_) => None,
+                },
+                reason: d.reason,
+                unlock_ms: d.unlock_ms,
+                member: d.member,
+                booking: d.booking.as_ref().map(|b| b.key.clone()),
+            },
+        }
+    }
+
+    /// The entry for a change.
+    pub fn change(at: DateTime<Utc>, actor: Actor, summary: impl Into<String>) -> Self {
+        AuditEntry {
+            at,
+            actor,
+            event: AuditEvent::Change {
+                summary: summary.into(),
+            },
+        }
+    }
+}
+
+/// The key of an audit entry: its microsecond, then a sequence number.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct AuditId {
+    /// Microseconds since the Unix epoch (non-decreasing along the log).
+    pub micros: u64,
+    /// Sequence number (strictly increasing along the log).
+    pub seq: u64,
+}
+
+impl AuditId {
+    /// The 16-byte big-endian key, which sorts like the id.
+    pub fn to_key(self) -> [u8; 16] {
+        let mut k = [0u8; 16];
+        k[..8].copy_from_slice(&self.micros.to_be_bytes());
+        k[8..].copy_from_slice(&self.seq.to_be_bytes());
+        k
+    }
+
+    /// Reads a key back.
+    pub fn from_key(k: &[u8]) -> Option<Self> {
+        let k: [u8; 16] = k.try_into().ok()?;
+        let (a, b) = k.split_at(8);
+        Some(AuditId {
+            micros: u64::from_be_bytes(a.try_into().ok()?),
+            seq: u64::from_be_bytes(b.try_into().ok()?),
+        })
+    }
+}
+
+impl fmt::Display for AuditId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.micros, self.seq)
+    }
+}
+
+/// An audit entry with its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Its key.
+    pub id: AuditId,
+    /// The entry.
+    pub entry: AuditEntry,
+}
+
+/// Hands out audit ids in order, shared by both implementations.
+#[derive(Debug, Default)]
+pub(crate) struct AuditClock(Mutex<AuditId>);
+
+impl AuditClock {
+    pub fn starting_after(last: Option<AuditId>) -> Self {
+        AuditClock(Mutex::new(last.unwrap_or(AuditId { micros: 0, seq: 0 })))
+    }
+
+    pub fn next(&self, at: DateTime<Utc>) -> AuditId {
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let micros = u64::try_from(at.timestamp_micros()).unwrap_or(0);
+        *last = AuditId {
+            micros: micros.max(last.micros),
+            seq: last.seq + 1,
+        };
+        *last
+    }
+}
+
+/// One change to stored data.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Add or replace a member.
+    Member(Member),
+    /// Add or replace a credential.
+    Credential(CredentialRecord),
+    /// Add or replace a plan.
+    Plan(Plan),
+    /// Remove a plan.
+    RemovePlan(PlanId),
+    /// Add or replace a lease.
+    Lease(Lease),
+    /// Remove a lease.
+    RemoveLease(LeaseId),
+    /// Add or replace a booking (cancelling is replacing with a cancelled one).
+    Booking(Booking),
+}
+
+/// Persistence for the gateway.
+pub trait Store: Send + Sync {
+    /// Applies changes and their audit entry atomically; durable when it returns.
+    fn commit(&self, changes: &[Change], audit: &AuditEntry) -> Result<AuditId, StoreError>;
+    /// Appends audit entries (decisions) in order; durable when it returns.
+    fn append_audit(&self, entries: &[AuditEntry]) -> Result<Vec<AuditId>, StoreError>;
+    /// A member by id.
+    fn member(&self, id: MemberId) -> Result<Option<Member>, StoreError>;
+    /// Every member, by id.
+    fn members(&self) -> Result<Vec<Member>, StoreError>;
+    /// A credential record.
+    fn credential(&self, c: &Credential) -> Result<Option<CredentialRecord>, StoreError>;
+    /// Every credential record.
+    fn credentials(&self) -> Result<Vec<CredentialRecord>, StoreError>;
+    /// Every plan, by id.
+    fn plans(&self) -> Result<Vec<Plan>, StoreError>;
+    /// Every lease, by id.
+    fn leases(&self) -> Result<Vec<Lease>, StoreError>;
+    /// A booking by key.
+    fn booking(&self, key: &BookingKey) -> Result<Option<Booking>, StoreError>;
+    /// Every booking, by key.
+    fn bookings(&self) -> Result<Vec<Booking>, StoreError>;
+    /// Up to `limit` audit records after `after` (from the start when `None`), oldest first.
+    fn audit_after(
+        &self,
+        after: Option<AuditId>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The last `n` audit records, oldest first.
+    fn audit_tail(&self, n: usize) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Number of audit records.
+    fn audit_len(&self) -> Result<usize, StoreError>;
+    /// The schema version of the data.
+    fn schema_version(&self) -> Result<u32, StoreError>;
+    /// Makes everything written so far durable.
+    fn flush(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,281 @@
+//! The store on sled 0.34.7, configured for a Raspberry Pi.
+//!
+//! Trees: `data` holds every record under a prefix (`m/` members, `c/` credentials, `p/` plans,
+//! `l/` leases, `b/` bookings), as JSON so that records stay readable and migrations can add
+//! fields; `audit` holds the log under 16-byte time-ordered keys; `meta` holds the schema
+//! version. A commit is one sled transaction over `data` and `audit`, followed by a flush.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use super::{
+    AuditClock, AuditEntry, AuditId, AuditRecord, Change, Store, StoreError, SCHEMA_VERSION,
+};
+use crate::domain::{
+    Booking, BookingKey, Credential, CredentialRecord, Lease, Member, MemberId, Plan,
+};
+
+/// Cache for the page cache of sled: small enough for a Pi, large enough for the working set.
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The sled-backed store.
+pub struct SledStore {
+    db: sled::Db,
+    pub(super) data: sled::Tree,
+    audit: sled::Tree,
+    meta: sled::Tree,
+    clock: AuditClock,
+}
+
+fn member_key(id: MemberId) -> Vec<u8> {
+    [b"m/".as_slice(), id.as_str().as_bytes()].concat()
+}
+
+fn credential_key(c: &Credential) -> Vec<u8> {
+    match c {
+        Credential::Card(card) => format!("c/card/{card}").into_bytes(),
+        Credential::Pin(pin) => format!("c/pin/{}", pin.expose()).into_bytes(),
+    }
+}
+
+fn booking_key(k: &BookingKey) -> Vec<u8> {
+    let mut v = b"b/".to_vec();
+    v.extend_from_slice(k.source.as_str().as_bytes());
+    v.push(0);
+    v.extend_from_slice(k.external_id.as_str().as_bytes());
+    v
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Encode(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], v: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+        tree,
+        key: String::from_utf8_lossy(key).into_owned(),
+        why: e.to_string(),
+    })
+}
+
+fn change_kv(c: &Change) -> Result<(Vec<u8>, Option<Vec<u8>>), StoreError> {
+    Ok(match c {
+        Change::Member(m) => (member_key(m.id), Some(encode(m)?)),
+        Change::Credential(r) => (credential_key(&r.credential), Some(encode(r)?)),
+        Change::Plan(p) => (format!("p/{}", p.id).into_bytes(), Some(encode(p)?)),
+        Change::RemovePlan(id) => (format!("p/{id}").into_bytes(), None),
+        Change::Lease(l) => (format!("l/{}", l.id).into_bytes(), Some(encode(l)?)),
+        Change::RemoveLease(id) => (format!("l/{id}").into_bytes(), None),
+        Change::Booking(b) => (booking_key(&b.key), Some(encode(b)?)),
+    })
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`, migrating older data.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .mode(sled::Mode::LowSpace)
+            .flush_every_ms(Some(1000))
+            .open()?;
+        let data = db.open_tree("data")?;
+        let audit = db.open_tree("audit")?;
+        let meta = db.open_tree("meta")?;
+        let store = SledStore {
+            clock: AuditClock::starting_after(
+                audit.last()?.and_then(|(k, _)| AuditId::from_key(&k)),
+            ),
+            db,
+            data,
+            audit,
+            meta,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let found = self.schema_version()?;
+        if found == 0 {
+            if !self.data.is_empty() || !self.audit.is_empty() {
+                return Err(StoreError::NotAStore);
+            }
+        } else if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema { found });
+        }
+        // The migration hook: one step per version, each run once, in order. Version 1 is the
+        // first schema, so there is nothing to convert yet; a step for 1 -> 2 goes here.
+        let mut v = found.max(1);
+        while v < SCHEMA_VERSION {
+            #[allow(clippy::match_single_binding)]
+            match v {
+                _ => {}
+            }
+            v += 1;
+        }
+        if found != SCHEMA_VERSION {
+            self.meta
+                .insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+            self.db.flush()?;
+        }
+        Ok(())
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.data
+            .get(key)?
+            .map(|v| decode("data", key, &v))
+            .transpose()
+    }
+
+    fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
+        self.data
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode("data", &k, &v)
+            })
+            .collect()
+    }
+
+    fn records(
+        &self,
+        iter: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        iter.map(|kv| {
+            let (k, v) = kv?;
+            let id = AuditId::from_key(&k).ok_or_else(|| StoreError::Corrupt {
+                tree: "audit",
+                key: format!("{k:?}"),
+                why: "the key is not 16 bytes".into(),
+            })?;
+            Ok(AuditRecord {
+                id,
+                entry: decode("audit", id.to_string().as_bytes(), &v)?,
+            })
+        })
+        .collect()
+    }
+}
+
+impl Store for SledStore {
+    fn commit(&self, changes: &[Change], audit: &AuditEntry) -> Result<AuditId, StoreError> {
+        let kvs = changes
+            .iter()
+            .map(change_kv)
+            .collect::<Result<Vec<_>, _>>()?;
+        let entry = encode(audit)?;
+        let id = self.clock.next(audit.at);
+        (&self.data, &self.audit)
+            .transaction(|(data, log)| {
+                for (k, v) in &kvs {
+                    match v {
+                        Some(v) => data.insert(k.as_slice(), v.as_slice())?,
+                        None => data.remove(k.as_slice())?,
+                    };
+                }
+                log.insert(&id.to_key(), entry.as_slice())?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => StoreError::Db(e),
+                TransactionError::Abort(()) => StoreError::Encode("transaction aborted".into()),
+            })?;
+        self.db.flush()?;
+        Ok(id)
+    }
+
+    fn append_audit(&self, entries: &[AuditEntry]) -> Result<Vec<AuditId>, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut ids = Vec::with_capacity(entries.len());
+        for e in entries {
+            let id = self.clock.next(e.at);
+            batch.insert(&id.to_key(), encode(e)?);
+            ids.push(id);
+        }
+        self.audit.apply_batch(batch)?;
+        self.audit.flush()?;
+        Ok(ids)
+    }
+
+    fn member(&self, id: MemberId) -> Result<Option<Member>, StoreError> {
+        self.get(&member_key(id))
+    }
+
+    fn members(&self) -> Result<Vec<Member>, StoreError> {
+        self.scan(b"m/")
+    }
+
+    fn credential(&self, c: &Credential) -> Result<Option<CredentialRecord>, StoreError> {
+        self.get(&credential_key(c))
+    }
+
+    fn credentials(&self) -> Result<Vec<CredentialRecord>, StoreError> {
+        self.scan(b"c/")
+    }
+
+    fn plans(&self) -> Result<Vec<Plan>, StoreError> {
+        self.scan(b"p/")
+    }
+
+    fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        self.scan(b"l/")
+    }
+
+    fn booking(&self, key: &BookingKey) -> Result<Option<Booking>, StoreError> {
+        self.get(&booking_key(key))
+    }
+
+    fn bookings(&self) -> Result<Vec<Booking>, StoreError> {
+        self.scan(b"b/")
+    }
+
+    fn audit_after(
+        &self,
+        after: Option<AuditId>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let iter = match after {
+            Some(a) => self.audit.range((
+                std::ops::Bound::Excluded(a.to_key().to_vec()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.audit.iter(),
+        };
+        self.records(iter.take(limit))
+    }
+
+    fn audit_tail(&self, n: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut v = self.records(self.audit.iter().rev().take(n))?;
+        v.reverse();
+        Ok(v)
+    }
+
+    fn audit_len(&self) -> Result<usize, StoreError> {
+        Ok(self.audit.len())
+    }
+
+    fn schema_version(&self) -> Result<u32, StoreError> {
+        match self.meta.get("schema_version")? {
+            None => Ok(0),
+            Some(v) => {
+                let b: [u8; 4] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    tree: "meta",
+                    key: "schema_version".into(),
+                    why: "not 4 bytes".into(),
+                })?;
+                Ok(u32::from_be_bytes(b))
+            }
+        }
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
