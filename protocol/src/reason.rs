@@ -54,6 +54,8 @@ reasons! {
     Plan = "allow.plan", true;
     /// The door stands open to the public at this hour.
     PublicHours = "allow.public_hours", true;
+    /// The reader is on the way out (it leads towards the street): every member may leave.
+    Exit = "allow.exit", true;
     /// Shelter mode: the door is on the way to the shelter and opens for everyone.
     Shelter = "allow.shelter", true;
     /// Emergency mode: the door is an egress door and is released.

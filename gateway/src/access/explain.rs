@@ -79,6 +79,12 @@ pub fn explain(s: &Snapshot, d: &Decision) -> String {
             door.and_then(|x| x.public_hours.as_ref())
                 .map_or_else(String::new, |h| h.to_string())
         ),
+        Reason::Exit => format!(
+            "{who} is leaving {}: exit readers let every member out",
+            door.and_then(|x| x.from)
+                .and_then(|r| site.room(r))
+                .map_or("the room", |r| r.name.as_str())
+        ),
         Reason::Shelter => "shelter mode: this door is on the way to the shelter".to_string(),
         Reason::Emergency => "emergency mode: egress doors are released".to_string(),
         Reason::UnknownDoor => {

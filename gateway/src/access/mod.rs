@@ -9,7 +9,8 @@
 //! [`Snapshot::record`] (for anti-passback).
 //!
 //! [`decide`] checks, in this order: the door, the credential, the member, emergency release,
-//! the member's status and validity, the staff role, lockdown, shelter mode, then the rights
+//! the member's status and validity, the staff role, lockdown, shelter mode, exit readers (any
+//! member may leave, anti-passback permitting), then the rights
 //! (booking, stay, event, guest pass, lease, plan, public hours: the most specific is reported),
 //! then the conditions on the room behind the door (certification, capacity) and anti-passback.
 //! The first that settles it gives the one reason code.
@@ -133,6 +134,18 @@ pub fn decide(s: &Snapshot, tap: &Tap, now: DateTime<Utc>) -> Decision {
     }
     if s.mode() == SiteMode::Shelter && site.on_shelter_route(di) {
         settle(&mut d, Reason::Shelter);
+        return d;
+    }
+
+    // Leaving is never a matter of rights; anti-passback still counts the passage.
+    if site.is_exit(di) {
+        let reason = match site.passback(di) {
+            Some((pair, is_entry)) if s.inside(member.id, pair) == Some(is_entry) => {
+                Reason::AntiPassback
+            }
+            _ => Reason::Exit,
+        };
+        settle(&mut d, reason);
         return d;
     }
 

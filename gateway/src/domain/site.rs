@@ -2,8 +2,9 @@
 //!
 //! A [`Site`] is built once from the site file (`crate::site_file`) and never changes while the
 //! gateway runs. Building it works out, for every room, the doors on the way to it from outside
-//! (along the shortest route through the door graph), so that a right to a room opens exactly
-//! those doors and the room's own.
+//! (along the shortest routes through the door graph), so that a right to a room opens every
+//! door into the room and the doors on the way to it. Readers that lead from a room towards the
+//! street are exit readers: they let any member out.
 
 use std::collections::BTreeSet;
 
@@ -225,6 +226,8 @@ pub struct Site {
     shelter_route: Vec<bool>,
     /// Per door: the anti-passback pair it belongs to and whether it is the entry.
     passback: Vec<Option<(usize, bool)>>,
+    /// Per door: whether it is an exit reader (leads towards the street).
+    exit: Vec<bool>,
 }
 
 /// The parts a site is assembled from (what the site file holds, already checked for references).
@@ -293,24 +296,43 @@ impl Site {
             None => Some(0),
             Some(r) => room_index.get(&r).map(|&i| dist[i]),
         };
-        // The way to a room: its own doors, then the doors into every room one step closer to
-        // outside that such a door comes from, and so on back to the street.
+        // An exit reader leads from a room to one closer to the street.
+        let exit: Vec<bool> = p
+            .doors
+            .iter()
+            .map(|d| match (room_dist(d.from), room_dist(Some(d.into))) {
+                (Some(f), Some(i)) => d.from.is_some() && f != u32::MAX && f > i,
+                _ => false,
+            })
+            .collect();
+        // The way to a room: every door into it (exit readers aside), then the doors into each room one step closer
+        // to outside that such a door comes from (shortest routes only), back to the street.
+        let on_shortest = |d: &Door, x: usize| match room_dist(d.from) {
+            Some(fd) => dist[x] == u32::MAX || fd.saturating_add(1) == dist[x],
+            None => false,
+        };
         let mut way = vec![Vec::new(); n];
         for (r, way_r) in way.iter_mut().enumerate() {
-            let mut rooms = vec![r];
+            let mut doors = BTreeSet::new();
+            let mut rooms = Vec::new();
             let mut seen_rooms = vec![false; n];
             seen_rooms[r] = true;
-            let mut doors = BTreeSet::new();
+            for (di, d) in p.doors.iter().enumerate() {
+                if room_index.get(&d.into) == Some(&r) && !exit[di] {
+                    doors.insert((room_dist(d.from).unwrap_or(u32::MAX), di));
+                    if on_shortest(d, r) {
+                        if let Some(&f) = d.from.as_ref().and_then(|f| room_index.get(f)) {
+                            if !seen_rooms[f] {
+                                seen_rooms[f] = true;
+                                rooms.push(f);
+                            }
+                        }
+                    }
+                }
+            }
             while let Some(x) = rooms.pop() {
                 for (di, d) in p.doors.iter().enumerate() {
-                    if room_index.get(&d.into) != Some(&x) {
-                        continue;
-                    }
-                    let closer = match room_dist(d.from) {
-                        Some(fd) => dist[x] == u32::MAX || fd.saturating_add(1) == dist[x],
-                        None => false,
-                    };
-                    if !closer {
+                    if room_index.get(&d.into) != Some(&x) || !on_shortest(d, x) {
                         continue;
                     }
                     doors.insert((room_dist(d.from).unwrap_or(0), di));
@@ -364,6 +386,7 @@ impl Site {
             way,
             shelter_route,
             passback,
+            exit,
         }
     }
 
@@ -404,6 +427,13 @@ impl Site {
     #[inline]
     pub fn on_shelter_route(&self, door: usize) -> bool {
         self.shelter_route[door]
+    }
+
+    /// Whether door `door` (by index) is an exit reader: it leads from a room into one closer
+    /// to the street, so it lets people out rather than in.
+    #[inline]
+    pub fn is_exit(&self, door: usize) -> bool {
+        self.exit[door]
     }
 
     /// The anti-passback pair of door `door` (by index) and whether it is the entry reader.
