@@ -331,3 +331,239 @@ impl Gateway {
         Ok(d)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+    use crate::access::tests::test_site;
+    use crate::domain::{BookingKind, CardId, DoorId, ExternalId, Reason, SourceId, Window};
+    use crate::store::{MemoryStore, SledStore};
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 26, 8, 0, 0).unwrap()
+    }
+
+    fn cli() -> Actor {
+        Actor::Cli("test".into())
+    }
+
+    fn card(n: u8) -> Credential {
+        Credential::Card(CardId::from_bytes(&[0xC0, n]).unwrap())
+    }
+
+    fn key(ext: &str) -> BookingKey {
+        BookingKey {
+            source: SourceId::parse("cli").unwrap(),
+            external_id: ExternalId::parse(ext).unwrap(),
+        }
+    }
+
+    fn member(id: &str, f: impl FnOnce(&mut Member)) -> Member {
+        let mut m = Member::new(MemberId::parse(id).unwrap(), id);
+        f(&mut m);
+        m
+    }
+
+    /// A small story: members, cards, bookings, a suspension, a revocation, a cancellation.
+    fn populate(g: &mut Gateway) {
+        let now = t0();
+        g.add_member(
+            member("olena", |m| m.plan = Some(PlanId::parse("day").unwrap())),
+            cli(),
+            now,
+        )
+        .unwrap();
+        g.add_member(member("taras", |_| {}), cli(), now).unwrap();
+        g.add_member(
+            member("iryna", |m| m.plan = Some(PlanId::parse("day").unwrap())),
+            cli(),
+            now,
+        )
+        .unwrap();
+        for (i, m) in ["olena", "taras", "iryna"].iter().enumerate() {
+            g.add_credential(MemberId::parse(m).unwrap(), card(i as u8), cli(), now)
+                .unwrap();
+        }
+        let booking = |ext: &str, room: &str, h: i64| Booking {
+            key: key(ext),
+            room: RoomId::parse(room).unwrap(),
+            kind: BookingKind::Meeting,
+            title: ext.into(),
+            organiser: Some(MemberId::parse("taras").unwrap()),
+            attendees: vec![],
+            window: Window::Timed {
+                start: t0() + Duration::hours(h),
+                end: t0() + Duration::hours(h + 2),
+            },
+            status: BookingStatus::Confirmed,
+        };
+        g.upsert_booking(booking("b1", "meeting-1", 2), cli(), now)
+            .unwrap();
+        g.upsert_booking(booking("b2", "hall", 4), cli(), now)
+            .unwrap();
+        g.upsert_booking(booking("b2", "hall", 5), cli(), now)
+            .unwrap();
+        g.cancel_booking(&key("b1"), cli(), now).unwrap();
+        g.set_suspended(
+            MemberId::parse("iryna").unwrap(),
+            Some("unpaid".into()),
+            cli(),
+            now,
+        )
+        .unwrap();
+        g.revoke_credential(card(0), cli(), now).unwrap();
+        g.add_credential(MemberId::parse("olena").unwrap(), card(9), cli(), now)
+            .unwrap();
+    }
+
+    fn decisions(g: &Gateway) -> Vec<Reason> {
+        let mut out = Vec::new();
+        for c in [card(0), card(1), card(2), card(9)] {
+            for door in ["d-main", "d-meeting-1", "d-hall", "d-cowork-in"] {
+                for h in 0..10 {
+                    let tap = Tap {
+                        door: DoorId::parse(door).unwrap(),
+                        credential: c,
+                    };
+                    out.push(decide(g.snapshot(), &tap, t0() + Duration::hours(h)).reason);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_snapshot_always_equals_what_a_restart_rebuilds_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = {
+            let store = Arc::new(SledStore::open(dir.path()).unwrap());
+            let mut g = Gateway::open(test_site(), store, t0()).unwrap();
+            populate(&mut g);
+            decisions(&g)
+        };
+        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        let g = Gateway::open(test_site(), store, t0()).unwrap();
+        assert_eq!(decisions(&g), live);
+        // And the story shows in the decisions: the moved booking, the cancelled one, the
+        // suspension and the replaced card.
+        let at = |c, door: &str, h| {
+            let tap = Tap {
+                door: DoorId::parse(door).unwrap(),
+                credential: c,
+            };
+            decide(g.snapshot(), &tap, t0() + Duration::hours(h)).reason
+        };
+        assert_eq!(at(card(1), "d-hall", 5), Reason::Booking);
+        assert_eq!(at(card(1), "d-hall", 4), Reason::BookingNotActive);
+        assert_eq!(at(card(1), "d-meeting-1", 2), Reason::NoRight);
+        assert_eq!(at(card(2), "d-cowork-in", 2), Reason::MemberSuspended);
+        assert_eq!(at(card(0), "d-cowork-in", 2), Reason::CredentialRevoked);
+        assert_eq!(at(card(9), "d-cowork-in", 2), Reason::Plan);
+    }
+
+    #[test]
+    fn a_refused_change_writes_nothing() {
+        let store = Arc::new(MemoryStore::new());
+        let mut g = Gateway::open(test_site(), store.clone(), t0()).unwrap();
+        populate(&mut g);
+        let log = store.audit_len().unwrap();
+        let before = decisions(&g);
+        let errors = [
+            g.add_member(member("olena", |_| {}), cli(), t0())
+                .unwrap_err(),
+            g.add_member(
+                member("new", |m| m.plan = Some(PlanId::parse("gold").unwrap())),
+                cli(),
+                t0(),
+            )
+            .unwrap_err(),
+            g.add_credential(MemberId::parse("taras").unwrap(), card(9), cli(), t0())
+                .unwrap_err(),
+            g.add_credential(MemberId::parse("ghost").unwrap(), card(7), cli(), t0())
+                .unwrap_err(),
+            g.revoke_credential(card(0), cli(), t0()).unwrap_err(),
+            g.cancel_booking(&key("nope"), cli(), t0()).unwrap_err(),
+        ];
+        let messages: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            messages,
+            [
+                "member olena already exists",
+                "there is no plan gold in the site file",
+                "card C009 is already issued to member olena; revoke it first",
+                "there is no member ghost",
+                "card C000 is already revoked",
+                "there is no booking cli/nope",
+            ]
+        );
+        let mut bad = store.booking(&key("b2")).unwrap().unwrap();
+        bad.room = RoomId::parse("attic").unwrap();
+        assert!(matches!(
+            g.upsert_booking(bad.clone(), cli(), t0()),
+            Err(GatewayError::UnknownRoom(_))
+        ));
+        bad.room = RoomId::parse("hall").unwrap();
+        bad.attendees = vec![MemberId::parse("ghost").unwrap()];
+        assert!(matches!(
+            g.upsert_booking(bad.clone(), cli(), t0()),
+            Err(GatewayError::UnknownMember(_))
+        ));
+        bad.attendees.clear();
+        bad.window = Window::Timed {
+            start: t0(),
+            end: t0(),
+        };
+        assert!(matches!(
+            g.upsert_booking(bad, cli(), t0()),
+            Err(GatewayError::Booking(_))
+        ));
+        assert_eq!(
+            store.audit_len().unwrap(),
+            log,
+            "no audit entry for a refused change"
+        );
+        assert_eq!(decisions(&g), before, "no effect on decisions");
+    }
+
+    #[test]
+    fn every_decision_is_in_the_audit_log_when_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let mut g = Gateway::open(test_site(), store.clone(), t0()).unwrap();
+        populate(&mut g);
+        let tap = Tap {
+            door: DoorId::parse("d-hall").unwrap(),
+            credential: card(1),
+        };
+        let d = g.decide(&tap, t0() + Duration::hours(5)).unwrap();
+        assert_eq!(d.reason, Reason::Booking);
+        let last = store.audit_tail(1).unwrap().pop().unwrap();
+        assert_eq!(last.entry, AuditEntry::decision(&d));
+        match last.entry.event {
+            AuditEvent::Decision {
+                booking, member, ..
+            } => {
+                assert_eq!(booking, Some(key("b2")));
+                assert_eq!(member, MemberId::parse("taras").ok());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn plans_and_leases_follow_the_site_file_and_each_sync_is_audited_once() {
+        let store = Arc::new(MemoryStore::new());
+        Gateway::open(test_site(), store.clone(), t0()).unwrap();
+        assert_eq!(store.plans().unwrap().len(), test_site().plans.len());
+        assert_eq!(store.leases().unwrap().len(), test_site().leases.len());
+        assert_eq!(store.audit_len().unwrap(), 1);
+        Gateway::open(test_site(), store.clone(), t0()).unwrap();
+        assert_eq!(
+            store.audit_len().unwrap(),
+            1,
+            "nothing changed, nothing logged"
+        );
+    }
+}

@@ -326,10 +326,24 @@ pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
         }
         seen
     }
-    let floor_ids = unique(&mut p, "floor", floors.iter().map(|(a, f)| (*a, f.id)));
-    let zone_ids = unique(&mut p, "zone", zones.iter().map(|(a, z)| (*a, z.id)));
-    let room_ids = unique(&mut p, "room", rooms.iter().map(|(a, r)| (*a, r.id)));
-    let door_ids = unique(&mut p, "door", doors.iter().map(|(a, d)| (*a, d.id)));
+    // Entries that did not read still name their id, when it is readable: references to them are
+    // not reported again, so one mistake gives one message.
+    fn ids_of<K: std::str::FromStr + std::hash::Hash + Eq>(
+        entries: &[Spanned<toml::Table>],
+    ) -> HashSet<K> {
+        entries
+            .iter()
+            .filter_map(|e| e.get_ref().get("id")?.as_str()?.parse().ok())
+            .collect()
+    }
+    let mut floor_ids = unique(&mut p, "floor", floors.iter().map(|(a, f)| (*a, f.id)));
+    let mut zone_ids = unique(&mut p, "zone", zones.iter().map(|(a, z)| (*a, z.id)));
+    let mut room_ids = unique(&mut p, "room", rooms.iter().map(|(a, r)| (*a, r.id)));
+    let mut door_ids = unique(&mut p, "door", doors.iter().map(|(a, d)| (*a, d.id)));
+    floor_ids.extend(ids_of::<FloorId>(&raw.floors));
+    zone_ids.extend(ids_of::<ZoneId>(&raw.zones));
+    room_ids.extend(ids_of::<RoomId>(&raw.rooms));
+    door_ids.extend(ids_of::<DoorId>(&raw.doors));
     unique(&mut p, "plan", plans.iter().map(|(a, x)| (*a, x.id)));
     unique(&mut p, "lease", leases.iter().map(|(a, x)| (*a, x.id)));
 
@@ -588,4 +602,186 @@ pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
         plans: plans.into_iter().map(|(_, x)| x).collect(),
         leases: leases.into_iter().map(|(_, x)| x).collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[site]
+name = "Mini"
+timezone = "Europe/Kyiv"
+
+[[floors]]
+id = "f0"
+name = "Ground"
+level = 0
+
+[[rooms]]
+id = "lobby"
+name = "Lobby"
+floor = "f0"
+kind = "lobby"
+rect = [0.0, 0.0, 10.0, 5.0]
+
+[[doors]]
+id = "d-main"
+name = "Main"
+from = "outside"
+into = "lobby"
+"#;
+
+    #[test]
+    fn a_good_file_loads_with_defaults_filled_in() {
+        let site = parse(GOOD).unwrap();
+        assert_eq!(site.timezone, chrono_tz::Europe::Kyiv);
+        assert_eq!(site.doors[0].unlock_ms, 5000);
+        assert_eq!(site.doors[0].held_open_s, 30);
+        assert_eq!(site.rooms[0].shape.len(), 4);
+        assert_eq!(site.access, AccessPolicy::default());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let bad = GOOD.replace("kind = \"lobby\"", "kind = \"lobby\"\ncapcity = 10")
+            + r#"
+[[rooms]]
+id = "office"
+name = "Office"
+floor = "f9"
+kind = "office"
+
+[[doors]]
+id = "d-office"
+name = "Office"
+from = "nowhere"
+into = "attic"
+public_hours = "mon-fry 08:00-20:00"
+
+[[doors]]
+id = "d-main"
+name = "Main again"
+from = "outside"
+into = "office"
+unlock_ms = 100
+"#;
+        let problems = parse(&bad).unwrap_err();
+        let lines: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.line, p.message))
+            .collect();
+        let text = lines.join("\n");
+        // The misspelt field, the unknown floor, the bad schedule, the duplicate id and the
+        // unlock time are all reported, in file order, each at its entry's line.
+        assert!(text.contains("unknown field `capcity`"), "{text}");
+        assert!(
+            text.contains("room \"office\": unknown floor \"f9\""),
+            "{text}"
+        );
+        assert!(text.contains("mon-fry 08:00-20:00"), "{text}");
+        assert!(text.contains("door \"d-main\" is defined twice"), "{text}");
+        assert!(
+            text.contains("unlock_ms 100 is outside 500..60000"),
+            "{text}"
+        );
+        assert_eq!(problems.len(), 5, "{text}");
+        let line_of = |needle: &str| {
+            bad.lines()
+                .position(|l| l.contains(needle))
+                .map(|i| i + 1)
+                .unwrap()
+        };
+        assert_eq!(problems[0].line, line_of("[[rooms]]"));
+        assert!(problems.windows(2).all(|w| w[0].line <= w[1].line));
+        let d_main_again = problems
+            .iter()
+            .find(|p| p.message.contains("twice"))
+            .unwrap();
+        let lines: Vec<&str> = bad.lines().collect();
+        let last_door = lines.iter().rposition(|l| *l == "[[doors]]").unwrap() + 1;
+        assert_eq!(d_main_again.line, last_door);
+    }
+
+    #[test]
+    fn references_between_entries_are_checked() {
+        let bad = GOOD.to_string()
+            + r#"
+[[doors]]
+id = "d-x"
+name = "X"
+from = "nowhere"
+into = "attic"
+
+[[plans]]
+id = "p"
+name = "P"
+grants = [{ zones = ["ghost"], rooms = ["attic"], schedule = "always" }]
+
+[[leases]]
+id = "l"
+organisation = "o"
+room = "attic"
+
+[[anti_passback]]
+entry = "d-main"
+exit = "d-nope"
+"#;
+        let text: Vec<String> = parse(&bad)
+            .unwrap_err()
+            .into_iter()
+            .map(|p| p.message)
+            .collect();
+        for expected in [
+            "door \"d-x\": from \"nowhere\" is neither a room nor \"outside\"",
+            "door \"d-x\": into unknown room \"attic\"",
+            "plan \"p\": unknown zone \"ghost\"",
+            "plan \"p\": unknown room \"attic\"",
+            "lease \"l\": unknown room \"attic\"",
+            "anti_passback pair: unknown door \"d-nope\"",
+        ] {
+            assert!(
+                text.iter().any(|t| t == expected),
+                "missing {expected:?} in {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn syntax_errors_and_bad_time_zones_say_where() {
+        let problems = parse("[site]\nname = \"x\"\ntimezone = \n").unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, 3);
+        let problems = parse(&GOOD.replace("Europe/Kyiv", "Europe/Kherson-ish")).unwrap_err();
+        assert!(
+            problems[0].message.contains("unknown time zone"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn the_example_site_of_the_kherson_centre_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/site.example.toml");
+        let site = load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(site.rooms.len() >= 30, "{} rooms", site.rooms.len());
+        let floors: BTreeSet<i8> = site.floors.iter().map(|f| f.level).collect();
+        assert!(floors.len() >= 3);
+        for (i, room) in site.rooms.iter().enumerate() {
+            let has_door = site.doors.iter().any(|d| d.into == room.id);
+            let way = site.way(i);
+            assert!(
+                !has_door || way.first().is_some_and(|&d| site.doors[d].from.is_none()),
+                "room {} cannot be reached from outside",
+                room.id
+            );
+        }
+        let need_induction: Vec<_> = site
+            .rooms
+            .iter()
+            .filter(|r| !r.certifications.is_empty())
+            .map(|r| r.kind)
+            .collect();
+        assert_eq!(need_induction, [RoomKind::Lab, RoomKind::Lab]);
+        assert!(site.shelter.is_some());
+    }
 }

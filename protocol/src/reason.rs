@@ -153,3 +153,22 @@ mod tests {
         assert_eq!(Reason::parse("allow.everything"), Err(UnknownReason));
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+
+    #[test]
+    fn the_reason_code_page_lists_exactly_the_codes() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/reason-codes.md");
+        let page = std::fs::read_to_string(path).expect("docs/reason-codes.md exists");
+        let mut listed: Vec<&str> = page
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+            .collect();
+        listed.sort_unstable();
+        let mut codes: Vec<&str> = Reason::ALL.iter().map(|r| r.code()).collect();
+        codes.sort_unstable();
+        assert_eq!(listed, codes);
+    }
+}

@@ -258,4 +258,4 @@ pub fn decide(s: &Snapshot, tap: &Tap, now: DateTime<Utc>) -> Decision {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,0 +1,314 @@
+//! The `kombinat` binary end to end, against the example site and a real sled store in a temp dir.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Kombinat {
+    data: tempfile::TempDir,
+    site: PathBuf,
+}
+
+impl Kombinat {
+    fn new() -> Self {
+        Kombinat {
+            data: tempfile::tempdir().unwrap(),
+            site: Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/site.example.toml"),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_kombinat"))
+            .args(args)
+            .env("KOMBINAT_SITE", &self.site)
+            .env("KOMBINAT_DATA", self.data.path())
+            .env("USER", "marta")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command that must fail; returns its error output.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "{args:?} should have failed");
+        String::from_utf8(out.stderr).unwrap()
+    }
+}
+
+#[test]
+fn a_member_s_day_through_the_command_line() {
+    let k = Kombinat::new();
+    assert!(k.ok(&["check-config"]).trim_end().ends_with("OK"));
+    k.ok(&[
+        "member",
+        "add",
+        "olena",
+        "--name",
+        "Olena Kovalenko",
+        "--plan",
+        "coworking-day",
+        "--email",
+        "Olena@Example.UA",
+    ]);
+    k.ok(&["card", "add", "olena", "--card", "04:a1:b2:c3"]);
+
+    // Thursday 26 November 2026, 10:00 in Kyiv: the day pass holds.
+    let line = k.ok(&[
+        "decide",
+        "--card",
+        "04A1B2C3",
+        "--door",
+        "d-cowork-in",
+        "--at",
+        "2026-11-26 10:00",
+    ]);
+    assert!(line.starts_with("ALLOW"), "{line}");
+    assert!(
+        line.contains("Olena Kovalenko's plan \"Coworking day pass\""),
+        "{line}"
+    );
+    assert!(line.contains("[allow.plan, unlock"), "{line}");
+    // Saturday: outside the plan's hours, and the line says which hours.
+    let line = k.ok(&[
+        "decide",
+        "--card",
+        "04a1b2c3",
+        "--door",
+        "d-cowork-in",
+        "--at",
+        "2026-11-28 10:00",
+    ]);
+    assert!(line.starts_with("DENY"), "{line}");
+    assert!(
+        line.contains("mon-fri 08:00-20:00") && line.contains("[deny.outside_schedule]"),
+        "{line}"
+    );
+
+    // A booking opens the meeting room 15 minutes early; cancelling it shuts it at once.
+    k.ok(&[
+        "booking",
+        "add",
+        "--room",
+        "meeting-1",
+        "--start",
+        "2026-11-26 14:00",
+        "--end",
+        "2026-11-26 16:00",
+        "--organiser",
+        "olena",
+        "--id",
+        "b1",
+        "--title",
+        "Design review",
+    ]);
+    let line = k.ok(&[
+        "decide",
+        "--card",
+        "04A1B2C3",
+        "--door",
+        "d-meeting-1",
+        "--at",
+        "2026-11-26 13:45",
+    ]);
+    assert!(line.contains("[allow.booking"), "{line}");
+    assert!(
+        line.contains("opens Thu 26 Nov 13:45 to Thu 26 Nov 16:15"),
+        "{line}"
+    );
+    assert!(k.ok(&["booking", "list"]).contains("cli/b1"));
+    k.ok(&["booking", "cancel", "--id", "b1"]);
+    let line = k.ok(&[
+        "decide",
+        "--card",
+        "04A1B2C3",
+        "--door",
+        "d-meeting-1",
+        "--at",
+        "2026-11-26 14:30",
+    ]);
+    assert!(line.contains("[deny.no_right]"), "{line}");
+
+    k.ok(&["member", "suspend", "olena", "--reason", "unpaid invoice"]);
+    let line = k.ok(&[
+        "decide",
+        "--card",
+        "04A1B2C3",
+        "--door",
+        "d-cowork-in",
+        "--at",
+        "2026-11-26 10:00",
+    ]);
+    assert!(
+        line.contains("is suspended (unpaid invoice)") && line.contains("[deny.member_suspended]"),
+        "{line}"
+    );
+    let show = k.ok(&["member", "show", "olena"]);
+    assert!(
+        show.contains("olena@example.ua") && show.contains("card 04A1B2C3"),
+        "{show}"
+    );
+
+    let log = k.ok(&["log", "tail", "-n", "50"]);
+    for expected in [
+        "cli:marta",
+        "member olena added",
+        "card 04A1B2C3 issued to olena",
+        "booking cli/b1 added",
+        "booking cli/b1 cancelled",
+        "member olena suspended: unpaid invoice",
+    ] {
+        assert!(log.contains(expected), "{expected:?} not in\n{log}");
+    }
+    // `decide` only asks; it writes no decision to the log.
+    assert!(!log.contains("allow."), "{log}");
+}
+
+#[test]
+fn mistakes_are_sentences_with_a_non_zero_exit_and_change_nothing() {
+    let k = Kombinat::new();
+    k.ok(&["member", "add", "taras", "--name", "Taras"]);
+    let before = k.ok(&["log", "tail", "-n", "100"]);
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["member", "add", "taras", "--name", "Taras again"],
+            "member taras already exists",
+        ),
+        (
+            &["member", "add", "Taras", "--name", "T"],
+            "member \"Taras\": an identifier starts with a lower-case letter or a digit",
+        ),
+        (
+            &[
+                "member", "add", "ivan", "--name", "Ivan", "--plan", "platinum",
+            ],
+            "there is no plan platinum in the site file",
+        ),
+        (
+            &[
+                "member",
+                "add",
+                "ivan",
+                "--name",
+                "Ivan",
+                "--email",
+                "ivan-at-home",
+            ],
+            "is not an e-mail address",
+        ),
+        (
+            &["card", "add", "ghost", "--card", "0102"],
+            "there is no member ghost",
+        ),
+        (
+            &["card", "add", "taras", "--card", "01G2"],
+            "a card UID is written in hex digits",
+        ),
+        (
+            &["card", "revoke", "--card", "0A0B"],
+            "card 0A0B was never issued",
+        ),
+        (
+            &[
+                "booking",
+                "add",
+                "--room",
+                "attic",
+                "--start",
+                "2026-11-26 10:00",
+                "--end",
+                "2026-11-26 11:00",
+                "--organiser",
+                "taras",
+            ],
+            "there is no room attic in the site file",
+        ),
+        (
+            &[
+                "booking",
+                "add",
+                "--room",
+                "meeting-1",
+                "--start",
+                "2026-11-26 12:00",
+                "--end",
+                "2026-11-26 11:00",
+                "--organiser",
+                "taras",
+            ],
+            "a booking ends after it starts",
+        ),
+        (
+            &[
+                "booking",
+                "add",
+                "--room",
+                "meeting-1",
+                "--start",
+                "tomorrow",
+                "--end",
+                "2026-11-26 11:00",
+                "--organiser",
+                "taras",
+            ],
+            "\"tomorrow\" is not a time",
+        ),
+        (
+            &[
+                "decide", "--card", "0102", "--door", "d-main", "--at", "noon",
+            ],
+            "\"noon\" is not a time",
+        ),
+    ];
+    for (args, expected) in cases {
+        let err = k.fails(args);
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(
+            err.contains(expected),
+            "{args:?}: expected {expected:?} in {err:?}"
+        );
+        assert_eq!(err.lines().count(), 1, "one sentence, no backtrace: {err}");
+    }
+    assert_eq!(
+        k.ok(&["log", "tail", "-n", "100"]),
+        before,
+        "nothing was written"
+    );
+}
+
+#[test]
+fn a_broken_site_file_is_reported_with_every_problem_and_its_line() {
+    let k = Kombinat::new();
+    let broken = tempfile::NamedTempFile::new().unwrap();
+    let text = std::fs::read_to_string(&k.site)
+        .unwrap()
+        .replacen("into = \"lobby\"", "into = \"lobbby\"", 1)
+        .replacen("capacity = 150", "capacity = 0", 1);
+    std::fs::write(broken.path(), &text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kombinat"))
+        .args(["--site", broken.path().to_str().unwrap(), "--data"])
+        .arg(k.data.path())
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("has 2 problems"), "{err}");
+    let path = broken.path().display().to_string();
+    assert!(err.contains(&format!("{path}:")), "{err}");
+    assert!(err.contains("into unknown room \"lobbby\""), "{err}");
+    assert!(
+        err.contains("a capacity of 0 would lock everyone out"),
+        "{err}"
+    );
+}
