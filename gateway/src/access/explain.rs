@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Decision, Snapshot};
-use crate::domain::{LocalTime, Reason, Window};
+use crate::domain::{Reason, Window};
 
 fn hm(s: &Snapshot, t: i64) -> String {
     DateTime::<Utc>::from_timestamp(t, 0)
@@ -49,7 +49,7 @@ pub fn explain(s: &Snapshot, d: &Decision) -> String {
         )
     });
     let plan = member.and_then(|m| m.plan).and_then(|p| s.plan_def(p));
-    let local = LocalTime::of(d.at, site.timezone);
+    let local = site.local_time(d.at);
     let when = hm(s, d.at.timestamp());
     let verdict = if d.allowed() { "ALLOW" } else { "DENY" };
     let why = match d.reason {

@@ -26,9 +26,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{
-    Booking, BookingKind, Credential, DoorId, LocalTime, MemberId, Reason, SiteMode,
-};
+use crate::domain::{Booking, BookingKind, Credential, DoorId, MemberId, Reason, SiteMode};
 
 /// A tap of a credential at a door reader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,7 +90,11 @@ pub fn decide(s: &Snapshot, tap: &Tap, now: DateTime<Utc>) -> Decision {
         return d;
     };
     let door = &site.doors[di];
-    let Some((cred, member)) = s.credential(&tap.credential) else {
+    let Some((cred, entry)) = s.holder(&tap.credential) else {
+        d.reason = Reason::UnknownCredential;
+        return d;
+    };
+    let Some(member) = entry.member.as_ref() else {
         d.reason = Reason::UnknownCredential;
         return d;
     };
@@ -151,12 +153,12 @@ pub fn decide(s: &Snapshot, tap: &Tap, now: DateTime<Utc>) -> Decision {
 
     // Rights, most specific first. `near` keeps the most telling reason to deny if none holds.
     let reach = site.reach(di);
-    let into = site.room_index(door.into);
+    let into = Some(site.into_room(di));
     let t = now.timestamp();
     let mut near = Reason::NoRight;
     let mut right = None;
     let mut best_slot = None;
-    for slot in s.member_slots(member.id, t - NEAR_MISS_SECS, t + NEAR_MISS_SECS) {
+    for slot in entry.slots(t - NEAR_MISS_SECS, t + NEAR_MISS_SECS) {
         if !reach.contains(slot.room as usize) {
             continue;
         }
@@ -178,7 +180,7 @@ pub fn decide(s: &Snapshot, tap: &Tap, now: DateTime<Utc>) -> Decision {
         d.booking = booking;
     }
     if right.is_none() {
-        let local = LocalTime::of(now, site.timezone);
+        let local = site.local_time(now);
         let holiday = site.holidays.contains(&local.date);
         if let Some(org) = member.organisation {
             for lease in s.leases_of(org) {

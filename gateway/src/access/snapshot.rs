@@ -62,12 +62,31 @@ pub(crate) struct Slot {
     pub booking: u32,
 }
 
+/// A member and their booking slots, side by side so a decision touches one entry. The member
+/// is `None` while only bookings name them (a booking may arrive before its attendee does).
 #[derive(Debug, Default)]
-struct MemberSlots {
+pub(crate) struct MemberEntry {
+    pub member: Option<Member>,
     /// Sorted by `from`.
     slots: Vec<Slot>,
     /// The longest `until - from` among them, to bound the search backwards in time.
     max_span: i64,
+}
+
+impl MemberEntry {
+    /// The slots whose window starts before `to` and may still be open at `from`, by start.
+    #[inline]
+    pub fn slots(&self, from: i64, to: i64) -> &[Slot] {
+        // One binary search for the end, then a short walk back: the slots in question sit
+        // together, so the walk reads memory already fetched.
+        let hi = self.slots.partition_point(|s| s.from <= to);
+        let floor = from.saturating_sub(self.max_span);
+        let lo = self.slots[..hi]
+            .iter()
+            .rposition(|s| s.from < floor)
+            .map_or(0, |i| i + 1);
+        &self.slots[lo..hi]
+    }
 }
 
 #[derive(Debug)]
@@ -110,14 +129,16 @@ impl CompiledLease {
 pub struct Snapshot {
     site: Arc<Site>,
     mode: SiteMode,
-    members: FxHashMap<MemberId, Member>,
-    credentials: FxHashMap<Credential, CredentialRecord>,
+    members: Vec<MemberEntry>,
+    member_index: FxHashMap<MemberId, u32>,
+    member_count: usize,
+    /// Each credential with the index of its holder's entry.
+    credentials: FxHashMap<Credential, (CredentialRecord, u32)>,
     plans: FxHashMap<PlanId, CompiledPlan>,
     leases: FxHashMap<OrgId, Vec<CompiledLease>>,
     bookings: Vec<Option<BookingEntry>>,
     free: Vec<u32>,
     by_key: FxHashMap<BookingKey, u32>,
-    slots: FxHashMap<MemberId, MemberSlots>,
     /// Per room: (from, booking index), and the longest booking seen in that room.
     by_room: Vec<(BTreeSet<(i64, u32)>, i64)>,
     occupancy: Vec<u32>,
@@ -132,14 +153,15 @@ impl Snapshot {
         Snapshot {
             site,
             mode: SiteMode::Normal,
-            members: FxHashMap::default(),
+            members: Vec::new(),
+            member_index: FxHashMap::default(),
+            member_count: 0,
             credentials: FxHashMap::default(),
             plans: FxHashMap::default(),
             leases: FxHashMap::default(),
             bookings: Vec::new(),
             free: Vec::new(),
             by_key: FxHashMap::default(),
-            slots: FxHashMap::default(),
             by_room: vec![(BTreeSet::new(), 0); rooms],
             occupancy: vec![0; rooms],
             inside: FxHashMap::default(),
@@ -173,8 +195,8 @@ impl Snapshot {
     }
 
     fn check_credentials(&mut self) {
-        for c in self.credentials.values() {
-            if !self.members.contains_key(&c.member) {
+        for (c, m) in self.credentials.values() {
+            if self.members[*m as usize].member.is_none() {
                 self.warnings
                     .push(SnapshotWarning::CredentialWithoutMember(c.credential));
             }
@@ -221,12 +243,13 @@ impl Snapshot {
 
     /// A member by id.
     pub fn member(&self, id: MemberId) -> Option<&Member> {
-        self.members.get(&id)
+        let i = *self.member_index.get(&id)?;
+        self.members[i as usize].member.as_ref()
     }
 
     /// Number of members.
     pub fn member_count(&self) -> usize {
-        self.members.len()
+        self.member_count
     }
 
     /// Number of bookings that grant something (confirmed, for a known room).
@@ -236,24 +259,48 @@ impl Snapshot {
 
     /// Adds or replaces a member.
     pub fn upsert_member(&mut self, m: Member) {
-        self.members.insert(m.id, m);
+        let i = self.entry(m.id);
+        let e = &mut self.members[i as usize];
+        if e.member.is_none() {
+            self.member_count += 1;
+        }
+        e.member = Some(m);
+    }
+
+    fn entry(&mut self, id: MemberId) -> u32 {
+        let members = &mut self.members;
+        *self.member_index.entry(id).or_insert_with(|| {
+            members.push(MemberEntry::default());
+            (members.len() - 1) as u32
+        })
     }
 
     /// Adds or replaces a credential record.
     pub fn upsert_credential(&mut self, c: CredentialRecord) {
-        self.credentials.insert(c.credential, c);
+        let i = self.entry(c.member);
+        self.credentials.insert(c.credential, (c, i));
     }
 
     /// A credential and its holder, if both are known.
     #[inline]
     pub fn credential(&self, c: &Credential) -> Option<(&CredentialRecord, &Member)> {
-        let rec = self.credentials.get(c)?;
-        Some((rec, self.members.get(&rec.member)?))
+        let (rec, entry) = self.holder(c)?;
+        Some((rec, entry.member.as_ref()?))
+    }
+
+    /// A credential and its holder's entry (member and booking slots).
+    #[inline]
+    pub(crate) fn holder(&self, c: &Credential) -> Option<(&CredentialRecord, &MemberEntry)> {
+        let (rec, i) = self.credentials.get(c)?;
+        Some((rec, &self.members[*i as usize]))
     }
 
     /// Credentials held by a member.
     pub fn credentials_of(&self, m: MemberId) -> impl Iterator<Item = &CredentialRecord> {
-        self.credentials.values().filter(move |c| c.member == m)
+        self.credentials
+            .values()
+            .map(|(c, _)| c)
+            .filter(move |c| c.member == m)
     }
 
     /// Replaces all plans.
@@ -369,7 +416,8 @@ impl Snapshot {
         people.sort_unstable();
         people.dedup();
         for m in people {
-            let ms = self.slots.entry(m).or_default();
+            let i = self.entry(m);
+            let ms = &mut self.members[i as usize];
             let at = ms.slots.partition_point(|s| s.from <= slot.from);
             ms.slots.insert(at, slot);
             ms.max_span = ms.max_span.max(slot.until - slot.from);
@@ -394,11 +442,8 @@ impl Snapshot {
             return;
         };
         for m in entry.booking.people() {
-            if let Some(ms) = self.slots.get_mut(&m) {
-                ms.slots.retain(|s| s.booking != idx);
-                if ms.slots.is_empty() {
-                    self.slots.remove(&m);
-                }
+            if let Some(&i) = self.member_index.get(&m) {
+                self.members[i as usize].slots.retain(|s| s.booking != idx);
             }
         }
         if let Some(room) = entry.room {
@@ -424,20 +469,6 @@ impl Snapshot {
             self.remove_booking(k);
         }
         old.len()
-    }
-
-    /// A member's booking slots whose window starts before `to` and may still be open at
-    /// `from`, in start order.
-    #[inline]
-    pub(crate) fn member_slots(&self, m: MemberId, from: i64, to: i64) -> &[Slot] {
-        let Some(ms) = self.slots.get(&m) else {
-            return &[];
-        };
-        let lo = ms
-            .slots
-            .partition_point(|s| s.from < from.saturating_sub(ms.max_span));
-        let hi = ms.slots.partition_point(|s| s.from <= to);
-        &ms.slots[lo..hi.max(lo)]
     }
 
     #[inline]

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc, Weekday};
+use chrono::{DateTime, Datelike, NaiveDate, Offset, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,89 @@ impl LocalTime {
             date: local.date_naive(),
             weekday: local.weekday().num_days_from_monday() as u8,
             minute: (local.hour() * 60 + local.minute()) as u16,
+        }
+    }
+}
+
+/// The site's wall clock as a table of UTC offsets, so that reading it costs a binary search
+/// instead of a time-zone database lookup on every decision. Built for 2000–2100; outside that
+/// range it falls back to the database.
+#[derive(Debug, Clone)]
+pub struct SiteClock {
+    tz: Tz,
+    /// (first UTC second the offset applies, offset in seconds), by time.
+    spans: Vec<(i64, i32)>,
+    range: (i64, i64),
+}
+
+impl SiteClock {
+    /// Works out the offset table of `tz`.
+    pub fn new(tz: Tz) -> Self {
+        let offset = |t: i64| {
+            tz.offset_from_utc_datetime(
+                &DateTime::from_timestamp(t, 0)
+                    .unwrap_or_default()
+                    .naive_utc(),
+            )
+            .fix()
+            .local_minus_utc()
+        };
+        let start = NaiveDate::from_ymd_opt(2000, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map_or(0, |d| d.and_utc().timestamp());
+        let end = start + 101 * 365 * 86_400;
+        let mut spans = vec![(start, offset(start))];
+        let mut t = start;
+        // Sample every 6 hours (zones change at most a few times a year, never twice in 6 hours)
+        // and find each change to the second by bisection.
+        while t < end {
+            let next = t + 6 * 3600;
+            let (a, b) = (offset(t), offset(next));
+            if a != b {
+                let (mut lo, mut hi) = (t, next);
+                while hi - lo > 1 {
+                    let mid = lo + (hi - lo) / 2;
+                    if offset(mid) == a {
+                        lo = mid;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                spans.push((hi, b));
+            }
+            t = next;
+        }
+        SiteClock {
+            tz,
+            spans,
+            range: (start, end),
+        }
+    }
+
+    /// The zone.
+    pub fn tz(&self) -> Tz {
+        self.tz
+    }
+
+    /// The wall clock at an instant.
+    #[inline]
+    pub fn local(&self, now: DateTime<Utc>) -> LocalTime {
+        let t = now.timestamp();
+        if t < self.range.0 || t >= self.range.1 {
+            return LocalTime::of(now, self.tz);
+        }
+        let i = self.spans.partition_point(|&(from, _)| from <= t);
+        let offset = self.spans[i.saturating_sub(1)].1;
+        let local = t + i64::from(offset);
+        let days = local.div_euclid(86_400);
+        let date = DateTime::from_timestamp(days * 86_400, 0)
+            .unwrap_or_default()
+            .date_naive();
+        LocalTime {
+            date,
+            // 1970-01-01 was a Thursday (Monday = 0).
+            weekday: (days + 3).rem_euclid(7) as u8,
+            minute: (local.rem_euclid(86_400) / 60) as u16,
         }
     }
 }
@@ -223,6 +306,30 @@ mod tests {
             weekday,
             minute: h * 60 + m,
         }
+    }
+
+    #[test]
+    fn the_offset_table_reads_the_same_wall_clock_as_the_time_zone_database() {
+        let clock = SiteClock::new(chrono_tz::Europe::Kyiv);
+        // Every 17 minutes through 2026 (both changes included), and the seconds around them.
+        let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        for k in 0..(366 * 24 * 60 / 17) {
+            let t = start + chrono::Duration::minutes(17 * k);
+            assert_eq!(clock.local(t), LocalTime::of(t, clock.tz()), "{t}");
+        }
+        for edge in ["2026-03-29T01:00:00Z", "2026-10-25T01:00:00Z"] {
+            let e = DateTime::parse_from_rfc3339(edge).unwrap().to_utc();
+            for d in -2..=2 {
+                let t = e + chrono::Duration::seconds(d);
+                assert_eq!(clock.local(t), LocalTime::of(t, clock.tz()), "{t}");
+            }
+        }
+        let far = DateTime::parse_from_rfc3339("2150-06-01T12:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(clock.local(far), LocalTime::of(far, clock.tz()));
     }
 
     #[test]

@@ -13,7 +13,8 @@ use chrono_tz::Tz;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use super::{CertId, DoorId, FloorId, Lease, Plan, RoomId, WeeklySchedule, ZoneId};
+use super::schedule::SiteClock;
+use super::{CertId, DoorId, FloorId, Lease, LocalTime, Plan, RoomId, WeeklySchedule, ZoneId};
 
 /// How the site as a whole behaves.
 #[derive(
@@ -216,6 +217,7 @@ pub struct Site {
     pub plans: Vec<Plan>,
     /// Leases of rooms to organisations.
     pub leases: Vec<Lease>,
+    clock: SiteClock,
     room_index: FxHashMap<RoomId, usize>,
     door_index: FxHashMap<DoorId, usize>,
     /// Per door: rooms a right to which opens it.
@@ -228,6 +230,8 @@ pub struct Site {
     passback: Vec<Option<(usize, bool)>>,
     /// Per door: whether it is an exit reader (leads towards the street).
     exit: Vec<bool>,
+    /// Per door: the index of the room it leads into.
+    into: Vec<usize>,
 }
 
 /// The parts a site is assembled from (what the site file holds, already checked for references).
@@ -358,6 +362,11 @@ impl Site {
                 shelter_route[d] = true;
             }
         }
+        let into = p
+            .doors
+            .iter()
+            .map(|d| room_index.get(&d.into).copied().unwrap_or(usize::MAX))
+            .collect();
         let mut passback = vec![None; p.doors.len()];
         for (i, pair) in p.anti_passback.iter().enumerate() {
             if let Some(&d) = door_index.get(&pair.entry) {
@@ -368,6 +377,7 @@ impl Site {
             }
         }
         Site {
+            clock: SiteClock::new(p.timezone),
             name: p.name,
             timezone: p.timezone,
             floors: p.floors,
@@ -387,7 +397,14 @@ impl Site {
             shelter_route,
             passback,
             exit,
+            into,
         }
+    }
+
+    /// The site's wall clock at an instant.
+    #[inline]
+    pub fn local_time(&self, now: DateTime<Utc>) -> LocalTime {
+        self.clock.local(now)
     }
 
     /// The index of a room.
@@ -410,6 +427,12 @@ impl Site {
     /// A door by id.
     pub fn door(&self, id: DoorId) -> Option<&Door> {
         self.door_index(id).map(|i| &self.doors[i])
+    }
+
+    /// The room (by index) door `door` (by index) leads into.
+    #[inline]
+    pub fn into_room(&self, door: usize) -> usize {
+        self.into[door]
     }
 
     /// Rooms a right to which opens door `door` (by index).

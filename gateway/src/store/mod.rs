@@ -57,6 +57,9 @@ pub enum StoreError {
     /// The directory holds something that is not a Kombinat store.
     #[error("the data directory holds data but no schema version: it is not a Kombinat store")]
     NotAStore,
+    /// Another process has the store open.
+    #[error("the data directory is in use by another Kombinat process")]
+    Busy,
     /// A record could not be encoded (a bug, reported rather than hidden).
     #[error("cannot encode a record: {0}")]
     Encode(String),

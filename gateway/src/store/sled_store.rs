@@ -77,12 +77,27 @@ fn change_kv(c: &Change) -> Result<(Vec<u8>, Option<Vec<u8>>), StoreError> {
 impl SledStore {
     /// Opens (or creates) the store in `dir`, migrating older data.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(CACHE_BYTES)
             .mode(sled::Mode::LowSpace)
-            .flush_every_ms(Some(1000))
-            .open()?;
+            .flush_every_ms(Some(1000));
+        // sled's file lock outlives a dropped handle while its flusher thread winds down, so a
+        // store closed a moment ago may still look busy: wait up to two seconds before saying so.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    attempts += 1;
+                    if attempts >= 40 {
+                        return Err(StoreError::Busy);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let data = db.open_tree("data")?;
         let audit = db.open_tree("audit")?;
         let meta = db.open_tree("meta")?;
