@@ -275,7 +275,8 @@ fn parse_day(s: &str) -> Result<NaiveDate> {
 }
 
 fn actor() -> Actor {
-    Actor::Cli(std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME"));
+    Actor::Cli(user.unwrap_or_else(|_| "unknown".into()))
 }
 
 fn local(site: &Site, t: DateTime<Utc>) -> String {

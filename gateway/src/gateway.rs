@@ -149,13 +149,8 @@ impl Gateway {
             }
         }
         if let Some(e) = &m.email {
-            if let Some(other) = self
-                .store
-                .members()?
-                .into_iter()
-                .find(|o| o.id != m.id && o.email.as_ref() == Some(e))
-            {
-                return Err(GatewayError::EmailTaken(other.id, e.to_string()));
+            if let Some(other) = self.snapshot.member_by_email(e).filter(|o| *o != m.id) {
+                return Err(GatewayError::EmailTaken(other, e.to_string()));
             }
         }
         Ok(())
@@ -470,9 +465,26 @@ mod tests {
         populate(&mut g);
         let log = store.audit_len().unwrap();
         let before = decisions(&g);
+        g.add_member(
+            member("mail", |m| {
+                m.email = crate::domain::Email::parse("o@k.ua").ok()
+            }),
+            cli(),
+            t0(),
+        )
+        .unwrap();
+        let log = log + 1;
         let errors = [
             g.add_member(member("olena", |_| {}), cli(), t0())
                 .unwrap_err(),
+            g.add_member(
+                member("copy", |m| {
+                    m.email = crate::domain::Email::parse("O@K.UA").ok()
+                }),
+                cli(),
+                t0(),
+            )
+            .unwrap_err(),
             g.add_member(
                 member("new", |m| m.plan = Some(PlanId::parse("gold").unwrap())),
                 cli(),
@@ -491,6 +503,7 @@ mod tests {
             messages,
             [
                 "member olena already exists",
+                "member mail already has the e-mail address o@k.ua",
                 "there is no plan gold in the site file",
                 "card C009 is already issued to member olena; revoke it first",
                 "there is no member ghost",

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
 
 use crate::domain::{
-    Booking, BookingKey, BookingKind, BookingStatus, Credential, CredentialRecord, Lease, Member,
-    MemberId, OrgId, Plan, PlanId, RoomSet, Site, SiteMode, WeeklySchedule, Window,
+    Booking, BookingKey, BookingKind, BookingStatus, Credential, CredentialRecord, Email, Lease,
+    Member, MemberId, OrgId, Plan, PlanId, RoomSet, Site, SiteMode, WeeklySchedule, Window,
 };
 
 /// Something in the stored data that the site cannot honour; reported, never fatal.
@@ -132,6 +132,7 @@ pub struct Snapshot {
     members: Vec<MemberEntry>,
     member_index: FxHashMap<MemberId, u32>,
     member_count: usize,
+    by_email: FxHashMap<Email, MemberId>,
     /// Each credential with the index of its holder's entry.
     credentials: FxHashMap<Credential, (CredentialRecord, u32)>,
     plans: FxHashMap<PlanId, CompiledPlan>,
@@ -156,6 +157,7 @@ impl Snapshot {
             members: Vec::new(),
             member_index: FxHashMap::default(),
             member_count: 0,
+            by_email: FxHashMap::default(),
             credentials: FxHashMap::default(),
             plans: FxHashMap::default(),
             leases: FxHashMap::default(),
@@ -247,6 +249,11 @@ impl Snapshot {
         self.members[i as usize].member.as_ref()
     }
 
+    /// The member with this e-mail address (addresses are unique among members).
+    pub fn member_by_email(&self, email: &Email) -> Option<MemberId> {
+        self.by_email.get(email).copied()
+    }
+
     /// Number of members.
     pub fn member_count(&self) -> usize {
         self.member_count
@@ -261,8 +268,16 @@ impl Snapshot {
     pub fn upsert_member(&mut self, m: Member) {
         let i = self.entry(m.id);
         let e = &mut self.members[i as usize];
-        if e.member.is_none() {
-            self.member_count += 1;
+        match &e.member {
+            None => self.member_count += 1,
+            Some(old) => {
+                if let Some(email) = &old.email {
+                    self.by_email.remove(email);
+                }
+            }
+        }
+        if let Some(email) = &m.email {
+            self.by_email.insert(email.clone(), m.id);
         }
         e.member = Some(m);
     }
