@@ -113,7 +113,7 @@ impl Gateway {
                 &AuditEntry::change(now, Actor::System, said.join("; ")),
             )?;
         }
-        let snapshot = Snapshot::build(
+        let mut snapshot = Snapshot::build(
             site,
             store.members()?,
             store.credentials()?,
@@ -121,6 +121,7 @@ impl Gateway {
             store.leases()?,
             store.bookings()?,
         );
+        snapshot.set_mode(store.mode()?.unwrap_or_default());
         for w in snapshot.warnings() {
             tracing::warn!(warning = %w, "stored data the site cannot honour");
         }
@@ -166,6 +167,7 @@ impl Gateway {
             Change::Lease(_) | Change::RemoveLease(_) => {
                 self.snapshot.set_leases(self.store.leases()?)
             }
+            Change::Mode(m) => self.snapshot.set_mode(m),
         }
         Ok(())
     }
@@ -302,20 +304,19 @@ impl Gateway {
         self.commit(Change::Booking(b), audit)
     }
 
-    /// Switches the site mode, audited.
+    /// Switches the site mode, audited; it survives a restart.
     pub fn set_mode(
         &mut self,
         mode: SiteMode,
         actor: Actor,
         now: DateTime<Utc>,
     ) -> Result<(), GatewayError> {
-        self.store.append_audit(&[AuditEntry {
+        let audit = AuditEntry {
             at: now,
             actor,
             event: AuditEvent::Mode { mode },
-        }])?;
-        self.snapshot.set_mode(mode);
-        Ok(())
+        };
+        self.commit(Change::Mode(mode), audit)
     }
 
     /// Decides a tap, writes the decision to the audit log (durable), then returns it.

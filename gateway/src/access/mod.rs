@@ -9,8 +9,8 @@
 //! [`Snapshot::record`] (for anti-passback).
 //!
 //! [`decide`] checks, in this order: the door, the credential, the member, emergency release,
-//! the member's status and validity, the staff role, lockdown, shelter mode, exit readers (any
-//! member may leave, anti-passback permitting), then the rights
+//! the shelter route, exit readers (any member may leave, anti-passback permitting), the
+//! member's status and validity, the staff role, lockdown, then the rights
 //! (booking, stay, event, guest pass, lease, plan, public hours: the most specific is reported),
 //! then the conditions on the room behind the door (certification, capacity) and anti-passback.
 //! The first that settles it gives the one reason code.
@@ -109,9 +109,26 @@ pub fn decide(s: &Snapshot, tap: &Tap, now: DateTime<Utc>) -> Decision {
         settle(&mut d, Reason::CredentialRevoked);
         return d;
     }
-    // Life safety first: a released egress door lets every known holder out, even a suspended one.
+    // Life safety first: a released egress door lets every known holder out, even a suspended
+    // one; in shelter mode the way to the shelter opens for every holder.
     if s.mode() == SiteMode::Emergency && door.egress {
         settle(&mut d, Reason::Emergency);
+        return d;
+    }
+    if s.mode() == SiteMode::Shelter && site.on_shelter_route(di) {
+        settle(&mut d, Reason::Shelter);
+        return d;
+    }
+    // Leaving is never a matter of rights or status (nobody is trapped inside); anti-passback
+    // still counts the passage.
+    if site.is_exit(di) {
+        let reason = match site.passback(di) {
+            Some((pair, is_entry)) if s.inside(member.id, pair) == Some(is_entry) => {
+                Reason::AntiPassback
+            }
+            _ => Reason::Exit,
+        };
+        settle(&mut d, reason);
         return d;
     }
     if !matches!(member.status, crate::domain::MemberStatus::Active) {
@@ -134,30 +151,17 @@ pub fn decide(s: &Snapshot, tap: &Tap, now: DateTime<Utc>) -> Decision {
         settle(&mut d, Reason::Lockdown);
         return d;
     }
-    if s.mode() == SiteMode::Shelter && site.on_shelter_route(di) {
-        settle(&mut d, Reason::Shelter);
-        return d;
-    }
-
-    // Leaving is never a matter of rights; anti-passback still counts the passage.
-    if site.is_exit(di) {
-        let reason = match site.passback(di) {
-            Some((pair, is_entry)) if s.inside(member.id, pair) == Some(is_entry) => {
-                Reason::AntiPassback
-            }
-            _ => Reason::Exit,
-        };
-        settle(&mut d, reason);
-        return d;
-    }
 
     // Rights, most specific first. `near` keeps the most telling reason to deny if none holds.
     let reach = site.reach(di);
     let into = Some(site.into_room(di));
     let t = now.timestamp();
     let mut near = Reason::NoRight;
+    let mut near_booking = None;
     let mut right = None;
     let mut best_slot = None;
+    // The nearest booking for this door that is not on now, within NEAR_MISS_SECS either side.
+    let mut nearest: Option<(i64, u32)> = None;
     for slot in entry.slots(t - NEAR_MISS_SECS, t + NEAR_MISS_SECS) {
         if !reach.contains(slot.room as usize) {
             continue;
@@ -169,15 +173,24 @@ pub fn decide(s: &Snapshot, tap: &Tap, now: DateTime<Utc>) -> Decision {
                 Some((_, false)) if !exact => {}
                 _ => best_slot = Some((slot.booking, exact)),
             }
-        } else if d.booking.is_none() {
-            d.booking = s.booking_at(slot.booking).cloned();
-            near = Reason::BookingNotActive;
+        } else {
+            let gap = if slot.from > t {
+                slot.from - t
+            } else {
+                t - slot.until
+            };
+            if gap <= NEAR_MISS_SECS && nearest.is_none_or(|(g, _)| gap < g) {
+                nearest = Some((gap, slot.booking));
+            }
         }
     }
     if let Some((b, _)) = best_slot {
         let booking = s.booking_at(b).cloned();
         right = booking.as_ref().map(|b| booking_reason(b.kind));
         d.booking = booking;
+    } else if let Some((_, b)) = nearest {
+        near = Reason::BookingNotActive;
+        near_booking = s.booking_at(b).cloned();
     }
     if right.is_none() {
         let local = site.local_time(now);
@@ -228,12 +241,15 @@ pub fn decide(s: &Snapshot, tap: &Tap, now: DateTime<Utc>) -> Decision {
         }
     }
     let Some(right) = right else {
+        if near == Reason::BookingNotActive {
+            d.booking = near_booking;
+        }
         settle(&mut d, near);
         return d;
     };
 
     // Conditions on the room behind the door.
-    if let Some(room) = into.map(|i| &site.rooms[i]) {
+    if let Some(room) = into.and_then(|i| site.rooms.get(i)) {
         if !room
             .certifications
             .iter()

@@ -12,7 +12,7 @@ use crate::domain::{
 };
 
 /// Something in the stored data that the site cannot honour; reported, never fatal.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SnapshotWarning {
     /// A booking names a room the site file does not have.
     BookingRoomUnknown(BookingKey),
@@ -142,9 +142,10 @@ pub struct Snapshot {
     by_key: FxHashMap<BookingKey, u32>,
     /// Per room: (from, booking index), and the longest booking seen in that room.
     by_room: Vec<(BTreeSet<(i64, u32)>, i64)>,
+    empty_room: BTreeSet<(i64, u32)>,
     occupancy: Vec<u32>,
     inside: FxHashMap<(MemberId, usize), bool>,
-    warnings: Vec<SnapshotWarning>,
+    warnings: BTreeSet<SnapshotWarning>,
 }
 
 impl Snapshot {
@@ -165,9 +166,10 @@ impl Snapshot {
             free: Vec::new(),
             by_key: FxHashMap::default(),
             by_room: vec![(BTreeSet::new(), 0); rooms],
+            empty_room: BTreeSet::new(),
             occupancy: vec![0; rooms],
             inside: FxHashMap::default(),
-            warnings: Vec::new(),
+            warnings: BTreeSet::new(),
         }
     }
 
@@ -200,7 +202,7 @@ impl Snapshot {
         for (c, m) in self.credentials.values() {
             if self.members[*m as usize].member.is_none() {
                 self.warnings
-                    .push(SnapshotWarning::CredentialWithoutMember(c.credential));
+                    .insert(SnapshotWarning::CredentialWithoutMember(c.credential));
             }
         }
     }
@@ -216,8 +218,8 @@ impl Snapshot {
     }
 
     /// What the stored data asks that the site cannot honour.
-    pub fn warnings(&self) -> &[SnapshotWarning] {
-        &self.warnings
+    pub fn warnings(&self) -> impl Iterator<Item = &SnapshotWarning> {
+        self.warnings.iter()
     }
 
     /// The site mode.
@@ -356,10 +358,12 @@ impl Snapshot {
     /// Replaces all leases.
     pub fn set_leases(&mut self, leases: impl IntoIterator<Item = Lease>) {
         self.leases.clear();
+        self.warnings
+            .retain(|w| !matches!(w, SnapshotWarning::LeaseRoomUnknown(_)));
         for lease in leases {
             let Some(room) = self.site.room_index(lease.room) else {
                 self.warnings
-                    .push(SnapshotWarning::LeaseRoomUnknown(lease.id));
+                    .insert(SnapshotWarning::LeaseRoomUnknown(lease.id));
                 continue;
             };
             self.leases
@@ -405,12 +409,14 @@ impl Snapshot {
     /// Adds, replaces or (when cancelled) withdraws a booking, updating every index.
     pub fn upsert_booking(&mut self, b: Booking) {
         self.remove_booking(&b.key);
+        self.warnings
+            .remove(&SnapshotWarning::BookingRoomUnknown(b.key.clone()));
         if b.status == BookingStatus::Cancelled {
             return;
         }
         let Some(room) = self.site.room_index(b.room) else {
             self.warnings
-                .push(SnapshotWarning::BookingRoomUnknown(b.key.clone()));
+                .insert(SnapshotWarning::BookingRoomUnknown(b.key.clone()));
             return;
         };
         let window = self.window_of(&b);
@@ -509,8 +515,11 @@ impl Snapshot {
         until: DateTime<Utc>,
     ) -> impl Iterator<Item = (&Arc<Booking>, BookingWindow)> {
         let (from, until) = (from.timestamp(), until.timestamp());
-        let (set, span) = &self.by_room[room];
-        set.range((from.saturating_sub(*span), 0)..(until, 0))
+        let (set, span) = match self.by_room.get(room) {
+            Some((set, span)) => (set, *span),
+            None => (&self.empty_room, 0),
+        };
+        set.range((from.saturating_sub(span), 0)..(until, 0))
             .filter_map(move |&(_, idx)| {
                 let e = self.bookings[idx as usize].as_ref()?;
                 (e.window.until > from).then_some((&e.booking, e.window))

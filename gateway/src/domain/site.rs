@@ -13,25 +13,10 @@ use chrono_tz::Tz;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+pub use kombinat_protocol::SiteMode;
+
 use super::schedule::SiteClock;
 use super::{CertId, DoorId, FloorId, Lease, LocalTime, Plan, RoomId, WeeklySchedule, ZoneId};
-
-/// How the site as a whole behaves.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum SiteMode {
-    /// Every rule as written.
-    #[default]
-    Normal,
-    /// Only staff and security pass.
-    Lockdown,
-    /// Fire alarm: egress doors are released (the hard-wired release stays the primary means).
-    Emergency,
-    /// Air-raid alert: the doors on the way to the shelter open for everyone; other rules hold.
-    Shelter,
-}
 
 /// What kind of room, for the dashboard and for defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -300,13 +285,25 @@ impl Site {
             None => Some(0),
             Some(r) => room_index.get(&r).map(|&i| dist[i]),
         };
-        // An exit reader leads from a room to one closer to the street.
+        // An exit reader leads back out along the way in: from a room into the room one step
+        // closer to the street from which a door leads into it. A lateral door that merely ends
+        // nearer the street is not an exit.
         let exit: Vec<bool> = p
             .doors
             .iter()
-            .map(|d| match (room_dist(d.from), room_dist(Some(d.into))) {
-                (Some(f), Some(i)) => d.from.is_some() && f != u32::MAX && f > i,
-                _ => false,
+            .map(|d| {
+                let (Some(f), Some(&i)) = (
+                    d.from.and_then(|f| room_index.get(&f)),
+                    room_index.get(&d.into),
+                ) else {
+                    return false;
+                };
+                dist[*f] != u32::MAX
+                    && dist[i].saturating_add(1) == dist[*f]
+                    && p.doors.iter().any(|e| {
+                        e.from.and_then(|x| room_index.get(&x)) == Some(&i)
+                            && room_index.get(&e.into) == Some(f)
+                    })
             })
             .collect();
         // The way to a room: every door into it (exit readers aside), then the doors into each room one step closer
@@ -481,12 +478,12 @@ impl Site {
     /// overlap, the earlier of the two.
     pub fn local_instant(&self, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
         let naive = date.and_time(time);
-        let mut probe = naive;
-        for _ in 0..4 {
+        // Gaps are at most a few hours long; step a minute at a time to the first valid one.
+        for minutes in 0..=180 {
+            let probe = naive + chrono::Duration::minutes(minutes);
             if let Some(t) = self.timezone.from_local_datetime(&probe).earliest() {
                 return t.with_timezone(&Utc);
             }
-            probe += chrono::Duration::minutes(30);
         }
         naive.and_utc()
     }

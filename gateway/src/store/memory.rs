@@ -8,7 +8,7 @@ use super::{
 };
 use crate::domain::{
     Booking, BookingKey, Credential, CredentialRecord, Lease, LeaseId, Member, MemberId, Plan,
-    PlanId,
+    PlanId, SiteMode,
 };
 
 #[derive(Default)]
@@ -19,6 +19,7 @@ struct Inner {
     leases: BTreeMap<LeaseId, Lease>,
     bookings: BTreeMap<BookingKey, Booking>,
     audit: BTreeMap<AuditId, AuditEntry>,
+    mode: Option<SiteMode>,
 }
 
 /// The in-memory store.
@@ -65,6 +66,7 @@ impl Store for MemoryStore {
                 Change::Booking(b) => {
                     i.bookings.insert(b.key.clone(), b);
                 }
+                Change::Mode(m) => i.mode = Some(m),
             }
         }
         let id = self.clock.next(audit.at);
@@ -114,6 +116,10 @@ impl Store for MemoryStore {
 
     fn bookings(&self) -> Result<Vec<Booking>, StoreError> {
         Ok(self.lock().bookings.values().cloned().collect())
+    }
+
+    fn mode(&self) -> Result<Option<SiteMode>, StoreError> {
+        Ok(self.lock().mode)
     }
 
     fn audit_after(

@@ -250,6 +250,8 @@ pub enum Change {
     RemoveLease(LeaseId),
     /// Add or replace a booking (cancelling is replacing with a cancelled one).
     Booking(Booking),
+    /// Set the site mode (it survives a restart).
+    Mode(SiteMode),
 }
 
 /// Persistence for the gateway.
@@ -274,6 +276,8 @@ pub trait Store: Send + Sync {
     fn booking(&self, key: &BookingKey) -> Result<Option<Booking>, StoreError>;
     /// Every booking, by key.
     fn bookings(&self) -> Result<Vec<Booking>, StoreError>;
+    /// The site mode last set, if ever.
+    fn mode(&self) -> Result<Option<SiteMode>, StoreError>;
     /// Up to `limit` audit records after `after` (from the start when `None`), oldest first.
     fn audit_after(
         &self,

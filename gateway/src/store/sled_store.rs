@@ -16,7 +16,7 @@ use super::{
     AuditClock, AuditEntry, AuditId, AuditRecord, Change, Store, StoreError, SCHEMA_VERSION,
 };
 use crate::domain::{
-    Booking, BookingKey, Credential, CredentialRecord, Lease, Member, MemberId, Plan,
+    Booking, BookingKey, Credential, CredentialRecord, Lease, Member, MemberId, Plan, SiteMode,
 };
 
 /// Cache for the page cache of sled: small enough for a Pi, large enough for the working set.
@@ -29,6 +29,8 @@ pub struct SledStore {
     audit: sled::Tree,
     meta: sled::Tree,
     clock: AuditClock,
+    /// Held from taking an audit id to writing it, so ids reach the log in order.
+    write: std::sync::Mutex<()>,
 }
 
 fn member_key(id: MemberId) -> Vec<u8> {
@@ -71,6 +73,7 @@ fn change_kv(c: &Change) -> Result<(Vec<u8>, Option<Vec<u8>>), StoreError> {
         Change::Lease(l) => (format!("l/{}", l.id).into_bytes(), Some(encode(l)?)),
         Change::RemoveLease(id) => (format!("l/{id}").into_bytes(), None),
         Change::Booking(b) => (booking_key(&b.key), Some(encode(b)?)),
+        Change::Mode(m) => (b"s/mode".to_vec(), Some(encode(m)?)),
     })
 }
 
@@ -109,6 +112,7 @@ impl SledStore {
             data,
             audit,
             meta,
+            write: std::sync::Mutex::new(()),
         };
         store.migrate()?;
         Ok(store)
@@ -185,6 +189,7 @@ impl Store for SledStore {
             .map(change_kv)
             .collect::<Result<Vec<_>, _>>()?;
         let entry = encode(audit)?;
+        let guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let id = self.clock.next(audit.at);
         (&self.data, &self.audit)
             .transaction(|(data, log)| {
@@ -201,19 +206,26 @@ impl Store for SledStore {
                 TransactionError::Storage(e) => StoreError::Db(e),
                 TransactionError::Abort(()) => StoreError::Encode("transaction aborted".into()),
             })?;
+        drop(guard);
         self.db.flush()?;
         Ok(id)
     }
 
     fn append_audit(&self, entries: &[AuditEntry]) -> Result<Vec<AuditId>, StoreError> {
+        let encoded = entries
+            .iter()
+            .map(|e| encode(e).map(|v| (e.at, v)))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut batch = sled::Batch::default();
         let mut ids = Vec::with_capacity(entries.len());
-        for e in entries {
-            let id = self.clock.next(e.at);
-            batch.insert(&id.to_key(), encode(e)?);
+        let guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        for (at, v) in encoded {
+            let id = self.clock.next(at);
+            batch.insert(&id.to_key(), v);
             ids.push(id);
         }
         self.audit.apply_batch(batch)?;
+        drop(guard);
         self.audit.flush()?;
         Ok(ids)
     }
@@ -248,6 +260,10 @@ impl Store for SledStore {
 
     fn bookings(&self) -> Result<Vec<Booking>, StoreError> {
         self.scan(b"b/")
+    }
+
+    fn mode(&self) -> Result<Option<SiteMode>, StoreError> {
+        self.get(b"s/mode")
     }
 
     fn audit_after(

@@ -1,0 +1,447 @@
+//! The door family: taps in, decisions out, door state in, commands out, allow-lists out
+//! (retained), offline decision logs in and their acknowledgement out.
+//!
+//! Every message names its door and the door node's device id and is signed with that device's
+//! key (see [`crate::auth`]): the node signs what it sends, the gateway signs what it sends to
+//! the node, each with its own counter.
+
+use crate::auth::{Mac, MacInput, Signed};
+use crate::{Credential, DeviceId, DoorId, Reason};
+
+/// The leaves under `door/<door>/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoorTopic {
+    /// `tap`: node → gateway, a credential was presented.
+    Tap,
+    /// `decision`: gateway → node, open or not.
+    Decision,
+    /// `state`: node → gateway, contact, lock and alarms.
+    State,
+    /// `command`: gateway → node, unlock, lock, mode.
+    Command,
+    /// `allowlist`: gateway → node (retained), who may pass when the gateway is unreachable.
+    AllowList,
+    /// `offline-log`: node → gateway, decisions taken from the allow-list.
+    OfflineLog,
+    /// `offline-ack`: gateway → node, the offline log is stored up to a tap counter.
+    OfflineAck,
+}
+
+impl DoorTopic {
+    pub(crate) fn parse(leaf: &str) -> Option<Self> {
+        Some(match leaf {
+            "tap" => DoorTopic::Tap,
+            "decision" => DoorTopic::Decision,
+            "state" => DoorTopic::State,
+            "command" => DoorTopic::Command,
+            "allowlist" => DoorTopic::AllowList,
+            "offline-log" => DoorTopic::OfflineLog,
+            "offline-ack" => DoorTopic::OfflineAck,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn leaf(self) -> &'static str {
+        match self {
+            DoorTopic::Tap => "tap",
+            DoorTopic::Decision => "decision",
+            DoorTopic::State => "state",
+            DoorTopic::Command => "command",
+            DoorTopic::AllowList => "allowlist",
+            DoorTopic::OfflineLog => "offline-log",
+            DoorTopic::OfflineAck => "offline-ack",
+        }
+    }
+}
+
+/// The protocol version in every payload's `v`.
+pub const VERSION: u8 = 1;
+
+fn credential_field(m: &mut MacInput, c: &Credential) {
+    match c {
+        Credential::Card(card) => {
+            m.text("card");
+            m.show(card);
+        }
+        Credential::Pin(pin) => {
+            m.text("pin");
+            m.text(pin.expose());
+        }
+    }
+}
+
+/// A tap: `{"v":1,"door":"d-main","device":"door-main","counter":42,"credential":{"card":"04A1B2C3"},"mac":"…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tap {
+    /// Protocol version.
+    pub v: u8,
+    /// The door (must match the topic and the device's binding).
+    pub door: DoorId,
+    /// The door node.
+    pub device: DeviceId,
+    /// The node's counter, increasing with every message it signs.
+    pub counter: u64,
+    /// What was presented.
+    pub credential: Credential,
+    /// HMAC over the fields above.
+    pub mac: Mac,
+}
+
+impl Signed for Tap {
+    const KIND: &'static str = "tap";
+    fn mac_input(&self, m: &mut MacInput) {
+        m.num(u64::from(self.v));
+        m.show(self.door);
+        m.show(self.device);
+        m.num(self.counter);
+        credential_field(m, &self.credential);
+    }
+    fn counter(&self) -> u64 {
+        self.counter
+    }
+    fn mac(&self) -> &Mac {
+        &self.mac
+    }
+    fn set_mac(&mut self, mac: Mac) {
+        self.mac = mac;
+    }
+}
+
+/// A decision for a tap, signed by the gateway with the node's key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    /// Protocol version.
+    pub v: u8,
+    /// The door.
+    pub door: DoorId,
+    /// The door node it is meant for.
+    pub device: DeviceId,
+    /// The gateway's counter towards this node.
+    pub counter: u64,
+    /// The counter of the tap this answers.
+    pub tap: u64,
+    /// Whether to open.
+    pub allow: bool,
+    /// The reason code.
+    pub reason: Reason,
+    /// How long to release the strike.
+    pub unlock_ms: u32,
+    /// HMAC over the fields above.
+    pub mac: Mac,
+}
+
+impl Signed for Decision {
+    const KIND: &'static str = "decision";
+    fn mac_input(&self, m: &mut MacInput) {
+        m.num(u64::from(self.v));
+        m.show(self.door);
+        m.show(self.device);
+        m.num(self.counter);
+        m.num(self.tap);
+        m.num(u64::from(self.allow));
+        m.text(self.reason.code());
+        m.num(u64::from(self.unlock_ms));
+    }
+    fn counter(&self) -> u64 {
+        self.counter
+    }
+    fn mac(&self) -> &Mac {
+        &self.mac
+    }
+    fn set_mac(&mut self, mac: Mac) {
+        self.mac = mac;
+    }
+}
+
+/// The door contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Contact {
+    /// Door shut.
+    Closed,
+    /// Door open.
+    Open,
+}
+
+/// A door's state as its node sees it, sent on every change and with each heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoorState {
+    /// Protocol version.
+    pub v: u8,
+    /// The door.
+    pub door: DoorId,
+    /// The door node.
+    pub device: DeviceId,
+    /// The node's counter.
+    pub counter: u64,
+    /// Door contact.
+    pub contact: Contact,
+    /// Whether the strike is locked.
+    pub locked: bool,
+    /// Open longer than its limit.
+    pub held_open: bool,
+    /// Opened while locked without an exit request.
+    pub forced: bool,
+    /// The reader or node housing was opened.
+    pub tamper: bool,
+    /// HMAC over the fields above.
+    pub mac: Mac,
+}
+
+impl Signed for DoorState {
+    const KIND: &'static str = "state";
+    fn mac_input(&self, m: &mut MacInput) {
+        m.num(u64::from(self.v));
+        m.show(self.door);
+        m.show(self.device);
+        m.num(self.counter);
+        m.text(match self.contact {
+            Contact::Closed => "closed",
+            Contact::Open => "open",
+        });
+        m.num(u64::from(self.locked));
+        m.num(u64::from(self.held_open));
+        m.num(u64::from(self.forced));
+        m.num(u64::from(self.tamper));
+    }
+    fn counter(&self) -> u64 {
+        self.counter
+    }
+    fn mac(&self) -> &Mac {
+        &self.mac
+    }
+    fn set_mac(&mut self, mac: Mac) {
+        self.mac = mac;
+    }
+}
+
+/// What a command asks the door to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Release the strike for `ms` milliseconds (remote unlock).
+    Unlock {
+        /// How long.
+        ms: u32,
+    },
+    /// Lock now.
+    Lock,
+    /// Stay released until told otherwise (public hours, emergency, shelter route).
+    Release,
+    /// Back to normal: locked, opening on decisions.
+    Normal,
+}
+
+/// A command to a door node, signed by the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Command {
+    /// Protocol version.
+    pub v: u8,
+    /// The door.
+    pub door: DoorId,
+    /// The door node.
+    pub device: DeviceId,
+    /// The gateway's counter towards this node.
+    pub counter: u64,
+    /// What to do: `{"unlock":{"ms":5000}}`, `"lock"`, `"release"` or `"normal"`.
+    pub action: Action,
+    /// HMAC over the fields above.
+    pub mac: Mac,
+}
+
+impl Signed for Command {
+    const KIND: &'static str = "command";
+    fn mac_input(&self, m: &mut MacInput) {
+        m.num(u64::from(self.v));
+        m.show(self.door);
+        m.show(self.device);
+        m.num(self.counter);
+        match self.action {
+            Action::Unlock { ms } => {
+                m.text("unlock");
+                m.num(u64::from(ms));
+            }
+            Action::Lock => m.text("lock"),
+            Action::Release => m.text("release"),
+            Action::Normal => m.text("normal"),
+        }
+    }
+    fn counter(&self) -> u64 {
+        self.counter
+    }
+    fn mac(&self) -> &Mac {
+        &self.mac
+    }
+    fn set_mac(&mut self, mac: Mac) {
+        self.mac = mac;
+    }
+}
+
+/// One card on an allow-list, with the window in which it opens the door (Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowEntry {
+    /// The card.
+    pub card: crate::CardId,
+    /// First second (inclusive).
+    pub from: u64,
+    /// Last second (exclusive).
+    pub until: u64,
+}
+
+/// The cards that may open a door in a window, for the node to decide on when the gateway is
+/// unreachable. Retained, signed, republished whenever rights change and at least hourly.
+#[cfg(feature = "std")]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowList {
+    /// Protocol version.
+    pub v: u8,
+    /// The door.
+    pub door: DoorId,
+    /// The door node.
+    pub device: DeviceId,
+    /// The gateway's counter towards this node.
+    pub counter: u64,
+    /// The list is valid from (Unix seconds)…
+    pub valid_from: u64,
+    /// …until (exclusive); after that the node denies offline taps.
+    pub valid_until: u64,
+    /// Cards and their windows, sorted by card.
+    pub cards: std::vec::Vec<AllowEntry>,
+    /// HMAC over the fields above, every entry included.
+    pub mac: Mac,
+}
+
+#[cfg(feature = "std")]
+impl Signed for AllowList {
+    const KIND: &'static str = "allowlist";
+    fn mac_input(&self, m: &mut MacInput) {
+        m.num(u64::from(self.v));
+        m.show(self.door);
+        m.show(self.device);
+        m.num(self.counter);
+        m.num(self.valid_from);
+        m.num(self.valid_until);
+        m.num(self.cards.len() as u64);
+        for e in &self.cards {
+            m.show(e.card);
+            m.num(e.from);
+            m.num(e.until);
+        }
+    }
+    fn counter(&self) -> u64 {
+        self.counter
+    }
+    fn mac(&self) -> &Mac {
+        &self.mac
+    }
+    fn set_mac(&mut self, mac: Mac) {
+        self.mac = mac;
+    }
+}
+
+/// A decision a node took alone, from its allow-list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineEntry {
+    /// The counter the tap would have carried (unique per node).
+    pub tap: u64,
+    /// When (Unix seconds, the node's clock).
+    pub at: u64,
+    /// The card (PINs are not decided offline).
+    pub card: crate::CardId,
+    /// Whether the node opened.
+    pub allow: bool,
+    /// The node's reason: `allow.offline_list` or `deny.offline_not_listed`… see the reason page.
+    pub reason: Reason,
+}
+
+/// A node's log of offline decisions, sent when the link returns and resent until acknowledged.
+#[cfg(feature = "std")]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineLog {
+    /// Protocol version.
+    pub v: u8,
+    /// The door.
+    pub door: DoorId,
+    /// The door node.
+    pub device: DeviceId,
+    /// The node's counter.
+    pub counter: u64,
+    /// The decisions, oldest first.
+    pub entries: std::vec::Vec<OfflineEntry>,
+    /// HMAC over the fields above, every entry included.
+    pub mac: Mac,
+}
+
+#[cfg(feature = "std")]
+impl Signed for OfflineLog {
+    const KIND: &'static str = "offline-log";
+    fn mac_input(&self, m: &mut MacInput) {
+        m.num(u64::from(self.v));
+        m.show(self.door);
+        m.show(self.device);
+        m.num(self.counter);
+        m.num(self.entries.len() as u64);
+        for e in &self.entries {
+            m.num(e.tap);
+            m.num(e.at);
+            m.show(e.card);
+            m.num(u64::from(e.allow));
+            m.text(e.reason.code());
+        }
+    }
+    fn counter(&self) -> u64 {
+        self.counter
+    }
+    fn mac(&self) -> &Mac {
+        &self.mac
+    }
+    fn set_mac(&mut self, mac: Mac) {
+        self.mac = mac;
+    }
+}
+
+/// The gateway has stored the node's offline decisions up to tap counter `up_to`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineAck {
+    /// Protocol version.
+    pub v: u8,
+    /// The door.
+    pub door: DoorId,
+    /// The door node.
+    pub device: DeviceId,
+    /// The gateway's counter towards this node.
+    pub counter: u64,
+    /// Every entry with `tap <= up_to` is stored; the node may forget them.
+    pub up_to: u64,
+    /// HMAC over the fields above.
+    pub mac: Mac,
+}
+
+impl Signed for OfflineAck {
+    const KIND: &'static str = "offline-ack";
+    fn mac_input(&self, m: &mut MacInput) {
+        m.num(u64::from(self.v));
+        m.show(self.door);
+        m.show(self.device);
+        m.num(self.counter);
+        m.num(self.up_to);
+    }
+    fn counter(&self) -> u64 {
+        self.counter
+    }
+    fn mac(&self) -> &Mac {
+        &self.mac
+    }
+    fn set_mac(&mut self, mac: Mac) {
+        self.mac = mac;
+    }
+}
