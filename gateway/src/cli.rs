@@ -15,8 +15,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::access::{decide, explain, Tap};
 use crate::domain::{
-    Booking, BookingKey, BookingKind, BookingStatus, CardId, CertId, Credential, Email, ExternalId,
-    Member, MemberId, MemberStatus, OrgId, Pin, PlanId, Role, RoomId, Site, SourceId, Window,
+    Booking, BookingKey, BookingKind, BookingStatus, CardId, CertId, Credential, Device, DeviceId,
+    DeviceKey, DeviceKind, DoorId, Email, ExternalId, Member, MemberId, MemberStatus, OrgId, Pin,
+    PlanId, Role, RoomId, Site, SourceId, Window,
 };
 use crate::gateway::Gateway;
 use crate::store::{Actor, AuditEvent, SledStore, Store};
@@ -74,6 +75,39 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Log(LogCmd),
+    /// Devices: register door nodes, sensor nodes and alert feeds, list them.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// Run the gateway service (MQTT, decisions, audit) until SIGINT or SIGTERM.
+    Run {
+        /// The service configuration (site, data, broker); see deploy/kombinat.example.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// Device commands.
+#[derive(Debug, Subcommand)]
+pub enum DeviceCmd {
+    /// Register a device and print its new secret key (shown once).
+    Add {
+        /// Identifier: its MQTT client id and topic id.
+        id: String,
+        /// Door node, sensor node or alert feed.
+        #[arg(long, value_enum)]
+        kind: DeviceKind,
+        /// The door reader a door node serves.
+        #[arg(long)]
+        door: Option<String>,
+        /// The room a sensor node watches.
+        #[arg(long)]
+        room: Option<String>,
+        /// Use this key (64 hex digits) instead of a new random one.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// List devices.
+    List,
 }
 
 /// A card or a PIN.
@@ -328,6 +362,66 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
             writeln!(out, "{}", explain(ctx.gateway.snapshot(), &d))?;
             Ok(())
         }
+        Command::Run { config } => crate::service::run_from_file(config),
+        Command::Device(DeviceCmd::Add {
+            id: did,
+            kind,
+            door,
+            room,
+            key,
+        }) => {
+            let mut ctx = open(&cli, now)?;
+            let key = match key {
+                Some(k) => DeviceKey::parse_hex(k)
+                    .ok_or_else(|| anyhow!("--key: a device key is 64 hex digits"))?,
+                None => {
+                    let mut b = [0u8; 32];
+                    getrandom::fill(&mut b)
+                        .map_err(|e| anyhow!("cannot get random bytes for the key: {e}"))?;
+                    DeviceKey::from_bytes(b)
+                }
+            };
+            let device = Device {
+                id: id::<DeviceId>("device", did)?,
+                kind: *kind,
+                door: door
+                    .as_deref()
+                    .map(|d| id::<DoorId>("door", d))
+                    .transpose()?,
+                room: room
+                    .as_deref()
+                    .map(|r| id::<RoomId>("room", r))
+                    .transpose()?,
+                key: key.clone(),
+                added_at: now,
+            };
+            let did = device.id;
+            ctx.gateway.add_device(device, actor(), now)?;
+            writeln!(
+                out,
+                "device {did} registered; its key (shown once, put it in the device's config):"
+            )?;
+            writeln!(out, "{}", key.expose_hex())?;
+            Ok(())
+        }
+        Command::Device(DeviceCmd::List) => {
+            let ctx = open(&cli, now)?;
+            let devices = ctx.gateway.store().devices()?;
+            for d in &devices {
+                writeln!(
+                    out,
+                    "{:<20} {:<10} {}",
+                    d.id.to_string(),
+                    format!("{:?}", d.kind).to_lowercase(),
+                    d.door
+                        .map(|x| format!("door {x}"))
+                        .or(d.room.map(|r| format!("room {r}")))
+                        .unwrap_or_default()
+                )?;
+            }
+            writeln!(out, "{} devices", devices.len())?;
+            Ok(())
+        }
         Command::Log(LogCmd::Tail { lines }) => {
             let ctx = open(&cli, now)?;
             for r in ctx.gateway.store().audit_tail(*lines)? {
@@ -339,17 +433,31 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
                         reason,
                         member,
                         booking,
+                        offline,
                         ..
                     } => format!(
-                        "{reason:<28} door {door} {} member {}{}",
+                        "{reason:<28} door {door} {} member {}{}{}",
                         card.map_or("PIN".to_string(), |c| format!("card {c}")),
                         member.map_or("-".to_string(), |m| m.to_string()),
                         booking
                             .as_ref()
-                            .map_or(String::new(), |b| format!(" booking {b}"))
+                            .map_or(String::new(), |b| format!(" booking {b}")),
+                        if *offline { " (decided offline)" } else { "" }
                     ),
                     AuditEvent::Change { summary } => summary.clone(),
-                    AuditEvent::Mode { mode } => format!("site mode set to {mode:?}"),
+                    AuditEvent::Mode { mode } => format!("site mode set to {mode}"),
+                    AuditEvent::Alarm {
+                        door,
+                        device,
+                        alarm,
+                        raised,
+                    } => format!(
+                        "alarm {alarm:?} {} {}",
+                        if *raised { "raised" } else { "cleared" },
+                        door.map(|d| format!("door {d}"))
+                            .or(device.map(|d| format!("device {d}")))
+                            .unwrap_or_default()
+                    ),
                 };
                 writeln!(
                     out,

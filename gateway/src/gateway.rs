@@ -52,6 +52,12 @@ pub enum GatewayError {
     /// No booking with this key.
     #[error("there is no booking {0}")]
     UnknownBooking(BookingKey),
+    /// A device with this id exists.
+    #[error("device {0} already exists")]
+    DeviceExists(crate::domain::DeviceId),
+    /// A device's binding does not fit its kind or the site.
+    #[error("device {0}: {1}")]
+    DeviceBinding(crate::domain::DeviceId, String),
     /// A validity window that ends before it starts.
     #[error("a membership cannot end before it starts")]
     Validity,
@@ -168,6 +174,7 @@ impl Gateway {
                 self.snapshot.set_leases(self.store.leases()?)
             }
             Change::Mode(m) => self.snapshot.set_mode(m),
+            Change::Device(_) => {}
         }
         Ok(())
     }
@@ -304,6 +311,58 @@ impl Gateway {
         self.commit(Change::Booking(b), audit)
     }
 
+    /// Registers a device (door node, sensor node, alert feed) with its key.
+    pub fn add_device(
+        &mut self,
+        d: crate::domain::Device,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), GatewayError> {
+        use crate::domain::DeviceKind;
+        if self.store.devices()?.iter().any(|x| x.id == d.id) {
+            return Err(GatewayError::DeviceExists(d.id));
+        }
+        let site = self.snapshot.site();
+        let bad = |why: &str| Err(GatewayError::DeviceBinding(d.id, why.to_string()));
+        match (d.kind, d.door, d.room) {
+            (DeviceKind::Door, Some(door), None) => {
+                if site.door(door).is_none() {
+                    return bad(&format!("there is no door {door} in the site file"));
+                }
+                if let Some(other) = self
+                    .store
+                    .devices()?
+                    .into_iter()
+                    .find(|x| x.kind == DeviceKind::Door && x.door == Some(door))
+                {
+                    return bad(&format!(
+                        "door {door} already has the door node {}",
+                        other.id
+                    ));
+                }
+            }
+            (DeviceKind::Door, _, _) => return bad("a door node is bound to one door (--door)"),
+            (DeviceKind::Sensor, None, Some(room)) => {
+                if site.room(room).is_none() {
+                    return bad(&format!("there is no room {room} in the site file"));
+                }
+            }
+            (DeviceKind::Sensor, _, _) => {
+                return bad("a sensor node is bound to one room (--room)")
+            }
+            (DeviceKind::AlertFeed, None, None) => {}
+            (DeviceKind::AlertFeed, _, _) => {
+                return bad("an alert feed is bound to no door or room")
+            }
+        }
+        let audit = AuditEntry::change(
+            now,
+            actor,
+            format!("device {} ({:?}) registered", d.id, d.kind),
+        );
+        self.commit(Change::Device(d), audit)
+    }
+
     /// Switches the site mode, audited; it survives a restart.
     pub fn set_mode(
         &mut self,
@@ -317,6 +376,31 @@ impl Gateway {
             event: AuditEvent::Mode { mode },
         };
         self.commit(Change::Mode(mode), audit)
+    }
+
+    /// Writes decisions taken on this snapshot (with the node's tap counter), and other entries, to the audit log in one
+    /// durable append, then lets the snapshot learn from them (anti-passback).
+    pub fn record(
+        &mut self,
+        decisions: &[(Decision, u64)],
+        mut extra: Vec<AuditEntry>,
+    ) -> Result<(), GatewayError> {
+        let mut entries: Vec<AuditEntry> = decisions
+            .iter()
+            .map(|(d, tap)| {
+                let mut e = AuditEntry::decision(d);
+                if let AuditEvent::Decision { tap: t, .. } = &mut e.event {
+                    *t = Some(*tap);
+                }
+                e
+            })
+            .collect();
+        entries.append(&mut extra);
+        self.store.append_audit(&entries)?;
+        for (d, _) in decisions {
+            self.snapshot.record(d);
+        }
+        Ok(())
     }
 
     /// Decides a tap, writes the decision to the audit log (durable), then returns it.

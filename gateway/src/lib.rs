@@ -10,8 +10,13 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod broker;
 pub mod cli;
+pub mod config;
+pub mod desk;
 pub mod domain;
 pub mod gateway;
+pub mod link;
+pub mod service;
 pub mod site_file;
 pub mod store;

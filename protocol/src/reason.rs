@@ -60,6 +60,9 @@ reasons! {
     Shelter = "allow.shelter", true;
     /// Emergency mode: the door is an egress door and is released.
     Emergency = "allow.emergency", true;
+    /// Decided by the door node alone, while the gateway was unreachable: the card is on the
+    /// door's signed allow-list for this moment.
+    OfflineListed = "allow.offline_listed", true;
     /// The door is not in the site file.
     UnknownDoor = "deny.unknown_door", false;
     /// No member holds this card or PIN.
@@ -88,6 +91,10 @@ reasons! {
     RoomFull = "deny.room_full", false;
     /// Anti-passback: the member already passed this way and has not passed back.
     AntiPassback = "deny.anti_passback", false;
+    /// Decided by the door node alone: the card is not on the door's allow-list for this moment.
+    OfflineNotListed = "deny.offline_not_listed", false;
+    /// Decided by the door node alone: its allow-list has expired (or never arrived).
+    OfflineListExpired = "deny.offline_list_expired", false;
 }
 
 /// A string that is not a known reason code.

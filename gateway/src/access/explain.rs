@@ -150,6 +150,18 @@ pub fn explain(s: &Snapshot, d: &Decision) -> String {
             "{room_name} is at its capacity of {}",
             room.and_then(|r| r.capacity).unwrap_or(0)
         ),
+        Reason::OfflineListed => {
+            "the door decided alone (gateway unreachable): the card was on its allow-list"
+                .to_string()
+        }
+        Reason::OfflineNotListed => {
+            "the door decided alone (gateway unreachable): the card was not on its allow-list"
+                .to_string()
+        }
+        Reason::OfflineListExpired => {
+            "the door decided alone (gateway unreachable) and its allow-list had expired"
+                .to_string()
+        }
         Reason::AntiPassback => format!("{who} already passed this way and has not passed back"),
     };
     let unlock = if d.allowed() {

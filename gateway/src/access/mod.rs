@@ -15,6 +15,7 @@
 //! then the conditions on the room behind the door (certification, capacity) and anti-passback.
 //! The first that settles it gives the one reason code.
 
+pub mod allow_list;
 mod explain;
 mod snapshot;
 

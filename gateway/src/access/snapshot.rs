@@ -64,7 +64,7 @@ pub(crate) struct Slot {
 
 /// A member and their booking slots, side by side so a decision touches one entry. The member
 /// is `None` while only bookings name them (a booking may arrive before its attendee does).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct MemberEntry {
     pub member: Option<Member>,
     /// Sorted by `from`.
@@ -89,7 +89,7 @@ impl MemberEntry {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct BookingEntry {
     booking: Arc<Booking>,
     window: BookingWindow,
@@ -97,21 +97,21 @@ struct BookingEntry {
 }
 
 /// A plan compiled against the site: each grant's rooms as a set.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct CompiledPlan {
     pub plan: Plan,
     pub grants: Vec<CompiledGrant>,
     pub closed_on_holidays: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct CompiledGrant {
     pub rooms: RoomSet,
     pub schedule: WeeklySchedule,
 }
 
 /// A lease compiled against the site.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct CompiledLease {
     pub lease: Lease,
     pub room: usize,
@@ -125,7 +125,7 @@ impl CompiledLease {
 }
 
 /// Everything a decision reads.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     site: Arc<Site>,
     mode: SiteMode,
@@ -531,6 +531,25 @@ impl Snapshot {
     #[inline]
     pub fn inside(&self, m: MemberId, pair: usize) -> Option<bool> {
         self.inside.get(&(m, pair)).copied()
+    }
+
+    /// A copy for computing allow-lists: the same rights and mode, but no occupancy and no
+    /// anti-passback state, which a door deciding alone cannot know.
+    pub fn for_allow_lists(&self) -> Snapshot {
+        let mut s = self.clone();
+        s.occupancy.iter_mut().for_each(|o| *o = 0);
+        s.inside.clear();
+        s
+    }
+
+    /// Card credentials that are not revoked, with their holder's entry.
+    pub(crate) fn cards(&self) -> impl Iterator<Item = (crate::domain::CardId, &MemberEntry)> {
+        self.credentials.iter().filter_map(|(c, (rec, i))| match c {
+            Credential::Card(card) if rec.revoked_at.is_none() => {
+                Some((*card, &self.members[*i as usize]))
+            }
+            _ => None,
+        })
     }
 
     /// Records what an allowed decision means for later ones (anti-passback state).

@@ -5,6 +5,7 @@
 //! site file builds a [`Site`], and the access core indexes them into a snapshot.
 
 mod booking;
+mod device;
 mod member;
 mod plan;
 pub mod schedule;
@@ -13,6 +14,7 @@ pub(crate) mod site;
 pub use booking::{
     Booking, BookingError, BookingKey, BookingKind, BookingStatus, ExternalId, Window,
 };
+pub use device::{Device, DeviceKey, DeviceKind, DeviceMark};
 pub use kombinat_protocol::{
     CardId, CertId, Credential, DeviceId, DoorId, FloorId, LeaseId, MemberId, OrgId, Pin, PlanId,
     Reason, RoomId, SourceId, ZoneId,

@@ -10,6 +10,8 @@ use crate::domain::{
     Booking, BookingKey, Credential, CredentialRecord, Lease, LeaseId, Member, MemberId, Plan,
     PlanId, SiteMode,
 };
+use crate::domain::{Device, DeviceMark};
+use kombinat_protocol::DeviceId;
 
 #[derive(Default)]
 struct Inner {
@@ -20,6 +22,8 @@ struct Inner {
     bookings: BTreeMap<BookingKey, Booking>,
     audit: BTreeMap<AuditId, AuditEntry>,
     mode: Option<SiteMode>,
+    devices: BTreeMap<DeviceId, Device>,
+    marks: BTreeMap<DeviceId, DeviceMark>,
 }
 
 /// The in-memory store.
@@ -67,6 +71,9 @@ impl Store for MemoryStore {
                     i.bookings.insert(b.key.clone(), b);
                 }
                 Change::Mode(m) => i.mode = Some(m),
+                Change::Device(d) => {
+                    i.devices.insert(d.id, d);
+                }
             }
         }
         let id = self.clock.next(audit.at);
@@ -120,6 +127,24 @@ impl Store for MemoryStore {
 
     fn mode(&self) -> Result<Option<SiteMode>, StoreError> {
         Ok(self.lock().mode)
+    }
+
+    fn devices(&self) -> Result<Vec<Device>, StoreError> {
+        Ok(self.lock().devices.values().cloned().collect())
+    }
+
+    fn put_marks(&self, marks: &[DeviceMark]) -> Result<(), StoreError> {
+        let mut i = self.lock();
+        for m in marks {
+            if let Some(d) = m.device {
+                i.marks.insert(d, *m);
+            }
+        }
+        Ok(())
+    }
+
+    fn marks(&self) -> Result<Vec<DeviceMark>, StoreError> {
+        Ok(self.lock().marks.values().copied().collect())
     }
 
     fn audit_after(

@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::Decision;
 use crate::domain::{
-    Booking, BookingKey, CardId, Credential, CredentialRecord, DoorId, Lease, LeaseId, Member,
-    MemberId, Plan, PlanId, Reason, SiteMode,
+    Booking, BookingKey, CardId, Credential, CredentialRecord, Device, DeviceId, DeviceMark,
+    DoorId, Lease, LeaseId, Member, MemberId, Plan, PlanId, Reason, SiteMode,
 };
 
 /// The schema version this build writes. Stores written by older builds are migrated at open.
@@ -77,6 +77,8 @@ pub enum Actor {
     Staff(String),
     /// A booking source.
     Source(String),
+    /// A device (an alert feed changing the site mode).
+    Device(DeviceId),
     /// The gateway itself (start-up sync, schedules).
     System,
 }
@@ -88,6 +90,7 @@ impl fmt::Display for Actor {
             Actor::Cli(u) => write!(f, "cli:{u}"),
             Actor::Staff(u) => write!(f, "staff:{u}"),
             Actor::Source(s) => write!(f, "source:{s}"),
+            Actor::Device(d) => write!(f, "device:{d}"),
             Actor::System => f.write_str("system"),
         }
     }
@@ -111,6 +114,23 @@ pub enum AuditEvent {
         member: Option<MemberId>,
         /// The booking it rests on.
         booking: Option<BookingKey>,
+        /// Taken by the door node alone, from its allow-list, and uploaded later.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        offline: bool,
+        /// The door node's counter on the tap (unique per node), when it came over MQTT.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tap: Option<u64>,
+    },
+    /// An alarm was raised or cleared.
+    Alarm {
+        /// The door, for door alarms.
+        door: Option<DoorId>,
+        /// The device, for device alarms.
+        device: Option<DeviceId>,
+        /// Which alarm.
+        alarm: AlarmKind,
+        /// Raised (true) or cleared (false).
+        raised: bool,
     },
     /// A change to stored data, in words.
     Change {
@@ -122,6 +142,20 @@ pub enum AuditEvent {
         /// The new mode.
         mode: SiteMode,
     },
+}
+
+/// Alarms the gateway raises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmKind {
+    /// A door stood open longer than its limit.
+    HeldOpen,
+    /// A door was opened while locked, without an exit request.
+    Forced,
+    /// A reader or node housing was opened.
+    Tamper,
+    /// A device missed three heartbeats or sent its last will.
+    DeviceOffline,
 }
 
 /// One audit entry.
@@ -151,6 +185,8 @@ impl AuditEntry {
                 unlock_ms: d.unlock_ms,
                 member: d.member,
                 booking: d.booking.as_ref().map(|b| b.key.clone()),
+                offline: false,
+                tap: None,
             },
         }
     }
@@ -252,6 +288,8 @@ pub enum Change {
     Booking(Booking),
     /// Set the site mode (it survives a restart).
     Mode(SiteMode),
+    /// Register or replace a device.
+    Device(Device),
 }
 
 /// Persistence for the gateway.
@@ -276,6 +314,12 @@ pub trait Store: Send + Sync {
     fn booking(&self, key: &BookingKey) -> Result<Option<Booking>, StoreError>;
     /// Every booking, by key.
     fn bookings(&self) -> Result<Vec<Booking>, StoreError>;
+    /// Every registered device, by id.
+    fn devices(&self) -> Result<Vec<Device>, StoreError>;
+    /// Stores devices' replay counters (durable with the next flush or audit append).
+    fn put_marks(&self, marks: &[DeviceMark]) -> Result<(), StoreError>;
+    /// Every device's replay counters.
+    fn marks(&self) -> Result<Vec<DeviceMark>, StoreError>;
     /// The site mode last set, if ever.
     fn mode(&self) -> Result<Option<SiteMode>, StoreError>;
     /// Up to `limit` audit records after `after` (from the start when `None`), oldest first.

@@ -16,7 +16,8 @@ use super::{
     AuditClock, AuditEntry, AuditId, AuditRecord, Change, Store, StoreError, SCHEMA_VERSION,
 };
 use crate::domain::{
-    Booking, BookingKey, Credential, CredentialRecord, Lease, Member, MemberId, Plan, SiteMode,
+    Booking, BookingKey, Credential, CredentialRecord, Device, DeviceMark, Lease, Member, MemberId,
+    Plan, SiteMode,
 };
 
 /// Cache for the page cache of sled: small enough for a Pi, large enough for the working set.
@@ -28,6 +29,7 @@ pub struct SledStore {
     pub(super) data: sled::Tree,
     audit: sled::Tree,
     meta: sled::Tree,
+    marks: sled::Tree,
     clock: AuditClock,
     /// Held from taking an audit id to writing it, so ids reach the log in order.
     write: std::sync::Mutex<()>,
@@ -74,6 +76,7 @@ fn change_kv(c: &Change) -> Result<(Vec<u8>, Option<Vec<u8>>), StoreError> {
         Change::RemoveLease(id) => (format!("l/{id}").into_bytes(), None),
         Change::Booking(b) => (booking_key(&b.key), Some(encode(b)?)),
         Change::Mode(m) => (b"s/mode".to_vec(), Some(encode(m)?)),
+        Change::Device(d) => (format!("d/{}", d.id).into_bytes(), Some(encode(d)?)),
     })
 }
 
@@ -104,6 +107,7 @@ impl SledStore {
         let data = db.open_tree("data")?;
         let audit = db.open_tree("audit")?;
         let meta = db.open_tree("meta")?;
+        let marks = db.open_tree("marks")?;
         let store = SledStore {
             clock: AuditClock::starting_after(
                 audit.last()?.and_then(|(k, _)| AuditId::from_key(&k)),
@@ -112,6 +116,7 @@ impl SledStore {
             data,
             audit,
             meta,
+            marks,
             write: std::sync::Mutex::new(()),
         };
         store.migrate()?;
@@ -264,6 +269,31 @@ impl Store for SledStore {
 
     fn mode(&self) -> Result<Option<SiteMode>, StoreError> {
         self.get(b"s/mode")
+    }
+
+    fn devices(&self) -> Result<Vec<Device>, StoreError> {
+        self.scan(b"d/")
+    }
+
+    fn put_marks(&self, marks: &[DeviceMark]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for m in marks {
+            if let Some(d) = m.device {
+                batch.insert(d.as_str().as_bytes(), encode(m)?);
+            }
+        }
+        self.marks.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn marks(&self) -> Result<Vec<DeviceMark>, StoreError> {
+        self.marks
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode("marks", &k, &v)
+            })
+            .collect()
     }
 
     fn audit_after(

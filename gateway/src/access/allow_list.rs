@@ -1,0 +1,166 @@
+//! Allow-lists: which cards may open a door in the hours ahead, for the door node to decide on
+//! when it cannot reach the gateway.
+//!
+//! The list is worked out with [`decide`] itself, so it can never grant what the gateway would
+//! refuse: every candidate card is decided at every step (5 minutes) across the window, and
+//! consecutive allowed steps become one entry. Entries are conservative: they start at the first
+//! allowed step and end at the last (a right that starts at 13:47 is listed from 13:50). The
+//! snapshot given should come from [`Snapshot::for_allow_lists`] (no occupancy, no
+//! anti-passback). Candidates are cards whose holder is staff, has a plan or lease reaching the
+//! door, or a booking for it in the window; others cannot be allowed and are skipped.
+
+use chrono::{DateTime, Duration, Utc};
+use kombinat_protocol::door::AllowEntry;
+
+use super::{decide, Snapshot, Tap};
+use crate::domain::Credential;
+
+/// The sampling step.
+pub const STEP_SECS: i64 = 300;
+
+/// The allow-list of door `door` (by index) for `[from, until)`, sorted by card.
+pub fn allow_list(
+    s: &Snapshot,
+    door: usize,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Vec<AllowEntry> {
+    let site = s.site();
+    let Some(d) = site.doors.get(door) else {
+        return Vec::new();
+    };
+    let reach = site.reach(door);
+    let exit = site.is_exit(door);
+    let (t0, t1) = (from.timestamp(), until.timestamp());
+    let mut out = Vec::new();
+    for (card, entry) in s.cards() {
+        let Some(m) = entry.member.as_ref() else {
+            continue;
+        };
+        let candidate = exit
+            || d.public_hours.is_some()
+            || m.is_staff()
+            || m.plan
+                .and_then(|p| s.plan(p))
+                .is_some_and(|p| p.grants.iter().any(|g| g.rooms.intersects(reach)))
+            || m.organisation
+                .is_some_and(|o| s.leases_of(o).iter().any(|l| reach.contains(l.room)))
+            || entry
+                .slots(t0, t1)
+                .iter()
+                .any(|sl| reach.contains(sl.room as usize) && sl.until > t0 && sl.from < t1);
+        if !candidate {
+            continue;
+        }
+        let tap = Tap {
+            door: d.id,
+            credential: Credential::Card(card),
+        };
+        let mut open: Option<i64> = None;
+        let mut last_allowed = t0;
+        let mut t = t0;
+        while t < t1 {
+            let now = DateTime::from_timestamp(t, 0).unwrap_or(from);
+            let allowed = decide(s, &tap, now).allowed();
+            match (allowed, open) {
+                (true, None) => open = Some(t),
+                (false, Some(start)) => {
+                    out.push(AllowEntry {
+                        card,
+                        from: start as u64,
+                        until: last_allowed as u64 + 1,
+                    });
+                    open = None;
+                }
+                _ => {}
+            }
+            if allowed {
+                last_allowed = t;
+            }
+            t += STEP_SECS;
+        }
+        if let Some(start) = open {
+            out.push(AllowEntry {
+                card,
+                from: start as u64,
+                until: (last_allowed + STEP_SECS).min(t1) as u64,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.card.cmp(&b.card).then(a.from.cmp(&b.from)));
+    out
+}
+
+/// The window of a list built now: from the current step to `hours` ahead.
+pub fn window(now: DateTime<Utc>, hours: u32) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = now.timestamp() - now.timestamp().rem_euclid(STEP_SECS);
+    let from = DateTime::from_timestamp(start, 0).unwrap_or(now);
+    (from, from + Duration::hours(i64::from(hours)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::tests::{card, World};
+    use crate::domain::{BookingKind, PlanId, Role, Window};
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_list_holds_exactly_the_cards_decide_allows_at_each_step() {
+        let mut w = World::new();
+        let staff = w.member("staff", |m| m.roles = vec![Role::Staff]);
+        let day = w.member("day", |m| m.plan = Some(PlanId::parse("day").unwrap()));
+        let booker = w.member("booker", |_| {});
+        let _nobody = w.member("nobody", |_| {});
+        let start = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap(); // 14:00 Kyiv
+        w.booking(
+            "m",
+            "meeting-1",
+            BookingKind::Meeting,
+            &["booker"],
+            Window::Timed {
+                start,
+                end: start + Duration::hours(1),
+            },
+        );
+        let s = w.snapshot.for_allow_lists();
+        let door = s
+            .site()
+            .door_index(crate::domain::DoorId::parse("d-meeting-1").unwrap())
+            .unwrap();
+        let (from, until) = window(Utc.with_ymd_and_hms(2026, 11, 26, 8, 2, 0).unwrap(), 12);
+        let list = allow_list(&s, door, from, until);
+        let cards: Vec<_> = list.iter().map(|e| Credential::Card(e.card)).collect();
+        assert!(cards.contains(&staff) && cards.contains(&booker));
+        assert!(
+            !cards.contains(&day),
+            "a day pass does not reach a meeting room"
+        );
+        let b = list
+            .iter()
+            .find(|e| Credential::Card(e.card) == booker)
+            .unwrap();
+        // 13:45 to 15:15 Kyiv with grace, i.e. 11:45Z to 13:15Z; the last step at 13:10Z.
+        assert_eq!(b.from as i64, (start - Duration::minutes(15)).timestamp());
+        assert_eq!(
+            b.until as i64,
+            (start + Duration::minutes(70)).timestamp() + 1
+        );
+        // Every listed moment is one decide allows; every step decide allows is listed.
+        let tap = |c| Tap {
+            door: s.site().doors[door].id,
+            credential: c,
+        };
+        let mut t = from.timestamp();
+        while t < until.timestamp() {
+            let now = DateTime::from_timestamp(t, 0).unwrap();
+            for c in [staff, day, booker, card(99)] {
+                let listed = list.iter().any(|e| {
+                    Credential::Card(e.card) == c && (e.from as i64) <= t && t < e.until as i64
+                });
+                assert_eq!(listed, decide(&s, &tap(c), now).allowed(), "{c} at {now}");
+            }
+            t += STEP_SECS;
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! The service's configuration file (`kombinat run --config FILE`), TOML.
+//!
+//! ```toml
+//! site = "site.example.toml"        # relative paths are relative to this file
+//! data = "/var/lib/kombinat"
+//!
+//! [mqtt]
+//! broker = "embedded"               # or "mqtt://host:1883", "mqtts://host:8883"
+//! listen = "127.0.0.1:1883"         # where the embedded broker listens
+//! client_id = "kombinat-gateway"
+//! prefix = "kombinat/v1"
+//! keep_alive_s = 15
+//! # username = "gateway"  password = "…"  ca_file = "/etc/kombinat/ca.pem"
+//!
+//! [doors]
+//! allowlist_hours = 12              # how far ahead allow-lists reach
+//! allowlist_refresh_min = 60        # republished at least this often
+//!
+//! [devices]
+//! heartbeat_s = 30                  # expected heartbeat; offline after three missed
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where the broker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Broker {
+    /// Start rumqttd inside the gateway, listening on `listen`.
+    Embedded,
+    /// Connect to a broker over TCP.
+    Tcp {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Use TLS.
+        tls: bool,
+    },
+}
+
+impl Broker {
+    fn parse(s: &str) -> Result<Broker, String> {
+        if s == "embedded" {
+            return Ok(Broker::Embedded);
+        }
+        let (tls, rest) = if let Some(r) = s.strip_prefix("mqtts://") {
+            (true, r)
+        } else if let Some(r) = s.strip_prefix("mqtt://") {
+            (false, r)
+        } else {
+            return Err(format!(
+                "broker {s:?}: write \"embedded\", \"mqtt://host:port\" or \"mqtts://host:port\""
+            ));
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| format!("broker {s:?}: the port is not a number"))?,
+            ),
+            None => (rest, if tls { 8883 } else { 1883 }),
+        };
+        if host.is_empty() {
+            return Err(format!("broker {s:?}: no host"));
+        }
+        Ok(Broker::Tcp {
+            host: host.to_string(),
+            port,
+            tls,
+        })
+    }
+}
+
+/// MQTT settings.
+#[derive(Debug, Clone)]
+pub struct Mqtt {
+    /// Which broker.
+    pub broker: Broker,
+    /// Where the embedded broker listens.
+    pub listen: SocketAddr,
+    /// The gateway's client id (stable, so the broker keeps its session).
+    pub client_id: String,
+    /// Topic prefix with the protocol version.
+    pub prefix: String,
+    /// MQTT keep-alive, seconds.
+    pub keep_alive_s: u16,
+    /// Broker login.
+    pub username: Option<String>,
+    /// Broker password.
+    pub password: Option<String>,
+    /// CA certificate for `mqtts://`.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The site file.
+    pub site: PathBuf,
+    /// The data directory.
+    pub data: PathBuf,
+    /// MQTT.
+    pub mqtt: Mqtt,
+    /// How far ahead allow-lists reach, hours.
+    pub allowlist_hours: u32,
+    /// Allow-lists are republished at least this often, minutes.
+    pub allowlist_refresh_min: u32,
+    /// Expected device heartbeat, seconds.
+    pub heartbeat_s: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    site: PathBuf,
+    data: PathBuf,
+    #[serde(default)]
+    mqtt: RawMqtt,
+    #[serde(default)]
+    doors: RawDoors,
+    #[serde(default)]
+    devices: RawDevices,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMqtt {
+    broker: Option<String>,
+    listen: Option<SocketAddr>,
+    client_id: Option<String>,
+    prefix: Option<String>,
+    keep_alive_s: Option<u16>,
+    username: Option<String>,
+    password: Option<String>,
+    ca_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDoors {
+    allowlist_hours: Option<u32>,
+    allowlist_refresh_min: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDevices {
+    heartbeat_s: Option<u32>,
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("config {path}: {why}")]
+pub struct ConfigError {
+    path: String,
+    why: String,
+}
+
+impl Config {
+    /// Reads a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let err = |why: String| ConfigError {
+            path: path.display().to_string(),
+            why,
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_raw(raw, base).map_err(err)
+    }
+
+    /// Parses configuration text; relative paths are taken from `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, String> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        Config::from_raw(raw, base)
+    }
+
+    fn from_raw(raw: RawConfig, base: &Path) -> Result<Config, String> {
+        let prefix = raw
+            .mqtt
+            .prefix
+            .unwrap_or_else(|| kombinat_protocol::DEFAULT_PREFIX.into());
+        if prefix.is_empty()
+            || prefix.starts_with('/')
+            || prefix.ends_with('/')
+            || prefix.contains(['+', '#'])
+        {
+            return Err(format!(
+                "mqtt.prefix {prefix:?}: no wildcards, no leading or trailing '/'"
+            ));
+        }
+        let keep_alive_s = raw.mqtt.keep_alive_s.unwrap_or(15);
+        if !(5..=600).contains(&keep_alive_s) {
+            return Err("mqtt.keep_alive_s is 5 to 600".into());
+        }
+        let client_id = raw
+            .mqtt
+            .client_id
+            .unwrap_or_else(|| "kombinat-gateway".into());
+        if client_id.is_empty() || client_id.len() > 64 {
+            return Err("mqtt.client_id is 1 to 64 characters".into());
+        }
+        Ok(Config {
+            site: base.join(raw.site),
+            data: base.join(raw.data),
+            mqtt: Mqtt {
+                broker: Broker::parse(raw.mqtt.broker.as_deref().unwrap_or("embedded"))?,
+                listen: raw
+                    .mqtt
+                    .listen
+                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1883))),
+                client_id,
+                prefix,
+                keep_alive_s,
+                username: raw.mqtt.username,
+                password: raw.mqtt.password,
+                ca_file: raw.mqtt.ca_file.map(|p| base.join(p)),
+            },
+            allowlist_hours: raw.doors.allowlist_hours.unwrap_or(12).clamp(1, 72),
+            allowlist_refresh_min: raw
+                .doors
+                .allowlist_refresh_min
+                .unwrap_or(60)
+                .clamp(1, 24 * 60),
+            heartbeat_s: raw.devices.heartbeat_s.unwrap_or(30).clamp(1, 3600),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_config_gets_the_defaults_and_paths_relative_to_it() {
+        let c = Config::parse(
+            "site = \"site.toml\"\ndata = \"data\"\n",
+            Path::new("/etc/kombinat"),
+        )
+        .unwrap();
+        assert_eq!(c.site, PathBuf::from("/etc/kombinat/site.toml"));
+        assert_eq!(c.mqtt.broker, Broker::Embedded);
+        assert_eq!(c.mqtt.listen.to_string(), "127.0.0.1:1883");
+        assert_eq!(c.mqtt.prefix, "kombinat/v1");
+    }
+
+    #[test]
+    fn brokers_are_named_by_url() {
+        assert_eq!(
+            Broker::parse("mqtt://127.0.0.1:18830"),
+            Ok(Broker::Tcp {
+                host: "127.0.0.1".into(),
+                port: 18830,
+                tls: false
+            })
+        );
+        assert_eq!(
+            Broker::parse("mqtts://broker.lan"),
+            Ok(Broker::Tcp {
+                host: "broker.lan".into(),
+                port: 8883,
+                tls: true
+            })
+        );
+        assert!(Broker::parse("tcp://x:1").is_err());
+        assert!(Broker::parse("mqtt://x:port").is_err());
+        let bad = Config::parse(
+            "site = \"s\"\ndata = \"d\"\n[mqtt]\nprefix = \"k/#\"\n",
+            Path::new("."),
+        );
+        assert!(bad.unwrap_err().contains("no wildcards"));
+        let typo = Config::parse(
+            "site = \"s\"\ndata = \"d\"\n[mqtt]\nbrokr = \"embedded\"\n",
+            Path::new("."),
+        );
+        assert!(typo.unwrap_err().contains("unknown field `brokr`"));
+    }
+}

@@ -1,0 +1,651 @@
+//! The door desk: what the gateway does with each message from a device, without I/O.
+//!
+//! The desk knows the registered devices, their keys and replay counters, the doors' last
+//! reported state and the devices' health. Each `handle_*` takes a message (topic parts already
+//! parsed, payload bytes) and the time, checks it (size, JSON, known device, bound door, MAC,
+//! counter) and returns what should happen: a decision to audit, a signed reply to publish,
+//! alarms to log. The service (`crate::service`) carries that out: audit durably, then publish.
+//! Anything refused is a [`Rejected`] with a stable label, counted by [`Malformed`].
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use kombinat_protocol::auth::{ReplayGuard, Signed};
+use kombinat_protocol::device::{Presence, Status};
+use kombinat_protocol::door::{self, Action, AllowEntry, Contact, DoorTopic, VERSION};
+use kombinat_protocol::site::{ModeSet, ModeState};
+use kombinat_protocol::{Ident, Topic};
+use rustc_hash::FxHashMap;
+
+use crate::access::{decide, Decision, Snapshot, Tap};
+use crate::domain::{Device, DeviceId, DeviceKind, DeviceMark, DoorId, SiteMode};
+use crate::store::{Actor, AlarmKind, AuditEntry, AuditEvent};
+
+/// The largest payload accepted from a device.
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+
+/// Why a message was refused. Each variant has a stable label for counters and logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    /// Larger than [`MAX_PAYLOAD`].
+    #[error("payload of {0} bytes is over the limit")]
+    TooLarge(usize),
+    /// Not JSON of the expected shape.
+    #[error("malformed payload: {0}")]
+    Json(String),
+    /// The device is not registered.
+    #[error("unknown device {0}")]
+    UnknownDevice(String),
+    /// The device may not send this (a sensor sending taps, a door node on another door).
+    #[error("device {0} may not send this message")]
+    NotItsTopic(String),
+    /// The MAC does not verify under the device's key.
+    #[error("bad MAC from {0}")]
+    BadMac(String),
+    /// A counter already seen.
+    #[error("replayed counter {counter} from {device} (last {last})")]
+    Replay {
+        /// The device.
+        device: String,
+        /// The counter received.
+        counter: u64,
+        /// The last accepted.
+        last: u64,
+    },
+    /// The topic is not one the gateway takes.
+    #[error("not a topic the gateway takes")]
+    Topic,
+    /// A protocol version this gateway does not speak.
+    #[error("protocol version {0} is not supported")]
+    Version(u8),
+}
+
+impl Rejected {
+    /// The stable label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Rejected::TooLarge(_) => "too_large",
+            Rejected::Json(_) => "malformed_json",
+            Rejected::UnknownDevice(_) => "unknown_device",
+            Rejected::NotItsTopic(_) => "not_its_topic",
+            Rejected::BadMac(_) => "bad_mac",
+            Rejected::Replay { .. } => "replay",
+            Rejected::Topic => "unknown_topic",
+            Rejected::Version(_) => "bad_version",
+        }
+    }
+}
+
+/// Counts refused messages by label, and says when to log one: once per sender per minute, so
+/// a flood cannot flood the log.
+#[derive(Debug, Default)]
+pub struct Malformed {
+    counts: BTreeMap<&'static str, u64>,
+    last_logged: FxHashMap<String, Instant>,
+}
+
+impl Malformed {
+    /// Counts a refusal; returns whether to log it (the first from `sender` in a minute).
+    pub fn count(&mut self, sender: &str, r: &Rejected, now: Instant) -> bool {
+        *self.counts.entry(r.label()).or_default() += 1;
+        if self.last_logged.len() > 10_000 {
+            self.last_logged
+                .retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+        }
+        match self.last_logged.get(sender) {
+            Some(t) if now.duration_since(*t) < Duration::from_secs(60) => false,
+            _ => {
+                self.last_logged.insert(sender.to_string(), now);
+                true
+            }
+        }
+    }
+
+    /// The counts by label.
+    pub fn counts(&self) -> &BTreeMap<&'static str, u64> {
+        &self.counts
+    }
+}
+
+/// A message to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    /// Topic.
+    pub topic: String,
+    /// Payload (JSON).
+    pub payload: Vec<u8>,
+    /// Retained.
+    pub retain: bool,
+}
+
+/// A door's last reported state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DoorStatus {
+    /// Contact.
+    pub contact: Contact,
+    /// Strike locked.
+    pub locked: bool,
+    /// Held-open alarm.
+    pub held_open: bool,
+    /// Forced-open alarm.
+    pub forced: bool,
+    /// Tamper alarm.
+    pub tamper: bool,
+    /// When reported.
+    pub at: DateTime<Utc>,
+}
+
+/// A device's health as the desk sees it.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// Last message of any kind.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Online by its status (and not silent for three heartbeats).
+    pub online: bool,
+    /// Firmware version it reported.
+    pub firmware: Option<Ident>,
+    /// Heartbeat it announced.
+    pub heartbeat_s: u32,
+}
+
+struct DeviceState {
+    device: Device,
+    rx: ReplayGuard,
+    tx: u64,
+    offline_up_to: u64,
+    health: Health,
+}
+
+/// What a tap comes to.
+#[derive(Debug)]
+pub struct TapOutcome {
+    /// The node's counter on the tap.
+    pub tap: u64,
+    /// The decision, to audit and to record in the snapshot.
+    pub decision: Decision,
+    /// The signed decision for the door.
+    pub reply: Publish,
+}
+
+/// The desk.
+pub struct Desk {
+    prefix: String,
+    default_heartbeat_s: u32,
+    devices: FxHashMap<DeviceId, DeviceState>,
+    by_door: FxHashMap<DoorId, DeviceId>,
+    doors: FxHashMap<DoorId, DoorStatus>,
+    dirty: Vec<DeviceId>,
+    /// Refusals by label.
+    pub malformed: Malformed,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, Rejected> {
+    if payload.len() > MAX_PAYLOAD {
+        return Err(Rejected::TooLarge(payload.len()));
+    }
+    serde_json::from_slice(payload).map_err(|e| Rejected::Json(e.to_string()))
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    // Our own payload types always serialise; an empty body would be refused by the device.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+impl Desk {
+    /// A desk for these devices and their stored counters.
+    pub fn new(
+        prefix: &str,
+        default_heartbeat_s: u32,
+        devices: Vec<Device>,
+        marks: Vec<DeviceMark>,
+    ) -> Self {
+        let mut d = Desk {
+            prefix: prefix.to_string(),
+            default_heartbeat_s,
+            devices: FxHashMap::default(),
+            by_door: FxHashMap::default(),
+            doors: FxHashMap::default(),
+            dirty: Vec::new(),
+            malformed: Malformed::default(),
+        };
+        for dev in devices {
+            d.add_device(dev);
+        }
+        for m in marks {
+            if let Some(s) = m.device.and_then(|id| d.devices.get_mut(&id)) {
+                s.rx = ReplayGuard::after(m.rx);
+                s.tx = m.tx;
+                s.offline_up_to = m.offline;
+            }
+        }
+        d
+    }
+
+    /// Registers (or replaces) a device; its counters start fresh unless it was known.
+    pub fn add_device(&mut self, dev: Device) {
+        if let Some(door) = dev.door.filter(|_| dev.kind == DeviceKind::Door) {
+            self.by_door.insert(door, dev.id);
+        }
+        let heartbeat_s = self.default_heartbeat_s;
+        match self.devices.get_mut(&dev.id) {
+            Some(s) => s.device = dev,
+            None => {
+                self.devices.insert(
+                    dev.id,
+                    DeviceState {
+                        device: dev,
+                        rx: ReplayGuard::default(),
+                        tx: 0,
+                        offline_up_to: 0,
+                        health: Health {
+                            last_seen: None,
+                            online: false,
+                            firmware: None,
+                            heartbeat_s,
+                        },
+                    },
+                );
+            }
+        }
+    }
+
+    /// The door node serving a door.
+    pub fn device_of(&self, door: DoorId) -> Option<DeviceId> {
+        self.by_door.get(&door).copied()
+    }
+
+    /// Doors that have a door node.
+    pub fn served_doors(&self) -> impl Iterator<Item = (DoorId, DeviceId)> + '_ {
+        self.by_door.iter().map(|(d, dev)| (*d, *dev))
+    }
+
+    /// A door's last reported state.
+    pub fn door_status(&self, door: DoorId) -> Option<DoorStatus> {
+        self.doors.get(&door).copied()
+    }
+
+    /// A device's health.
+    pub fn health(&self, device: DeviceId) -> Option<&Health> {
+        self.devices.get(&device).map(|s| &s.health)
+    }
+
+    /// Counters changed since the last call, to store before anything that depends on them is
+    /// published.
+    pub fn take_marks(&mut self) -> Vec<DeviceMark> {
+        let mut ids = std::mem::take(&mut self.dirty);
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .filter_map(|id| {
+                self.devices.get(&id).map(|s| DeviceMark {
+                    device: Some(id),
+                    rx: s.rx.last(),
+                    tx: s.tx,
+                    offline: s.offline_up_to,
+                })
+            })
+            .collect()
+    }
+
+    fn topic(&self, t: Topic) -> String {
+        t.to_string(&self.prefix)
+    }
+
+    /// Checks a signed message from a device: known, of the right kind, on its own door (if
+    /// any), MAC right, counter fresh. Marks the device seen.
+    fn verify<M: Signed>(
+        &mut self,
+        device: DeviceId,
+        kind: DeviceKind,
+        door: Option<DoorId>,
+        msg: &M,
+        now: DateTime<Utc>,
+    ) -> Result<(), Rejected> {
+        let s = self
+            .devices
+            .get_mut(&device)
+            .ok_or_else(|| Rejected::UnknownDevice(device.to_string()))?;
+        if s.device.kind != kind || (door.is_some() && s.device.door != door) {
+            return Err(Rejected::NotItsTopic(device.to_string()));
+        }
+        if !msg.verify(&s.device.key) {
+            return Err(Rejected::BadMac(device.to_string()));
+        }
+        s.rx.accept(msg.counter()).map_err(|r| Rejected::Replay {
+            device: device.to_string(),
+            counter: r.counter,
+            last: r.last,
+        })?;
+        s.health.last_seen = Some(now);
+        self.dirty.push(device);
+        Ok(())
+    }
+
+    fn sign_for<M: Signed>(&mut self, device: DeviceId, make: impl FnOnce(u64) -> M) -> Option<M> {
+        let s = self.devices.get_mut(&device)?;
+        s.tx += 1;
+        let mut m = make(s.tx);
+        m.sign(&s.device.key);
+        self.dirty.push(device);
+        Some(m)
+    }
+
+    /// A tap on `door/<door>/tap`: verify, decide, sign the answer.
+    pub fn handle_tap(
+        &mut self,
+        snapshot: &Snapshot,
+        door: DoorId,
+        payload: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<TapOutcome, Rejected> {
+        let tap: door::Tap = parse(payload)?;
+        if tap.v != VERSION {
+            return Err(Rejected::Version(tap.v));
+        }
+        if tap.door != door {
+            return Err(Rejected::NotItsTopic(tap.device.to_string()));
+        }
+        self.verify(tap.device, DeviceKind::Door, Some(door), &tap, now)?;
+        let decision = decide(
+            snapshot,
+            &Tap {
+                door,
+                credential: tap.credential,
+            },
+            now,
+        );
+        let reply = self
+            .sign_for(tap.device, |counter| door::Decision {
+                v: VERSION,
+                door,
+                device: tap.device,
+                counter,
+                tap: tap.counter,
+                allow: decision.allowed(),
+                reason: decision.reason,
+                unlock_ms: decision.unlock_ms,
+                mac: Default::default(),
+            })
+            .ok_or_else(|| Rejected::UnknownDevice(tap.device.to_string()))?;
+        Ok(TapOutcome {
+            tap: tap.counter,
+            reply: Publish {
+                topic: self.topic(Topic::Door(door, DoorTopic::Decision)),
+                payload: json(&reply),
+                retain: false,
+            },
+            decision,
+        })
+    }
+
+    /// A door state report: updates the door and returns alarms raised or cleared.
+    pub fn handle_door_state(
+        &mut self,
+        door: DoorId,
+        payload: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<AuditEntry>, Rejected> {
+        let st: door::DoorState = parse(payload)?;
+        if st.v != VERSION {
+            return Err(Rejected::Version(st.v));
+        }
+        if st.door != door {
+            return Err(Rejected::NotItsTopic(st.device.to_string()));
+        }
+        self.verify(st.device, DeviceKind::Door, Some(door), &st, now)?;
+        let before = self.doors.get(&door).copied();
+        let after = DoorStatus {
+            contact: st.contact,
+            locked: st.locked,
+            held_open: st.held_open,
+            forced: st.forced,
+            tamper: st.tamper,
+            at: now,
+        };
+        self.doors.insert(door, after);
+        let mut alarms = Vec::new();
+        for (kind, was, is) in [
+            (
+                AlarmKind::HeldOpen,
+                before.is_some_and(|b| b.held_open),
+                after.held_open,
+            ),
+            (
+                AlarmKind::Forced,
+                before.is_some_and(|b| b.forced),
+                after.forced,
+            ),
+            (
+                AlarmKind::Tamper,
+                before.is_some_and(|b| b.tamper),
+                after.tamper,
+            ),
+        ] {
+            if was != is {
+                tracing::warn!(door = %door, alarm = ?kind, raised = is, "door alarm");
+                alarms.push(AuditEntry {
+                    at: now,
+                    actor: Actor::Door(door),
+                    event: AuditEvent::Alarm {
+                        door: Some(door),
+                        device: Some(st.device),
+                        alarm: kind,
+                        raised: is,
+                    },
+                });
+            }
+        }
+        Ok(alarms)
+    }
+
+    /// A device status (heartbeat or last will): health, and the offline alarm cleared or raised.
+    pub fn handle_status(
+        &mut self,
+        device: DeviceId,
+        payload: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<AuditEntry>, Rejected> {
+        let st: Status = parse(payload)?;
+        if st.v != VERSION {
+            return Err(Rejected::Version(st.v));
+        }
+        let s = self
+            .devices
+            .get_mut(&device)
+            .ok_or_else(|| Rejected::UnknownDevice(device.to_string()))?;
+        let was_online = s.health.online;
+        s.health.last_seen = Some(now);
+        s.health.online = st.state == Presence::Online;
+        if st.firmware.is_some() {
+            s.health.firmware = st.firmware;
+        }
+        if let Some(h) = st.heartbeat_s {
+            s.health.heartbeat_s = h.clamp(1, 3600);
+        }
+        Ok(self.offline_alarm(device, was_online, now))
+    }
+
+    fn offline_alarm(
+        &self,
+        device: DeviceId,
+        was_online: bool,
+        now: DateTime<Utc>,
+    ) -> Vec<AuditEntry> {
+        let Some(s) = self.devices.get(&device) else {
+            return Vec::new();
+        };
+        if was_online == s.health.online {
+            return Vec::new();
+        }
+        tracing::info!(device = %device, online = s.health.online, "device health");
+        vec![AuditEntry {
+            at: now,
+            actor: Actor::Device(device),
+            event: AuditEvent::Alarm {
+                door: s.device.door,
+                device: Some(device),
+                alarm: AlarmKind::DeviceOffline,
+                raised: !s.health.online,
+            },
+        }]
+    }
+
+    /// Marks devices silent for three heartbeats offline; returns the alarms.
+    pub fn check_health(&mut self, now: DateTime<Utc>) -> Vec<AuditEntry> {
+        let silent: Vec<DeviceId> = self
+            .devices
+            .iter()
+            .filter(|(_, s)| {
+                s.health.online
+                    && s.health.last_seen.is_some_and(|t| {
+                        now - t > chrono::Duration::seconds(3 * i64::from(s.health.heartbeat_s))
+                    })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let mut alarms = Vec::new();
+        for id in silent {
+            if let Some(s) = self.devices.get_mut(&id) {
+                s.health.online = false;
+            }
+            alarms.extend(self.offline_alarm(id, true, now));
+        }
+        alarms
+    }
+
+    /// A door node's offline log: the decisions not seen before, as audit entries, and the
+    /// signed acknowledgement to send once they are stored.
+    pub fn handle_offline_log(
+        &mut self,
+        snapshot: &Snapshot,
+        door: DoorId,
+        payload: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<AuditEntry>, Publish), Rejected> {
+        let log: door::OfflineLog = parse(payload)?;
+        if log.v != VERSION {
+            return Err(Rejected::Version(log.v));
+        }
+        if log.door != door {
+            return Err(Rejected::NotItsTopic(log.device.to_string()));
+        }
+        self.verify(log.device, DeviceKind::Door, Some(door), &log, now)?;
+        let Some(s) = self.devices.get_mut(&log.device) else {
+            return Err(Rejected::UnknownDevice(log.device.to_string()));
+        };
+        let mut entries = Vec::new();
+        let mut up_to = s.offline_up_to;
+        for e in log.entries.iter().filter(|e| e.tap > s.offline_up_to) {
+            up_to = up_to.max(e.tap);
+            let member = snapshot
+                .credential(&crate::domain::Credential::Card(e.card))
+                .map(|(rec, _)| rec.member);
+            entries.push(AuditEntry {
+                at: DateTime::from_timestamp(e.at as i64, 0).unwrap_or(now),
+                actor: Actor::Door(door),
+                event: AuditEvent::Decision {
+                    door,
+                    card: Some(e.card),
+                    reason: e.reason,
+                    unlock_ms: 0,
+                    member,
+                    booking: None,
+                    offline: true,
+                    tap: Some(e.tap),
+                },
+            });
+        }
+        s.offline_up_to = up_to;
+        let device = log.device;
+        let ack = self
+            .sign_for(device, |counter| door::OfflineAck {
+                v: VERSION,
+                door,
+                device,
+                counter,
+                up_to,
+                mac: Default::default(),
+            })
+            .ok_or_else(|| Rejected::UnknownDevice(device.to_string()))?;
+        Ok((
+            entries,
+            Publish {
+                topic: self.topic(Topic::Door(door, DoorTopic::OfflineAck)),
+                payload: json(&ack),
+                retain: false,
+            },
+        ))
+    }
+
+    /// A signed request to change the site mode, from an alert feed.
+    pub fn handle_mode_set(
+        &mut self,
+        payload: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(SiteMode, DeviceId), Rejected> {
+        let m: ModeSet = parse(payload)?;
+        if m.v != VERSION {
+            return Err(Rejected::Version(m.v));
+        }
+        self.verify(m.device, DeviceKind::AlertFeed, None, &m, now)?;
+        Ok((m.mode, m.device))
+    }
+
+    /// The retained site mode message.
+    pub fn mode_state(&self, mode: SiteMode, since: DateTime<Utc>) -> Publish {
+        Publish {
+            topic: self.topic(Topic::Mode),
+            payload: json(&ModeState {
+                v: VERSION,
+                mode,
+                since: since.timestamp().max(0) as u64,
+            }),
+            retain: true,
+        }
+    }
+
+    /// A signed command to a door's node; `None` if the door has no node.
+    pub fn command(&mut self, door: DoorId, action: Action) -> Option<Publish> {
+        let device = self.device_of(door)?;
+        let cmd = self.sign_for(device, |counter| door::Command {
+            v: VERSION,
+            door,
+            device,
+            counter,
+            action,
+            mac: Default::default(),
+        })?;
+        Some(Publish {
+            topic: self.topic(Topic::Door(door, DoorTopic::Command)),
+            payload: json(&cmd),
+            retain: false,
+        })
+    }
+
+    /// A signed, retained allow-list for a door's node; `None` if the door has no node.
+    pub fn allow_list(
+        &mut self,
+        door: DoorId,
+        valid_from: DateTime<Utc>,
+        valid_until: DateTime<Utc>,
+        cards: Vec<AllowEntry>,
+    ) -> Option<Publish> {
+        let device = self.device_of(door)?;
+        let list = self.sign_for(device, |counter| door::AllowList {
+            v: VERSION,
+            door,
+            device,
+            counter,
+            valid_from: valid_from.timestamp().max(0) as u64,
+            valid_until: valid_until.timestamp().max(0) as u64,
+            cards,
+            mac: Default::default(),
+        })?;
+        Some(Publish {
+            topic: self.topic(Topic::Door(door, DoorTopic::AllowList)),
+            payload: json(&list),
+            retain: true,
+        })
+    }
+}

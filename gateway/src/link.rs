@@ -1,0 +1,159 @@
+//! The MQTT link: one rumqttc client with a stable id and a persistent session, its event loop
+//! polled in its own task.
+//!
+//! The task never waits on disk or on a decision: every publish it receives is handed to the
+//! service's core with a non-blocking send (and acknowledged by the core once handled: manual
+//! acks, so an unhandled QoS 1 message is redelivered after a reconnect). It backs off
+//! exponentially between reconnects (rumqttc reconnects at once by itself), re-subscribes
+//! whenever a CONNACK says the broker has no session for it, and drops the connection when
+//! nothing at all has arrived for three keep-alive periods (a stuck connection, or rumqttc's
+//! known packet-id loop after a lost session).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS, Transport};
+use tokio::sync::watch;
+
+use crate::config::{Broker, Mqtt};
+use crate::service::Msg;
+
+/// Live figures of the link.
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    /// Connected right now.
+    pub connected: AtomicBool,
+    /// Subscribed on the current connection (SUBACK seen, or the session was kept).
+    pub subscribed: AtomicBool,
+    /// CONNACKs received (first connection included).
+    pub connects: AtomicU64,
+    /// Connections dropped by the watchdog.
+    pub watchdog_resets: AtomicU64,
+    /// Publishes received.
+    pub received: AtomicU64,
+    /// Publishes dropped because the core's queue was full.
+    pub dropped: AtomicU64,
+}
+
+/// Builds the client options.
+pub fn options(cfg: &Mqtt, host: &str, port: u16, tls: bool) -> Result<MqttOptions, String> {
+    let mut o = MqttOptions::new(&cfg.client_id, host, port);
+    o.set_keep_alive(Duration::from_secs(u64::from(cfg.keep_alive_s)));
+    o.set_clean_session(false);
+    o.set_manual_acks(true);
+    o.set_inflight(32);
+    o.set_max_packet_size(256 * 1024, 256 * 1024);
+    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+        o.set_credentials(u, p);
+    }
+    if tls {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ca = match &cfg.ca_file {
+            Some(path) => std::fs::read(path)
+                .map_err(|e| format!("cannot read mqtt.ca_file {}: {e}", path.display()))?,
+            None => return Err("mqtts:// needs mqtt.ca_file".into()),
+        };
+        o.set_transport(Transport::tls(ca, None, None));
+    }
+    Ok(o)
+}
+
+/// The broker address the link connects to.
+pub fn target(cfg: &Mqtt, embedded_at: Option<std::net::SocketAddr>) -> (String, u16, bool) {
+    match (&cfg.broker, embedded_at) {
+        (Broker::Tcp { host, port, tls }, _) => (host.clone(), *port, *tls),
+        (Broker::Embedded, Some(a)) => (a.ip().to_string(), a.port(), false),
+        (Broker::Embedded, None) => (cfg.listen.ip().to_string(), cfg.listen.port(), false),
+    }
+}
+
+/// Runs the event loop until `stop` turns true.
+pub async fn run(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    filters: Vec<String>,
+    keep_alive: Duration,
+    to_core: SyncSender<Msg>,
+    stats: Arc<LinkStats>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut net = NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    net.set_connection_timeout(5);
+    eventloop.set_network_options(net);
+    let mut backoff = Duration::from_millis(100);
+    let watchdog = keep_alive * 3;
+    loop {
+        let polled = tokio::select! {
+            _ = stop.changed() => break,
+            r = tokio::time::timeout(watchdog, eventloop.poll()) => r,
+        };
+        match polled {
+            Err(_) => {
+                tracing::warn!(
+                    seconds = watchdog.as_secs(),
+                    "nothing from the broker; dropping the connection"
+                );
+                stats.watchdog_resets.fetch_add(1, Ordering::Relaxed);
+                stats.connected.store(false, Ordering::Relaxed);
+                stats.subscribed.store(false, Ordering::Relaxed);
+                eventloop.network = None;
+            }
+            Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
+                backoff = Duration::from_millis(100);
+                stats.connected.store(true, Ordering::Relaxed);
+                stats.connects.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "connected to the broker"
+                );
+                stats
+                    .subscribed
+                    .store(ack.session_present, Ordering::Relaxed);
+                if !ack.session_present {
+                    let subs = filters
+                        .iter()
+                        .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                    if let Err(e) = client.try_subscribe_many(subs) {
+                        tracing::error!(error = %e, "cannot queue the subscriptions");
+                    }
+                }
+            }
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                stats.received.fetch_add(1, Ordering::Relaxed);
+                match to_core.try_send(Msg::Publish(p)) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(Msg::Publish(p))) => {
+                        // Not acknowledged: the broker keeps it for the session. Counted.
+                        stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(topic = %p.topic, "core queue full; message not taken");
+                    }
+                    Err(TrySendError::Full(_)) => {}
+                    Err(TrySendError::Disconnected(_)) => break,
+                }
+            }
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => {
+                stats.subscribed.store(true, Ordering::Relaxed);
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                stats.subscribed.store(false, Ordering::Relaxed);
+                if stats.connected.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "lost the broker");
+                } else {
+                    tracing::debug!(error = %e, "broker unreachable");
+                }
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    let _ = client.try_disconnect();
+    // Let the DISCONNECT go out.
+    let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+}

@@ -1,0 +1,639 @@
+//! The service: `kombinat run`. Starts the embedded broker (or connects to one), the MQTT link
+//! and the core, and stops them in order.
+//!
+//! The core is one thread that owns the gateway state. It takes messages in batches: every tap
+//! in a batch is verified and decided, the device counters and all audit entries of the batch
+//! are written with one durable flush (group commit), and only then are the signed decisions
+//! published and the incoming messages acknowledged. So a decision a door received is always in
+//! the audit log, and a message the core did not finish is redelivered by the broker.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use kombinat_protocol::door::{Action, AllowEntry, DoorTopic};
+use kombinat_protocol::sensor::Reading;
+use kombinat_protocol::Topic;
+use rumqttc::{AsyncClient, Publish as MqttPublish, QoS};
+use tokio::sync::watch;
+
+use crate::access::allow_list::{allow_list, window};
+use crate::access::Decision;
+use crate::config::{Broker, Config};
+use crate::desk::{Desk, Publish, Rejected};
+use crate::domain::{DoorId, Site, SiteMode};
+use crate::gateway::{Gateway, GatewayError};
+use crate::link::{self, LinkStats};
+use crate::store::{Actor, AuditEntry, SledStore, Store};
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The site file.
+    #[error(transparent)]
+    Site(#[from] crate::site_file::SiteFileError),
+    /// The store or a change.
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The embedded broker.
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
+    /// MQTT settings.
+    #[error("mqtt: {0}")]
+    Mqtt(String),
+    /// The data directory.
+    #[error("cannot create the data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    /// A request named a door without a door node.
+    #[error("door {0} has no door node")]
+    NoNode(DoorId),
+    /// A request named an unknown door.
+    #[error("there is no door {0}")]
+    UnknownDoor(DoorId),
+    /// The core has stopped.
+    #[error("the gateway core has stopped")]
+    Stopped,
+}
+
+/// Requests to the core from inside the process (the HTTP API, tests).
+pub enum Control {
+    /// Release a door's strike for `ms`, on behalf of `by`.
+    Unlock {
+        /// The door.
+        door: DoorId,
+        /// How long.
+        ms: u32,
+        /// Who asked.
+        by: Actor,
+        /// The answer.
+        reply: SyncSender<Result<(), ServiceError>>,
+    },
+    /// Switch the site mode.
+    SetMode {
+        /// The mode.
+        mode: SiteMode,
+        /// Who asked.
+        by: Actor,
+        /// The answer.
+        reply: SyncSender<Result<(), ServiceError>>,
+    },
+    /// Finish what is queued, flush and stop.
+    Stop,
+}
+
+/// What reaches the core.
+pub enum Msg {
+    /// A publish from the broker.
+    Publish(MqttPublish),
+    /// A request.
+    Control(Control),
+    /// Allow-lists computed off the core.
+    AllowLists(Vec<DoorList>),
+}
+
+/// One door's allow-list, computed off the core, to sign and publish.
+pub struct DoorList {
+    door: DoorId,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    cards: Vec<AllowEntry>,
+}
+
+/// Live figures.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Decisions made (taps answered).
+    pub decisions: AtomicU64,
+    /// Of which allowed.
+    pub allowed: AtomicU64,
+    /// Sensor readings taken.
+    pub readings: AtomicU64,
+    /// Offline decisions ingested.
+    pub offline_ingested: AtomicU64,
+    /// Allow-lists published.
+    pub allow_lists: AtomicU64,
+    /// Refused messages by reason label.
+    pub malformed: Mutex<BTreeMap<&'static str, u64>>,
+    /// The MQTT link.
+    pub link: Arc<LinkStats>,
+}
+
+impl Stats {
+    /// Refusals with this label so far.
+    pub fn malformed(&self, label: &str) -> u64 {
+        self.malformed
+            .lock()
+            .map(|m| m.get(label).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+}
+
+/// A running service.
+pub struct Running {
+    /// The broker the gateway talks to (the embedded one's address when embedded).
+    pub mqtt_addr: SocketAddr,
+    /// Live figures.
+    pub stats: Arc<Stats>,
+    to_core: SyncSender<Msg>,
+    stop_link: watch::Sender<bool>,
+    core: Option<std::thread::JoinHandle<Result<(), ServiceError>>>,
+    link: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    fn ask(
+        &self,
+        make: impl FnOnce(SyncSender<Result<(), ServiceError>>) -> Control,
+    ) -> Result<(), ServiceError> {
+        let (tx, rx) = sync_channel(1);
+        self.to_core
+            .send(Msg::Control(make(tx)))
+            .map_err(|_| ServiceError::Stopped)?;
+        rx.recv().map_err(|_| ServiceError::Stopped)?
+    }
+
+    /// Releases a door's strike for `ms` milliseconds, audited as asked by `by`.
+    pub fn unlock(&self, door: DoorId, ms: u32, by: Actor) -> Result<(), ServiceError> {
+        self.ask(|reply| Control::Unlock {
+            door,
+            ms,
+            by,
+            reply,
+        })
+    }
+
+    /// Switches the site mode, audited as asked by `by`.
+    pub fn set_mode(&self, mode: SiteMode, by: Actor) -> Result<(), ServiceError> {
+        self.ask(|reply| Control::SetMode { mode, by, reply })
+    }
+
+    /// Waits until the gateway is connected and subscribed, up to `within`; false if not.
+    pub async fn ready(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.stats.link.subscribed.load(Ordering::Relaxed) {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// Finishes in-flight work, flushes the store, disconnects.
+    pub async fn stop(mut self) -> Result<(), ServiceError> {
+        let _ = self.to_core.send(Msg::Control(Control::Stop));
+        let core = self.core.take();
+        let result = tokio::task::spawn_blocking(move || match core {
+            Some(h) => h.join().unwrap_or(Err(ServiceError::Stopped)),
+            None => Ok(()),
+        })
+        .await
+        .unwrap_or(Err(ServiceError::Stopped));
+        let _ = self.stop_link.send(true);
+        if let Some(link) = self.link.take() {
+            let _ = link.await;
+        }
+        result
+    }
+}
+
+/// Starts the service: store, snapshot, broker, link, core. Returns once the core runs; the
+/// link connects in the background.
+pub async fn start(config: Config) -> Result<Running, ServiceError> {
+    let now = Utc::now();
+    let site = Arc::new(crate::site_file::load(&config.site)?);
+    std::fs::create_dir_all(&config.data)
+        .map_err(|e| ServiceError::DataDir(config.data.display().to_string(), e))?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data)?);
+    let gateway = Gateway::open(site.clone(), store.clone(), now)?;
+    let desk = Desk::new(
+        &config.mqtt.prefix,
+        config.heartbeat_s,
+        store.devices()?,
+        store.marks()?,
+    );
+    let embedded = match config.mqtt.broker {
+        Broker::Embedded => {
+            let listen = config.mqtt.listen;
+            Some(
+                tokio::task::spawn_blocking(move || crate::broker::start(listen))
+                    .await
+                    .map_err(|_| ServiceError::Stopped)??,
+            )
+        }
+        Broker::Tcp { .. } => None,
+    };
+    let (host, port, tls) = link::target(&config.mqtt, embedded);
+    let options = link::options(&config.mqtt, &host, port, tls).map_err(ServiceError::Mqtt)?;
+    let (client, eventloop) = AsyncClient::new(options, 1024);
+    let stats = Arc::new(Stats::default());
+    let (to_core, from_link) = sync_channel::<Msg>(8192);
+    let (stop_link, stop_rx) = watch::channel(false);
+    let link = tokio::spawn(link::run(
+        eventloop,
+        client.clone(),
+        kombinat_protocol::topic::gateway_filters(&config.mqtt.prefix),
+        Duration::from_secs(u64::from(config.mqtt.keep_alive_s)),
+        to_core.clone(),
+        stats.link.clone(),
+        stop_rx,
+    ));
+    let mqtt_addr = format!("{host}:{port}")
+        .parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], port)));
+    let core = Core {
+        mode_since: now,
+        gateway,
+        desk,
+        client,
+        rt: tokio::runtime::Handle::current(),
+        site,
+        config,
+        stats: stats.clone(),
+        to_core: to_core.clone(),
+        next_allow_lists: Instant::now(),
+        allow_lists_pending: false,
+        released: BTreeSet::new(),
+    };
+    let core = std::thread::Builder::new()
+        .name("kombinat-core".into())
+        .spawn(move || core.run(from_link))
+        .map_err(|_| ServiceError::Stopped)?;
+    Ok(Running {
+        mqtt_addr,
+        stats,
+        to_core,
+        stop_link,
+        core: Some(core),
+        link: Some(link),
+    })
+}
+
+/// Runs the service until `shutdown` completes, then stops it cleanly.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServiceError> {
+    let running = start(config).await?;
+    tracing::info!(mqtt = %running.mqtt_addr, "kombinat running");
+    shutdown.await;
+    tracing::info!("stopping");
+    running.stop().await
+}
+
+struct Core {
+    gateway: Gateway,
+    desk: Desk,
+    client: AsyncClient,
+    rt: tokio::runtime::Handle,
+    site: Arc<Site>,
+    config: Config,
+    stats: Arc<Stats>,
+    to_core: SyncSender<Msg>,
+    next_allow_lists: Instant,
+    allow_lists_pending: bool,
+    mode_since: DateTime<Utc>,
+    /// Doors the gateway has commanded to stay released (mode, public hours).
+    released: BTreeSet<DoorId>,
+}
+
+/// What one batch has to write and then send.
+#[derive(Default)]
+struct Batch {
+    decisions: Vec<(Decision, u64)>,
+    audit: Vec<AuditEntry>,
+    replies: Vec<Publish>,
+    acks: Vec<MqttPublish>,
+}
+
+impl Core {
+    fn run(mut self, rx: Receiver<Msg>) -> Result<(), ServiceError> {
+        let mode = self.gateway.snapshot().mode();
+        let state = self.desk.mode_state(mode, self.mode_since);
+        self.publish(&state);
+        let mut last_tick = Instant::now();
+        let mut stopping = false;
+        while !stopping {
+            let wait = Duration::from_secs(1).saturating_sub(last_tick.elapsed());
+            let mut msgs = Vec::new();
+            match rx.recv_timeout(wait) {
+                Ok(m) => msgs.push(m),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while msgs.len() < 512 {
+                match rx.try_recv() {
+                    Ok(m) => msgs.push(m),
+                    Err(_) => break,
+                }
+            }
+            let mut batch = Batch::default();
+            for m in msgs {
+                match m {
+                    Msg::Publish(p) => {
+                        self.take(&p, &mut batch);
+                        batch.acks.push(p);
+                    }
+                    Msg::Control(Control::Stop) => stopping = true,
+                    Msg::Control(c) => self.control(c, &mut batch),
+                    Msg::AllowLists(lists) => self.allow_lists_ready(lists, &mut batch),
+                }
+            }
+            if stopping {
+                // Finish what was queued before the stop.
+                while let Ok(Msg::Publish(p)) = rx.try_recv() {
+                    self.take(&p, &mut batch);
+                    batch.acks.push(p);
+                }
+            }
+            if last_tick.elapsed() >= Duration::from_secs(1) {
+                last_tick = Instant::now();
+                self.tick(&mut batch);
+            }
+            self.commit(batch)?;
+        }
+        self.gateway.store().flush()?;
+        tracing::info!("core stopped, store flushed");
+        Ok(())
+    }
+
+    /// Writes the batch durably, then publishes and acknowledges.
+    fn commit(&mut self, batch: Batch) -> Result<(), ServiceError> {
+        let marks = self.desk.take_marks();
+        if !marks.is_empty() {
+            self.gateway.store().put_marks(&marks)?;
+        }
+        if !batch.decisions.is_empty() || !batch.audit.is_empty() {
+            if let Err(e) = self.gateway.record(&batch.decisions, batch.audit) {
+                // Nothing is published that is not in the log: the core stops, the doors fall
+                // back to their allow-lists, and a restart rebuilds from the store.
+                tracing::error!(error = %e, "cannot write the audit log; stopping");
+                return Err(e.into());
+            }
+        } else if !marks.is_empty() && !batch.replies.is_empty() {
+            self.gateway.store().flush()?;
+        }
+        for (d, _) in &batch.decisions {
+            self.stats.decisions.fetch_add(1, Ordering::Relaxed);
+            if d.allowed() {
+                self.stats.allowed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Ok(mut m) = self.stats.malformed.lock() {
+            m.clone_from(self.desk.malformed.counts());
+        }
+        for r in &batch.replies {
+            self.publish(r);
+        }
+        for p in &batch.acks {
+            if let Err(e) = self.rt.block_on(self.client.ack(p)) {
+                tracing::warn!(error = %e, "cannot acknowledge a message");
+            }
+        }
+        Ok(())
+    }
+
+    fn publish(&self, p: &Publish) {
+        let r = self.rt.block_on(self.client.publish(
+            p.topic.clone(),
+            QoS::AtLeastOnce,
+            p.retain,
+            p.payload.clone(),
+        ));
+        if let Err(e) = r {
+            tracing::error!(topic = %p.topic, error = %e, "cannot publish");
+        }
+    }
+
+    fn reject(&mut self, topic: &str, r: Rejected) {
+        if self.desk.malformed.count(topic, &r, Instant::now()) {
+            tracing::warn!(%topic, reason = r.label(), error = %r, "refused a message");
+        }
+    }
+
+    /// Handles one publish from the broker into the batch.
+    fn take(&mut self, p: &MqttPublish, b: &mut Batch) {
+        let now = Utc::now();
+        let topic = match Topic::parse(&self.config.mqtt.prefix, &p.topic) {
+            Ok(t) => t,
+            Err(_) => return self.reject(&p.topic, Rejected::Topic),
+        };
+        let result = match topic {
+            Topic::Door(door, DoorTopic::Tap) => self
+                .desk
+                .handle_tap(self.gateway.snapshot(), door, &p.payload, now)
+                .map(|o| {
+                    b.decisions.push((o.decision, o.tap));
+                    b.replies.push(o.reply);
+                }),
+            Topic::Door(door, DoorTopic::State) => self
+                .desk
+                .handle_door_state(door, &p.payload, now)
+                .map(|alarms| b.audit.extend(alarms)),
+            Topic::Door(door, DoorTopic::OfflineLog) => self
+                .desk
+                .handle_offline_log(self.gateway.snapshot(), door, &p.payload, now)
+                .map(|(entries, ack)| {
+                    self.stats
+                        .offline_ingested
+                        .fetch_add(entries.len() as u64, Ordering::Relaxed);
+                    b.audit.extend(entries);
+                    b.replies.push(ack);
+                }),
+            Topic::Status(device) => self
+                .desk
+                .handle_status(device, &p.payload, now)
+                .map(|alarms| b.audit.extend(alarms)),
+            Topic::Reading(_) => serde_json::from_slice::<Reading>(&p.payload)
+                .map(|_| {
+                    self.stats.readings.fetch_add(1, Ordering::Relaxed);
+                })
+                .map_err(|e| Rejected::Json(e.to_string())),
+            Topic::ModeSet => match self.desk.handle_mode_set(&p.payload, now) {
+                Ok((mode, device)) => {
+                    if let Err(e) = self.set_mode(mode, Actor::Device(device), b) {
+                        tracing::error!(error = %e, "cannot switch the site mode");
+                    }
+                    Ok(())
+                }
+                Err(r) => Err(r),
+            },
+            // What the gateway itself publishes is not taken back.
+            _ => Err(Rejected::Topic),
+        };
+        if let Err(r) = result {
+            self.reject(&p.topic, r);
+        }
+    }
+
+    fn control(&mut self, c: Control, b: &mut Batch) {
+        match c {
+            Control::Unlock {
+                door,
+                ms,
+                by,
+                reply,
+            } => {
+                let r = if self.site.door(door).is_none() {
+                    Err(ServiceError::UnknownDoor(door))
+                } else {
+                    match self.desk.command(door, Action::Unlock { ms }) {
+                        Some(cmd) => {
+                            b.audit.push(AuditEntry::change(
+                                Utc::now(),
+                                by,
+                                format!("remote unlock of door {door} for {ms} ms"),
+                            ));
+                            b.replies.push(cmd);
+                            Ok(())
+                        }
+                        None => Err(ServiceError::NoNode(door)),
+                    }
+                };
+                let _ = reply.send(r);
+            }
+            Control::SetMode { mode, by, reply } => {
+                let _ = reply.send(self.set_mode(mode, by, b));
+            }
+            Control::Stop => {}
+        }
+    }
+
+    fn set_mode(&mut self, mode: SiteMode, by: Actor, b: &mut Batch) -> Result<(), ServiceError> {
+        let now = Utc::now();
+        self.gateway.set_mode(mode, by, now)?;
+        self.mode_since = now;
+        b.replies.push(self.desk.mode_state(mode, now));
+        self.sync_released(now, b);
+        // The doors' allow-lists must follow the mode (in lockdown only staff are listed).
+        self.next_allow_lists = Instant::now();
+        Ok(())
+    }
+
+    /// Commands doors released or back to normal as mode and public hours say.
+    fn sync_released(&mut self, now: DateTime<Utc>, b: &mut Batch) {
+        let mode = self.gateway.snapshot().mode();
+        let local = self.site.local_time(now);
+        let holiday = self.site.holidays.contains(&local.date);
+        let served: Vec<DoorId> = self.desk.served_doors().map(|(d, _)| d).collect();
+        for door in served {
+            let Some(di) = self.site.door_index(door) else {
+                continue;
+            };
+            let d = &self.site.doors[di];
+            let release = match mode {
+                SiteMode::Emergency => d.egress,
+                SiteMode::Shelter => self.site.on_shelter_route(di),
+                SiteMode::Lockdown => false,
+                SiteMode::Normal => {
+                    !holiday && d.public_hours.as_ref().is_some_and(|h| h.contains(&local))
+                }
+            };
+            let was = self.released.contains(&door);
+            if release != was {
+                let action = if release {
+                    Action::Release
+                } else {
+                    Action::Normal
+                };
+                if let Some(cmd) = self.desk.command(door, action) {
+                    b.replies.push(cmd);
+                    if release {
+                        self.released.insert(door);
+                    } else {
+                        self.released.remove(&door);
+                    }
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, b: &mut Batch) {
+        let now = Utc::now();
+        b.audit.extend(self.desk.check_health(now));
+        self.sync_released(now, b);
+        if Instant::now() >= self.next_allow_lists && !self.allow_lists_pending {
+            self.allow_lists_pending = true;
+            self.next_allow_lists = Instant::now()
+                + Duration::from_secs(60 * u64::from(self.config.allowlist_refresh_min));
+            let snapshot = self.gateway.snapshot().for_allow_lists();
+            let doors: Vec<(DoorId, usize)> = self
+                .desk
+                .served_doors()
+                .filter_map(|(d, _)| self.site.door_index(d).map(|i| (d, i)))
+                .collect();
+            let hours = self.config.allowlist_hours;
+            let tx = self.to_core.clone();
+            // Off the core: a list can take a while for a busy door.
+            let spawned = std::thread::Builder::new()
+                .name("allow-lists".into())
+                .spawn(move || {
+                    let (from, until) = window(now, hours);
+                    let lists = doors
+                        .into_iter()
+                        .map(|(door, i)| DoorList {
+                            door,
+                            from,
+                            until,
+                            cards: allow_list(&snapshot, i, from, until),
+                        })
+                        .collect();
+                    let _ = tx.send(Msg::AllowLists(lists));
+                });
+            if spawned.is_err() {
+                self.allow_lists_pending = false;
+            }
+        }
+    }
+
+    fn allow_lists_ready(&mut self, lists: Vec<DoorList>, b: &mut Batch) {
+        self.allow_lists_pending = false;
+        for l in lists {
+            if let Some(p) = self.desk.allow_list(l.door, l.from, l.until, l.cards) {
+                self.stats.allow_lists.fetch_add(1, Ordering::Relaxed);
+                b.replies.push(p);
+            }
+        }
+    }
+}
+
+/// Resolves when the process is asked to stop (SIGINT or SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Reads the configuration and runs until SIGINT or SIGTERM.
+pub fn run_from_file(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run(config, shutdown_signal()))?;
+    Ok(())
+}

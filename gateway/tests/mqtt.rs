@@ -1,0 +1,256 @@
+//! The door flow end to end through a real broker (the embedded rumqttd, and a mosquitto the
+//! test starts), the real service (`service::start`, as `kombinat run` uses it) and a real sled
+//! store. A rumqttc client plays the door node.
+
+mod support;
+
+use std::time::Duration;
+
+use kombinat::domain::{DoorId, Reason, SiteMode};
+use kombinat::service::{self, Running};
+use kombinat::store::{Actor, AuditEvent, SledStore, Store};
+use kombinat_protocol::auth::Signed;
+use kombinat_protocol::door::{self, VERSION};
+use kombinat_protocol::site::ModeSet;
+use kombinat_protocol::Topic;
+use rumqttc::QoS;
+use support::*;
+
+const T: Duration = Duration::from_secs(10);
+
+/// Taps of every kind a door can send, good and bad; returns the node for more.
+async fn door_flow(gw: &Running) -> DoorNode {
+    assert!(gw.ready(T).await, "the gateway connects and subscribes");
+    let mut node = DoorNode::connect(gw.mqtt_addr, "door-cowork", "d-cowork-in", key(1)).await;
+
+    // Allowed: staff.
+    let t = node.tap(card(STAFF_CARD));
+    node.send_tap(&t).await;
+    let d = node.decision(T).await;
+    assert_eq!((d.allow, d.reason, d.tap), (true, Reason::Staff, t.counter));
+    assert!(d.unlock_ms > 0);
+
+    // Denied: a member without rights, and an unknown card.
+    let t = node.tap(card(NOBODY_CARD));
+    node.send_tap(&t).await;
+    let d = node.decision(T).await;
+    assert_eq!(
+        (d.allow, d.reason, d.tap, d.unlock_ms),
+        (false, Reason::NoRight, t.counter, 0)
+    );
+    let t = node.tap(card("0BADC0DE"));
+    node.send_tap(&t).await;
+    assert_eq!(node.decision(T).await.reason, Reason::UnknownCredential);
+
+    // Refused without an answer: a bad MAC, a replayed counter, another device's key, a tap
+    // for a door the device does not serve, malformed JSON, an oversized payload.
+    let mut bad_mac = node.tap(card(STAFF_CARD));
+    bad_mac.mac.0[0] ^= 1;
+    node.send_tap(&bad_mac).await;
+    node.send_tap(&t).await; // replay of the unknown-card tap
+    let mut foreign = node.tap(card(STAFF_CARD));
+    foreign.sign(&key(2));
+    node.send_tap(&foreign).await;
+    let mut elsewhere = node.tap(card(STAFF_CARD));
+    elsewhere.door = DoorId::parse("d-meeting-1").unwrap();
+    elsewhere.sign(&node.key);
+    node.send(elsewhere.door, serde_json::to_vec(&elsewhere).unwrap())
+        .await;
+    node.send(node.door, b"{\"v\":1,\"door\":".to_vec()).await;
+    node.send(node.door, vec![b' '; 70 * 1024]).await;
+    // In order behind them, a good tap: its decision is the next one the node sees, so none of
+    // the refused ones was answered.
+    let good = node.tap(card(STAFF_CARD));
+    node.send_tap(&good).await;
+    let d = node.decision(T).await;
+    assert_eq!((d.tap, d.reason), (good.counter, Reason::Staff));
+    for (label, n) in [
+        ("bad_mac", 2),
+        ("replay", 1),
+        ("not_its_topic", 1),
+        ("malformed_json", 1),
+        ("too_large", 1),
+    ] {
+        assert_eq!(gw.stats.malformed(label), n, "{label}");
+    }
+    node
+}
+
+fn audit_taps(data: &std::path::Path) -> Vec<(u64, Reason)> {
+    let store = SledStore::open(data).unwrap();
+    store
+        .audit_after(None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r.entry.event {
+            AuditEvent::Decision {
+                tap: Some(t),
+                reason,
+                ..
+            } => Some((t, reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn door_flow_through_the_embedded_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let gw = service::start(config(dir.path(), "embedded"))
+        .await
+        .unwrap();
+    let mut node = door_flow(&gw).await;
+
+    // Remote unlock and site mode are signed commands, audited with who asked.
+    gw.unlock(
+        DoorId::parse("d-cowork-in").unwrap(),
+        4000,
+        Actor::Staff("olha".into()),
+    )
+    .unwrap();
+    let cmd: door::Command = serde_json::from_slice(&node.next_on("command", T).await).unwrap();
+    assert!(cmd.verify(&key(1)));
+    assert_eq!(cmd.action, door::Action::Unlock { ms: 4000 });
+    assert!(matches!(
+        gw.unlock(
+            DoorId::parse("d-main").unwrap(),
+            4000,
+            Actor::Staff("olha".into())
+        ),
+        Err(service::ServiceError::NoNode(_))
+    ));
+    gw.set_mode(SiteMode::Lockdown, Actor::Staff("olha".into()))
+        .unwrap();
+    let t = node.tap(card(NOBODY_CARD));
+    node.send_tap(&t).await;
+    assert_eq!(node.decision(T).await.reason, Reason::Lockdown);
+
+    // An alert feed switches to shelter mode with a signed message; a forged one is refused.
+    let feed = &node.client;
+    let mut m = ModeSet {
+        v: VERSION,
+        device: "alert-feed".parse().unwrap(),
+        counter: 1,
+        mode: SiteMode::Shelter,
+        mac: Default::default(),
+    };
+    m.sign(&key(3));
+    let mut forged = m.clone();
+    forged.counter = 2;
+    forged.mode = SiteMode::Normal;
+    forged.sign(&key(9));
+    for msg in [&m, &forged] {
+        feed.publish(
+            Topic::ModeSet.to_string(PREFIX),
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(msg).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let t = node.tap(card(NOBODY_CARD));
+    node.send_tap(&t).await;
+    // d-cowork-in is not on the way to the shelter: normal rules, so no right.
+    assert_eq!(node.decision(T).await.reason, Reason::NoRight);
+    assert_eq!(gw.stats.malformed("bad_mac"), 3);
+
+    let published = gw
+        .stats
+        .decisions
+        .load(std::sync::atomic::Ordering::Relaxed);
+    gw.stop().await.unwrap();
+    let taps = audit_taps(dir.path());
+    assert_eq!(
+        taps.len() as u64,
+        published,
+        "every decision sent is in the log, once"
+    );
+    let log = SledStore::open(dir.path())
+        .unwrap()
+        .audit_tail(100)
+        .unwrap();
+    let text = format!("{log:?}");
+    assert!(
+        text.contains("remote unlock of door d-cowork-in for 4000 ms"),
+        "{text}"
+    );
+    assert!(text.contains("Staff(\"olha\")"));
+    assert!(
+        text.contains("mode: Shelter") && text.contains("Device(DeviceId(\"alert-feed\"))"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn door_flow_through_mosquitto_survives_a_broker_restart_and_a_gateway_restart() {
+    let Some(mut broker) = Mosquitto::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let gw = service::start(config(dir.path(), &broker.url()))
+        .await
+        .unwrap();
+    let mut node = door_flow(&gw).await;
+
+    // The broker dies and comes back with no sessions: the gateway reconnects and subscribes
+    // again, and the node's next taps are answered.
+    let connects = gw
+        .stats
+        .link
+        .connects
+        .load(std::sync::atomic::Ordering::Relaxed);
+    broker.restart();
+    until(T, "the gateway to reconnect", || {
+        gw.stats
+            .link
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > connects
+    })
+    .await;
+    // The node's client reconnects by itself and subscribes again.
+    // The first tap may race the gateway's new subscription: send until one is answered.
+    let mut answered = None;
+    for _ in 0..50 {
+        let t = node.tap(card(STAFF_CARD));
+        node.send_tap(&t).await;
+        if let Ok(d) = tokio::time::timeout(Duration::from_millis(200), node.decision(T)).await {
+            answered = Some(d);
+            break;
+        }
+    }
+    assert_eq!(
+        answered.expect("answered after the restart").reason,
+        Reason::Staff
+    );
+
+    // The gateway stops and starts again on the same data: counters and log are kept.
+    let last = node.counter;
+    drop(node);
+    gw.stop().await.unwrap();
+    let gw = service::start(config(dir.path(), &broker.url()))
+        .await
+        .unwrap();
+    assert!(gw.ready(T).await);
+    let mut node2 = DoorNode::connect(gw.mqtt_addr, "door-cowork", "d-cowork-in", key(1)).await;
+    node2.counter = last - 1;
+    let old = node2.tap(card(STAFF_CARD));
+    node2.counter = last;
+    node2.send_tap(&old).await; // an old counter: a replay after the restart too
+    let t = node2.tap(card(STAFF_CARD));
+    node2.send_tap(&t).await;
+    let d = node2.decision(T).await;
+    assert_eq!((d.tap, d.reason), (t.counter, Reason::Staff));
+    assert_eq!(gw.stats.malformed("replay"), 1);
+    gw.stop().await.unwrap();
+    let taps = audit_taps(dir.path());
+    let mut seen = std::collections::HashSet::new();
+    assert!(
+        taps.iter().all(|(t, _)| seen.insert(*t)),
+        "no tap is logged twice: {taps:?}"
+    );
+    assert!(seen.contains(&t.counter));
+}
