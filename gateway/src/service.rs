@@ -120,6 +120,8 @@ pub struct Stats {
     pub offline_ingested: AtomicU64,
     /// Allow-lists published.
     pub allow_lists: AtomicU64,
+    /// Alarms raised (door and device).
+    pub alarms_raised: AtomicU64,
     /// Refused messages by reason label.
     pub malformed: Mutex<BTreeMap<&'static str, u64>>,
     /// The MQTT link.
@@ -371,6 +373,16 @@ impl Core {
         if !marks.is_empty() {
             self.gateway.store().put_marks(&marks)?;
         }
+        let raised = batch
+            .audit
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.event,
+                    crate::store::AuditEvent::Alarm { raised: true, .. }
+                )
+            })
+            .count();
         if !batch.decisions.is_empty() || !batch.audit.is_empty() {
             if let Err(e) = self.gateway.record(&batch.decisions, batch.audit) {
                 // Nothing is published that is not in the log: the core stops, the doors fall
@@ -387,6 +399,9 @@ impl Core {
                 self.stats.allowed.fetch_add(1, Ordering::Relaxed);
             }
         }
+        self.stats
+            .alarms_raised
+            .fetch_add(raised as u64, Ordering::Relaxed);
         if let Ok(mut m) = self.stats.malformed.lock() {
             m.clone_from(self.desk.malformed.counts());
         }

@@ -254,3 +254,204 @@ async fn door_flow_through_mosquitto_survives_a_broker_restart_and_a_gateway_res
     );
     assert!(seen.contains(&t.counter));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_lists_offline_logs_door_alarms_and_device_health() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let mut cfg = config(dir.path(), "embedded");
+    cfg.heartbeat_s = 1;
+    let gw = service::start(cfg).await.unwrap();
+    assert!(gw.ready(T).await);
+    let mut node = DoorNode::connect(gw.mqtt_addr, "door-cowork", "d-cowork-in", key(1)).await;
+
+    // A signed, retained allow-list reaching ahead: staff listed, the member without rights not.
+    let list: door::AllowList =
+        serde_json::from_slice(&node.next_on("allowlist", T).await).unwrap();
+    assert!(list.verify(&key(1)), "the allow-list's MAC verifies");
+    assert!(list.valid_until >= list.valid_from + 11 * 3600);
+    let staff = kombinat::domain::CardId::parse(STAFF_CARD).unwrap();
+    let nobody = kombinat::domain::CardId::parse(NOBODY_CARD).unwrap();
+    assert!(list
+        .cards
+        .iter()
+        .any(|e| e.card == staff && e.from == list.valid_from));
+    assert!(list.cards.iter().all(|e| e.card != nobody));
+
+    // An offline log is stored once, however often it is sent, and acknowledged.
+    let entries = vec![
+        door::OfflineEntry {
+            tap: 1001,
+            at: 1_790_000_000,
+            card: staff,
+            allow: true,
+            reason: Reason::OfflineListed,
+        },
+        door::OfflineEntry {
+            tap: 1002,
+            at: 1_790_000_060,
+            card: nobody,
+            allow: false,
+            reason: Reason::OfflineNotListed,
+        },
+    ];
+    for _ in 0..2 {
+        node.counter += 1;
+        let mut log = door::OfflineLog {
+            v: VERSION,
+            door: node.door,
+            device: node.device,
+            counter: node.counter,
+            entries: entries.clone(),
+            mac: Default::default(),
+        };
+        log.sign(&node.key);
+        node.client
+            .publish(
+                Topic::Door(node.door, kombinat_protocol::door::DoorTopic::OfflineLog)
+                    .to_string(PREFIX),
+                QoS::AtLeastOnce,
+                false,
+                serde_json::to_vec(&log).unwrap(),
+            )
+            .await
+            .unwrap();
+        let ack: door::OfflineAck =
+            serde_json::from_slice(&node.next_on("offline-ack", T).await).unwrap();
+        assert!(ack.verify(&key(1)));
+        assert_eq!(ack.up_to, 1002);
+    }
+    assert_eq!(
+        gw.stats
+            .offline_ingested
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+
+    // A forced door raises an alarm, and clears it.
+    for forced in [true, false] {
+        node.counter += 1;
+        let mut st = door::DoorState {
+            v: VERSION,
+            door: node.door,
+            device: node.device,
+            counter: node.counter,
+            contact: door::Contact::Open,
+            locked: true,
+            held_open: false,
+            forced,
+            tamper: false,
+            mac: Default::default(),
+        };
+        st.sign(&node.key);
+        node.client
+            .publish(
+                Topic::Door(node.door, kombinat_protocol::door::DoorTopic::State).to_string(PREFIX),
+                QoS::AtLeastOnce,
+                false,
+                serde_json::to_vec(&st).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+
+    // A node that announces a heartbeat and falls silent is marked offline after three.
+    let status = kombinat_protocol::device::Status {
+        v: VERSION,
+        state: kombinat_protocol::device::Presence::Online,
+        firmware: kombinat_protocol::Ident::parse("1.0.0").ok(),
+        uptime_s: Some(5),
+        heartbeat_s: Some(1),
+    };
+    node.client
+        .publish(
+            Topic::Status(node.device).to_string(PREFIX),
+            QoS::AtLeastOnce,
+            true,
+            serde_json::to_vec(&status).unwrap(),
+        )
+        .await
+        .unwrap();
+    // A tap behind them makes sure the core has taken them.
+    let t = node.tap(card(STAFF_CARD));
+    node.send_tap(&t).await;
+    node.decision(T).await;
+    gw.stop().await.unwrap();
+    let log = SledStore::open(dir.path())
+        .unwrap()
+        .audit_after(None, usize::MAX)
+        .unwrap();
+    let offline: Vec<_> = log
+        .iter()
+        .filter(|r| matches!(r.entry.event, AuditEvent::Decision { offline: true, .. }))
+        .collect();
+    assert_eq!(offline.len(), 2, "each offline decision stored once");
+    let alarms: Vec<(bool, kombinat::store::AlarmKind)> = log
+        .iter()
+        .filter_map(|r| match r.entry.event {
+            AuditEvent::Alarm { raised, alarm, .. } => Some((raised, alarm)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        alarms.contains(&(true, kombinat::store::AlarmKind::Forced)),
+        "{alarms:?}"
+    );
+    assert!(
+        alarms.contains(&(false, kombinat::store::AlarmKind::Forced)),
+        "{alarms:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_device_raises_the_offline_alarm() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let mut cfg = config(dir.path(), "embedded");
+    cfg.heartbeat_s = 1;
+    let gw = service::start(cfg).await.unwrap();
+    assert!(gw.ready(T).await);
+    let node = DoorNode::connect(gw.mqtt_addr, "door-meeting", "d-meeting-1", key(2)).await;
+    let status = kombinat_protocol::device::Status {
+        v: VERSION,
+        state: kombinat_protocol::device::Presence::Online,
+        firmware: None,
+        uptime_s: None,
+        heartbeat_s: Some(1),
+    };
+    node.client
+        .publish(
+            Topic::Status(node.device).to_string(PREFIX),
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&status).unwrap(),
+        )
+        .await
+        .unwrap();
+    // Three missed heartbeats of one second: the health check (every second) raises the alarm.
+    let data = dir.path().to_path_buf();
+    let stats = gw.stats.clone();
+    until(T, "the offline alarm", || {
+        stats
+            .alarms_raised
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    })
+    .await;
+    gw.stop().await.unwrap();
+    let log = SledStore::open(&data)
+        .unwrap()
+        .audit_after(None, usize::MAX)
+        .unwrap();
+    let raised = log.iter().any(|r| {
+        matches!(
+            r.entry.event,
+            AuditEvent::Alarm {
+                alarm: kombinat::store::AlarmKind::DeviceOffline,
+                raised: true,
+                ..
+            }
+        )
+    });
+    assert!(raised, "{log:?}");
+}
