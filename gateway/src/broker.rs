@@ -1,12 +1,12 @@
 //! The embedded MQTT broker (rumqttd), for a gateway that runs alone on its Pi.
 //!
 //! rumqttd's `start()` blocks and only logs a failed bind, so the port is probed first and the
-//! broker is known to be up only once a TCP connection to it succeeds. It keeps sessions and
+//! broker is known to be up only once its listener holds the address. It keeps sessions and
 //! retained messages in memory and has no topic ACLs: production sites with many devices use
 //! mosquitto (see `deploy/`).
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 /// Why the embedded broker did not start.
@@ -84,13 +84,33 @@ pub fn start(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
         .map_err(|_| BrokerError::NotUp(addr))?;
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        if mqtt_ping(addr) {
             tracing::info!(%addr, "embedded MQTT broker up");
             return Ok(addr);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
     Err(BrokerError::NotUp(addr))
+}
+
+/// Whether an MQTT broker answers at `addr`: a clean CONNECT, CONNACK, DISCONNECT (a bare TCP
+/// connect would make rumqttd log a client error).
+#[cfg(feature = "embedded-broker")]
+fn mqtt_ping(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let id = b"kombinat-probe";
+    let mut connect = vec![0x10, (10 + 2 + id.len()) as u8];
+    connect.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 5]);
+    connect.extend_from_slice(&[0, id.len() as u8]);
+    connect.extend_from_slice(id);
+    let mut ack = [0u8; 4];
+    let ok = s.write_all(&connect).is_ok() && s.read_exact(&mut ack).is_ok() && ack[0] == 0x20;
+    let _ = s.write_all(&[0xE0, 0]);
+    ok
 }
 
 /// Without the feature there is no embedded broker.
