@@ -83,7 +83,25 @@ pub fn start(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
         })
         .map_err(|_| BrokerError::NotUp(addr))?;
     let deadline = Instant::now() + Duration::from_secs(5);
+    let mut nodelay = false;
     while Instant::now() < deadline {
+        // rumqttd leaves Nagle's algorithm on for its clients, which makes every QoS 1
+        // request/response wait ~40 ms for a delayed ACK. Sockets accepted by a listener
+        // inherit its TCP_NODELAY, so it is set on the listener as soon as it exists, before
+        // any device connects.
+        if !nodelay {
+            match nodelay::set_on_listener(addr) {
+                Ok(true) => nodelay = true,
+                Ok(false) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot set TCP_NODELAY on the embedded broker; expect ~40 ms round trips");
+                    nodelay = true;
+                }
+            }
+        }
         if mqtt_ping(addr) {
             tracing::info!(%addr, "embedded MQTT broker up");
             return Ok(addr);
@@ -91,6 +109,73 @@ pub fn start(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
         std::thread::sleep(Duration::from_millis(10));
     }
     Err(BrokerError::NotUp(addr))
+}
+
+#[cfg(all(feature = "embedded-broker", target_os = "linux"))]
+mod nodelay {
+    //! Finds rumqttd's listening socket among this process's descriptors (by the inode that
+    //! `/proc/net/tcp` gives for the listening address) and sets TCP_NODELAY on it.
+    use std::io;
+    use std::net::{IpAddr, SocketAddr};
+
+    fn proc_addr(addr: SocketAddr) -> Option<String> {
+        match addr.ip() {
+            IpAddr::V4(ip) => Some(format!(
+                "{:08X}:{:04X}",
+                u32::from_le_bytes(ip.octets()),
+                addr.port()
+            )),
+            IpAddr::V6(_) => None,
+        }
+    }
+
+    fn listen_inode(addr: SocketAddr) -> io::Result<Option<String>> {
+        let Some(want) = proc_addr(addr) else {
+            return Ok(None);
+        };
+        let table = std::fs::read_to_string("/proc/net/tcp")?;
+        Ok(table.lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // sl local_address rem_address st … inode (field 9); st 0A is LISTEN.
+            (f.len() > 9 && f[1] == want && f[3] == "0A").then(|| f[9].to_string())
+        }))
+    }
+
+    /// Sets TCP_NODELAY on this process's listener at `addr`; `Ok(false)` if it is not there yet.
+    pub fn set_on_listener(addr: SocketAddr) -> io::Result<bool> {
+        let Some(inode) = listen_inode(addr)? else {
+            return Ok(false);
+        };
+        let want = format!("socket:[{inode}]");
+        for entry in std::fs::read_dir("/proc/self/fd")? {
+            let entry = entry?;
+            if std::fs::read_link(entry.path())
+                .ok()
+                .and_then(|t| t.to_str().map(|t| t == want))
+                != Some(true)
+            {
+                continue;
+            }
+            let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            // SAFETY: `fd` is open in this process (it is listed in /proc/self/fd) and is the
+            // embedded broker's listening socket, which lives as long as the process; it is
+            // borrowed for one setsockopt call and not closed.
+            #[allow(unsafe_code)]
+            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            socket2::SockRef::from(&borrowed).set_tcp_nodelay(true)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+#[cfg(all(feature = "embedded-broker", not(target_os = "linux")))]
+mod nodelay {
+    pub fn set_on_listener(_: std::net::SocketAddr) -> std::io::Result<bool> {
+        Err(std::io::Error::other("only done on Linux"))
+    }
 }
 
 /// Whether an MQTT broker answers at `addr`: a clean CONNECT, CONNACK, DISCONNECT (a bare TCP

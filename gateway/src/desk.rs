@@ -22,6 +22,9 @@ use crate::access::{decide, Decision, Snapshot, Tap};
 use crate::domain::{Device, DeviceId, DeviceKind, DeviceMark, DoorId, SiteMode};
 use crate::store::{Actor, AlarmKind, AuditEntry, AuditEvent};
 
+/// How far the gateway's counter towards a device jumps at start (see [`Desk::new`]).
+pub const TX_JUMP: u64 = 1 << 20;
+
 /// The largest payload accepted from a device.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 
@@ -215,11 +218,41 @@ impl Desk {
         for m in marks {
             if let Some(s) = m.device.and_then(|id| d.devices.get_mut(&id)) {
                 s.rx = ReplayGuard::after(m.rx);
-                s.tx = m.tx;
+                // Counters are stored once a second, not with every message: after a crash the
+                // last second's messages to the node may have used counters past the stored
+                // one, so the gateway's counter jumps ahead (the node only needs it to grow).
+                s.tx = m.tx + TX_JUMP;
                 s.offline_up_to = m.offline;
             }
         }
         d
+    }
+
+    /// Brings replay counters up to what the audit log shows since the marks were stored: the
+    /// taps decided and the offline decisions taken in the last second before a crash.
+    pub fn recover(&mut self, log: &[crate::store::AuditRecord]) {
+        for r in log {
+            if let AuditEvent::Decision {
+                door,
+                tap: Some(tap),
+                offline,
+                ..
+            } = r.entry.event
+            {
+                let Some(s) = self
+                    .by_door
+                    .get(&door)
+                    .and_then(|d| self.devices.get_mut(d))
+                else {
+                    continue;
+                };
+                if offline {
+                    s.offline_up_to = s.offline_up_to.max(tap);
+                } else if tap > s.rx.last() {
+                    s.rx = ReplayGuard::after(tap);
+                }
+            }
+        }
     }
 
     /// Registers (or replaces) a device; its counters start fresh unless it was known.
@@ -270,9 +303,8 @@ impl Desk {
         self.devices.get(&device).map(|s| &s.health)
     }
 
-    /// Counters changed since the last call, to store before anything that depends on them is
-    /// published.
-    pub fn take_marks(&mut self) -> Vec<DeviceMark> {
+    /// Counters changed since the last call, to store (once a second; see [`Desk::recover`]).
+    pub fn take_marks(&mut self, now: DateTime<Utc>) -> Vec<DeviceMark> {
         let mut ids = std::mem::take(&mut self.dirty);
         ids.sort_unstable();
         ids.dedup();
@@ -283,6 +315,7 @@ impl Desk {
                     rx: s.rx.last(),
                     tx: s.tx,
                     offline: s.offline_up_to,
+                    at: Some(now),
                 })
             })
             .collect()

@@ -7,7 +7,7 @@
 //! - [`store`]: persistence behind one trait, on sled or in memory, with the audit log;
 //! - [`gateway`]: the service that ties store, snapshot and audit together, one change at a time;
 //! - [`cli`]: the `kombinat` command line.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod access;
 pub mod broker;

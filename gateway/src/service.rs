@@ -122,6 +122,14 @@ pub struct Stats {
     pub allow_lists: AtomicU64,
     /// Alarms raised (door and device).
     pub alarms_raised: AtomicU64,
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Time spent taking batches in (parse, verify, decide), nanoseconds in all.
+    pub take_ns: AtomicU64,
+    /// Time spent writing batches durably, nanoseconds in all.
+    pub write_ns: AtomicU64,
+    /// Time spent handing replies and acks to the MQTT client, nanoseconds in all.
+    pub send_ns: AtomicU64,
     /// Refused messages by reason label.
     pub malformed: Mutex<BTreeMap<&'static str, u64>>,
     /// The MQTT link.
@@ -216,12 +224,28 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         .map_err(|e| ServiceError::DataDir(config.data.display().to_string(), e))?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data)?);
     let gateway = Gateway::open(site.clone(), store.clone(), now)?;
-    let desk = Desk::new(
+    let marks = store.marks()?;
+    // Audit entries since the oldest stored mark (with a margin) tell the counters used after it.
+    let since = marks
+        .iter()
+        .filter_map(|m| m.at)
+        .min()
+        .map(|t| crate::store::AuditId {
+            micros: u64::try_from((t - chrono::Duration::seconds(5)).timestamp_micros())
+                .unwrap_or(0),
+            seq: 0,
+        });
+    let mut desk = Desk::new(
         &config.mqtt.prefix,
         config.heartbeat_s,
         store.devices()?,
-        store.marks()?,
+        marks,
     );
+    let recent = match since {
+        Some(s) => store.audit_after(Some(s), usize::MAX)?,
+        None => store.audit_after(None, usize::MAX)?,
+    };
+    desk.recover(&recent);
     let embedded = match config.mqtt.broker {
         Broker::Embedded => {
             let listen = config.mqtt.listen;
@@ -338,6 +362,7 @@ impl Core {
                 }
             }
             let mut batch = Batch::default();
+            let taken = Instant::now();
             for m in msgs {
                 match m {
                     Msg::Publish(p) => {
@@ -356,12 +381,17 @@ impl Core {
                     batch.acks.push(p);
                 }
             }
+            self.stats
+                .take_ns
+                .fetch_add(taken.elapsed().as_nanos() as u64, Ordering::Relaxed);
             if last_tick.elapsed() >= Duration::from_secs(1) {
                 last_tick = Instant::now();
-                self.tick(&mut batch);
+                self.tick(&mut batch)?;
             }
             self.commit(batch)?;
         }
+        let marks = self.desk.take_marks(Utc::now());
+        self.gateway.store().put_marks(&marks)?;
         self.gateway.store().flush()?;
         tracing::info!("core stopped, store flushed");
         Ok(())
@@ -369,10 +399,7 @@ impl Core {
 
     /// Writes the batch durably, then publishes and acknowledges.
     fn commit(&mut self, batch: Batch) -> Result<(), ServiceError> {
-        let marks = self.desk.take_marks();
-        if !marks.is_empty() {
-            self.gateway.store().put_marks(&marks)?;
-        }
+        let started = Instant::now();
         let raised = batch
             .audit
             .iter()
@@ -390,8 +417,6 @@ impl Core {
                 tracing::error!(error = %e, "cannot write the audit log; stopping");
                 return Err(e.into());
             }
-        } else if !marks.is_empty() && !batch.replies.is_empty() {
-            self.gateway.store().flush()?;
         }
         for (d, _) in &batch.decisions {
             self.stats.decisions.fetch_add(1, Ordering::Relaxed);
@@ -405,6 +430,7 @@ impl Core {
         if let Ok(mut m) = self.stats.malformed.lock() {
             m.clone_from(self.desk.malformed.counts());
         }
+        let written = Instant::now();
         for r in &batch.replies {
             self.publish(r);
         }
@@ -412,6 +438,15 @@ impl Core {
             if let Err(e) = self.rt.block_on(self.client.ack(p)) {
                 tracing::warn!(error = %e, "cannot acknowledge a message");
             }
+        }
+        if !batch.decisions.is_empty() {
+            self.stats.batches.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .write_ns
+                .fetch_add((written - started).as_nanos() as u64, Ordering::Relaxed);
+            self.stats
+                .send_ns
+                .fetch_add(written.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -571,8 +606,13 @@ impl Core {
         }
     }
 
-    fn tick(&mut self, b: &mut Batch) {
+    fn tick(&mut self, b: &mut Batch) -> Result<(), ServiceError> {
         let now = Utc::now();
+        // Counters once a second, not per message: the audit log covers the gap after a crash.
+        let marks = self.desk.take_marks(now);
+        if !marks.is_empty() {
+            self.gateway.store().put_marks(&marks)?;
+        }
         b.audit.extend(self.desk.check_health(now));
         self.sync_released(now, b);
         if Instant::now() >= self.next_allow_lists && !self.allow_lists_pending {
@@ -607,6 +647,7 @@ impl Core {
                 self.allow_lists_pending = false;
             }
         }
+        Ok(())
     }
 
     fn allow_lists_ready(&mut self, lists: Vec<DoorList>, b: &mut Batch) {

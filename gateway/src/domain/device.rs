@@ -67,4 +67,7 @@ pub struct DeviceMark {
     /// The highest offline-log tap counter stored for the device.
     #[serde(default)]
     pub offline: u64,
+    /// When these counters were stored.
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
 }

@@ -1,0 +1,350 @@
+//! Tap → decision round trip through a real broker, against the physical limit of a durable
+//! decision: a bare echo round trip through the same broker plus one durable audit append.
+//!
+//! For the embedded broker (rumqttd) and for mosquitto (started here on a free port with
+//! `set_tcp_nodelay true`; skipped with a note if it is not installed), while a second client
+//! publishes 10,000 sensor readings per second beside it:
+//! - `tap`: a door node client signs a tap, the gateway verifies, decides, appends the decision to
+//!   the audit log durably and publishes the signed decision; the client waits for it;
+//! - `echo`: the same client against a trivial responder that answers each message at once;
+//! - `append`: the store's durable append of one audit record, alone.
+//!
+//! Prints the `bench:` lines of shared/design/BENCH.md. `--quick` (and `cargo test`) runs a few
+//! hundred taps so CI proves it still works. Nothing here asserts a time.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use kombinat::config::Config;
+use kombinat::domain::{
+    CardId, Credential, Device, DeviceId, DeviceKey, DeviceKind, DoorId, Member, MemberId, Role,
+};
+use kombinat::gateway::Gateway;
+use kombinat::store::{Actor, AuditEntry, SledStore, Store};
+use kombinat_protocol::auth::Signed;
+use kombinat_protocol::door::{self, DoorTopic, VERSION};
+use kombinat_protocol::Topic;
+use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
+use tokio::sync::mpsc;
+
+const PREFIX: &str = "kombinat/v1";
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn micros(mut v: Vec<Duration>) -> Vec<f64> {
+    let mut us: Vec<f64> = v.drain(..).map(|d| d.as_secs_f64() * 1e6).collect();
+    us.sort_by(f64::total_cmp);
+    us
+}
+
+async fn client(
+    port: u16,
+    id: &str,
+    subscribe: &[String],
+) -> (AsyncClient, mpsc::UnboundedReceiver<Vec<u8>>) {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(10));
+    o.set_inflight(100);
+    let (c, mut ev) = AsyncClient::new(o, 10_000);
+    let mut net = NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    ev.set_network_options(net);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ready_tx, mut ready) = mpsc::unbounded_channel();
+    let subs = subscribe.to_vec();
+    let c2 = c.clone();
+    tokio::spawn(async move {
+        loop {
+            match ev.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    for s in &subs {
+                        let _ = c2.subscribe(s.clone(), QoS::AtLeastOnce).await;
+                    }
+                    if subs.is_empty() {
+                        let _ = ready_tx.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = ready_tx.send(());
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if tx.send(p.payload.to_vec()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    });
+    for _ in 0..subscribe.len().max(1) {
+        let _ = tokio::time::timeout(Duration::from_secs(10), ready.recv()).await;
+    }
+    (c, rx)
+}
+
+/// 10,000 small readings per second, in bursts of 100 every 10 ms, until dropped.
+async fn load(port: u16) -> tokio::task::JoinHandle<()> {
+    let (c, _rx) = client(port, "bench-load", &[]).await;
+    tokio::spawn(async move {
+        let topic = format!("{PREFIX}/sensor/sensor-load/reading");
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let mut n = 0u64;
+        loop {
+            tick.tick().await;
+            for _ in 0..100 {
+                n += 1;
+                let p = format!(
+                    r#"{{"v":1,"device":"sensor-load","counter":{n},"reading":{{"co2":{{"ppm":{}}}}}}}"#,
+                    400 + n % 800
+                );
+                if c.try_publish(topic.clone(), QoS::AtMostOnce, false, p)
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    })
+}
+
+fn prepare(dir: &Path, key: &DeviceKey) {
+    let site_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/site.example.toml");
+    let site = Arc::new(kombinat::site_file::load(&site_path).unwrap_or_else(|e| panic!("{e}")));
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
+    let now = Utc::now();
+    let mut g = Gateway::open(site, store, now).unwrap();
+    let who = Actor::Cli("bench".into());
+    let mut m = Member::new(MemberId::parse("marta").unwrap(), "Marta");
+    m.roles = vec![Role::Staff];
+    g.add_member(m, who.clone(), now).unwrap();
+    g.add_credential(
+        MemberId::parse("marta").unwrap(),
+        Credential::Card(CardId::parse("04A1B2C3").unwrap()),
+        who.clone(),
+        now,
+    )
+    .unwrap();
+    g.add_device(
+        Device {
+            id: DeviceId::parse("door-cowork").unwrap(),
+            kind: DeviceKind::Door,
+            door: Some(DoorId::parse("d-cowork-in").unwrap()),
+            room: None,
+            key: key.clone(),
+            added_at: now,
+        },
+        who,
+        now,
+    )
+    .unwrap();
+}
+
+struct Figures {
+    tap: Vec<f64>,
+    echo: Vec<f64>,
+}
+
+async fn measure(port: u16, data: &Path, key: &DeviceKey, taps: usize) -> Figures {
+    let door = DoorId::parse("d-cowork-in").unwrap();
+    let device = DeviceId::parse("door-cowork").unwrap();
+    let load = load(port).await;
+    // Warm up, then the echo baseline through the same broker, under the same load.
+    let (responder, mut asks) = client(port, "bench-echo", &["bench/echo/ask".into()]).await;
+    tokio::spawn(async move {
+        while let Some(p) = asks.recv().await {
+            if responder
+                .publish("bench/echo/answer", QoS::AtLeastOnce, false, p)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let (asker, mut answers) = client(port, "bench-asker", &["bench/echo/answer".into()]).await;
+    let mut echo = Vec::with_capacity(taps);
+    for i in 0..taps + 100 {
+        let t0 = Instant::now();
+        asker
+            .publish("bench/echo/ask", QoS::AtLeastOnce, false, vec![b'x'; 160])
+            .await
+            .unwrap();
+        answers.recv().await.unwrap();
+        if i >= 100 {
+            echo.push(t0.elapsed());
+        }
+    }
+    // The same client shape as a door node against the gateway.
+    let (node, mut decisions) = client(
+        port,
+        "bench-door",
+        &[Topic::Door(door, DoorTopic::Decision).to_string(PREFIX)],
+    )
+    .await;
+    let topic = Topic::Door(door, DoorTopic::Tap).to_string(PREFIX);
+    let mut tap = Vec::with_capacity(taps);
+    let _ = data;
+    for i in 0..taps + 100 {
+        let mut t = door::Tap {
+            v: VERSION,
+            door,
+            device,
+            counter: i as u64 + 1,
+            credential: Credential::Card(CardId::parse("04A1B2C3").unwrap()),
+            mac: Default::default(),
+        };
+        t.sign(key);
+        let payload = serde_json::to_vec(&t).unwrap();
+        let t0 = Instant::now();
+        node.publish(topic.clone(), QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+        let d: door::Decision = serde_json::from_slice(&decisions.recv().await.unwrap()).unwrap();
+        if i >= 100 {
+            tap.push(t0.elapsed());
+        }
+        assert!(d.allow && d.tap == t.counter && d.verify(key));
+    }
+    load.abort();
+    Figures {
+        tap: micros(tap),
+        echo: micros(echo),
+    }
+}
+
+fn append_baseline(n: usize) -> Vec<f64> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n + 100 {
+        let e = AuditEntry::change(
+            Utc::now(),
+            Actor::System,
+            format!("decision {i} of the baseline"),
+        );
+        let t0 = Instant::now();
+        store.append_audit(&[e]).unwrap();
+        if i >= 100 {
+            v.push(t0.elapsed());
+        }
+    }
+    micros(v)
+}
+
+fn mosquitto(port: u16, dir: &Path) -> Option<Child> {
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\npersistence false\nmax_queued_messages 1000000\n")).ok()?;
+    let bin = ["mosquitto", "/usr/sbin/mosquitto"].into_iter().find(|b| {
+        Command::new(b)
+            .arg("-h")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    })?;
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(child);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+fn config(data: &Path, broker: &str) -> Config {
+    let site = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/site.example.toml");
+    Config::parse(
+        &format!("site = {site:?}\ndata = {data:?}\n[mqtt]\nbroker = \"{broker}\"\nlisten = \"127.0.0.1:0\"\nclient_id = \"bench-gateway\"\n"),
+        Path::new("/"),
+    )
+    .unwrap()
+}
+
+fn report(name: &str, f: &Figures, append: &[f64]) {
+    let (t50, t99) = (percentile(&f.tap, 0.5), percentile(&f.tap, 0.99));
+    let (e50, e99) = (percentile(&f.echo, 0.5), percentile(&f.echo, 0.99));
+    let (a50, a99) = (percentile(append, 0.5), percentile(append, 0.99));
+    println!("bench: tap_p50_{name} {t50:.0} us");
+    println!("bench: tap_p99_{name} {t99:.0} us");
+    println!("bench: echo_p50_{name} {e50:.0} us");
+    println!("bench: echo_p99_{name} {e99:.0} us");
+    println!("bench: tap_p50_ratio_{name} {:.2} ratio", t50 / (e50 + a50));
+    println!("bench: tap_p99_ratio_{name} {:.2} ratio", t99 / (e99 + a99));
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick") || !args.iter().any(|a| a == "--bench");
+    let taps = if quick { 300 } else { 10_000 };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let key = DeviceKey::from_bytes([42; 32]);
+
+    let append = append_baseline(taps);
+    println!("bench: append_p50 {:.0} us", percentile(&append, 0.5));
+    println!("bench: append_p99 {:.0} us", percentile(&append, 0.99));
+
+    // Embedded broker.
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path(), &key);
+    let f = rt.block_on(async {
+        let gw = kombinat::service::start(config(dir.path(), "embedded"))
+            .await
+            .unwrap();
+        assert!(gw.ready(Duration::from_secs(10)).await);
+        let f = measure(gw.mqtt_addr.port(), dir.path(), &key, taps).await;
+        let readings = gw.stats.readings.load(std::sync::atomic::Ordering::Relaxed);
+        println!("embedded: {taps} taps; readings taken beside them: {readings}");
+        gw.stop().await.unwrap();
+        f
+    });
+    report("embedded", &f, &append);
+
+    // Mosquitto.
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    match mosquitto(port, dir.path()) {
+        None => println!("mosquitto: not installed, skipped (apt-get install mosquitto)"),
+        Some(mut child) => {
+            let data = dir.path().join("data");
+            prepare(&data, &key);
+            let f = rt.block_on(async {
+                let gw = kombinat::service::start(config(&data, &format!("mqtt://127.0.0.1:{port}"))).await.unwrap();
+                assert!(gw.ready(Duration::from_secs(10)).await);
+                let f = measure(port, &data, &key, taps).await;
+                let readings = gw.stats.readings.load(std::sync::atomic::Ordering::Relaxed);
+                println!("mosquitto: {taps} taps; readings taken beside them: {readings}");
+                let n = gw.stats.batches.load(std::sync::atomic::Ordering::Relaxed).max(1);
+                let per = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) / n / 1000;
+                println!("mosquitto: per batch with decisions: write {} us, send {} us; take {} us in all", per(&gw.stats.write_ns), per(&gw.stats.send_ns), gw.stats.take_ns.load(std::sync::atomic::Ordering::Relaxed) / 1000);
+                gw.stop().await.unwrap();
+                f
+            });
+            report("mosquitto", &f, &append);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
