@@ -682,3 +682,163 @@ impl Desk {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::tests::World;
+    use crate::domain::{CardId, Credential, MemberId, Role};
+    use kombinat_protocol::auth::DeviceKey;
+
+    fn door() -> DoorId {
+        DoorId::parse("d-cowork-in").unwrap()
+    }
+
+    fn device() -> Device {
+        Device {
+            id: DeviceId::parse("door-cowork").unwrap(),
+            kind: DeviceKind::Door,
+            door: Some(door()),
+            room: None,
+            key: DeviceKey::from_bytes([1; 32]),
+            added_at: Utc::now(),
+        }
+    }
+
+    fn tap(counter: u64, key: &DeviceKey) -> Vec<u8> {
+        let mut t = door::Tap {
+            v: VERSION,
+            door: door(),
+            device: device().id,
+            counter,
+            credential: Credential::Card(CardId::parse("04A1B2C3").unwrap()),
+            mac: Default::default(),
+        };
+        t.sign(key);
+        serde_json::to_vec(&t).unwrap()
+    }
+
+    fn world() -> World {
+        let mut w = World::new();
+        w.member("staff", |m| m.roles = vec![Role::Staff]);
+        // Give the staff member the card the taps carry.
+        w.snapshot
+            .upsert_credential(crate::domain::CredentialRecord {
+                credential: Credential::Card(CardId::parse("04A1B2C3").unwrap()),
+                member: MemberId::parse("staff").unwrap(),
+                issued_at: Utc::now(),
+                revoked_at: None,
+            });
+        let _ = c;
+        w
+    }
+
+    #[test]
+    fn a_tap_is_decided_once_and_answered_with_a_signed_decision() {
+        let w = world();
+        let mut desk = Desk::new("kombinat/v1", 30, vec![device()], vec![]);
+        let key = device().key;
+        let o = desk
+            .handle_tap(&w.snapshot, door(), &tap(5, &key), Utc::now())
+            .unwrap();
+        assert_eq!(o.decision.reason, crate::domain::Reason::Staff);
+        assert_eq!(o.reply.topic, "kombinat/v1/door/d-cowork-in/decision");
+        let d: door::Decision = serde_json::from_slice(&o.reply.payload).unwrap();
+        assert!(d.verify(&key) && d.tap == 5 && d.counter == 1);
+        let again = desk.handle_tap(&w.snapshot, door(), &tap(5, &key), Utc::now());
+        assert_eq!(again.unwrap_err().label(), "replay");
+        let older = desk.handle_tap(&w.snapshot, door(), &tap(4, &key), Utc::now());
+        assert_eq!(older.unwrap_err().label(), "replay");
+        let forged = desk.handle_tap(
+            &w.snapshot,
+            door(),
+            &tap(6, &DeviceKey::from_bytes([2; 32])),
+            Utc::now(),
+        );
+        assert_eq!(forged.unwrap_err().label(), "bad_mac");
+        // A forged tap does not use up the counter: the real 6 still goes through.
+        assert!(desk
+            .handle_tap(&w.snapshot, door(), &tap(6, &key), Utc::now())
+            .is_ok());
+        let marks = desk.take_marks(Utc::now());
+        assert_eq!((marks[0].rx, marks[0].tx), (6, 2));
+    }
+
+    #[test]
+    fn after_a_restart_counters_come_from_the_marks_and_the_log() {
+        let w = world();
+        let mark = DeviceMark {
+            device: Some(device().id),
+            rx: 10,
+            tx: 3,
+            offline: 0,
+            at: Some(Utc::now()),
+        };
+        let mut desk = Desk::new("kombinat/v1", 30, vec![device()], vec![mark]);
+        // The log shows tap 12 decided after the marks were stored.
+        let mut entry = AuditEntry::change(Utc::now(), Actor::System, "");
+        entry.event = AuditEvent::Decision {
+            door: door(),
+            card: None,
+            reason: crate::domain::Reason::Staff,
+            unlock_ms: 0,
+            member: None,
+            booking: None,
+            offline: false,
+            tap: Some(12),
+        };
+        desk.recover(&[crate::store::AuditRecord {
+            id: Default::default(),
+            entry,
+        }]);
+        let key = device().key;
+        assert_eq!(
+            desk.handle_tap(&w.snapshot, door(), &tap(12, &key), Utc::now())
+                .unwrap_err()
+                .label(),
+            "replay"
+        );
+        let o = desk
+            .handle_tap(&w.snapshot, door(), &tap(13, &key), Utc::now())
+            .unwrap();
+        let d: door::Decision = serde_json::from_slice(&o.reply.payload).unwrap();
+        assert_eq!(
+            d.counter,
+            3 + TX_JUMP + 1,
+            "the gateway's counter jumps past anything it may have sent"
+        );
+    }
+
+    #[test]
+    fn refusals_are_counted_always_and_logged_once_a_minute_per_sender() {
+        let mut m = Malformed::default();
+        let t0 = Instant::now();
+        let r = Rejected::Json("x".into());
+        assert!(m.count("a", &r, t0));
+        assert!(!m.count("a", &r, t0 + Duration::from_secs(30)));
+        assert!(m.count("b", &r, t0 + Duration::from_secs(30)));
+        assert!(m.count("a", &r, t0 + Duration::from_secs(61)));
+        assert_eq!(m.counts().get("malformed_json"), Some(&4));
+    }
+
+    #[test]
+    fn a_sensor_cannot_tap_and_a_door_node_cannot_tap_for_another_door() {
+        let w = world();
+        let mut sensor = device();
+        sensor.kind = DeviceKind::Sensor;
+        sensor.door = None;
+        let mut desk = Desk::new("kombinat/v1", 30, vec![sensor], vec![]);
+        let r = desk.handle_tap(&w.snapshot, door(), &tap(1, &device().key), Utc::now());
+        assert_eq!(r.unwrap_err().label(), "not_its_topic");
+        let mut desk = Desk::new("kombinat/v1", 30, vec![device()], vec![]);
+        let r = desk.handle_tap(
+            &w.snapshot,
+            DoorId::parse("d-main").unwrap(),
+            &tap(1, &device().key),
+            Utc::now(),
+        );
+        assert_eq!(r.unwrap_err().label(), "not_its_topic");
+        let r = desk.handle_tap(&w.snapshot, door(), b"[1,2]", Utc::now());
+        assert_eq!(r.unwrap_err().label(), "malformed_json");
+    }
+}
