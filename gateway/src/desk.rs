@@ -729,7 +729,6 @@ mod tests {
                 issued_at: Utc::now(),
                 revoked_at: None,
             });
-        let _ = c;
         w
     }
 
