@@ -9,8 +9,11 @@ fn main() -> ExitCode {
     let cli = kombinat::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("warn,kombinat=info")),
+            // rumqttd's router logs every client's orderly disconnect as an error
+            // ("no-connection id … is already gone"); that one target is silenced by default.
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                EnvFilter::new("warn,kombinat=info,rumqttd::router::routing=off")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
