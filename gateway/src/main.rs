@@ -9,11 +9,11 @@ fn main() -> ExitCode {
     let cli = kombinat::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            // rumqttd's router logs every client's orderly disconnect as an error
-            // ("no-connection id … is already gone"); that one target is silenced by default.
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                EnvFilter::new("warn,kombinat=info,rumqttd::router::routing=off")
-            }),
+            // rumqttd logs every client's orderly disconnect as an error ("router-drop",
+            // "no-connection id … is already gone"), so it is quiet by default; the gateway
+            // checks the broker's bind and liveness itself. `RUST_LOG=rumqttd=info` shows it.
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("warn,kombinat=info,rumqttd=off")),
         )
         .with_writer(std::io::stderr)
         .init();
