@@ -92,9 +92,10 @@ impl Malformed {
     /// Counts a refusal; returns whether to log it (the first from `sender` in a minute).
     pub fn count(&mut self, sender: &str, r: &Rejected, now: Instant) -> bool {
         *self.counts.entry(r.label()).or_default() += 1;
-        if self.last_logged.len() > 10_000 {
-            self.last_logged
-                .retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+        // Senders are chosen by whoever publishes: the map is bounded, and emptied (once per
+        // thousand new senders, so in amortised constant time) when it is full.
+        if self.last_logged.len() >= 1024 {
+            self.last_logged.clear();
         }
         match self.last_logged.get(sender) {
             Some(t) if now.duration_since(*t) < Duration::from_secs(60) => false,
@@ -154,6 +155,9 @@ pub struct Health {
 
 struct DeviceState {
     device: Device,
+    /// Tap counters decided online lately, so an offline log entry for a tap the gateway also
+    /// answered (it reached the gateway late) is not stored a second time.
+    online_taps: std::collections::VecDeque<u64>,
     rx: ReplayGuard,
     tx: u64,
     offline_up_to: u64,
@@ -181,6 +185,13 @@ pub struct Desk {
     dirty: Vec<DeviceId>,
     /// Refusals by label.
     pub malformed: Malformed,
+}
+
+fn remember(taps: &mut std::collections::VecDeque<u64>, tap: u64) {
+    if taps.len() >= 4096 {
+        taps.pop_front();
+    }
+    taps.push_back(tap);
 }
 
 fn parse<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, Rejected> {
@@ -248,8 +259,11 @@ impl Desk {
                 };
                 if offline {
                     s.offline_up_to = s.offline_up_to.max(tap);
-                } else if tap > s.rx.last() {
-                    s.rx = ReplayGuard::after(tap);
+                } else {
+                    remember(&mut s.online_taps, tap);
+                    if tap > s.rx.last() {
+                        s.rx = ReplayGuard::after(tap);
+                    }
                 }
             }
         }
@@ -268,6 +282,7 @@ impl Desk {
                     dev.id,
                     DeviceState {
                         device: dev,
+                        online_taps: Default::default(),
                         rx: ReplayGuard::default(),
                         tx: 0,
                         offline_up_to: 0,
@@ -301,6 +316,12 @@ impl Desk {
     /// A device's health.
     pub fn health(&self, device: DeviceId) -> Option<&Health> {
         self.devices.get(&device).map(|s| &s.health)
+    }
+
+    /// Every device's counters, to store at start.
+    pub fn all_marks(&mut self, now: DateTime<Utc>) -> Vec<DeviceMark> {
+        self.dirty = self.devices.keys().copied().collect();
+        self.take_marks(now)
     }
 
     /// Counters changed since the last call, to store (once a second; see [`Desk::recover`]).
@@ -380,6 +401,9 @@ impl Desk {
             return Err(Rejected::NotItsTopic(tap.device.to_string()));
         }
         self.verify(tap.device, DeviceKind::Door, Some(door), &tap, now)?;
+        if let Some(s) = self.devices.get_mut(&tap.device) {
+            remember(&mut s.online_taps, tap.counter);
+        }
         let decision = decide(
             snapshot,
             &Tap {
@@ -569,7 +593,11 @@ impl Desk {
         };
         let mut entries = Vec::new();
         let mut up_to = s.offline_up_to;
-        for e in log.entries.iter().filter(|e| e.tap > s.offline_up_to) {
+        for e in log
+            .entries
+            .iter()
+            .filter(|e| e.tap > s.offline_up_to && !s.online_taps.contains(&e.tap))
+        {
             up_to = up_to.max(e.tap);
             let member = snapshot
                 .credential(&crate::domain::Credential::Card(e.card))

@@ -5,9 +5,10 @@
 //! service's core with a non-blocking send (and acknowledged by the core once handled: manual
 //! acks, so an unhandled QoS 1 message is redelivered after a reconnect). It backs off
 //! exponentially between reconnects (rumqttc reconnects at once by itself), re-subscribes
-//! whenever a CONNACK says the broker has no session for it, and drops the connection when
-//! nothing at all has arrived for three keep-alive periods (a stuck connection, or rumqttc's
-//! known packet-id loop after a lost session).
+//! whenever a CONNACK says the broker has no session for it (and asks the core to publish its
+//! retained state again), retries refused subscriptions, and drops the connection when nothing
+//! at all has arrived for three keep-alive periods (a stuck connection, or rumqttc's known
+//! packet-id loop after a lost session).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -85,23 +86,50 @@ pub async fn run(
     eventloop.set_network_options(net);
     let mut backoff = Duration::from_millis(100);
     let watchdog = keep_alive * 3;
+    // The watchdog counts only what arrives: our own PINGREQs are events too, and would keep a
+    // dead connection looking alive.
+    let mut last_incoming = tokio::time::Instant::now();
+    let mut subscribe_due = false;
+    let subscribe = |client: &AsyncClient| {
+        let subs = filters
+            .iter()
+            .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+        client.try_subscribe_many(subs)
+    };
     loop {
+        if subscribe_due && stats.connected.load(Ordering::Relaxed) {
+            subscribe_due = subscribe(&client).is_err();
+        }
+        // The poll is cut short only when the deadline passes, that is when the connection
+        // has been silent for three keep-alives (cutting it short at other times could abort a
+        // connection being set up).
         let polled = tokio::select! {
             _ = stop.changed() => break,
-            r = tokio::time::timeout(watchdog, eventloop.poll()) => r,
+            r = tokio::time::timeout_at(last_incoming + watchdog, eventloop.poll()) => r,
         };
-        match polled {
+        let polled = match polled {
+            Ok(r) => r,
             Err(_) => {
-                tracing::warn!(
-                    seconds = watchdog.as_secs(),
-                    "nothing from the broker; dropping the connection"
-                );
-                stats.watchdog_resets.fetch_add(1, Ordering::Relaxed);
-                stats.connected.store(false, Ordering::Relaxed);
-                stats.subscribed.store(false, Ordering::Relaxed);
-                eventloop.network = None;
+                if stats.connected.load(Ordering::Relaxed) {
+                    tracing::warn!(
+                        seconds = watchdog.as_secs(),
+                        "nothing from the broker; dropping the connection"
+                    );
+                    stats.watchdog_resets.fetch_add(1, Ordering::Relaxed);
+                    stats.connected.store(false, Ordering::Relaxed);
+                    stats.subscribed.store(false, Ordering::Relaxed);
+                    eventloop.clean();
+                    eventloop.network = None;
+                }
+                last_incoming = tokio::time::Instant::now();
+                continue;
             }
-            Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
+        };
+        if matches!(polled, Ok(Event::Incoming(_))) {
+            last_incoming = tokio::time::Instant::now();
+        }
+        match polled {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(100);
                 stats.connected.store(true, Ordering::Relaxed);
                 stats.connects.fetch_add(1, Ordering::Relaxed);
@@ -109,36 +137,52 @@ pub async fn run(
                     session_present = ack.session_present,
                     "connected to the broker"
                 );
-                stats
-                    .subscribed
-                    .store(ack.session_present, Ordering::Relaxed);
+                // Subscribing again is harmless when the broker kept the session, and needed
+                // when it kept a session without the subscriptions (a connection cut between
+                // CONNECT and SUBSCRIBE): so on every CONNACK. Ready once the SUBACK is in.
+                stats.subscribed.store(false, Ordering::Relaxed);
+                if let Err(e) = subscribe(&client) {
+                    tracing::error!(error = %e, "cannot queue the subscriptions; retrying");
+                    subscribe_due = true;
+                }
                 if !ack.session_present {
-                    let subs = filters
-                        .iter()
-                        .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
-                    if let Err(e) = client.try_subscribe_many(subs) {
-                        tracing::error!(error = %e, "cannot queue the subscriptions");
-                    }
+                    // The broker kept nothing for us: retained messages go out again.
+                    let _ = to_core.try_send(Msg::Resync);
                 }
             }
-            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
                 stats.received.fetch_add(1, Ordering::Relaxed);
                 match to_core.try_send(Msg::Publish(p)) {
                     Ok(()) => {}
                     Err(TrySendError::Full(Msg::Publish(p))) => {
-                        // Not acknowledged: the broker keeps it for the session. Counted.
                         stats.dropped.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(topic = %p.topic, "core queue full; message not taken");
+                        if p.qos != QoS::AtMostOnce {
+                            // Unacknowledged, it holds one of the broker's in-flight slots until
+                            // the next connection, when the broker sends it again: reconnect now.
+                            eventloop.clean();
+                            eventloop.network = None;
+                            stats.connected.store(false, Ordering::Relaxed);
+                        }
                     }
                     Err(TrySendError::Full(_)) => {}
                     Err(TrySendError::Disconnected(_)) => break,
                 }
             }
-            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => {
-                stats.subscribed.store(true, Ordering::Relaxed);
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                let refused = ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
+                if refused {
+                    tracing::error!("the broker refused a subscription; retrying");
+                    subscribe_due = true;
+                } else {
+                    stats.subscribed.store(true, Ordering::Relaxed);
+                }
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
+            Ok(_) => {}
+            Err(e) => {
                 stats.subscribed.store(false, Ordering::Relaxed);
                 if stats.connected.swap(false, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "lost the broker");
@@ -153,7 +197,12 @@ pub async fn run(
             }
         }
     }
+    // Send what the core queued last (decisions, acknowledgements), then DISCONNECT.
     let _ = client.try_disconnect();
-    // Let the DISCONNECT go out.
-    let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Ok(ev)) = tokio::time::timeout_at(deadline, eventloop.poll()).await {
+        if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+            break;
+        }
+    }
 }

@@ -63,6 +63,9 @@ pub enum ServiceError {
     Stopped,
 }
 
+/// Where the core sends the answer to a request.
+pub type Reply = SyncSender<Result<(), ServiceError>>;
+
 /// Requests to the core from inside the process (the HTTP API, tests).
 pub enum Control {
     /// Release a door's strike for `ms`, on behalf of `by`.
@@ -97,6 +100,9 @@ pub enum Msg {
     Control(Control),
     /// Allow-lists computed off the core.
     AllowLists(Vec<DoorList>),
+    /// The broker has no session for the gateway (restarted, or expired): retained state is
+    /// published again.
+    Resync,
 }
 
 /// One door's allow-list, computed off the core, to sign and publish.
@@ -155,6 +161,7 @@ pub struct Running {
     to_core: SyncSender<Msg>,
     stop_link: watch::Sender<bool>,
     core: Option<std::thread::JoinHandle<Result<(), ServiceError>>>,
+    core_exited: Option<tokio::sync::oneshot::Receiver<()>>,
     link: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -201,12 +208,17 @@ impl Running {
     pub async fn stop(mut self) -> Result<(), ServiceError> {
         let _ = self.to_core.send(Msg::Control(Control::Stop));
         let core = self.core.take();
-        let result = tokio::task::spawn_blocking(move || match core {
+        let joined = tokio::task::spawn_blocking(move || match core {
             Some(h) => h.join().unwrap_or(Err(ServiceError::Stopped)),
             None => Ok(()),
-        })
-        .await
-        .unwrap_or(Err(ServiceError::Stopped));
+        });
+        let result = match tokio::time::timeout(Duration::from_secs(10), joined).await {
+            Ok(r) => r.unwrap_or(Err(ServiceError::Stopped)),
+            Err(_) => {
+                tracing::error!("the core did not finish within 10 s");
+                Err(ServiceError::Stopped)
+            }
+        };
         let _ = self.stop_link.send(true);
         if let Some(link) = self.link.take() {
             let _ = link.await;
@@ -225,11 +237,13 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data)?);
     let gateway = Gateway::open(site.clone(), store.clone(), now)?;
     let marks = store.marks()?;
-    // Audit entries since the oldest stored mark (with a margin) tell the counters used after it.
+    // Audit entries since the counters were last stored (with a margin) tell the tap counters
+    // used after that; every other signed message stores the counters before it is acted on.
     let since = marks
         .iter()
+        .filter(|m| m.device.is_none())
         .filter_map(|m| m.at)
-        .min()
+        .max()
         .map(|t| crate::store::AuditId {
             micros: u64::try_from((t - chrono::Duration::seconds(5)).timestamp_micros())
                 .unwrap_or(0),
@@ -246,6 +260,15 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         None => store.audit_after(None, usize::MAX)?,
     };
     desk.recover(&recent);
+    // The gateway's counters jumped ahead (see `Desk::new`): stored at once, so a crash in the
+    // next second cannot make it reuse them.
+    let mut jumped = desk.all_marks(now);
+    jumped.push(crate::domain::DeviceMark {
+        at: Some(now),
+        ..Default::default()
+    });
+    store.put_marks(&jumped)?;
+    store.flush()?;
     let embedded = match config.mqtt.broker {
         Broker::Embedded => {
             let listen = config.mqtt.listen;
@@ -289,9 +312,14 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         allow_lists_pending: false,
         released: BTreeSet::new(),
     };
+    let (exited_tx, core_exited) = tokio::sync::oneshot::channel();
     let core = std::thread::Builder::new()
         .name("kombinat-core".into())
-        .spawn(move || core.run(from_link))
+        .spawn(move || {
+            let r = core.run(from_link);
+            let _ = exited_tx.send(());
+            r
+        })
         .map_err(|_| ServiceError::Stopped)?;
     Ok(Running {
         mqtt_addr,
@@ -299,6 +327,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         to_core,
         stop_link,
         core: Some(core),
+        core_exited: Some(core_exited),
         link: Some(link),
     })
 }
@@ -308,12 +337,20 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServiceError> {
-    let running = start(config).await?;
+    let mut running = start(config).await?;
     tracing::info!(mqtt = %running.mqtt_addr, "kombinat running");
-    shutdown.await;
-    tracing::info!("stopping");
+    let core_gone = running.core_exited.take();
+    tokio::select! {
+        _ = shutdown => tracing::info!("stopping"),
+        _ = async { if let Some(rx) = core_gone { let _ = rx.await; } } => {
+            tracing::error!("the gateway core stopped on its own; shutting down");
+        }
+    }
     running.stop().await
 }
+
+/// How long the core waits for room in the MQTT client's queue.
+const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
 struct Core {
     gateway: Gateway,
@@ -336,6 +373,11 @@ struct Core {
 struct Batch {
     decisions: Vec<(Decision, u64)>,
     audit: Vec<AuditEntry>,
+    /// Signed messages other than taps were accepted: their counters are not in the log, so
+    /// the counters are written with this batch.
+    marks: bool,
+    /// Answers to requests, sent once the batch is durable.
+    answers: Vec<(Reply, Result<(), ServiceError>)>,
     replies: Vec<Publish>,
     acks: Vec<MqttPublish>,
 }
@@ -372,6 +414,13 @@ impl Core {
                     Msg::Control(Control::Stop) => stopping = true,
                     Msg::Control(c) => self.control(c, &mut batch),
                     Msg::AllowLists(lists) => self.allow_lists_ready(lists, &mut batch),
+                    Msg::Resync => {
+                        let mode = self.gateway.snapshot().mode();
+                        batch
+                            .replies
+                            .push(self.desk.mode_state(mode, self.mode_since));
+                        self.next_allow_lists = Instant::now();
+                    }
                 }
             }
             if stopping {
@@ -390,7 +439,11 @@ impl Core {
             }
             self.commit(batch)?;
         }
-        let marks = self.desk.take_marks(Utc::now());
+        let mut marks = self.desk.take_marks(Utc::now());
+        marks.push(crate::domain::DeviceMark {
+            at: Some(Utc::now()),
+            ..Default::default()
+        });
         self.gateway.store().put_marks(&marks)?;
         self.gateway.store().flush()?;
         tracing::info!("core stopped, store flushed");
@@ -400,6 +453,10 @@ impl Core {
     /// Writes the batch durably, then publishes and acknowledges.
     fn commit(&mut self, batch: Batch) -> Result<(), ServiceError> {
         let started = Instant::now();
+        if batch.marks {
+            let marks = self.desk.take_marks(Utc::now());
+            self.gateway.store().put_marks(&marks)?;
+        }
         let raised = batch
             .audit
             .iter()
@@ -412,11 +469,20 @@ impl Core {
             .count();
         if !batch.decisions.is_empty() || !batch.audit.is_empty() {
             if let Err(e) = self.gateway.record(&batch.decisions, batch.audit) {
-                // Nothing is published that is not in the log: the core stops, the doors fall
-                // back to their allow-lists, and a restart rebuilds from the store.
+                // Nothing is published that is not in the log: the core stops (and with it the
+                // process), the doors fall back to their allow-lists, and a restart rebuilds
+                // from the store.
                 tracing::error!(error = %e, "cannot write the audit log; stopping");
+                for (tx, _) in batch.answers {
+                    let _ = tx.send(Err(ServiceError::Stopped));
+                }
                 return Err(e.into());
             }
+        } else if batch.marks {
+            self.gateway.store().flush()?;
+        }
+        for (tx, r) in batch.answers {
+            let _ = tx.send(r);
         }
         for (d, _) in &batch.decisions {
             self.stats.decisions.fetch_add(1, Ordering::Relaxed);
@@ -435,8 +501,11 @@ impl Core {
             self.publish(r);
         }
         for p in &batch.acks {
-            if let Err(e) = self.rt.block_on(self.client.ack(p)) {
-                tracing::warn!(error = %e, "cannot acknowledge a message");
+            let r = self
+                .rt
+                .block_on(async { tokio::time::timeout(SEND_TIMEOUT, self.client.ack(p)).await });
+            if !matches!(r, Ok(Ok(()))) {
+                tracing::warn!("cannot acknowledge a message; the broker will send it again");
             }
         }
         if !batch.decisions.is_empty() {
@@ -452,14 +521,26 @@ impl Core {
     }
 
     fn publish(&self, p: &Publish) {
-        let r = self.rt.block_on(self.client.publish(
-            p.topic.clone(),
-            QoS::AtLeastOnce,
-            p.retain,
-            p.payload.clone(),
-        ));
-        if let Err(e) = r {
-            tracing::error!(topic = %p.topic, error = %e, "cannot publish");
+        // The client's queue only fills when the broker is gone for long; then the message is
+        // dropped (doors fall back to their allow-lists) rather than the core stalling.
+        let r = self.rt.block_on(async {
+            tokio::time::timeout(
+                SEND_TIMEOUT,
+                self.client.publish(
+                    p.topic.clone(),
+                    QoS::AtLeastOnce,
+                    p.retain,
+                    p.payload.clone(),
+                ),
+            )
+            .await
+        });
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(topic = %p.topic, error = %e, "cannot publish"),
+            Err(_) => {
+                tracing::error!(topic = %p.topic, "the MQTT client's queue is full; not sent")
+            }
         }
     }
 
@@ -487,11 +568,15 @@ impl Core {
             Topic::Door(door, DoorTopic::State) => self
                 .desk
                 .handle_door_state(door, &p.payload, now)
-                .map(|alarms| b.audit.extend(alarms)),
+                .map(|alarms| {
+                    b.marks = true;
+                    b.audit.extend(alarms)
+                }),
             Topic::Door(door, DoorTopic::OfflineLog) => self
                 .desk
                 .handle_offline_log(self.gateway.snapshot(), door, &p.payload, now)
                 .map(|(entries, ack)| {
+                    b.marks = true;
                     self.stats
                         .offline_ingested
                         .fetch_add(entries.len() as u64, Ordering::Relaxed);
@@ -509,7 +594,12 @@ impl Core {
                 .map_err(|e| Rejected::Json(e.to_string())),
             Topic::ModeSet => match self.desk.handle_mode_set(&p.payload, now) {
                 Ok((mode, device)) => {
-                    if let Err(e) = self.set_mode(mode, Actor::Device(device), b) {
+                    // The feed's counter is durable before the change it asked for, so the
+                    // message cannot be replayed after a crash.
+                    let marks = self.desk.take_marks(now);
+                    if let Err(e) = self.gateway.store().put_marks(&marks) {
+                        tracing::error!(error = %e, "cannot store the feed's counter");
+                    } else if let Err(e) = self.set_mode(mode, Actor::Device(device), b) {
                         tracing::error!(error = %e, "cannot switch the site mode");
                     }
                     Ok(())
@@ -548,10 +638,11 @@ impl Core {
                         None => Err(ServiceError::NoNode(door)),
                     }
                 };
-                let _ = reply.send(r);
+                b.answers.push((reply, r));
             }
             Control::SetMode { mode, by, reply } => {
-                let _ = reply.send(self.set_mode(mode, by, b));
+                let r = self.set_mode(mode, by, b);
+                b.answers.push((reply, r));
             }
             Control::Stop => {}
         }
@@ -608,11 +699,13 @@ impl Core {
 
     fn tick(&mut self, b: &mut Batch) -> Result<(), ServiceError> {
         let now = Utc::now();
-        // Counters once a second, not per message: the audit log covers the gap after a crash.
-        let marks = self.desk.take_marks(now);
-        if !marks.is_empty() {
-            self.gateway.store().put_marks(&marks)?;
-        }
+        // Tap counters once a second, not per tap: the audit log covers the gap after a crash.
+        let mut marks = self.desk.take_marks(now);
+        marks.push(crate::domain::DeviceMark {
+            at: Some(now),
+            ..Default::default()
+        });
+        self.gateway.store().put_marks(&marks)?;
         b.audit.extend(self.desk.check_health(now));
         self.sync_released(now, b);
         if Instant::now() >= self.next_allow_lists && !self.allow_lists_pending {

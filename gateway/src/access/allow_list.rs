@@ -83,7 +83,7 @@ pub fn allow_list(
             out.push(AllowEntry {
                 card,
                 from: start as u64,
-                until: (last_allowed + STEP_SECS).min(t1) as u64,
+                until: last_allowed as u64 + 1,
             });
         }
     }

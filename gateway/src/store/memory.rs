@@ -24,6 +24,7 @@ struct Inner {
     mode: Option<SiteMode>,
     devices: BTreeMap<DeviceId, Device>,
     marks: BTreeMap<DeviceId, DeviceMark>,
+    as_of: Option<DeviceMark>,
 }
 
 /// The in-memory store.
@@ -136,15 +137,19 @@ impl Store for MemoryStore {
     fn put_marks(&self, marks: &[DeviceMark]) -> Result<(), StoreError> {
         let mut i = self.lock();
         for m in marks {
-            if let Some(d) = m.device {
-                i.marks.insert(d, *m);
+            match m.device {
+                Some(d) => {
+                    i.marks.insert(d, *m);
+                }
+                None => i.as_of = Some(*m),
             }
         }
         Ok(())
     }
 
     fn marks(&self) -> Result<Vec<DeviceMark>, StoreError> {
-        Ok(self.lock().marks.values().copied().collect())
+        let i = self.lock();
+        Ok(i.marks.values().copied().chain(i.as_of).collect())
     }
 
     fn audit_after(

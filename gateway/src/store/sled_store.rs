@@ -278,9 +278,10 @@ impl Store for SledStore {
     fn put_marks(&self, marks: &[DeviceMark]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for m in marks {
-            if let Some(d) = m.device {
-                batch.insert(d.as_str().as_bytes(), encode(m)?);
-            }
+            // The mark without a device says when the counters were stored; "~" sorts after
+            // every identifier and is not one.
+            let key = m.device.map_or("~as-of".to_string(), |d| d.to_string());
+            batch.insert(key.as_bytes(), encode(m)?);
         }
         self.marks.apply_batch(batch)?;
         Ok(())

@@ -231,6 +231,8 @@ pub struct DoorNode {
     pub counter: u64,
     pub rx: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
     gateway_rx: kombinat_protocol::auth::ReplayGuard,
+    /// Tap counters of the decisions received.
+    pub received: Vec<u64>,
 }
 
 impl DoorNode {
@@ -292,6 +294,7 @@ impl DoorNode {
             counter: 0,
             rx,
             gateway_rx: Default::default(),
+            received: Vec::new(),
         }
     }
 
@@ -344,6 +347,15 @@ impl DoorNode {
                 .expect("the gateway's counter increases");
             return d;
         }
+    }
+
+    /// Checks a message from the gateway as the node would: MAC, and a counter greater than
+    /// every one before (across decisions, commands, lists and acknowledgements).
+    pub fn accept_from_gateway<M: Signed>(&mut self, m: &M) {
+        assert!(m.verify(&self.key), "the gateway's MAC verifies");
+        self.gateway_rx
+            .accept(m.counter())
+            .expect("the gateway's counter increases");
     }
 
     /// The next message on a leaf (`command`, `allowlist`, `offline-ack`).
