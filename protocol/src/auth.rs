@@ -206,6 +206,30 @@ pub trait Signed {
     }
 }
 
+/// Implements [`Signed`] for a message with `counter` and `mac` fields, given its kind and how
+/// its other fields feed the MAC input.
+macro_rules! signed {
+    ($t:ty, $kind:literal, |$s:ident, $m:ident| $body:block) => {
+        impl $crate::auth::Signed for $t {
+            const KIND: &'static str = $kind;
+            fn mac_input(&self, $m: &mut $crate::auth::MacInput) {
+                let $s = self;
+                $body
+            }
+            fn counter(&self) -> u64 {
+                self.counter
+            }
+            fn mac(&self) -> &$crate::auth::Mac {
+                &self.mac
+            }
+            fn set_mac(&mut self, mac: $crate::auth::Mac) {
+                self.mac = mac;
+            }
+        }
+    };
+}
+pub(crate) use signed;
+
 /// A counter that was not greater than the last one accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Replayed {

@@ -5,7 +5,7 @@
 //! key (see [`crate::auth`]): the node signs what it sends, the gateway signs what it sends to
 //! the node, each with its own counter.
 
-use crate::auth::{Mac, MacInput, Signed};
+use crate::auth::{signed, Mac, MacInput};
 use crate::{Credential, DeviceId, DoorId, Reason};
 
 /// The leaves under `door/<door>/`.
@@ -88,25 +88,13 @@ pub struct Tap {
     pub mac: Mac,
 }
 
-impl Signed for Tap {
-    const KIND: &'static str = "tap";
-    fn mac_input(&self, m: &mut MacInput) {
-        m.num(u64::from(self.v));
-        m.show(self.door);
-        m.show(self.device);
-        m.num(self.counter);
-        credential_field(m, &self.credential);
-    }
-    fn counter(&self) -> u64 {
-        self.counter
-    }
-    fn mac(&self) -> &Mac {
-        &self.mac
-    }
-    fn set_mac(&mut self, mac: Mac) {
-        self.mac = mac;
-    }
-}
+signed!(Tap, "tap", |s, m| {
+    m.num(u64::from(s.v));
+    m.show(s.door);
+    m.show(s.device);
+    m.num(s.counter);
+    credential_field(m, &s.credential);
+});
 
 /// A decision for a tap, signed by the gateway with the node's key.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -132,28 +120,16 @@ pub struct Decision {
     pub mac: Mac,
 }
 
-impl Signed for Decision {
-    const KIND: &'static str = "decision";
-    fn mac_input(&self, m: &mut MacInput) {
-        m.num(u64::from(self.v));
-        m.show(self.door);
-        m.show(self.device);
-        m.num(self.counter);
-        m.num(self.tap);
-        m.num(u64::from(self.allow));
-        m.text(self.reason.code());
-        m.num(u64::from(self.unlock_ms));
-    }
-    fn counter(&self) -> u64 {
-        self.counter
-    }
-    fn mac(&self) -> &Mac {
-        &self.mac
-    }
-    fn set_mac(&mut self, mac: Mac) {
-        self.mac = mac;
-    }
-}
+signed!(Decision, "decision", |s, m| {
+    m.num(u64::from(s.v));
+    m.show(s.door);
+    m.show(s.device);
+    m.num(s.counter);
+    m.num(s.tap);
+    m.num(u64::from(s.allow));
+    m.text(s.reason.code());
+    m.num(u64::from(s.unlock_ms));
+});
 
 /// The door contact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -191,32 +167,20 @@ pub struct DoorState {
     pub mac: Mac,
 }
 
-impl Signed for DoorState {
-    const KIND: &'static str = "state";
-    fn mac_input(&self, m: &mut MacInput) {
-        m.num(u64::from(self.v));
-        m.show(self.door);
-        m.show(self.device);
-        m.num(self.counter);
-        m.text(match self.contact {
-            Contact::Closed => "closed",
-            Contact::Open => "open",
-        });
-        m.num(u64::from(self.locked));
-        m.num(u64::from(self.held_open));
-        m.num(u64::from(self.forced));
-        m.num(u64::from(self.tamper));
-    }
-    fn counter(&self) -> u64 {
-        self.counter
-    }
-    fn mac(&self) -> &Mac {
-        &self.mac
-    }
-    fn set_mac(&mut self, mac: Mac) {
-        self.mac = mac;
-    }
-}
+signed!(DoorState, "state", |s, m| {
+    m.num(u64::from(s.v));
+    m.show(s.door);
+    m.show(s.device);
+    m.num(s.counter);
+    m.text(match s.contact {
+        Contact::Closed => "closed",
+        Contact::Open => "open",
+    });
+    m.num(u64::from(s.locked));
+    m.num(u64::from(s.held_open));
+    m.num(u64::from(s.forced));
+    m.num(u64::from(s.tamper));
+});
 
 /// What a command asks the door to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -253,33 +217,21 @@ pub struct Command {
     pub mac: Mac,
 }
 
-impl Signed for Command {
-    const KIND: &'static str = "command";
-    fn mac_input(&self, m: &mut MacInput) {
-        m.num(u64::from(self.v));
-        m.show(self.door);
-        m.show(self.device);
-        m.num(self.counter);
-        match self.action {
-            Action::Unlock { ms } => {
-                m.text("unlock");
-                m.num(u64::from(ms));
-            }
-            Action::Lock => m.text("lock"),
-            Action::Release => m.text("release"),
-            Action::Normal => m.text("normal"),
+signed!(Command, "command", |s, m| {
+    m.num(u64::from(s.v));
+    m.show(s.door);
+    m.show(s.device);
+    m.num(s.counter);
+    match s.action {
+        Action::Unlock { ms } => {
+            m.text("unlock");
+            m.num(u64::from(ms));
         }
+        Action::Lock => m.text("lock"),
+        Action::Release => m.text("release"),
+        Action::Normal => m.text("normal"),
     }
-    fn counter(&self) -> u64 {
-        self.counter
-    }
-    fn mac(&self) -> &Mac {
-        &self.mac
-    }
-    fn set_mac(&mut self, mac: Mac) {
-        self.mac = mac;
-    }
-}
+});
 
 /// One card on an allow-list, with the window in which it opens the door (Unix seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -318,32 +270,20 @@ pub struct AllowList {
 }
 
 #[cfg(feature = "std")]
-impl Signed for AllowList {
-    const KIND: &'static str = "allowlist";
-    fn mac_input(&self, m: &mut MacInput) {
-        m.num(u64::from(self.v));
-        m.show(self.door);
-        m.show(self.device);
-        m.num(self.counter);
-        m.num(self.valid_from);
-        m.num(self.valid_until);
-        m.num(self.cards.len() as u64);
-        for e in &self.cards {
-            m.show(e.card);
-            m.num(e.from);
-            m.num(e.until);
-        }
+signed!(AllowList, "allowlist", |s, m| {
+    m.num(u64::from(s.v));
+    m.show(s.door);
+    m.show(s.device);
+    m.num(s.counter);
+    m.num(s.valid_from);
+    m.num(s.valid_until);
+    m.num(s.cards.len() as u64);
+    for e in &s.cards {
+        m.show(e.card);
+        m.num(e.from);
+        m.num(e.until);
     }
-    fn counter(&self) -> u64 {
-        self.counter
-    }
-    fn mac(&self) -> &Mac {
-        &self.mac
-    }
-    fn set_mac(&mut self, mac: Mac) {
-        self.mac = mac;
-    }
-}
+});
 
 /// A decision a node took alone, from its allow-list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -381,32 +321,20 @@ pub struct OfflineLog {
 }
 
 #[cfg(feature = "std")]
-impl Signed for OfflineLog {
-    const KIND: &'static str = "offline-log";
-    fn mac_input(&self, m: &mut MacInput) {
-        m.num(u64::from(self.v));
-        m.show(self.door);
-        m.show(self.device);
-        m.num(self.counter);
-        m.num(self.entries.len() as u64);
-        for e in &self.entries {
-            m.num(e.tap);
-            m.num(e.at);
-            m.show(e.card);
-            m.num(u64::from(e.allow));
-            m.text(e.reason.code());
-        }
+signed!(OfflineLog, "offline-log", |s, m| {
+    m.num(u64::from(s.v));
+    m.show(s.door);
+    m.show(s.device);
+    m.num(s.counter);
+    m.num(s.entries.len() as u64);
+    for e in &s.entries {
+        m.num(e.tap);
+        m.num(e.at);
+        m.show(e.card);
+        m.num(u64::from(e.allow));
+        m.text(e.reason.code());
     }
-    fn counter(&self) -> u64 {
-        self.counter
-    }
-    fn mac(&self) -> &Mac {
-        &self.mac
-    }
-    fn set_mac(&mut self, mac: Mac) {
-        self.mac = mac;
-    }
-}
+});
 
 /// The gateway has stored the node's offline decisions up to tap counter `up_to`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -426,22 +354,10 @@ pub struct OfflineAck {
     pub mac: Mac,
 }
 
-impl Signed for OfflineAck {
-    const KIND: &'static str = "offline-ack";
-    fn mac_input(&self, m: &mut MacInput) {
-        m.num(u64::from(self.v));
-        m.show(self.door);
-        m.show(self.device);
-        m.num(self.counter);
-        m.num(self.up_to);
-    }
-    fn counter(&self) -> u64 {
-        self.counter
-    }
-    fn mac(&self) -> &Mac {
-        &self.mac
-    }
-    fn set_mac(&mut self, mac: Mac) {
-        self.mac = mac;
-    }
-}
+signed!(OfflineAck, "offline-ack", |s, m| {
+    m.num(u64::from(s.v));
+    m.show(s.door);
+    m.show(s.device);
+    m.num(s.counter);
+    m.num(s.up_to);
+});

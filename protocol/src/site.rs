@@ -4,7 +4,7 @@
 use core::fmt;
 use core::str::FromStr;
 
-use crate::auth::{Mac, MacInput, Signed};
+use crate::auth::{signed, Mac};
 use crate::DeviceId;
 
 /// How the site as a whole behaves.
@@ -84,24 +84,12 @@ pub struct ModeSet {
     pub mac: Mac,
 }
 
-impl Signed for ModeSet {
-    const KIND: &'static str = "mode-set";
-    fn mac_input(&self, m: &mut MacInput) {
-        m.num(u64::from(self.v));
-        m.show(self.device);
-        m.num(self.counter);
-        m.text(self.mode.as_str());
-    }
-    fn counter(&self) -> u64 {
-        self.counter
-    }
-    fn mac(&self) -> &Mac {
-        &self.mac
-    }
-    fn set_mac(&mut self, mac: Mac) {
-        self.mac = mac;
-    }
-}
+signed!(ModeSet, "mode-set", |s, m| {
+    m.num(u64::from(s.v));
+    m.show(s.device);
+    m.num(s.counter);
+    m.text(s.mode.as_str());
+});
 
 /// The site mode as the gateway publishes it (retained) on `site/mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
