@@ -5,7 +5,9 @@
 //! - [`site_file`]: the TOML site file, loaded with every error reported in place;
 //! - [`access`]: the pure access decision over an indexed [`access::Snapshot`];
 //! - [`store`]: persistence behind one trait, on sled or in memory, with the audit log;
-//! - [`gateway`]: the service that ties store, snapshot and audit together, one change at a time;
+//! - [`gateway`]: the state that ties store, snapshot and audit together, one change at a time;
+//! - [`desk`], [`service`], [`link`], [`broker`], [`config`]: `kombinat run` on MQTT;
+//! - [`occupancy`]: the presence detector and head count, calibrated on the UCI data;
 //! - [`cli`]: the `kombinat` command line.
 #![deny(unsafe_code)]
 
@@ -17,6 +19,7 @@ pub mod desk;
 pub mod domain;
 pub mod gateway;
 pub mod link;
+pub mod occupancy;
 pub mod service;
 pub mod site_file;
 pub mod store;
