@@ -134,6 +134,19 @@ fn prepare(dir: &Path, key: &DeviceKey) {
     .unwrap();
     g.add_device(
         Device {
+            id: DeviceId::parse("sensor-load").unwrap(),
+            kind: DeviceKind::Sensor,
+            door: None,
+            room: Some(kombinat::domain::RoomId::parse("coworking").unwrap()),
+            key: DeviceKey::from_bytes([7; 32]),
+            added_at: now,
+        },
+        who.clone(),
+        now,
+    )
+    .unwrap();
+    g.add_device(
+        Device {
             id: DeviceId::parse("door-cowork").unwrap(),
             kind: DeviceKind::Door,
             door: Some(DoorId::parse("d-cowork-in").unwrap()),

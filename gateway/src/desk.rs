@@ -639,6 +639,38 @@ impl Desk {
         ))
     }
 
+    /// A sensor reading: the room of the registered sensor node that sent it, and the reading.
+    pub fn handle_reading(
+        &mut self,
+        device: DeviceId,
+        payload: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<
+        (
+            crate::domain::RoomId,
+            kombinat_protocol::sensor::Measurement,
+        ),
+        Rejected,
+    > {
+        let r: kombinat_protocol::sensor::Reading = parse(payload)?;
+        if r.v != VERSION {
+            return Err(Rejected::Version(r.v));
+        }
+        if r.device != device {
+            return Err(Rejected::NotItsTopic(r.device.to_string()));
+        }
+        let s = self
+            .devices
+            .get_mut(&device)
+            .ok_or_else(|| Rejected::UnknownDevice(device.to_string()))?;
+        let room = match (s.device.kind, s.device.room) {
+            (DeviceKind::Sensor, Some(room)) => room,
+            _ => return Err(Rejected::NotItsTopic(device.to_string())),
+        };
+        s.health.last_seen = Some(now);
+        Ok((room, r.reading))
+    }
+
     /// A signed request to change the site mode, from an alert feed.
     pub fn handle_mode_set(
         &mut self,

@@ -311,6 +311,11 @@ impl Gateway {
         self.commit(Change::Booking(b), audit)
     }
 
+    /// Sets a room's live head count (by index), which capacity limits use.
+    pub fn set_occupancy(&mut self, room: usize, count: u32) {
+        self.snapshot.set_occupancy(room, count);
+    }
+
     /// Registers a device (door node, sensor node, alert feed) with its key.
     pub fn add_device(
         &mut self,

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use kombinat_protocol::door::{Action, AllowEntry, DoorTopic};
-use kombinat_protocol::sensor::Reading;
+use kombinat_protocol::room::Occupancy;
+use kombinat_protocol::sensor::Measurement;
 use kombinat_protocol::Topic;
 use rumqttc::{AsyncClient, Publish as MqttPublish, QoS};
 use tokio::sync::watch;
@@ -29,6 +30,8 @@ use crate::desk::{Desk, Publish, Rejected};
 use crate::domain::{DoorId, Site, SiteMode};
 use crate::gateway::{Gateway, GatewayError};
 use crate::link::{self, LinkStats};
+use crate::occupancy::detector::PresenceDetector;
+use crate::occupancy::estimator::{Estimate, Estimator};
 use crate::store::{Actor, AuditEntry, SledStore, Store};
 
 /// Why the service could not start or stopped with an error.
@@ -298,6 +301,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
     let mqtt_addr = format!("{host}:{port}")
         .parse()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], port)));
+    let rooms = site.rooms.len();
     let core = Core {
         mode_since: now,
         gateway,
@@ -311,6 +315,9 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         next_allow_lists: Instant::now(),
         allow_lists_pending: false,
         released: BTreeSet::new(),
+        estimator: Estimator::new(rooms, PresenceDetector::default(), STILL_SECS),
+        closed: crate::domain::WeeklySchedule::parse([CLOSED]).unwrap_or_default(),
+        published: vec![None; rooms],
     };
     let (exited_tx, core_exited) = tokio::sync::oneshot::channel();
     let core = std::thread::Builder::new()
@@ -349,6 +356,12 @@ pub async fn run(
     running.stop().await
 }
 
+/// A closed room still this long drifts back to empty.
+const STILL_SECS: i64 = 2 * 3600;
+
+/// When rooms count as closed, for the drift to zero: the Centre's night.
+const CLOSED: &str = "daily 22:00-07:00";
+
 /// How long the core waits for room in the MQTT client's queue.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -366,6 +379,10 @@ struct Core {
     mode_since: DateTime<Utc>,
     /// Doors the gateway has commanded to stay released (mode, public hours).
     released: BTreeSet<DoorId>,
+    estimator: Estimator,
+    closed: crate::domain::WeeklySchedule,
+    /// The occupancy last published per room.
+    published: Vec<Option<Estimate>>,
 }
 
 /// What one batch has to write and then send.
@@ -488,6 +505,21 @@ impl Core {
             self.stats.decisions.fetch_add(1, Ordering::Relaxed);
             if d.allowed() {
                 self.stats.allowed.fetch_add(1, Ordering::Relaxed);
+                // An allowed passage moves someone into the room behind the door, or out of
+                // the room an exit reader leads from.
+                if let Some(di) = self.site.door_index(d.door) {
+                    let t = d.at.timestamp();
+                    if self.site.is_exit(di) {
+                        if let Some(from) = self.site.doors[di]
+                            .from
+                            .and_then(|r| self.site.room_index(r))
+                        {
+                            self.estimator.handle_exit(from, t);
+                        }
+                    } else {
+                        self.estimator.handle_entry(self.site.into_room(di), t);
+                    }
+                }
             }
         }
         self.stats
@@ -587,11 +619,29 @@ impl Core {
                 .desk
                 .handle_status(device, &p.payload, now)
                 .map(|alarms| b.audit.extend(alarms)),
-            Topic::Reading(_) => serde_json::from_slice::<Reading>(&p.payload)
-                .map(|_| {
-                    self.stats.readings.fetch_add(1, Ordering::Relaxed);
-                })
-                .map_err(|e| Rejected::Json(e.to_string())),
+            Topic::Reading(device) => {
+                self.desk
+                    .handle_reading(device, &p.payload, now)
+                    .map(|(room, m)| {
+                        self.stats.readings.fetch_add(1, Ordering::Relaxed);
+                        if let Some(r) = self.site.room_index(room) {
+                            let t = now.timestamp();
+                            let e = &mut self.estimator;
+                            match m {
+                                Measurement::Counter { entered, out } => {
+                                    e.handle_counter(r, entered, out, t)
+                                }
+                                Measurement::Motion { active } => e.handle_motion(r, active, t),
+                                Measurement::Co2 { ppm } => e.handle_co2(r, f32::from(ppm), t),
+                                Measurement::Light { lux } => e.handle_light(r, lux, t),
+                                // Contacts, temperature and humidity do not count people.
+                                Measurement::Contact { .. }
+                                | Measurement::Temperature { .. }
+                                | Measurement::Humidity { .. } => {}
+                            }
+                        }
+                    })
+            }
             Topic::ModeSet => match self.desk.handle_mode_set(&p.payload, now) {
                 Ok((mode, device)) => {
                     // The feed's counter is durable before the change it asked for, so the
@@ -708,6 +758,7 @@ impl Core {
         self.gateway.store().put_marks(&marks)?;
         b.audit.extend(self.desk.check_health(now));
         self.sync_released(now, b);
+        self.occupancy(now, b);
         if Instant::now() >= self.next_allow_lists && !self.allow_lists_pending {
             self.allow_lists_pending = true;
             self.next_allow_lists = Instant::now()
@@ -741,6 +792,39 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    /// Publishes (retained) every room's occupancy that changed, and tells the decision
+    /// snapshot, so capacity limits use live counts.
+    fn occupancy(&mut self, now: DateTime<Utc>, b: &mut Batch) {
+        let t = now.timestamp();
+        let closed = self.closed.contains(&self.site.local_time(now));
+        self.estimator.tick(t, |_| closed);
+        for (i, room) in self.site.rooms.iter().enumerate() {
+            let e = self.estimator.estimate(i, t);
+            let changed = self.published[i].is_none_or(|p| {
+                p.count != e.count || p.occupied != e.occupied || p.basis != e.basis
+            });
+            if !changed {
+                continue;
+            }
+            self.published[i] = Some(e);
+            self.gateway.set_occupancy(i, e.count);
+            let msg = Occupancy {
+                v: kombinat_protocol::door::VERSION,
+                room: room.id,
+                count: e.count,
+                occupied: e.occupied,
+                confidence: e.confidence,
+                basis: e.basis,
+                at: t.max(0) as u64,
+            };
+            b.replies.push(Publish {
+                topic: Topic::Occupancy(room.id).to_string(&self.config.mqtt.prefix),
+                payload: serde_json::to_vec(&msg).unwrap_or_default(),
+                retain: true,
+            });
+        }
     }
 
     fn allow_lists_ready(&mut self, lists: Vec<DoorList>, b: &mut Batch) {

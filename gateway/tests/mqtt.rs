@@ -442,3 +442,81 @@ async fn a_silent_device_raises_the_offline_alarm() {
     });
     assert!(raised, "{log:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_people_counter_moves_the_room_s_count_and_a_full_room_turns_a_booking_away() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let gw = service::start(config(dir.path(), "embedded"))
+        .await
+        .unwrap();
+    assert!(gw.ready(T).await);
+    let occupancy = Topic::Occupancy("meeting-1".parse().unwrap()).to_string(PREFIX);
+    let mut node = DoorNode::connect_with(
+        gw.mqtt_addr,
+        "door-meeting",
+        "d-meeting-1",
+        key(2),
+        std::slice::from_ref(&occupancy),
+    )
+    .await;
+
+    // Ivan's booking opens the meeting room while it has room.
+    let t = node.tap(card(NOBODY_CARD));
+    node.send_tap(&t).await;
+    assert_eq!(node.decision(T).await.reason, Reason::Booking);
+
+    // The room's people counter reports eleven more in (with Ivan, twelve: its capacity in the
+    // example site), and two readings that are not ours to trust (an unregistered sensor, a
+    // door node posing as one).
+    let reading = |device: &str, entered: u16| {
+        serde_json::to_vec(&kombinat_protocol::sensor::Reading {
+            v: VERSION,
+            device: device.parse().unwrap(),
+            counter: 1,
+            reading: kombinat_protocol::sensor::Measurement::Counter { entered, out: 0 },
+        })
+        .unwrap()
+    };
+    for (device, n) in [
+        ("sensor-ghost", 50),
+        ("door-cowork", 50),
+        ("sensor-meeting", 11),
+    ] {
+        node.client
+            .publish(
+                Topic::Reading(device.parse().unwrap()).to_string(PREFIX),
+                QoS::AtLeastOnce,
+                false,
+                reading(device, n),
+            )
+            .await
+            .unwrap();
+    }
+    // The retained occupancy follows: the count from the counter, and nothing from the others.
+    let deadline = tokio::time::Instant::now() + T;
+    let occ = loop {
+        let (topic, payload) = tokio::time::timeout_at(deadline, node.rx.recv())
+            .await
+            .expect("occupancy in time")
+            .unwrap();
+        if topic != occupancy {
+            continue;
+        }
+        let o: kombinat_protocol::room::Occupancy = serde_json::from_slice(&payload).unwrap();
+        if o.basis == kombinat_protocol::room::Basis::Counter {
+            break o;
+        }
+    };
+    assert_eq!((occ.count, occ.occupied), (12, true));
+    assert_eq!(
+        gw.stats.malformed("unknown_device") + gw.stats.malformed("not_its_topic"),
+        2
+    );
+
+    // Now the room is at its fire-safety capacity: the same booking is turned away.
+    let t = node.tap(card(NOBODY_CARD));
+    node.send_tap(&t).await;
+    assert_eq!(node.decision(T).await.reason, Reason::RoomFull);
+    gw.stop().await.unwrap();
+}

@@ -34,6 +34,19 @@ pub struct PresenceDetector {
     pub co2_rise_ppm_per_min: f32,
 }
 
+impl Default for PresenceDetector {
+    /// The thresholds [`PresenceDetector::fit`] finds on the UCI training data
+    /// (`datatraining.txt`); a test checks that they still are.
+    fn default() -> Self {
+        PresenceDetector {
+            light_lux: 190.0,
+            co2_with_light_ppm: 470.0,
+            co2_ppm: 760.0,
+            co2_rise_ppm_per_min: 2.5,
+        }
+    }
+}
+
 impl PresenceDetector {
     /// Whether the room is occupied; `None` with neither light nor CO2.
     pub fn occupied(&self, s: &Sample) -> Option<bool> {
@@ -266,6 +279,11 @@ mod tests {
             return;
         };
         let d = PresenceDetector::fit(&train);
+        assert_eq!(
+            d,
+            PresenceDetector::default(),
+            "the built-in thresholds are the fitted ones"
+        );
         let with_light = d.accuracy(&test, |s| *s);
         let co2_only = d.accuracy(&test, |s| Sample { light: None, ..*s });
         assert!(

@@ -6,4 +6,5 @@
 //! fuses counters, entries, motion and CO2 per room, its publishing, history and no-shows follow.
 
 pub mod detector;
+pub mod estimator;
 pub mod uci;

@@ -88,6 +88,40 @@ pub fn prepare(dir: &Path) {
     }
     g.add_device(
         Device {
+            id: DeviceId::parse("sensor-meeting").unwrap(),
+            kind: DeviceKind::Sensor,
+            door: None,
+            room: Some(kombinat::domain::RoomId::parse("meeting-1").unwrap()),
+            key: key(4),
+            added_at: now,
+        },
+        who.clone(),
+        now,
+    )
+    .unwrap();
+    g.upsert_booking(
+        kombinat::domain::Booking {
+            key: kombinat::domain::BookingKey {
+                source: kombinat::domain::SourceId::parse("test").unwrap(),
+                external_id: kombinat::domain::ExternalId::parse("ivan-now").unwrap(),
+            },
+            room: kombinat::domain::RoomId::parse("meeting-1").unwrap(),
+            kind: kombinat::domain::BookingKind::Meeting,
+            title: "Ivan's meeting".into(),
+            organiser: Some(MemberId::parse("ivan").unwrap()),
+            attendees: vec![],
+            window: kombinat::domain::Window::Timed {
+                start: now - chrono::Duration::hours(1),
+                end: now + chrono::Duration::hours(3),
+            },
+            status: kombinat::domain::BookingStatus::Confirmed,
+        },
+        who.clone(),
+        now,
+    )
+    .unwrap();
+    g.add_device(
+        Device {
             id: DeviceId::parse("alert-feed").unwrap(),
             kind: DeviceKind::AlertFeed,
             door: None,
@@ -237,6 +271,17 @@ pub struct DoorNode {
 
 impl DoorNode {
     pub async fn connect(addr: SocketAddr, device: &str, door: &str, key: DeviceKey) -> DoorNode {
+        Self::connect_with(addr, device, door, key, &[]).await
+    }
+
+    /// Connects and also subscribes to `extra` topics.
+    pub async fn connect_with(
+        addr: SocketAddr,
+        device: &str,
+        door: &str,
+        key: DeviceKey,
+        extra: &[String],
+    ) -> DoorNode {
         static NODES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NODES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut o = MqttOptions::new(
@@ -252,12 +297,14 @@ impl DoorNode {
         ev.set_network_options(net);
         let (tx, rx) = mpsc::unbounded_channel();
         let door = DoorId::parse(door).unwrap();
-        let subs = [
+        let mut subs = vec![
             Topic::Door(door, DoorTopic::Decision).to_string(PREFIX),
             Topic::Door(door, DoorTopic::Command).to_string(PREFIX),
             Topic::Door(door, DoorTopic::AllowList).to_string(PREFIX),
             Topic::Door(door, DoorTopic::OfflineAck).to_string(PREFIX),
         ];
+        subs.extend(extra.iter().cloned());
+        let n_subs = subs.len();
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
         let sub_client = client.clone();
         tokio::spawn(async move {
@@ -281,7 +328,7 @@ impl DoorNode {
                 }
             }
         });
-        for _ in 0..4 {
+        for _ in 0..n_subs {
             tokio::time::timeout(Duration::from_secs(10), ready_rx.recv())
                 .await
                 .expect("subscribed");

@@ -1,0 +1,378 @@
+//! The occupancy estimator: per room a head count, an occupied flag, how sure, and what it rests
+//! on. Sans-IO: readings and passages come in with their time, estimates go out.
+//!
+//! Sources, strongest first: bidirectional people counters at the room's doorways; allowed
+//! entries through its doors (and exits through its exit readers); motion; CO2 and light through
+//! the [`PresenceDetector`]. Counter deltas within a five-minute bucket are summed before the
+//! count is clamped at zero, so the order of ins and outs inside a bucket never changes where the
+//! bucket ends (an exit reported before the entry it matches is not lost). A room still for long
+//! while it is closed drifts back to zero: a count can go wrong, and an empty building at night
+//! is the usual truth.
+
+use kombinat_protocol::room::Basis;
+
+use super::detector::{PresenceDetector, Sample};
+
+/// A counter bucket, seconds.
+pub const BUCKET_SECS: i64 = 300;
+/// Counters and entries older than this no longer make the count trustworthy.
+const FRESH_SECS: i64 = 12 * 3600;
+/// Motion this recent means someone is there.
+const MOTION_SECS: i64 = 300;
+/// CO2 and light this recent are used.
+const AIR_SECS: i64 = 900;
+
+/// One room's estimate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// Head count.
+    pub count: u32,
+    /// Anyone there.
+    pub occupied: bool,
+    /// How sure, 0 to 1.
+    pub confidence: f32,
+    /// What it rests on.
+    pub basis: Basis,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Room {
+    /// Count at the start of the current bucket.
+    base: u32,
+    /// Sum of deltas in the current bucket (unclamped).
+    pending: i64,
+    bucket: i64,
+    /// Last counter reading and last entry or exit, Unix seconds.
+    last_counter: Option<i64>,
+    last_entry: Option<i64>,
+    /// Last time motion was seen, and whether the sensor still says so.
+    last_motion: Option<i64>,
+    motion_active: bool,
+    co2: Option<(i64, f32)>,
+    co2_slope: Option<f32>,
+    light: Option<(i64, f32)>,
+    /// Last time anything suggested a person (motion, a passage, a counter in).
+    last_activity: Option<i64>,
+}
+
+impl Room {
+    fn roll(&mut self, now: i64) {
+        let b = now.div_euclid(BUCKET_SECS);
+        if b != self.bucket {
+            self.base = (i64::from(self.base) + self.pending).clamp(0, i64::from(u32::MAX)) as u32;
+            self.pending = 0;
+            self.bucket = b;
+        }
+    }
+
+    fn count(&self) -> u32 {
+        (i64::from(self.base) + self.pending).clamp(0, i64::from(u32::MAX)) as u32
+    }
+}
+
+/// The estimator for every room of a site (rooms by index).
+#[derive(Debug, Clone)]
+pub struct Estimator {
+    rooms: Vec<Room>,
+    detector: PresenceDetector,
+    still_secs: i64,
+}
+
+impl Estimator {
+    /// An estimator for `rooms` rooms; a closed room still for `still_secs` drifts to zero.
+    pub fn new(rooms: usize, detector: PresenceDetector, still_secs: i64) -> Self {
+        Estimator {
+            rooms: vec![Room::default(); rooms],
+            detector,
+            still_secs,
+        }
+    }
+
+    fn room(&mut self, room: usize, now: i64) -> Option<&mut Room> {
+        let r = self.rooms.get_mut(room)?;
+        r.roll(now);
+        Some(r)
+    }
+
+    /// A people counter at a doorway of the room: `entered` came in, `left` went out.
+    pub fn handle_counter(&mut self, room: usize, entered: u16, left: u16, now: i64) {
+        if let Some(r) = self.room(room, now) {
+            r.pending += i64::from(entered) - i64::from(left);
+            r.last_counter = Some(now);
+            if entered > 0 {
+                r.last_activity = Some(now);
+            }
+        }
+    }
+
+    /// Someone was let in through a door into the room. Counted only where no counter watches
+    /// the room (a counter sees the same person).
+    pub fn handle_entry(&mut self, room: usize, now: i64) {
+        if let Some(r) = self.room(room, now) {
+            r.last_activity = Some(now);
+            r.last_entry = Some(now);
+            if r.last_counter.is_none_or(|t| now - t > FRESH_SECS) {
+                r.pending += 1;
+            }
+        }
+    }
+
+    /// Someone left the room through an exit reader.
+    pub fn handle_exit(&mut self, room: usize, now: i64) {
+        if let Some(r) = self.room(room, now) {
+            r.last_entry = Some(now);
+            if r.last_counter.is_none_or(|t| now - t > FRESH_SECS) {
+                r.pending -= 1;
+            }
+        }
+    }
+
+    /// A motion sensor in the room.
+    pub fn handle_motion(&mut self, room: usize, active: bool, now: i64) {
+        if let Some(r) = self.room(room, now) {
+            r.motion_active = active;
+            if active {
+                r.last_motion = Some(now);
+                r.last_activity = Some(now);
+            }
+        }
+    }
+
+    /// A CO2 reading in the room.
+    pub fn handle_co2(&mut self, room: usize, ppm: f32, now: i64) {
+        if let Some(r) = self.room(room, now) {
+            if let Some((t, before)) = r.co2 {
+                let minutes = (now - t) as f32 / 60.0;
+                if minutes >= 0.5 {
+                    r.co2_slope = Some((ppm - before) / minutes);
+                }
+            }
+            r.co2 = Some((now, ppm));
+        }
+    }
+
+    /// A light reading in the room.
+    pub fn handle_light(&mut self, room: usize, lux: f32, now: i64) {
+        if let Some(r) = self.room(room, now) {
+            r.light = Some((now, lux));
+        }
+    }
+
+    /// Lets closed rooms that have been still for long drift back to empty. `closed(room)` says
+    /// whether a room is outside its opening hours now. Returns the rooms reset.
+    pub fn tick(&mut self, now: i64, closed: impl Fn(usize) -> bool) -> Vec<usize> {
+        let still = self.still_secs;
+        let mut reset = Vec::new();
+        for (i, r) in self.rooms.iter_mut().enumerate() {
+            r.roll(now);
+            let quiet = r.last_activity.is_none_or(|t| now - t >= still) && !r.motion_active;
+            if r.count() > 0 && quiet && closed(i) {
+                r.base = 0;
+                r.pending = 0;
+                reset.push(i);
+            }
+        }
+        reset
+    }
+
+    /// The estimate for a room now.
+    pub fn estimate(&self, room: usize, now: i64) -> Estimate {
+        let none = Estimate {
+            count: 0,
+            occupied: false,
+            confidence: 0.0,
+            basis: Basis::None,
+        };
+        let Some(r) = self.rooms.get(room) else {
+            return none;
+        };
+        let mut r = r.clone();
+        r.roll(now);
+        let count = r.count();
+        let fresh = |t: Option<i64>| t.is_some_and(|t| now - t <= FRESH_SECS);
+        if fresh(r.last_counter) {
+            return Estimate {
+                count,
+                occupied: count > 0,
+                confidence: 0.95,
+                basis: Basis::Counter,
+            };
+        }
+        if fresh(r.last_entry) && count > 0 {
+            return Estimate {
+                count,
+                occupied: true,
+                confidence: 0.7,
+                basis: Basis::Entries,
+            };
+        }
+        let moving = r.motion_active || r.last_motion.is_some_and(|t| now - t <= MOTION_SECS);
+        if moving {
+            return Estimate {
+                count: count.max(1),
+                occupied: true,
+                confidence: 0.6,
+                basis: Basis::Motion,
+            };
+        }
+        let recent = |x: Option<(i64, f32)>| x.filter(|(t, _)| now - t <= AIR_SECS).map(|(_, v)| v);
+        let sample = Sample {
+            light: recent(r.light),
+            co2: recent(r.co2),
+            co2_slope: r.co2_slope,
+        };
+        match self.detector.occupied(&sample) {
+            Some(true) => Estimate {
+                count: count.max(1),
+                occupied: true,
+                confidence: 0.5,
+                basis: Basis::Co2,
+            },
+            Some(false) => Estimate {
+                count: 0,
+                occupied: false,
+                confidence: 0.5,
+                basis: Basis::Co2,
+            },
+            None if r.last_motion.is_some() => Estimate {
+                count: 0,
+                occupied: false,
+                confidence: 0.4,
+                basis: Basis::Motion,
+            },
+            None => Estimate {
+                count,
+                occupied: count > 0,
+                confidence: if count > 0 { 0.3 } else { 0.0 },
+                basis: if count > 0 {
+                    Basis::Entries
+                } else {
+                    Basis::None
+                },
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn detector() -> PresenceDetector {
+        PresenceDetector {
+            light_lux: 190.0,
+            co2_with_light_ppm: 470.0,
+            co2_ppm: 760.0,
+            co2_rise_ppm_per_min: 2.5,
+        }
+    }
+
+    const T0: i64 = 1_795_680_000; // a bucket boundary
+
+    #[test]
+    fn counters_outrank_entries_and_entries_outrank_motion() {
+        let mut e = Estimator::new(2, detector(), 7200);
+        e.handle_motion(0, true, T0);
+        assert_eq!(e.estimate(0, T0).basis, Basis::Motion);
+        assert_eq!(e.estimate(0, T0).count, 1);
+        e.handle_entry(0, T0 + 1);
+        e.handle_entry(0, T0 + 2);
+        assert_eq!(
+            (e.estimate(0, T0 + 3).count, e.estimate(0, T0 + 3).basis),
+            (2, Basis::Entries)
+        );
+        e.handle_counter(0, 5, 1, T0 + 4);
+        let est = e.estimate(0, T0 + 5);
+        assert_eq!(
+            (est.count, est.basis),
+            (6, Basis::Counter),
+            "entries so far plus the counter's net four"
+        );
+        // With a counter on the room, a tap at its door does not count the person twice.
+        e.handle_entry(0, T0 + 6);
+        assert_eq!(e.estimate(0, T0 + 7).count, 6);
+    }
+
+    #[test]
+    fn an_exit_reported_before_its_entry_in_a_bucket_is_not_lost() {
+        let mut e = Estimator::new(1, detector(), 7200);
+        e.handle_counter(0, 0, 1, T0 + 10);
+        e.handle_counter(0, 1, 0, T0 + 20);
+        assert_eq!(e.estimate(0, T0 + BUCKET_SECS + 1).count, 0);
+        // Across buckets the count is clamped: a stray exit in an empty room stays at zero.
+        e.handle_counter(0, 0, 1, T0 + 2 * BUCKET_SECS);
+        e.handle_counter(0, 1, 0, T0 + 3 * BUCKET_SECS);
+        assert_eq!(e.estimate(0, T0 + 4 * BUCKET_SECS).count, 1);
+    }
+
+    #[test]
+    fn co2_and_light_decide_when_nothing_else_is_known() {
+        let mut e = Estimator::new(1, detector(), 7200);
+        e.handle_light(0, 400.0, T0);
+        e.handle_co2(0, 600.0, T0);
+        let est = e.estimate(0, T0 + 60);
+        assert_eq!((est.occupied, est.basis, est.count), (true, Basis::Co2, 1));
+        e.handle_light(0, 20.0, T0 + 120);
+        assert!(!e.estimate(0, T0 + 180).occupied);
+    }
+
+    #[test]
+    fn a_still_closed_room_drifts_to_zero_and_an_open_one_does_not() {
+        let mut e = Estimator::new(2, detector(), 7200);
+        for r in 0..2 {
+            e.handle_entry(r, T0);
+            e.handle_entry(r, T0 + 1);
+        }
+        assert!(
+            e.tick(T0 + 3600, |_| true).is_empty(),
+            "not still long enough"
+        );
+        let reset = e.tick(T0 + 7300, |r| r == 0);
+        assert_eq!(reset, vec![0]);
+        assert_eq!(e.estimate(0, T0 + 7301).count, 0);
+        assert_eq!(e.estimate(1, T0 + 7301).count, 2);
+    }
+
+    proptest! {
+        #[test]
+        fn occupied_always_agrees_with_the_count(steps in proptest::collection::vec((0u8..4, 0u16..5, 0u16..5, 0i64..2000), 0..60)) {
+            let mut e = Estimator::new(1, detector(), 7200);
+            let mut t = T0;
+            for (kind, a, b, dt) in steps {
+                t += dt;
+                match kind {
+                    0 => e.handle_counter(0, a, b, t),
+                    1 => e.handle_entry(0, t),
+                    2 => e.handle_exit(0, t),
+                    _ => e.handle_motion(0, a > 2, t),
+                }
+                let est = e.estimate(0, t);
+                prop_assert!(est.occupied == (est.count > 0) || est.basis == Basis::Co2);
+            }
+        }
+
+        #[test]
+        fn the_order_of_ins_and_outs_in_a_bucket_does_not_change_its_end(
+            start in 0u16..5,
+            readings in proptest::collection::vec((0u16..4, 0u16..4), 1..12),
+            seed in any::<u64>(),
+        ) {
+            let run = |order: &[(u16, u16)]| {
+                let mut e = Estimator::new(1, detector(), 7200);
+                e.handle_counter(0, start, 0, T0 - 10);
+                for (i, (a, b)) in order.iter().enumerate() {
+                    e.handle_counter(0, *a, *b, T0 + i as i64);
+                }
+                e.estimate(0, T0 + BUCKET_SECS).count
+            };
+            let mut shuffled = readings.clone();
+            let mut s = seed | 1;
+            for i in (1..shuffled.len()).rev() {
+                s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+                shuffled.swap(i, (s % (i as u64 + 1)) as usize);
+            }
+            prop_assert_eq!(run(&readings), run(&shuffled));
+        }
+    }
+}
