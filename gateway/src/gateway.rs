@@ -311,6 +311,11 @@ impl Gateway {
         self.commit(Change::Booking(b), audit)
     }
 
+    /// Lets go of bookings whose window ended before `before` (they stay in the store).
+    pub fn prune_bookings(&mut self, before: DateTime<Utc>) -> usize {
+        self.snapshot.prune_bookings(before)
+    }
+
     /// Sets a room's live head count (by index), which capacity limits use.
     pub fn set_occupancy(&mut self, room: usize, count: u32) {
         self.snapshot.set_occupancy(room, count);

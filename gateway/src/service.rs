@@ -313,6 +313,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         stats: stats.clone(),
         to_core: to_core.clone(),
         next_allow_lists: Instant::now(),
+        next_prune: Instant::now(),
         allow_lists_pending: false,
         released: BTreeSet::new(),
         estimator: Estimator::new(rooms, PresenceDetector::default(), STILL_SECS),
@@ -375,6 +376,7 @@ struct Core {
     stats: Arc<Stats>,
     to_core: SyncSender<Msg>,
     next_allow_lists: Instant,
+    next_prune: Instant,
     allow_lists_pending: bool,
     mode_since: DateTime<Utc>,
     /// Doors the gateway has commanded to stay released (mode, public hours).
@@ -759,6 +761,15 @@ impl Core {
         b.audit.extend(self.desk.check_health(now));
         self.sync_released(now, b);
         self.occupancy(now, b);
+        // Bookings that ended more than a day ago open nothing: out of memory (they stay in the
+        // store). Once an hour.
+        if Instant::now() >= self.next_prune {
+            self.next_prune = Instant::now() + Duration::from_secs(3600);
+            let pruned = self.gateway.prune_bookings(now - chrono::Duration::days(1));
+            if pruned > 0 {
+                tracing::info!(pruned, "past bookings let go from memory");
+            }
+        }
         if Instant::now() >= self.next_allow_lists && !self.allow_lists_pending {
             self.allow_lists_pending = true;
             self.next_allow_lists = Instant::now()
