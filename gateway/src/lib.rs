@@ -18,6 +18,7 @@ pub mod config;
 pub mod desk;
 pub mod domain;
 pub mod gateway;
+pub mod ha;
 pub mod link;
 pub mod occupancy;
 pub mod service;

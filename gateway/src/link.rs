@@ -46,6 +46,14 @@ pub fn options(cfg: &Mqtt, host: &str, port: u16, tls: bool) -> Result<MqttOptio
     o.set_manual_acks(true);
     o.set_inflight(32);
     o.set_max_packet_size(256 * 1024, 256 * 1024);
+    // The gateway's last will: its status goes offline (retained) when it vanishes, and Home
+    // Assistant marks the rooms unavailable.
+    o.set_last_will(rumqttc::LastWill::new(
+        crate::ha::gateway_status_topic(&cfg.prefix),
+        r#"{"v":1,"state":"offline"}"#,
+        QoS::AtLeastOnce,
+        true,
+    ));
     if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
         o.set_credentials(u, p);
     }

@@ -402,10 +402,26 @@ struct Batch {
 }
 
 impl Core {
-    fn run(mut self, rx: Receiver<Msg>) -> Result<(), ServiceError> {
+    /// What the gateway keeps retained on the broker: its own status, the site mode, the Home
+    /// Assistant configs, every room's occupancy; allow-lists follow from their worker.
+    fn announce(&mut self, b: &mut Batch) {
+        b.replies.push(Publish {
+            topic: crate::ha::gateway_status_topic(&self.config.mqtt.prefix),
+            payload: br#"{"v":1,"state":"online"}"#.to_vec(),
+            retain: true,
+        });
         let mode = self.gateway.snapshot().mode();
-        let state = self.desk.mode_state(mode, self.mode_since);
-        self.publish(&state);
+        b.replies.push(self.desk.mode_state(mode, self.mode_since));
+        b.replies
+            .extend(crate::ha::discovery(&self.site, &self.config.mqtt.prefix));
+        self.published.iter_mut().for_each(|p| *p = None);
+        self.next_allow_lists = Instant::now();
+    }
+
+    fn run(mut self, rx: Receiver<Msg>) -> Result<(), ServiceError> {
+        let mut first = Batch::default();
+        self.announce(&mut first);
+        self.commit(first)?;
         let mut last_tick = Instant::now();
         let mut stopping = false;
         while !stopping {
@@ -433,13 +449,7 @@ impl Core {
                     Msg::Control(Control::Stop) => stopping = true,
                     Msg::Control(c) => self.control(c, &mut batch),
                     Msg::AllowLists(lists) => self.allow_lists_ready(lists, &mut batch),
-                    Msg::Resync => {
-                        let mode = self.gateway.snapshot().mode();
-                        batch
-                            .replies
-                            .push(self.desk.mode_state(mode, self.mode_since));
-                        self.next_allow_lists = Instant::now();
-                    }
+                    Msg::Resync => self.announce(&mut batch),
                 }
             }
             if stopping {
@@ -587,6 +597,13 @@ impl Core {
     /// Handles one publish from the broker into the batch.
     fn take(&mut self, p: &MqttPublish, b: &mut Batch) {
         let now = Utc::now();
+        if p.topic == crate::ha::STATUS_TOPIC {
+            if p.payload.as_ref() == b"online" {
+                b.replies
+                    .extend(crate::ha::discovery(&self.site, &self.config.mqtt.prefix));
+            }
+            return;
+        }
         let topic = match Topic::parse(&self.config.mqtt.prefix, &p.topic) {
             Ok(t) => t,
             Err(_) => return self.reject(&p.topic, Rejected::Topic),
@@ -617,6 +634,8 @@ impl Core {
                     b.audit.extend(entries);
                     b.replies.push(ack);
                 }),
+            // The gateway's own status comes back through its subscription: nothing to do.
+            Topic::Status(device) if device == crate::ha::gateway_device() => Ok(()),
             Topic::Status(device) => self
                 .desk
                 .handle_status(device, &p.payload, now)
@@ -813,8 +832,12 @@ impl Core {
         self.estimator.tick(t, |_| closed);
         for (i, room) in self.site.rooms.iter().enumerate() {
             let e = self.estimator.estimate(i, t);
+            let ppm = |e: &Estimate| e.co2_ppm.map(|c| c.round() as i64);
             let changed = self.published[i].is_none_or(|p| {
-                p.count != e.count || p.occupied != e.occupied || p.basis != e.basis
+                p.count != e.count
+                    || p.occupied != e.occupied
+                    || p.basis != e.basis
+                    || ppm(&p) != ppm(&e)
             });
             if !changed {
                 continue;
@@ -828,6 +851,7 @@ impl Core {
                 occupied: e.occupied,
                 confidence: e.confidence,
                 basis: e.basis,
+                co2_ppm: e.co2_ppm.map(|c| c.round().clamp(0.0, 65_535.0) as u16),
                 at: t.max(0) as u64,
             };
             b.replies.push(Publish {

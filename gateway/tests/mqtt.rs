@@ -520,3 +520,40 @@ async fn a_people_counter_moves_the_room_s_count_and_a_full_room_turns_a_booking
     assert_eq!(node.decision(T).await.reason, Reason::RoomFull);
     gw.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_assistant_finds_every_room_and_gets_them_again_when_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let gw = service::start(config(dir.path(), "embedded"))
+        .await
+        .unwrap();
+    assert!(gw.ready(T).await);
+    let config_topic =
+        "homeassistant/binary_sensor/kombinat_meeting_1/occupancy/config".to_string();
+    let status = "kombinat/v1/device/gateway/status".to_string();
+    let mut node = DoorNode::connect_with(
+        gw.mqtt_addr,
+        "door-meeting",
+        "d-meeting-1",
+        key(2),
+        &[config_topic.clone(), status.clone()],
+    )
+    .await;
+    let first: serde_json::Value =
+        serde_json::from_slice(&node.next_on("occupancy/config", T).await).unwrap();
+    assert_eq!(first["device_class"], "occupancy");
+    assert_eq!(first["state_topic"], "kombinat/v1/room/meeting-1/occupancy");
+    let online: serde_json::Value =
+        serde_json::from_slice(&node.next_on("gateway/status", T).await).unwrap();
+    assert_eq!(online["state"], "online");
+    // Home Assistant restarts and says so: the configs come again.
+    node.client
+        .publish("homeassistant/status", QoS::AtLeastOnce, false, "online")
+        .await
+        .unwrap();
+    let again: serde_json::Value =
+        serde_json::from_slice(&node.next_on("occupancy/config", T).await).unwrap();
+    assert_eq!(again, first);
+    gw.stop().await.unwrap();
+}

@@ -34,6 +34,9 @@ pub struct Occupancy {
     pub confidence: f32,
     /// What it rests on.
     pub basis: Basis,
+    /// The room's CO2, when a sensor reported it lately.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub co2_ppm: Option<u16>,
     /// When (Unix seconds).
     pub at: u64,
 }

@@ -122,6 +122,8 @@ pub fn gateway_filters(prefix: &str) -> std::vec::Vec<std::string::String> {
         format!("{prefix}/sensor/+/reading"),
         format!("{prefix}/device/+/status"),
         format!("{prefix}/site/mode/set"),
+        // Home Assistant's birth message: discovery is sent again when it starts.
+        "homeassistant/status".into(),
     ]
 }
 

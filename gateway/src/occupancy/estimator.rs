@@ -33,6 +33,8 @@ pub struct Estimate {
     pub confidence: f32,
     /// What it rests on.
     pub basis: Basis,
+    /// The room's CO2 as last reported (within the last 15 minutes), ppm.
+    pub co2_ppm: Option<f32>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -182,6 +184,7 @@ impl Estimator {
             occupied: false,
             confidence: 0.0,
             basis: Basis::None,
+            co2_ppm: None,
         };
         let Some(r) = self.rooms.get(room) else {
             return none;
@@ -189,6 +192,7 @@ impl Estimator {
         let mut r = r.clone();
         r.roll(now);
         let count = r.count();
+        let co2_ppm = r.co2.filter(|(t, _)| now - t <= AIR_SECS).map(|(_, v)| v);
         let fresh = |t: Option<i64>| t.is_some_and(|t| now - t <= FRESH_SECS);
         if fresh(r.last_counter) {
             return Estimate {
@@ -196,6 +200,7 @@ impl Estimator {
                 occupied: count > 0,
                 confidence: 0.95,
                 basis: Basis::Counter,
+                co2_ppm,
             };
         }
         if fresh(r.last_entry) && count > 0 {
@@ -204,6 +209,7 @@ impl Estimator {
                 occupied: true,
                 confidence: 0.7,
                 basis: Basis::Entries,
+                co2_ppm,
             };
         }
         let moving = r.motion_active || r.last_motion.is_some_and(|t| now - t <= MOTION_SECS);
@@ -213,6 +219,7 @@ impl Estimator {
                 occupied: true,
                 confidence: 0.6,
                 basis: Basis::Motion,
+                co2_ppm,
             };
         }
         let recent = |x: Option<(i64, f32)>| x.filter(|(t, _)| now - t <= AIR_SECS).map(|(_, v)| v);
@@ -227,18 +234,21 @@ impl Estimator {
                 occupied: true,
                 confidence: 0.5,
                 basis: Basis::Co2,
+                co2_ppm,
             },
             Some(false) => Estimate {
                 count: 0,
                 occupied: false,
                 confidence: 0.5,
                 basis: Basis::Co2,
+                co2_ppm,
             },
             None if r.last_motion.is_some() => Estimate {
                 count: 0,
                 occupied: false,
                 confidence: 0.4,
                 basis: Basis::Motion,
+                co2_ppm,
             },
             None => Estimate {
                 count,
@@ -249,6 +259,7 @@ impl Estimator {
                 } else {
                     Basis::None
                 },
+                co2_ppm,
             },
         }
     }
