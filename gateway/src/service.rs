@@ -544,7 +544,8 @@ impl Core {
         for r in &batch.replies {
             self.publish(r);
         }
-        for p in &batch.acks {
+        // QoS 0 messages (sensor readings, mostly) take no acknowledgement.
+        for p in batch.acks.iter().filter(|p| p.qos != QoS::AtMostOnce) {
             let r = self
                 .rt
                 .block_on(async { tokio::time::timeout(SEND_TIMEOUT, self.client.ack(p)).await });

@@ -1,0 +1,152 @@
+//! What the broker benchmarks share: an MQTT client with TCP_NODELAY, a prepared data
+//! directory (a staff card, a door node, a sensor node), a mosquitto on a free port, a config.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use kombinat::config::Config;
+use kombinat::domain::{
+    CardId, Credential, Device, DeviceId, DeviceKey, DeviceKind, DoorId, Member, MemberId, Role,
+};
+use kombinat::gateway::Gateway;
+use kombinat::store::{Actor, SledStore, Store};
+use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
+use tokio::sync::mpsc;
+
+pub const PREFIX: &str = "kombinat/v1";
+
+/// A client subscribed to `subscribe`, its publishes delivered on the channel.
+pub async fn client(
+    port: u16,
+    id: &str,
+    subscribe: &[String],
+) -> (AsyncClient, mpsc::UnboundedReceiver<Vec<u8>>) {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(10));
+    o.set_inflight(100);
+    let (c, mut ev) = AsyncClient::new(o, 10_000);
+    let mut net = NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    ev.set_network_options(net);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ready_tx, mut ready) = mpsc::unbounded_channel();
+    let subs = subscribe.to_vec();
+    let c2 = c.clone();
+    tokio::spawn(async move {
+        loop {
+            match ev.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    for s in &subs {
+                        let _ = c2.subscribe(s.clone(), QoS::AtLeastOnce).await;
+                    }
+                    if subs.is_empty() {
+                        let _ = ready_tx.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = ready_tx.send(());
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if tx.send(p.payload.to_vec()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    });
+    for _ in 0..subscribe.len().max(1) {
+        let _ = tokio::time::timeout(Duration::from_secs(10), ready.recv()).await;
+    }
+    (c, rx)
+}
+
+/// The example site with a staff card (04A1B2C3), the door node `door-cowork` on
+/// `d-cowork-in` (key `key`) and the sensor node `sensor-load` in the coworking room.
+pub fn prepare(dir: &Path, key: &DeviceKey) {
+    let site_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/site.example.toml");
+    let site = Arc::new(kombinat::site_file::load(&site_path).unwrap_or_else(|e| panic!("{e}")));
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
+    let now = Utc::now();
+    let mut g = Gateway::open(site, store, now).unwrap();
+    let who = Actor::Cli("bench".into());
+    let mut m = Member::new(MemberId::parse("marta").unwrap(), "Marta");
+    m.roles = vec![Role::Staff];
+    g.add_member(m, who.clone(), now).unwrap();
+    g.add_credential(
+        MemberId::parse("marta").unwrap(),
+        Credential::Card(CardId::parse("04A1B2C3").unwrap()),
+        who.clone(),
+        now,
+    )
+    .unwrap();
+    g.add_device(
+        Device {
+            id: DeviceId::parse("sensor-load").unwrap(),
+            kind: DeviceKind::Sensor,
+            door: None,
+            room: Some(kombinat::domain::RoomId::parse("coworking").unwrap()),
+            key: DeviceKey::from_bytes([7; 32]),
+            added_at: now,
+        },
+        who.clone(),
+        now,
+    )
+    .unwrap();
+    g.add_device(
+        Device {
+            id: DeviceId::parse("door-cowork").unwrap(),
+            kind: DeviceKind::Door,
+            door: Some(DoorId::parse("d-cowork-in").unwrap()),
+            room: None,
+            key: key.clone(),
+            added_at: now,
+        },
+        who,
+        now,
+    )
+    .unwrap();
+}
+
+/// A mosquitto with `set_tcp_nodelay true` on `port`, or `None` if it is not installed.
+pub fn mosquitto(port: u16, dir: &Path) -> Option<Child> {
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\npersistence false\nmax_queued_messages 1000000\n")).ok()?;
+    let bin = ["mosquitto", "/usr/sbin/mosquitto"].into_iter().find(|b| {
+        Command::new(b)
+            .arg("-h")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    })?;
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(child);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// The service configuration for `broker`.
+pub fn config(data: &Path, broker: &str) -> Config {
+    let site = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/site.example.toml");
+    Config::parse(
+        &format!("site = {site:?}\ndata = {data:?}\n[mqtt]\nbroker = \"{broker}\"\nlisten = \"127.0.0.1:0\"\nclient_id = \"bench-gateway\"\n"),
+        Path::new("/"),
+    )
+    .unwrap()
+}
