@@ -124,7 +124,11 @@ async fn measure(port: u16, data: &Path, key: &DeviceKey, taps: usize) -> Figure
         node.publish(topic.clone(), QoS::AtLeastOnce, false, payload)
             .await
             .unwrap();
-        let d: door::Decision = serde_json::from_slice(&decisions.recv().await.unwrap()).unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), decisions.recv())
+            .await
+            .expect("a decision within 10 s")
+            .expect("connected");
+        let d: door::Decision = serde_json::from_slice(&answer).unwrap();
         if i >= 100 {
             tap.push(t0.elapsed());
         }

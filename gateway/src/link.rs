@@ -10,7 +10,7 @@
 //! at all has arrived for three keep-alive periods (a stuck connection, or rumqttc's known
 //! packet-id loop after a lost session).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +36,15 @@ pub struct LinkStats {
     pub received: AtomicU64,
     /// Publishes dropped because the core's queue was full.
     pub dropped: AtomicU64,
+    /// QoS 0 publishes (readings) dropped because the core's queue was half full.
+    pub shed: AtomicU64,
+    /// Publishes handed to the core and not yet taken by it.
+    pub queued: AtomicUsize,
 }
+
+/// Above this many queued publishes, QoS 0 readings are shed, so taps and other QoS 1 messages
+/// always find room in the core's queue behind a flood of readings.
+pub const SHED_ABOVE: usize = 2048;
 
 /// Builds the client options.
 pub fn options(cfg: &Mqtt, host: &str, port: u16, tls: bool) -> Result<MqttOptions, String> {
@@ -160,8 +168,16 @@ pub async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 stats.received.fetch_add(1, Ordering::Relaxed);
+                if p.qos == QoS::AtMostOnce && stats.queued.load(Ordering::Relaxed) >= SHED_ABOVE {
+                    if stats.shed.fetch_add(1, Ordering::Relaxed) % 10_000 == 0 {
+                        tracing::warn!("the core is behind: shedding QoS 0 readings");
+                    }
+                    continue;
+                }
                 match to_core.try_send(Msg::Publish(p)) {
-                    Ok(()) => {}
+                    Ok(()) => {
+                        stats.queued.fetch_add(1, Ordering::Relaxed);
+                    }
                     Err(TrySendError::Full(Msg::Publish(p))) => {
                         stats.dropped.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(topic = %p.topic, "core queue full; message not taken");

@@ -443,6 +443,7 @@ impl Core {
             for m in msgs {
                 match m {
                     Msg::Publish(p) => {
+                        self.stats.link.queued.fetch_sub(1, Ordering::Relaxed);
                         self.take(&p, &mut batch);
                         batch.acks.push(p);
                     }
@@ -455,6 +456,7 @@ impl Core {
             if stopping {
                 // Finish what was queued before the stop.
                 while let Ok(Msg::Publish(p)) = rx.try_recv() {
+                    self.stats.link.queued.fetch_sub(1, Ordering::Relaxed);
                     self.take(&p, &mut batch);
                     batch.acks.push(p);
                 }
