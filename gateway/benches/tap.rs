@@ -39,8 +39,8 @@ fn micros(mut v: Vec<Duration>) -> Vec<f64> {
     us
 }
 
-/// 10,000 small readings per second, in bursts of 100 every 10 ms, until dropped.
-async fn load(port: u16) -> tokio::task::JoinHandle<()> {
+/// Small readings in bursts of `per_tick` every 10 ms (100: 10,000 a second), until dropped.
+async fn load(port: u16, per_tick: usize) -> tokio::task::JoinHandle<()> {
     let (c, _rx) = client(port, "bench-load", &[]).await;
     tokio::spawn(async move {
         let topic = format!("{PREFIX}/sensor/sensor-load/reading");
@@ -48,7 +48,7 @@ async fn load(port: u16) -> tokio::task::JoinHandle<()> {
         let mut n = 0u64;
         loop {
             tick.tick().await;
-            for _ in 0..100 {
+            for _ in 0..per_tick {
                 n += 1;
                 let p = format!(
                     r#"{{"v":1,"device":"sensor-load","counter":{n},"reading":{{"co2":{{"ppm":{}}}}}}}"#,
@@ -69,10 +69,10 @@ struct Figures {
     echo: Vec<f64>,
 }
 
-async fn measure(port: u16, data: &Path, key: &DeviceKey, taps: usize) -> Figures {
+async fn measure(port: u16, data: &Path, key: &DeviceKey, taps: usize, per_tick: usize) -> Figures {
     let door = DoorId::parse("d-cowork-in").unwrap();
     let device = DeviceId::parse("door-cowork").unwrap();
-    let load = load(port).await;
+    let load = load(port, per_tick).await;
     // Warm up, then the echo baseline through the same broker, under the same load.
     let (responder, mut asks) = client(port, "bench-echo", &["bench/echo/ask".into()]).await;
     tokio::spawn(async move {
@@ -173,9 +173,16 @@ fn report(name: &str, f: &Figures, append: &[f64]) {
 }
 
 fn main() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick") || !args.iter().any(|a| a == "--bench");
     let taps = if quick { 300 } else { 10_000 };
+    // The quick run (CI, often a debug build) proves the benchmark works; a debug build cannot
+    // take 10,000 readings a second, so it gets a tenth of that.
+    let per_tick = if quick { 10 } else { 100 };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -195,7 +202,7 @@ fn main() {
             .await
             .unwrap();
         assert!(gw.ready(Duration::from_secs(10)).await);
-        let f = measure(gw.mqtt_addr.port(), dir.path(), &key, taps).await;
+        let f = measure(gw.mqtt_addr.port(), dir.path(), &key, taps, per_tick).await;
         let readings = gw.stats.readings.load(std::sync::atomic::Ordering::Relaxed);
         println!("embedded: {taps} taps; readings taken beside them: {readings}");
         gw.stop().await.unwrap();
@@ -218,7 +225,7 @@ fn main() {
             let f = rt.block_on(async {
                 let gw = kombinat::service::start(config(&data, &format!("mqtt://127.0.0.1:{port}"))).await.unwrap();
                 assert!(gw.ready(Duration::from_secs(10)).await);
-                let f = measure(port, &data, &key, taps).await;
+                let f = measure(port, &data, &key, taps, per_tick).await;
                 let readings = gw.stats.readings.load(std::sync::atomic::Ordering::Relaxed);
                 println!("mosquitto: {taps} taps; readings taken beside them: {readings}");
                 let n = gw.stats.batches.load(std::sync::atomic::Ordering::Relaxed).max(1);
