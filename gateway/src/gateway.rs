@@ -392,7 +392,7 @@ impl Gateway {
     /// durable append, then lets the snapshot learn from them (anti-passback).
     pub fn record(
         &mut self,
-        decisions: &[(Decision, u64)],
+        decisions: &[(Decision, Option<u64>)],
         mut extra: Vec<AuditEntry>,
     ) -> Result<(), GatewayError> {
         let mut entries: Vec<AuditEntry> = decisions
@@ -400,7 +400,7 @@ impl Gateway {
             .map(|(d, tap)| {
                 let mut e = AuditEntry::decision(d);
                 if let AuditEvent::Decision { tap: t, .. } = &mut e.event {
-                    *t = Some(*tap);
+                    *t = *tap;
                 }
                 e
             })

@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 
 pub mod access;
+pub mod adapters;
 pub mod broker;
 pub mod cli;
 pub mod config;

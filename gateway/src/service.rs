@@ -390,7 +390,7 @@ struct Core {
 /// What one batch has to write and then send.
 #[derive(Default)]
 struct Batch {
-    decisions: Vec<(Decision, u64)>,
+    decisions: Vec<(Decision, Option<u64>)>,
     audit: Vec<AuditEntry>,
     /// Signed messages other than taps were accepted: their counters are not in the log, so
     /// the counters are written with this batch.
@@ -616,7 +616,7 @@ impl Core {
                 .desk
                 .handle_tap(self.gateway.snapshot(), door, &p.payload, now)
                 .map(|o| {
-                    b.decisions.push((o.decision, o.tap));
+                    b.decisions.push((o.decision, Some(o.tap)));
                     b.replies.push(o.reply);
                 }),
             Topic::Door(door, DoorTopic::State) => self

@@ -1,8 +1,8 @@
 //! Loading the site file (TOML): every error is reported, each with its line and column.
 //!
 //! The file has one `[site]` table, an optional `[access]` and `[calendar]`, and arrays of
-//! tables `[[floors]]`, `[[zones]]`, `[[rooms]]`, `[[doors]]`, `[[anti_passback]]`, `[[plans]]`
-//! and `[[leases]]`. `deploy/site.example.toml` describes the Kherson Centre and documents every
+//! tables `[[floors]]`, `[[zones]]`, `[[rooms]]`, `[[doors]]`, `[[anti_passback]]`, `[[plans]]`, `[[leases]]`
+//! and `[[bindings]]` (off-the-shelf devices). `deploy/site.example.toml` describes the Kherson Centre and documents every
 //! field. Each entry is read on its own, so one bad room does not hide the errors of the next;
 //! then references between entries (a door into an unknown room, a plan naming an unknown
 //! zone) are checked, again reporting all of them.
@@ -19,8 +19,8 @@ use toml::Spanned;
 
 use crate::domain::site::SiteParts;
 use crate::domain::{
-    AccessPolicy, AntiPassback, CertId, Door, DoorId, Floor, FloorId, Lease, Plan, Room, RoomId,
-    RoomKind, Site, WeeklySchedule, Zone, ZoneId,
+    AccessPolicy, AntiPassback, Binding, BindingKind, CertId, DeviceId, Door, DoorId, Floor,
+    FloorId, Lease, Plan, Room, RoomId, RoomKind, Site, WeeklySchedule, Zone, ZoneId,
 };
 
 /// One problem in the site file, with its place.
@@ -88,6 +88,8 @@ struct RawFile {
     plans: Vec<Spanned<toml::Table>>,
     #[serde(default)]
     leases: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
+    bindings: Vec<Spanned<toml::Table>>,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +149,86 @@ struct RawDoor {
     egress: bool,
     held_open_s: Option<u32>,
     public_hours: Option<WeeklySchedule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBinding {
+    id: DeviceId,
+    kind: BindingKind,
+    topic: String,
+    door: Option<DoorId>,
+    #[serde(default)]
+    doors: Vec<DoorId>,
+    room: Option<RoomId>,
+    ip: Option<String>,
+    relay: Option<u8>,
+}
+
+/// Checks one binding on its own; returns it, or the problem in words.
+fn binding(b: RawBinding) -> Result<Binding, String> {
+    let what = format!("binding {:?}", b.id.to_string());
+    let t = &b.topic;
+    if t.is_empty()
+        || t.len() > 128
+        || t.contains(['+', '#', '\0'])
+        || t.starts_with('/')
+        || t.ends_with('/')
+        || t.contains("//")
+    {
+        return Err(format!(
+            "{what}: topic {t:?} must be 1-128 characters, without + # or empty levels"
+        ));
+    }
+    if b.door.is_some() && !b.doors.is_empty() {
+        return Err(format!("{what}: give either door or doors, not both"));
+    }
+    let doors: Vec<DoorId> = b.door.into_iter().chain(b.doors).collect();
+    match b.kind {
+        BindingKind::EspRfid => {
+            if doors.is_empty() {
+                return Err(format!("{what}: an esp_rfid reader needs its door"));
+            }
+            match &b.ip {
+                Some(ip) if ip.parse::<std::net::IpAddr>().is_ok() => {}
+                _ => {
+                    return Err(format!(
+                        "{what}: an esp_rfid reader needs its ip (it drops commands without it)"
+                    ))
+                }
+            }
+        }
+        BindingKind::Tasmota => {
+            if doors.len() > 1 {
+                return Err(format!("{what}: a Tasmota device serves one door"));
+            }
+            if doors.is_empty() && b.room.is_none() {
+                return Err(format!("{what}: a Tasmota device needs a door or a room"));
+            }
+        }
+        BindingKind::Zigbee2mqtt => {
+            if doors.len() > 1 || (doors.is_empty() && b.room.is_none()) {
+                return Err(format!(
+                    "{what}: a Zigbee2MQTT device needs one door (a contact) or a room"
+                ));
+            }
+        }
+    }
+    if b.relay == Some(0) || b.relay.is_some_and(|r| r > 8) {
+        return Err(format!("{what}: relay counts from 1 to 8"));
+    }
+    if b.ip.is_some() && b.kind != BindingKind::EspRfid {
+        return Err(format!("{what}: only esp_rfid readers take an ip"));
+    }
+    Ok(Binding {
+        id: b.id,
+        kind: b.kind,
+        topic: b.topic,
+        doors,
+        room: b.room,
+        ip: b.ip,
+        relay: b.relay.unwrap_or(1),
+    })
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -567,6 +649,40 @@ pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
             }
         }
     }
+    let mut bindings = Vec::new();
+    let mut bound = HashSet::new();
+    for e in &raw.bindings {
+        let Some(raw_b) = p.entry::<RawBinding>("binding", e) else {
+            continue;
+        };
+        let at = e.span().start;
+        match binding(raw_b) {
+            Err(m) => p.at(at, m),
+            Ok(b) => {
+                let what = format!("binding {:?}", b.id.to_string());
+                for d in &b.doors {
+                    if !door_ids.contains(d) {
+                        p.at(at, format!("{what}: unknown door {:?}", d.to_string()));
+                    }
+                }
+                if let Some(r) = b.room.filter(|r| !room_ids.contains(r)) {
+                    p.at(at, format!("{what}: unknown room {:?}", r.to_string()));
+                }
+                if !bound.insert((b.kind, b.topic.clone())) {
+                    p.at(
+                        at,
+                        format!(
+                            "{what}: another {} binding has topic {:?}",
+                            b.kind.as_str(),
+                            b.topic
+                        ),
+                    );
+                }
+                bindings.push((at, b));
+            }
+        }
+    }
+    unique(&mut p, "binding", bindings.iter().map(|(a, b)| (*a, b.id)));
     let shelter = site.as_ref().and_then(|s| s.shelter);
     if let Some(s) = shelter {
         if !room_ids.contains(&s) {
@@ -601,6 +717,7 @@ pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
         anti_passback,
         plans: plans.into_iter().map(|(_, x)| x).collect(),
         leases: leases.into_iter().map(|(_, x)| x).collect(),
+        bindings: bindings.into_iter().map(|(_, b)| b).collect(),
     }))
 }
 
@@ -745,6 +862,89 @@ exit = "d-nope"
                 "missing {expected:?} in {text:?}"
             );
         }
+    }
+
+    #[test]
+    fn device_bindings_are_checked_each_with_its_line() {
+        let bad = GOOD.to_string()
+            + r#"
+[[bindings]]
+id = "esp-1"
+kind = "esp_rfid"
+topic = "door-main"
+door = "d-main"
+
+[[bindings]]
+id = "esp-2"
+kind = "esp_rfid"
+topic = "door-office"
+door = "d-nope"
+ip = "10.0.0.2"
+
+[[bindings]]
+id = "z-1"
+kind = "zigbee2mqtt"
+topic = "lobby/+"
+room = "lobby"
+
+[[bindings]]
+id = "z-2"
+kind = "zigbee2mqtt"
+topic = "lobby/pir"
+room = "attic"
+
+[[bindings]]
+id = "z-3"
+kind = "zigbee2mqtt"
+topic = "lobby/pir"
+room = "lobby"
+
+[[bindings]]
+id = "t-1"
+kind = "tasmota"
+topic = "t1"
+relay = 0
+door = "d-main"
+
+[[bindings]]
+id = "t-2"
+kind = "heater"
+topic = "t2"
+"#;
+        let text: Vec<String> = parse(&bad)
+            .unwrap_err()
+            .into_iter()
+            .map(|p| p.message)
+            .collect();
+        for expected in [
+            "binding \"esp-1\": an esp_rfid reader needs its ip (it drops commands without it)",
+            "binding \"esp-2\": unknown door \"d-nope\"",
+            "binding \"z-1\": topic \"lobby/+\" must be 1-128 characters, without + # or empty levels",
+            "binding \"z-2\": unknown room \"attic\"",
+            "binding \"z-3\": another zigbee2mqtt binding has topic \"lobby/pir\"",
+            "binding \"t-1\": relay counts from 1 to 8",
+        ] {
+            assert!(
+                text.iter().any(|t| t == expected),
+                "missing {expected:?} in {text:?}"
+            );
+        }
+        assert!(
+            text.iter().any(|t| t.starts_with("binding \"t-2\": unknown variant `heater`")),
+            "{text:?}"
+        );
+        let good = GOOD.to_string()
+            + r#"
+[[bindings]]
+id = "esp-1"
+kind = "esp_rfid"
+topic = "door-main"
+door = "d-main"
+ip = "10.0.0.1"
+"#;
+        let site = parse(&good).unwrap();
+        assert_eq!(site.bindings.len(), 1);
+        assert_eq!(site.bindings[0].ip.as_deref(), Some("10.0.0.1"));
     }
 
     #[test]

@@ -16,6 +16,8 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+#[cfg(feature = "std")]
+pub mod booking;
 pub mod credential;
 pub mod device;
 pub mod door;

@@ -63,6 +63,8 @@ reasons! {
     /// Decided by the door node alone, while the gateway was unreachable: the card is on the
     /// door's signed allow-list for this moment.
     OfflineListed = "allow.offline_listed", true;
+    /// Decided by an off-the-shelf reader (esp-rfid) from the user list the gateway keeps on it.
+    DeviceListed = "allow.device_list", true;
     /// The door is not in the site file.
     UnknownDoor = "deny.unknown_door", false;
     /// No member holds this card or PIN.
@@ -95,6 +97,9 @@ reasons! {
     OfflineNotListed = "deny.offline_not_listed", false;
     /// Decided by the door node alone: its allow-list has expired (or never arrived).
     OfflineListExpired = "deny.offline_list_expired", false;
+    /// Decided by an off-the-shelf reader (esp-rfid) on its own: the card is not on its user
+    /// list, or its entry there is disabled or outside its validity window.
+    DeviceNotListed = "deny.device_list", false;
 }
 
 /// A string that is not a known reason code.

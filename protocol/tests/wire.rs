@@ -63,6 +63,14 @@ fn the_readme_mac_input_is_the_canonical_text() {
 }
 
 #[test]
+fn the_readme_no_show_parses() {
+    let n: kombinat_protocol::booking::NoShow =
+        serde_json::from_str(example("<!-- example: no-show -->")).unwrap();
+    assert_eq!((n.v, n.room.as_str()), (1, "meeting-1"));
+    assert_eq!(n.judged_at - n.start, 600);
+}
+
+#[test]
 #[ignore = "prints the README's examples; run with --ignored when the protocol changes"]
 fn print_examples() {
     use kombinat_protocol::{CardId, Credential, DeviceId, DoorId};

@@ -163,6 +163,12 @@ pub fn explain(s: &Snapshot, d: &Decision) -> String {
                 .to_string()
         }
         Reason::AntiPassback => format!("{who} already passed this way and has not passed back"),
+        Reason::DeviceListed => {
+            format!("the reader decided itself: {who}'s card is on the user list the gateway keeps on it")
+        }
+        Reason::DeviceNotListed => format!(
+            "the reader decided itself: {who}'s card is not on its user list for this moment"
+        ),
     };
     let unlock = if d.allowed() {
         format!(", unlock {:.1} s", f64::from(d.unlock_ms) / 1000.0)

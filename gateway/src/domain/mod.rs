@@ -4,6 +4,7 @@
 //! access core never meets an unchecked string. No I/O: the store persists these types, the
 //! site file builds a [`Site`], and the access core indexes them into a snapshot.
 
+mod binding;
 mod booking;
 mod device;
 mod member;
@@ -11,6 +12,7 @@ mod plan;
 pub mod schedule;
 pub(crate) mod site;
 
+pub use binding::{Binding, BindingKind};
 pub use booking::{
     Booking, BookingError, BookingKey, BookingKind, BookingStatus, ExternalId, Window,
 };

@@ -202,6 +202,8 @@ pub struct Site {
     pub plans: Vec<Plan>,
     /// Leases of rooms to organisations.
     pub leases: Vec<Lease>,
+    /// Off-the-shelf devices bound to doors and rooms.
+    pub bindings: Vec<super::Binding>,
     clock: SiteClock,
     room_index: FxHashMap<RoomId, usize>,
     door_index: FxHashMap<DoorId, usize>,
@@ -245,6 +247,8 @@ pub struct SiteParts {
     pub plans: Vec<Plan>,
     /// Leases.
     pub leases: Vec<Lease>,
+    /// Device bindings.
+    pub bindings: Vec<super::Binding>,
 }
 
 impl Site {
@@ -387,6 +391,7 @@ impl Site {
             anti_passback: p.anti_passback,
             plans: p.plans,
             leases: p.leases,
+            bindings: p.bindings,
             room_index,
             door_index,
             reach,

@@ -1,0 +1,514 @@
+//! Adapters for devices a building can buy today: esp-rfid door readers, Tasmota devices and
+//! Zigbee2MQTT sensors, each bound to a door or a room in the site file.
+//!
+//! Sans-IO, like the desk: [`Adapters::handle`] takes a topic, a payload and the time and returns
+//! native [`Event`]s (a tap to decide, a decision the device took itself, a door contact, a room
+//! reading) plus health changes; the commands the devices need (esp-rfid's `adduser`, `deletuid`
+//! and `opendoor`, a Tasmota relay) come back as [`Publish`]es for the service to send. One
+//! module per firmware parses its payloads ([`esp_rfid`], [`tasmota`], [`zigbee2mqtt`]); this
+//! module routes topics to bindings, keeps each device's health and schedules what must follow
+//! later (a relay switched off after the unlock time). Formats: `../shared/design/DEVICES.md`.
+
+pub mod esp_rfid;
+pub mod tasmota;
+pub mod zigbee2mqtt;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use kombinat_protocol::door::AllowEntry;
+use kombinat_protocol::sensor::Measurement;
+use rustc_hash::FxHashMap;
+
+use crate::desk::{Publish, Rejected, MAX_PAYLOAD};
+use crate::domain::{Binding, BindingKind, CardId, DeviceId, DoorId, RoomId};
+use crate::store::{Actor, AlarmKind, AuditEntry, AuditEvent};
+
+/// What a device's message comes to, in the gateway's own terms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A card read the gateway decides (Tasmota readers).
+    Tap {
+        /// The reader.
+        door: DoorId,
+        /// The card.
+        card: CardId,
+    },
+    /// A decision the device took itself (esp-rfid), to log.
+    Decided {
+        /// The reader.
+        door: DoorId,
+        /// The card.
+        card: CardId,
+        /// Whether it opened.
+        allowed: bool,
+        /// The device's own word for it (`Always`, `Expired`, …).
+        word: String,
+    },
+    /// A door's contact.
+    Contact {
+        /// The door.
+        door: DoorId,
+        /// Open (true) or closed.
+        open: bool,
+    },
+    /// A reading for a room.
+    Reading {
+        /// The room.
+        room: RoomId,
+        /// What was measured.
+        measurement: Measurement,
+    },
+}
+
+/// A bound device's health.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Health {
+    /// Online by its availability topic (last will, `avty`, `availability`).
+    pub online: bool,
+    /// Availability was ever reported.
+    pub known: bool,
+    /// Last message of any kind.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Battery, percent, where the device reports it.
+    pub battery: Option<u8>,
+}
+
+/// What one topic of a binding carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// esp-rfid `<T>/send`.
+    EspSend,
+    /// esp-rfid `<T>/avty`.
+    EspAvty,
+    /// Tasmota `tele/<t>/SENSOR`.
+    TasSensor,
+    /// Tasmota `tele/<t>/LWT`.
+    TasLwt,
+    /// Tasmota `tele/<t>/STATE`, `stat/<t>/RESULT`, `stat/<t>/POWER<n>`: signs of life.
+    TasAlive,
+    /// Zigbee2MQTT `zigbee2mqtt/<name>`.
+    Z2mState,
+    /// Zigbee2MQTT `zigbee2mqtt/<name>/availability`.
+    Z2mAvailability,
+}
+
+/// What [`Adapters::handle`] returns for a message on a bound topic.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The device it came from.
+    pub device: Option<DeviceId>,
+    /// Native events.
+    pub events: Vec<Event>,
+    /// Alarms raised or cleared (a device going offline or coming back).
+    pub alarms: Vec<AuditEntry>,
+    /// Commands the device needs now (a Tasmota relay's pulse time when it comes online).
+    pub commands: Vec<Publish>,
+    /// The device came (back) online: its user list is pushed again in full.
+    pub resync: bool,
+}
+
+struct Device {
+    binding: Binding,
+    health: Health,
+    /// Zigbee2MQTT: the merged state, as payloads are partial.
+    state: serde_json::Map<String, serde_json::Value>,
+    /// esp-rfid: what its user list holds, as far as the gateway sent it (card → window).
+    sent: BTreeMap<CardId, (u64, u64)>,
+    /// The strike release time of its door.
+    unlock_ms: u32,
+}
+
+/// The adapters of a site's bound devices.
+pub struct Adapters {
+    devices: Vec<Device>,
+    by_topic: FxHashMap<String, (usize, Part)>,
+    by_door: FxHashMap<DoorId, usize>,
+    /// Relays to switch off: (when, device, door).
+    relays_off: Vec<(DateTime<Utc>, usize)>,
+}
+
+/// Tasmota's `PulseTime` for a pulse of `ms`: tenths of a second up to 11.1 s, then whole
+/// seconds plus 100.
+pub fn pulse_time(ms: u32) -> u32 {
+    let tenths = ms.div_ceil(100).max(1);
+    if tenths <= 111 {
+        tenths
+    } else {
+        (ms.div_ceil(1000) + 100).min(64_900)
+    }
+}
+
+fn seconds(t: DateTime<Utc>) -> u64 {
+    u64::try_from(t.timestamp()).unwrap_or(0)
+}
+
+impl Adapters {
+    /// The adapters for these bindings; `unlock_ms` gives a door's strike release time.
+    pub fn new(bindings: &[Binding], unlock_ms: impl Fn(DoorId) -> u32) -> Self {
+        let mut a = Adapters {
+            devices: Vec::new(),
+            by_topic: FxHashMap::default(),
+            by_door: FxHashMap::default(),
+            relays_off: Vec::new(),
+        };
+        for b in bindings {
+            let i = a.devices.len();
+            let t = &b.topic;
+            let topics: Vec<(String, Part)> = match b.kind {
+                BindingKind::EspRfid => vec![
+                    (format!("{t}/send"), Part::EspSend),
+                    (format!("{t}/avty"), Part::EspAvty),
+                ],
+                BindingKind::Tasmota => vec![
+                    (format!("tele/{t}/SENSOR"), Part::TasSensor),
+                    (format!("tele/{t}/LWT"), Part::TasLwt),
+                    (format!("tele/{t}/STATE"), Part::TasAlive),
+                    (format!("stat/{t}/RESULT"), Part::TasAlive),
+                    (format!("stat/{t}/POWER{}", b.relay), Part::TasAlive),
+                ],
+                BindingKind::Zigbee2mqtt => vec![
+                    (format!("zigbee2mqtt/{t}"), Part::Z2mState),
+                    (
+                        format!("zigbee2mqtt/{t}/availability"),
+                        Part::Z2mAvailability,
+                    ),
+                ],
+            };
+            for (topic, part) in topics {
+                // A device's own state topic wins over another's availability topic of the
+                // same name (a Zigbee2MQTT device may be called "x/availability").
+                let own = matches!(part, Part::Z2mState | Part::EspSend | Part::TasSensor);
+                if own || !a.by_topic.contains_key(&topic) {
+                    a.by_topic.insert(topic, (i, part));
+                }
+            }
+            if matches!(b.kind, BindingKind::EspRfid | BindingKind::Tasmota) {
+                for d in &b.doors {
+                    a.by_door.entry(*d).or_insert(i);
+                }
+            }
+            a.devices.push(Device {
+                unlock_ms: b.door().map_or(0, &unlock_ms),
+                binding: b.clone(),
+                health: Health::default(),
+                state: serde_json::Map::new(),
+                sent: BTreeMap::new(),
+            });
+        }
+        a
+    }
+
+    /// The topics to subscribe to.
+    pub fn filters(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.by_topic.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Whether a topic belongs to a bound device.
+    pub fn takes(&self, topic: &str) -> bool {
+        self.by_topic.contains_key(topic)
+    }
+
+    /// Every bound device with its health.
+    pub fn health(&self) -> impl Iterator<Item = (&Binding, &Health)> {
+        self.devices.iter().map(|d| (&d.binding, &d.health))
+    }
+
+    /// The bound device serving a door as its reader, if any.
+    pub fn reader(&self, door: DoorId) -> Option<&Binding> {
+        self.by_door.get(&door).map(|&i| &self.devices[i].binding)
+    }
+
+    /// Doors whose readers keep a user list the gateway maintains (esp-rfid).
+    pub fn listed_doors(&self) -> Vec<DoorId> {
+        self.devices
+            .iter()
+            .filter(|d| d.binding.kind == BindingKind::EspRfid)
+            .flat_map(|d| d.binding.doors.iter().copied())
+            .collect()
+    }
+
+    /// A message on a bound topic; `None` when the topic is not a bound device's.
+    pub fn handle(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        now: DateTime<Utc>,
+    ) -> Option<Result<Outcome, Rejected>> {
+        let &(i, part) = self.by_topic.get(topic)?;
+        Some(self.handle_part(i, part, payload, now))
+    }
+
+    fn handle_part(
+        &mut self,
+        i: usize,
+        part: Part,
+        payload: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, Rejected> {
+        if payload.len() > MAX_PAYLOAD {
+            return Err(Rejected::TooLarge(payload.len()));
+        }
+        let dev = &mut self.devices[i];
+        let b = &dev.binding;
+        let mut out = Outcome {
+            device: Some(b.id),
+            ..Default::default()
+        };
+        let availability = match part {
+            Part::EspAvty => Some(esp_rfid::parse_availability(payload)?),
+            Part::TasLwt => Some(tasmota::parse_lwt(payload)?),
+            Part::Z2mAvailability => Some(zigbee2mqtt::parse_availability(payload)?),
+            Part::EspSend => {
+                out.events = esp_rfid::parse_event(b, payload)?;
+                None
+            }
+            Part::TasSensor => {
+                out.events = tasmota::parse_sensor(b, payload)?;
+                None
+            }
+            Part::TasAlive => None,
+            Part::Z2mState => {
+                let (events, battery) = zigbee2mqtt::merge(b, &mut dev.state, payload)?;
+                out.events = events;
+                if battery.is_some() {
+                    dev.health.battery = battery;
+                }
+                None
+            }
+        };
+        dev.health.last_seen = Some(now);
+        if let Some(online) = availability {
+            let was = dev.health.online;
+            let known = dev.health.known;
+            dev.health.online = online;
+            dev.health.known = true;
+            if online && (!was || !known) {
+                out.resync = b.kind == BindingKind::EspRfid;
+                out.commands.extend(self.pulse_times(i));
+            }
+            let dev = &self.devices[i];
+            if was != online && (known || !online) {
+                tracing::info!(device = %dev.binding.id, online, "device health");
+                out.alarms.push(AuditEntry {
+                    at: now,
+                    actor: Actor::Device(dev.binding.id),
+                    event: AuditEvent::Alarm {
+                        door: dev.binding.door(),
+                        device: Some(dev.binding.id),
+                        alarm: AlarmKind::DeviceOffline,
+                        raised: !online,
+                    },
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// A Tasmota strike relay's pulse time, set to its door's unlock time, so the relay
+    /// switches itself off even if the gateway's "off" never arrives.
+    fn pulse_times(&self, i: usize) -> Option<Publish> {
+        let d = &self.devices[i];
+        if d.binding.kind != BindingKind::Tasmota || d.binding.door().is_none() {
+            return None;
+        }
+        Some(Publish {
+            topic: format!("cmnd/{}/PulseTime{}", d.binding.topic, d.binding.relay),
+            payload: pulse_time(d.unlock_ms).to_string().into_bytes(),
+            retain: false,
+        })
+    }
+
+    /// The pulse time of every Tasmota strike relay: sent at start (and to each device again
+    /// whenever it comes online).
+    pub fn configure_relays(&self) -> Vec<Publish> {
+        (0..self.devices.len())
+            .filter_map(|i| self.pulse_times(i))
+            .collect()
+    }
+
+    /// Opens a door through its bound reader for `ms`: esp-rfid's `opendoor`, or a Tasmota
+    /// relay switched on now and off after `ms` (see [`Adapters::due`]). `None` when no bound
+    /// device drives that door.
+    pub fn unlock(&mut self, door: DoorId, ms: u32, now: DateTime<Utc>) -> Option<Vec<Publish>> {
+        let &i = self.by_door.get(&door)?;
+        let b = &self.devices[i].binding;
+        match b.kind {
+            BindingKind::EspRfid => Some(vec![esp_rfid::open_door(b)]),
+            BindingKind::Tasmota => {
+                let on = Publish {
+                    topic: format!("cmnd/{}/POWER{}", b.topic, b.relay),
+                    payload: b"ON".to_vec(),
+                    retain: false,
+                };
+                let off_at = now + chrono::Duration::milliseconds(i64::from(ms));
+                self.relays_off.retain(|(_, j)| *j != i);
+                self.relays_off.push((off_at, i));
+                Some(vec![on])
+            }
+            BindingKind::Zigbee2mqtt => None,
+        }
+    }
+
+    /// What is due at `now`: relays to switch off.
+    pub fn due(&mut self, now: DateTime<Utc>) -> Vec<Publish> {
+        let mut out = Vec::new();
+        let devices = &self.devices;
+        self.relays_off.retain(|(at, i)| {
+            if *at > now {
+                return true;
+            }
+            let b = &devices[*i].binding;
+            out.push(Publish {
+                topic: format!("cmnd/{}/POWER{}", b.topic, b.relay),
+                payload: b"OFF".to_vec(),
+                retain: false,
+            });
+            false
+        });
+        out
+    }
+
+    /// Brings the esp-rfid user lists in line with the doors' allow-lists: per card, the window
+    /// that holds `now` (or the next one), as `adduser`; cards no longer listed, `deletuid`.
+    /// `full` sends every entry again (the device came back, or the gateway restarted).
+    /// `user` names a card's holder for the device's own log.
+    pub fn sync_user_lists(
+        &mut self,
+        lists: &BTreeMap<DoorId, Vec<AllowEntry>>,
+        now: DateTime<Utc>,
+        full: bool,
+        user: impl Fn(CardId) -> String,
+    ) -> Vec<Publish> {
+        let t = seconds(now);
+        let mut out = Vec::new();
+        for dev in self
+            .devices
+            .iter_mut()
+            .filter(|d| d.binding.kind == BindingKind::EspRfid)
+        {
+            // One window per card: the device keeps one. With several doors on one reader a
+            // card's windows of each are merged into the earliest that is current or next.
+            let mut want: BTreeMap<CardId, (u64, u64)> = BTreeMap::new();
+            let mut complete = true;
+            for door in &dev.binding.doors {
+                let Some(entries) = lists.get(door) else {
+                    complete = false;
+                    continue;
+                };
+                for e in entries.iter().filter(|e| e.until > t) {
+                    let slot = want.entry(e.card).or_insert((e.from, e.until));
+                    if e.from < slot.0 {
+                        *slot = (e.from, e.until);
+                    }
+                }
+            }
+            if !complete {
+                // A door's list is missing (not computed): change nothing on this device.
+                continue;
+            }
+            for (card, w) in &want {
+                if full || dev.sent.get(card) != Some(w) {
+                    out.push(esp_rfid::add_user(&dev.binding, *card, &user(*card), *w));
+                }
+            }
+            for card in dev.sent.keys().filter(|c| !want.contains_key(c)) {
+                out.push(esp_rfid::delete_user(&dev.binding, *card));
+            }
+            dev.sent = want;
+        }
+        out
+    }
+
+    /// What each esp-rfid device's list holds, as last sent (to keep across a restart).
+    pub fn sent_lists(&self) -> BTreeMap<DeviceId, BTreeMap<CardId, (u64, u64)>> {
+        self.devices
+            .iter()
+            .filter(|d| d.binding.kind == BindingKind::EspRfid)
+            .map(|d| (d.binding.id, d.sent.clone()))
+            .collect()
+    }
+
+    /// Restores what each esp-rfid device's list holds (from before a restart), so cards that
+    /// lost their right meanwhile are deleted.
+    pub fn restore_sent(&mut self, sent: BTreeMap<DeviceId, BTreeMap<CardId, (u64, u64)>>) {
+        for d in &mut self.devices {
+            if let Some(s) = sent.get(&d.binding.id) {
+                d.sent = s.clone();
+            }
+        }
+    }
+}
+
+/// Looks a key up in a JSON object without regard to case (device firmwares differ: `DATA`,
+/// `Data`).
+pub(crate) fn get_ci<'a>(
+    map: &'a serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Option<&'a serde_json::Value> {
+    map.get(key).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+/// A number that may come as a string (`"359"`).
+pub(crate) fn number(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|x: &f64| x.is_finite())
+}
+
+/// A boolean that may come as a string or a number (`"true"`, `"ON"`, `1`).
+pub(crate) fn boolean(v: &serde_json::Value) -> Option<bool> {
+    match v {
+        serde_json::Value::Bool(b) => Some(*b),
+        serde_json::Value::Number(n) => n.as_f64().map(|x| x != 0.0),
+        serde_json::Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "on" | "1" | "yes" | "open" => Some(true),
+            "false" | "off" | "0" | "no" | "closed" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The JSON object in a payload.
+pub(crate) fn object(
+    payload: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, Rejected> {
+    match serde_json::from_slice::<serde_json::Value>(payload) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err(Rejected::Json("expected a JSON object".into())),
+        Err(e) => Err(Rejected::Json(e.to_string())),
+    }
+}
+
+/// A plain availability word (`online`, `Offline`), or a JSON `{"state":"online"}`.
+pub(crate) fn availability_word(payload: &[u8]) -> Result<bool, Rejected> {
+    let text = std::str::from_utf8(payload)
+        .map_err(|_| Rejected::Json("availability is not text".into()))?
+        .trim();
+    match text.to_ascii_lowercase().as_str() {
+        "online" => return Ok(true),
+        "offline" => return Ok(false),
+        _ => {}
+    }
+    let m = object(payload)?;
+    match get_ci(&m, "state").and_then(|v| v.as_str()) {
+        Some(s) if s.eq_ignore_ascii_case("online") => Ok(true),
+        Some(s) if s.eq_ignore_ascii_case("offline") => Ok(false),
+        _ => Err(Rejected::Json(format!(
+            "availability {text:?} is neither online nor offline"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests;
