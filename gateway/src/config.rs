@@ -18,6 +18,11 @@
 //!
 //! [devices]
 //! heartbeat_s = 30                  # expected heartbeat; offline after three missed
+//!
+//! [occupancy]
+//! no_show_after_min = 10            # a booking's room empty this long after its start: no-show
+//! hourly_after_days = 30            # 5-minute history buckets become hourly after this
+//! keep_days = 730                   # history older than this is dropped
 //! ```
 
 use std::net::SocketAddr;
@@ -111,6 +116,29 @@ pub struct Config {
     pub allowlist_refresh_min: u32,
     /// Expected device heartbeat, seconds.
     pub heartbeat_s: u32,
+    /// Occupancy history and no-shows.
+    pub occupancy: OccupancyConfig,
+}
+
+/// Occupancy history and no-show settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OccupancyConfig {
+    /// A booking whose room shows no presence this many minutes after its start is a no-show.
+    pub no_show_after_min: u32,
+    /// History older than this many days is kept in hourly buckets instead of 5-minute ones.
+    pub hourly_after_days: u32,
+    /// History older than this many days is dropped.
+    pub keep_days: u32,
+}
+
+impl Default for OccupancyConfig {
+    fn default() -> Self {
+        OccupancyConfig {
+            no_show_after_min: 10,
+            hourly_after_days: 30,
+            keep_days: 730,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -124,6 +152,16 @@ struct RawConfig {
     doors: RawDoors,
     #[serde(default)]
     devices: RawDevices,
+    #[serde(default)]
+    occupancy: RawOccupancy,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOccupancy {
+    no_show_after_min: Option<u32>,
+    hourly_after_days: Option<u32>,
+    keep_days: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -205,6 +243,26 @@ impl Config {
         if client_id.is_empty() || client_id.len() > 64 {
             return Err("mqtt.client_id is 1 to 64 characters".into());
         }
+        let d = OccupancyConfig::default();
+        let occupancy = OccupancyConfig {
+            no_show_after_min: raw
+                .occupancy
+                .no_show_after_min
+                .unwrap_or(d.no_show_after_min),
+            hourly_after_days: raw
+                .occupancy
+                .hourly_after_days
+                .unwrap_or(d.hourly_after_days),
+            keep_days: raw.occupancy.keep_days.unwrap_or(d.keep_days),
+        };
+        if !(1..=240).contains(&occupancy.no_show_after_min) {
+            return Err("occupancy.no_show_after_min is 1 to 240".into());
+        }
+        if occupancy.hourly_after_days < 1 || occupancy.keep_days <= occupancy.hourly_after_days {
+            return Err(
+                "occupancy: hourly_after_days is at least 1 and keep_days is more than it".into(),
+            );
+        }
         Ok(Config {
             site: base.join(raw.site),
             data: base.join(raw.data),
@@ -228,6 +286,7 @@ impl Config {
                 .unwrap_or(60)
                 .clamp(1, 24 * 60),
             heartbeat_s: raw.devices.heartbeat_s.unwrap_or(30).clamp(1, 3600),
+            occupancy,
         })
     }
 }

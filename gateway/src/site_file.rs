@@ -930,7 +930,8 @@ topic = "t2"
             );
         }
         assert!(
-            text.iter().any(|t| t.starts_with("binding \"t-2\": unknown variant `heater`")),
+            text.iter()
+                .any(|t| t.starts_with("binding \"t-2\": unknown variant `heater`")),
             "{text:?}"
         );
         let good = GOOD.to_string()

@@ -170,10 +170,113 @@ fn audit_log_is_ordered_and_pages(s: &dyn Store) {
     assert_eq!(s.audit_tail(1000).unwrap().len(), 25);
 }
 
+fn history_merges_pages_and_downsamples(s: &dyn Store) {
+    use super::history::{FINE_S, HOUR_S};
+    let room = RoomId::parse("meeting-1").unwrap();
+    let other = RoomId::parse("meeting-10").unwrap();
+    let h = t0().timestamp(); // 09:00 UTC, a whole hour
+    let fine = |start: i64, count: u64, peak: u32| HistoryBucket {
+        room,
+        start,
+        span_s: FINE_S,
+        person_s: count * 300,
+        observed_s: 300,
+        peak,
+        occupied_s: if count > 0 { 300 } else { 0 },
+    };
+    // Twelve buckets of 09:00-10:00 (count = index), one of 10:00, one in another room whose
+    // name starts with this room's.
+    let mut all: Vec<HistoryBucket> = (0..12)
+        .map(|i| fine(h + i * 300, i as u64, i as u32))
+        .collect();
+    all.push(fine(h + 3600, 2, 4));
+    s.add_history(&all).unwrap();
+    s.add_history(&[HistoryBucket {
+        room: other,
+        ..fine(h, 9, 9)
+    }])
+    .unwrap();
+    // A partial bucket written at a stop and continued after the restart: merged.
+    let mut half = fine(h + 3600, 4, 6);
+    half.observed_s = 100;
+    half.person_s = 400;
+    s.add_history(&[half]).unwrap();
+    let got = s.history(room, h, h + 7200).unwrap();
+    assert_eq!(got.len(), 13);
+    assert!(
+        got.windows(2).all(|w| w[0].start < w[1].start),
+        "time order"
+    );
+    let last = got[12];
+    assert_eq!(
+        (last.person_s, last.observed_s, last.peak),
+        (600 + 400, 400, 6)
+    );
+    assert_eq!(
+        s.history(room, h + 300, h + 900).unwrap().len(),
+        2,
+        "[from, until)"
+    );
+    assert!(s.history(room, h, h).unwrap().is_empty());
+    assert_eq!(s.history(other, h, h + 7200).unwrap().len(), 1);
+    // 09:00-10:00 becomes one hourly bucket; nothing dropped yet.
+    let (merged, dropped) = s
+        .compact_history(&[room, other], h + 3600, h - 86_400)
+        .unwrap();
+    assert_eq!((merged, dropped), (11, 0));
+    let got = s.history(room, h, h + 7200).unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        (got[0].span_s, got[0].observed_s, got[0].peak),
+        (HOUR_S, 3600, 11)
+    );
+    assert_eq!(got[0].person_s, (0..12).sum::<u64>() * 300);
+    assert_eq!(got[1].span_s, FINE_S, "10:00 is after the cut");
+    // Compacting again changes nothing; dropping removes what is older than the cut.
+    assert_eq!(
+        s.compact_history(&[room], h + 3600, h - 86_400).unwrap(),
+        (0, 0)
+    );
+    assert_eq!(
+        s.compact_history(&[room], h + 3600, h + 3600).unwrap(),
+        (0, 1)
+    );
+    assert_eq!(s.history(room, i64::MIN, i64::MAX).unwrap().len(), 1);
+}
+
+fn state_and_outbox(s: &dyn Store) {
+    assert_eq!(s.state("esp-rfid/door-1").unwrap(), None);
+    s.put_state("esp-rfid/door-1", b"{}").unwrap();
+    s.put_state("esp-rfid/door-1", b"{\"a\":1}").unwrap();
+    assert_eq!(
+        s.state("esp-rfid/door-1").unwrap().as_deref(),
+        Some(b"{\"a\":1}".as_slice())
+    );
+    let ev = |n: u32| OutboxEvent {
+        id: 0,
+        kind: "no_show".into(),
+        at: t0(),
+        body: format!("{{\"n\":{n}}}"),
+    };
+    let ids = s.push_outbox(vec![ev(1), ev(2)]).unwrap();
+    let more = s.push_outbox(vec![ev(3)]).unwrap();
+    assert!(ids[0] < ids[1] && ids[1] < more[0], "{ids:?} {more:?}");
+    let q = s.outbox(10).unwrap();
+    assert_eq!(
+        q.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [ids[0], ids[1], more[0]]
+    );
+    assert_eq!(q[1].body, "{\"n\":2}");
+    s.remove_outbox(ids[0]).unwrap();
+    assert_eq!(s.outbox(1).unwrap()[0].id, ids[1]);
+}
+
 fn suite(s: &dyn Store) {
     assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     records_round_trip(s);
     changes_replace_and_are_audited(s);
+    history_merges_pages_and_downsamples(s);
+    state_and_outbox(s);
     s.flush().unwrap();
 }
 

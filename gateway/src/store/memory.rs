@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
+use super::history::{downsample, HistoryBucket, OutboxEvent};
 use super::{
     AuditClock, AuditEntry, AuditId, AuditRecord, Change, Store, StoreError, SCHEMA_VERSION,
 };
@@ -11,7 +12,7 @@ use crate::domain::{
     PlanId, SiteMode,
 };
 use crate::domain::{Device, DeviceMark};
-use kombinat_protocol::DeviceId;
+use kombinat_protocol::{DeviceId, RoomId};
 
 #[derive(Default)]
 struct Inner {
@@ -25,6 +26,10 @@ struct Inner {
     devices: BTreeMap<DeviceId, Device>,
     marks: BTreeMap<DeviceId, DeviceMark>,
     as_of: Option<DeviceMark>,
+    history: BTreeMap<(RoomId, i64), HistoryBucket>,
+    state: BTreeMap<String, Vec<u8>>,
+    outbox: BTreeMap<u64, OutboxEvent>,
+    next_outbox: u64,
 }
 
 /// The in-memory store.
@@ -198,6 +203,99 @@ impl Store for MemoryStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn add_history(&self, buckets: &[HistoryBucket]) -> Result<(), StoreError> {
+        let mut i = self.lock();
+        for b in buckets {
+            i.history
+                .entry((b.room, b.start))
+                .and_modify(|x| x.merge(b))
+                .or_insert(*b);
+        }
+        Ok(())
+    }
+
+    fn history(
+        &self,
+        room: RoomId,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<HistoryBucket>, StoreError> {
+        if until <= from {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .lock()
+            .history
+            .range((room, from)..(room, until))
+            .map(|(_, b)| *b)
+            .collect())
+    }
+
+    fn compact_history(
+        &self,
+        rooms: &[RoomId],
+        hourly_before: i64,
+        drop_before: i64,
+    ) -> Result<(usize, usize), StoreError> {
+        let mut i = self.lock();
+        let (mut merged, mut dropped) = (0, 0);
+        for &room in rooms {
+            let gone: Vec<(RoomId, i64)> = i
+                .history
+                .range((room, i64::MIN)..(room, drop_before))
+                .map(|(k, _)| *k)
+                .collect();
+            dropped += gone.len();
+            for k in gone {
+                i.history.remove(&k);
+            }
+            let old: Vec<HistoryBucket> = i
+                .history
+                .range((room, drop_before)..(room, hourly_before))
+                .map(|(_, b)| *b)
+                .collect();
+            let plan = downsample(&old);
+            merged += plan.remove.len();
+            for k in plan.remove {
+                i.history.remove(&k);
+            }
+            for b in plan.put {
+                i.history.insert((b.room, b.start), b);
+            }
+        }
+        Ok((merged, dropped))
+    }
+
+    fn put_state(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.lock().state.insert(key.to_string(), value.to_vec());
+        Ok(())
+    }
+
+    fn state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().state.get(key).cloned())
+    }
+
+    fn push_outbox(&self, events: Vec<OutboxEvent>) -> Result<Vec<u64>, StoreError> {
+        let mut i = self.lock();
+        let mut ids = Vec::new();
+        for mut e in events {
+            i.next_outbox += 1;
+            e.id = i.next_outbox;
+            ids.push(e.id);
+            i.outbox.insert(e.id, e);
+        }
+        Ok(ids)
+    }
+
+    fn outbox(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+        Ok(self.lock().outbox.values().take(limit).cloned().collect())
+    }
+
+    fn remove_outbox(&self, id: u64) -> Result<(), StoreError> {
+        self.lock().outbox.remove(&id);
         Ok(())
     }
 }

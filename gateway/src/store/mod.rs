@@ -11,9 +11,11 @@
 //! key's, so a clock stepping back cannot reorder the log) followed by a sequence number.
 
 mod contract;
+pub mod history;
 mod memory;
 mod sled_store;
 
+pub use history::{HistoryBucket, OutboxEvent};
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 
@@ -26,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::Decision;
 use crate::domain::{
     Booking, BookingKey, CardId, Credential, CredentialRecord, Device, DeviceId, DeviceMark,
-    DoorId, Lease, LeaseId, Member, MemberId, Plan, PlanId, Reason, SiteMode,
+    DoorId, Lease, LeaseId, Member, MemberId, Plan, PlanId, Reason, RoomId, SiteMode,
 };
 
 /// The schema version this build writes. Stores written by older builds are migrated at open.
@@ -336,4 +338,34 @@ pub trait Store: Send + Sync {
     fn schema_version(&self) -> Result<u32, StoreError>;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), StoreError>;
+    /// Adds occupancy history: each bucket is merged into the one stored at its room and
+    /// start, if any (durable with the next flush).
+    fn add_history(&self, buckets: &[HistoryBucket]) -> Result<(), StoreError>;
+    /// A room's history buckets starting in `[from, until)` (Unix seconds), in time order.
+    fn history(
+        &self,
+        room: RoomId,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<HistoryBucket>, StoreError>;
+    /// Merges the five-minute buckets of `rooms` that start before `hourly_before` (a whole
+    /// hour) into hourly ones, and drops every bucket that starts before `drop_before`.
+    /// Returns (buckets merged away, buckets dropped).
+    fn compact_history(
+        &self,
+        rooms: &[RoomId],
+        hourly_before: i64,
+        drop_before: i64,
+    ) -> Result<(usize, usize), StoreError>;
+    /// Stores a small piece of the gateway's own state under `key` (what an esp-rfid reader's
+    /// user list holds, …); durable with the next flush.
+    fn put_state(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// A piece of state stored with [`Store::put_state`].
+    fn state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Queues events for the booking system; assigns and returns their ids (increasing).
+    fn push_outbox(&self, events: Vec<OutboxEvent>) -> Result<Vec<u64>, StoreError>;
+    /// Up to `limit` queued events, oldest first.
+    fn outbox(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError>;
+    /// Removes a delivered event.
+    fn remove_outbox(&self, id: u64) -> Result<(), StoreError>;
 }

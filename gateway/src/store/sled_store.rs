@@ -3,7 +3,9 @@
 //! Trees: `data` holds every record under a prefix (`m/` members, `c/` credentials, `p/` plans,
 //! `l/` leases, `b/` bookings), as JSON so that records stay readable and migrations can add
 //! fields; `audit` holds the log under 16-byte time-ordered keys; `meta` holds the schema
-//! version. A commit is one sled transaction over `data` and `audit`, followed by a flush.
+//! version; `marks` the devices' replay counters; `history` the rooms' occupancy buckets (24
+//! bytes each, keyed by room and start); `state` small pieces of the gateway's own state;
+//! `outbox` events waiting for the booking system. A commit is one sled transaction over `data` and `audit`, followed by a flush.
 
 use std::path::Path;
 
@@ -12,12 +14,13 @@ use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
+use super::history::{downsample, HistoryBucket, OutboxEvent};
 use super::{
     AuditClock, AuditEntry, AuditId, AuditRecord, Change, Store, StoreError, SCHEMA_VERSION,
 };
 use crate::domain::{
     Booking, BookingKey, Credential, CredentialRecord, Device, DeviceMark, Lease, Member, MemberId,
-    Plan, SiteMode,
+    Plan, RoomId, SiteMode,
 };
 
 /// Cache for the page cache of sled: small enough for a Pi, large enough for the working set.
@@ -30,6 +33,9 @@ pub struct SledStore {
     audit: sled::Tree,
     meta: sled::Tree,
     marks: sled::Tree,
+    history: sled::Tree,
+    state: sled::Tree,
+    outbox: sled::Tree,
     clock: AuditClock,
     /// Held from taking an audit id to writing it, so ids reach the log in order.
     write: std::sync::Mutex<()>,
@@ -108,6 +114,9 @@ impl SledStore {
         let audit = db.open_tree("audit")?;
         let meta = db.open_tree("meta")?;
         let marks = db.open_tree("marks")?;
+        let history = db.open_tree("history")?;
+        let state = db.open_tree("state")?;
+        let outbox = db.open_tree("outbox")?;
         let store = SledStore {
             clock: AuditClock::starting_after(
                 audit.last()?.and_then(|(k, _)| AuditId::from_key(&k)),
@@ -117,6 +126,9 @@ impl SledStore {
             audit,
             meta,
             marks,
+            history,
+            state,
+            outbox,
             write: std::sync::Mutex::new(()),
         };
         store.migrate()?;
@@ -338,6 +350,124 @@ impl Store for SledStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
+        Ok(())
+    }
+
+    fn add_history(&self, buckets: &[HistoryBucket]) -> Result<(), StoreError> {
+        // One writer (the core) adds history, so read-merge-write needs no transaction.
+        let mut batch = sled::Batch::default();
+        let mut merged: Vec<HistoryBucket> = Vec::with_capacity(buckets.len());
+        for b in buckets {
+            let key = HistoryBucket::key(b.room, b.start);
+            let mut b = *b;
+            if let Some(i) = merged
+                .iter()
+                .position(|x| x.room == b.room && x.start == b.start)
+            {
+                merged[i].merge(&b);
+                continue;
+            }
+            if let Some(old) = self.history.get(&key)? {
+                let old = HistoryBucket::decode(&key, &old)?;
+                let mut o = old;
+                o.merge(&b);
+                o.span_s = old.span_s.max(b.span_s);
+                b = o;
+            }
+            merged.push(b);
+        }
+        for b in merged {
+            batch.insert(HistoryBucket::key(b.room, b.start), b.encode().to_vec());
+        }
+        self.history.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn history(
+        &self,
+        room: RoomId,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<HistoryBucket>, StoreError> {
+        if until <= from {
+            return Ok(Vec::new());
+        }
+        self.history
+            .range(HistoryBucket::key(room, from)..HistoryBucket::key(room, until))
+            .map(|kv| {
+                let (k, v) = kv?;
+                HistoryBucket::decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn compact_history(
+        &self,
+        rooms: &[RoomId],
+        hourly_before: i64,
+        drop_before: i64,
+    ) -> Result<(usize, usize), StoreError> {
+        let (mut merged, mut dropped) = (0, 0);
+        for &room in rooms {
+            let mut batch = sled::Batch::default();
+            for kv in self
+                .history
+                .range(HistoryBucket::key(room, i64::MIN)..HistoryBucket::key(room, drop_before))
+            {
+                let (k, _) = kv?;
+                batch.remove(k);
+                dropped += 1;
+            }
+            let old = self.history(room, drop_before, hourly_before)?;
+            let plan = downsample(&old);
+            merged += plan.remove.len();
+            for (r, start) in plan.remove {
+                batch.remove(HistoryBucket::key(r, start));
+            }
+            for b in plan.put {
+                batch.insert(HistoryBucket::key(b.room, b.start), b.encode().to_vec());
+            }
+            // Per room, atomically: a crash leaves each room either before or after.
+            self.history.apply_batch(batch)?;
+        }
+        Ok((merged, dropped))
+    }
+
+    fn put_state(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.state.insert(key.as_bytes(), value)?;
+        Ok(())
+    }
+
+    fn state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.state.get(key.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    fn push_outbox(&self, events: Vec<OutboxEvent>) -> Result<Vec<u64>, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut ids = Vec::new();
+        for mut e in events {
+            // sled's ids increase across restarts (it persists a high-water mark).
+            e.id = self.db.generate_id()? + 1;
+            batch.insert(&e.id.to_be_bytes(), encode(&e)?);
+            ids.push(e.id);
+        }
+        self.outbox.apply_batch(batch)?;
+        Ok(ids)
+    }
+
+    fn outbox(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.outbox
+            .iter()
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode("outbox", &k, &v)
+            })
+            .collect()
+    }
+
+    fn remove_outbox(&self, id: u64) -> Result<(), StoreError> {
+        self.outbox.remove(id.to_be_bytes())?;
         Ok(())
     }
 }
