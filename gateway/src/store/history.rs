@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn downsampling_merges_five_minute_buckets_into_their_hour() {
-        let h = 1_795_680_000 - 1_795_680_000 % 3600;
+        let h = 1_795_680_000; // a whole hour
         let old = [
             b(h, FINE_S, 300, 1),
             b(h + 300, FINE_S, 600, 3),
