@@ -129,6 +129,28 @@ impl Estimator {
         }
     }
 
+    /// Someone presented a card at a door into the room (allowed or not): a sign of presence
+    /// for no-shows, without changing the count.
+    pub fn handle_presence(&mut self, room: usize, now: i64) {
+        if let Some(r) = self.room(room, now) {
+            r.last_activity = Some(now.max(r.last_activity.unwrap_or(now)));
+        }
+    }
+
+    /// Whether anything showed a person in the room at or after `since`: motion, a passage in,
+    /// a counter's "in", a tap at its door; or a motion sensor that still reports motion, or a
+    /// counter that still counts someone in.
+    pub fn present_since(&self, room: usize, since: i64, now: i64) -> bool {
+        let Some(r) = self.rooms.get(room) else {
+            return false;
+        };
+        if r.last_activity.is_some_and(|t| t >= since) || r.motion_active {
+            return true;
+        }
+        let e = self.estimate(room, now);
+        e.basis == Basis::Counter && e.count > 0
+    }
+
     /// A motion sensor in the room.
     pub fn handle_motion(&mut self, room: usize, active: bool, now: i64) {
         if let Some(r) = self.room(room, now) {
