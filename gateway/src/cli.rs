@@ -446,6 +446,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
                     ),
                     AuditEvent::Change { summary } => summary.clone(),
                     AuditEvent::Mode { mode } => format!("site mode set to {mode}"),
+                    AuditEvent::NoShow { booking, room } => {
+                        format!("no-show: booking {booking} in room {room}")
+                    }
                     AuditEvent::Alarm {
                         door,
                         device,

@@ -308,6 +308,14 @@ impl Desk {
         self.by_door.iter().map(|(d, dev)| (*d, *dev))
     }
 
+    /// Rooms watched by registered sensor nodes.
+    pub fn sensor_rooms(&self) -> impl Iterator<Item = crate::domain::RoomId> + '_ {
+        self.devices
+            .values()
+            .filter(|s| s.device.kind == DeviceKind::Sensor)
+            .filter_map(|s| s.device.room)
+    }
+
     /// A door's last reported state.
     pub fn door_status(&self, door: DoorId) -> Option<DoorStatus> {
         self.doors.get(&door).copied()
@@ -494,6 +502,22 @@ impl Desk {
             }
         }
         Ok(alarms)
+    }
+
+    /// A door contact reported by a device without a door node (an esp-rfid reader, a Zigbee
+    /// contact): the door's state follows; its lock is the reader's own business.
+    pub fn note_contact(&mut self, door: DoorId, open: bool, now: DateTime<Utc>) {
+        let contact = if open { Contact::Open } else { Contact::Closed };
+        let st = self.doors.entry(door).or_insert(DoorStatus {
+            contact,
+            locked: true,
+            held_open: false,
+            forced: false,
+            tamper: false,
+            at: now,
+        });
+        st.contact = contact;
+        st.at = now;
     }
 
     /// A device status (heartbeat or last will): health, and the offline alarm cleared or raised.

@@ -24,7 +24,8 @@ use rumqttc::{AsyncClient, Publish as MqttPublish, QoS};
 use tokio::sync::watch;
 
 use crate::access::allow_list::{allow_list, window};
-use crate::access::Decision;
+use crate::access::{decide, Decision, Tap};
+use crate::adapters::{Adapters, Event};
 use crate::config::{Broker, Config};
 use crate::desk::{Desk, Publish, Rejected};
 use crate::domain::{DoorId, Site, SiteMode};
@@ -32,7 +33,9 @@ use crate::gateway::{Gateway, GatewayError};
 use crate::link::{self, LinkStats};
 use crate::occupancy::detector::PresenceDetector;
 use crate::occupancy::estimator::{Estimate, Estimator};
-use crate::store::{Actor, AuditEntry, SledStore, Store};
+use crate::occupancy::history::{cut, Recorder};
+use crate::occupancy::noshow::Judge;
+use crate::store::{Actor, AuditEntry, AuditEvent, HistoryBucket, OutboxEvent, SledStore, Store};
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -123,8 +126,16 @@ pub struct Stats {
     pub decisions: AtomicU64,
     /// Of which allowed.
     pub allowed: AtomicU64,
-    /// Sensor readings taken.
+    /// Sensor readings taken (native and from bound devices).
     pub readings: AtomicU64,
+    /// Messages from bound off-the-shelf devices taken.
+    pub device_messages: AtomicU64,
+    /// Bookings judged no-shows.
+    pub no_shows: AtomicU64,
+    /// History buckets written.
+    pub history_buckets: AtomicU64,
+    /// Commands sent to esp-rfid readers' user lists (adduser, deletuid).
+    pub user_list_commands: AtomicU64,
     /// Offline decisions ingested.
     pub offline_ingested: AtomicU64,
     /// Allow-lists published.
@@ -283,6 +294,23 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         }
         Broker::Tcp { .. } => None,
     };
+    let mut adapters = Adapters::new(&site.bindings, |d| {
+        site.door(d).map_or(5000, |x| x.unlock_ms)
+    });
+    if let Some(bytes) = store.state(SENT_LISTS)? {
+        match serde_json::from_slice::<Vec<(crate::domain::DeviceId, Vec<SentCard>)>>(&bytes) {
+            Ok(sent) => adapters.restore_sent(
+                sent.into_iter()
+                    .map(|(d, cards)| (d, cards.into_iter().map(|c| (c.0, (c.1, c.2))).collect()))
+                    .collect(),
+            ),
+            // Then every card is sent again in full, which is safe.
+            Err(e) => tracing::warn!(error = %e, "the stored esp-rfid user lists do not decode"),
+        }
+    }
+    let mut filters = kombinat_protocol::topic::gateway_filters(&config.mqtt.prefix);
+    filters.extend(adapters.filters());
+    let observable = observable_rooms(&site, &desk, &adapters);
     let (host, port, tls) = link::target(&config.mqtt, embedded);
     let options = link::options(&config.mqtt, &host, port, tls).map_err(ServiceError::Mqtt)?;
     let (client, eventloop) = AsyncClient::new(options, 1024);
@@ -292,7 +320,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
     let link = tokio::spawn(link::run(
         eventloop,
         client.clone(),
-        kombinat_protocol::topic::gateway_filters(&config.mqtt.prefix),
+        filters,
         Duration::from_secs(u64::from(config.mqtt.keep_alive_s)),
         to_core.clone(),
         stats.link.clone(),
@@ -302,6 +330,8 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         .parse()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], port)));
     let rooms = site.rooms.len();
+    let recorder = Recorder::new(site.rooms.iter().map(|r| r.id).collect());
+    let judge = Judge::new(config.occupancy.no_show_after_min, now.timestamp());
     let core = Core {
         mode_since: now,
         gateway,
@@ -317,6 +347,13 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         allow_lists_pending: false,
         released: BTreeSet::new(),
         estimator: Estimator::new(rooms, PresenceDetector::default(), STILL_SECS),
+        recorder,
+        judge,
+        observable,
+        adapters,
+        full_user_lists: true,
+        next_no_shows: Instant::now(),
+        next_compaction: Instant::now(),
         closed: crate::domain::WeeklySchedule::parse([CLOSED]).unwrap_or_default(),
         published: vec![None; rooms],
     };
@@ -363,6 +400,36 @@ const STILL_SECS: i64 = 2 * 3600;
 /// When rooms count as closed, for the drift to zero: the Centre's night.
 const CLOSED: &str = "daily 22:00-07:00";
 
+/// The state key of what the esp-rfid readers' user lists hold.
+const SENT_LISTS: &str = "esp-rfid/sent";
+
+/// One card on an esp-rfid reader's list, as stored: card, valid from, valid until.
+type SentCard = (crate::domain::CardId, u64, u64);
+
+/// Rooms where presence could be seen: a sensor (native or bound) in it, or a reader at a door
+/// into it.
+fn observable_rooms(site: &Site, desk: &Desk, adapters: &Adapters) -> Vec<bool> {
+    let mut seen = vec![false; site.rooms.len()];
+    let mut mark = |room: Option<crate::domain::RoomId>| {
+        if let Some(i) = room.and_then(|r| site.room_index(r)) {
+            seen[i] = true;
+        }
+    };
+    for (binding, _) in adapters.health() {
+        mark(binding.room);
+        for d in &binding.doors {
+            mark(site.door(*d).map(|x| x.into));
+        }
+    }
+    for (door, _) in desk.served_doors() {
+        mark(site.door(door).map(|x| x.into));
+    }
+    for room in desk.sensor_rooms() {
+        mark(Some(room));
+    }
+    seen
+}
+
 /// How long the core waits for room in the MQTT client's queue.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -385,6 +452,18 @@ struct Core {
     closed: crate::domain::WeeklySchedule,
     /// The occupancy last published per room.
     published: Vec<Option<Estimate>>,
+    /// History buckets from the estimates.
+    recorder: Recorder,
+    /// No-shows.
+    judge: Judge,
+    /// Per room: whether anything could see presence there.
+    observable: Vec<bool>,
+    /// Off-the-shelf devices.
+    adapters: Adapters,
+    /// Send the esp-rfid user lists in full with the next allow-lists.
+    full_user_lists: bool,
+    next_no_shows: Instant,
+    next_compaction: Instant,
 }
 
 /// What one batch has to write and then send.
@@ -414,6 +493,7 @@ impl Core {
         b.replies.push(self.desk.mode_state(mode, self.mode_since));
         b.replies
             .extend(crate::ha::discovery(&self.site, &self.config.mqtt.prefix));
+        b.replies.extend(self.adapters.configure_relays());
         self.published.iter_mut().for_each(|p| *p = None);
         self.next_allow_lists = Instant::now();
     }
@@ -476,6 +556,9 @@ impl Core {
             ..Default::default()
         });
         self.gateway.store().put_marks(&marks)?;
+        // The open history buckets: merged with their continuation after a restart.
+        let open = self.recorder.flush(Utc::now().timestamp());
+        self.gateway.store().add_history(&open)?;
         self.gateway.store().flush()?;
         tracing::info!("core stopped, store flushed");
         Ok(())
@@ -519,22 +602,8 @@ impl Core {
             self.stats.decisions.fetch_add(1, Ordering::Relaxed);
             if d.allowed() {
                 self.stats.allowed.fetch_add(1, Ordering::Relaxed);
-                // An allowed passage moves someone into the room behind the door, or out of
-                // the room an exit reader leads from.
-                if let Some(di) = self.site.door_index(d.door) {
-                    let t = d.at.timestamp();
-                    if self.site.is_exit(di) {
-                        if let Some(from) = self.site.doors[di]
-                            .from
-                            .and_then(|r| self.site.room_index(r))
-                        {
-                            self.estimator.handle_exit(from, t);
-                        }
-                    } else {
-                        self.estimator.handle_entry(self.site.into_room(di), t);
-                    }
-                }
             }
+            self.passage(d.door, d.allowed(), d.at.timestamp());
         }
         self.stats
             .alarms_raised
@@ -607,6 +676,13 @@ impl Core {
             }
             return;
         }
+        if let Some(r) = self.adapters.handle(&p.topic, &p.payload, now) {
+            match r {
+                Ok(outcome) => self.device_outcome(outcome, now, b),
+                Err(r) => self.reject(&p.topic, r),
+            }
+            return;
+        }
         let topic = match Topic::parse(&self.config.mqtt.prefix, &p.topic) {
             Ok(t) => t,
             Err(_) => return self.reject(&p.topic, Rejected::Topic),
@@ -643,29 +719,10 @@ impl Core {
                 .desk
                 .handle_status(device, &p.payload, now)
                 .map(|alarms| b.audit.extend(alarms)),
-            Topic::Reading(device) => {
-                self.desk
-                    .handle_reading(device, &p.payload, now)
-                    .map(|(room, m)| {
-                        self.stats.readings.fetch_add(1, Ordering::Relaxed);
-                        if let Some(r) = self.site.room_index(room) {
-                            let t = now.timestamp();
-                            let e = &mut self.estimator;
-                            match m {
-                                Measurement::Counter { entered, out } => {
-                                    e.handle_counter(r, entered, out, t)
-                                }
-                                Measurement::Motion { active } => e.handle_motion(r, active, t),
-                                Measurement::Co2 { ppm } => e.handle_co2(r, f32::from(ppm), t),
-                                Measurement::Light { lux } => e.handle_light(r, lux, t),
-                                // Contacts, temperature and humidity do not count people.
-                                Measurement::Contact { .. }
-                                | Measurement::Temperature { .. }
-                                | Measurement::Humidity { .. } => {}
-                            }
-                        }
-                    })
-            }
+            Topic::Reading(device) => self
+                .desk
+                .handle_reading(device, &p.payload, now)
+                .map(|(room, m)| self.reading(room, m, now)),
             Topic::ModeSet => match self.desk.handle_mode_set(&p.payload, now) {
                 Ok((mode, device)) => {
                     // The feed's counter is durable before the change it asked for, so the
@@ -688,6 +745,115 @@ impl Core {
         }
     }
 
+    /// A reading for a room, from a sensor node or a bound device.
+    fn reading(&mut self, room: crate::domain::RoomId, m: Measurement, now: DateTime<Utc>) {
+        self.stats.readings.fetch_add(1, Ordering::Relaxed);
+        let Some(r) = self.site.room_index(room) else {
+            return;
+        };
+        let t = now.timestamp();
+        let e = &mut self.estimator;
+        match m {
+            Measurement::Counter { entered, out } => e.handle_counter(r, entered, out, t),
+            Measurement::Motion { active } => e.handle_motion(r, active, t),
+            Measurement::Co2 { ppm } => e.handle_co2(r, f32::from(ppm), t),
+            Measurement::Light { lux } => e.handle_light(r, lux, t),
+            // Contacts, temperature and humidity do not count people.
+            Measurement::Contact { .. }
+            | Measurement::Temperature { .. }
+            | Measurement::Humidity { .. } => {}
+        }
+    }
+
+    /// What a bound off-the-shelf device's message came to.
+    fn device_outcome(&mut self, o: crate::adapters::Outcome, now: DateTime<Utc>, b: &mut Batch) {
+        self.stats.device_messages.fetch_add(1, Ordering::Relaxed);
+        b.audit.extend(o.alarms);
+        b.replies.extend(o.commands);
+        if o.resync {
+            self.full_user_lists = true;
+            self.next_allow_lists = Instant::now();
+        }
+        for e in o.events {
+            match e {
+                Event::Tap { door, card } => {
+                    // A Tasmota reader: the gateway decides, and drives the relay once the
+                    // decision is in the log (replies are sent after the batch is durable).
+                    let tap = Tap {
+                        door,
+                        credential: crate::domain::Credential::Card(card),
+                    };
+                    let d = decide(self.gateway.snapshot(), &tap, now);
+                    tracing::info!(door = %door, reason = %d.reason, "tap from a bound reader");
+                    if d.allowed() {
+                        if let Some(cmds) = self.adapters.unlock(door, d.unlock_ms, now) {
+                            b.replies.extend(cmds);
+                        }
+                    }
+                    b.decisions.push((d, None));
+                }
+                Event::Decided {
+                    door,
+                    card,
+                    allowed,
+                    word,
+                } => {
+                    // esp-rfid decided itself: logged with the device's own word in the trace.
+                    let member = self
+                        .gateway
+                        .snapshot()
+                        .credential(&crate::domain::Credential::Card(card))
+                        .map(|(rec, _)| rec.member);
+                    let reason = if allowed {
+                        crate::domain::Reason::DeviceListed
+                    } else {
+                        crate::domain::Reason::DeviceNotListed
+                    };
+                    tracing::info!(door = %door, %reason, device_says = %word, "decided by the reader");
+                    b.audit.push(AuditEntry {
+                        at: now,
+                        actor: o.device.map_or(Actor::Door(door), Actor::Device),
+                        event: AuditEvent::Decision {
+                            door,
+                            card: Some(card),
+                            reason,
+                            unlock_ms: 0,
+                            member,
+                            booking: None,
+                            offline: false,
+                            tap: None,
+                        },
+                    });
+                    self.passage(door, allowed, now.timestamp());
+                }
+                Event::Contact { door, open } => self.desk.note_contact(door, open, now),
+                Event::Reading { room, measurement } => self.reading(room, measurement, now),
+            }
+        }
+    }
+
+    /// Someone presented a card at a door: presence in the room behind it, and when allowed a
+    /// passage into it (or out of the room an exit reader leads from).
+    fn passage(&mut self, door: DoorId, allowed: bool, t: i64) {
+        let Some(di) = self.site.door_index(door) else {
+            return;
+        };
+        if self.site.is_exit(di) {
+            if allowed {
+                if let Some(from) = self.site.doors[di]
+                    .from
+                    .and_then(|r| self.site.room_index(r))
+                {
+                    self.estimator.handle_exit(from, t);
+                }
+            }
+        } else if allowed {
+            self.estimator.handle_entry(self.site.into_room(di), t);
+        } else {
+            self.estimator.handle_presence(self.site.into_room(di), t);
+        }
+    }
+
     fn control(&mut self, c: Control, b: &mut Batch) {
         match c {
             Control::Unlock {
@@ -699,14 +865,18 @@ impl Core {
                 let r = if self.site.door(door).is_none() {
                     Err(ServiceError::UnknownDoor(door))
                 } else {
-                    match self.desk.command(door, Action::Unlock { ms }) {
-                        Some(cmd) => {
+                    let cmds = match self.desk.command(door, Action::Unlock { ms }) {
+                        Some(cmd) => Some(vec![cmd]),
+                        None => self.adapters.unlock(door, ms, Utc::now()),
+                    };
+                    match cmds {
+                        Some(cmds) => {
                             b.audit.push(AuditEntry::change(
                                 Utc::now(),
                                 by,
                                 format!("remote unlock of door {door} for {ms} ms"),
                             ));
-                            b.replies.push(cmd);
+                            b.replies.extend(cmds);
                             Ok(())
                         }
                         None => Err(ServiceError::NoNode(door)),
@@ -781,8 +951,14 @@ impl Core {
         });
         self.gateway.store().put_marks(&marks)?;
         b.audit.extend(self.desk.check_health(now));
+        b.replies.extend(self.adapters.due(now));
         self.sync_released(now, b);
         self.occupancy(now, b);
+        self.history(now)?;
+        if Instant::now() >= self.next_no_shows {
+            self.next_no_shows = Instant::now() + Duration::from_secs(10);
+            self.no_shows(now, b)?;
+        }
         // Bookings that ended more than a day ago open nothing: out of memory (they stay in the
         // store). Once an hour.
         if Instant::now() >= self.next_prune {
@@ -790,6 +966,20 @@ impl Core {
             let pruned = self.gateway.prune_bookings(now - chrono::Duration::days(1));
             if pruned > 0 {
                 tracing::info!(pruned, "past bookings let go from memory");
+            }
+        }
+        if Instant::now() >= self.next_compaction {
+            self.next_compaction = Instant::now() + Duration::from_secs(24 * 3600);
+            let t = now.timestamp();
+            let rooms: Vec<crate::domain::RoomId> = self.site.rooms.iter().map(|r| r.id).collect();
+            let oc = self.config.occupancy;
+            let (merged, dropped) = self.gateway.store().compact_history(
+                &rooms,
+                cut(t, oc.hourly_after_days),
+                cut(t, oc.keep_days),
+            )?;
+            if merged + dropped > 0 {
+                tracing::info!(merged, dropped, "occupancy history downsampled");
             }
         }
         if Instant::now() >= self.next_allow_lists && !self.allow_lists_pending {
@@ -800,7 +990,11 @@ impl Core {
             let doors: Vec<(DoorId, usize)> = self
                 .desk
                 .served_doors()
-                .filter_map(|(d, _)| self.site.door_index(d).map(|i| (d, i)))
+                .map(|(d, _)| d)
+                .chain(self.adapters.listed_doors())
+                .collect::<BTreeSet<DoorId>>()
+                .into_iter()
+                .filter_map(|d| self.site.door_index(d).map(|i| (d, i)))
                 .collect();
             let hours = self.config.allowlist_hours;
             let tx = self.to_core.clone();
@@ -867,12 +1061,139 @@ impl Core {
 
     fn allow_lists_ready(&mut self, lists: Vec<DoorList>, b: &mut Batch) {
         self.allow_lists_pending = false;
+        let listed: BTreeSet<DoorId> = self.adapters.listed_doors().into_iter().collect();
+        let mut user_lists = std::collections::BTreeMap::new();
         for l in lists {
+            if listed.contains(&l.door) {
+                user_lists.insert(l.door, l.cards.clone());
+            }
             if let Some(p) = self.desk.allow_list(l.door, l.from, l.until, l.cards) {
                 self.stats.allow_lists.fetch_add(1, Ordering::Relaxed);
                 b.replies.push(p);
             }
         }
+        if listed.is_empty() {
+            return;
+        }
+        let snapshot = self.gateway.snapshot();
+        let cmds = self.adapters.sync_user_lists(
+            &user_lists,
+            Utc::now(),
+            std::mem::take(&mut self.full_user_lists),
+            |card| {
+                snapshot
+                    .credential(&crate::domain::Credential::Card(card))
+                    .map_or_else(|| card.to_string(), |(rec, _)| rec.member.to_string())
+            },
+        );
+        self.stats
+            .user_list_commands
+            .fetch_add(cmds.len() as u64, Ordering::Relaxed);
+        b.replies.extend(cmds);
+        // What the readers hold is kept, so a card that loses its right while the gateway is
+        // down is deleted after the restart.
+        let sent: Vec<(crate::domain::DeviceId, Vec<SentCard>)> = self
+            .adapters
+            .sent_lists()
+            .into_iter()
+            .map(|(d, cards)| (d, cards.into_iter().map(|(c, (f, u))| (c, f, u)).collect()))
+            .collect();
+        match serde_json::to_vec(&sent) {
+            Ok(bytes) => {
+                if let Err(e) = self.gateway.store().put_state(SENT_LISTS, &bytes) {
+                    tracing::error!(error = %e, "cannot store the esp-rfid user lists");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode the esp-rfid user lists"),
+        }
+    }
+
+    /// Feeds every room's estimate to the history recorder and writes the buckets that closed.
+    fn history(&mut self, now: DateTime<Utc>) -> Result<(), ServiceError> {
+        let t = now.timestamp();
+        let mut done: Vec<HistoryBucket> = Vec::new();
+        for i in 0..self.site.rooms.len() {
+            let e = self.estimator.estimate(i, t);
+            self.recorder.observe(i, e.count, e.occupied, t, &mut done);
+        }
+        if !done.is_empty() {
+            self.gateway.store().add_history(&done)?;
+            self.stats
+                .history_buckets
+                .fetch_add(done.len() as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Judges the bookings that started lately; a no-show is logged, queued for the booking
+    /// system (durably, in the outbox) and published.
+    fn no_shows(&mut self, now: DateTime<Utc>, b: &mut Batch) -> Result<(), ServiceError> {
+        let t = now.timestamp();
+        let from = now - chrono::Duration::seconds(self.judge.lookback());
+        let grace = i64::from(self.site.access.booking_grace_before_min) * 60;
+        let snapshot = self.gateway.snapshot();
+        let mut candidates = Vec::new();
+        for i in 0..self.site.rooms.len() {
+            for (booking, _) in snapshot.bookings_in_room(i, from, now) {
+                let (start, end) = crate::occupancy::history::booked_span(&self.site, booking);
+                if start >= from.timestamp() && start <= t {
+                    candidates.push((i, booking.clone(), start, end));
+                }
+            }
+        }
+        let estimator = &self.estimator;
+        let observable = &self.observable;
+        let verdicts = self.judge.judge(
+            candidates
+                .iter()
+                .map(|(i, bk, s, e)| (*i, bk.as_ref(), *s, *e)),
+            t,
+            grace,
+            |room| observable.get(room).copied().unwrap_or(false),
+            |room, since| estimator.present_since(room, since, t),
+        );
+        if verdicts.is_empty() {
+            return Ok(());
+        }
+        let mut outbox = Vec::new();
+        for v in verdicts {
+            let room = self.site.rooms[v.room].id;
+            tracing::info!(booking = %v.key, room = %room, "no-show");
+            self.stats.no_shows.fetch_add(1, Ordering::Relaxed);
+            let msg = kombinat_protocol::booking::NoShow {
+                v: kombinat_protocol::door::VERSION,
+                source: v.key.source,
+                external_id: v.key.external_id.to_string(),
+                room,
+                start: v.start.max(0) as u64,
+                end: v.end.max(0) as u64,
+                judged_at: t.max(0) as u64,
+            };
+            let body = serde_json::to_string(&msg).unwrap_or_default();
+            b.audit.push(AuditEntry {
+                at: now,
+                actor: Actor::System,
+                event: AuditEvent::NoShow {
+                    booking: v.key.clone(),
+                    room,
+                },
+            });
+            b.replies.push(Publish {
+                topic: Topic::Booking(kombinat_protocol::site::BookingEventKind::NoShow)
+                    .to_string(&self.config.mqtt.prefix),
+                payload: body.clone().into_bytes(),
+                retain: false,
+            });
+            outbox.push(OutboxEvent {
+                id: 0,
+                kind: "no_show".into(),
+                at: now,
+                body,
+            });
+        }
+        // Queued before the batch's audit entries are made durable (same flush).
+        self.gateway.store().push_outbox(outbox)?;
+        Ok(())
     }
 }
 

@@ -144,6 +144,13 @@ pub enum AuditEvent {
         /// The new mode.
         mode: SiteMode,
     },
+    /// Nobody came to a booked room in the first minutes of the booking.
+    NoShow {
+        /// The booking.
+        booking: BookingKey,
+        /// Its room.
+        room: RoomId,
+    },
 }
 
 /// Alarms the gateway raises.

@@ -1,0 +1,234 @@
+//! Off-the-shelf devices end to end, through a real broker (the embedded one, and mosquitto)
+//! into the real service: an esp-rfid reader, a Tasmota reader with a relay and sensors,
+//! Zigbee2MQTT sensors and a native counter, each bound in the example site file, publishing
+//! the payloads of DEVICES.md, and the gateway's numbers moving in answer.
+
+mod support;
+
+use std::time::Duration;
+
+use kombinat::domain::{DoorId, Reason};
+use kombinat::service::{self, Running};
+use kombinat::store::{AuditEvent, SledStore, Store};
+use kombinat_protocol::room::{Basis, Occupancy};
+use kombinat_protocol::Topic;
+use rumqttc::QoS;
+use support::*;
+
+const T: Duration = Duration::from_secs(10);
+
+async fn publish(node: &DoorNode, topic: &str, payload: &str) {
+    node.client
+        .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
+        .await
+        .unwrap();
+}
+
+/// The next occupancy of `room` that satisfies `ok`.
+async fn occupancy_until(
+    node: &mut DoorNode,
+    room: &str,
+    ok: impl Fn(&Occupancy) -> bool,
+) -> Occupancy {
+    let topic = Topic::Occupancy(room.parse().unwrap()).to_string(PREFIX);
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let (t, payload) = tokio::time::timeout_at(deadline, node.rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("occupancy of {room} in time"))
+            .unwrap();
+        if t != topic {
+            continue;
+        }
+        let o: Occupancy = serde_json::from_slice(&payload).unwrap();
+        if ok(&o) {
+            return o;
+        }
+    }
+}
+
+/// The next message on exactly `topic`.
+async fn next_exact(node: &mut DoorNode, topic: &str) -> Vec<u8> {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let (t, payload) = tokio::time::timeout_at(deadline, node.rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("a message on {topic} in time"))
+            .unwrap();
+        if t == topic {
+            return payload;
+        }
+    }
+}
+
+async fn devices_flow(gw: &Running) {
+    assert!(gw.ready(T).await, "the gateway connects and subscribes");
+    let watch: Vec<String> = [
+        "kombinat/v1/room/+/occupancy",
+        "cmnd/medialab-door/#",
+        "door-gallery/cmd",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut node =
+        DoorNode::connect_with(gw.mqtt_addr, "watcher", "d-meeting-3", key(9), &watch).await;
+
+    // Tasmota: comes online, gets its relay's pulse time; a staff card read opens the relay.
+    publish(&node, "tele/medialab-door/LWT", "Online").await;
+    let pulse = next_exact(&mut node, "cmnd/medialab-door/PulseTime1").await;
+    assert_eq!(pulse, b"50", "the door's 5 s unlock in tenths");
+    publish(
+        &node,
+        "tele/medialab-door/SENSOR",
+        &format!(r#"{{"Time":"2021-01-23T13:10:50","RC522":{{"UID":"{STAFF_CARD}","Data":"","Type":"MIFARE 1KB"}}}}"#),
+    )
+    .await;
+    let on = next_exact(&mut node, "cmnd/medialab-door/POWER1").await;
+    assert_eq!(on, b"ON");
+    // A member without rights: decided, logged, and the relay stays off (the next relay
+    // message is the "off" of the first tap, not an "on").
+    publish(
+        &node,
+        "tele/medialab-door/SENSOR",
+        &format!(r#"{{"Time":"2021-01-23T13:10:55","PN532":{{"UID":"{NOBODY_CARD}","DATA":""}}}}"#),
+    )
+    .await;
+    let off = next_exact(&mut node, "cmnd/medialab-door/POWER1").await;
+    assert_eq!(off, b"OFF");
+
+    // esp-rfid: comes online and gets its user list (staff open every door); reports an access
+    // it decided itself and its door opening.
+    publish(&node, "door-gallery/avty", "online").await;
+    let add: serde_json::Value =
+        serde_json::from_slice(&next_exact(&mut node, "door-gallery/cmd").await).unwrap();
+    assert_eq!(add["cmd"], "adduser");
+    assert_eq!(add["doorip"], "192.168.1.50");
+    assert_eq!(add["uid"], STAFF_CARD);
+    assert_eq!(add["acctype"], "1");
+    assert!(add["validuntil"].as_str().unwrap().parse::<u64>().unwrap() > 0);
+    publish(
+        &node,
+        "door-gallery/send",
+        &format!(r#"{{"type":"access","time":1605991375,"isKnown":"true","access":"Always","username":"marta","uid":"{STAFF_CARD}","hostname":"door-gallery","doorName":"Gallery"}}"#),
+    )
+    .await;
+    publish(
+        &node,
+        "door-gallery/send",
+        r#"{"type":"INFO","src":"door","desc":"Door Open","data":"","time":1605991375,"cmd":"event","hostname":"door-gallery"}"#,
+    )
+    .await;
+
+    // Zigbee2MQTT: motion and CO2 in meeting room 2 show in its retained occupancy.
+    publish(
+        &node,
+        "zigbee2mqtt/meeting-2/motion",
+        r#"{"battery":100,"illuminance":0,"linkquality":18,"occupancy":true,"illuminance_lux":0}"#,
+    )
+    .await;
+    publish(
+        &node,
+        "zigbee2mqtt/meeting-2/air",
+        r#"{"co2":912,"humidity":62.3,"linkquality":84,"temperature":21.1,"voc":14}"#,
+    )
+    .await;
+    let o = occupancy_until(&mut node, "meeting-2", |o| {
+        o.occupied && o.co2_ppm == Some(912)
+    })
+    .await;
+    assert_eq!(o.basis, Basis::Motion);
+    publish(
+        &node,
+        "zigbee2mqtt/meeting-2/availability",
+        r#"{"state":"online"}"#,
+    )
+    .await;
+
+    // A native people counter in meeting room 1.
+    let reading =
+        r#"{"v":1,"device":"sensor-meeting","counter":1,"reading":{"counter":{"in":3,"out":0}}}"#;
+    publish(&node, "kombinat/v1/sensor/sensor-meeting/reading", reading).await;
+    let o = occupancy_until(&mut node, "meeting-1", |o| o.count == 3).await;
+    assert_eq!(o.basis, Basis::Counter);
+
+    // Garbage from a bound device is refused and counted; the gateway goes on.
+    let before = gw.stats.malformed("malformed_json");
+    publish(
+        &node,
+        "zigbee2mqtt/meeting-2/motion",
+        r#"{"occupancy":"perhaps"}"#,
+    )
+    .await;
+    publish(&node, "tele/medialab-door/SENSOR", "not json").await;
+    until(T, "both refusals counted", || {
+        gw.stats.malformed("malformed_json") == before + 2
+    })
+    .await;
+    assert!(
+        gw.stats
+            .device_messages
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 8
+    );
+}
+
+fn audit(data: &std::path::Path) -> Vec<AuditEvent> {
+    let store = SledStore::open(data).unwrap();
+    store
+        .audit_after(None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.entry.event)
+        .collect()
+}
+
+fn check_log(events: &[AuditEvent]) {
+    let at = |door: &str| DoorId::parse(door).unwrap();
+    let decisions: Vec<(DoorId, Reason)> = events
+        .iter()
+        .filter_map(|e| match e {
+            AuditEvent::Decision { door, reason, .. } => Some((*door, *reason)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        decisions.contains(&(at("d-medialab"), Reason::Staff)),
+        "{decisions:?}"
+    );
+    assert!(
+        decisions.contains(&(at("d-medialab"), Reason::NoRight)),
+        "{decisions:?}"
+    );
+    assert!(
+        decisions.contains(&(at("d-gallery-2"), Reason::DeviceListed)),
+        "{decisions:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_through_the_embedded_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let gw = service::start(config(dir.path(), "embedded"))
+        .await
+        .unwrap();
+    devices_flow(&gw).await;
+    gw.stop().await.unwrap();
+    check_log(&audit(dir.path()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_through_mosquitto() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let gw = service::start(config(dir.path(), &broker.url()))
+        .await
+        .unwrap();
+    devices_flow(&gw).await;
+    gw.stop().await.unwrap();
+    check_log(&audit(dir.path()));
+}
