@@ -352,7 +352,6 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         observable,
         adapters,
         full_user_lists: true,
-        next_no_shows: Instant::now(),
         next_compaction: Instant::now(),
         closed: crate::domain::WeeklySchedule::parse([CLOSED]).unwrap_or_default(),
         published: vec![None; rooms],
@@ -462,7 +461,6 @@ struct Core {
     adapters: Adapters,
     /// Send the esp-rfid user lists in full with the next allow-lists.
     full_user_lists: bool,
-    next_no_shows: Instant,
     next_compaction: Instant,
 }
 
@@ -955,10 +953,7 @@ impl Core {
         self.sync_released(now, b);
         self.occupancy(now, b);
         self.history(now)?;
-        if Instant::now() >= self.next_no_shows {
-            self.next_no_shows = Instant::now() + Duration::from_secs(10);
-            self.no_shows(now, b)?;
-        }
+        self.no_shows(now, b)?;
         // Bookings that ended more than a day ago open nothing: out of memory (they stay in the
         // store). Once an hour.
         if Instant::now() >= self.next_prune {

@@ -232,3 +232,130 @@ async fn devices_through_mosquitto() {
     gw.stop().await.unwrap();
     check_log(&audit(dir.path()));
 }
+
+/// A booking in `room` from `start` for an hour.
+fn booking(
+    ext: &str,
+    room: &str,
+    start: chrono::DateTime<chrono::Utc>,
+) -> kombinat::domain::Booking {
+    use kombinat::domain::*;
+    Booking {
+        key: BookingKey {
+            source: SourceId::parse("rooms").unwrap(),
+            external_id: ExternalId::parse(ext).unwrap(),
+        },
+        room: RoomId::parse(room).unwrap(),
+        kind: BookingKind::Meeting,
+        title: ext.into(),
+        organiser: Some(MemberId::parse("ivan").unwrap()),
+        attendees: vec![],
+        window: Window::Timed {
+            start,
+            end: start + chrono::Duration::hours(1),
+        },
+        status: BookingStatus::Confirmed,
+    }
+}
+
+/// Three meetings start together: nobody comes to meeting room 1 (a reader and a counter
+/// watch it), motion shows in meeting room 2 (Zigbee2MQTT), and meeting room 4 has nothing
+/// that could see anyone. After the wait (one minute here) only the first is a no-show: logged,
+/// queued for the booking system and published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_booked_room_is_a_no_show_once_and_only_where_it_could_be_seen() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    prepare(&data);
+    let start = chrono::Utc::now() + chrono::Duration::seconds(3);
+    {
+        let site = Arc::new(kombinat::site_file::load(&site_path()).unwrap());
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&data).unwrap());
+        let mut g = kombinat::gateway::Gateway::open(site, store, chrono::Utc::now()).unwrap();
+        for (ext, room) in [
+            ("m1", "meeting-1"),
+            ("m2", "meeting-2"),
+            ("m4", "meeting-4"),
+        ] {
+            g.upsert_booking(
+                booking(ext, room, start),
+                kombinat::store::Actor::Cli("test".into()),
+                chrono::Utc::now(),
+            )
+            .unwrap();
+        }
+    }
+    // The example site, with no grace before bookings, so a booking may start right after the
+    // gateway does and be judged a minute later.
+    let site = std::fs::read_to_string(site_path()).unwrap().replace(
+        "booking_grace_before_min = 15",
+        "booking_grace_before_min = 0",
+    );
+    let site_file = dir.path().join("site.toml");
+    std::fs::write(&site_file, site).unwrap();
+    let mut cfg = config(&data, "embedded");
+    cfg.site = site_file;
+    cfg.occupancy.no_show_after_min = 1;
+    let gw = service::start(cfg).await.unwrap();
+    assert!(gw.ready(T).await);
+    let watch = vec!["kombinat/v1/booking/no-show".to_string()];
+    let mut node =
+        DoorNode::connect_with(gw.mqtt_addr, "watcher", "d-meeting-3", key(9), &watch).await;
+    // Someone moves in meeting room 2 after its start.
+    tokio::time::sleep_until(
+        tokio::time::Instant::now()
+            + (start - chrono::Utc::now() + chrono::Duration::seconds(2))
+                .to_std()
+                .unwrap_or_default(),
+    )
+    .await;
+    publish(
+        &node,
+        "zigbee2mqtt/meeting-2/motion",
+        r#"{"occupancy":true}"#,
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let payload = loop {
+        let (topic, payload) = tokio::time::timeout_at(deadline, node.rx.recv())
+            .await
+            .expect("a no-show within 90 s")
+            .unwrap();
+        if topic == "kombinat/v1/booking/no-show" {
+            break payload;
+        }
+    };
+    let n: kombinat_protocol::booking::NoShow = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(
+        (n.source.as_str(), n.external_id.as_str(), n.room.as_str()),
+        ("rooms", "m1", "meeting-1")
+    );
+    assert_eq!(n.start, start.timestamp() as u64);
+    assert!(n.judged_at >= n.start + 60);
+    // Two more judging rounds: nothing else, and meeting room 1 not twice.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        gw.stats.no_shows.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    gw.stop().await.unwrap();
+    let store = SledStore::open(&data).unwrap();
+    let queued = store.outbox(10).unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].kind, "no_show");
+    assert_eq!(queued[0].body.as_bytes(), payload.as_slice());
+    let logged: Vec<AuditEvent> = store
+        .audit_after(None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.entry.event)
+        .filter(|e| matches!(e, AuditEvent::NoShow { .. }))
+        .collect();
+    assert_eq!(logged.len(), 1);
+    // The rooms' history was kept meanwhile (the last, open buckets written at the stop).
+    let h = store
+        .history("meeting-2".parse().unwrap(), 0, i64::MAX)
+        .unwrap();
+    assert!(h.iter().any(|b| b.occupied_s > 0), "{h:?}");
+}
