@@ -26,7 +26,7 @@ use rumqttc::QoS;
 
 mod common;
 
-use common::{client, config, mosquitto, prepare, PREFIX};
+use common::{client, config, logs, mosquitto, prepare, PREFIX};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -173,10 +173,7 @@ fn report(name: &str, f: &Figures, append: &[f64]) {
 }
 
 fn main() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .try_init();
+    logs();
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick") || !args.iter().any(|a| a == "--bench");
     let taps = if quick { 300 } else { 10_000 };

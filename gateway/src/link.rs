@@ -43,8 +43,14 @@ pub struct LinkStats {
 }
 
 /// Above this many queued publishes, QoS 0 readings are shed, so taps and other QoS 1 messages
-/// always find room in the core's queue behind a flood of readings.
-pub const SHED_ABOVE: usize = 2048;
+/// always find room in the core's queue behind a flood of readings. Deep enough to ride out
+/// the core being off the CPU for a scheduler slice or two under a flood (at 200,000 readings
+/// a second, 10 ms is 2,000 messages), shallow enough that a tap behind it waits milliseconds
+/// (the core takes readings at several hundred thousand a second) and it holds a few MB.
+pub const SHED_ABOVE: usize = 16_384;
+
+/// The core's queue: room for [`SHED_ABOVE`] readings and as many other messages again.
+pub const QUEUE: usize = 2 * SHED_ABOVE;
 
 /// Builds the client options.
 pub fn options(cfg: &Mqtt, host: &str, port: u16, tls: bool) -> Result<MqttOptions, String> {
@@ -112,20 +118,34 @@ pub async fn run(
             .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
         client.try_subscribe_many(subs)
     };
+    // One timer for the watchdog, moved forward at most once a second: arming a timer for
+    // every message would cost a lock in tokio's timer wheel per message.
+    let alarm = tokio::time::sleep_until(last_incoming + watchdog);
+    tokio::pin!(alarm);
     loop {
         if subscribe_due && stats.connected.load(Ordering::Relaxed) {
             subscribe_due = subscribe(&client).is_err();
         }
-        // The poll is cut short only when the deadline passes, that is when the connection
-        // has been silent for three keep-alives (cutting it short at other times could abort a
-        // connection being set up).
+        let deadline = last_incoming + watchdog;
+        if deadline > alarm.deadline() + Duration::from_secs(1) || deadline < alarm.deadline() {
+            alarm.as_mut().reset(deadline);
+        }
+        // The poll is cut short only when the alarm rings, that is after at least three
+        // keep-alives less a second without anything from the broker (cutting it short at other
+        // times could abort a connection being set up or a write). If that last second did
+        // bring something, the alarm is moved and the loop goes on.
         let polled = tokio::select! {
             _ = stop.changed() => break,
-            r = tokio::time::timeout_at(last_incoming + watchdog, eventloop.poll()) => r,
+            r = eventloop.poll() => Ok(r),
+            _ = &mut alarm => Err(()),
         };
         let polled = match polled {
             Ok(r) => r,
-            Err(_) => {
+            Err(()) if tokio::time::Instant::now() < last_incoming + watchdog => {
+                alarm.as_mut().reset(last_incoming + watchdog);
+                continue;
+            }
+            Err(()) => {
                 if stats.connected.load(Ordering::Relaxed) {
                     tracing::warn!(
                         seconds = watchdog.as_secs(),

@@ -315,7 +315,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
     let options = link::options(&config.mqtt, &host, port, tls).map_err(ServiceError::Mqtt)?;
     let (client, eventloop) = AsyncClient::new(options, 1024);
     let stats = Arc::new(Stats::default());
-    let (to_core, from_link) = sync_channel::<Msg>(8192);
+    let (to_core, from_link) = sync_channel::<Msg>(link::QUEUE);
     let (stop_link, stop_rx) = watch::channel(false);
     let link = tokio::spawn(link::run(
         eventloop,
@@ -429,6 +429,11 @@ fn observable_rooms(site: &Site, desk: &Desk, adapters: &Adapters) -> Vec<bool> 
     seen
 }
 
+/// A batch this big means a flood: the core lets the next one gather for [`GATHER`].
+const BUSY_BATCH: usize = 64;
+/// See [`BUSY_BATCH`].
+const GATHER: Duration = Duration::from_micros(500);
+
 /// How long the core waits for room in the MQTT client's queue.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -502,7 +507,14 @@ impl Core {
         self.commit(first)?;
         let mut last_tick = Instant::now();
         let mut stopping = false;
+        let mut last_batch = 0usize;
         while !stopping {
+            // Under a flood (a big batch just now) the core lets messages gather for a moment
+            // instead of being woken for each one: every wake-up costs the link a system call
+            // and a lock. A quiet gateway (taps, a few readings) never waits here.
+            if last_batch >= BUSY_BATCH {
+                std::thread::sleep(GATHER);
+            }
             let wait = Duration::from_secs(1).saturating_sub(last_tick.elapsed());
             let mut msgs = Vec::new();
             match rx.recv_timeout(wait) {
@@ -516,12 +528,19 @@ impl Core {
                     Err(_) => break,
                 }
             }
+            last_batch = msgs.len();
             let mut batch = Batch::default();
             let taken = Instant::now();
+            // One update of the shared queue count per batch, not per message: the link
+            // thread writes the same counter, and the cache line would bounce between them.
+            let publishes = msgs.iter().filter(|m| matches!(m, Msg::Publish(_))).count();
+            self.stats
+                .link
+                .queued
+                .fetch_sub(publishes, Ordering::Relaxed);
             for m in msgs {
                 match m {
                     Msg::Publish(p) => {
-                        self.stats.link.queued.fetch_sub(1, Ordering::Relaxed);
                         self.take(&p, &mut batch);
                         batch.acks.push(p);
                     }

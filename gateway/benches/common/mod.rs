@@ -19,6 +19,18 @@ use tokio::sync::mpsc;
 
 pub const PREFIX: &str = "kombinat/v1";
 
+/// Logs to stderr, filtered as the `kombinat` binary does unless `RUST_LOG` says otherwise:
+/// rumqttd's per-message spans would otherwise cost the embedded broker most of its time.
+pub fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// A client subscribed to `subscribe`, its publishes delivered on the channel.
 pub async fn client(
     port: u16,

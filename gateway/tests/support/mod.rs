@@ -138,7 +138,10 @@ pub fn prepare(dir: &Path) {
 /// Logs to the test's output; `RUST_LOG` picks what.
 pub fn logs() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off")),
+        )
         .with_test_writer()
         .try_init();
 }
