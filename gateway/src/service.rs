@@ -1104,6 +1104,13 @@ impl Core {
             .user_list_commands
             .fetch_add(cmds.len() as u64, Ordering::Relaxed);
         b.replies.extend(cmds);
+        // A reader keeps one window per card: when the first window ends, the next is sent.
+        if let Some(end) = self.adapters.next_window_end() {
+            let wait = (end as i64 - Utc::now().timestamp()).max(0) as u64 + 1;
+            self.next_allow_lists = self
+                .next_allow_lists
+                .min(Instant::now() + Duration::from_secs(wait));
+        }
         // What the readers hold is kept, so a card that loses its right while the gateway is
         // down is deleted after the restart.
         let sent: Vec<(crate::domain::DeviceId, Vec<SentCard>)> = self

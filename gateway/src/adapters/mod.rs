@@ -422,6 +422,15 @@ impl Adapters {
         out
     }
 
+    /// The earliest end of a window on an esp-rfid reader's list: then the card's next window
+    /// (if any) is due, so the lists should be brought up to date again.
+    pub fn next_window_end(&self) -> Option<u64> {
+        self.devices
+            .iter()
+            .flat_map(|d| d.sent.values().map(|(_, until)| *until))
+            .min()
+    }
+
     /// What each esp-rfid device's list holds, as last sent (to keep across a restart).
     pub fn sent_lists(&self) -> BTreeMap<DeviceId, BTreeMap<CardId, (u64, u64)>> {
         self.devices

@@ -240,6 +240,11 @@ fn esp_rfid_user_list_follows_the_allow_list_with_one_window_per_card() {
         serde_json::json!({"cmd":"adduser","doorip":"192.168.1.50","uid":"04A1B2C3","user":"m-04A1B2C3",
             "acctype":"1","validsince":from.to_string(),"validuntil":until.to_string()})
     );
+    assert_eq!(
+        a.next_window_end(),
+        Some(until),
+        "the current window ends first"
+    );
     // Nothing changed: nothing sent. A full push sends everything again.
     assert!(a
         .sync_user_lists(&lists, now, false, |c| c.to_string())
