@@ -308,14 +308,6 @@ impl Desk {
         self.by_door.iter().map(|(d, dev)| (*d, *dev))
     }
 
-    /// Rooms watched by registered sensor nodes.
-    pub fn sensor_rooms(&self) -> impl Iterator<Item = crate::domain::RoomId> + '_ {
-        self.devices
-            .values()
-            .filter(|s| s.device.kind == DeviceKind::Sensor)
-            .filter_map(|s| s.device.room)
-    }
-
     /// A door's last reported state.
     pub fn door_status(&self, door: DoorId) -> Option<DoorStatus> {
         self.doors.get(&door).copied()

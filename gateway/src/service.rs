@@ -298,19 +298,15 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         site.door(d).map_or(5000, |x| x.unlock_ms)
     });
     if let Some(bytes) = store.state(SENT_LISTS)? {
-        match serde_json::from_slice::<Vec<(crate::domain::DeviceId, Vec<SentCard>)>>(&bytes) {
-            Ok(sent) => adapters.restore_sent(
-                sent.into_iter()
-                    .map(|(d, cards)| (d, cards.into_iter().map(|c| (c.0, (c.1, c.2))).collect()))
-                    .collect(),
-            ),
+        match serde_json::from_slice::<Vec<crate::adapters::UserList>>(&bytes) {
+            Ok(lists) => adapters.restore_sent(lists),
             // Then every card is sent again in full, which is safe.
             Err(e) => tracing::warn!(error = %e, "the stored esp-rfid user lists do not decode"),
         }
     }
     let mut filters = kombinat_protocol::topic::gateway_filters(&config.mqtt.prefix);
     filters.extend(adapters.filters());
-    let observable = observable_rooms(&site, &desk, &adapters);
+    let observable = rooms_with_readers(&site, &desk, &adapters);
     let (host, port, tls) = link::target(&config.mqtt, embedded);
     let options = link::options(&config.mqtt, &host, port, tls).map_err(ServiceError::Mqtt)?;
     let (client, eventloop) = AsyncClient::new(options, 1024);
@@ -399,32 +395,31 @@ const STILL_SECS: i64 = 2 * 3600;
 /// When rooms count as closed, for the drift to zero: the Centre's night.
 const CLOSED: &str = "daily 22:00-07:00";
 
+/// A counter or motion sensor silent for longer than this no longer makes its room one where
+/// no-shows can be told.
+const WATCHED_S: i64 = 24 * 3600;
+
 /// The state key of what the esp-rfid readers' user lists hold.
 const SENT_LISTS: &str = "esp-rfid/sent";
 
-/// One card on an esp-rfid reader's list, as stored: card, valid from, valid until.
-type SentCard = (crate::domain::CardId, u64, u64);
-
-/// Rooms where presence could be seen: a sensor (native or bound) in it, or a reader at a door
-/// into it.
-fn observable_rooms(site: &Site, desk: &Desk, adapters: &Adapters) -> Vec<bool> {
+/// Rooms with a reader at a door into them (a native door node or a bound reader): a person
+/// coming in would be seen there. Rooms with a counter or motion sensor are found as their
+/// readings arrive ([`Estimator::watched`]).
+fn rooms_with_readers(site: &Site, desk: &Desk, adapters: &Adapters) -> Vec<bool> {
     let mut seen = vec![false; site.rooms.len()];
-    let mut mark = |room: Option<crate::domain::RoomId>| {
-        if let Some(i) = room.and_then(|r| site.room_index(r)) {
+    let doors = desk
+        .served_doors()
+        .map(|(d, _)| d)
+        .chain(adapters.health().flat_map(|(b, _)| {
+            b.doors
+                .iter()
+                .copied()
+                .filter(|_| b.kind != crate::domain::BindingKind::Zigbee2mqtt)
+        }));
+    for d in doors {
+        if let Some(i) = site.door(d).and_then(|x| site.room_index(x.into)) {
             seen[i] = true;
         }
-    };
-    for (binding, _) in adapters.health() {
-        mark(binding.room);
-        for d in &binding.doors {
-            mark(site.door(*d).map(|x| x.into));
-        }
-    }
-    for (door, _) in desk.served_doors() {
-        mark(site.door(door).map(|x| x.into));
-    }
-    for room in desk.sensor_rooms() {
-        mark(Some(room));
     }
     seen
 }
@@ -460,7 +455,7 @@ struct Core {
     recorder: Recorder,
     /// No-shows.
     judge: Judge,
-    /// Per room: whether anything could see presence there.
+    /// Per room: whether a reader at a door into it would see people come in.
     observable: Vec<bool>,
     /// Off-the-shelf devices.
     adapters: Adapters,
@@ -620,7 +615,10 @@ impl Core {
             if d.allowed() {
                 self.stats.allowed.fetch_add(1, Ordering::Relaxed);
             }
-            self.passage(d.door, d.allowed(), d.at.timestamp());
+            // Someone refused at the door of a room they booked (too early, say) came for the
+            // booking: that is presence for no-shows. A stranger's refused card is not.
+            let came_for = d.booking.as_ref().map(|b| b.room);
+            self.passage(d.door, d.allowed(), came_for, d.at.timestamp());
         }
         self.stats
             .alarms_raised
@@ -693,7 +691,7 @@ impl Core {
             }
             return;
         }
-        if let Some(r) = self.adapters.handle(&p.topic, &p.payload, now) {
+        if let Some(r) = self.adapters.handle(&p.topic, &p.payload, p.retain, now) {
             match r {
                 Ok(outcome) => self.device_outcome(outcome, now, b),
                 Err(r) => self.reject(&p.topic, r),
@@ -802,10 +800,15 @@ impl Core {
                     };
                     let d = decide(self.gateway.snapshot(), &tap, now);
                     tracing::info!(door = %door, reason = %d.reason, "tap from a bound reader");
-                    if d.allowed() {
+                    // A relay command queued while the broker is away would open the door
+                    // whenever the link comes back, for nobody: only sent while connected.
+                    let connected = self.stats.link.connected.load(Ordering::Relaxed);
+                    if d.allowed() && connected {
                         if let Some(cmds) = self.adapters.unlock(door, d.unlock_ms, now) {
                             b.replies.extend(cmds);
                         }
+                    } else if d.allowed() {
+                        tracing::warn!(door = %door, "allowed, but the broker is away: relay not switched");
                     }
                     b.decisions.push((d, None));
                 }
@@ -841,7 +844,7 @@ impl Core {
                             tap: None,
                         },
                     });
-                    self.passage(door, allowed, now.timestamp());
+                    self.passage(door, allowed, None, now.timestamp());
                 }
                 Event::Contact { door, open } => self.desk.note_contact(door, open, now),
                 Event::Reading { room, measurement } => self.reading(room, measurement, now),
@@ -849,9 +852,16 @@ impl Core {
         }
     }
 
-    /// Someone presented a card at a door: presence in the room behind it, and when allowed a
-    /// passage into it (or out of the room an exit reader leads from).
-    fn passage(&mut self, door: DoorId, allowed: bool, t: i64) {
+    /// Someone presented a card at a door: when allowed, a passage into the room behind it (or
+    /// out of the room an exit reader leads from); when refused but holding a booking of the
+    /// room `came_for`, presence there.
+    fn passage(
+        &mut self,
+        door: DoorId,
+        allowed: bool,
+        came_for: Option<crate::domain::RoomId>,
+        t: i64,
+    ) {
         let Some(di) = self.site.door_index(door) else {
             return;
         };
@@ -866,8 +876,8 @@ impl Core {
             }
         } else if allowed {
             self.estimator.handle_entry(self.site.into_room(di), t);
-        } else {
-            self.estimator.handle_presence(self.site.into_room(di), t);
+        } else if let Some(room) = came_for.and_then(|r| self.site.room_index(r)) {
+            self.estimator.handle_presence(room, t);
         }
     }
 
@@ -882,16 +892,23 @@ impl Core {
                 let r = if self.site.door(door).is_none() {
                     Err(ServiceError::UnknownDoor(door))
                 } else {
-                    let cmds = match self.desk.command(door, Action::Unlock { ms }) {
-                        Some(cmd) => Some(vec![cmd]),
-                        None => self.adapters.unlock(door, ms, Utc::now()),
+                    let (cmds, how_long) = match self.desk.command(door, Action::Unlock { ms }) {
+                        Some(cmd) => (Some(vec![cmd]), format!("for {ms} ms")),
+                        // A bound reader opens for its own time, whatever was asked.
+                        None => (
+                            self.adapters.unlock(door, ms, Utc::now()),
+                            self.adapters.unlock_ms(door).map_or_else(
+                                || "for the reader's own unlock time".to_string(),
+                                |t| format!("for {t} ms (the relay's pulse time)"),
+                            ),
+                        ),
                     };
                     match cmds {
                         Some(cmds) => {
                             b.audit.push(AuditEntry::change(
                                 Utc::now(),
                                 by,
-                                format!("remote unlock of door {door} for {ms} ms"),
+                                format!("remote unlock of door {door} {how_long}"),
                             ));
                             b.replies.extend(cmds);
                             Ok(())
@@ -1113,13 +1130,7 @@ impl Core {
         }
         // What the readers hold is kept, so a card that loses its right while the gateway is
         // down is deleted after the restart.
-        let sent: Vec<(crate::domain::DeviceId, Vec<SentCard>)> = self
-            .adapters
-            .sent_lists()
-            .into_iter()
-            .map(|(d, cards)| (d, cards.into_iter().map(|(c, (f, u))| (c, f, u)).collect()))
-            .collect();
-        match serde_json::to_vec(&sent) {
+        match serde_json::to_vec(&self.adapters.sent_lists()) {
             Ok(bytes) => {
                 if let Err(e) = self.gateway.store().put_state(SENT_LISTS, &bytes) {
                     tracing::error!(error = %e, "cannot store the esp-rfid user lists");
@@ -1170,7 +1181,10 @@ impl Core {
                 .map(|(i, bk, s, e)| (*i, bk.as_ref(), *s, *e)),
             t,
             grace,
-            |room| observable.get(room).copied().unwrap_or(false),
+            |room| {
+                observable.get(room).copied().unwrap_or(false)
+                    || estimator.watched(room, t, WATCHED_S)
+            },
             |room, since| estimator.present_since(room, since, t),
         );
         if verdicts.is_empty() {

@@ -115,6 +115,11 @@ struct Device {
     state: serde_json::Map<String, serde_json::Value>,
     /// esp-rfid: what its user list holds, as far as the gateway sent it (card → window).
     sent: BTreeMap<CardId, (u64, u64)>,
+    /// esp-rfid: cards deleted whose window had not ended yet: deleted again whenever the
+    /// reader comes back, in case it missed the `deletuid` (card → end of the old window).
+    deleted: BTreeMap<CardId, u64>,
+    /// Tasmota: the last card read and when, as readers repeat a card held to them.
+    last_read: Option<(CardId, DateTime<Utc>)>,
     /// The strike release time of its door.
     unlock_ms: u32,
 }
@@ -127,6 +132,9 @@ pub struct Adapters {
     /// Relays to switch off: (when, device, door).
     relays_off: Vec<(DateTime<Utc>, usize)>,
 }
+
+/// The same card read again at the same reader within this many seconds is the same tap.
+const REPEAT_S: i64 = 3;
 
 /// Tasmota's `PulseTime` for a pulse of `ms`: tenths of a second up to 11.1 s, then whole
 /// seconds plus 100.
@@ -166,6 +174,8 @@ impl Adapters {
                     (format!("tele/{t}/STATE"), Part::TasAlive),
                     (format!("stat/{t}/RESULT"), Part::TasAlive),
                     (format!("stat/{t}/POWER{}", b.relay), Part::TasAlive),
+                    // With one relay, Tasmota answers on POWER without a number.
+                    (format!("stat/{t}/POWER"), Part::TasAlive),
                 ],
                 BindingKind::Zigbee2mqtt => vec![
                     (format!("zigbee2mqtt/{t}"), Part::Z2mState),
@@ -194,6 +204,8 @@ impl Adapters {
                 health: Health::default(),
                 state: serde_json::Map::new(),
                 sent: BTreeMap::new(),
+                deleted: BTreeMap::new(),
+                last_read: None,
             });
         }
         a
@@ -230,15 +242,36 @@ impl Adapters {
             .collect()
     }
 
-    /// A message on a bound topic; `None` when the topic is not a bound device's.
+    /// A message on a bound topic; `None` when the topic is not a bound device's. A retained
+    /// message is the broker's memory, replayed on every reconnect: it updates state (a door's
+    /// contact, availability) but never opens a door or counts as presence.
     pub fn handle(
         &mut self,
         topic: &str,
         payload: &[u8],
+        retained: bool,
         now: DateTime<Utc>,
     ) -> Option<Result<Outcome, Rejected>> {
         let &(i, part) = self.by_topic.get(topic)?;
-        Some(self.handle_part(i, part, payload, now))
+        let mut r = self.handle_part(i, part, payload, now);
+        if let Ok(o) = &mut r {
+            if retained {
+                o.events.retain(|e| matches!(e, Event::Contact { .. }));
+            }
+            // A card held to a Tasmota reader is read again every second or two: one tap.
+            let dev = &mut self.devices[i];
+            o.events.retain(|e| match e {
+                Event::Tap { card, .. } => {
+                    let repeat = dev.last_read.is_some_and(|(c, t)| {
+                        c == *card && now - t < chrono::Duration::seconds(REPEAT_S)
+                    });
+                    dev.last_read = Some((*card, now));
+                    !repeat
+                }
+                _ => true,
+            });
+        }
+        Some(r)
     }
 
     fn handle_part(
@@ -290,7 +323,8 @@ impl Adapters {
                 out.commands.extend(self.pulse_times(i));
             }
             let dev = &self.devices[i];
-            if was != online && (known || !online) {
+            // A change, or a device found offline at its first report (a retained last will).
+            if (known && was != online) || (!known && !online) {
                 tracing::info!(device = %dev.binding.id, online, "device health");
                 out.alarms.push(AuditEntry {
                     at: now,
@@ -329,9 +363,20 @@ impl Adapters {
             .collect()
     }
 
-    /// Opens a door through its bound reader for `ms`: esp-rfid's `opendoor`, or a Tasmota
-    /// relay switched on now and off after `ms` (see [`Adapters::due`]). `None` when no bound
-    /// device drives that door.
+    /// How long a bound reader keeps its door open on [`Adapters::unlock`]: the device's own
+    /// setting for esp-rfid, the relay's pulse time for Tasmota (the door's unlock time).
+    pub fn unlock_ms(&self, door: DoorId) -> Option<u32> {
+        let &i = self.by_door.get(&door)?;
+        let d = &self.devices[i];
+        match d.binding.kind {
+            BindingKind::Tasmota => Some(d.unlock_ms),
+            _ => None,
+        }
+    }
+
+    /// Opens a door through its bound reader: esp-rfid's `opendoor` (its own unlock time), or
+    /// a Tasmota relay switched on now (its pulse time switches it off, and so does
+    /// [`Adapters::due`] after `ms`). `None` when no bound device drives that door.
     pub fn unlock(&mut self, door: DoorId, ms: u32, now: DateTime<Utc>) -> Option<Vec<Publish>> {
         let &i = self.by_door.get(&door)?;
         let b = &self.devices[i].binding;
@@ -389,35 +434,56 @@ impl Adapters {
             .iter_mut()
             .filter(|d| d.binding.kind == BindingKind::EspRfid)
         {
-            // One window per card: the device keeps one. With several doors on one reader a
-            // card's windows of each are merged into the earliest that is current or next.
-            let mut want: BTreeMap<CardId, (u64, u64)> = BTreeMap::new();
-            let mut complete = true;
-            for door in &dev.binding.doors {
-                let Some(entries) = lists.get(door) else {
-                    complete = false;
-                    continue;
-                };
-                for e in entries.iter().filter(|e| e.until > t) {
-                    let slot = want.entry(e.card).or_insert((e.from, e.until));
-                    if e.from < slot.0 {
-                        *slot = (e.from, e.until);
-                    }
-                }
-            }
-            if !complete {
-                // A door's list is missing (not computed): change nothing on this device.
+            // One window per card: the device keeps one, the one that holds now or comes next.
+            // Its access type ("1") covers the first relay, so the list is the first door's;
+            // further relays' events are logged, their doors' lists are not kept here.
+            let Some(entries) = dev.binding.door().and_then(|d| lists.get(&d)) else {
+                // The door's list was not computed: change nothing on this device.
                 continue;
-            }
-            for (card, w) in &want {
-                if full || dev.sent.get(card) != Some(w) {
-                    out.push(esp_rfid::add_user(&dev.binding, *card, &user(*card), *w));
+            };
+            let mut want: BTreeMap<CardId, (u64, u64)> = BTreeMap::new();
+            for e in entries.iter().filter(|e| e.until > t) {
+                let slot = want.entry(e.card).or_insert((e.from, e.until));
+                if e.from < slot.0 {
+                    *slot = (e.from, e.until);
                 }
             }
-            for card in dev.sent.keys().filter(|c| !want.contains_key(c)) {
-                out.push(esp_rfid::delete_user(&dev.binding, *card));
+            let mut kept = BTreeMap::new();
+            for (card, w) in want {
+                let old = dev.sent.get(&card).copied();
+                // Lists are computed over a window starting now, so a right that never ends
+                // comes back a little longer each time: sent again only when its window moved
+                // (a new start, a shorter end, or an end more than an hour later), not each
+                // round, as every `adduser` is a write to the reader's flash.
+                let keep = match old {
+                    Some(o) if !full => {
+                        let same_start = o.0 == w.0 || (o.0 <= t && w.0 <= t);
+                        same_start && w.1 >= o.1 && w.1 <= o.1 + 3600
+                    }
+                    _ => false,
+                };
+                if keep {
+                    kept.insert(card, old.unwrap_or(w));
+                } else {
+                    out.push(esp_rfid::add_user(&dev.binding, card, &user(card), w));
+                    kept.insert(card, w);
+                }
+                dev.deleted.remove(&card);
             }
-            dev.sent = want;
+            for (card, (_, until)) in &dev.sent {
+                if !kept.contains_key(card) {
+                    out.push(esp_rfid::delete_user(&dev.binding, *card));
+                    dev.deleted.insert(*card, *until);
+                }
+            }
+            // Deletions the reader may have missed while it was away are sent again.
+            dev.deleted.retain(|_, until| *until > t);
+            if full {
+                for card in dev.deleted.keys().filter(|c| !dev.sent.contains_key(c)) {
+                    out.push(esp_rfid::delete_user(&dev.binding, *card));
+                }
+            }
+            dev.sent = kept;
         }
         out
     }
@@ -431,24 +497,41 @@ impl Adapters {
             .min()
     }
 
-    /// What each esp-rfid device's list holds, as last sent (to keep across a restart).
-    pub fn sent_lists(&self) -> BTreeMap<DeviceId, BTreeMap<CardId, (u64, u64)>> {
+    /// What each esp-rfid device's list holds, as last sent, and the deletions it may have
+    /// missed (to keep across a restart).
+    pub fn sent_lists(&self) -> Vec<UserList> {
         self.devices
             .iter()
             .filter(|d| d.binding.kind == BindingKind::EspRfid)
-            .map(|d| (d.binding.id, d.sent.clone()))
+            .map(|d| UserList {
+                device: d.binding.id,
+                sent: d.sent.iter().map(|(c, (f, u))| (*c, *f, *u)).collect(),
+                deleted: d.deleted.iter().map(|(c, u)| (*c, *u)).collect(),
+            })
             .collect()
     }
 
     /// Restores what each esp-rfid device's list holds (from before a restart), so cards that
     /// lost their right meanwhile are deleted.
-    pub fn restore_sent(&mut self, sent: BTreeMap<DeviceId, BTreeMap<CardId, (u64, u64)>>) {
-        for d in &mut self.devices {
-            if let Some(s) = sent.get(&d.binding.id) {
-                d.sent = s.clone();
+    pub fn restore_sent(&mut self, lists: Vec<UserList>) {
+        for l in lists {
+            if let Some(d) = self.devices.iter_mut().find(|d| d.binding.id == l.device) {
+                d.sent = l.sent.into_iter().map(|(c, f, u)| (c, (f, u))).collect();
+                d.deleted = l.deleted.into_iter().collect();
             }
         }
     }
+}
+
+/// An esp-rfid reader's user list as the gateway keeps it across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UserList {
+    /// The reader.
+    pub device: DeviceId,
+    /// Cards sent with `adduser`: card, valid since, valid until.
+    pub sent: Vec<(CardId, u64, u64)>,
+    /// Cards deleted before their window ended: card, end of that window.
+    pub deleted: Vec<(CardId, u64)>,
 }
 
 /// Looks a key up in a JSON object without regard to case (device firmwares differ: `DATA`,

@@ -27,7 +27,9 @@ pub fn parse_sensor(b: &Binding, payload: &[u8]) -> Result<Vec<Event>, Rejected>
         if key.eq_ignore_ascii_case("time") {
             continue;
         }
-        if key.len() > 6 && key[..6].eq_ignore_ascii_case("switch") {
+        // Bytes, not a string slice: a key is the device's to choose, and slicing a string
+        // inside a multi-byte character would panic.
+        if key.len() > 6 && key.as_bytes()[..6].eq_ignore_ascii_case(b"switch") {
             let active = boolean(value)
                 .ok_or_else(|| Rejected::Json(format!("{key} is {value}, not ON or OFF")))?;
             if let Some(room) = b.room {
@@ -41,6 +43,10 @@ pub fn parse_sensor(b: &Binding, payload: &[u8]) -> Result<Vec<Event>, Rejected>
         let Value::Object(sensor) = value else {
             continue;
         };
+        // The chip's own temperature is not the room's.
+        if key.eq_ignore_ascii_case("ESP32") || key.eq_ignore_ascii_case("ESP8266") {
+            continue;
+        }
         if let Some(uid) = get_ci(sensor, "uid") {
             let uid = uid
                 .as_str()

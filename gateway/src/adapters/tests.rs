@@ -79,14 +79,14 @@ fn adapters() -> Adapters {
 }
 
 fn events(a: &mut Adapters, topic: &str, payload: &str) -> Vec<Event> {
-    a.handle(topic, payload.as_bytes(), t(0))
+    a.handle(topic, payload.as_bytes(), false, t(0))
         .unwrap_or_else(|| panic!("{topic} is not bound"))
         .unwrap_or_else(|e| panic!("{payload}: {e}"))
         .events
 }
 
 fn refused(a: &mut Adapters, topic: &str, payload: &str) -> Rejected {
-    match a.handle(topic, payload.as_bytes(), t(0)) {
+    match a.handle(topic, payload.as_bytes(), false, t(0)) {
         Some(Err(e)) => e,
         other => panic!("{payload} should be refused, got {other:?}"),
     }
@@ -406,7 +406,7 @@ fn tasmota_pir_and_co2() {
 fn tasmota_lwt_feeds_health_and_sets_the_relays_pulse_on_coming_online() {
     let mut a = adapters();
     let o = a
-        .handle("tele/lab-door/LWT", b"Online", t(0))
+        .handle("tele/lab-door/LWT", b"Online", false, t(0))
         .unwrap()
         .unwrap();
     assert!(o.alarms.is_empty(), "first sign of life raises nothing");
@@ -414,7 +414,7 @@ fn tasmota_lwt_feeds_health_and_sets_the_relays_pulse_on_coming_online() {
     assert_eq!(o.commands[0].topic, "cmnd/lab-door/PulseTime2");
     assert_eq!(o.commands[0].payload, b"50");
     let o = a
-        .handle("tele/lab-door/LWT", b"Offline", t(10))
+        .handle("tele/lab-door/LWT", b"Offline", false, t(10))
         .unwrap()
         .unwrap();
     assert!(matches!(
@@ -426,7 +426,7 @@ fn tasmota_lwt_feeds_health_and_sets_the_relays_pulse_on_coming_online() {
         }
     ));
     let o = a
-        .handle("tele/lab-door/LWT", b"Online", t(20))
+        .handle("tele/lab-door/LWT", b"Online", false, t(20))
         .unwrap()
         .unwrap();
     assert!(matches!(
@@ -553,7 +553,9 @@ fn availability_in_every_format() {
         ("tele/lab-door/LWT", "Online", true),
         ("tele/lab-door/LWT", "Offline", false),
     ] {
-        a.handle(topic, payload.as_bytes(), t(0)).unwrap().unwrap();
+        a.handle(topic, payload.as_bytes(), false, t(0))
+            .unwrap()
+            .unwrap();
         let id = a.by_topic[topic].0;
         assert_eq!(a.devices[id].health.online, online, "{topic} {payload}");
     }
@@ -563,7 +565,7 @@ fn availability_in_every_format() {
     ));
     // An esp-rfid coming online gets its whole user list again.
     let o = a
-        .handle("door-gallery/avty", b"online", t(1))
+        .handle("door-gallery/avty", b"online", false, t(1))
         .unwrap()
         .unwrap();
     assert!(o.resync);
@@ -572,8 +574,8 @@ fn availability_in_every_format() {
 #[test]
 fn only_bound_topics_are_taken() {
     let mut a = adapters();
-    assert!(a.handle("zigbee2mqtt/other", b"{}", t(0)).is_none());
-    assert!(a.handle("tele/other/SENSOR", b"{}", t(0)).is_none());
+    assert!(a.handle("zigbee2mqtt/other", b"{}", false, t(0)).is_none());
+    assert!(a.handle("tele/other/SENSOR", b"{}", false, t(0)).is_none());
     let f = a.filters();
     for topic in [
         "door-gallery/send",
@@ -593,4 +595,186 @@ fn only_bound_topics_are_taken() {
         ),
         Rejected::TooLarge(_)
     ));
+}
+
+#[test]
+fn a_key_with_a_multibyte_character_is_no_switch_and_no_panic() {
+    let mut a = adapters();
+    // "Switcх1" with a Cyrillic х: byte 6 falls inside it.
+    assert!(events(
+        &mut a,
+        "tele/lab-door/SENSOR",
+        r#"{"Switcх1":"ON","Ж":{"UID":"04A1B2C3"}}"#
+    )
+    .iter()
+    .all(|e| !matches!(e, Event::Reading { .. })));
+    // The chip's own temperature is not the room's.
+    assert!(events(
+        &mut a,
+        "tele/lab-door/SENSOR",
+        r#"{"ESP32":{"Temperature":61.2}}"#
+    )
+    .is_empty());
+}
+
+#[test]
+fn a_retained_card_read_opens_nothing_and_a_held_card_is_one_tap() {
+    let mut a = adapters();
+    let read = r#"{"Time":"2021-01-23T13:10:50","RC522":{"UID":"BA839D07","Data":""}}"#;
+    let o = a
+        .handle("tele/lab-door/SENSOR", read.as_bytes(), true, t(0))
+        .unwrap()
+        .unwrap();
+    assert!(
+        o.events.is_empty(),
+        "a retained read is the broker's memory, not a tap"
+    );
+    let tap = |a: &mut Adapters, at: i64| {
+        a.handle("tele/lab-door/SENSOR", read.as_bytes(), false, t(at))
+            .unwrap()
+            .unwrap()
+            .events
+            .len()
+    };
+    assert_eq!(tap(&mut a, 10), 1);
+    assert_eq!(
+        tap(&mut a, 12),
+        0,
+        "the same card two seconds later is the same tap"
+    );
+    assert_eq!(
+        tap(&mut a, 16),
+        1,
+        "four seconds after the last read it is a new tap"
+    );
+    // A retained door contact is the door's state: kept.
+    let o = a
+        .handle(
+            "zigbee2mqtt/meeting/door",
+            br#"{"contact":false}"#,
+            true,
+            t(20),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(o.events.len(), 1);
+}
+
+#[test]
+fn a_device_found_offline_at_its_first_report_raises_the_alarm() {
+    let mut a = adapters();
+    let o = a
+        .handle("door-gallery/avty", b"offline", true, t(0))
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        o.alarms.as_slice(),
+        [AuditEntry {
+            event: AuditEvent::Alarm { raised: true, .. },
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn zigbee2mqtt_null_fields_say_nothing() {
+    let mut a = adapters();
+    assert!(events(
+        &mut a,
+        "zigbee2mqtt/meeting/pir",
+        r#"{"occupancy":null,"co2":null,"battery":90}"#
+    )
+    .is_empty());
+}
+
+#[test]
+fn esp_rfid_lists_are_not_rewritten_each_round_and_missed_deletions_are_repeated() {
+    let mut a = adapters();
+    let now = t(0);
+    let t0 = 1_795_680_000u64;
+    let entry = |c: &str, from: u64, until: u64| AllowEntry {
+        card: card(c),
+        from,
+        until,
+    };
+    let list = |from: u64, until: u64| {
+        let mut m = BTreeMap::new();
+        m.insert(
+            door("d-gallery"),
+            vec![
+                entry("04A1B2C3", from, until),
+                entry("0A0B0C0D", from, until),
+            ],
+        );
+        m
+    };
+    assert_eq!(
+        a.sync_user_lists(&list(t0, t0 + 43_200), now, false, |c| c.to_string())
+            .len(),
+        2
+    );
+    // An hour later the lists reach an hour further: the same rights, nothing written.
+    let later = t(3600);
+    assert!(a
+        .sync_user_lists(&list(t0 + 3600, t0 + 46_800), later, false, |c| c
+            .to_string())
+        .is_empty());
+    // A shorter window (a right cut short) is written at once.
+    assert_eq!(
+        a.sync_user_lists(&list(t0 + 3600, t0 + 7200), later, false, |c| c.to_string())
+            .len(),
+        2
+    );
+    // 0A0B0C0D loses its right while the reader is away: deleted, and deleted again when the
+    // reader comes back (a full push), in case it missed it.
+    let mut only = list(t0 + 3600, t0 + 7200);
+    only.get_mut(&door("d-gallery")).unwrap().pop();
+    let sent = a.sync_user_lists(&only, later, false, |c| c.to_string());
+    assert_eq!(json(&sent[0])["cmd"], "deletuid");
+    let again = a.sync_user_lists(&only, later, true, |c| c.to_string());
+    let cmds: Vec<String> = again.iter().map(|p| json(p)["cmd"].to_string()).collect();
+    assert_eq!(cmds, ["\"adduser\"", "\"deletuid\""]);
+    // Kept across a restart, and forgotten once the old window is over.
+    let mut b = adapters();
+    b.restore_sent(a.sent_lists());
+    let full = b.sync_user_lists(&only, later, true, |c| c.to_string());
+    assert_eq!(full.len(), 2);
+    let after = Utc.timestamp_opt(1_795_680_000 + 7300, 0).unwrap();
+    let mut none = only.clone();
+    none.get_mut(&door("d-gallery")).unwrap().clear();
+    let last = b.sync_user_lists(&none, after, true, |c| c.to_string());
+    // The expired card is cleaned off the reader; the one deleted earlier is not repeated,
+    // its window being over.
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert_eq!(json(&last[0])["uid"], "04A1B2C3");
+    assert!(b
+        .sync_user_lists(&none, after, true, |c| c.to_string())
+        .is_empty());
+}
+
+#[test]
+fn a_reader_with_two_relays_keeps_the_first_doors_list() {
+    let mut a = adapters();
+    let t0 = 1_795_680_000u64;
+    let mut lists = BTreeMap::new();
+    lists.insert(
+        door("d-store-a"),
+        vec![AllowEntry {
+            card: card("04A1B2C3"),
+            from: t0,
+            until: t0 + 3600,
+        }],
+    );
+    lists.insert(
+        door("d-store-b"),
+        vec![AllowEntry {
+            card: card("0A0B0C0D"),
+            from: t0,
+            until: t0 + 3600,
+        }],
+    );
+    let sent = a.sync_user_lists(&lists, t(0), false, |c| c.to_string());
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(json(&sent[0])["uid"], "04A1B2C3");
+    assert_eq!(sent[0].topic, "store/reader/cmd");
 }

@@ -33,11 +33,13 @@ pub fn merge(
             events.push(Event::Reading { room, measurement });
         }
     };
-    if let Some(v) = get_ci(&m, "occupancy") {
+    // A field the device sends as null says nothing.
+    let flag = |name: &str| get_ci(&m, name).filter(|v| !v.is_null());
+    if let Some(v) = flag("occupancy") {
         let active = boolean(v).ok_or_else(|| Rejected::Json(format!("occupancy is {v}")))?;
         reading(&mut events, Measurement::Motion { active });
     }
-    if let Some(v) = get_ci(&m, "contact") {
+    if let Some(v) = flag("contact") {
         let closed = boolean(v).ok_or_else(|| Rejected::Json(format!("contact is {v}")))?;
         match b.door() {
             Some(door) => events.push(Event::Contact {

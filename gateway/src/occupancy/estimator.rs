@@ -55,6 +55,9 @@ struct Room {
     light: Option<(i64, f32)>,
     /// Last time anything suggested a person (motion, a passage, a counter in).
     last_activity: Option<i64>,
+    /// Last reading of any value from a counter or a motion sensor: the room has something
+    /// that would see a person, and it is alive.
+    last_watch: Option<i64>,
 }
 
 impl Room {
@@ -101,6 +104,7 @@ impl Estimator {
         if let Some(r) = self.room(room, now) {
             r.pending += i64::from(entered) - i64::from(left);
             r.last_counter = Some(now);
+            r.last_watch = Some(now);
             if entered > 0 {
                 r.last_activity = Some(now);
             }
@@ -138,8 +142,9 @@ impl Estimator {
     }
 
     /// Whether anything showed a person in the room at or after `since`: motion, a passage in,
-    /// a counter's "in", a tap at its door; or a motion sensor that still reports motion, or a
-    /// counter that still counts someone in.
+    /// a counter's "in", a tap at its door; or the room counts as occupied now on any ground
+    /// (people who came early, a CO2 rise). Doubt goes against a no-show: releasing a room
+    /// people sit in is worse than keeping an empty one.
     pub fn present_since(&self, room: usize, since: i64, now: i64) -> bool {
         let Some(r) = self.rooms.get(room) else {
             return false;
@@ -147,14 +152,23 @@ impl Estimator {
         if r.last_activity.is_some_and(|t| t >= since) || r.motion_active {
             return true;
         }
-        let e = self.estimate(room, now);
-        e.basis == Basis::Counter && e.count > 0
+        self.estimate(room, now).occupied
+    }
+
+    /// Whether a counter or motion sensor in the room reported anything within `secs` of
+    /// `now` (a room watched only by CO2, or by a dead sensor, cannot tell a no-show).
+    pub fn watched(&self, room: usize, now: i64, secs: i64) -> bool {
+        self.rooms
+            .get(room)
+            .and_then(|r| r.last_watch)
+            .is_some_and(|t| now - t <= secs)
     }
 
     /// A motion sensor in the room.
     pub fn handle_motion(&mut self, room: usize, active: bool, now: i64) {
         if let Some(r) = self.room(room, now) {
             r.motion_active = active;
+            r.last_watch = Some(now);
             if active {
                 r.last_motion = Some(now);
                 r.last_activity = Some(now);
@@ -407,5 +421,24 @@ mod tests {
             }
             prop_assert_eq!(run(&readings), run(&shuffled));
         }
+    }
+
+    #[test]
+    fn presence_for_no_shows_needs_a_sensor_that_sees_people_and_is_alive() {
+        let mut e = Estimator::new(2, detector(), 7200);
+        let t = 1_795_680_000;
+        // Room 0 has only CO2: not watched. Room 1 has a PIR that reported "no motion".
+        e.handle_co2(0, 450.0, t);
+        e.handle_motion(1, false, t);
+        assert!(!e.watched(0, t + 60, 86_400));
+        assert!(e.watched(1, t + 60, 86_400));
+        assert!(!e.watched(1, t + 86_401, 86_400), "a sensor silent for a day is not trusted");
+        assert!(!e.present_since(1, t, t + 600));
+        // A refused booker at the door, then motion: presence.
+        e.handle_presence(1, t + 300);
+        assert!(e.present_since(1, t, t + 600));
+        assert!(!e.present_since(1, t + 301, t + 600));
+        e.handle_motion(1, true, t + 400);
+        assert!(e.present_since(1, t + 301, t + 600));
     }
 }
