@@ -78,6 +78,18 @@ pub enum Command {
     /// Devices: register door nodes, sensor nodes and alert feeds, list them.
     #[command(subcommand)]
     Device(DeviceCmd),
+    /// A room's use from its occupancy history: peak and mean, occupied hours, the hour ×
+    /// weekday heat map, booked versus actual.
+    Room {
+        /// The room.
+        room: String,
+        /// From (RFC 3339 or "YYYY-MM-DD HH:MM" local); default seven days ago.
+        #[arg(long)]
+        from: Option<String>,
+        /// Until (exclusive); default now.
+        #[arg(long)]
+        until: Option<String>,
+    },
     /// Run the gateway service (MQTT, decisions, audit) until SIGINT or SIGTERM.
     Run {
         /// The service configuration (site, data, broker); see deploy/kombinat.example.toml.
@@ -363,6 +375,73 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
             Ok(())
         }
         Command::Run { config } => crate::service::run_from_file(config),
+        Command::Room { room, from, until } => {
+            let ctx = open(&cli, now)?;
+            let room: crate::domain::RoomId = id("room", room)?;
+            let name = ctx
+                .site
+                .room(room)
+                .map(|r| r.name.clone())
+                .ok_or_else(|| anyhow!("there is no room {room} in the site file"))?;
+            let until = until
+                .as_deref()
+                .map(|a| parse_time(&ctx.site, a))
+                .transpose()?
+                .unwrap_or(now);
+            let from = from
+                .as_deref()
+                .map(|a| parse_time(&ctx.site, a))
+                .transpose()?
+                .unwrap_or(until - chrono::Duration::days(7));
+            if until <= from {
+                bail!("--until must be after --from");
+            }
+            let r = crate::occupancy::history::room_report(
+                &ctx.site,
+                ctx.gateway.store(),
+                room,
+                from.timestamp(),
+                until.timestamp(),
+            )?;
+            writeln!(
+                out,
+                "{name} ({room}), {} to {}",
+                local(&ctx.site, from),
+                local(&ctx.site, until)
+            )?;
+            let u = r.usage;
+            writeln!(
+                out,
+                "peak {} people, mean {:.2}, occupied {:.1} h of {:.1} h watched",
+                u.peak, u.mean, u.occupied_hours, u.observed_hours
+            )?;
+            let b = r.booked;
+            writeln!(
+                out,
+                "booked {:.1} h in {} bookings; occupied while booked {:.1} h ({:.0} % of booked time)",
+                b.booked_hours,
+                b.bookings,
+                b.occupied_while_booked_hours,
+                b.use_of_booked * 100.0
+            )?;
+            writeln!(out, "mean head count by hour (local), Monday first:")?;
+            writeln!(
+                out,
+                "   {}",
+                (0..24).map(|h| format!("{h:>5}")).collect::<String>()
+            )?;
+            for (d, day) in ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+                .iter()
+                .enumerate()
+            {
+                let cells: String = r.heat_map.cells[d]
+                    .iter()
+                    .map(|c| c.map_or("    .".to_string(), |v| format!("{v:>5.1}")))
+                    .collect();
+                writeln!(out, "{day}{cells}")?;
+            }
+            Ok(())
+        }
         Command::Device(DeviceCmd::Add {
             id: did,
             kind,

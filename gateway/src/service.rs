@@ -942,7 +942,12 @@ impl Core {
         let mode = self.gateway.snapshot().mode();
         let local = self.site.local_time(now);
         let holiday = self.site.holidays.contains(&local.date);
-        let served: Vec<DoorId> = self.desk.served_doors().map(|(d, _)| d).collect();
+        let served: Vec<DoorId> = self
+            .desk
+            .served_doors()
+            .map(|(d, _)| d)
+            .chain(self.adapters.holdable_doors())
+            .collect();
         for door in served {
             let Some(di) = self.site.door_index(door) else {
                 continue;
@@ -963,8 +968,12 @@ impl Core {
                 } else {
                     Action::Normal
                 };
-                if let Some(cmd) = self.desk.command(door, action) {
-                    b.replies.push(cmd);
+                let cmds = match self.desk.command(door, action) {
+                    Some(cmd) => Some(vec![cmd]),
+                    None => self.adapters.hold(door, release),
+                };
+                if let Some(cmds) = cmds {
+                    b.replies.extend(cmds);
                     if release {
                         self.released.insert(door);
                     } else {

@@ -312,3 +312,46 @@ fn a_broken_site_file_is_reported_with_every_problem_and_its_line() {
         "{err}"
     );
 }
+
+#[test]
+fn a_room_s_use_from_its_history() {
+    use kombinat::store::{HistoryBucket, SledStore, Store};
+    let k = Kombinat::new();
+    k.ok(&["check-config"]);
+    {
+        // Monday 2026-11-23 09:00-09:10 Kyiv (07:00 UTC): three people, then one.
+        let store = SledStore::open(k.data.path()).unwrap();
+        let room = "meeting-1".parse().unwrap();
+        let start = 1_795_417_200;
+        let bucket = |start: i64, count: u64| HistoryBucket {
+            room,
+            start,
+            span_s: 300,
+            person_s: count * 300,
+            observed_s: 300,
+            peak: count as u32,
+            occupied_s: 300,
+        };
+        store
+            .add_history(&[bucket(start, 3), bucket(start + 300, 1)])
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let out = k.ok(&[
+        "room",
+        "meeting-1",
+        "--from",
+        "2026-11-23 00:00",
+        "--until",
+        "2026-11-24 00:00",
+    ]);
+    assert!(
+        out.contains("peak 3 people, mean 2.00, occupied 0.2 h of 0.2 h watched"),
+        "{out}"
+    );
+    let monday = out.lines().find(|l| l.starts_with("Mon")).unwrap();
+    let cells: Vec<&str> = monday[3..].split_whitespace().collect();
+    assert_eq!(cells[9], "2.0", "{out}");
+    assert_eq!(cells[10], ".", "{out}");
+    assert!(k.fails(&["room", "attic"]).contains("no room attic"));
+}

@@ -120,6 +120,8 @@ struct Device {
     deleted: BTreeMap<CardId, u64>,
     /// Tasmota: the last card read and when, as readers repeat a card held to them.
     last_read: Option<(CardId, DateTime<Utc>)>,
+    /// Tasmota: the relay is held on (emergency, public hours): taps leave it alone.
+    held: bool,
     /// The strike release time of its door.
     unlock_ms: u32,
 }
@@ -206,6 +208,7 @@ impl Adapters {
                 sent: BTreeMap::new(),
                 deleted: BTreeMap::new(),
                 last_read: None,
+                held: false,
             });
         }
         a
@@ -320,7 +323,14 @@ impl Adapters {
             dev.health.known = true;
             if online && (!was || !known) {
                 out.resync = b.kind == BindingKind::EspRfid;
-                out.commands.extend(self.pulse_times(i));
+                // A relay held open stays so after the device restarts; otherwise its pulse.
+                if self.devices[i].held {
+                    let door = self.devices[i].binding.door();
+                    out.commands
+                        .extend(door.and_then(|d| self.hold(d, true)).unwrap_or_default());
+                } else {
+                    out.commands.extend(self.pulse_times(i));
+                }
             }
             let dev = &self.devices[i];
             // A change, or a device found offline at its first report (a retained last will).
@@ -382,6 +392,8 @@ impl Adapters {
         let b = &self.devices[i].binding;
         match b.kind {
             BindingKind::EspRfid => Some(vec![esp_rfid::open_door(b)]),
+            // Held open already: nothing to switch, and no "off" to schedule.
+            BindingKind::Tasmota if self.devices[i].held => Some(Vec::new()),
             BindingKind::Tasmota => {
                 let on = Publish {
                     topic: format!("cmnd/{}/POWER{}", b.topic, b.relay),
@@ -395,6 +407,44 @@ impl Adapters {
             }
             BindingKind::Zigbee2mqtt => None,
         }
+    }
+
+    /// Doors whose bound reader can hold them open (a Tasmota relay): for the site mode
+    /// (emergency egress, the shelter route) and public hours. esp-rfid has no such command.
+    pub fn holdable_doors(&self) -> Vec<DoorId> {
+        self.devices
+            .iter()
+            .filter(|d| d.binding.kind == BindingKind::Tasmota)
+            .filter_map(|d| d.binding.door())
+            .collect()
+    }
+
+    /// Holds a door's relay on (`open`: no pulse, switched on) or gives it back to taps (its
+    /// pulse time again, switched off). `None` when no relay drives the door.
+    pub fn hold(&mut self, door: DoorId, open: bool) -> Option<Vec<Publish>> {
+        let &i = self.by_door.get(&door)?;
+        if self.devices[i].binding.kind != BindingKind::Tasmota {
+            return None;
+        }
+        self.devices[i].held = open;
+        let d = &self.devices[i];
+        let (t, n) = (&d.binding.topic, d.binding.relay);
+        let cmd = |what: &str, payload: String| Publish {
+            topic: format!("cmnd/{t}/{what}{n}"),
+            payload: payload.into_bytes(),
+            retain: false,
+        };
+        // MQTT keeps the order of one connection's messages: the pulse is changed first.
+        let out = if open {
+            self.relays_off.retain(|(_, j)| *j != i);
+            vec![cmd("PulseTime", "0".into()), cmd("POWER", "ON".into())]
+        } else {
+            vec![
+                cmd("PulseTime", pulse_time(d.unlock_ms).to_string()),
+                cmd("POWER", "OFF".into()),
+            ]
+        };
+        Some(out)
     }
 
     /// What is due at `now`: relays to switch off.

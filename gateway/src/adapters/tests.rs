@@ -778,3 +778,30 @@ fn a_reader_with_two_relays_keeps_the_first_doors_list() {
     assert_eq!(json(&sent[0])["uid"], "04A1B2C3");
     assert_eq!(sent[0].topic, "store/reader/cmd");
 }
+
+#[test]
+fn a_relay_held_open_for_the_mode_is_left_alone_by_taps_and_given_back_after() {
+    let mut a = adapters();
+    assert_eq!(a.holdable_doors(), vec![door("d-lab")]);
+    let hold = a.hold(door("d-lab"), true).unwrap();
+    let sent: Vec<(&str, &[u8])> = hold
+        .iter()
+        .map(|p| (p.topic.as_str(), p.payload.as_slice()))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("cmnd/lab-door/PulseTime2", b"0".as_slice()),
+            ("cmnd/lab-door/POWER2", b"ON".as_slice())
+        ]
+    );
+    assert_eq!(a.unlock(door("d-lab"), 5000, t(0)), Some(Vec::new()));
+    assert!(a.due(t(60)).is_empty(), "no off while held");
+    let back = a.hold(door("d-lab"), false).unwrap();
+    assert_eq!(back[0].payload, b"50");
+    assert_eq!(back[1].payload, b"OFF");
+    assert!(
+        a.hold(door("d-gallery"), true).is_none(),
+        "esp-rfid cannot hold a door"
+    );
+}

@@ -432,7 +432,10 @@ mod tests {
         e.handle_motion(1, false, t);
         assert!(!e.watched(0, t + 60, 86_400));
         assert!(e.watched(1, t + 60, 86_400));
-        assert!(!e.watched(1, t + 86_401, 86_400), "a sensor silent for a day is not trusted");
+        assert!(
+            !e.watched(1, t + 86_401, 86_400),
+            "a sensor silent for a day is not trusted"
+        );
         assert!(!e.present_since(1, t, t + 600));
         // A refused booker at the door, then motion: presence.
         e.handle_presence(1, t + 300);
