@@ -175,9 +175,21 @@ fn run(
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         prepare(dir.path(), &DeviceKey::from_bytes([42; 32]));
         let gw = rt
-            .block_on(kombinat::service::start(config(dir.path(), broker)))
+            .block_on(kombinat::service::start({
+                // A fresh client id each round: the broker keeps the last round's session
+                // (and its backlog of readings) under the old one.
+                let mut c = config(dir.path(), broker);
+                c.mqtt.client_id = format!("bench-gateway-{round}");
+                c
+            }))
             .unwrap();
-        assert!(rt.block_on(gw.ready(Duration::from_secs(10))));
+        if !rt.block_on(gw.ready(Duration::from_secs(10))) {
+            // Seen with the embedded broker after it wedged under load: reported, not hidden.
+            println!("round {round}: the gateway could not subscribe within 10 s: broker wedged");
+            gw_rates.push(0.0);
+            let _ = rt.block_on(gw.stop());
+            continue;
+        }
         let stats = gw.stats.clone();
         let w0 = write_bytes();
         let r0 = stats.readings.load(Ordering::Relaxed);
@@ -215,7 +227,7 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick") || !args.iter().any(|a| a == "--bench");
     // A quick run (CI, a debug build) offers the embedded broker a tenth of the load: see
     // the note on the embedded broker below.
-    let embedded_pace = if quick { 2_000 } else { 20_000 };
+    let embedded_pace = if quick { 1_000 } else { 5_000 };
     let (rounds, window) = if quick {
         (1, Duration::from_secs(2))
     } else {
@@ -266,11 +278,10 @@ fn main() {
 
     // The embedded broker (rumqttd), started alone on its own port, the gateway connecting to
     // it as to any broker. Unpaced, its router spends itself taking publishes in and delivers
-    // a fraction of them to any subscriber, bare or not; so it is offered a paced load,
-    // 2 × 20,000 readings a second, four times what a busy building sends. Offered more than
-    // the gateway takes, the gateway's connection to rumqttd can stall altogether (both ends
-    // blocked writing to each other; mosquitto keeps reading while it writes): production uses
-    // mosquitto, and the README lists this.
+    // a fraction of them to any subscriber, bare or not; so it is offered the building's
+    // target load, 2 × 5,000 readings a second. At 40,000 a second rumqttd has been seen to
+    // stop delivering to the gateway (which publishes and subscribes while the flood runs)
+    // and then to take no new subscriptions: production uses mosquitto, and the README says so.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
