@@ -78,6 +78,9 @@ pub enum Command {
     /// Devices: register door nodes, sensor nodes and alert feeds, list them.
     #[command(subcommand)]
     Device(DeviceCmd),
+    /// Bulk loads from CSV files.
+    #[command(subcommand)]
+    Import(ImportCmd),
     /// A room's use from its occupancy history: peak and mean, occupied hours, the hour ×
     /// weekday heat map, booked versus actual.
     Room {
@@ -95,6 +98,27 @@ pub enum Command {
         /// The service configuration (site, data, broker); see deploy/kombinat.example.toml.
         #[arg(long)]
         config: PathBuf,
+    },
+}
+
+/// Import commands.
+#[derive(Debug, Subcommand)]
+pub enum ImportCmd {
+    /// Bookings from a CSV file (columns: external_id, room, kind, organiser, start, end or
+    /// arrival, departure; optional source, title, attendees, status). All or nothing, unless
+    /// --partial.
+    Bookings {
+        /// The CSV file.
+        file: PathBuf,
+        /// Check every row and say what would change, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write the good rows even when some rows are bad.
+        #[arg(long)]
+        partial: bool,
+        /// The booking source for rows without a source column.
+        #[arg(long, default_value = "import")]
+        source: String,
     },
 }
 
@@ -375,6 +399,68 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
             Ok(())
         }
         Command::Run { config } => crate::service::run_from_file(config),
+        Command::Import(ImportCmd::Bookings {
+            file,
+            dry_run,
+            partial,
+            source,
+        }) => {
+            let mut ctx = open(&cli, now)?;
+            let source: crate::domain::SourceId = id("source", source)?;
+            let f = std::fs::File::open(file)
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+            // Drawn only on a terminal (indicatif hides itself otherwise), for files worth it.
+            let bar = if size > 256 * 1024 {
+                indicatif::ProgressBar::new(size)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            let parsed = crate::import::read_bookings(
+                ctx.gateway.snapshot(),
+                source,
+                std::io::BufReader::new(f),
+                |pos| bar.set_position(pos),
+            )
+            .with_context(|| format!("{}", file.display()))?;
+            bar.finish_and_clear();
+            for e in &parsed.errors {
+                writeln!(out, "{}: {e}", file.display())?;
+            }
+            let bad = parsed.errors.len();
+            let good = parsed.rows.len();
+            if bad > 0 && !partial {
+                bail!(
+                    "{} has {bad} bad row{}: nothing imported (fix them, or --partial for the {good} good ones)",
+                    file.display(),
+                    if bad == 1 { "" } else { "s" }
+                );
+            }
+            let rows: Vec<_> = parsed.rows.into_iter().map(|(_, b)| b).collect();
+            if *dry_run {
+                let (mut added, mut updated, mut unchanged) = (0, 0, 0);
+                for b in &rows {
+                    match ctx.gateway.store().booking(&b.key)? {
+                        Some(old) if old == *b => unchanged += 1,
+                        Some(_) => updated += 1,
+                        None => added += 1,
+                    }
+                }
+                writeln!(
+                    out,
+                    "dry run: {added} would be added, {updated} updated, {unchanged} unchanged, {bad} bad rows skipped; nothing written"
+                )?;
+                return Ok(());
+            }
+            let what = format!("import of {}", file.display());
+            let c = ctx.gateway.import_bookings(rows, &what, actor(), now)?;
+            writeln!(
+                out,
+                "{} added, {} updated, {} unchanged, {bad} bad rows skipped",
+                c.added, c.updated, c.unchanged
+            )?;
+            Ok(())
+        }
         Command::Room { room, from, until } => {
             let ctx = open(&cli, now)?;
             let room: crate::domain::RoomId = id("room", room)?;

@@ -69,6 +69,17 @@ pub struct Gateway {
     snapshot: Snapshot,
 }
 
+/// What an import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportCounts {
+    /// New bookings.
+    pub added: usize,
+    /// Bookings that changed.
+    pub updated: usize,
+    /// Bookings identical to what was stored.
+    pub unchanged: usize,
+}
+
 impl Gateway {
     /// Opens the gateway on a store: brings the stored plans and leases in line with the site
     /// file (each difference audited) and builds the decision snapshot from the store.
@@ -293,6 +304,55 @@ impl Gateway {
             format!("booking {} {verb} ({} in {})", b.key, b.title, b.room),
         );
         self.commit(Change::Booking(b), audit)
+    }
+
+    /// Writes many bookings (checked already: an import) in one transaction with one audit
+    /// entry; bookings identical to what is stored are skipped, so importing the same file
+    /// twice changes nothing.
+    pub fn import_bookings(
+        &mut self,
+        bookings: Vec<Booking>,
+        what: &str,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<ImportCounts, GatewayError> {
+        let mut counts = ImportCounts::default();
+        let mut changes = Vec::new();
+        for b in bookings {
+            b.validate()?;
+            if self.snapshot.site().room(b.room).is_none() {
+                return Err(GatewayError::UnknownRoom(b.room));
+            }
+            match self.store.booking(&b.key)? {
+                Some(old) if old == b => counts.unchanged += 1,
+                Some(_) => {
+                    counts.updated += 1;
+                    changes.push(Change::Booking(b));
+                }
+                None => {
+                    counts.added += 1;
+                    changes.push(Change::Booking(b));
+                }
+            }
+        }
+        if changes.is_empty() {
+            return Ok(counts);
+        }
+        let audit = AuditEntry::change(
+            now,
+            actor,
+            format!(
+                "{what}: {} bookings added, {} updated",
+                counts.added, counts.updated
+            ),
+        );
+        self.store.commit(&changes, &audit)?;
+        for c in changes {
+            if let Change::Booking(b) = c {
+                self.snapshot.upsert_booking(b);
+            }
+        }
+        Ok(counts)
     }
 
     /// Cancels a booking: it stays stored, marked cancelled, and opens nothing from now on.

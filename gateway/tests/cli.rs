@@ -355,3 +355,94 @@ fn a_room_s_use_from_its_history() {
     assert_eq!(cells[10], ".", "{out}");
     assert!(k.fails(&["room", "attic"]).contains("no room attic"));
 }
+
+#[test]
+fn bookings_from_csv_all_or_nothing_idempotent_with_every_bad_row_by_line() {
+    let k = Kombinat::new();
+    k.ok(&[
+        "member",
+        "add",
+        "ivan",
+        "--name",
+        "Ivan",
+        "--email",
+        "ivan@example.org",
+    ]);
+    k.ok(&["member", "add", "olha", "--name", "Olha"]);
+    k.ok(&["card", "add", "ivan", "--card", "0A0B0C0D"]);
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.csv");
+    std::fs::write(
+        &good,
+        "External_ID,room,kind,organiser,start,end,title,attendees\n\
+         m-1,meeting-1,meeting,ivan@example.org,2026-12-01 10:00,2026-12-01 11:00,Планування,olha\n\
+         m-2,meeting-2,meeting,olha,2026-12-01 14:00,2026-12-01 15:00,Review,\n",
+    )
+    .unwrap();
+    let file = good.to_str().unwrap();
+    // A dry run says what would happen and writes nothing.
+    let out = k.ok(&["import", "bookings", file, "--dry-run"]);
+    assert!(
+        out.contains("2 would be added, 0 updated, 0 unchanged"),
+        "{out}"
+    );
+    assert!(
+        !k.ok(&["booking", "list", "--all"]).contains("m-1"),
+        "a dry run writes nothing"
+    );
+    let out = k.ok(&["import", "bookings", file]);
+    assert!(out.contains("2 added, 0 updated, 0 unchanged"), "{out}");
+    // The same file again changes nothing.
+    let out = k.ok(&["import", "bookings", file]);
+    assert!(out.contains("0 added, 0 updated, 2 unchanged"), "{out}");
+    // The booking opens its room's door during its time (with grace), and nothing else.
+    let at = |door: &str, when: &str| {
+        k.ok(&["decide", "--card", "0A0B0C0D", "--door", door, "--at", when])
+    };
+    assert!(at("d-meeting-1", "2026-12-01 10:30").contains("allow.booking"));
+    assert!(at("d-meeting-1", "2026-12-01 13:00").contains("DENY"));
+    assert!(at("d-meeting-2", "2026-12-01 10:30").contains("DENY"));
+
+    // Bad rows: each reported with its line; nothing written without --partial.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "external_id,room,kind,organiser,start,end\n\
+         m-3,meeting-1,meeting,ivan,2026-12-02 10:00,2026-12-02 11:00\n\
+         m-4,attic,meeting,ivan,2026-12-02 10:00,2026-12-02 11:00\n\
+         m-5,meeting-1,meeting,nobody,2026-12-02 10:00,2026-12-02 11:00\n\
+         m-6,meeting-1,meeting,ivan,2026-12-02 12:00,2026-12-02 11:00\n\
+         m-7,meeting-1,lunch,ivan,2026-12-02 10:00,2026-12-02 11:00\n\
+         m-8,meeting-1,meeting,ivan,tomorrow,2026-12-02 11:00\n\
+         m-3,meeting-2,meeting,ivan,2026-12-02 10:00,2026-12-02 11:00\n",
+    )
+    .unwrap();
+    let b = bad.to_str().unwrap();
+    let out = k.run(&["import", "bookings", b]);
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "line 3: there is no room \"attic\" in the site file",
+        "line 4: there is no member \"nobody\"",
+        "line 5: a booking ends after it starts",
+        "line 6: kind \"lunch\" is not meeting, stay, event or guest_pass",
+        "line 7: start:",
+        "line 8: booking import/m-3 appears twice in the file",
+        "6 bad rows: nothing imported",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in {text}");
+    }
+    assert!(!k.ok(&["booking", "list", "--all"]).contains("m-3"));
+    // --partial writes the good row.
+    let out = k.ok(&["import", "bookings", b, "--partial"]);
+    assert!(
+        out.contains("1 added, 0 updated, 0 unchanged, 6 bad rows skipped"),
+        "{out}"
+    );
+    // A broken header is one clear error.
+    let header = dir.path().join("header.csv");
+    std::fs::write(&header, "id,room,kind\nx,meeting-1,meeting\n").unwrap();
+    let err = k.fails(&["import", "bookings", header.to_str().unwrap()]);
+    assert!(err.contains("unknown column \"id\""), "{err}");
+}

@@ -1,0 +1,254 @@
+//! CSV import of bookings (`kombinat import bookings FILE`): the booking system's bulk export,
+//! read row by row into validated bookings, every bad row reported with its line and why.
+//!
+//! The header is checked first (names in any order and case; unknown columns refused, so a
+//! misspelt column is not silently ignored). Each row becomes a [`Booking`] or a [`RowError`];
+//! nothing is written here. [`crate::gateway::Gateway::import_bookings`] then writes the good
+//! rows in one transaction with one audit entry, skipping rows identical to what is stored, so
+//! importing the same file twice changes nothing the second time.
+//!
+//! Columns: `external_id`, `room`, `kind` (meeting, stay, event, guest_pass), `organiser` (a
+//! member id or e-mail), then `start` and `end` (RFC 3339, or `YYYY-MM-DD HH:MM` on the site's
+//! clock) for timed bookings or `arrival` and `departure` (`YYYY-MM-DD`) for stays; optional
+//! `source` (default: the `--source` given), `title`, `attendees` (ids or e-mails separated by
+//! `;`), `status` (confirmed, cancelled).
+
+use std::collections::HashSet;
+use std::io::Read;
+
+use chrono::NaiveDate;
+
+use crate::access::Snapshot;
+use crate::domain::{
+    Booking, BookingKey, BookingKind, BookingStatus, Email, ExternalId, MemberId, SourceId, Window,
+};
+
+/// A bad row: its line in the file (1 is the header) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    /// Line number, counting the header as 1.
+    pub line: u64,
+    /// What is wrong, as a sentence.
+    pub message: String,
+}
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// Why a file could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The header is not what the import needs.
+    #[error("the header {0}")]
+    Header(String),
+    /// The file is not CSV (or not UTF-8), or could not be read.
+    #[error("the file cannot be read as CSV: {0}")]
+    Csv(#[from] csv::Error),
+}
+
+/// What a file comes to.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// Good rows with their line.
+    pub rows: Vec<(u64, Booking)>,
+    /// Bad rows.
+    pub errors: Vec<RowError>,
+}
+
+const REQUIRED: [&str; 4] = ["external_id", "room", "kind", "organiser"];
+const KNOWN: [&str; 12] = [
+    "external_id",
+    "room",
+    "kind",
+    "organiser",
+    "start",
+    "end",
+    "arrival",
+    "departure",
+    "source",
+    "title",
+    "attendees",
+    "status",
+];
+
+/// Reads bookings from CSV. `source` is used for rows without a `source` column; `progress`
+/// is told the bytes read so far (for a progress bar).
+pub fn read_bookings(
+    snapshot: &Snapshot,
+    source: SourceId,
+    input: impl Read,
+    mut progress: impl FnMut(u64),
+) -> Result<Parsed, ImportError> {
+    let mut r = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(false)
+        .from_reader(input);
+    let header: Vec<String> = r
+        .headers()?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
+        .collect();
+    let mut seen = HashSet::new();
+    for h in &header {
+        if !KNOWN.contains(&h.as_str()) {
+            return Err(ImportError::Header(format!(
+                "has an unknown column {h:?} (known: {})",
+                KNOWN.join(", ")
+            )));
+        }
+        if !seen.insert(h.clone()) {
+            return Err(ImportError::Header(format!("names {h:?} twice")));
+        }
+    }
+    let missing: Vec<&str> = REQUIRED
+        .iter()
+        .copied()
+        .filter(|c| !seen.contains(*c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ImportError::Header(format!(
+            "lacks the column{} {}",
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(", ")
+        )));
+    }
+    let has_times = seen.contains("start") && seen.contains("end");
+    let has_days = seen.contains("arrival") && seen.contains("departure");
+    if !has_times && !has_days {
+        return Err(ImportError::Header(
+            "needs start and end (timed bookings) or arrival and departure (stays)".into(),
+        ));
+    }
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let mut out = Parsed::default();
+    let mut keys = HashSet::new();
+    for record in r.records() {
+        let record = match record {
+            Ok(rec) => rec,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                out.errors.push(RowError {
+                    line,
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let pos = record.position().map_or(0, |p| p.line());
+        progress(record.position().map_or(0, |p| p.byte()));
+        let field = |name: &str| {
+            col(name)
+                .and_then(|i| record.get(i))
+                .filter(|v| !v.is_empty())
+        };
+        match row(snapshot, &source, &field) {
+            Ok(b) => {
+                if !keys.insert(b.key.clone()) {
+                    out.errors.push(RowError {
+                        line: pos,
+                        message: format!("booking {} appears twice in the file", b.key),
+                    });
+                } else {
+                    out.rows.push((pos, b));
+                }
+            }
+            Err(message) => out.errors.push(RowError { line: pos, message }),
+        }
+    }
+    Ok(out)
+}
+
+/// A member by id or e-mail.
+fn member(snapshot: &Snapshot, who: &str) -> Result<MemberId, String> {
+    if who.contains('@') {
+        let email = Email::parse(who).map_err(|e| format!("{who:?}: {e}"))?;
+        return snapshot
+            .member_by_email(&email)
+            .ok_or_else(|| format!("no member has the e-mail {who:?}"));
+    }
+    let id = MemberId::parse(who).map_err(|e| format!("member {who:?}: {e}"))?;
+    snapshot
+        .member(id)
+        .map(|m| m.id)
+        .ok_or_else(|| format!("there is no member {who:?}"))
+}
+
+fn row<'a>(
+    snapshot: &Snapshot,
+    default_source: &SourceId,
+    field: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<Booking, String> {
+    let need = |name: &str| field(name).ok_or_else(|| format!("{name} is empty"));
+    let site = snapshot.site();
+    let source = match field("source") {
+        Some(s) => SourceId::parse(s).map_err(|e| format!("source {s:?}: {e}"))?,
+        None => *default_source,
+    };
+    let ext = need("external_id")?;
+    let external_id = ExternalId::parse(ext).map_err(|e| format!("external_id {ext:?}: {e}"))?;
+    let room_s = need("room")?;
+    let room = room_s
+        .parse()
+        .map_err(|e| format!("room {room_s:?}: {e}"))?;
+    if site.room(room).is_none() {
+        return Err(format!("there is no room {room_s:?} in the site file"));
+    }
+    let kind_s = need("kind")?;
+    let kind: BookingKind = serde_json::from_value(serde_json::Value::String(
+        kind_s.to_ascii_lowercase().replace('-', "_"),
+    ))
+    .map_err(|_| format!("kind {kind_s:?} is not meeting, stay, event or guest_pass"))?;
+    let organiser = Some(member(snapshot, need("organiser")?)?);
+    let attendees = match field("attendees") {
+        None => Vec::new(),
+        Some(list) => list
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|who| member(snapshot, who))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let window = if kind == BookingKind::Stay {
+        let day = |name: &str| -> Result<NaiveDate, String> {
+            let v = need(name)?;
+            NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .map_err(|_| format!("{name} {v:?} is not a day such as 2026-12-01"))
+        };
+        Window::Days {
+            arrival: day("arrival")?,
+            departure: day("departure")?,
+        }
+    } else {
+        let time = |name: &str| {
+            let v = need(name)?;
+            crate::cli::parse_time(site, v).map_err(|e| format!("{name}: {e}"))
+        };
+        Window::Timed {
+            start: time("start")?,
+            end: time("end")?,
+        }
+    };
+    let status = match field("status").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("confirmed") => BookingStatus::Confirmed,
+        Some("cancelled") | Some("canceled") => BookingStatus::Cancelled,
+        Some(other) => return Err(format!("status {other:?} is not confirmed or cancelled")),
+    };
+    let b = Booking {
+        key: BookingKey {
+            source,
+            external_id,
+        },
+        room,
+        kind,
+        title: field("title").unwrap_or_default().to_string(),
+        organiser,
+        attendees,
+        window,
+        status,
+    };
+    b.validate().map_err(|e| e.to_string())?;
+    Ok(b)
+}
