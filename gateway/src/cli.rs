@@ -120,6 +120,51 @@ pub enum ImportCmd {
         #[arg(long, default_value = "import")]
         source: String,
     },
+    /// Members and their cards from a CSV file (columns: id, name; optional email, plan,
+    /// organisation, roles, certifications, valid_from, valid_until, cards). All or nothing,
+    /// unless --partial.
+    Members {
+        /// The CSV file.
+        file: PathBuf,
+        /// Check every row and say what would change, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write the good rows even when some rows are bad.
+        #[arg(long)]
+        partial: bool,
+    },
+}
+
+/// A progress bar for a file being read: drawn only on a terminal (indicatif hides itself
+/// otherwise), and only for files big enough to wait for.
+fn file_bar(size: u64) -> indicatif::ProgressBar {
+    if size > 256 * 1024 {
+        indicatif::ProgressBar::new(size)
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
+}
+
+/// Reports bad rows; refuses (all or nothing) unless `partial`.
+fn report_bad(
+    out: &mut dyn Write,
+    file: &std::path::Path,
+    errors: &[crate::import::RowError],
+    good: usize,
+    partial: bool,
+) -> Result<()> {
+    for e in errors {
+        writeln!(out, "{}: {e}", file.display())?;
+    }
+    let bad = errors.len();
+    if bad > 0 && !partial {
+        bail!(
+            "{} has {bad} bad row{}: nothing imported (fix them, or --partial for the {good} good ones)",
+            file.display(),
+            if bad == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
 }
 
 /// Device commands.
@@ -409,13 +454,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
             let source: crate::domain::SourceId = id("source", source)?;
             let f = std::fs::File::open(file)
                 .with_context(|| format!("cannot open {}", file.display()))?;
-            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-            // Drawn only on a terminal (indicatif hides itself otherwise), for files worth it.
-            let bar = if size > 256 * 1024 {
-                indicatif::ProgressBar::new(size)
-            } else {
-                indicatif::ProgressBar::hidden()
-            };
+            let bar = file_bar(f.metadata().map(|m| m.len()).unwrap_or(0));
             let parsed = crate::import::read_bookings(
                 ctx.gateway.snapshot(),
                 source,
@@ -424,18 +463,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
             )
             .with_context(|| format!("{}", file.display()))?;
             bar.finish_and_clear();
-            for e in &parsed.errors {
-                writeln!(out, "{}: {e}", file.display())?;
-            }
             let bad = parsed.errors.len();
-            let good = parsed.rows.len();
-            if bad > 0 && !partial {
-                bail!(
-                    "{} has {bad} bad row{}: nothing imported (fix them, or --partial for the {good} good ones)",
-                    file.display(),
-                    if bad == 1 { "" } else { "s" }
-                );
-            }
+            report_bad(out, file, &parsed.errors, parsed.rows.len(), *partial)?;
             let rows: Vec<_> = parsed.rows.into_iter().map(|(_, b)| b).collect();
             if *dry_run {
                 let (mut added, mut updated, mut unchanged) = (0, 0, 0);
@@ -457,6 +486,49 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
             writeln!(
                 out,
                 "{} added, {} updated, {} unchanged, {bad} bad rows skipped",
+                c.added, c.updated, c.unchanged
+            )?;
+            Ok(())
+        }
+        Command::Import(ImportCmd::Members {
+            file,
+            dry_run,
+            partial,
+        }) => {
+            let mut ctx = open(&cli, now)?;
+            let f = std::fs::File::open(file)
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            let bar = file_bar(f.metadata().map(|m| m.len()).unwrap_or(0));
+            let parsed = crate::import::read_members(
+                ctx.gateway.snapshot(),
+                std::io::BufReader::new(f),
+                |pos| bar.set_position(pos),
+            )
+            .with_context(|| format!("{}", file.display()))?;
+            bar.finish_and_clear();
+            let bad = parsed.errors.len();
+            report_bad(out, file, &parsed.errors, parsed.rows.len(), *partial)?;
+            let rows: Vec<_> = parsed.rows.into_iter().map(|(_, m)| m).collect();
+            if *dry_run {
+                let (mut added, mut updated, mut unchanged) = (0, 0, 0);
+                for r in &rows {
+                    match ctx.gateway.store().member(r.member.id)? {
+                        Some(old) if old == r.member => unchanged += 1,
+                        Some(_) => updated += 1,
+                        None => added += 1,
+                    }
+                }
+                writeln!(
+                    out,
+                    "dry run: {added} members would be added, {updated} updated, {unchanged} unchanged, {bad} bad rows skipped; nothing written"
+                )?;
+                return Ok(());
+            }
+            let what = format!("import of {}", file.display());
+            let (c, cards) = ctx.gateway.import_members(rows, &what, actor(), now)?;
+            writeln!(
+                out,
+                "{} members added, {} updated, {} unchanged, {cards} cards issued, {bad} bad rows skipped",
                 c.added, c.updated, c.unchanged
             )?;
             Ok(())

@@ -355,6 +355,74 @@ impl Gateway {
         Ok(counts)
     }
 
+    /// Writes many members and their cards (checked already: an import) in one transaction
+    /// with one audit entry; members identical to what is stored and cards already held are
+    /// skipped, so importing the same file twice changes nothing. Returns (members added,
+    /// members updated, members unchanged, cards issued).
+    pub fn import_members(
+        &mut self,
+        rows: Vec<crate::import::MemberRow>,
+        what: &str,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(ImportCounts, usize), GatewayError> {
+        let mut counts = ImportCounts::default();
+        let mut cards = 0;
+        let mut changes = Vec::new();
+        for row in rows {
+            let m = row.member;
+            self.check_member(&m)?;
+            match self.store.member(m.id)? {
+                Some(old) if old == m => counts.unchanged += 1,
+                Some(_) => {
+                    counts.updated += 1;
+                    changes.push(Change::Member(m.clone()));
+                }
+                None => {
+                    counts.added += 1;
+                    changes.push(Change::Member(m.clone()));
+                }
+            }
+            for c in row.cards {
+                let credential = Credential::Card(c);
+                match self.store.credential(&credential)? {
+                    Some(old) if old.revoked_at.is_none() && old.member == m.id => continue,
+                    Some(old) if old.revoked_at.is_none() => {
+                        return Err(GatewayError::CredentialTaken(credential, old.member))
+                    }
+                    _ => {}
+                }
+                cards += 1;
+                changes.push(Change::Credential(CredentialRecord {
+                    credential,
+                    member: m.id,
+                    issued_at: now,
+                    revoked_at: None,
+                }));
+            }
+        }
+        if changes.is_empty() {
+            return Ok((counts, 0));
+        }
+        let audit = AuditEntry::change(
+            now,
+            actor,
+            format!(
+                "{what}: {} members added, {} updated, {cards} cards issued",
+                counts.added, counts.updated
+            ),
+        );
+        self.store.commit(&changes, &audit)?;
+        for c in changes {
+            match c {
+                Change::Member(m) => self.snapshot.upsert_member(m),
+                Change::Credential(c) => self.snapshot.upsert_credential(c),
+                _ => {}
+            }
+        }
+        Ok((counts, cards))
+    }
+
     /// Cancels a booking: it stays stored, marked cancelled, and opens nothing from now on.
     pub fn cancel_booking(
         &mut self,

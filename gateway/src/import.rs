@@ -12,6 +12,12 @@
 //! clock) for timed bookings or `arrival` and `departure` (`YYYY-MM-DD`) for stays; optional
 //! `source` (default: the `--source` given), `title`, `attendees` (ids or e-mails separated by
 //! `;`), `status` (confirmed, cancelled).
+//!
+//! Members (`kombinat import members FILE`): `id`, `name`; optional `email`, `plan`,
+//! `organisation`, `roles` (staff, security; `;`-separated), `certifications`, `valid_from`,
+//! `valid_until`, `cards` (UIDs, `;`-separated). A member already stored keeps what the file
+//! has no column for (and a suspension); listed cards are issued, cards not listed are not
+//! revoked (revoking is its own act, `kombinat card revoke`).
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -86,35 +92,8 @@ pub fn read_bookings(
         .trim(csv::Trim::All)
         .flexible(false)
         .from_reader(input);
-    let header: Vec<String> = r
-        .headers()?
-        .iter()
-        .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
-        .collect();
-    let mut seen = HashSet::new();
-    for h in &header {
-        if !KNOWN.contains(&h.as_str()) {
-            return Err(ImportError::Header(format!(
-                "has an unknown column {h:?} (known: {})",
-                KNOWN.join(", ")
-            )));
-        }
-        if !seen.insert(h.clone()) {
-            return Err(ImportError::Header(format!("names {h:?} twice")));
-        }
-    }
-    let missing: Vec<&str> = REQUIRED
-        .iter()
-        .copied()
-        .filter(|c| !seen.contains(*c))
-        .collect();
-    if !missing.is_empty() {
-        return Err(ImportError::Header(format!(
-            "lacks the column{} {}",
-            if missing.len() == 1 { "" } else { "s" },
-            missing.join(", ")
-        )));
-    }
+    let header = check_header(&mut r, &KNOWN, &REQUIRED)?;
+    let seen: HashSet<&str> = header.iter().map(String::as_str).collect();
     let has_times = seen.contains("start") && seen.contains("end");
     let has_days = seen.contains("arrival") && seen.contains("departure");
     if !has_times && !has_days {
@@ -159,6 +138,227 @@ pub fn read_bookings(
         }
     }
     Ok(out)
+}
+
+/// A member's row: the member as the file has it, and the cards to issue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberRow {
+    /// The member.
+    pub member: crate::domain::Member,
+    /// Cards the member should hold.
+    pub cards: Vec<crate::domain::CardId>,
+}
+
+/// What a members file comes to.
+#[derive(Debug, Default)]
+pub struct ParsedMembers {
+    /// Good rows with their line.
+    pub rows: Vec<(u64, MemberRow)>,
+    /// Bad rows.
+    pub errors: Vec<RowError>,
+}
+
+const MEMBER_COLUMNS: [&str; 10] = [
+    "id",
+    "name",
+    "email",
+    "plan",
+    "organisation",
+    "roles",
+    "certifications",
+    "valid_from",
+    "valid_until",
+    "cards",
+];
+
+fn check_header(
+    r: &mut csv::Reader<impl Read>,
+    known: &[&str],
+    required: &[&str],
+) -> Result<Vec<String>, ImportError> {
+    let header: Vec<String> = r
+        .headers()?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
+        .collect();
+    let mut seen = HashSet::new();
+    for h in &header {
+        if !known.contains(&h.as_str()) {
+            return Err(ImportError::Header(format!(
+                "has an unknown column {h:?} (known: {})",
+                known.join(", ")
+            )));
+        }
+        if !seen.insert(h.clone()) {
+            return Err(ImportError::Header(format!("names {h:?} twice")));
+        }
+    }
+    let missing: Vec<&str> = required
+        .iter()
+        .copied()
+        .filter(|c| !seen.contains(*c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ImportError::Header(format!(
+            "lacks the column{} {}",
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(", ")
+        )));
+    }
+    Ok(header)
+}
+
+/// Reads members from CSV; `progress` is told the bytes read so far.
+pub fn read_members(
+    snapshot: &Snapshot,
+    input: impl Read,
+    mut progress: impl FnMut(u64),
+) -> Result<ParsedMembers, ImportError> {
+    let mut r = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(input);
+    let header = check_header(&mut r, &MEMBER_COLUMNS, &["id", "name"])?;
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let mut out = ParsedMembers::default();
+    let (mut ids, mut emails, mut cards) = (HashSet::new(), HashSet::new(), HashSet::new());
+    for record in r.records() {
+        let record = match record {
+            Ok(rec) => rec,
+            Err(e) => {
+                out.errors.push(RowError {
+                    line: e.position().map_or(0, |p| p.line()),
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let line = record.position().map_or(0, |p| p.line());
+        progress(record.position().map_or(0, |p| p.byte()));
+        let field = |name: &str| {
+            col(name)
+                .and_then(|i| record.get(i))
+                .filter(|v| !v.is_empty())
+        };
+        let has = |name: &str| col(name).is_some();
+        match member_row(snapshot, &field, &has) {
+            Ok(m) => {
+                let dup = if !ids.insert(m.member.id) {
+                    Some(format!("member {} appears twice in the file", m.member.id))
+                } else if let Some(e) = m
+                    .member
+                    .email
+                    .as_ref()
+                    .filter(|e| !emails.insert((*e).clone()))
+                {
+                    Some(format!("e-mail {e} appears twice in the file"))
+                } else {
+                    m.cards
+                        .iter()
+                        .find(|c| !cards.insert(**c))
+                        .map(|c| format!("card {c} appears twice in the file"))
+                };
+                match dup {
+                    Some(message) => out.errors.push(RowError { line, message }),
+                    None => out.rows.push((line, m)),
+                }
+            }
+            Err(message) => out.errors.push(RowError { line, message }),
+        }
+    }
+    Ok(out)
+}
+
+fn list<'a>(v: Option<&'a str>) -> impl Iterator<Item = &'a str> {
+    v.unwrap_or_default()
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+fn member_row<'a>(
+    snapshot: &Snapshot,
+    field: &impl Fn(&str) -> Option<&'a str>,
+    has: &impl Fn(&str) -> bool,
+) -> Result<MemberRow, String> {
+    use crate::domain::{CardId, Member, Role};
+    let site = snapshot.site();
+    let id_s = field("id").ok_or("id is empty")?;
+    let id = MemberId::parse(id_s).map_err(|e| format!("id {id_s:?}: {e}"))?;
+    let name = field("name").ok_or("name is empty")?;
+    // A member already known keeps what the file says nothing about.
+    let mut m = snapshot
+        .member(id)
+        .cloned()
+        .unwrap_or_else(|| Member::new(id, name));
+    m.name = name.to_string();
+    if has("email") {
+        m.email = field("email")
+            .map(|e| Email::parse(e).map_err(|x| format!("email {e:?}: {x}")))
+            .transpose()?;
+    }
+    if has("plan") {
+        m.plan = match field("plan") {
+            None => None,
+            Some(p) => {
+                let plan = p.parse().map_err(|e| format!("plan {p:?}: {e}"))?;
+                if snapshot.plan_def(plan).is_none() {
+                    return Err(format!("there is no plan {p:?} in the site file"));
+                }
+                Some(plan)
+            }
+        };
+    }
+    if has("organisation") {
+        m.organisation = field("organisation")
+            .map(|o| o.parse().map_err(|e| format!("organisation {o:?}: {e}")))
+            .transpose()?;
+    }
+    if has("roles") {
+        m.roles = list(field("roles"))
+            .map(|r| match r.to_ascii_lowercase().as_str() {
+                "staff" => Ok(Role::Staff),
+                "security" => Ok(Role::Security),
+                other => Err(format!("role {other:?} is not staff or security")),
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    if has("certifications") {
+        m.certifications = list(field("certifications"))
+            .map(|c| c.parse().map_err(|e| format!("certification {c:?}: {e}")))
+            .collect::<Result<_, _>>()?;
+    }
+    for (name, slot) in [
+        ("valid_from", &mut m.valid_from),
+        ("valid_until", &mut m.valid_until),
+    ] {
+        if has(name) {
+            *slot = field(name)
+                .map(|v| crate::cli::parse_time(site, v).map_err(|e| format!("{name}: {e}")))
+                .transpose()?;
+        }
+    }
+    if let (Some(a), Some(b)) = (m.valid_from, m.valid_until) {
+        if b <= a {
+            return Err("valid_until comes before valid_from".into());
+        }
+    }
+    if let Some(e) = &m.email {
+        if let Some(other) = snapshot.member_by_email(e).filter(|o| *o != id) {
+            return Err(format!("e-mail {e} belongs to member {other}"));
+        }
+    }
+    let cards = list(field("cards"))
+        .map(|c| CardId::parse(c).map_err(|e| format!("card {c:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    for c in &cards {
+        let cred = crate::domain::Credential::Card(*c);
+        if let Some((rec, _)) = snapshot.credential(&cred) {
+            if rec.member != id && rec.revoked_at.is_none() {
+                return Err(format!("card {c} is held by member {}", rec.member));
+            }
+        }
+    }
+    Ok(MemberRow { member: m, cards })
 }
 
 /// A member by id or e-mail.

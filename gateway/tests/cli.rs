@@ -446,3 +446,77 @@ fn bookings_from_csv_all_or_nothing_idempotent_with_every_bad_row_by_line() {
     let err = k.fails(&["import", "bookings", header.to_str().unwrap()]);
     assert!(err.contains("unknown column \"id\""), "{err}");
 }
+
+#[test]
+fn members_from_csv_with_cards_by_line_and_idempotent() {
+    let k = Kombinat::new();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("members.csv");
+    std::fs::write(
+        &good,
+        "id,name,email,plan,roles,cards\n\
+         oksana,Оксана Мельник,oksana@example.org,coworking-day,,04AA0001\n\
+         petro,Petro,,,staff,04AA0002;04AA0003\n",
+    )
+    .unwrap();
+    let file = good.to_str().unwrap();
+    let out = k.ok(&["import", "members", file, "--dry-run"]);
+    assert!(out.contains("2 members would be added"), "{out}");
+    let out = k.ok(&["import", "members", file]);
+    assert!(
+        out.contains("2 members added, 0 updated, 0 unchanged, 3 cards issued"),
+        "{out}"
+    );
+    let out = k.ok(&["import", "members", file]);
+    assert!(
+        out.contains("0 members added, 0 updated, 2 unchanged, 0 cards issued"),
+        "{out}"
+    );
+    // The imported plan opens the coworking door on a weekday morning.
+    let d = k.ok(&[
+        "decide",
+        "--card",
+        "04AA0001",
+        "--door",
+        "d-cowork-in",
+        "--at",
+        "2026-11-26 10:00",
+    ]);
+    assert!(d.contains("allow.plan"), "{d}");
+    // A changed name updates the member; a file without the plan column keeps the plan.
+    let again = dir.path().join("again.csv");
+    std::fs::write(&again, "id,name\noksana,Oksana Melnyk\n").unwrap();
+    let out = k.ok(&["import", "members", again.to_str().unwrap()]);
+    assert!(out.contains("0 members added, 1 updated"), "{out}");
+    assert!(k
+        .ok(&["member", "show", "oksana"])
+        .contains("coworking-day"));
+    // Bad rows, by line.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "id,name,email,plan,cards\n\
+         ok-1,Fine,,,\n\
+         bad id,Name,,,\n\
+         ok-2,Name,not-an-email,,\n\
+         ok-3,Name,,gold,\n\
+         ok-4,Name,,,04AA0002\n\
+         ok-5,Name,oksana@example.org,,\n",
+    )
+    .unwrap();
+    let out = k.run(&["import", "members", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "line 3: id \"bad id\"",
+        "line 4: email \"not-an-email\"",
+        "line 5: there is no plan \"gold\" in the site file",
+        "line 6: card 04AA0002 is held by member petro",
+        "line 7: e-mail oksana@example.org belongs to member oksana",
+        "5 bad rows: nothing imported",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in {text}");
+    }
+    assert!(k.fails(&["member", "show", "ok-1"]).contains("ok-1"));
+}
