@@ -268,7 +268,7 @@ pub fn read_members(
     Ok(out)
 }
 
-fn list<'a>(v: Option<&'a str>) -> impl Iterator<Item = &'a str> {
+fn list(v: Option<&str>) -> impl Iterator<Item = &str> {
     v.unwrap_or_default()
         .split(';')
         .map(str::trim)
