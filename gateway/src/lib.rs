@@ -20,6 +20,7 @@ pub mod desk;
 pub mod domain;
 pub mod gateway;
 pub mod ha;
+pub mod ics;
 pub mod import;
 pub mod link;
 pub mod occupancy;
