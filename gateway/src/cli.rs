@@ -120,6 +120,22 @@ pub enum ImportCmd {
         #[arg(long, default_value = "import")]
         source: String,
     },
+    /// A room's calendar from an iCalendar file (a Google, Outlook or Nextcloud room
+    /// calendar's export): its occurrences in the coming days become meetings; what it booked
+    /// before and no longer has is cancelled. Importing it again changes nothing.
+    Calendar {
+        /// The .ics file.
+        file: PathBuf,
+        /// The room the calendar books.
+        #[arg(long)]
+        room: String,
+        /// The booking source (default "ical-<room>").
+        #[arg(long)]
+        source: Option<String>,
+        /// How many days ahead occurrences are taken.
+        #[arg(long, default_value_t = 60)]
+        days: u32,
+    },
     /// Members and their cards from a CSV file (columns: id, name; optional email, plan,
     /// organisation, roles, certifications, valid_from, valid_until, cards). All or nothing,
     /// unless --partial.
@@ -487,6 +503,74 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
                 out,
                 "{} added, {} updated, {} unchanged, {bad} bad rows skipped",
                 c.added, c.updated, c.unchanged
+            )?;
+            Ok(())
+        }
+        Command::Import(ImportCmd::Calendar {
+            file,
+            room,
+            source,
+            days,
+        }) => {
+            let mut ctx = open(&cli, now)?;
+            let room: crate::domain::RoomId = id("room", room)?;
+            if ctx.site.room(room).is_none() {
+                bail!("there is no room {room} in the site file");
+            }
+            let source: crate::domain::SourceId = id(
+                "source",
+                source.as_deref().unwrap_or(&format!("ical-{room}")),
+            )?;
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            // From a day back (an occurrence under way stays), to `days` ahead.
+            let from = now - chrono::Duration::days(1);
+            let until = now + chrono::Duration::days(i64::from((*days).clamp(1, 366)));
+            let expanded = crate::ics::expand(&text, ctx.site.timezone, from, until, 5000)
+                .with_context(|| format!("{}", file.display()))?;
+            let stored = ctx.gateway.store().bookings()?;
+            let plan = crate::feed::plan(
+                ctx.gateway.snapshot(),
+                source,
+                room,
+                &expanded,
+                from,
+                until,
+                &stored,
+            );
+            for p in &plan.problems {
+                writeln!(out, "{}: {p}", file.display())?;
+            }
+            if !plan.unmatched.is_empty() {
+                writeln!(
+                    out,
+                    "{}: no member has {}",
+                    file.display(),
+                    plan.unmatched
+                        .iter()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )?;
+            }
+            if expanded.truncated {
+                writeln!(
+                    out,
+                    "{}: more occurrences than taken; the window was cut",
+                    file.display()
+                )?;
+            }
+            let cancelled = plan.cancelled;
+            let what = format!("calendar {} for room {room}", file.display());
+            let c = ctx
+                .gateway
+                .import_bookings(plan.upserts, &what, actor(), now)?;
+            writeln!(
+                out,
+                "{} occurrences in the window: {} bookings added, {} updated (of which {cancelled} cancelled)",
+                expanded.occurrences.len(),
+                c.added,
+                c.updated,
             )?;
             Ok(())
         }

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod desk;
 pub mod domain;
+pub mod feed;
 pub mod gateway;
 pub mod ha;
 pub mod ics;

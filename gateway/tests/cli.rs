@@ -520,3 +520,88 @@ fn members_from_csv_with_cards_by_line_and_idempotent() {
     }
     assert!(k.fails(&["member", "show", "ok-1"]).contains("ok-1"));
 }
+
+#[test]
+fn a_room_calendar_books_its_room_and_follows_moves_and_cancellations() {
+    use chrono::{Duration, Utc};
+    let k = Kombinat::new();
+    k.ok(&[
+        "member",
+        "add",
+        "ivan",
+        "--name",
+        "Ivan",
+        "--email",
+        "ivan@example.org",
+    ]);
+    k.ok(&["card", "add", "ivan", "--card", "0A0B0C0D"]);
+    let dir = tempfile::tempdir().unwrap();
+    let ics = dir.path().join("meeting-1.ics");
+    // Two meetings the day after tomorrow, 10:00-11:00 and 14:00-15:00 UTC.
+    let day = (Utc::now() + Duration::days(2))
+        .format("%Y%m%d")
+        .to_string();
+    let local = |h: u32| {
+        let t = chrono::NaiveDate::parse_from_str(&day, "%Y%m%d")
+            .unwrap()
+            .and_hms_opt(h, 0, 0)
+            .unwrap()
+            .and_utc()
+            .with_timezone(&chrono_tz::Europe::Kyiv);
+        t.format("%Y-%m-%d %H:%M").to_string()
+    };
+    let event = |uid: &str, h: u32, extra: &str| {
+        format!(
+            "BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTART:{day}T{h:02}0000Z\r\nDTEND:{day}T{:02}0000Z\r\nSUMMARY:Standup\r\nORGANIZER;CN=Ivan:mailto:IVAN@example.org\r\nATTENDEE:mailto:guest@elsewhere.org\r\n{extra}END:VEVENT\r\n",
+            h + 1
+        )
+    };
+    let write = |events: &str| {
+        std::fs::write(
+            &ics,
+            format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:test\r\n{events}END:VCALENDAR\r\n"),
+        )
+        .unwrap()
+    };
+    write(&(event("a@x", 10, "") + &event("b@x", 14, "")));
+    let file = ics.to_str().unwrap();
+    let out = k.ok(&["import", "calendar", file, "--room", "meeting-1"]);
+    assert!(
+        out.contains("2 occurrences in the window: 2 bookings added"),
+        "{out}"
+    );
+    assert!(out.contains("no member has guest@elsewhere.org"), "{out}");
+    let at = |door: &str, h: u32| {
+        k.ok(&[
+            "decide",
+            "--card",
+            "0A0B0C0D",
+            "--door",
+            door,
+            "--at",
+            &local(h),
+        ])
+    };
+    assert!(at("d-meeting-1", 10).contains("allow.booking"));
+    assert!(at("d-meeting-1", 14).contains("allow.booking"));
+    assert!(at("d-meeting-1", 12).contains("DENY"));
+    assert!(at("d-meeting-2", 10).contains("DENY"), "no other room");
+    // The same feed again changes nothing.
+    let out = k.ok(&["import", "calendar", file, "--room", "meeting-1"]);
+    assert!(out.contains("0 bookings added, 0 updated"), "{out}");
+    // The morning meeting moves to 08:00, the afternoon one is removed from the calendar.
+    write(&event("a@x", 8, ""));
+    let out = k.ok(&["import", "calendar", file, "--room", "meeting-1"]);
+    assert!(out.contains("2 updated (of which 1 cancelled)"), "{out}");
+    assert!(at("d-meeting-1", 8).contains("allow.booking"));
+    assert!(at("d-meeting-1", 14).contains("DENY"));
+    // STATUS:CANCELLED revokes it too.
+    write(&event("a@x", 8, "STATUS:CANCELLED\r\n"));
+    let out = k.ok(&["import", "calendar", file, "--room", "meeting-1"]);
+    assert!(out.contains("1 updated (of which 1 cancelled)"), "{out}");
+    assert!(at("d-meeting-1", 8).contains("DENY"));
+    // A broken file changes nothing and says so.
+    std::fs::write(&ics, "<html>502</html>").unwrap();
+    let err = k.fails(&["import", "calendar", file, "--room", "meeting-1"]);
+    assert!(err.contains("not an iCalendar calendar"), "{err}");
+}

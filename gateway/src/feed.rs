@@ -1,0 +1,151 @@
+//! A room's calendar feed reconciled with the bookings it made before: the pure part of feed
+//! sync (the fetching, with conditional GET, is the poller's).
+//!
+//! Each occurrence in the window becomes a meeting booking keyed by the feed's source and the
+//! occurrence's identity ([`crate::ics::Occurrence::key`]); people are the organiser and
+//! attendees whose e-mail a member has (the others are reported, never invented). A booking
+//! this feed made earlier whose occurrence is gone from the window, or cancelled, is cancelled.
+//! Bookings outside the window are left as they are (the past stays history). Applying the
+//! plan twice changes nothing the second time.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+
+use crate::access::Snapshot;
+use crate::domain::{
+    Booking, BookingKey, BookingKind, BookingStatus, Email, ExternalId, RoomId, SourceId, Window,
+};
+use crate::ics::Expanded;
+
+/// What a feed asks for.
+#[derive(Debug, Default, PartialEq)]
+pub struct FeedPlan {
+    /// Bookings to write (new, changed, or cancelled), identical ones left out.
+    pub upserts: Vec<Booking>,
+    /// Of which cancellations.
+    pub cancelled: usize,
+    /// Addresses in the feed that no member has.
+    pub unmatched: BTreeSet<String>,
+    /// Occurrences that could not become bookings, in words.
+    pub problems: Vec<String>,
+}
+
+/// Plans the bookings for `room` from `expanded` (a feed expanded over `[from, until)`),
+/// given the bookings `source` made before (`stored`).
+pub fn plan(
+    snapshot: &Snapshot,
+    source: SourceId,
+    room: RoomId,
+    expanded: &Expanded,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    stored: &[Booking],
+) -> FeedPlan {
+    let mut out = FeedPlan {
+        problems: expanded.problems.clone(),
+        ..Default::default()
+    };
+    let before: HashMap<&BookingKey, &Booking> = stored
+        .iter()
+        .filter(|b| b.key.source == source)
+        .map(|b| (&b.key, b))
+        .collect();
+    let mut seen: BTreeSet<BookingKey> = BTreeSet::new();
+    let person = |addr: &str, out: &mut FeedPlan| {
+        let m = Email::parse(addr)
+            .ok()
+            .and_then(|e| snapshot.member_by_email(&e));
+        if m.is_none() {
+            out.unmatched.insert(addr.to_string());
+        }
+        m
+    };
+    for o in &expanded.occurrences {
+        let external_id = match ExternalId::parse(&o.key) {
+            Ok(x) => x,
+            Err(_) => {
+                out.problems.push(format!(
+                    "occurrence {:?}: its identity is over 255 characters",
+                    o.key.chars().take(40).collect::<String>()
+                ));
+                continue;
+            }
+        };
+        let key = BookingKey {
+            source,
+            external_id,
+        };
+        seen.insert(key.clone());
+        let organiser = o.organiser.as_deref().and_then(|a| person(a, &mut out));
+        let mut attendees: Vec<_> = o
+            .attendees
+            .iter()
+            .filter_map(|a| person(a, &mut out))
+            .filter(|m| Some(*m) != organiser)
+            .collect();
+        attendees.sort();
+        attendees.dedup();
+        let old = before.get(&key).copied();
+        let b = Booking {
+            key: key.clone(),
+            room,
+            kind: BookingKind::Meeting,
+            title: o.title.trim().to_string(),
+            organiser,
+            attendees,
+            window: Window::Timed {
+                start: o.start,
+                end: o.end,
+            },
+            status: if o.cancelled {
+                BookingStatus::Cancelled
+            } else {
+                BookingStatus::Confirmed
+            },
+        };
+        if o.cancelled && old.is_none() {
+            // Cancelled before it was ever booked here: nothing to revoke.
+            continue;
+        }
+        if let Err(e) = b.validate() {
+            if o.cancelled {
+                // A cancellation needs no people: keep the stored booking's, marked cancelled.
+                if let Some(old) = old.filter(|x| x.status != BookingStatus::Cancelled) {
+                    let mut c = old.clone();
+                    c.status = BookingStatus::Cancelled;
+                    out.cancelled += 1;
+                    out.upserts.push(c);
+                }
+                continue;
+            }
+            out.problems
+                .push(format!("{:?} at {}: {e}", o.title.trim(), o.start));
+            continue;
+        }
+        if old != Some(&b) {
+            if o.cancelled {
+                out.cancelled += 1;
+            }
+            out.upserts.push(b);
+        }
+    }
+    // What the feed made before, inside the window, that it no longer has: cancelled.
+    for b in stored.iter().filter(|b| b.key.source == source) {
+        let Window::Timed { start, end } = b.window else {
+            continue;
+        };
+        if b.room == room
+            && b.status == BookingStatus::Confirmed
+            && end > from
+            && start < until
+            && !seen.contains(&b.key)
+        {
+            let mut c = b.clone();
+            c.status = BookingStatus::Cancelled;
+            out.cancelled += 1;
+            out.upserts.push(c);
+        }
+    }
+    out
+}
