@@ -534,8 +534,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
                 source,
                 room,
                 &expanded,
-                from,
-                until,
+                (from, until),
+                now,
                 &stored,
             );
             for p in &plan.problems {

@@ -32,14 +32,14 @@ pub struct FeedPlan {
 }
 
 /// Plans the bookings for `room` from `expanded` (a feed expanded over `[from, until)`),
-/// given the bookings `source` made before (`stored`).
+/// given the bookings `source` made before (`stored`), at `now`.
 pub fn plan(
     snapshot: &Snapshot,
     source: SourceId,
     room: RoomId,
     expanded: &Expanded,
-    from: DateTime<Utc>,
-    until: DateTime<Utc>,
+    (from, until): (DateTime<Utc>, DateTime<Utc>),
+    now: DateTime<Utc>,
     stored: &[Booking],
 ) -> FeedPlan {
     let mut out = FeedPlan {
@@ -109,6 +109,16 @@ pub fn plan(
             continue;
         }
         if let Err(e) = b.validate() {
+            // The occurrence can no longer be a booking (no member attends any more, no
+            // length): what it booked before must not keep opening the door.
+            if !o.cancelled {
+                if let Some(old) = old.filter(|x| x.status == BookingStatus::Confirmed) {
+                    let mut c = old.clone();
+                    c.status = BookingStatus::Cancelled;
+                    out.cancelled += 1;
+                    out.upserts.push(c);
+                }
+            }
             if o.cancelled {
                 // A cancellation needs no people: keep the stored booking's, marked cancelled.
                 if let Some(old) = old.filter(|x| x.status != BookingStatus::Cancelled) {
@@ -130,14 +140,25 @@ pub fn plan(
             out.upserts.push(b);
         }
     }
-    // What the feed made before, inside the window, that it no longer has: cancelled.
-    for b in stored.iter().filter(|b| b.key.source == source) {
+    // What the feed made before, not over yet and inside the window, that it no longer has:
+    // cancelled. Not when the expansion was cut short: an occurrence missing then may merely
+    // be past the cut.
+    if expanded.truncated {
+        out.problems.push(
+            "the feed has more occurrences than taken: nothing was cancelled for missing".into(),
+        );
+        return out;
+    }
+    for b in stored
+        .iter()
+        .filter(|b| b.key.source == source && b.kind == BookingKind::Meeting)
+    {
         let Window::Timed { start, end } = b.window else {
             continue;
         };
         if b.room == room
             && b.status == BookingStatus::Confirmed
-            && end > from
+            && end > from.max(now)
             && start < until
             && !seen.contains(&b.key)
         {

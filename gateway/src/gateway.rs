@@ -338,12 +338,35 @@ impl Gateway {
         if changes.is_empty() {
             return Ok(counts);
         }
+        // The entry names every booking written (up to a bound), with what became of it.
+        let mut names: Vec<String> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Booking(b) => Some(format!(
+                    "{} {}",
+                    b.key,
+                    if b.status == BookingStatus::Cancelled {
+                        "cancelled"
+                    } else {
+                        "confirmed"
+                    }
+                )),
+                _ => None,
+            })
+            .collect();
+        if names.len() > 50 {
+            let more = names.len() - 50;
+            names.truncate(50);
+            names.push(format!("and {more} more"));
+        }
         let audit = AuditEntry::change(
             now,
             actor,
             format!(
-                "{what}: {} bookings added, {} updated",
-                counts.added, counts.updated
+                "{what}: {} bookings added, {} updated: {}",
+                counts.added,
+                counts.updated,
+                names.join(", ")
             ),
         );
         self.store.commit(&changes, &audit)?;
@@ -404,12 +427,35 @@ impl Gateway {
         if changes.is_empty() {
             return Ok((counts, 0));
         }
+        let mut names: Vec<String> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Member(m) => format!(
+                    "member {}{}",
+                    m.id,
+                    if m.roles.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (roles {:?})", m.roles)
+                    }
+                ),
+                Change::Credential(r) => format!("{} to {}", r.credential, r.member),
+                _ => String::new(),
+            })
+            .collect();
+        if names.len() > 50 {
+            let more = names.len() - 50;
+            names.truncate(50);
+            names.push(format!("and {more} more"));
+        }
         let audit = AuditEntry::change(
             now,
             actor,
             format!(
-                "{what}: {} members added, {} updated, {cards} cards issued",
-                counts.added, counts.updated
+                "{what}: {} members added, {} updated, {cards} cards issued: {}",
+                counts.added,
+                counts.updated,
+                names.join(", ")
             ),
         );
         self.store.commit(&changes, &audit)?;

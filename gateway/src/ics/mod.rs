@@ -12,7 +12,8 @@
 //! override whose SEQUENCE differs from its series'). Sans-IO: text in, occurrences out.
 
 use calcard::icalendar::{
-    dates::TimeOrDelta, ICalendar, ICalendarComponent, ICalendarProperty, ICalendarStatus,
+    dates::TimeOrDelta, ICalendar, ICalendarComponent, ICalendarParameterName, ICalendarProperty,
+    ICalendarStatus,
 };
 use chrono::{DateTime, Utc};
 
@@ -93,6 +94,12 @@ fn bound_rules(cal: &mut ICalendar, site_tz: chrono_tz::Tz, window_end: DateTime
             .and_then(|v| v.as_partial_date_time())
             .is_some_and(|d| d.has_time());
         let tz = resolver.resolve_or_default(start.tz_id());
+        let first = start
+            .values
+            .first()
+            .and_then(|v| v.as_partial_date_time())
+            .and_then(|d| d.to_date_time())
+            .map(|r| r.date_time);
         let local = |t: NaiveDateTime| chrono::TimeZone::from_utc_datetime(&tz, &t).naive_local();
         for (ei, e) in comp.entries.iter().enumerate() {
             let (ICalendarProperty::Rrule, Some(ICalendarValue::RecurrenceRule(rule))) =
@@ -108,11 +115,25 @@ fn bound_rules(cal: &mut ICalendar, site_tz: chrono_tz::Tz, window_end: DateTime
                         fixes.push((ci, ei, local(instant), true));
                     }
                 }
-                Some(_) => {}
+                Some(until) => {
+                    // An all-day series ending at an instant: the day that instant falls on,
+                    // on the site's clock (UNTIL is inclusive).
+                    if let Some(offset) = until.offset {
+                        let instant = until.date_time
+                            - chrono::Duration::seconds(i64::from(offset.local_minus_utc()));
+                        let day =
+                            chrono::TimeZone::from_utc_datetime(&site_tz, &instant).naive_local();
+                        fixes.push((ci, ei, day, false));
+                    }
+                }
                 None if rule.count.is_none() => {
-                    // A day past the window's end: the last occurrences in it are whole.
-                    let end = (window_end + chrono::Duration::days(1)).naive_utc();
-                    fixes.push((ci, ei, local(end), has_time));
+                    // A day past the window's end: the last occurrences in it are whole. (Not
+                    // before the series' start: that would be an error, not an empty series.)
+                    let mut end = local((window_end + chrono::Duration::days(1)).naive_utc());
+                    if let Some(f) = first.filter(|f| *f > end) {
+                        end = f;
+                    }
+                    fixes.push((ci, ei, end, has_time));
                 }
                 None => {}
             }
@@ -151,6 +172,9 @@ fn utc_key(t: DateTime<Utc>) -> String {
 /// honest calendar, a bound for a hostile one (FREQ=SECONDLY).
 pub const EXPANSION_LIMIT: usize = 200_000;
 
+/// The largest feed read, bytes.
+pub const MAX_FEED_BYTES: usize = 8 * 1024 * 1024;
+
 /// Parses a feed and expands it within `[from, until)`, keeping at most `max` occurrences
 /// there; floating times (and all-day dates) are read on `site_tz`.
 pub fn expand(
@@ -160,6 +184,13 @@ pub fn expand(
     until: DateTime<Utc>,
     max: usize,
 ) -> Result<Expanded, IcsError> {
+    use calcard::common::timezone::Tz as CalTz;
+    if text_in.len() > MAX_FEED_BYTES {
+        return Err(IcsError::NotACalendar(format!(
+            "{} bytes, over the {MAX_FEED_BYTES}-byte limit",
+            text_in.len()
+        )));
+    }
     let mut cal: ICalendar = match calcard::Parser::new(text_in).entry() {
         calcard::Entry::ICalendar(c) => c,
         other => {
@@ -168,17 +199,14 @@ pub fn expand(
             ))
         }
     };
+    utc_starts_on_utc(&mut cal);
     bound_rules(&mut cal, site_tz, until);
-    let resolver = cal
-        .build_tz_resolver()
-        .with_default(calcard::common::timezone::Tz::Tz(site_tz));
-    let expanded = cal.expand_dates(calcard::common::timezone::Tz::Tz(site_tz), EXPANSION_LIMIT);
+    let resolver = cal.build_tz_resolver().with_default(CalTz::Tz(site_tz));
+    let expanded = cal.expand_dates(CalTz::Tz(site_tz), EXPANSION_LIMIT);
     let mut out = Expanded {
         truncated: expanded.events.len() >= EXPANSION_LIMIT,
         ..Default::default()
     };
-    // Key → (index in occurrences, from an override).
-    let mut by_key: std::collections::HashMap<String, (usize, bool)> = Default::default();
     for e in &expanded.errors {
         let uid = cal
             .components
@@ -187,6 +215,18 @@ pub fn expand(
             .unwrap_or_default();
         out.problems.push(format!("event {uid:?}: {:?}", e.error));
     }
+    // First only what identifies and places each occurrence: the details (title, people) are
+    // copied for the few that are kept, not for every one expanded.
+    struct Slot {
+        key: String,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        comp: usize,
+        all_day: bool,
+        is_override: bool,
+    }
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut by_key: std::collections::HashMap<String, usize> = Default::default();
     for ev in expanded.events {
         let Some(comp) = cal.components.get(ev.comp_id as usize) else {
             continue;
@@ -194,16 +234,18 @@ pub fn expand(
         if !comp.component_type.is_event() {
             continue;
         }
+        let Some(uid) = comp.uid() else {
+            out.problems.push("an event has no UID".into());
+            continue;
+        };
         let start = ev.start.with_timezone(&Utc);
         let end = match ev.end {
-            TimeOrDelta::Time(t) => t.with_timezone(&Utc),
-            TimeOrDelta::Delta(d) => start + d,
+            TimeOrDelta::Time(t) => Some(t.with_timezone(&Utc)),
+            TimeOrDelta::Delta(d) => start.checked_add_signed(d),
         };
-        if end <= from || start >= until {
-            continue;
-        }
-        let Some(uid) = comp.uid() else {
-            out.problems.push(format!("an event at {start} has no UID"));
+        let Some(mut end) = end else {
+            out.problems
+                .push(format!("event {uid:?}: a duration past the end of time"));
             continue;
         };
         let all_day = comp
@@ -211,6 +253,18 @@ pub fn expand(
             .and_then(|e| e.values.first())
             .and_then(|v| v.as_partial_date_time())
             .is_some_and(|dt| !dt.has_time());
+        if all_day {
+            // Whole days on the site's clock, also across a clock change.
+            let days = ((end - start).num_minutes() as f64 / 1440.0).round() as i64;
+            let first = start.with_timezone(&site_tz).date_naive();
+            if let Some(t) = first
+                .checked_add_signed(chrono::Duration::days(days.max(1)))
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .and_then(|d| chrono::TimeZone::from_local_datetime(&site_tz, &d).earliest())
+            {
+                end = t.with_timezone(&Utc);
+            }
+        }
         let rid = comp.property(&ICalendarProperty::RecurrenceId);
         let key = if let Some(rid) = rid {
             let value = rid.values.first().and_then(|v| v.as_partial_date_time());
@@ -221,11 +275,36 @@ pub fn expand(
                     .and_then(|dt| dt.to_date_time())
                     .map(|r| r.date_time.format("%Y%m%d").to_string())
             } else {
-                value
-                    .and_then(|dt| {
-                        dt.to_date_time_with_tz(resolver.resolve_or_default(rid.tz_id()))
+                // The zone is the RECURRENCE-ID's own, or else its event's start's.
+                let tzid = rid.tz_id().or_else(|| {
+                    comp.property(&ICalendarProperty::Dtstart)
+                        .and_then(|d| d.tz_id())
+                });
+                let rid_at = value
+                    .and_then(|dt| dt.to_date_time_with_tz(resolver.resolve_or_default(tzid)))
+                    .map(|t| t.with_timezone(&Utc));
+                // RANGE=THISANDFUTURE: calcard hands every later occurrence this component,
+                // moved by as much as this one moved: each keeps its own original start.
+                let this_and_future = rid
+                    .parameters(&ICalendarParameterName::Range)
+                    .next()
+                    .is_some();
+                let own_start = comp
+                    .property(&ICalendarProperty::Dtstart)
+                    .and_then(|d| {
+                        d.values
+                            .first()
+                            .and_then(|v| v.as_partial_date_time())
+                            .and_then(|dt| {
+                                dt.to_date_time_with_tz(resolver.resolve_or_default(d.tz_id()))
+                            })
                     })
-                    .map(|t| utc_key(t.with_timezone(&Utc)))
+                    .map(|t| t.with_timezone(&Utc));
+                match (rid_at, own_start) {
+                    (Some(r), Some(s)) if this_and_future => Some(utc_key(start - (s - r))),
+                    (Some(r), _) => Some(utc_key(r)),
+                    _ => None,
+                }
             };
             match original {
                 Some(o) => format!("{uid}/{o}"),
@@ -242,42 +321,82 @@ pub fn expand(
         } else {
             uid.to_string()
         };
-        let is_override = rid.is_some();
-        let occurrence = Occurrence {
+        let slot = Slot {
             key: key.clone(),
             start,
             end,
+            comp: ev.comp_id as usize,
             all_day,
-            title: text(comp, ICalendarProperty::Summary).unwrap_or_default(),
+            is_override: rid.is_some(),
+        };
+        // A moved occurrence replaces the series' own (also where calcard leaves both in);
+        // a second plain one is dropped. Before the window: a move out of it must still win.
+        match by_key.get(&key) {
+            Some(&i) if slot.is_override && !slots[i].is_override => slots[i] = slot,
+            Some(_) => {}
+            None => {
+                by_key.insert(key, slots.len());
+                slots.push(slot);
+            }
+        }
+    }
+    slots.retain(|s| s.end > from && s.start < until);
+    slots.sort_by(|a, b| (a.start, &a.key).cmp(&(b.start, &b.key)));
+    if slots.len() > max {
+        slots.truncate(max);
+        out.truncated = true;
+    }
+    for s in slots {
+        let comp = &cal.components[s.comp];
+        out.occurrences.push(Occurrence {
+            key: s.key,
+            start: s.start,
+            end: s.end,
+            all_day: s.all_day,
+            title: text(comp, ICalendarProperty::Summary)
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect(),
             cancelled: matches!(comp.status(), Some(ICalendarStatus::Cancelled)),
             organiser: comp
                 .property(&ICalendarProperty::Organizer)
                 .and_then(address),
             attendees: comp
                 .properties(&ICalendarProperty::Attendee)
+                .take(500)
                 .filter_map(address)
                 .collect(),
-        };
-        match by_key.get(&key) {
-            // A moved occurrence replaces the series' own; a second plain one is dropped.
-            Some(&(i, false)) if is_override => {
-                out.occurrences[i] = occurrence;
-                by_key.insert(key, (i, true));
+        });
+    }
+    Ok(out)
+}
+
+/// A DTSTART in UTC (`…Z`) without a TZID: calcard would expand the series on the default
+/// (site) clock and shift every occurrence by the site's offset, so such a start is put on UTC
+/// explicitly.
+fn utc_starts_on_utc(cal: &mut ICalendar) {
+    use calcard::icalendar::ICalendarParameter;
+    for comp in &mut cal.components {
+        for e in comp.entries.iter_mut() {
+            if e.name != ICalendarProperty::Dtstart || e.tz_id().is_some() {
+                continue;
             }
-            Some(_) => {}
-            None => {
-                by_key.insert(key, (out.occurrences.len(), is_override));
-                out.occurrences.push(occurrence);
+            let utc = e
+                .values
+                .first()
+                .and_then(|v| v.as_partial_date_time())
+                .is_some_and(|d| {
+                    d.has_time() && d.tz_hour == Some(0) && d.tz_minute.unwrap_or(0) == 0
+                });
+            if utc {
+                e.params.push(ICalendarParameter {
+                    name: ICalendarParameterName::Tzid,
+                    value: calcard::icalendar::ICalendarParameterValue::Text("UTC".into()),
+                });
             }
         }
     }
-    out.occurrences
-        .sort_by(|a, b| (a.start, &a.key).cmp(&(b.start, &b.key)));
-    if out.occurrences.len() > max {
-        out.occurrences.truncate(max);
-        out.truncated = true;
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -68,9 +68,11 @@ fn sabredav_weekly_with_a_deleted_week_keeps_berlin_wall_clock_across_the_spring
 
 #[test]
 fn exchange_all_day_biweekly_with_moved_days_and_a_windows_zone() {
-    // "Refuse black bin": every second Thursday from 2020-04-02 until 2020-09-16; the
-    // occurrences of 04-16, 05-28 and 09-03 moved to the Friday after (RECURRENCE-ID given as
-    // midnight "GMT Standard Time" while DTSTART is a DATE). All-day: on the site's clock.
+    // "Refuse black bin": every second Thursday from 2020-04-02 UNTIL 2020-09-16T23:00:00Z,
+    // which is midnight starting 09-17 in London (and 02:00 on 09-17 in Kyiv): UNTIL is
+    // inclusive, so 09-17 is the last. The occurrences of 04-16, 05-28 and 09-03 moved to the
+    // Friday after (RECURRENCE-ID given as midnight "GMT Standard Time" while DTSTART is a
+    // DATE). All-day: on the site's clock.
     let e = window(
         "issue_28_rrule_with_UTC_endinginZ.ics",
         "2020-01-01T00:00:00Z",
@@ -93,7 +95,7 @@ fn exchange_all_day_biweekly_with_moved_days_and_a_windows_zone() {
         refuse,
         [
             "04-02", "04-17", "04-30", "05-14", "05-29", "06-11", "06-25", "07-09", "07-23",
-            "08-06", "08-20", "09-04"
+            "08-06", "08-20", "09-04", "09-17"
         ]
     );
     let moved = e
@@ -115,7 +117,7 @@ fn exchange_all_day_biweekly_with_moved_days_and_a_windows_zone() {
         .iter()
         .filter(|o| o.title == "Blue Recycle bin")
         .count();
-    assert_eq!(blue, 12, "04-09 to 09-10, every second Thursday");
+    assert_eq!(blue, 13, "04-09 to 09-24, every second Thursday");
 }
 
 #[test]
@@ -267,4 +269,78 @@ fn a_hostile_rule_is_bounded() {
     .unwrap();
     assert_eq!(e.occurrences.len(), 500);
     assert!(e.truncated);
+}
+
+#[test]
+fn a_series_starting_in_utc_stays_on_utc_with_its_exdate_and_move() {
+    // Weekly Mondays 10:00Z; the second deleted (EXDATE in UTC), the third moved to 12:00Z
+    // (RECURRENCE-ID in UTC). Kyiv is UTC+2 in January: nothing may move by two hours.
+    let cal = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:u\nDTSTART:20260105T100000Z\nDTEND:20260105T110000Z\nRRULE:FREQ=WEEKLY;COUNT=4\nEXDATE:20260112T100000Z\nSUMMARY:weekly\nEND:VEVENT\nBEGIN:VEVENT\nUID:u\nRECURRENCE-ID:20260119T100000Z\nDTSTART:20260119T120000Z\nDTEND:20260119T130000Z\nSUMMARY:moved\nEND:VEVENT\nEND:VCALENDAR\n";
+    let e = expand(
+        cal,
+        chrono_tz::Europe::Kyiv,
+        utc("2026-01-01T00:00:00Z"),
+        utc("2026-03-01T00:00:00Z"),
+        100,
+    )
+    .unwrap();
+    assert_eq!(
+        starts(&e),
+        [
+            "2026-01-05T10:00Z",
+            "2026-01-19T12:00Z",
+            "2026-01-26T10:00Z"
+        ]
+    );
+    assert_eq!(e.occurrences[1].key, "u/20260119T100000Z");
+    assert_eq!(e.occurrences[1].title, "moved");
+}
+
+#[test]
+fn this_and_future_moves_keep_each_occurrence_s_own_identity() {
+    // Daily 09:00Z for five days; from the third on, moved an hour later.
+    let cal = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:d\nDTSTART:20260105T090000Z\nDTEND:20260105T093000Z\nRRULE:FREQ=DAILY;COUNT=5\nEND:VEVENT\nBEGIN:VEVENT\nUID:d\nRECURRENCE-ID;RANGE=THISANDFUTURE:20260107T090000Z\nDTSTART:20260107T100000Z\nDTEND:20260107T103000Z\nEND:VEVENT\nEND:VCALENDAR\n";
+    let e = expand(
+        cal,
+        chrono_tz::Europe::Kyiv,
+        utc("2026-01-01T00:00:00Z"),
+        utc("2026-02-01T00:00:00Z"),
+        100,
+    )
+    .unwrap();
+    let keys: Vec<&str> = e.occurrences.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "d/20260105T090000Z",
+            "d/20260106T090000Z",
+            "d/20260107T090000Z",
+            "d/20260108T090000Z",
+            "d/20260109T090000Z"
+        ]
+    );
+    assert_eq!(starts(&e)[4], "2026-01-09T10:00Z");
+}
+
+#[test]
+fn absurd_durations_and_floods_of_attendees_are_bounded() {
+    let mut cal = String::from("BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:long\nDTSTART:20260105T090000Z\nDURATION:P20000000W\nEND:VEVENT\nBEGIN:VEVENT\nUID:crowd\nDTSTART:20260105T090000Z\nDTEND:20260105T100000Z\nRRULE:FREQ=SECONDLY\n");
+    for i in 0..2000 {
+        cal.push_str(&format!("ATTENDEE:mailto:p{i}@example.org\n"));
+    }
+    cal.push_str("END:VEVENT\nEND:VCALENDAR\n");
+    let from = utc("2026-01-05T00:00:00Z");
+    let e = expand(
+        &cal,
+        chrono_tz::Europe::Kyiv,
+        from,
+        from + chrono::Duration::days(60),
+        50,
+    )
+    .unwrap();
+    assert_eq!(e.occurrences.len(), 50);
+    assert!(e.truncated);
+    assert!(e.occurrences.iter().all(|o| o.attendees.len() <= 500));
+    let big = "X".repeat(MAX_FEED_BYTES + 1);
+    assert!(expand(&big, chrono_tz::Europe::Kyiv, from, from, 1).is_err());
 }
