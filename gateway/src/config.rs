@@ -23,6 +23,10 @@
 //! no_show_after_min = 10            # a booking's room empty this long after its start: no-show
 //! hourly_after_days = 30            # 5-minute history buckets become hourly after this
 //! keep_days = 730                   # history older than this is dropped
+//!
+//! [webhook]                         # optional: events (no-shows) to the booking system
+//! url = "https://booking.example.org/kombinat"
+//! secret = "…"                      # shared; signs each request (HMAC-SHA256)
 //! ```
 
 use std::net::SocketAddr;
@@ -118,6 +122,8 @@ pub struct Config {
     pub heartbeat_s: u32,
     /// Occupancy history and no-shows.
     pub occupancy: OccupancyConfig,
+    /// Where events for the booking system go, if anywhere.
+    pub webhook: Option<crate::webhook::WebhookConfig>,
 }
 
 /// Occupancy history and no-show settings.
@@ -154,6 +160,14 @@ struct RawConfig {
     devices: RawDevices,
     #[serde(default)]
     occupancy: RawOccupancy,
+    webhook: Option<RawWebhook>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: String,
+    secret: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -263,7 +277,26 @@ impl Config {
                 "occupancy: hourly_after_days is at least 1 and keep_days is more than it".into(),
             );
         }
+        let webhook = match raw.webhook {
+            None => None,
+            Some(w) => {
+                if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                    return Err(format!(
+                        "webhook.url {:?}: give an http:// or https:// address",
+                        w.url
+                    ));
+                }
+                if w.secret.len() < 16 {
+                    return Err("webhook.secret: at least 16 characters".into());
+                }
+                Some(crate::webhook::WebhookConfig {
+                    url: w.url,
+                    secret: w.secret,
+                })
+            }
+        };
         Ok(Config {
+            webhook,
             site: base.join(raw.site),
             data: base.join(raw.data),
             mqtt: Mqtt {

@@ -28,3 +28,4 @@ pub mod occupancy;
 pub mod service;
 pub mod site_file;
 pub mod store;
+pub mod webhook;

@@ -177,6 +177,13 @@ pub struct Running {
     core: Option<std::thread::JoinHandle<Result<(), ServiceError>>>,
     core_exited: Option<tokio::sync::oneshot::Receiver<()>>,
     link: Option<tokio::task::JoinHandle<()>>,
+    /// The webhook sender: its stop flag and thread.
+    webhook: Option<(
+        Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    )>,
+    /// What the webhook sender did.
+    pub webhook_stats: Arc<crate::webhook::WebhookStats>,
 }
 
 impl Running {
@@ -236,6 +243,10 @@ impl Running {
         let _ = self.stop_link.send(true);
         if let Some(link) = self.link.take() {
             let _ = link.await;
+        }
+        if let Some((stop, thread)) = self.webhook.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
         result
     }
@@ -352,6 +363,21 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         closed: crate::domain::WeeklySchedule::parse([CLOSED]).unwrap_or_default(),
         published: vec![None; rooms],
     };
+    let webhook_stats = Arc::new(crate::webhook::WebhookStats::default());
+    let webhook = match core.config.webhook.clone() {
+        None => None,
+        Some(cfg) => {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (store, stats, flag) = (store.clone(), webhook_stats.clone(), stop.clone());
+            let thread = std::thread::Builder::new()
+                .name("webhook".into())
+                .spawn(move || {
+                    crate::webhook::run(store, cfg, crate::webhook::Backoff::default(), flag, stats)
+                })
+                .map_err(|_| ServiceError::Stopped)?;
+            Some((stop, thread))
+        }
+    };
     let (exited_tx, core_exited) = tokio::sync::oneshot::channel();
     let core = std::thread::Builder::new()
         .name("kombinat-core".into())
@@ -369,6 +395,8 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         core: Some(core),
         core_exited: Some(core_exited),
         link: Some(link),
+        webhook,
+        webhook_stats,
     })
 }
 
