@@ -372,4 +372,31 @@ mod tests {
         );
         assert!(typo.unwrap_err().contains("unknown field `brokr`"));
     }
+
+    #[test]
+    fn a_webhook_needs_an_http_address_and_a_real_secret() {
+        let base = "site = \"s\"\ndata = \"d\"\n[webhook]\n";
+        let ok = Config::parse(
+            &format!("{base}url = \"https://b.example.org/k\"\nsecret = \"0123456789abcdef\"\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(ok.webhook.unwrap().url, "https://b.example.org/k");
+        let ftp = Config::parse(
+            &format!("{base}url = \"ftp://x\"\nsecret = \"0123456789abcdef\"\n"),
+            Path::new("."),
+        );
+        assert!(ftp.unwrap_err().contains("http:// or https://"));
+        let short = Config::parse(
+            &format!("{base}url = \"http://x\"\nsecret = \"short\"\n"),
+            Path::new("."),
+        );
+        assert!(short.unwrap_err().contains("at least 16"));
+        assert!(
+            Config::parse("site = \"s\"\ndata = \"d\"\n", Path::new("."))
+                .unwrap()
+                .webhook
+                .is_none()
+        );
+    }
 }
