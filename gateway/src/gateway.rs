@@ -69,6 +69,16 @@ pub struct Gateway {
     snapshot: Snapshot,
 }
 
+/// Names for an audit entry: the first fifty, then how many more.
+fn bounded_list(mut names: Vec<String>) -> String {
+    if names.len() > 50 {
+        let more = names.len() - 50;
+        names.truncate(50);
+        names.push(format!("and {more} more"));
+    }
+    names.join(", ")
+}
+
 /// What an import did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ImportCounts {
@@ -339,7 +349,7 @@ impl Gateway {
             return Ok(counts);
         }
         // The entry names every booking written (up to a bound), with what became of it.
-        let mut names: Vec<String> = changes
+        let names: Vec<String> = changes
             .iter()
             .filter_map(|c| match c {
                 Change::Booking(b) => Some(format!(
@@ -354,11 +364,6 @@ impl Gateway {
                 _ => None,
             })
             .collect();
-        if names.len() > 50 {
-            let more = names.len() - 50;
-            names.truncate(50);
-            names.push(format!("and {more} more"));
-        }
         let audit = AuditEntry::change(
             now,
             actor,
@@ -366,7 +371,7 @@ impl Gateway {
                 "{what}: {} bookings added, {} updated: {}",
                 counts.added,
                 counts.updated,
-                names.join(", ")
+                bounded_list(names)
             ),
         );
         self.store.commit(&changes, &audit)?;
@@ -427,7 +432,7 @@ impl Gateway {
         if changes.is_empty() {
             return Ok((counts, 0));
         }
-        let mut names: Vec<String> = changes
+        let names: Vec<String> = changes
             .iter()
             .map(|c| match c {
                 Change::Member(m) => format!(
@@ -443,11 +448,6 @@ impl Gateway {
                 _ => String::new(),
             })
             .collect();
-        if names.len() > 50 {
-            let more = names.len() - 50;
-            names.truncate(50);
-            names.push(format!("and {more} more"));
-        }
         let audit = AuditEntry::change(
             now,
             actor,
@@ -455,7 +455,7 @@ impl Gateway {
                 "{what}: {} members added, {} updated, {cards} cards issued: {}",
                 counts.added,
                 counts.updated,
-                names.join(", ")
+                bounded_list(names)
             ),
         );
         self.store.commit(&changes, &audit)?;
