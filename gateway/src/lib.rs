@@ -25,6 +25,7 @@ pub mod ics;
 pub mod import;
 pub mod link;
 pub mod occupancy;
+pub mod poller;
 pub mod service;
 pub mod site_file;
 pub mod store;

@@ -94,6 +94,14 @@ pub enum Control {
         /// The answer.
         reply: SyncSender<Result<(), ServiceError>>,
     },
+    /// What the feed poller read from feed `feed` (by index in the site file): the text when
+    /// it changed, `None` when not, or why it could not be read.
+    Feed {
+        /// The feed.
+        feed: usize,
+        /// What came of reading it.
+        fetched: Result<Option<String>, String>,
+    },
     /// Finish what is queued, flush and stop.
     Stop,
 }
@@ -136,6 +144,10 @@ pub struct Stats {
     pub history_buckets: AtomicU64,
     /// Commands sent to esp-rfid readers' user lists (adduser, deletuid).
     pub user_list_commands: AtomicU64,
+    /// Calendar feeds read and applied (changed or not).
+    pub feeds_read: AtomicU64,
+    /// Calendar feed reads that failed (download or parse).
+    pub feed_failures: AtomicU64,
     /// Offline decisions ingested.
     pub offline_ingested: AtomicU64,
     /// Allow-lists published.
@@ -184,6 +196,11 @@ pub struct Running {
     )>,
     /// What the webhook sender did.
     pub webhook_stats: Arc<crate::webhook::WebhookStats>,
+    /// The feed poller: its stop flag and thread.
+    poller: Option<(
+        Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    )>,
 }
 
 impl Running {
@@ -227,6 +244,10 @@ impl Running {
 
     /// Finishes in-flight work, flushes the store, disconnects.
     pub async fn stop(mut self) -> Result<(), ServiceError> {
+        if let Some((stop, thread)) = self.poller.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
         let _ = self.to_core.send(Msg::Control(Control::Stop));
         let core = self.core.take();
         let joined = tokio::task::spawn_blocking(move || match core {
@@ -338,6 +359,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], port)));
     let rooms = site.rooms.len();
     let recorder = Recorder::new(site.rooms.iter().map(|r| r.id).collect());
+    let feeds_failing = vec![false; site.feeds.len()];
     let judge = Judge::new(config.occupancy.no_show_after_min, now.timestamp());
     let core = Core {
         mode_since: now,
@@ -359,6 +381,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         observable,
         adapters,
         full_user_lists: true,
+        feeds_failing,
         next_compaction: Instant::now(),
         closed: crate::domain::WeeklySchedule::parse([CLOSED]).unwrap_or_default(),
         published: vec![None; rooms],
@@ -377,6 +400,17 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
                 .map_err(|_| ServiceError::Stopped)?;
             Some((stop, thread))
         }
+    };
+    let poller = if core.site.feeds.is_empty() {
+        None
+    } else {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (feeds, tx, flag) = (core.site.feeds.clone(), to_core.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("feeds".into())
+            .spawn(move || crate::poller::run(feeds, tx, flag))
+            .map_err(|_| ServiceError::Stopped)?;
+        Some((stop, thread))
     };
     let (exited_tx, core_exited) = tokio::sync::oneshot::channel();
     let core = std::thread::Builder::new()
@@ -397,6 +431,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         link: Some(link),
         webhook,
         webhook_stats,
+        poller,
     })
 }
 
@@ -490,6 +525,8 @@ struct Core {
     /// Send the esp-rfid user lists in full with the next allow-lists.
     full_user_lists: bool,
     next_compaction: Instant,
+    /// Per feed: whether its alarm is raised.
+    feeds_failing: Vec<bool>,
 }
 
 /// What one batch has to write and then send.
@@ -950,7 +987,108 @@ impl Core {
                 let r = self.set_mode(mode, by, b);
                 b.answers.push((reply, r));
             }
+            Control::Feed { feed, fetched } => self.feed(feed, fetched, b),
             Control::Stop => {}
+        }
+    }
+
+    /// A calendar feed read by the poller: expanded, reconciled with what it booked before,
+    /// written (one transaction), and the doors' lists pushed again. A feed that cannot be read
+    /// or parsed changes nothing and raises the feed alarm, cleared by its next good read.
+    fn feed(&mut self, i: usize, fetched: Result<Option<String>, String>, b: &mut Batch) {
+        let Some(f) = self.site.feeds.get(i).cloned() else {
+            return;
+        };
+        let now = Utc::now();
+        let applied = match fetched {
+            Ok(None) => Ok(()),
+            Ok(Some(text)) => {
+                let (from, until) = (
+                    now - chrono::Duration::days(1),
+                    now + chrono::Duration::days(60),
+                );
+                match crate::ics::expand(&text, self.site.timezone, from, until, 5000) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(expanded) => {
+                        let stored: Vec<crate::domain::Booking> = self
+                            .site
+                            .room_index(f.room)
+                            .map(|r| {
+                                self.gateway
+                                    .snapshot()
+                                    .bookings_in_room(r, from, until)
+                                    .map(|(bk, _)| bk.as_ref().clone())
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        let plan = crate::feed::plan(
+                            self.gateway.snapshot(),
+                            f.id,
+                            f.room,
+                            &expanded,
+                            (from, until),
+                            now,
+                            &stored,
+                        );
+                        for p in &plan.problems {
+                            tracing::warn!(feed = %f.id, problem = %p, "feed");
+                        }
+                        if !plan.unmatched.is_empty() {
+                            tracing::info!(feed = %f.id, unmatched = ?plan.unmatched, "addresses no member has");
+                        }
+                        if plan.upserts.is_empty() {
+                            Ok(())
+                        } else {
+                            let what = format!("feed {}", f.id);
+                            match self.gateway.import_bookings(
+                                plan.upserts,
+                                &what,
+                                Actor::Source(f.id.to_string()),
+                                now,
+                            ) {
+                                Ok(c) => {
+                                    tracing::info!(feed = %f.id, added = c.added, updated = c.updated, cancelled = plan.cancelled, "feed applied");
+                                    // Rights changed: the doors' lists follow at once.
+                                    self.next_allow_lists = Instant::now();
+                                    Ok(())
+                                }
+                                Err(e) => Err(format!("cannot write its bookings: {e}")),
+                            }
+                        }
+                    }
+                }
+            }
+            Err(why) => Err(why),
+        };
+        self.stats.feeds_read.fetch_add(1, Ordering::Relaxed);
+        let was = self.feeds_failing.get(i).copied().unwrap_or(false);
+        let is = applied.is_err();
+        if let Err(why) = &applied {
+            self.stats.feed_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(feed = %f.id, %why, "feed not read; its last good state is kept");
+        }
+        if was != is {
+            if let Some(slot) = self.feeds_failing.get_mut(i) {
+                *slot = is;
+            }
+            b.audit.push(AuditEntry::change(
+                now,
+                Actor::Source(f.id.to_string()),
+                match &applied {
+                    Err(why) => format!("feed {} failing: {why}", f.id),
+                    Ok(()) => format!("feed {} read again", f.id),
+                },
+            ));
+            b.audit.push(AuditEntry {
+                at: now,
+                actor: Actor::Source(f.id.to_string()),
+                event: AuditEvent::Alarm {
+                    door: None,
+                    device: None,
+                    alarm: crate::store::AlarmKind::FeedFailing,
+                    raised: is,
+                },
+            });
         }
     }
 

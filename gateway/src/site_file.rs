@@ -20,7 +20,7 @@ use toml::Spanned;
 use crate::domain::site::SiteParts;
 use crate::domain::{
     AccessPolicy, AntiPassback, Binding, BindingKind, CertId, DeviceId, Door, DoorId, Floor,
-    FloorId, Lease, Plan, Room, RoomId, RoomKind, Site, WeeklySchedule, Zone, ZoneId,
+    FloorId, Lease, Plan, Room, RoomId, RoomKind, Site, SourceId, WeeklySchedule, Zone, ZoneId,
 };
 
 /// One problem in the site file, with its place.
@@ -90,6 +90,18 @@ struct RawFile {
     leases: Vec<Spanned<toml::Table>>,
     #[serde(default)]
     bindings: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
+    feeds: Vec<Spanned<toml::Table>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeed {
+    id: SourceId,
+    room: RoomId,
+    url: Option<String>,
+    path: Option<PathBuf>,
+    interval_s: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -683,6 +695,45 @@ pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
         }
     }
     unique(&mut p, "binding", bindings.iter().map(|(a, b)| (*a, b.id)));
+    let mut feeds = Vec::new();
+    for e in &raw.feeds {
+        let Some(f) = p.entry::<RawFeed>("feed", e) else {
+            continue;
+        };
+        let at = e.span().start;
+        let what = format!("feed {:?}", f.id.to_string());
+        if !room_ids.contains(&f.room) {
+            p.at(at, format!("{what}: unknown room {:?}", f.room.to_string()));
+        }
+        let from = match (f.url, f.path) {
+            (Some(u), None) if u.starts_with("http://") || u.starts_with("https://") => {
+                crate::domain::FeedFrom::Url(u)
+            }
+            (Some(u), None) => {
+                p.at(at, format!("{what}: url {u:?} is not http:// or https://"));
+                continue;
+            }
+            (None, Some(path)) => crate::domain::FeedFrom::Path(path),
+            _ => {
+                p.at(at, format!("{what}: give either url or path"));
+                continue;
+            }
+        };
+        let interval_s = f.interval_s.unwrap_or(300);
+        if interval_s == 0 {
+            p.at(at, format!("{what}: interval_s must be at least 1"));
+        }
+        feeds.push((
+            at,
+            crate::domain::Feed {
+                id: f.id,
+                room: f.room,
+                from,
+                interval_s: interval_s.max(1),
+            },
+        ));
+    }
+    unique(&mut p, "feed", feeds.iter().map(|(a, f)| (*a, f.id)));
     let shelter = site.as_ref().and_then(|s| s.shelter);
     if let Some(s) = shelter {
         if !room_ids.contains(&s) {
@@ -718,6 +769,7 @@ pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
         plans: plans.into_iter().map(|(_, x)| x).collect(),
         leases: leases.into_iter().map(|(_, x)| x).collect(),
         bindings: bindings.into_iter().map(|(_, b)| b).collect(),
+        feeds: feeds.into_iter().map(|(_, f)| f).collect(),
     }))
 }
 

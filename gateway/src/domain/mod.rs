@@ -7,6 +7,7 @@
 mod binding;
 mod booking;
 mod device;
+mod feed;
 mod member;
 mod plan;
 pub mod schedule;
@@ -17,6 +18,7 @@ pub use booking::{
     Booking, BookingError, BookingKey, BookingKind, BookingStatus, ExternalId, Window,
 };
 pub use device::{Device, DeviceKey, DeviceKind, DeviceMark};
+pub use feed::{Feed, FeedFrom};
 pub use kombinat_protocol::{
     CardId, CertId, Credential, DeviceId, DoorId, FloorId, LeaseId, MemberId, OrgId, Pin, PlanId,
     Reason, RoomId, SourceId, ZoneId,

@@ -204,6 +204,8 @@ pub struct Site {
     pub leases: Vec<Lease>,
     /// Off-the-shelf devices bound to doors and rooms.
     pub bindings: Vec<super::Binding>,
+    /// Rooms' calendar feeds.
+    pub feeds: Vec<super::Feed>,
     clock: SiteClock,
     room_index: FxHashMap<RoomId, usize>,
     door_index: FxHashMap<DoorId, usize>,
@@ -249,6 +251,8 @@ pub struct SiteParts {
     pub leases: Vec<Lease>,
     /// Device bindings.
     pub bindings: Vec<super::Binding>,
+    /// Calendar feeds.
+    pub feeds: Vec<super::Feed>,
 }
 
 impl Site {
@@ -392,6 +396,7 @@ impl Site {
             plans: p.plans,
             leases: p.leases,
             bindings: p.bindings,
+            feeds: p.feeds,
             room_index,
             door_index,
             reach,

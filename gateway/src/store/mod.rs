@@ -165,6 +165,8 @@ pub enum AlarmKind {
     Tamper,
     /// A device missed three heartbeats or sent its last will.
     DeviceOffline,
+    /// A calendar feed cannot be read (download or parse); its last good state is kept.
+    FeedFailing,
 }
 
 /// One audit entry.
