@@ -382,6 +382,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         adapters,
         full_user_lists: true,
         feeds_failing,
+        occupied: vec![None; rooms],
         next_compaction: Instant::now(),
         closed: crate::domain::WeeklySchedule::parse([CLOSED]).unwrap_or_default(),
         published: vec![None; rooms],
@@ -527,6 +528,8 @@ struct Core {
     next_compaction: Instant,
     /// Per feed: whether its alarm is raised.
     feeds_failing: Vec<bool>,
+    /// Per room: the occupied flag last seen (for occupancy events to the booking system).
+    occupied: Vec<Option<bool>>,
 }
 
 /// What one batch has to write and then send.
@@ -1247,6 +1250,29 @@ impl Core {
             }
             self.published[i] = Some(e);
             self.gateway.set_occupancy(i, e.count);
+            // The booking system hears when a room becomes occupied or empty (through the
+            // webhook's outbox; only when there is a webhook to empty it).
+            let before = self.occupied[i].replace(e.occupied);
+            if self.config.webhook.is_some() && before.is_some_and(|o| o != e.occupied) {
+                let body = serde_json::json!({
+                    "v": kombinat_protocol::door::VERSION,
+                    "room": room.id.to_string(),
+                    "occupied": e.occupied,
+                    "count": e.count,
+                    "basis": e.basis,
+                    "at": t,
+                })
+                .to_string();
+                let event = OutboxEvent {
+                    id: 0,
+                    kind: "occupancy".into(),
+                    at: now,
+                    body,
+                };
+                if let Err(err) = self.gateway.store().push_outbox(vec![event]) {
+                    tracing::error!(error = %err, "cannot queue an occupancy event");
+                }
+            }
             let msg = Occupancy {
                 v: kombinat_protocol::door::VERSION,
                 room: room.id,

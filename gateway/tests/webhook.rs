@@ -162,3 +162,71 @@ fn every_event_arrives_once_per_id_in_order_and_signed_through_an_outage() {
         "two refused connections, two 500s"
     );
 }
+
+#[path = "support/mod.rs"]
+mod support;
+
+/// A room becoming occupied reaches the booking system through the running service's webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_becoming_occupied_is_sent_to_the_booking_system() {
+    use support::*;
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    {
+        let got = got.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let Some((h, body)) = read_request(&mut s) else {
+                    continue;
+                };
+                let get = |k: &str| h.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+                let ts: i64 = get("x-kombinat-timestamp").unwrap().parse().unwrap();
+                assert_eq!(
+                    get("x-kombinat-signature").unwrap(),
+                    format!("sha256={}", webhook::sign(SECRET, ts, &body))
+                );
+                let _ = write!(s, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+                got.lock().unwrap().push((
+                    get("x-kombinat-event").unwrap(),
+                    String::from_utf8(body).unwrap(),
+                ));
+            }
+        });
+    }
+    let mut cfg = config(dir.path(), "embedded");
+    cfg.webhook = Some(WebhookConfig {
+        url: format!("http://127.0.0.1:{port}/hook"),
+        secret: SECRET.into(),
+    });
+    let gw = kombinat::service::start(cfg).await.unwrap();
+    assert!(gw.ready(Duration::from_secs(10)).await);
+    let node = DoorNode::connect(gw.mqtt_addr, "watcher", "d-meeting-3", key(9)).await;
+    // Let the first tick see every room empty, then two people come in.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    node.client
+        .publish(
+            "kombinat/v1/sensor/sensor-meeting/reading",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            r#"{"v":1,"device":"sensor-meeting","counter":1,"reading":{"counter":{"in":2,"out":0}}}"#,
+        )
+        .await
+        .unwrap();
+    until(
+        Duration::from_secs(15),
+        "an occupancy event delivered",
+        || {
+            got.lock().unwrap().iter().any(|(kind, body)| {
+                kind == "occupancy"
+                    && body.contains(r#""room":"meeting-1""#)
+                    && body.contains(r#""occupied":true"#)
+            })
+        },
+    )
+    .await;
+    gw.stop().await.unwrap();
+}
