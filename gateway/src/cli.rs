@@ -81,6 +81,9 @@ pub enum Command {
     /// Bulk loads from CSV files.
     #[command(subcommand)]
     Import(ImportCmd),
+    /// API tokens for booking systems: add (printed once), revoke, list.
+    #[command(subcommand)]
+    Token(TokenCmd),
     /// A room's use from its occupancy history: peak and mean, occupied hours, the hour ×
     /// weekday heat map, booked versus actual.
     Room {
@@ -99,6 +102,27 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+}
+
+/// Token commands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Make a token for a booking system; NAME is the booking source it writes as. The token
+    /// is printed once; only its hash is kept.
+    Add {
+        /// The booking source.
+        name: String,
+        /// What it may do (repeat for several).
+        #[arg(long = "scope", value_enum, required = true)]
+        scopes: Vec<crate::domain::Scope>,
+    },
+    /// Revoke a token: it is refused from now on.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
+    /// List tokens (names, scopes, state; never the token).
+    List,
 }
 
 /// Import commands.
@@ -615,6 +639,80 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
                 "{} members added, {} updated, {} unchanged, {cards} cards issued, {bad} bad rows skipped",
                 c.added, c.updated, c.unchanged
             )?;
+            Ok(())
+        }
+        Command::Token(TokenCmd::Add { name, scopes }) => {
+            let mut ctx = open(&cli, now)?;
+            let name: crate::domain::SourceId = id("token name", name)?;
+            if ctx
+                .gateway
+                .store()
+                .tokens()?
+                .iter()
+                .any(|t| t.name == name && t.revoked_at.is_none())
+            {
+                bail!("token {name} exists; revoke it first to make a new one");
+            }
+            let mut raw = [0u8; 32];
+            getrandom::fill(&mut raw).map_err(|e| anyhow!("no randomness: {e}"))?;
+            let token = format!(
+                "kmb_{}",
+                raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            );
+            let mut scopes = scopes.clone();
+            scopes.sort_by_key(|s| *s as u8);
+            scopes.dedup();
+            ctx.gateway.put_token(
+                crate::domain::ApiToken {
+                    name,
+                    sha256: crate::domain::token_hash(&token),
+                    scopes,
+                    created_at: now,
+                    revoked_at: None,
+                },
+                actor(),
+                now,
+            )?;
+            writeln!(out, "{token}")?;
+            eprintln!("the token is shown once: give it to the booking system as Authorization: Bearer <token>");
+            Ok(())
+        }
+        Command::Token(TokenCmd::Revoke { name }) => {
+            let mut ctx = open(&cli, now)?;
+            let name: crate::domain::SourceId = id("token name", name)?;
+            let mut t = ctx
+                .gateway
+                .store()
+                .tokens()?
+                .into_iter()
+                .find(|t| t.name == name && t.revoked_at.is_none())
+                .ok_or_else(|| anyhow!("there is no live token {name}"))?;
+            t.revoked_at = Some(now);
+            ctx.gateway.put_token(t, actor(), now)?;
+            writeln!(out, "token {name} revoked")?;
+            Ok(())
+        }
+        Command::Token(TokenCmd::List) => {
+            let ctx = open(&cli, now)?;
+            for t in ctx.gateway.store().tokens()? {
+                writeln!(
+                    out,
+                    "{:<24} {:<32} {}",
+                    t.name.to_string(),
+                    t.scopes
+                        .iter()
+                        .map(|s| match s {
+                            crate::domain::Scope::BookingsWrite => "bookings:write",
+                            crate::domain::Scope::BookingsRead => "bookings:read",
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    t.revoked_at.map_or("live".to_string(), |r| format!(
+                        "revoked {}",
+                        local(&ctx.site, r)
+                    ))
+                )?;
+            }
             Ok(())
         }
         Command::Room { room, from, until } => {

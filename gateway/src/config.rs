@@ -24,6 +24,9 @@
 //! hourly_after_days = 30            # 5-minute history buckets become hourly after this
 //! keep_days = 730                   # history older than this is dropped
 //!
+//! [http]                            # optional: the REST API
+//! listen = "127.0.0.1:8080"
+//!
 //! [webhook]                         # optional: events (no-shows) to the booking system
 //! url = "https://booking.example.org/kombinat"
 //! secret = "…"                      # shared; signs each request (HMAC-SHA256)
@@ -124,6 +127,8 @@ pub struct Config {
     pub occupancy: OccupancyConfig,
     /// Where events for the booking system go, if anywhere.
     pub webhook: Option<crate::webhook::WebhookConfig>,
+    /// Where the HTTP API listens, if it does.
+    pub http: Option<SocketAddr>,
 }
 
 /// Occupancy history and no-show settings.
@@ -161,6 +166,13 @@ struct RawConfig {
     #[serde(default)]
     occupancy: RawOccupancy,
     webhook: Option<RawWebhook>,
+    http: Option<RawHttp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: SocketAddr,
 }
 
 #[derive(Deserialize)]
@@ -296,6 +308,7 @@ impl Config {
             }
         };
         Ok(Config {
+            http: raw.http.map(|h| h.listen),
             webhook,
             site: base.join(raw.site),
             data: base.join(raw.data),

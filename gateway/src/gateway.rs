@@ -195,7 +195,7 @@ impl Gateway {
                 self.snapshot.set_leases(self.store.leases()?)
             }
             Change::Mode(m) => self.snapshot.set_mode(m),
-            Change::Device(_) => {}
+            Change::Device(_) | Change::Token(_) => {}
         }
         Ok(())
     }
@@ -467,6 +467,20 @@ impl Gateway {
             }
         }
         Ok((counts, cards))
+    }
+
+    /// Stores an API token (new, or revoked), audited.
+    pub fn put_token(
+        &mut self,
+        t: crate::domain::ApiToken,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), GatewayError> {
+        let summary = match t.revoked_at {
+            Some(_) => format!("API token {} revoked", t.name),
+            None => format!("API token {} made with scopes {:?}", t.name, t.scopes),
+        };
+        self.commit(Change::Token(t), AuditEntry::change(now, actor, summary))
     }
 
     /// Cancels a booking: it stays stored, marked cancelled, and opens nothing from now on.

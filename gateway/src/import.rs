@@ -123,7 +123,7 @@ pub fn read_bookings(
                 .and_then(|i| record.get(i))
                 .filter(|v| !v.is_empty())
         };
-        match row(snapshot, &source, &field) {
+        match booking_from_fields(snapshot, &source, &field) {
             Ok(b) => {
                 if !keys.insert(b.key.clone()) {
                     out.errors.push(RowError {
@@ -376,7 +376,8 @@ fn member(snapshot: &Snapshot, who: &str) -> Result<MemberId, String> {
         .ok_or_else(|| format!("there is no member {who:?}"))
 }
 
-fn row<'a>(
+/// One booking from its fields by name (a CSV row, a REST body): checked, or why not.
+pub fn booking_from_fields<'a>(
     snapshot: &Snapshot,
     default_source: &SourceId,
     field: &impl Fn(&str) -> Option<&'a str>,

@@ -21,6 +21,7 @@ pub mod domain;
 pub mod feed;
 pub mod gateway;
 pub mod ha;
+pub mod http;
 pub mod ics;
 pub mod import;
 pub mod link;

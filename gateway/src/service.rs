@@ -102,9 +102,49 @@ pub enum Control {
         /// What came of reading it.
         fetched: Result<Option<String>, String>,
     },
+    /// Bookings from the REST API, as fields by name: checked against the snapshot and
+    /// written in one transaction, or refused with a message per item and field.
+    ApiBookings {
+        /// The source they are written as.
+        source: crate::domain::SourceId,
+        /// Each booking's fields.
+        items: Vec<std::collections::BTreeMap<String, String>>,
+        /// Who asked.
+        actor: Actor,
+        /// The answer.
+        reply: SyncSender<ApiBookingsResult>,
+    },
+    /// Cancel a booking from the REST API; answers whether it was there.
+    ApiCancel {
+        /// The booking.
+        key: crate::domain::BookingKey,
+        /// Who asked.
+        actor: Actor,
+        /// The answer.
+        reply: SyncSender<Result<bool, String>>,
+    },
     /// Finish what is queued, flush and stop.
     Stop,
 }
+
+/// What the core answers to [`Control::ApiBookings`]: the counts, or (field, message) pairs.
+pub type ApiBookingsResult = Result<crate::gateway::ImportCounts, Vec<(String, String)>>;
+
+/// The fields a REST booking can have, to name the one an error is about.
+const BOOKING_FIELDS: [&str; 12] = [
+    "external_id",
+    "room",
+    "kind",
+    "organiser",
+    "start",
+    "end",
+    "arrival",
+    "departure",
+    "source",
+    "title",
+    "attendees",
+    "status",
+];
 
 /// What reaches the core.
 pub enum Msg {
@@ -201,6 +241,8 @@ pub struct Running {
         Arc<std::sync::atomic::AtomicBool>,
         std::thread::JoinHandle<()>,
     )>,
+    /// Where the HTTP API listens, if it does.
+    pub http_addr: Option<SocketAddr>,
 }
 
 impl Running {
@@ -413,6 +455,32 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
             .map_err(|_| ServiceError::Stopped)?;
         Some((stop, thread))
     };
+    let http_addr = match core.config.http {
+        None => None,
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                ServiceError::Mqtt(format!("cannot listen for HTTP on {addr}: {e}"))
+            })?;
+            let local = listener.local_addr().ok();
+            let app = crate::http::app(crate::http::AppState {
+                store: store.clone(),
+                to_core: to_core.clone(),
+            });
+            let mut stop = stop_link.subscribe();
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stop.changed().await;
+                };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::error!(error = %e, "the HTTP server stopped");
+                }
+            });
+            local
+        }
+    };
     let (exited_tx, core_exited) = tokio::sync::oneshot::channel();
     let core = std::thread::Builder::new()
         .name("kombinat-core".into())
@@ -433,6 +501,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         webhook,
         webhook_stats,
         poller,
+        http_addr,
     })
 }
 
@@ -991,6 +1060,80 @@ impl Core {
                 b.answers.push((reply, r));
             }
             Control::Feed { feed, fetched } => self.feed(feed, fetched, b),
+            Control::ApiBookings {
+                source,
+                items,
+                actor,
+                reply,
+            } => {
+                let mut good = Vec::new();
+                let mut problems = Vec::new();
+                for (n, f) in items.iter().enumerate() {
+                    if let Some(k) = f.keys().find(|k| !BOOKING_FIELDS.contains(&k.as_str())) {
+                        problems.push((k.clone(), format!("{k:?} is not a booking field")));
+                        continue;
+                    }
+                    let field = |k: &str| f.get(k).map(String::as_str).filter(|v| !v.is_empty());
+                    match crate::import::booking_from_fields(
+                        self.gateway.snapshot(),
+                        &source,
+                        &field,
+                    ) {
+                        Ok(bk) => good.push(bk),
+                        Err(message) => {
+                            // The message starts with the field it is about, where it is one.
+                            let first = message.split([' ', ':']).next().unwrap_or("");
+                            let name = if BOOKING_FIELDS.contains(&first) {
+                                first
+                            } else {
+                                ""
+                            };
+                            let name = if items.len() > 1 {
+                                format!("{n}.{name}")
+                            } else {
+                                name.to_string()
+                            };
+                            problems.push((name, message));
+                        }
+                    }
+                }
+                let r = if !problems.is_empty() {
+                    Err(problems)
+                } else {
+                    let what = format!("REST API ({} bookings)", good.len());
+                    match self.gateway.import_bookings(good, &what, actor, Utc::now()) {
+                        Ok(c) => {
+                            if c.added + c.updated > 0 {
+                                self.next_allow_lists = Instant::now();
+                            }
+                            Ok(c)
+                        }
+                        Err(e) => Err(vec![(String::new(), e.to_string())]),
+                    }
+                };
+                let _ = reply.send(r);
+            }
+            Control::ApiCancel { key, actor, reply } => {
+                let r = match self.gateway.store().booking(&key) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(None) => Ok(false),
+                    Ok(Some(mut bk)) => {
+                        bk.status = crate::domain::BookingStatus::Cancelled;
+                        let what = format!("REST API cancel of {key}");
+                        match self
+                            .gateway
+                            .import_bookings(vec![bk], &what, actor, Utc::now())
+                        {
+                            Ok(_) => {
+                                self.next_allow_lists = Instant::now();
+                                Ok(true)
+                            }
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                };
+                let _ = reply.send(r);
+            }
             Control::Stop => {}
         }
     }

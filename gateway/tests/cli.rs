@@ -605,3 +605,41 @@ fn a_room_calendar_books_its_room_and_follows_moves_and_cancellations() {
     let err = k.fails(&["import", "calendar", file, "--room", "meeting-1"]);
     assert!(err.contains("not an iCalendar calendar"), "{err}");
 }
+
+#[test]
+fn api_tokens_are_shown_once_kept_hashed_and_revoked() {
+    let k = Kombinat::new();
+    let token = k.ok(&[
+        "token",
+        "add",
+        "rooms",
+        "--scope",
+        "bookings:write",
+        "--scope",
+        "bookings:read",
+    ]);
+    let token = token.trim();
+    assert!(token.starts_with("kmb_") && token.len() == 68, "{token}");
+    let list = k.ok(&["token", "list"]);
+    assert!(
+        list.contains("rooms")
+            && list.contains("bookings:write,bookings:read")
+            && list.contains("live"),
+        "{list}"
+    );
+    assert!(
+        !list.contains(token),
+        "the token itself is never shown again"
+    );
+    assert!(k
+        .fails(&["token", "add", "rooms", "--scope", "bookings:read"])
+        .contains("exists"));
+    k.ok(&["token", "revoke", "rooms"]);
+    assert!(k.ok(&["token", "list"]).contains("revoked"));
+    assert!(k
+        .fails(&["token", "revoke", "rooms"])
+        .contains("no live token"));
+    assert!(k
+        .fails(&["token", "add", "x", "--scope", "doors:open"])
+        .contains("doors:open"));
+}

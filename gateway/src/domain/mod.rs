@@ -12,6 +12,7 @@ mod member;
 mod plan;
 pub mod schedule;
 pub(crate) mod site;
+mod token;
 
 pub use binding::{Binding, BindingKind};
 pub use booking::{
@@ -29,3 +30,4 @@ pub use schedule::{LocalTime, ScheduleError, WeeklySchedule};
 pub use site::{
     AccessPolicy, AntiPassback, Door, Floor, Room, RoomKind, RoomSet, Site, SiteMode, Zone,
 };
+pub use token::{token_hash, ApiToken, Scope};

@@ -27,6 +27,7 @@ struct Inner {
     marks: BTreeMap<DeviceId, DeviceMark>,
     as_of: Option<DeviceMark>,
     history: BTreeMap<(RoomId, i64), HistoryBucket>,
+    tokens: BTreeMap<kombinat_protocol::SourceId, crate::domain::ApiToken>,
     state: BTreeMap<String, Vec<u8>>,
     outbox: BTreeMap<u64, OutboxEvent>,
     next_outbox: u64,
@@ -79,6 +80,9 @@ impl Store for MemoryStore {
                 Change::Mode(m) => i.mode = Some(m),
                 Change::Device(d) => {
                     i.devices.insert(d.id, d);
+                }
+                Change::Token(t) => {
+                    i.tokens.insert(t.name, t);
                 }
             }
         }
@@ -137,6 +141,10 @@ impl Store for MemoryStore {
 
     fn devices(&self) -> Result<Vec<Device>, StoreError> {
         Ok(self.lock().devices.values().cloned().collect())
+    }
+
+    fn tokens(&self) -> Result<Vec<crate::domain::ApiToken>, StoreError> {
+        Ok(self.lock().tokens.values().cloned().collect())
     }
 
     fn put_marks(&self, marks: &[DeviceMark]) -> Result<(), StoreError> {

@@ -301,6 +301,8 @@ pub enum Change {
     Mode(SiteMode),
     /// Register or replace a device.
     Device(Device),
+    /// Add or replace (revoke) an API token.
+    Token(crate::domain::ApiToken),
 }
 
 /// Persistence for the gateway.
@@ -327,6 +329,8 @@ pub trait Store: Send + Sync {
     fn bookings(&self) -> Result<Vec<Booking>, StoreError>;
     /// Every registered device, by id.
     fn devices(&self) -> Result<Vec<Device>, StoreError>;
+    /// Every API token (revoked ones too), by name.
+    fn tokens(&self) -> Result<Vec<crate::domain::ApiToken>, StoreError>;
     /// Stores devices' replay counters (durable with the next flush or audit append).
     fn put_marks(&self, marks: &[DeviceMark]) -> Result<(), StoreError>;
     /// Every device's replay counters.

@@ -83,6 +83,7 @@ fn change_kv(c: &Change) -> Result<(Vec<u8>, Option<Vec<u8>>), StoreError> {
         Change::Booking(b) => (booking_key(&b.key), Some(encode(b)?)),
         Change::Mode(m) => (b"s/mode".to_vec(), Some(encode(m)?)),
         Change::Device(d) => (format!("d/{}", d.id).into_bytes(), Some(encode(d)?)),
+        Change::Token(t) => (format!("t/{}", t.name).into_bytes(), Some(encode(t)?)),
     })
 }
 
@@ -285,6 +286,10 @@ impl Store for SledStore {
 
     fn devices(&self) -> Result<Vec<Device>, StoreError> {
         self.scan(b"d/")
+    }
+
+    fn tokens(&self) -> Result<Vec<crate::domain::ApiToken>, StoreError> {
+        self.scan(b"t/")
     }
 
     fn put_marks(&self, marks: &[DeviceMark]) -> Result<(), StoreError> {

@@ -1,0 +1,222 @@
+//! The booking system's area: upsert and cancel bookings (meetings, stays, events, guest
+//! passes) by its own id, in batches, and list them.
+//!
+//! - `PUT /api/v1/bookings/{source}/{external_id}` with the booking's fields: added, updated or
+//!   unchanged (idempotent).
+//! - `DELETE /api/v1/bookings/{source}/{external_id}`: cancelled; it opens nothing from then on.
+//! - `POST /api/v1/bookings/batch` with `[{"external_id": …, …}, …]` of the token's source: all
+//!   or nothing, in one transaction.
+//! - `GET /api/v1/bookings?room=&from=&until=`: the token's own source's bookings.
+//!
+//! Fields are those of the CSV import (`room`, `kind`, `organiser`, `attendees` as a list,
+//! `start` and `end` or `arrival` and `departure`, `title`, `status`). A token writes only the
+//! source it is named after (scope `bookings:write`); reading needs `bookings:read`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::{post, put};
+use axum::{Json, Router};
+use serde_json::Value;
+
+use super::{authorize, ApiError, AppState};
+use crate::domain::{BookingKey, ExternalId, Scope, SourceId, Window};
+use crate::service::{Control, Msg};
+use crate::store::Actor;
+
+/// The routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/bookings/{source}/{external_id}",
+            put(upsert).delete(cancel),
+        )
+        .route("/api/v1/bookings/batch", post(batch))
+        .route("/api/v1/bookings", axum::routing::get(list))
+}
+
+/// A JSON object's fields as text, the way the import reads them; a list (attendees) is
+/// joined with `;`.
+fn fields(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+    let Value::Object(m) = v else {
+        return Err(ApiError::Invalid(vec![(
+            "".into(),
+            "a booking is a JSON object".into(),
+        )]));
+    };
+    let mut out = BTreeMap::new();
+    for (k, v) in m {
+        let text = match v {
+            Value::Null => continue,
+            Value::String(s) => s.clone(),
+            Value::Array(a) => a
+                .iter()
+                .map(|x| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| x.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(";"),
+            other => other.to_string(),
+        };
+        out.insert(k.to_ascii_lowercase(), text);
+    }
+    Ok(out)
+}
+
+async fn ask_core<T: Send + 'static>(
+    state: &AppState,
+    make: impl FnOnce(std::sync::mpsc::SyncSender<T>) -> Control + Send + 'static,
+) -> Result<T, ApiError> {
+    let tx = state.to_core.clone();
+    tokio::task::spawn_blocking(move || {
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        tx.send(Msg::Control(make(reply)))
+            .map_err(|_| ApiError::Unavailable)?;
+        rx.recv().map_err(|_| ApiError::Unavailable)
+    })
+    .await
+    .map_err(|_| ApiError::Unavailable)?
+}
+
+fn own_source(token: SourceId, path: &str) -> Result<SourceId, ApiError> {
+    let s: SourceId = path
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("no source {path:?}")))?;
+    if s != token {
+        return Err(ApiError::Forbidden(format!(
+            "token {token} writes bookings of source {token} only"
+        )));
+    }
+    Ok(s)
+}
+
+async fn write(
+    state: &AppState,
+    source: SourceId,
+    items: Vec<BTreeMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = Actor::Source(source.to_string());
+    let r = ask_core(state, move |reply| Control::ApiBookings {
+        source,
+        items,
+        actor,
+        reply,
+    })
+    .await?;
+    match r {
+        Ok(c) => Ok(Json(serde_json::json!({
+            "added": c.added, "updated": c.updated, "unchanged": c.unchanged
+        }))),
+        Err(problems) => Err(ApiError::Invalid(problems)),
+    }
+}
+
+async fn upsert(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((source, external_id)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let token = authorize(state.store.as_ref(), &headers, Scope::BookingsWrite)?;
+    let source = own_source(token, &source)?;
+    let mut f = fields(&body)?;
+    f.insert("external_id".into(), external_id);
+    f.insert("source".into(), source.to_string());
+    write(&state, source, vec![f]).await
+}
+
+async fn batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let source = authorize(state.store.as_ref(), &headers, Scope::BookingsWrite)?;
+    let Value::Array(list) = body else {
+        return Err(ApiError::Invalid(vec![(
+            "".into(),
+            "a batch is a JSON list of bookings".into(),
+        )]));
+    };
+    if list.len() > 10_000 {
+        return Err(ApiError::Invalid(vec![(
+            "".into(),
+            "at most 10,000 bookings a batch".into(),
+        )]));
+    }
+    let mut items = Vec::new();
+    for v in &list {
+        let mut f = fields(v)?;
+        if f.get("source").is_some_and(|s| *s != source.to_string()) {
+            return Err(ApiError::Forbidden(format!(
+                "token {source} writes bookings of source {source} only"
+            )));
+        }
+        f.insert("source".into(), source.to_string());
+        items.push(f);
+    }
+    write(&state, source, items).await
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((source, external_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let token = authorize(state.store.as_ref(), &headers, Scope::BookingsWrite)?;
+    let source = own_source(token, &source)?;
+    let external_id = ExternalId::parse(&external_id)
+        .map_err(|e| ApiError::Invalid(vec![("external_id".into(), e.to_string())]))?;
+    let key = BookingKey {
+        source,
+        external_id,
+    };
+    let actor = Actor::Source(source.to_string());
+    let k = key.clone();
+    let found = ask_core(&state, move |reply| Control::ApiCancel {
+        key: k,
+        actor,
+        reply,
+    })
+    .await?;
+    match found {
+        Ok(true) => Ok(Json(serde_json::json!({"cancelled": key.to_string()}))),
+        Ok(false) => Err(ApiError::NotFound(format!("no booking {key}"))),
+        Err(_) => Err(ApiError::Unavailable),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    room: Option<String>,
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let source = authorize(state.store.as_ref(), &headers, Scope::BookingsRead)?;
+    let store = state.store.clone();
+    let bookings = tokio::task::spawn_blocking(move || store.bookings())
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+        .map_err(|_| ApiError::Unavailable)?;
+    let out: Vec<Value> = bookings
+        .into_iter()
+        .filter(|b| b.key.source == source)
+        .filter(|b| q.room.as_ref().is_none_or(|r| b.room.to_string() == *r))
+        .filter(|b| match b.window {
+            Window::Timed { start, end } => {
+                q.from.is_none_or(|f| end > f) && q.until.is_none_or(|u| start < u)
+            }
+            Window::Days { .. } => true,
+        })
+        .map(|b| serde_json::to_value(&b).unwrap_or(Value::Null))
+        .collect();
+    Ok(Json(Value::Array(out)))
+}

@@ -1,0 +1,245 @@
+//! The booking system's REST API through the real service and a real socket: idempotent
+//! upsert, cancel revoking access at once (a tap after it is denied), 422 for bad fields, and
+//! tokens: missing, wrong, revoked, under-scoped or for another source, refused.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use kombinat::domain::{token_hash, ApiToken, Reason, Scope, SourceId};
+use kombinat::service;
+use kombinat::store::{Actor, SledStore, Store};
+use support::*;
+
+const WRITER: &str = "kmb_test_writer_token";
+const READER: &str = "kmb_test_reader_token";
+
+fn call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = match (method, body) {
+        ("PUT", Some(b)) => {
+            let mut r = agent.put(url);
+            if let Some(t) = token {
+                r = r.header("Authorization", &format!("Bearer {t}"));
+            }
+            r.header("Content-Type", "application/json")
+                .send(b.to_string().as_bytes())
+        }
+        ("POST", Some(b)) => {
+            let mut r = agent.post(url);
+            if let Some(t) = token {
+                r = r.header("Authorization", &format!("Bearer {t}"));
+            }
+            r.header("Content-Type", "application/json")
+                .send(b.to_string().as_bytes())
+        }
+        ("DELETE", _) => {
+            let mut r = agent.delete(url);
+            if let Some(t) = token {
+                r = r.header("Authorization", &format!("Bearer {t}"));
+            }
+            r.call()
+        }
+        _ => {
+            let mut r = agent.get(url);
+            if let Some(t) = token {
+                r = r.header("Authorization", &format!("Bearer {t}"));
+            }
+            r.call()
+        }
+    }
+    .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookings_through_the_rest_api() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    {
+        let site = Arc::new(kombinat::site_file::load(&site_path()).unwrap());
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let mut g = kombinat::gateway::Gateway::open(site, store, Utc::now()).unwrap();
+        for (name, token, scopes) in [
+            (
+                "test",
+                WRITER,
+                vec![Scope::BookingsWrite, Scope::BookingsRead],
+            ),
+            ("reader", READER, vec![Scope::BookingsRead]),
+        ] {
+            g.put_token(
+                ApiToken {
+                    name: SourceId::parse(name).unwrap(),
+                    sha256: token_hash(token),
+                    scopes,
+                    created_at: Utc::now(),
+                    revoked_at: None,
+                },
+                Actor::Cli("test".into()),
+                Utc::now(),
+            )
+            .unwrap();
+        }
+    }
+    let mut cfg = config(dir.path(), "embedded");
+    cfg.http = Some("127.0.0.1:0".parse().unwrap());
+    let gw = service::start(cfg).await.unwrap();
+    assert!(gw.ready(Duration::from_secs(10)).await);
+    let base = format!("http://{}/api/v1/bookings", gw.http_addr.unwrap());
+
+    // Ivan's meeting (source "test", made by prepare) opens meeting room 1 now.
+    let mut node = DoorNode::connect(gw.mqtt_addr, "door-meeting", "d-meeting-1", key(2)).await;
+    let tap = node.tap(card(NOBODY_CARD));
+    node.send_tap(&tap).await;
+    assert_eq!(
+        node.decision(Duration::from_secs(10)).await.reason,
+        Reason::Booking
+    );
+
+    let b = base.clone();
+    let (start, end) = (Utc::now(), Utc::now() + chrono::Duration::hours(1));
+    let body = serde_json::json!({
+        "room": "meeting-3", "kind": "meeting", "organiser": "ivan",
+        "start": start.to_rfc3339(), "end": end.to_rfc3339(), "title": "Planning",
+        "attendees": ["marta"]
+    });
+    let r = tokio::task::spawn_blocking(move || {
+        let put = |body: serde_json::Value| {
+            call("PUT", &format!("{b}/test/m-1"), Some(WRITER), Some(body))
+        };
+        let first = put(body.clone());
+        let again = put(body.clone());
+        // Bad fields: 422, nothing written.
+        let mut bad = body.clone();
+        bad["start"] = "tomorrow-ish".into();
+        let bad_start = put(bad);
+        let mut bad = body.clone();
+        bad["room"] = "attic".into();
+        let bad_room = call("PUT", &format!("{b}/test/m-2"), Some(WRITER), Some(bad));
+        let mut extra = body.clone();
+        extra["colour"] = "red".into();
+        let bad_field = call("PUT", &format!("{b}/test/m-3"), Some(WRITER), Some(extra));
+        // Tokens.
+        let none = call("PUT", &format!("{b}/test/m-4"), None, Some(body.clone()));
+        let wrong = call(
+            "PUT",
+            &format!("{b}/test/m-4"),
+            Some("kmb_nope"),
+            Some(body.clone()),
+        );
+        let reader = call(
+            "PUT",
+            &format!("{b}/test/m-4"),
+            Some(READER),
+            Some(body.clone()),
+        );
+        let other = call(
+            "PUT",
+            &format!("{b}/other/m-4"),
+            Some(WRITER),
+            Some(body.clone()),
+        );
+        let batch = call(
+            "POST",
+            &format!("{b}/batch"),
+            Some(WRITER),
+            Some(serde_json::json!([
+                {"external_id": "b-1", "room": "meeting-4", "kind": "meeting", "organiser": "ivan",
+                 "start": start.to_rfc3339(), "end": end.to_rfc3339()},
+                {"external_id": "b-2", "room": "attic", "kind": "meeting", "organiser": "ivan",
+                 "start": start.to_rfc3339(), "end": end.to_rfc3339()}
+            ])),
+        );
+        let list = call("GET", &format!("{b}?room=meeting-3"), Some(READER), None);
+        let own = call("GET", &format!("{b}?room=meeting-3"), Some(WRITER), None);
+        // Cancel Ivan's meeting in room 1.
+        let cancel = call("DELETE", &format!("{b}/test/ivan-now"), Some(WRITER), None);
+        let missing = call("DELETE", &format!("{b}/test/nothing"), Some(WRITER), None);
+        (
+            first, again, bad_start, bad_room, bad_field, none, wrong, reader, other, batch, list,
+            own, cancel, missing,
+        )
+    })
+    .await
+    .unwrap();
+    let (
+        first,
+        again,
+        bad_start,
+        bad_room,
+        bad_field,
+        none,
+        wrong,
+        reader,
+        other,
+        batch,
+        list,
+        own,
+        cancel,
+        missing,
+    ) = r;
+    assert_eq!(
+        first,
+        (
+            200,
+            serde_json::json!({"added": 1, "updated": 0, "unchanged": 0})
+        )
+    );
+    assert_eq!(
+        again,
+        (
+            200,
+            serde_json::json!({"added": 0, "updated": 0, "unchanged": 1})
+        ),
+        "idempotent"
+    );
+    assert_eq!(bad_start.0, 422);
+    assert_eq!(bad_start.1["errors"][0]["field"], "start");
+    assert_eq!(bad_room.0, 422);
+    assert!(bad_room.1["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("attic"));
+    assert_eq!(
+        (bad_field.0, bad_field.1["errors"][0]["field"].as_str()),
+        (422, Some("colour"))
+    );
+    assert_eq!(none.0, 401);
+    assert_eq!(wrong.0, 401);
+    assert_eq!(reader.0, 403, "under-scoped");
+    assert_eq!(other.0, 403, "another source");
+    assert_eq!(batch.0, 422, "all or nothing: {:?}", batch.1);
+    assert_eq!(batch.1["errors"][0]["field"], "1.");
+    assert_eq!(
+        list,
+        (200, serde_json::json!([])),
+        "a reader sees its own source only"
+    );
+    assert_eq!(own.0, 200);
+    assert_eq!(own.1.as_array().unwrap().len(), 1);
+    assert_eq!(cancel.0, 200);
+    assert_eq!(missing.0, 404);
+
+    // The cancelled meeting opens nothing, at once.
+    let tap = node.tap(card(NOBODY_CARD));
+    node.send_tap(&tap).await;
+    let d = node.decision(Duration::from_secs(10)).await;
+    assert!(!d.allow, "{:?}", d.reason);
+    gw.stop().await.unwrap();
+}
