@@ -1146,6 +1146,9 @@ impl Core {
             return;
         };
         let now = Utc::now();
+        // "Not modified" after a failure says nothing new: the content that failed may still
+        // be what is served, so the alarm stays until content reads well.
+        let not_modified = matches!(fetched, Ok(None));
         let applied = match fetched {
             Ok(None) => Ok(()),
             Ok(Some(text)) => {
@@ -1208,12 +1211,17 @@ impl Core {
         };
         self.stats.feeds_read.fetch_add(1, Ordering::Relaxed);
         let was = self.feeds_failing.get(i).copied().unwrap_or(false);
-        let is = applied.is_err();
+        let is = applied.is_err() || (was && not_modified);
         if let Err(why) = &applied {
             self.stats.feed_failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(feed = %f.id, %why, "feed not read; its last good state is kept");
         }
         if was != is {
+            let applied = if is && applied.is_ok() {
+                Err(String::new())
+            } else {
+                applied
+            };
             if let Some(slot) = self.feeds_failing.get_mut(i) {
                 *slot = is;
             }

@@ -1,12 +1,11 @@
-//! A room's calendar feed through the real service: served over HTTP on loopback with an ETag,
+//! A room's calendar feed through the real service: served by an axum server on loopback with
+//! an ETag,
 //! polled with conditional GET (304), changed (a meeting moved, one removed), then failing (500,
 //! then garbage): the last good state is kept and the feed alarm raised, and cleared when the
 //! feed reads again.
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,38 +54,46 @@ async fn a_feed_is_polled_reconciled_and_its_failures_keep_the_last_good_state()
         "\"v1\"".into(),
     )));
     let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    {
+    // An axum server on loopback plays the calendar host.
+    let app = {
         let (serve, seen) = (serve.clone(), seen.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { continue };
-                let mut r = BufReader::new(s.try_clone().unwrap());
-                let mut inm = None;
-                let mut line = String::new();
-                while r.read_line(&mut line).is_ok() && line.trim_end() != "" {
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("if-none-match:") {
-                        inm = Some(v.trim().to_string());
+        axum::Router::new().route(
+            "/meeting-1.ics",
+            axum::routing::get(move |headers: axum::http::HeaderMap| {
+                let (serve, seen) = (serve.clone(), seen.clone());
+                async move {
+                    use axum::http::StatusCode;
+                    let inm = headers
+                        .get("if-none-match")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    seen.lock().unwrap().push(inm.clone());
+                    let now = serve.lock().unwrap().clone();
+                    match now {
+                        Serve::Calendar(_, etag) if inm.as_deref() == Some(&etag) => {
+                            (StatusCode::NOT_MODIFIED, [("etag", etag)], String::new())
+                        }
+                        Serve::Calendar(body, etag) => (StatusCode::OK, [("etag", etag)], body),
+                        Serve::Fail => (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            [("etag", String::new())],
+                            String::new(),
+                        ),
+                        Serve::Garbage => (
+                            StatusCode::OK,
+                            [("etag", "\"g\"".to_string())],
+                            "<html>502</html>".to_string(),
+                        ),
                     }
-                    line.clear();
                 }
-                seen.lock().unwrap().push(inm.clone());
-                let answer = match serve.lock().unwrap().clone() {
-                    Serve::Calendar(_, etag) if inm.as_deref() == Some(&etag) => {
-                        "HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n".to_string()
-                    }
-                    Serve::Calendar(body, etag) => format!(
-                        "HTTP/1.1 200 OK\r\nETag: {etag}\r\nContent-Type: text/calendar\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    ),
-                    Serve::Fail => "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
-                    Serve::Garbage => "HTTP/1.1 200 OK\r\nContent-Length: 16\r\nConnection: close\r\n\r\n<html>502</html>".into(),
-                };
-                let _ = s.write_all(answer.as_bytes());
-            }
-        });
-    }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
     let site = std::fs::read_to_string(site_path()).unwrap()
         + &format!(
             "\n[[feeds]]\nid = \"ical-meeting-1\"\nroom = \"meeting-1\"\nurl = \"http://127.0.0.1:{port}/meeting-1.ics\"\ninterval_s = 1\n"

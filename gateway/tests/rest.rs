@@ -241,5 +241,31 @@ async fn bookings_through_the_rest_api() {
     node.send_tap(&tap).await;
     let d = node.decision(Duration::from_secs(10)).await;
     assert!(!d.allow, "{:?}", d.reason);
+
+    // A meeting booked through the API opens its room's door at once, and no other door.
+    let b = base.clone();
+    let body = serde_json::json!({
+        "room": "meeting-1", "kind": "meeting", "organiser": "ivan",
+        "start": Utc::now().to_rfc3339(), "end": (Utc::now() + chrono::Duration::hours(1)).to_rfc3339()
+    });
+    let put = tokio::task::spawn_blocking(move || {
+        call("PUT", &format!("{b}/test/m-9"), Some(WRITER), Some(body))
+    })
+    .await
+    .unwrap();
+    assert_eq!(put.0, 200, "{:?}", put.1);
+    let tap = node.tap(card(NOBODY_CARD));
+    node.send_tap(&tap).await;
+    assert_eq!(
+        node.decision(Duration::from_secs(10)).await.reason,
+        Reason::Booking
+    );
+    let mut cowork = DoorNode::connect(gw.mqtt_addr, "door-cowork", "d-cowork-in", key(1)).await;
+    let tap = cowork.tap(card(NOBODY_CARD));
+    cowork.send_tap(&tap).await;
+    assert!(
+        !cowork.decision(Duration::from_secs(10)).await.allow,
+        "no other door"
+    );
     gw.stop().await.unwrap();
 }
