@@ -644,6 +644,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
         Command::Token(TokenCmd::Add { name, scopes }) => {
             let mut ctx = open(&cli, now)?;
             let name: crate::domain::SourceId = id("token name", name)?;
+            if ctx.site.feeds.iter().any(|f| f.id == name) {
+                bail!("{name} is a calendar feed's source: a token cannot write as it");
+            }
             if ctx
                 .gateway
                 .store()

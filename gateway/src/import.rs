@@ -376,33 +376,66 @@ fn member(snapshot: &Snapshot, who: &str) -> Result<MemberId, String> {
         .ok_or_else(|| format!("there is no member {who:?}"))
 }
 
-/// One booking from its fields by name (a CSV row, a REST body): checked, or why not.
+/// What is wrong with one field of a booking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field (`room`, `start`, …).
+    pub field: &'static str,
+    /// What is wrong, as a sentence.
+    pub message: String,
+}
+
+/// One booking from its fields by name (a CSV row): checked, or why not in one sentence.
 pub fn booking_from_fields<'a>(
     snapshot: &Snapshot,
     default_source: &SourceId,
     field: &impl Fn(&str) -> Option<&'a str>,
 ) -> Result<Booking, String> {
-    let need = |name: &str| field(name).ok_or_else(|| format!("{name} is empty"));
+    booking_fields(snapshot, default_source, field).map_err(|e| e.message)
+}
+
+/// One booking from its fields by name (a CSV row, a REST body): checked, or the field that
+/// is wrong and why.
+pub fn booking_fields<'a>(
+    snapshot: &Snapshot,
+    default_source: &SourceId,
+    field: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<Booking, FieldError> {
+    let fe = |field: &'static str| move |message: String| FieldError { field, message };
+    let need = |name: &'static str| {
+        field(name).ok_or_else(|| FieldError {
+            field: name,
+            message: format!("{name} is empty"),
+        })
+    };
     let site = snapshot.site();
     let source = match field("source") {
-        Some(s) => SourceId::parse(s).map_err(|e| format!("source {s:?}: {e}"))?,
+        Some(s) => SourceId::parse(s)
+            .map_err(|e| format!("source {s:?}: {e}"))
+            .map_err(fe("source"))?,
         None => *default_source,
     };
     let ext = need("external_id")?;
-    let external_id = ExternalId::parse(ext).map_err(|e| format!("external_id {ext:?}: {e}"))?;
+    let external_id = ExternalId::parse(ext)
+        .map_err(|e| format!("external_id {ext:?}: {e}"))
+        .map_err(fe("external_id"))?;
     let room_s = need("room")?;
     let room = room_s
         .parse()
-        .map_err(|e| format!("room {room_s:?}: {e}"))?;
+        .map_err(|e| format!("room {room_s:?}: {e}"))
+        .map_err(fe("room"))?;
     if site.room(room).is_none() {
-        return Err(format!("there is no room {room_s:?} in the site file"));
+        return Err(fe("room")(format!(
+            "there is no room {room_s:?} in the site file"
+        )));
     }
     let kind_s = need("kind")?;
     let kind: BookingKind = serde_json::from_value(serde_json::Value::String(
         kind_s.to_ascii_lowercase().replace('-', "_"),
     ))
-    .map_err(|_| format!("kind {kind_s:?} is not meeting, stay, event or guest_pass"))?;
-    let organiser = Some(member(snapshot, need("organiser")?)?);
+    .map_err(|_| format!("kind {kind_s:?} is not meeting, stay, event or guest_pass"))
+    .map_err(fe("kind"))?;
+    let organiser = Some(member(snapshot, need("organiser")?).map_err(fe("organiser"))?);
     let attendees = match field("attendees") {
         None => Vec::new(),
         Some(list) => list
@@ -410,22 +443,26 @@ pub fn booking_from_fields<'a>(
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|who| member(snapshot, who))
-            .collect::<Result<Vec<_>, _>>()?,
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(fe("attendees"))?,
     };
     let window = if kind == BookingKind::Stay {
-        let day = |name: &str| -> Result<NaiveDate, String> {
+        let day = |name: &'static str| -> Result<NaiveDate, FieldError> {
             let v = need(name)?;
             NaiveDate::parse_from_str(v, "%Y-%m-%d")
                 .map_err(|_| format!("{name} {v:?} is not a day such as 2026-12-01"))
+                .map_err(fe(name))
         };
         Window::Days {
             arrival: day("arrival")?,
             departure: day("departure")?,
         }
     } else {
-        let time = |name: &str| {
+        let time = |name: &'static str| {
             let v = need(name)?;
-            crate::cli::parse_time(site, v).map_err(|e| format!("{name}: {e}"))
+            crate::cli::parse_time(site, v)
+                .map_err(|e| format!("{name}: {e}"))
+                .map_err(fe(name))
         };
         Window::Timed {
             start: time("start")?,
@@ -435,7 +472,11 @@ pub fn booking_from_fields<'a>(
     let status = match field("status").map(str::to_ascii_lowercase).as_deref() {
         None | Some("confirmed") => BookingStatus::Confirmed,
         Some("cancelled") | Some("canceled") => BookingStatus::Cancelled,
-        Some(other) => return Err(format!("status {other:?} is not confirmed or cancelled")),
+        Some(other) => {
+            return Err(fe("status")(format!(
+                "status {other:?} is not confirmed or cancelled"
+            )))
+        }
     };
     let b = Booking {
         key: BookingKey {
@@ -450,6 +491,17 @@ pub fn booking_from_fields<'a>(
         window,
         status,
     };
-    b.validate().map_err(|e| e.to_string())?;
+    b.validate().map_err(|e| {
+        let field = match e {
+            crate::domain::BookingError::NoOne => "organiser",
+            crate::domain::BookingError::ExternalId => "external_id",
+            _ if b.kind == BookingKind::Stay => "departure",
+            _ => "end",
+        };
+        FieldError {
+            field,
+            message: e.to_string(),
+        }
+    })?;
     Ok(b)
 }

@@ -55,6 +55,9 @@ pub enum ServiceError {
     /// MQTT settings.
     #[error("mqtt: {0}")]
     Mqtt(String),
+    /// The HTTP API's port.
+    #[error("http: {0}")]
+    Http(String),
     /// The data directory.
     #[error("cannot create the data directory {0}: {1}")]
     DataDir(String, std::io::Error),
@@ -127,8 +130,17 @@ pub enum Control {
     Stop,
 }
 
-/// What the core answers to [`Control::ApiBookings`]: the counts, or (field, message) pairs.
-pub type ApiBookingsResult = Result<crate::gateway::ImportCounts, Vec<(String, String)>>;
+/// What the core answers to [`Control::ApiBookings`]: the counts, or why not.
+pub type ApiBookingsResult = Result<crate::gateway::ImportCounts, ApiRefusal>;
+
+/// Why the core did not take bookings from the API.
+#[derive(Debug)]
+pub enum ApiRefusal {
+    /// The request is wrong: (field, message) pairs; for a batch the field is `<index>.<field>`.
+    Invalid(Vec<(String, String)>),
+    /// The gateway could not write them (the store failed); nothing was written.
+    Failed,
+}
 
 /// The fields a REST booking can have, to name the one an error is about.
 const BOOKING_FIELDS: [&str; 12] = [
@@ -243,6 +255,7 @@ pub struct Running {
     )>,
     /// Where the HTTP API listens, if it does.
     pub http_addr: Option<SocketAddr>,
+    http: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -306,6 +319,10 @@ impl Running {
         let _ = self.stop_link.send(true);
         if let Some(link) = self.link.take() {
             let _ = link.await;
+        }
+        // The HTTP server holds the store: it is gone before stop returns.
+        if let Some(http) = self.http.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
         }
         if let Some((stop, thread)) = self.webhook.take() {
             stop.store(true, Ordering::Relaxed);
@@ -429,6 +446,15 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         closed: crate::domain::WeeklySchedule::parse([CLOSED]).unwrap_or_default(),
         published: vec![None; rooms],
     };
+    // The HTTP port first: if it is taken, nothing else has been started yet.
+    let http_listener = match core.config.http {
+        None => None,
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| ServiceError::Http(format!("cannot listen on {addr}: {e}")))?,
+        ),
+    };
     let webhook_stats = Arc::new(crate::webhook::WebhookStats::default());
     let webhook = match core.config.webhook.clone() {
         None => None,
@@ -455,19 +481,16 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
             .map_err(|_| ServiceError::Stopped)?;
         Some((stop, thread))
     };
-    let http_addr = match core.config.http {
-        None => None,
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                ServiceError::Mqtt(format!("cannot listen for HTTP on {addr}: {e}"))
-            })?;
+    let (http_addr, http) = match http_listener {
+        None => (None, None),
+        Some(listener) => {
             let local = listener.local_addr().ok();
             let app = crate::http::app(crate::http::AppState {
                 store: store.clone(),
                 to_core: to_core.clone(),
             });
             let mut stop = stop_link.subscribe();
-            tokio::spawn(async move {
+            let server = tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stop.changed().await;
                 };
@@ -478,7 +501,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
                     tracing::error!(error = %e, "the HTTP server stopped");
                 }
             });
-            local
+            (local, Some(server))
         }
     };
     let (exited_tx, core_exited) = tokio::sync::oneshot::channel();
@@ -502,6 +525,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         webhook_stats,
         poller,
         http_addr,
+        http,
     })
 }
 
@@ -1068,37 +1092,32 @@ impl Core {
             } => {
                 let mut good = Vec::new();
                 let mut problems = Vec::new();
+                let mut keys = std::collections::HashSet::new();
+                let batch = items.len() > 1;
+                let name = |n: usize, field: &str| {
+                    if batch {
+                        format!("{n}.{field}")
+                    } else {
+                        field.to_string()
+                    }
+                };
                 for (n, f) in items.iter().enumerate() {
                     if let Some(k) = f.keys().find(|k| !BOOKING_FIELDS.contains(&k.as_str())) {
-                        problems.push((k.clone(), format!("{k:?} is not a booking field")));
+                        problems.push((name(n, k), format!("{k:?} is not a booking field")));
                         continue;
                     }
                     let field = |k: &str| f.get(k).map(String::as_str).filter(|v| !v.is_empty());
-                    match crate::import::booking_from_fields(
-                        self.gateway.snapshot(),
-                        &source,
-                        &field,
-                    ) {
+                    match crate::import::booking_fields(self.gateway.snapshot(), &source, &field) {
+                        Ok(bk) if !keys.insert(bk.key.clone()) => problems.push((
+                            name(n, "external_id"),
+                            format!("booking {} appears twice in the batch", bk.key),
+                        )),
                         Ok(bk) => good.push(bk),
-                        Err(message) => {
-                            // The message starts with the field it is about, where it is one.
-                            let first = message.split([' ', ':']).next().unwrap_or("");
-                            let name = if BOOKING_FIELDS.contains(&first) {
-                                first
-                            } else {
-                                ""
-                            };
-                            let name = if items.len() > 1 {
-                                format!("{n}.{name}")
-                            } else {
-                                name.to_string()
-                            };
-                            problems.push((name, message));
-                        }
+                        Err(e) => problems.push((name(n, e.field), e.message)),
                     }
                 }
                 let r = if !problems.is_empty() {
-                    Err(problems)
+                    Err(ApiRefusal::Invalid(problems))
                 } else {
                     let what = format!("REST API ({} bookings)", good.len());
                     match self.gateway.import_bookings(good, &what, actor, Utc::now()) {
@@ -1108,7 +1127,10 @@ impl Core {
                             }
                             Ok(c)
                         }
-                        Err(e) => Err(vec![(String::new(), e.to_string())]),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot write bookings from the API");
+                            Err(ApiRefusal::Failed)
+                        }
                     }
                 };
                 let _ = reply.send(r);

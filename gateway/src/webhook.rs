@@ -19,12 +19,22 @@ use hmac::{Hmac, Mac};
 use crate::store::{OutboxEvent, Store};
 
 /// Where and how to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct WebhookConfig {
     /// The receiver, `http://` or `https://`.
     pub url: String,
     /// The shared secret the signature is made with.
     pub secret: String,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches a log.
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .field("secret", &"…")
+            .finish()
+    }
 }
 
 /// How long to wait after a failure: `first`, doubling up to `max`.
@@ -99,6 +109,8 @@ pub fn run(
         .timeout_global(Some(Duration::from_secs(10)))
         // A 4xx/5xx is an answer to read, not an error to unwind.
         .http_status_as_error(false)
+        // A redirect could turn the POST into a GET that answers 2xx: not a delivery.
+        .max_redirects(0)
         .build()
         .into();
     let mut wait = backoff.first;
@@ -134,8 +146,12 @@ pub fn run(
                     wait = backoff.first;
                     stats.delivered.fetch_add(1, Ordering::Relaxed);
                     if let Err(err) = store.remove_outbox(e.id).and_then(|()| store.flush()) {
-                        // Sent again after a restart: the receiver drops the repeated id.
+                        // It will be sent again (the receiver drops the repeated id); wait, and
+                        // start again from it so nothing after it goes first.
                         tracing::error!(error = %err, id = e.id, "cannot remove a delivered event");
+                        nap(wait);
+                        wait = (wait * 2).min(backoff.max);
+                        break;
                     }
                 }
                 Err(why) => {

@@ -15,6 +15,7 @@ use support::*;
 
 const WRITER: &str = "kmb_test_writer_token";
 const READER: &str = "kmb_test_reader_token";
+const REVOKED: &str = "kmb_test_revoked_token";
 
 fn call(
     method: &str,
@@ -75,13 +76,15 @@ async fn bookings_through_the_rest_api() {
         let site = Arc::new(kombinat::site_file::load(&site_path()).unwrap());
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
         let mut g = kombinat::gateway::Gateway::open(site, store, Utc::now()).unwrap();
-        for (name, token, scopes) in [
+        for (name, token, scopes, revoked) in [
             (
                 "test",
                 WRITER,
                 vec![Scope::BookingsWrite, Scope::BookingsRead],
+                false,
             ),
-            ("reader", READER, vec![Scope::BookingsRead]),
+            ("reader", READER, vec![Scope::BookingsRead], false),
+            ("gone", REVOKED, vec![Scope::BookingsWrite], true),
         ] {
             g.put_token(
                 ApiToken {
@@ -89,7 +92,7 @@ async fn bookings_through_the_rest_api() {
                     sha256: token_hash(token),
                     scopes,
                     created_at: Utc::now(),
-                    revoked_at: None,
+                    revoked_at: revoked.then(Utc::now),
                 },
                 Actor::Cli("test".into()),
                 Utc::now(),
@@ -148,6 +151,33 @@ async fn bookings_through_the_rest_api() {
             &format!("{b}/test/m-4"),
             Some(READER),
             Some(body.clone()),
+        );
+        let revoked = call(
+            "PUT",
+            &format!("{b}/gone/m-4"),
+            Some(REVOKED),
+            Some(body.clone()),
+        );
+        assert_eq!(revoked.0, 401, "a revoked token");
+        let good_batch = call(
+            "POST",
+            &format!("{b}/batch"),
+            Some(WRITER),
+            Some(serde_json::json!([
+                {"external_id": "g-1", "room": "meeting-4", "kind": "meeting", "organiser": "ivan",
+                 "start": start.to_rfc3339(), "end": end.to_rfc3339()},
+                {"external_id": "g-2", "room": "hostel-h1", "kind": "stay", "organiser": "ivan",
+                 "arrival": start.format("%Y-%m-%d").to_string(),
+                 "departure": (start + chrono::Duration::days(2)).format("%Y-%m-%d").to_string()}
+            ])),
+        );
+        assert_eq!(
+            good_batch,
+            (
+                200,
+                serde_json::json!({"added": 2, "updated": 0, "unchanged": 0})
+            ),
+            "a meeting and a stay in one batch"
         );
         let other = call(
             "PUT",
@@ -212,6 +242,7 @@ async fn bookings_through_the_rest_api() {
     assert_eq!(bad_start.0, 422);
     assert_eq!(bad_start.1["errors"][0]["field"], "start");
     assert_eq!(bad_room.0, 422);
+    assert_eq!(bad_room.1["errors"][0]["field"], "room");
     assert!(bad_room.1["errors"][0]["message"]
         .as_str()
         .unwrap()
@@ -225,7 +256,7 @@ async fn bookings_through_the_rest_api() {
     assert_eq!(reader.0, 403, "under-scoped");
     assert_eq!(other.0, 403, "another source");
     assert_eq!(batch.0, 422, "all or nothing: {:?}", batch.1);
-    assert_eq!(batch.1["errors"][0]["field"], "1.");
+    assert_eq!(batch.1["errors"][0]["field"], "1.room");
     assert_eq!(
         list,
         (200, serde_json::json!([])),

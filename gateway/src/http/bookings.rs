@@ -71,11 +71,14 @@ async fn ask_core<T: Send + 'static>(
     make: impl FnOnce(std::sync::mpsc::SyncSender<T>) -> Control + Send + 'static,
 ) -> Result<T, ApiError> {
     let tx = state.to_core.clone();
+    // The core answers within milliseconds; a core that does not within ten seconds is stuck
+    // or stopping, and the client hears so instead of waiting.
     tokio::task::spawn_blocking(move || {
         let (reply, rx) = std::sync::mpsc::sync_channel(1);
         tx.send(Msg::Control(make(reply)))
             .map_err(|_| ApiError::Unavailable)?;
-        rx.recv().map_err(|_| ApiError::Unavailable)
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .map_err(|_| ApiError::Unavailable)
     })
     .await
     .map_err(|_| ApiError::Unavailable)?
@@ -110,7 +113,8 @@ async fn write(
         Ok(c) => Ok(Json(serde_json::json!({
             "added": c.added, "updated": c.updated, "unchanged": c.unchanged
         }))),
-        Err(problems) => Err(ApiError::Invalid(problems)),
+        Err(crate::service::ApiRefusal::Invalid(problems)) => Err(ApiError::Invalid(problems)),
+        Err(crate::service::ApiRefusal::Failed) => Err(ApiError::Unavailable),
     }
 }
 
@@ -120,7 +124,7 @@ async fn upsert(
     Path((source, external_id)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let token = authorize(state.store.as_ref(), &headers, Scope::BookingsWrite)?;
+    let token = authorize(&state.store, &headers, Scope::BookingsWrite).await?;
     let source = own_source(token, &source)?;
     let mut f = fields(&body)?;
     f.insert("external_id".into(), external_id);
@@ -133,22 +137,25 @@ async fn batch(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let source = authorize(state.store.as_ref(), &headers, Scope::BookingsWrite)?;
+    let source = authorize(&state.store, &headers, Scope::BookingsWrite).await?;
     let Value::Array(list) = body else {
         return Err(ApiError::Invalid(vec![(
             "".into(),
             "a batch is a JSON list of bookings".into(),
         )]));
     };
-    if list.len() > 10_000 {
+    // The core checks a batch while doors wait: a batch is a few seconds' work at most.
+    if list.len() > 1000 {
         return Err(ApiError::Invalid(vec![(
             "".into(),
-            "at most 10,000 bookings a batch".into(),
+            "at most 1,000 bookings a batch".into(),
         )]));
     }
     let mut items = Vec::new();
-    for v in &list {
-        let mut f = fields(v)?;
+    for (n, v) in list.iter().enumerate() {
+        let mut f = fields(v).map_err(|_| {
+            ApiError::Invalid(vec![(format!("{n}."), "a booking is a JSON object".into())])
+        })?;
         if f.get("source").is_some_and(|s| *s != source.to_string()) {
             return Err(ApiError::Forbidden(format!(
                 "token {source} writes bookings of source {source} only"
@@ -165,7 +172,7 @@ async fn cancel(
     headers: HeaderMap,
     Path((source, external_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let token = authorize(state.store.as_ref(), &headers, Scope::BookingsWrite)?;
+    let token = authorize(&state.store, &headers, Scope::BookingsWrite).await?;
     let source = own_source(token, &source)?;
     let external_id = ExternalId::parse(&external_id)
         .map_err(|e| ApiError::Invalid(vec![("external_id".into(), e.to_string())]))?;
@@ -200,7 +207,7 @@ async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let source = authorize(state.store.as_ref(), &headers, Scope::BookingsRead)?;
+    let source = authorize(&state.store, &headers, Scope::BookingsRead).await?;
     let store = state.store.clone();
     let bookings = tokio::task::spawn_blocking(move || store.bookings())
         .await

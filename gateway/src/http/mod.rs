@@ -74,8 +74,21 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The source a request's token writes as, if the token is live and has `scope`.
-pub fn authorize(
+/// The source a request's token writes as, if the token is live and has `scope`. Reads the
+/// store off the async threads.
+pub async fn authorize(
+    store: &Arc<dyn Store>,
+    headers: &HeaderMap,
+    scope: Scope,
+) -> Result<SourceId, ApiError> {
+    let store = store.clone();
+    let headers = headers.clone();
+    tokio::task::spawn_blocking(move || authorize_now(store.as_ref(), &headers, scope))
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+}
+
+fn authorize_now(
     store: &dyn Store,
     headers: &HeaderMap,
     scope: Scope,
