@@ -457,6 +457,37 @@ fn open(cli: &Cli, now: DateTime<Utc>) -> Result<Ctx> {
     Ok(Ctx { site, gateway })
 }
 
+/// A token request: applied directly when the store is free, or handed to the running
+/// gateway through the spool when `kombinat run` holds it (a leaked token must be revocable
+/// without stopping the doors).
+fn token_request(cli: &Cli, now: DateTime<Utc>, req: crate::spool::Request) -> Result<()> {
+    match open(cli, now) {
+        Ok(mut ctx) => ctx
+            .gateway
+            .token_request(req, actor(), now)
+            .map_err(|e| anyhow!(e)),
+        Err(e)
+            if e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<crate::store::StoreError>(),
+                    Some(crate::store::StoreError::Busy)
+                )
+            }) =>
+        {
+            let Actor::Cli(by) = actor() else {
+                unreachable!("the command line's actor")
+            };
+            let path =
+                crate::spool::submit(&cli.data, &crate::spool::Envelope { by, request: req })
+                    .with_context(|| {
+                        format!("cannot write to {}", crate::spool::dir(&cli.data).display())
+                    })?;
+            crate::spool::wait(&path, std::time::Duration::from_secs(10)).map_err(|e| anyhow!(e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs a command, writing what it has to say to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
     match &cli.command {
@@ -642,20 +673,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
             Ok(())
         }
         Command::Token(TokenCmd::Add { name, scopes }) => {
-            let mut ctx = open(&cli, now)?;
             let name: crate::domain::SourceId = id("token name", name)?;
-            if ctx.site.feeds.iter().any(|f| f.id == name) {
-                bail!("{name} is a calendar feed's source: a token cannot write as it");
-            }
-            if ctx
-                .gateway
-                .store()
-                .tokens()?
-                .iter()
-                .any(|t| t.name == name && t.revoked_at.is_none())
-            {
-                bail!("token {name} exists; revoke it first to make a new one");
-            }
             let mut raw = [0u8; 32];
             getrandom::fill(&mut raw).map_err(|e| anyhow!("no randomness: {e}"))?;
             let token = format!(
@@ -665,33 +683,24 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
             let mut scopes = scopes.clone();
             scopes.sort_by_key(|s| *s as u8);
             scopes.dedup();
-            ctx.gateway.put_token(
-                crate::domain::ApiToken {
+            token_request(
+                &cli,
+                now,
+                crate::spool::Request::AddToken(crate::domain::ApiToken {
                     name,
                     sha256: crate::domain::token_hash(&token),
                     scopes,
                     created_at: now,
                     revoked_at: None,
-                },
-                actor(),
-                now,
+                }),
             )?;
             writeln!(out, "{token}")?;
             eprintln!("the token is shown once: give it to the booking system as Authorization: Bearer <token>");
             Ok(())
         }
         Command::Token(TokenCmd::Revoke { name }) => {
-            let mut ctx = open(&cli, now)?;
             let name: crate::domain::SourceId = id("token name", name)?;
-            let mut t = ctx
-                .gateway
-                .store()
-                .tokens()?
-                .into_iter()
-                .find(|t| t.name == name && t.revoked_at.is_none())
-                .ok_or_else(|| anyhow!("there is no live token {name}"))?;
-            t.revoked_at = Some(now);
-            ctx.gateway.put_token(t, actor(), now)?;
+            token_request(&cli, now, crate::spool::Request::RevokeToken(name))?;
             writeln!(out, "token {name} revoked")?;
             Ok(())
         }

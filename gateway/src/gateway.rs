@@ -469,6 +469,46 @@ impl Gateway {
         Ok((counts, cards))
     }
 
+    /// Applies a token request (from the command line, directly or through the spool): a new
+    /// token unless a live one has its name or a calendar feed writes as that source; a
+    /// revocation of the live token of that name.
+    pub fn token_request(
+        &mut self,
+        req: crate::spool::Request,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), String> {
+        let live = |tokens: &[crate::domain::ApiToken], name: crate::domain::SourceId| {
+            tokens
+                .iter()
+                .find(|t| t.name == name && t.revoked_at.is_none())
+                .cloned()
+        };
+        let tokens = self.store.tokens().map_err(|e| e.to_string())?;
+        match req {
+            crate::spool::Request::AddToken(t) => {
+                if self.snapshot.site().feeds.iter().any(|f| f.id == t.name) {
+                    return Err(format!(
+                        "{} is a calendar feed's source: a token cannot write as it",
+                        t.name
+                    ));
+                }
+                if live(&tokens, t.name).is_some() {
+                    return Err(format!(
+                        "token {} exists; revoke it first to make a new one",
+                        t.name
+                    ));
+                }
+                self.put_token(t, actor, now).map_err(|e| e.to_string())
+            }
+            crate::spool::Request::RevokeToken(name) => {
+                let mut t = live(&tokens, name).ok_or(format!("there is no live token {name}"))?;
+                t.revoked_at = Some(now);
+                self.put_token(t, actor, now).map_err(|e| e.to_string())
+            }
+        }
+    }
+
     /// Stores an API token (new, or revoked), audited.
     pub fn put_token(
         &mut self,

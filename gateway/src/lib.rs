@@ -29,5 +29,6 @@ pub mod occupancy;
 pub mod poller;
 pub mod service;
 pub mod site_file;
+pub mod spool;
 pub mod store;
 pub mod webhook;

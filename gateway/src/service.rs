@@ -1337,6 +1337,20 @@ impl Core {
         self.gateway.store().put_marks(&marks)?;
         b.audit.extend(self.desk.check_health(now));
         b.replies.extend(self.adapters.due(now));
+        // Requests from the command line (token add and revoke while the gateway runs).
+        for path in crate::spool::pending(&self.config.data) {
+            let r = crate::spool::read(&path).and_then(|env| {
+                self.gateway
+                    .token_request(env.request, Actor::Cli(env.by), now)
+            });
+            match &r {
+                Ok(()) => tracing::info!(request = %path.display(), "command-line request applied"),
+                Err(why) => {
+                    tracing::warn!(request = %path.display(), %why, "command-line request refused")
+                }
+            }
+            crate::spool::done(&path, &r);
+        }
         self.sync_released(now, b);
         self.occupancy(now, b);
         self.history(now)?;

@@ -291,6 +291,71 @@ async fn bookings_through_the_rest_api() {
         node.decision(Duration::from_secs(10)).await.reason,
         Reason::Booking
     );
+    // Tokens made and revoked from the command line while the gateway runs (through its
+    // spool): a leaked token is refused at once, a new one works.
+    let data = dir.path().to_path_buf();
+    let kombinat = move |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kombinat"))
+            .args(args)
+            .env("KOMBINAT_SITE", site_path())
+            .env("KOMBINAT_DATA", &data)
+            .env("USER", "marta")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let revoke = tokio::task::spawn_blocking({
+        let k = kombinat.clone();
+        move || k(&["token", "revoke", "test"])
+    })
+    .await
+    .unwrap();
+    assert!(
+        revoke.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoke.stderr)
+    );
+    let add = tokio::task::spawn_blocking({
+        let k = kombinat.clone();
+        move || k(&["token", "add", "fresh", "--scope", "bookings:write"])
+    })
+    .await
+    .unwrap();
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let fresh = String::from_utf8(add.stdout).unwrap().trim().to_string();
+    let refused = tokio::task::spawn_blocking({
+        let k = kombinat.clone();
+        move || k(&["token", "revoke", "nobody"])
+    })
+    .await
+    .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no live token nobody"));
+    let b = base.clone();
+    let body = serde_json::json!({
+        "room": "meeting-2", "kind": "meeting", "organiser": "ivan",
+        "start": Utc::now().to_rfc3339(), "end": (Utc::now() + chrono::Duration::hours(1)).to_rfc3339()
+    });
+    let (old, new) = tokio::task::spawn_blocking(move || {
+        (
+            call(
+                "PUT",
+                &format!("{b}/test/m-10"),
+                Some(WRITER),
+                Some(body.clone()),
+            ),
+            call("PUT", &format!("{b}/fresh/m-10"), Some(&fresh), Some(body)),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(old.0, 401, "revoked while running");
+    assert_eq!(new.0, 200, "made while running: {:?}", new.1);
+
     let mut cowork = DoorNode::connect(gw.mqtt_addr, "door-cowork", "d-cowork-in", key(1)).await;
     let tap = cowork.tap(card(NOBODY_CARD));
     cowork.send_tap(&tap).await;
