@@ -418,7 +418,17 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], port)));
     let rooms = site.rooms.len();
     let recorder = Recorder::new(site.rooms.iter().map(|r| r.id).collect());
-    let feeds_failing = vec![false; site.feeds.len()];
+    // Which feeds' alarms are raised survives a restart, so a raised alarm is cleared (and not
+    // raised twice) afterwards.
+    let failing_before: Vec<String> = store
+        .state(FEEDS_FAILING)?
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let feeds_failing: Vec<bool> = site
+        .feeds
+        .iter()
+        .map(|f| failing_before.contains(&f.id.to_string()))
+        .collect();
     let judge = Judge::new(config.occupancy.no_show_after_min, now.timestamp());
     let core = Core {
         mode_since: now,
@@ -488,6 +498,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
             let app = crate::http::app(crate::http::AppState {
                 store: store.clone(),
                 to_core: to_core.clone(),
+                site: core.site.clone(),
             });
             let mut stop = stop_link.subscribe();
             let server = tokio::spawn(async move {
@@ -555,6 +566,9 @@ const CLOSED: &str = "daily 22:00-07:00";
 /// A counter or motion sensor silent for longer than this no longer makes its room one where
 /// no-shows can be told.
 const WATCHED_S: i64 = 24 * 3600;
+
+/// The state key of the feeds whose alarm is raised.
+const FEEDS_FAILING: &str = "feeds/failing";
 
 /// The state key of what the esp-rfid readers' user lists hold.
 const SENT_LISTS: &str = "esp-rfid/sent";
@@ -1246,6 +1260,25 @@ impl Core {
             };
             if let Some(slot) = self.feeds_failing.get_mut(i) {
                 *slot = is;
+            }
+            let failing: Vec<String> = self
+                .site
+                .feeds
+                .iter()
+                .zip(&self.feeds_failing)
+                .filter(|(_, f)| **f)
+                .map(|(feed, _)| feed.id.to_string())
+                .collect();
+            if let Err(e) = serde_json::to_vec(&failing)
+                .map_err(|e| e.to_string())
+                .and_then(|v| {
+                    self.gateway
+                        .store()
+                        .put_state(FEEDS_FAILING, &v)
+                        .map_err(|e| e.to_string())
+                })
+            {
+                tracing::error!(error = %e, "cannot store which feeds fail");
             }
             b.audit.push(AuditEntry::change(
                 now,

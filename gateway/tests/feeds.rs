@@ -102,7 +102,7 @@ async fn a_feed_is_polled_reconciled_and_its_failures_keep_the_last_good_state()
     std::fs::write(&site_file, site).unwrap();
     let mut cfg = config(&data, "embedded");
     cfg.site = site_file;
-    let gw = service::start(cfg).await.unwrap();
+    let gw = service::start(cfg.clone()).await.unwrap();
     let t = Duration::from_secs(20);
     let asked = |etag: &'static str| {
         let seen = seen.clone();
@@ -133,6 +133,19 @@ async fn a_feed_is_polled_reconciled_and_its_failures_keep_the_last_good_state()
         seen.lock().unwrap().len() >= n + 2
     })
     .await;
+    // Failing when the gateway stops, good when it is back: the alarm raised before the
+    // restart is cleared after it.
+    *serve.lock().unwrap() = Serve::Fail;
+    until(t, "a failure before the stop", || failures() >= 3).await;
+    gw.stop().await.unwrap();
+    *serve.lock().unwrap() = Serve::Calendar(calendar(&[("a@x", 8)]), "\"v2\"".into());
+    let gw = service::start(cfg).await.unwrap();
+    let read = || {
+        gw.stats
+            .feeds_read
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    until(t, "a good read after the restart", || read() >= 1).await;
     gw.stop().await.unwrap();
 
     let store = SledStore::open(&data).unwrap();
@@ -177,7 +190,7 @@ async fn a_feed_is_polled_reconciled_and_its_failures_keep_the_last_good_state()
         .collect();
     assert_eq!(
         alarms,
-        [true, false],
-        "raised once on the first failure, cleared once"
+        [true, false, true, false],
+        "raised once on the first failure, cleared once; raised before a restart, cleared after it"
     );
 }

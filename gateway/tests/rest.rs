@@ -179,6 +179,19 @@ async fn bookings_through_the_rest_api() {
             ),
             "a meeting and a stay in one batch"
         );
+        // Stays are listed by their check-in to check-out.
+        let stays = call("GET", &format!("{b}?room=hostel-h1"), Some(WRITER), None);
+        assert_eq!(stays.1.as_array().map(Vec::len), Some(1), "{:?}", stays.1);
+        let later = (start + chrono::Duration::days(5))
+            .to_rfc3339()
+            .replace('+', "%2B");
+        let after = call(
+            "GET",
+            &format!("{b}?room=hostel-h1&from={later}"),
+            Some(WRITER),
+            None,
+        );
+        assert_eq!(after.1.as_array().map(Vec::len), Some(0), "{:?}", after.1);
         let other = call(
             "PUT",
             &format!("{b}/other/m-4"),

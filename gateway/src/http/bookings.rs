@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use serde_json::Value;
 
 use super::{authorize, ApiError, AppState};
-use crate::domain::{BookingKey, ExternalId, Scope, SourceId, Window};
+use crate::domain::{BookingKey, ExternalId, Scope, SourceId};
 use crate::service::{Control, Msg};
 use crate::store::Actor;
 
@@ -217,11 +217,11 @@ async fn list(
         .into_iter()
         .filter(|b| b.key.source == source)
         .filter(|b| q.room.as_ref().is_none_or(|r| b.room.to_string() == *r))
-        .filter(|b| match b.window {
-            Window::Timed { start, end } => {
-                q.from.is_none_or(|f| end > f) && q.until.is_none_or(|u| start < u)
-            }
-            Window::Days { .. } => true,
+        .filter(|b| {
+            // Stays by their check-in and check-out on the site's clock.
+            let (start, end) = crate::occupancy::history::booked_span(&state.site, b);
+            q.from.is_none_or(|f| end > f.timestamp())
+                && q.until.is_none_or(|u| start < u.timestamp())
         })
         .map(|b| serde_json::to_value(&b).unwrap_or(Value::Null))
         .collect();

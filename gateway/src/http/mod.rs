@@ -26,6 +26,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The core, for changes.
     pub to_core: SyncSender<Msg>,
+    /// The site (its clock, for stays' check-in and check-out).
+    pub site: Arc<crate::domain::Site>,
 }
 
 /// The whole API.
