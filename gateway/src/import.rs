@@ -65,7 +65,8 @@ pub struct Parsed {
 }
 
 const REQUIRED: [&str; 4] = ["external_id", "room", "kind", "organiser"];
-const KNOWN: [&str; 12] = [
+/// The fields a booking has, in a CSV header or a REST body.
+pub const BOOKING_FIELDS: [&str; 12] = [
     "external_id",
     "room",
     "kind",
@@ -92,7 +93,7 @@ pub fn read_bookings(
         .trim(csv::Trim::All)
         .flexible(false)
         .from_reader(input);
-    let header = check_header(&mut r, &KNOWN, &REQUIRED)?;
+    let header = check_header(&mut r, &BOOKING_FIELDS, &REQUIRED)?;
     let seen: HashSet<&str> = header.iter().map(String::as_str).collect();
     let has_times = seen.contains("start") && seen.contains("end");
     let has_days = seen.contains("arrival") && seen.contains("departure");

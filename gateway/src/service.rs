@@ -142,22 +142,6 @@ pub enum ApiRefusal {
     Failed,
 }
 
-/// The fields a REST booking can have, to name the one an error is about.
-const BOOKING_FIELDS: [&str; 12] = [
-    "external_id",
-    "room",
-    "kind",
-    "organiser",
-    "start",
-    "end",
-    "arrival",
-    "departure",
-    "source",
-    "title",
-    "attendees",
-    "status",
-];
-
 /// What reaches the core.
 pub enum Msg {
     /// A publish from the broker.
@@ -1116,7 +1100,10 @@ impl Core {
                     }
                 };
                 for (n, f) in items.iter().enumerate() {
-                    if let Some(k) = f.keys().find(|k| !BOOKING_FIELDS.contains(&k.as_str())) {
+                    if let Some(k) = f
+                        .keys()
+                        .find(|k| !crate::import::BOOKING_FIELDS.contains(&k.as_str()))
+                    {
                         problems.push((name(n, k), format!("{k:?} is not a booking field")));
                         continue;
                     }
