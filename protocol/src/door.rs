@@ -271,19 +271,67 @@ pub struct AllowList {
 
 #[cfg(feature = "std")]
 signed!(AllowList, "allowlist", |s, m| {
-    m.num(u64::from(s.v));
-    m.show(s.door);
-    m.show(s.device);
-    m.num(s.counter);
-    m.num(s.valid_from);
-    m.num(s.valid_until);
-    m.num(s.cards.len() as u64);
-    for e in &s.cards {
-        m.show(e.card);
-        m.num(e.from);
-        m.num(e.until);
-    }
+    s.head().mac_input(m, &s.cards);
 });
+
+/// An allow-list without its cards: what a node without an allocator keeps beside the cards it
+/// stores in its own fixed table, and checks with [`AllowListHead::verify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllowListHead {
+    /// Protocol version.
+    pub v: u8,
+    /// The door.
+    pub door: DoorId,
+    /// The door node.
+    pub device: DeviceId,
+    /// The gateway's counter towards this node.
+    pub counter: u64,
+    /// Valid from (Unix seconds).
+    pub valid_from: u64,
+    /// Valid until (exclusive).
+    pub valid_until: u64,
+}
+
+impl AllowListHead {
+    /// The kind in the MAC input.
+    pub const KIND: &'static str = "allowlist";
+
+    /// Feeds the head and `cards` to the MAC input, as [`AllowList`]'s `mac_input` does.
+    pub fn mac_input(&self, m: &mut MacInput, cards: &[AllowEntry]) {
+        m.num(u64::from(self.v));
+        m.show(self.door);
+        m.show(self.device);
+        m.num(self.counter);
+        m.num(self.valid_from);
+        m.num(self.valid_until);
+        m.num(cards.len() as u64);
+        for e in cards {
+            m.show(e.card);
+            m.num(e.from);
+            m.num(e.until);
+        }
+    }
+
+    /// Whether `mac` signs this head with `cards` under `key`.
+    pub fn verify(&self, key: &crate::auth::DeviceKey, cards: &[AllowEntry], mac: &Mac) -> bool {
+        crate::auth::verify_parts(key, Self::KIND, |m| self.mac_input(m, cards), mac)
+    }
+}
+
+#[cfg(feature = "std")]
+impl AllowList {
+    /// The list without its cards.
+    pub fn head(&self) -> AllowListHead {
+        AllowListHead {
+            v: self.v,
+            door: self.door,
+            device: self.device,
+            counter: self.counter,
+            valid_from: self.valid_from,
+            valid_until: self.valid_until,
+        }
+    }
+}
 
 /// A decision a node took alone, from its allow-list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -322,19 +370,35 @@ pub struct OfflineLog {
 
 #[cfg(feature = "std")]
 signed!(OfflineLog, "offline-log", |s, m| {
-    m.num(u64::from(s.v));
-    m.show(s.door);
-    m.show(s.device);
-    m.num(s.counter);
-    m.num(s.entries.len() as u64);
-    for e in &s.entries {
+    offline_log_fields(m, s.v, s.door, s.device, s.counter, &s.entries);
+});
+
+/// Feeds an offline log's fields to the MAC input, for a node that keeps its entries in a fixed
+/// table: `mac_of(key, OFFLINE_LOG_KIND, |m| offline_log_fields(m, …))`.
+pub fn offline_log_fields(
+    m: &mut MacInput,
+    v: u8,
+    door: DoorId,
+    device: DeviceId,
+    counter: u64,
+    entries: &[OfflineEntry],
+) {
+    m.num(u64::from(v));
+    m.show(door);
+    m.show(device);
+    m.num(counter);
+    m.num(entries.len() as u64);
+    for e in entries {
         m.num(e.tap);
         m.num(e.at);
         m.show(e.card);
         m.num(u64::from(e.allow));
         m.text(e.reason.code());
     }
-});
+}
+
+/// The kind of an offline log in the MAC input.
+pub const OFFLINE_LOG_KIND: &str = "offline-log";
 
 /// The gateway has stored the node's offline decisions up to tap counter `up_to`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,0 +1,35 @@
+//! The Kombinat door node and sensor node.
+//!
+//! The core is `no_std` and allocates nothing (build it with `--no-default-features`): time is
+//! passed in, the hardware is embedded-hal 1.0 traits, the network a trait ([`net::Network`]).
+//!
+//! - [`door`]: the door node's state machine and its pins;
+//! - [`sensor`]: the sensor node's state machine (PIR, two-beam counter, CO2) and its pins;
+//! - [`wiegand`]: Wiegand 26/34-bit decoding from edge timestamps (and encoding, for tests and
+//!   the simulator);
+//! - [`drivers`]: the MFRC522 card reader (SPI) and the SCD4x CO2 sensor (I2C);
+//! - [`net`]: what the state machines say to the gateway, and the [`net::Network`] trait.
+//!
+//! With `std` (the default): [`mqtt`], the rumqttc transport, and [`config`], the nodes' TOML
+//! settings. With `rpi`: the `door-node` and `sensor-node` binaries for a Raspberry Pi. With
+//! `sim`: [`sim`], the building simulator, and its binary `kombinat-sim`.
+#![cfg_attr(not(any(feature = "std", test)), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod door;
+pub mod drivers;
+pub mod net;
+pub mod sensor;
+pub mod wiegand;
+
+/// The time, as the caller's clocks tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Time {
+    /// A monotonic clock in milliseconds (since boot): timeouts and alarms.
+    pub ms: u64,
+    /// Wall-clock Unix seconds: allow-list windows and offline log entries. A node that has not
+    /// learned the time yet passes 0, and its offline decisions then deny (the list is not yet
+    /// valid).
+    pub unix: u64,
+}
