@@ -23,6 +23,13 @@ pub mod net;
 pub mod sensor;
 pub mod wiegand;
 
+#[cfg(feature = "std")]
+pub mod config;
+#[cfg(feature = "std")]
+pub mod mqtt;
+#[cfg(feature = "rpi")]
+pub mod rpi;
+
 /// The time, as the caller's clocks tell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Time {

@@ -1,0 +1,171 @@
+//! `door-node`: a Kombinat door node on a Raspberry Pi. Reads cards (MFRC522 on SPI, or a
+//! Wiegand reader on two GPIOs), drives the strike, LEDs and buzzer, watches the contact, the
+//! exit button and the tamper switch, and talks to the gateway over MQTT. Logs to stderr for
+//! journald; stops cleanly on SIGTERM or Ctrl-C with the door locked.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use kombinat_firmware::config::{DoorNodeFile, ReaderConfig, State};
+use kombinat_firmware::door::{DoorController, DoorPins, Outputs};
+use kombinat_firmware::drivers::mfrc522::CardReader;
+use kombinat_firmware::mqtt::{deliver, door_subscriptions, parse_door, Clock, MqttLink};
+use kombinat_firmware::rpi::{RpiSpiDevice, WiegandInput, TICK};
+use kombinat_protocol::Credential;
+use rppal::gpio::Gpio;
+
+/// Allow-list entries a Pi node holds (a few hundred kilobytes).
+const CARDS: usize = 20_000;
+/// Offline decisions kept until the gateway has them.
+const LOG: usize = 4_096;
+
+#[derive(Parser)]
+#[command(
+    name = "door-node",
+    version,
+    about = "A Kombinat door node on a Raspberry Pi"
+)]
+struct Args {
+    /// The node's configuration file.
+    #[arg(long, default_value = "/etc/kombinat/door-node.toml")]
+    config: PathBuf,
+}
+
+enum Reader {
+    Rfid(CardReader<RpiSpiDevice>),
+    Wiegand(Box<WiegandInput>),
+}
+
+impl Reader {
+    fn poll(&mut self) -> Option<Credential> {
+        match self {
+            Reader::Rfid(r) => match r.poll() {
+                Ok(c) => c.map(Credential::Card),
+                Err(e) => {
+                    tracing::warn!("card reader: {e:?}");
+                    None
+                }
+            },
+            Reader::Wiegand(w) => match w.poll()? {
+                Ok(f) => Some(Credential::Card(f.card())),
+                Err(e) => {
+                    tracing::warn!("Wiegand frame refused: {e:?}");
+                    None
+                }
+            },
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .without_time()
+        .with_ansi(false)
+        .init();
+    let args = Args::parse();
+    let file = DoorNodeFile::load(&args.config)?;
+    let mut state = State::next_boot(&file.node.state_file)
+        .with_context(|| format!("state file {}", file.node.state_file.display()))?;
+    let cfg = file.door_config(&args.config, &state)?;
+
+    let gpio = Gpio::new().context("GPIO")?;
+    let p = file.pins;
+    let output = |n: u8| -> Result<rppal::gpio::OutputPin> {
+        let mut pin = gpio.get(n)?.into_output_low();
+        // Keep the last level when the program ends: a restart must not drop a maglock.
+        pin.set_reset_on_drop(false);
+        Ok(pin)
+    };
+    let input = |n: u8| -> Result<rppal::gpio::InputPin> { Ok(gpio.get(n)?.into_input_pullup()) };
+    let mut pins = DoorPins::new(
+        output(p.strike)?,
+        output(p.green)?,
+        output(p.red)?,
+        output(p.buzzer)?,
+        input(p.contact)?,
+        input(p.exit)?,
+        input(p.tamper)?,
+        file.polarity,
+    );
+    let mut reader = match file.reader {
+        ReaderConfig::Mfrc522 { bus, cs, clock_hz } => Reader::Rfid(
+            CardReader::new(RpiSpiDevice::open(bus, cs, clock_hz)?)
+                .map_err(|e| anyhow::anyhow!("MFRC522: {e:?}"))?,
+        ),
+        ReaderConfig::Wiegand { d0, d1 } => {
+            Reader::Wiegand(Box::new(WiegandInput::open(&gpio, d0, d1)?))
+        }
+    };
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let (mut link, mut down) = MqttLink::start(
+            &file.mqtt,
+            cfg.device,
+            door_subscriptions(&file.mqtt.prefix, cfg.door),
+            parse_door,
+        );
+        let mut node = Box::new(DoorController::<CARDS, LOG>::new(cfg));
+        let clock = Clock::default();
+        let mut tick = tokio::time::interval(TICK);
+        let mut saved_at = Instant::now();
+        let mut stop = std::pin::pin!(shutdown());
+        tracing::info!(door = %node.config().door, "door node running");
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = &mut stop => break,
+            }
+            let t = clock.now();
+            while let Ok(m) = down.try_recv() {
+                deliver(&mut node, &m, t);
+            }
+            if let Some(c) = reader.poll() {
+                node.credential(c, t, &mut link);
+            }
+            let inputs = pins.read().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let out = node.tick(inputs, t, &mut link);
+            pins.apply(&out).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            if node.gateway_counter() != state.gateway_counter
+                && saved_at.elapsed() > Duration::from_secs(10)
+            {
+                state.gateway_counter = node.gateway_counter();
+                state.save(&file.node.state_file)?;
+                saved_at = Instant::now();
+            }
+        }
+        // Lock before leaving (a fail-safe lock is powered to hold).
+        let locked = Outputs {
+            strike: node.config().lock == kombinat_firmware::door::LockKind::FailSafe,
+            ..Outputs::default()
+        };
+        pins.apply(&locked).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        state.gateway_counter = node.gateway_counter();
+        state.save(&file.node.state_file)?;
+        link.goodbye(file.mqtt.heartbeat_s).await;
+        tracing::info!("door node stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
