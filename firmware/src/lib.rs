@@ -29,6 +29,8 @@ pub mod config;
 pub mod mqtt;
 #[cfg(feature = "rpi")]
 pub mod rpi;
+#[cfg(feature = "sim")]
+pub mod sim;
 
 /// The time, as the caller's clocks tell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -103,6 +103,14 @@ pub struct MqttLink {
     task: tokio::task::JoinHandle<()>,
 }
 
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl Drop for MqttLink {
     fn drop(&mut self) {
         self.task.abort();
@@ -171,53 +179,69 @@ impl MqttLink {
         let heartbeat = Duration::from_secs(u64::from(cfg.heartbeat_s.max(1)));
         let heartbeat_s = cfg.heartbeat_s;
         let started = Instant::now();
-        let task = tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(250);
+        // The heartbeat runs beside the event loop: polling must never be cancelled half-way
+        // (a connection cut short in its handshake leaves a session without subscriptions).
+        let beat_up = up.clone();
+        let beat_client = client.clone();
+        let beat_topic = status_topic.clone();
+        let beat = tokio::spawn(async move {
             let mut beat = tokio::time::interval(heartbeat);
+            beat.tick().await;
             loop {
-                tokio::select! {
-                    ev = ev.poll() => match ev {
-                        Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                            backoff = Duration::from_millis(250);
-                            task_stats.connects.fetch_add(1, Ordering::Relaxed);
-                            if !ack.session_present {
-                                for s in &subscriptions {
-                                    let _ = task_client.try_subscribe(s.clone(), QoS::AtLeastOnce);
+                beat.tick().await;
+                if beat_up.load(Ordering::Acquire) {
+                    let up_s = started.elapsed().as_secs();
+                    let _ = beat_client.try_publish(
+                        &beat_topic,
+                        QoS::AtLeastOnce,
+                        true,
+                        status(Presence::Online, Some(up_s), heartbeat_s),
+                    );
+                }
+            }
+        });
+        let task = tokio::spawn(async move {
+            let _beat = AbortOnDrop(beat);
+            let mut backoff = Duration::from_millis(250);
+            loop {
+                match ev.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        backoff = Duration::from_millis(250);
+                        task_stats.connects.fetch_add(1, Ordering::Relaxed);
+                        // Subscribe on every connection, session or not: a session the broker
+                        // kept may be one whose subscriptions never got through.
+                        for s in &subscriptions {
+                            let _ = task_client.try_subscribe(s.clone(), QoS::AtLeastOnce);
+                        }
+                        let up_s = started.elapsed().as_secs();
+                        let _ = task_client.try_publish(
+                            &status_topic,
+                            QoS::AtLeastOnce,
+                            true,
+                            status(Presence::Online, Some(up_s), heartbeat_s),
+                        );
+                        task_up.store(true, Ordering::Release);
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        match parse(&prefix, &p.topic, &p.payload) {
+                            Ok(m) => {
+                                if tx.try_send(m).is_err() {
+                                    task_stats.dropped.fetch_add(1, Ordering::Relaxed);
                                 }
                             }
-                            let up_s = started.elapsed().as_secs();
-                            let _ = task_client.try_publish(&status_topic, QoS::AtLeastOnce, true,
-                                status(Presence::Online, Some(up_s), heartbeat_s));
-                            task_up.store(true, Ordering::Release);
-                        }
-                        Ok(Event::Incoming(Packet::Publish(p))) => {
-                            match parse(&prefix, &p.topic, &p.payload) {
-                                Ok(m) => {
-                                    if tx.try_send(m).is_err() {
-                                        task_stats.dropped.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                }
-                                Err(e) => {
-                                    task_stats.malformed.fetch_add(1, Ordering::Relaxed);
-                                    tracing::warn!(topic = %p.topic, "refused a message: {e}");
-                                }
+                            Err(e) => {
+                                task_stats.malformed.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(topic = %p.topic, "refused a message: {e}");
                             }
                         }
-                        Ok(_) => {}
-                        Err(e) => {
-                            if task_up.swap(false, Ordering::AcqRel) {
-                                tracing::warn!("link to the broker lost: {e}");
-                            }
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if task_up.swap(false, Ordering::AcqRel) {
+                            tracing::warn!("link to the broker lost: {e}");
                         }
-                    },
-                    _ = beat.tick() => {
-                        if task_up.load(Ordering::Acquire) {
-                            let up_s = started.elapsed().as_secs();
-                            let _ = task_client.try_publish(&status_topic, QoS::AtLeastOnce, true,
-                                status(Presence::Online, Some(up_s), heartbeat_s));
-                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
                     }
                 }
             }

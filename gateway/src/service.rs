@@ -1013,7 +1013,7 @@ impl Core {
 
     /// Someone presented a card at a door: when allowed, a passage into the room behind it (or
     /// out of the room an exit reader leads from); when refused but holding a booking of the
-    /// room `came_for`, presence there.
+    /// room `came_for` at that room's own door, presence there.
     fn passage(
         &mut self,
         door: DoorId,
@@ -1036,7 +1036,11 @@ impl Core {
         } else if allowed {
             self.estimator.handle_entry(self.site.into_room(di), t);
         } else if let Some(room) = came_for.and_then(|r| self.site.room_index(r)) {
-            self.estimator.handle_presence(room, t);
+            // Only at the booked room's own door: someone refused at the street door on their
+            // way to the office is not in the meeting room they also booked.
+            if self.site.into_room(di) == room {
+                self.estimator.handle_presence(room, t);
+            }
         }
     }
 
