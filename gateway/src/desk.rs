@@ -608,13 +608,20 @@ impl Desk {
             return Err(Rejected::UnknownDevice(log.device.to_string()));
         };
         let mut entries = Vec::new();
-        let mut up_to = s.offline_up_to;
+        // Every entry of the log is dealt with once this returns: stored now, stored before,
+        // or answered online (the tap reached the gateway late). The acknowledgement covers
+        // them all, or a node whose offline taps were all answered late would send its log
+        // for ever.
+        let up_to = log
+            .entries
+            .iter()
+            .map(|e| e.tap)
+            .fold(s.offline_up_to, u64::max);
         for e in log
             .entries
             .iter()
             .filter(|e| e.tap > s.offline_up_to && !s.online_taps.contains(&e.tap))
         {
-            up_to = up_to.max(e.tap);
             let member = snapshot
                 .credential(&crate::domain::Credential::Card(e.card))
                 .map(|(rec, _)| rec.member);
