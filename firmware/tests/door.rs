@@ -441,6 +441,33 @@ fn a_door_opened_while_locked_raises_forced_until_it_shuts() {
 }
 
 #[test]
+fn an_opened_housing_raises_tamper_until_it_is_shut() {
+    let mut r = Rig::new();
+    r.inputs.tamper = true;
+    r.wait(10);
+    let s = r.wire.last_state().unwrap();
+    assert!(s.tamper && s.locked && !s.forced);
+    r.inputs.tamper = false;
+    r.wait(10);
+    assert!(!r.wire.last_state().unwrap().tamper);
+}
+
+#[test]
+fn an_offline_node_blinks_red_and_raises_no_tap() {
+    let mut r = Rig::new();
+    r.wire.down = true;
+    let lit: Vec<bool> = (0..200).map(|_| r.wait(10).red).collect();
+    assert!(
+        lit.iter().any(|x| *x) && lit.iter().filter(|x| **x).count() < 20,
+        "a short blink every two seconds"
+    );
+    assert!(!r.out.strike && !r.out.green);
+    r.wire.down = false;
+    let lit: Vec<bool> = (0..200).map(|_| r.wait(10).red).collect();
+    assert!(lit.iter().all(|x| !*x), "dark when online and idle");
+}
+
+#[test]
 fn a_door_left_open_raises_held_open_after_its_limit() {
     let mut r = Rig::with(|c| c.held_open_ms = 10_000);
     r.tap("04A1B2C3");
