@@ -119,3 +119,30 @@ impl WiegandInput {
 
 /// How often the nodes' loops run.
 pub const TICK: Duration = Duration::from_millis(10);
+
+/// Logs to stderr for journald (which adds the time): `RUST_LOG` picks what, `info` by default.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .without_time()
+        .with_ansi(false)
+        .init();
+}
+
+/// Resolves on SIGTERM (systemd stopping the unit) or Ctrl-C.
+pub async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

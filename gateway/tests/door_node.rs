@@ -18,31 +18,38 @@ use support::*;
 
 type Node = DoorController<1024, 64>;
 
-/// Runs the node for up to `within` until `done` says so.
-async fn run_until(
-    node: &mut Node,
-    link: &mut MqttLink,
-    down: &mut tokio::sync::mpsc::Receiver<kombinat_firmware::mqtt::Down>,
-    clock: &Clock,
-    within: Duration,
-    what: &str,
-    mut done: impl FnMut(&Node) -> bool,
-) {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let t = clock.now();
-        while let Ok(m) = down.try_recv() {
-            deliver(node, &m, t);
+/// The node, its link and its clock.
+struct Rig {
+    node: Node,
+    link: MqttLink,
+    down: tokio::sync::mpsc::Receiver<kombinat_firmware::mqtt::Down>,
+    clock: Clock,
+}
+
+impl Rig {
+    /// Runs the node for up to `within` until `done` says so.
+    async fn until(&mut self, within: Duration, what: &str, mut done: impl FnMut(&Node) -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let t = self.clock.now();
+            while let Ok(m) = self.down.try_recv() {
+                deliver(&mut self.node, &m, t);
+            }
+            self.node.tick(Inputs::default(), t, &mut self.link);
+            if done(&self.node) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        node.tick(Inputs::default(), t, link);
-        if done(node) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    fn tap(&mut self, c: kombinat_protocol::Credential) {
+        let t = self.clock.now();
+        self.node.credential(c, t, &mut self.link);
     }
 }
 
@@ -62,45 +69,37 @@ async fn a_door_node_decides_alone_while_the_gateway_is_down_and_its_log_is_take
     let mut cfg = DoorConfig::new(door, device, key(1));
     cfg.counter_start = 1_000;
     let link_cfg = LinkConfig::new("127.0.0.1", broker.port);
-    let (mut link, mut down) = MqttLink::start(
+    let (link, down) = MqttLink::start(
         &link_cfg,
         device,
         door_subscriptions(&link_cfg.prefix, door),
         parse_door,
     );
-    let mut node = Node::new(cfg);
-    let clock = Clock::default();
+    let mut r = Rig {
+        node: Node::new(cfg),
+        link,
+        down,
+        clock: Clock::default(),
+    };
 
     // The signed allow-list arrives (retained) and checks out; the staff card is on it.
-    run_until(
-        &mut node,
-        &mut link,
-        &mut down,
-        &clock,
-        Duration::from_secs(30),
-        "the allow-list",
-        |n| n.held_list().is_some(),
-    )
+    r.until(Duration::from_secs(30), "the allow-list", |n| {
+        n.held_list().is_some()
+    })
     .await;
     let staff = card(STAFF_CARD);
-    let (_, cards) = node.held_list().unwrap();
+    let (_, cards) = r.node.held_list().unwrap();
     assert!(cards
         .iter()
         .any(|e| kombinat_protocol::Credential::Card(e.card) == staff));
 
     // Online: the gateway answers.
-    node.credential(staff, clock.now(), &mut link);
-    run_until(
-        &mut node,
-        &mut link,
-        &mut down,
-        &clock,
-        Duration::from_secs(5),
-        "a decision",
-        |n| n.last_outcome().is_some(),
-    )
+    r.tap(staff);
+    r.until(Duration::from_secs(5), "a decision", |n| {
+        n.last_outcome().is_some()
+    })
     .await;
-    let online = node.last_outcome().unwrap();
+    let online = r.node.last_outcome().unwrap();
     assert!(
         online.allow && !online.offline && online.reason == Reason::Staff,
         "{online:?}"
@@ -112,19 +111,13 @@ async fn a_door_node_decides_alone_while_the_gateway_is_down_and_its_log_is_take
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut offline = Vec::new();
     for c in [STAFF_CARD, NOBODY_CARD] {
-        let before = node.last_outcome().map(|o| o.tap);
-        node.credential(card(c), clock.now(), &mut link);
-        run_until(
-            &mut node,
-            &mut link,
-            &mut down,
-            &clock,
-            Duration::from_secs(5),
-            "an offline decision",
-            |n| n.last_outcome().map(|o| o.tap) != before,
-        )
+        let before = r.node.last_outcome().map(|o| o.tap);
+        r.tap(card(c));
+        r.until(Duration::from_secs(5), "an offline decision", |n| {
+            n.last_outcome().map(|o| o.tap) != before
+        })
         .await;
-        offline.push(node.last_outcome().unwrap());
+        offline.push(r.node.last_outcome().unwrap());
     }
     assert_eq!(
         offline
@@ -136,20 +129,14 @@ async fn a_door_node_decides_alone_while_the_gateway_is_down_and_its_log_is_take
             (true, false, Reason::OfflineNotListed)
         ]
     );
-    assert_eq!(node.offline_log().len(), 2);
+    assert_eq!(r.node.offline_log().len(), 2);
 
     // The gateway comes back: the log goes up, is stored and acknowledged, and the node forgets it.
     let gw = service::start(config(&data, &broker.url())).await.unwrap();
     assert!(gw.ready(Duration::from_secs(20)).await);
-    run_until(
-        &mut node,
-        &mut link,
-        &mut down,
-        &clock,
-        Duration::from_secs(30),
-        "the acknowledgement",
-        |n| n.offline_log().is_empty(),
-    )
+    r.until(Duration::from_secs(30), "the acknowledgement", |n| {
+        n.offline_log().is_empty()
+    })
     .await;
     gw.stop().await.unwrap();
 

@@ -12,7 +12,7 @@ use kombinat_firmware::config::{DoorNodeFile, ReaderConfig, State};
 use kombinat_firmware::door::{DoorController, DoorPins, Outputs};
 use kombinat_firmware::drivers::mfrc522::CardReader;
 use kombinat_firmware::mqtt::{deliver, door_subscriptions, parse_door, Clock, MqttLink};
-use kombinat_firmware::rpi::{RpiSpiDevice, WiegandInput, TICK};
+use kombinat_firmware::rpi::{init_logging, shutdown, RpiSpiDevice, WiegandInput, TICK};
 use kombinat_protocol::Credential;
 use rppal::gpio::Gpio;
 
@@ -60,13 +60,7 @@ impl Reader {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .without_time()
-        .with_ansi(false)
-        .init();
+    init_logging();
     let args = Args::parse();
     let file = DoorNodeFile::load(&args.config)?;
     let mut state = State::next_boot(&file.node.state_file)
@@ -153,19 +147,4 @@ fn main() -> Result<()> {
         tracing::info!("door node stopped");
         Ok(())
     })
-}
-
-async fn shutdown() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }

@@ -9,7 +9,7 @@ use clap::Parser;
 use kombinat_firmware::config::{SensorNodeFile, State};
 use kombinat_firmware::drivers::scd4x::Co2Sensor;
 use kombinat_firmware::mqtt::{parse_nothing, Clock, MqttLink};
-use kombinat_firmware::rpi::TICK;
+use kombinat_firmware::rpi::{init_logging, shutdown, TICK};
 use kombinat_firmware::sensor::{Fitted, MaybeInput, NoPin, SensorController, SensorPins};
 use rppal::gpio::{Gpio, InputPin};
 
@@ -41,13 +41,7 @@ impl MaybeInput for Opt {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .without_time()
-        .with_ansi(false)
-        .init();
+    init_logging();
     let args = Args::parse();
     let file = SensorNodeFile::load(&args.config)?;
     let state = State::next_boot(&file.node.state_file)
@@ -87,11 +81,12 @@ fn main() -> Result<()> {
         let clock = Clock::default();
         let mut tick = tokio::time::interval(TICK * 2);
         let mut co2_polled = Instant::now();
+        let mut stop = std::pin::pin!(shutdown());
         tracing::info!(device = %cfg.device, "sensor node running");
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = tokio::signal::ctrl_c() => break,
+                _ = &mut stop => break,
             }
             let mut inputs = pins.read();
             if let Some(s) = co2.as_mut() {
