@@ -229,6 +229,8 @@ impl DoorNodeFile {
         c.held_open_ms = n.held_open_ms;
         c.counter_start = state.boot << 32;
         c.gateway_counter_after = state.gateway_counter;
+        c.list_counter_after = state.list_counter;
+        c.released = state.released;
         Ok(c)
     }
 }
@@ -272,6 +274,12 @@ pub struct State {
     /// The last gateway counter accepted.
     #[serde(default)]
     pub gateway_counter: u64,
+    /// The counter of the allow-list held.
+    #[serde(default)]
+    pub list_counter: u64,
+    /// A command holds the door released.
+    #[serde(default)]
+    pub released: bool,
 }
 
 impl State {
@@ -288,7 +296,8 @@ impl State {
         Ok(s)
     }
 
-    /// Writes the file atomically (a new file renamed over the old, synced).
+    /// Writes the file atomically and durably: a new file, synced, renamed over the old, and
+    /// the directory synced, so a power cut leaves the old state or the new, never neither.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         use std::io::Write;
         let tmp = path.with_extension("tmp");
@@ -299,7 +308,12 @@ impl State {
                 .as_bytes(),
         )?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::File::open(dir)?.sync_all()
     }
 }
 
@@ -323,6 +337,7 @@ mod tests {
                 &State {
                     boot: 3,
                     gateway_counter: 9,
+                    ..State::default()
                 },
             )
             .unwrap();
@@ -372,7 +387,8 @@ mod tests {
             State::next_boot(&p).unwrap(),
             State {
                 boot: 3,
-                gateway_counter: 77
+                gateway_counter: 77,
+                ..State::default()
             }
         );
         std::fs::remove_dir_all(&dir).unwrap();

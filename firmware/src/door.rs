@@ -72,6 +72,15 @@ pub struct DoorConfig {
     pub counter_start: u64,
     /// The last gateway counter accepted before this boot (0 if not kept).
     pub gateway_counter_after: u64,
+    /// The counter of the allow-list held before this boot (0 if not kept): an older list,
+    /// replayed after a reboot, is refused.
+    pub list_counter_after: u64,
+    /// Whether the door was released by a command when the node last stopped (kept so that a
+    /// power blip during an emergency does not lock an escape route).
+    pub released: bool,
+    /// The door contact must hold a new position this long before it counts (reed switches
+    /// bounce).
+    pub debounce_ms: u32,
 }
 
 impl DoorConfig {
@@ -92,6 +101,9 @@ impl DoorConfig {
             repeat_ms: 1_500,
             counter_start: 1,
             gateway_counter_after: 0,
+            list_counter_after: 0,
+            released: false,
+            debounce_ms: 50,
         }
     }
 }
@@ -203,6 +215,7 @@ pub struct DoorController<const CARDS: usize, const LOG: usize> {
     released: bool,
     opened_since_unlock: bool,
     contact_open: bool,
+    contact_raw: (bool, u64),
     opened_at: u64,
     exit_was_pressed: bool,
     held_open: bool,
@@ -222,6 +235,7 @@ pub struct DoorController<const CARDS: usize, const LOG: usize> {
 impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
     /// A node at rest: locked, no allow-list, nothing logged.
     pub fn new(cfg: DoorConfig) -> Self {
+        let released = cfg.released;
         DoorController {
             counter: cfg.counter_start.max(1) - 1,
             gateway: ReplayGuard::after(cfg.gateway_counter_after),
@@ -229,9 +243,10 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
             pending: None,
             last_read: None,
             unlocked_until: None,
-            released: false,
+            released,
             opened_since_unlock: false,
             contact_open: false,
+            contact_raw: (false, 0),
             opened_at: 0,
             exit_was_pressed: false,
             held_open: false,
@@ -262,6 +277,16 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
     /// The last gateway counter accepted (keep it to refuse replays across a reboot).
     pub fn gateway_counter(&self) -> u64 {
         self.gateway.last()
+    }
+
+    /// The counter of the allow-list held (keep it to refuse an older one after a reboot).
+    pub fn list_counter(&self) -> u64 {
+        self.list.map_or(self.cfg.list_counter_after, |h| h.counter)
+    }
+
+    /// Whether a command holds the door released (keep it across a reboot).
+    pub fn released(&self) -> bool {
+        self.released
     }
 
     /// What happened so far.
@@ -326,11 +351,12 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
                 return;
             }
         }
-        self.last_read = Some((credential, t.ms));
         if self.pending.is_some() {
-            // One tap at a time: the reader shows "waiting" until the first is answered.
+            // One tap at a time: the reader shows "waiting" until the first is answered, and
+            // this card, not taken, may be presented again at once.
             return;
         }
+        self.last_read = Some((credential, t.ms));
         let tap = self.next_counter();
         if net.connected() {
             let mut msg = Tap {
@@ -483,8 +509,11 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
             Err(Refusal::NotMine)
         } else if !head.verify(&self.cfg.key, cards, mac) {
             Err(Refusal::BadMac)
-        } else if self.list.is_some_and(|h| head.counter <= h.counter) {
-            // A retained list comes again on every reconnect: the one held is as new.
+        } else if self.list.is_some_and(|h| head.counter <= h.counter)
+            || head.counter < self.cfg.list_counter_after
+        {
+            // A retained list comes again on every reconnect: the one held is as new. After a
+            // reboot, the list held before (same counter) is taken again, an older one is not.
             Err(Refusal::Older)
         } else if cards.len() > CARDS {
             Err(Refusal::TooLong)
@@ -535,7 +564,16 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
             self.unlocked_until = None;
         }
         let unlocked = self.unlocked(now);
-        if inputs.contact_open && !self.contact_open {
+        if inputs.contact_open != self.contact_raw.0 {
+            self.contact_raw = (inputs.contact_open, now);
+        }
+        let contact_open =
+            if now.saturating_sub(self.contact_raw.1) >= u64::from(self.cfg.debounce_ms) {
+                self.contact_raw.0
+            } else {
+                self.contact_open
+            };
+        if contact_open && !self.contact_open {
             self.opened_at = now;
             if unlocked {
                 self.opened_since_unlock = true;
@@ -543,7 +581,7 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
                 self.forced = true;
             }
         }
-        if !inputs.contact_open && self.contact_open {
+        if !contact_open && self.contact_open {
             self.held_open = false;
             self.forced = false;
             // Relock once the person is through: the release is for one passage.
@@ -552,7 +590,7 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
                 self.opened_since_unlock = false;
             }
         }
-        self.contact_open = inputs.contact_open;
+        self.contact_open = contact_open;
         if self.contact_open
             && !self.released
             && now.saturating_sub(self.opened_at) >= u64::from(self.cfg.held_open_ms)

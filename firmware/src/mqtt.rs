@@ -89,7 +89,7 @@ pub struct LinkStats {
     pub malformed: AtomicU64,
     /// Connections made.
     pub connects: AtomicU64,
-    /// Messages dropped because the node did not keep up.
+    /// Messages that arrived after the node stopped listening.
     pub dropped: AtomicU64,
 }
 
@@ -209,23 +209,50 @@ impl MqttLink {
                         backoff = Duration::from_millis(250);
                         task_stats.connects.fetch_add(1, Ordering::Relaxed);
                         // Subscribe on every connection, session or not: a session the broker
-                        // kept may be one whose subscriptions never got through.
-                        for s in &subscriptions {
-                            let _ = task_client.try_subscribe(s.clone(), QoS::AtLeastOnce);
+                        // kept may be one whose subscriptions never got through. The link
+                        // counts as up once the broker has granted them (a node that sent taps
+                        // it could not hear the answers to would wait for nothing).
+                        if !subscriptions.is_empty() {
+                            let filters = subscriptions.iter().map(|s| {
+                                rumqttc::SubscribeFilter::new(s.clone(), QoS::AtLeastOnce)
+                            });
+                            if let Err(e) = task_client.try_subscribe_many(filters) {
+                                tracing::warn!("cannot subscribe: {e}");
+                            }
                         }
                         let up_s = started.elapsed().as_secs();
-                        let _ = task_client.try_publish(
+                        if let Err(e) = task_client.try_publish(
                             &status_topic,
                             QoS::AtLeastOnce,
                             true,
                             status(Presence::Online, Some(up_s), heartbeat_s),
-                        );
-                        task_up.store(true, Ordering::Release);
+                        ) {
+                            tracing::warn!("cannot publish the status: {e}");
+                        }
+                        if subscriptions.is_empty() {
+                            task_up.store(true, Ordering::Release);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                        let granted = ack
+                            .return_codes
+                            .iter()
+                            .all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)));
+                        if granted {
+                            task_up.store(true, Ordering::Release);
+                        } else {
+                            tracing::warn!(
+                                "the broker refused a subscription: {:?}",
+                                ack.return_codes
+                            );
+                        }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         match parse(&prefix, &p.topic, &p.payload) {
                             Ok(m) => {
-                                if tx.try_send(m).is_err() {
+                                // Wait for the node to take it rather than drop it: the
+                                // broker holds the rest meanwhile.
+                                if tx.send(m).await.is_err() {
                                     task_stats.dropped.fetch_add(1, Ordering::Relaxed);
                                 }
                             }

@@ -75,8 +75,13 @@ pub struct WiegandInput {
     _d1: InputPin,
     rx: mpsc::Receiver<(Line, bool, u64)>,
     decoder: WiegandDecoder,
+    held: Vec<(Line, bool, u64)>,
     last: Option<(u64, Instant)>,
 }
+
+/// Edges are held this long before the decoder sees them: D0 and D1 are watched by two
+/// threads, so their edges may arrive out of order, and are put back in time order first.
+const REORDER_US: u64 = 5_000;
 
 impl WiegandInput {
     /// Watches both edges of D0 and D1 (pulled up).
@@ -96,19 +101,27 @@ impl WiegandInput {
             _d1: watch(d1, Line::D1)?,
             rx,
             decoder: WiegandDecoder::new(Timing::default()),
+            held: Vec::new(),
             last: None,
         })
     }
 
     /// Takes the edges that came and returns a frame once the lines have gone quiet.
     pub fn poll(&mut self) -> Option<Result<crate::wiegand::Frame, WiegandError>> {
-        while let Ok((line, low, at)) = self.rx.try_recv() {
-            self.decoder.edge(line, low, at);
-            self.last = Some((at, Instant::now()));
+        while let Ok(e) = self.rx.try_recv() {
+            if self.last.is_none_or(|(at, _)| e.2 >= at) {
+                self.last = Some((e.2, Instant::now()));
+            }
+            self.held.push(e);
         }
         let (at, seen) = self.last?;
-        // The kernel's clock and ours differ; quiet time is measured since the last edge came.
+        // The kernel's clock and ours differ; time is measured since the newest edge came.
         let now = at + u64::try_from(seen.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.held.sort_by_key(|e| e.2);
+        let ripe = self.held.partition_point(|e| e.2 + REORDER_US <= now);
+        for (line, low, at) in self.held.drain(..ripe) {
+            self.decoder.edge(line, low, at);
+        }
         let frame = self.decoder.poll(now);
         if frame.is_some() {
             self.last = None;

@@ -422,6 +422,10 @@ fn the_exit_button_releases_the_door_and_opening_it_raises_no_alarm() {
     assert_eq!(s.contact, kombinat_protocol::door::Contact::Open);
     r.inputs.contact_open = false;
     assert!(
+        r.wait(50).strike,
+        "a contact is believed once it holds for 50 ms"
+    );
+    assert!(
         !r.wait(10).strike,
         "relocked as soon as the door shuts after the passage"
     );
@@ -431,12 +435,12 @@ fn the_exit_button_releases_the_door_and_opening_it_raises_no_alarm() {
 fn a_door_opened_while_locked_raises_forced_until_it_shuts() {
     let mut r = Rig::new();
     r.inputs.contact_open = true;
-    r.wait(10);
+    r.wait(60);
     let s = r.wire.last_state().unwrap();
     assert!(s.forced && s.locked);
     assert!(s.verify(&key()));
     r.inputs.contact_open = false;
-    r.wait(10);
+    r.wait(60);
     assert!(!r.wire.last_state().unwrap().forced);
 }
 
@@ -468,6 +472,59 @@ fn an_offline_node_blinks_red_and_raises_no_tap() {
 }
 
 #[test]
+fn a_bouncing_contact_neither_relocks_a_grant_nor_raises_forced() {
+    let mut r = Rig::new();
+    r.tap("04A1B2C3");
+    let d = r.decision(r.last_tap(), true, 5_000);
+    r.answer(&d).unwrap();
+    r.inputs.contact_open = true;
+    r.wait(100);
+    for _ in 0..5 {
+        r.inputs.contact_open = !r.inputs.contact_open;
+        r.wait(20);
+    }
+    r.inputs.contact_open = true;
+    r.wait(100);
+    assert!(r.out.strike, "the bounce did not end the release");
+    r.inputs.contact_open = false;
+    r.wait(20);
+    r.inputs.contact_open = true;
+    r.wait(100);
+    assert!(!r.wire.last_state().unwrap().forced);
+}
+
+#[test]
+fn after_a_reboot_an_older_list_is_refused_and_a_release_is_kept() {
+    let mut r = Rig::with(|c| {
+        c.list_counter_after = 150;
+        c.released = true;
+    });
+    assert!(r.out.strike, "still released after the reboot");
+    assert_eq!(
+        r.list(&[entry("01", 0, 10)]),
+        Err(Refusal::Older),
+        "counter 101 < 150"
+    );
+    r.gw = 149;
+    r.list(&[entry("01", 0, 10)]).unwrap();
+    assert_eq!(r.node.list_counter(), 150);
+    r.command(Action::Normal).unwrap();
+    assert!(!r.out.strike && !r.node.released());
+}
+
+#[test]
+fn a_card_read_while_another_tap_waits_may_be_presented_again_at_once() {
+    let mut r = Rig::new();
+    r.tap("04A1B2C3");
+    r.tap("0BADCAFE");
+    assert_eq!(r.wire.taps().len(), 1);
+    let d = r.decision(r.last_tap(), false, 0);
+    r.answer(&d).unwrap();
+    r.tap("0BADCAFE");
+    assert_eq!(r.wire.taps().len(), 2, "not taken for a repeat");
+}
+
+#[test]
 fn a_door_left_open_raises_held_open_after_its_limit() {
     let mut r = Rig::with(|c| c.held_open_ms = 10_000);
     r.tap("04A1B2C3");
@@ -475,6 +532,7 @@ fn a_door_left_open_raises_held_open_after_its_limit() {
     r.answer(&d).unwrap();
     r.inputs.contact_open = true;
     r.tick();
+    r.wait(50);
     r.wait(9_990);
     let s = r.wire.last_state().unwrap();
     assert!(!s.held_open && !s.forced);
@@ -482,7 +540,7 @@ fn a_door_left_open_raises_held_open_after_its_limit() {
     assert!(r.wire.last_state().unwrap().held_open);
     assert!(!r.out.strike, "the grant ended meanwhile");
     r.inputs.contact_open = false;
-    r.wait(10);
+    r.wait(60);
     assert!(!r.wire.last_state().unwrap().held_open);
 }
 

@@ -4,7 +4,6 @@
 //! journald; stops cleanly on SIGTERM or Ctrl-C with the door locked.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -16,8 +15,9 @@ use kombinat_firmware::rpi::{init_logging, shutdown, RpiSpiDevice, WiegandInput,
 use kombinat_protocol::Credential;
 use rppal::gpio::Gpio;
 
-/// Allow-list entries a Pi node holds (a few hundred kilobytes).
-const CARDS: usize = 20_000;
+/// Allow-list entries a Pi node holds: as many as fit in the largest message the gateway sends
+/// (256 KiB of JSON, about 55 bytes an entry).
+const CARDS: usize = 4_096;
 /// Offline decisions kept until the gateway has them.
 const LOG: usize = 4_096;
 
@@ -69,14 +69,9 @@ fn main() -> Result<()> {
 
     let gpio = Gpio::new().context("GPIO")?;
     let p = file.pins;
-    let output = |n: u8| -> Result<rppal::gpio::OutputPin> {
-        let mut pin = gpio.get(n)?.into_output_low();
-        // Keep the last level when the program ends: a restart must not drop a maglock.
-        pin.set_reset_on_drop(false);
-        Ok(pin)
-    };
+    let output = |n: u8| -> Result<rppal::gpio::OutputPin> { Ok(gpio.get(n)?.into_output_low()) };
     let input = |n: u8| -> Result<rppal::gpio::InputPin> { Ok(gpio.get(n)?.into_input_pullup()) };
-    let mut pins = DoorPins::new(
+    let mut pins = Deenergise(DoorPins::new(
         output(p.strike)?,
         output(p.green)?,
         output(p.red)?,
@@ -85,7 +80,7 @@ fn main() -> Result<()> {
         input(p.exit)?,
         input(p.tamper)?,
         file.polarity,
-    );
+    ));
     let mut reader = match file.reader {
         ReaderConfig::Mfrc522 { bus, cs, clock_hz } => Reader::Rfid(
             CardReader::new(RpiSpiDevice::open(bus, cs, clock_hz)?)
@@ -109,7 +104,6 @@ fn main() -> Result<()> {
         let mut node = Box::new(DoorController::<CARDS, LOG>::new(cfg));
         let clock = Clock::default();
         let mut tick = tokio::time::interval(TICK);
-        let mut saved_at = Instant::now();
         let mut stop = std::pin::pin!(shutdown());
         tracing::info!(door = %node.config().door, "door node running");
         loop {
@@ -124,27 +118,57 @@ fn main() -> Result<()> {
             if let Some(c) = reader.poll() {
                 node.credential(c, t, &mut link);
             }
-            let inputs = pins.read().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let inputs = pins.0.read().map_err(|e| anyhow::anyhow!("{e:?}"))?;
             let out = node.tick(inputs, t, &mut link);
-            pins.apply(&out).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            if node.gateway_counter() != state.gateway_counter
-                && saved_at.elapsed() > Duration::from_secs(10)
-            {
-                state.gateway_counter = node.gateway_counter();
+            pins.0.apply(&out).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            // Kept at once: a command accepted just before a power cut must not be accepted
+            // again after it, nor an older allow-list, and a release must survive it.
+            let now = State {
+                gateway_counter: node.gateway_counter(),
+                list_counter: node.list_counter(),
+                released: node.released(),
+                ..state
+            };
+            if now != state {
+                state = now;
                 state.save(&file.node.state_file)?;
-                saved_at = Instant::now();
             }
         }
-        // Lock before leaving (a fail-safe lock is powered to hold).
-        let locked = Outputs {
-            strike: node.config().lock == kombinat_firmware::door::LockKind::FailSafe,
-            ..Outputs::default()
-        };
-        pins.apply(&locked).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        state.gateway_counter = node.gateway_counter();
-        state.save(&file.node.state_file)?;
         link.goodbye(file.mqtt.heartbeat_s).await;
         tracing::info!("door node stopped");
         Ok(())
     })
+}
+
+/// The pins, with every output switched off when the program ends, however it ends (a return,
+/// an error, a panic): the strike then does what it does without power, so a fail-secure door
+/// locks and a fail-safe one (a maglock on an escape route) opens, as it would in a power cut.
+struct Deenergise<P: AllOff>(P);
+
+/// Outputs that can be switched off.
+trait AllOff {
+    fn all_off(&mut self);
+}
+
+impl<S, G, R, B, C, X, T> AllOff for DoorPins<S, G, R, B, C, X, T>
+where
+    S: embedded_hal::digital::OutputPin,
+    G: embedded_hal::digital::OutputPin,
+    R: embedded_hal::digital::OutputPin,
+    B: embedded_hal::digital::OutputPin,
+    C: embedded_hal::digital::InputPin,
+    X: embedded_hal::digital::InputPin,
+    T: embedded_hal::digital::InputPin,
+{
+    fn all_off(&mut self) {
+        if let Err(e) = self.apply(&Outputs::default()) {
+            tracing::error!("cannot switch the outputs off: {e:?}");
+        }
+    }
+}
+
+impl<P: AllOff> Drop for Deenergise<P> {
+    fn drop(&mut self) {
+        self.0.all_off();
+    }
 }

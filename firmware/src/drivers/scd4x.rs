@@ -41,9 +41,12 @@ pub struct Co2Sensor<I, D> {
 }
 
 impl<I: I2c, D: DelayNs> Co2Sensor<I, D> {
-    /// Takes the bus and starts periodic measurement.
+    /// Takes the bus and starts periodic measurement. The sensor is stopped first (and given
+    /// its 500 ms): after a restart of the program it is still measuring and would refuse to
+    /// start; a sensor that was idle takes the stop as well.
     pub fn start(i2c: I, delay: D) -> Result<Self, Co2Error<I::Error>> {
         let mut chip = Scd4x::new(i2c, delay);
+        chip.stop_periodic_measurement().map_err(lift)?;
         chip.start_periodic_measurement().map_err(lift)?;
         Ok(Co2Sensor { chip })
     }
@@ -80,8 +83,9 @@ mod tests {
     #[test]
     fn a_reading_is_taken_when_ready() {
         let bus = I2cMock::new(&[
-            I::write(ADDR, vec![0x21, 0xB1]),      // start periodic measurement
-            I::write(ADDR, vec![0xE4, 0xB8]),      // data ready?
+            I::write(ADDR, vec![0x3F, 0x86]), // stop (a restart finds it measuring)
+            I::write(ADDR, vec![0x21, 0xB1]), // start periodic measurement
+            I::write(ADDR, vec![0xE4, 0xB8]), // data ready?
             I::read(ADDR, vec![0x00, 0x00, 0x81]), // not yet
             I::write(ADDR, vec![0xE4, 0xB8]),
             I::read(ADDR, vec![0x80, 0x06, 0x04]), // ready
@@ -103,6 +107,7 @@ mod tests {
     #[test]
     fn a_reading_with_a_bad_checksum_is_dropped() {
         let bus = I2cMock::new(&[
+            I::write(ADDR, vec![0x3F, 0x86]),
             I::write(ADDR, vec![0x21, 0xB1]),
             I::write(ADDR, vec![0xE4, 0xB8]),
             I::read(ADDR, vec![0x80, 0x06, 0x04]),
@@ -119,7 +124,7 @@ mod tests {
 
     #[test]
     fn a_bus_error_is_reported() {
-        let bus = I2cMock::new(&[I::write(ADDR, vec![0x21, 0xB1]).with_error(ErrorKind::Other)]);
+        let bus = I2cMock::new(&[I::write(ADDR, vec![0x3F, 0x86]).with_error(ErrorKind::Other)]);
         let mut bus2 = bus.clone();
         assert!(matches!(
             Co2Sensor::start(bus, NoopDelay),
