@@ -716,6 +716,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
                         .map(|s| match s {
                             crate::domain::Scope::BookingsWrite => "bookings:write",
                             crate::domain::Scope::BookingsRead => "bookings:read",
+                            crate::domain::Scope::MetricsRead => "metrics:read",
                         })
                         .collect::<Vec<_>>()
                         .join(","),

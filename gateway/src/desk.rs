@@ -318,6 +318,12 @@ impl Desk {
         self.devices.get(&device).map(|s| &s.health)
     }
 
+    /// Devices online, and all registered.
+    pub fn online_count(&self) -> (usize, usize) {
+        let online = self.devices.values().filter(|s| s.health.online).count();
+        (online, self.devices.len())
+    }
+
     /// Every device's counters, to store at start.
     pub fn all_marks(&mut self, now: DateTime<Utc>) -> Vec<DeviceMark> {
         self.dirty = self.devices.keys().copied().collect();

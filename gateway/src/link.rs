@@ -194,11 +194,11 @@ pub async fn run(
                     }
                     continue;
                 }
-                match to_core.try_send(Msg::Publish(p)) {
+                match to_core.try_send(Msg::Publish(p, std::time::Instant::now())) {
                     Ok(()) => {
                         stats.queued.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(TrySendError::Full(Msg::Publish(p))) => {
+                    Err(TrySendError::Full(Msg::Publish(p, _))) => {
                         stats.dropped.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(topic = %p.topic, "core queue full; message not taken");
                         if p.qos != QoS::AtMostOnce {

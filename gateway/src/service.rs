@@ -144,8 +144,8 @@ pub enum ApiRefusal {
 
 /// What reaches the core.
 pub enum Msg {
-    /// A publish from the broker.
-    Publish(MqttPublish),
+    /// A publish from the broker, with when the link took it.
+    Publish(MqttPublish, Instant),
     /// A request.
     Control(Control),
     /// Allow-lists computed off the core.
@@ -163,11 +163,67 @@ pub struct DoorList {
     cards: Vec<AllowEntry>,
 }
 
+/// A latency histogram with fixed buckets (upper bounds in seconds), as Prometheus reads one.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; LATENCY_BOUNDS.len()],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+/// The decision latency buckets' upper bounds, in seconds.
+pub const LATENCY_BOUNDS: [f64; 12] = [
+    0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+impl Histogram {
+    /// Counts one observation.
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        if let Some(i) = LATENCY_BOUNDS.iter().position(|b| s <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bucket bound, the total count and the sum in seconds.
+    pub fn read(&self) -> (Vec<(f64, u64)>, u64, f64) {
+        let mut acc = 0;
+        let buckets = LATENCY_BOUNDS
+            .iter()
+            .zip(&self.counts)
+            .map(|(b, c)| {
+                acc += c.load(Ordering::Relaxed);
+                (*b, acc)
+            })
+            .collect();
+        (
+            buckets,
+            self.count.load(Ordering::Relaxed),
+            self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        )
+    }
+}
+
 /// Live figures.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Decisions made (taps answered).
     pub decisions: AtomicU64,
+    /// Decisions by reason code.
+    pub by_reason: Mutex<BTreeMap<&'static str, u64>>,
+    /// From a tap's arrival at the gateway to its answer handed to the broker.
+    pub decision_latency: Histogram,
+    /// Registered devices.
+    pub devices: AtomicU64,
+    /// Registered devices heard from lately.
+    pub devices_online: AtomicU64,
+    /// Feeds failing now.
+    pub feeds_failing: AtomicU64,
+    /// The store's size on disk, bytes (updated every ten seconds).
+    pub store_bytes: AtomicU64,
     /// Of which allowed.
     pub allowed: AtomicU64,
     /// Sensor readings taken (native and from bound devices).
@@ -435,6 +491,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         adapters,
         full_user_lists: true,
         feeds_failing,
+        next_size: Instant::now(),
         occupied: vec![None; rooms],
         next_compaction: Instant::now(),
         closed: crate::domain::WeeklySchedule::parse([CLOSED]).unwrap_or_default(),
@@ -483,6 +540,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
                 store: store.clone(),
                 to_core: to_core.clone(),
                 site: core.site.clone(),
+                stats: stats.clone(),
             });
             let mut stop = stop_link.subscribe();
             let server = tokio::spawn(async move {
@@ -619,6 +677,8 @@ struct Core {
     next_compaction: Instant,
     /// Per feed: whether its alarm is raised.
     feeds_failing: Vec<bool>,
+    /// When the store's size is read next.
+    next_size: Instant,
     /// Per room: the occupied flag last seen (for occupancy events to the booking system).
     occupied: Vec<Option<bool>>,
 }
@@ -627,6 +687,8 @@ struct Core {
 #[derive(Default)]
 struct Batch {
     decisions: Vec<(Decision, Option<u64>)>,
+    /// When each decision's message reached the link (for the latency histogram).
+    arrivals: Vec<Instant>,
     audit: Vec<AuditEntry>,
     /// Signed messages other than taps were accepted: their counters are not in the log, so
     /// the counters are written with this batch.
@@ -687,15 +749,21 @@ impl Core {
             let taken = Instant::now();
             // One update of the shared queue count per batch, not per message: the link
             // thread writes the same counter, and the cache line would bounce between them.
-            let publishes = msgs.iter().filter(|m| matches!(m, Msg::Publish(_))).count();
+            let publishes = msgs
+                .iter()
+                .filter(|m| matches!(m, Msg::Publish(..)))
+                .count();
             self.stats
                 .link
                 .queued
                 .fetch_sub(publishes, Ordering::Relaxed);
             for m in msgs {
                 match m {
-                    Msg::Publish(p) => {
+                    Msg::Publish(p, at) => {
+                        let before = batch.decisions.len();
                         self.take(&p, &mut batch);
+                        let answered = batch.decisions.len() - before;
+                        batch.arrivals.extend(std::iter::repeat_n(at, answered));
                         batch.acks.push(p);
                     }
                     Msg::Control(Control::Stop) => stopping = true,
@@ -706,9 +774,12 @@ impl Core {
             }
             if stopping {
                 // Finish what was queued before the stop.
-                while let Ok(Msg::Publish(p)) = rx.try_recv() {
+                while let Ok(Msg::Publish(p, at)) = rx.try_recv() {
                     self.stats.link.queued.fetch_sub(1, Ordering::Relaxed);
+                    let before = batch.decisions.len();
                     self.take(&p, &mut batch);
+                    let answered = batch.decisions.len() - before;
+                    batch.arrivals.extend(std::iter::repeat_n(at, answered));
                     batch.acks.push(p);
                 }
             }
@@ -769,6 +840,13 @@ impl Core {
         for (tx, r) in batch.answers {
             let _ = tx.send(r);
         }
+        if !batch.decisions.is_empty() {
+            if let Ok(mut m) = self.stats.by_reason.lock() {
+                for (d, _) in &batch.decisions {
+                    *m.entry(d.reason.code()).or_insert(0) += 1;
+                }
+            }
+        }
         for (d, _) in &batch.decisions {
             self.stats.decisions.fetch_add(1, Ordering::Relaxed);
             if d.allowed() {
@@ -788,6 +866,9 @@ impl Core {
         let written = Instant::now();
         for r in &batch.replies {
             self.publish(r);
+        }
+        for at in &batch.arrivals {
+            self.stats.decision_latency.observe(at.elapsed());
         }
         // QoS 0 messages (sensor readings, mostly) take no acknowledgement.
         for p in batch.acks.iter().filter(|p| p.qos != QoS::AtMostOnce) {
@@ -1376,6 +1457,21 @@ impl Core {
             crate::spool::done(&path, &r);
         }
         self.sync_released(now, b);
+        let (online, all) = self.desk.online_count();
+        self.stats.devices.store(all as u64, Ordering::Relaxed);
+        self.stats
+            .devices_online
+            .store(online as u64, Ordering::Relaxed);
+        self.stats.feeds_failing.store(
+            self.feeds_failing.iter().filter(|f| **f).count() as u64,
+            Ordering::Relaxed,
+        );
+        if Instant::now() >= self.next_size {
+            self.next_size = Instant::now() + Duration::from_secs(10);
+            if let Some(n) = self.gateway.store().size_on_disk() {
+                self.stats.store_bytes.store(n, Ordering::Relaxed);
+            }
+        }
         self.occupancy(now, b);
         self.history(now)?;
         self.no_shows(now, b)?;

@@ -378,3 +378,86 @@ async fn bookings_through_the_rest_api() {
     );
     gw.stop().await.unwrap();
 }
+
+/// `GET` returning the status and the body as text.
+fn get_text(url: &str, token: Option<&str>) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent.get(url);
+    if let Some(t) = token {
+        r = r.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut resp = r.call().unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.body_mut().read_to_string().unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_without_a_login_and_metrics_with_a_metrics_token() {
+    const METRICS: &str = "kmb_test_metrics_token";
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    {
+        let site = Arc::new(kombinat::site_file::load(&site_path()).unwrap());
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let mut g = kombinat::gateway::Gateway::open(site, store, Utc::now()).unwrap();
+        for (name, token, scope) in [
+            ("prometheus", METRICS, Scope::MetricsRead),
+            ("rooms", READER, Scope::BookingsRead),
+        ] {
+            g.put_token(
+                ApiToken {
+                    name: SourceId::parse(name).unwrap(),
+                    sha256: token_hash(token),
+                    scopes: vec![scope],
+                    created_at: Utc::now(),
+                    revoked_at: None,
+                },
+                Actor::Cli("test".into()),
+                Utc::now(),
+            )
+            .unwrap();
+        }
+    }
+    let mut cfg = config(dir.path(), "embedded");
+    cfg.http = Some("127.0.0.1:0".parse().unwrap());
+    let gw = service::start(cfg).await.unwrap();
+    assert!(gw.ready(Duration::from_secs(10)).await);
+    let base = format!("http://{}", gw.http_addr.unwrap());
+
+    let (status, body) = call("GET", &format!("{base}/health"), None, None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["broker"]["connected"], true);
+    assert_eq!(body["store"], "ok");
+
+    // Two taps: a staff card and a stranger's.
+    let mut node = DoorNode::connect(gw.mqtt_addr, "door-cowork", "d-cowork-in", key(1)).await;
+    for c in [STAFF_CARD, NOBODY_CARD] {
+        let tap = node.tap(card(c));
+        node.send_tap(&tap).await;
+        node.decision(Duration::from_secs(10)).await;
+    }
+
+    assert_eq!(get_text(&format!("{base}/metrics"), None).0, 401);
+    assert_eq!(get_text(&format!("{base}/metrics"), Some(READER)).0, 403);
+    let (status, text) = get_text(&format!("{base}/metrics"), Some(METRICS));
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("kombinat_decisions_total{reason=\"allow.staff\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kombinat_decision_latency_seconds_count 2\n"),
+        "{text}"
+    );
+    assert!(text.contains("kombinat_broker_connected 1\n"), "{text}");
+    let denied = text
+        .lines()
+        .filter(|l| l.starts_with("kombinat_decisions_total{reason=\"deny."))
+        .count();
+    assert_eq!(denied, 1, "{text}");
+    gw.stop().await.unwrap();
+}

@@ -17,6 +17,10 @@ pub enum Scope {
     #[serde(rename = "bookings:read")]
     #[value(name = "bookings:read")]
     BookingsRead,
+    /// Read the Prometheus metrics (`GET /metrics`).
+    #[serde(rename = "metrics:read")]
+    #[value(name = "metrics:read")]
+    MetricsRead,
 }
 
 /// A stored token.

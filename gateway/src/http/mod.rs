@@ -1,12 +1,14 @@
 //! The HTTP API (axum, JSON under `/api/v1`): each area owns its router, and [`app`] merges
 //! them, so tests can call it without a socket. So far the booking system's area
-//! ([`bookings`]); the dashboard's areas join it (issue 7).
+//! ([`bookings`]) and the operators' ([`observe`]: `/health` and `/metrics`); the dashboard's
+//! areas join them (issue 7).
 //!
 //! Handlers hold no business logic: they authenticate, read the request into plain fields,
 //! and hand the change to the core, which checks it against the snapshot, writes it in one
 //! transaction and answers.
 
 pub mod bookings;
+pub mod observe;
 
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -28,11 +30,16 @@ pub struct AppState {
     pub to_core: SyncSender<Msg>,
     /// The site (its clock, for stays' check-in and check-out).
     pub site: Arc<crate::domain::Site>,
+    /// The service's live figures (health and metrics).
+    pub stats: Arc<crate::service::Stats>,
 }
 
 /// The whole API.
 pub fn app(state: AppState) -> Router {
-    Router::new().merge(bookings::router()).with_state(state)
+    Router::new()
+        .merge(bookings::router())
+        .merge(observe::router())
+        .with_state(state)
 }
 
 /// Why a request was refused. Each maps to a status and a JSON body that names the problem

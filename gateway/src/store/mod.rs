@@ -351,6 +351,10 @@ pub trait Store: Send + Sync {
     fn schema_version(&self) -> Result<u32, StoreError>;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), StoreError>;
+    /// The bytes the store takes on disk, if it has a disk.
+    fn size_on_disk(&self) -> Option<u64> {
+        None
+    }
     /// Adds occupancy history: each bucket is merged into the one stored at its room and
     /// start, if any (durable with the next flush).
     fn add_history(&self, buckets: &[HistoryBucket]) -> Result<(), StoreError>;
