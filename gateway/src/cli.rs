@@ -75,8 +75,9 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Log(LogCmd),
-    /// Devices: register door nodes, sensor nodes and alert feeds, list them.
-    #[command(subcommand)]
+    /// Devices: register door nodes, sensor nodes and alert feeds, list them, and the broker's
+    /// accounts and ACL for them.
+    #[command(subcommand, visible_alias = "devices")]
     Device(DeviceCmd),
     /// Bulk loads from CSV files.
     #[command(subcommand)]
@@ -229,6 +230,39 @@ pub enum DeviceCmd {
     },
     /// List devices.
     List,
+    /// Write mosquitto's configuration for the registered devices: no anonymous access, an
+    /// account per device (its password derived from its key, as `device add` prints it) and
+    /// one for the gateway, an ACL keeping each device to its own topics.
+    MosquittoConfig {
+        /// Where to write `kombinat.conf`, `passwd` and `acl`.
+        #[arg(long)]
+        out: PathBuf,
+        /// Where mosquitto will find the files (default: OUT).
+        #[arg(long)]
+        install_dir: Option<String>,
+        /// The gateway's broker account.
+        #[arg(long, default_value = "kombinat-gateway")]
+        gateway_user: String,
+        /// A file holding the gateway's broker password (the `password` of `[mqtt]` in the
+        /// service configuration).
+        #[arg(long)]
+        gateway_password_file: PathBuf,
+        /// The listener, HOST:PORT.
+        #[arg(long, default_value = "0.0.0.0:8883")]
+        listen: String,
+        /// TLS: the CA file (with --certfile and --keyfile); without them the listener is plain.
+        #[arg(long, requires_all = ["certfile", "keyfile"])]
+        cafile: Option<String>,
+        /// TLS: the broker's certificate.
+        #[arg(long)]
+        certfile: Option<String>,
+        /// TLS: the broker's key.
+        #[arg(long)]
+        keyfile: Option<String>,
+        /// The topic prefix.
+        #[arg(long, default_value = kombinat_protocol::DEFAULT_PREFIX)]
+        prefix: String,
+    },
 }
 
 /// A card or a PIN.
@@ -834,6 +868,94 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
                 "device {did} registered; its key (shown once, put it in the device's config):"
             )?;
             writeln!(out, "{}", key.expose_hex())?;
+            writeln!(
+                out,
+                "its broker account (for mosquitto): user {did}, password {}",
+                crate::mosquitto::broker_password(&key)
+            )?;
+            Ok(())
+        }
+        Command::Device(DeviceCmd::MosquittoConfig {
+            out: dir,
+            install_dir,
+            gateway_user,
+            gateway_password_file,
+            listen,
+            cafile,
+            certfile,
+            keyfile,
+            prefix,
+        }) => {
+            let ctx = open(&cli, now)?;
+            let devices = ctx.gateway.store().devices()?;
+            let password = std::fs::read_to_string(gateway_password_file)
+                .with_context(|| format!("cannot read {}", gateway_password_file.display()))?;
+            let password = password.trim();
+            if password.len() < 16 {
+                bail!("the gateway's broker password is at least 16 characters");
+            }
+            let (host, port) = listen
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+                .ok_or_else(|| anyhow!("--listen is HOST:PORT"))?;
+            let tls = match (cafile, certfile, keyfile) {
+                (Some(a), Some(b), Some(c)) => Some((a.clone(), b.clone(), c.clone())),
+                _ => None,
+            };
+            let plain = tls.is_none();
+            let listener = crate::mosquitto::Listener { host, port, tls };
+            let install = install_dir
+                .clone()
+                .unwrap_or_else(|| dir.display().to_string());
+            let mut salt_err = None;
+            let files = crate::mosquitto::generate(
+                &devices,
+                prefix,
+                gateway_user,
+                password,
+                &listener,
+                &install,
+                || {
+                    let mut s = [0u8; 12];
+                    if let Err(e) = getrandom::fill(&mut s) {
+                        salt_err = Some(e);
+                    }
+                    s
+                },
+            );
+            if let Some(e) = salt_err {
+                bail!("cannot get random bytes for the password salts: {e}");
+            }
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            for (name, text) in [
+                ("kombinat.conf", &files.conf),
+                ("passwd", &files.passwd),
+                ("acl", &files.acl),
+            ] {
+                let path = dir.join(name);
+                std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(
+                    dir.join("passwd"),
+                    std::fs::Permissions::from_mode(0o600),
+                )?;
+            }
+            writeln!(
+                out,
+                "mosquitto configuration for {} devices written to {}{}",
+                devices.len(),
+                dir.display(),
+                if plain {
+                    " (plain listener: give --cafile, --certfile and --keyfile for TLS)"
+                } else {
+                    ""
+                }
+            )?;
             Ok(())
         }
         Command::Device(DeviceCmd::List) => {

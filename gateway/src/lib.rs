@@ -25,6 +25,7 @@ pub mod http;
 pub mod ics;
 pub mod import;
 pub mod link;
+pub mod mosquitto;
 pub mod occupancy;
 pub mod poller;
 pub mod service;
