@@ -28,6 +28,7 @@ pub mod link;
 pub mod mosquitto;
 pub mod occupancy;
 pub mod poller;
+pub mod sdnotify;
 pub mod service;
 pub mod site_file;
 pub mod spool;

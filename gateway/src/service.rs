@@ -224,6 +224,8 @@ pub struct Stats {
     pub feeds_failing: AtomicU64,
     /// The store's size on disk, bytes (updated every ten seconds).
     pub store_bytes: AtomicU64,
+    /// Unix second of the core's last housekeeping tick (once a second while it is alive).
+    pub core_alive_at: AtomicU64,
     /// Of which allowed.
     pub allowed: AtomicU64,
     /// Sensor readings taken (native and from bound devices).
@@ -590,13 +592,47 @@ pub async fn run(
     let mut running = start(config).await?;
     tracing::info!(mqtt = %running.mqtt_addr, "kombinat running");
     let core_gone = running.core_exited.take();
+    let _watchdog = AbortOnDrop(tokio::spawn(systemd(running.stats.clone())));
     tokio::select! {
         _ = shutdown => tracing::info!("stopping"),
         _ = async { if let Some(rx) = core_gone { let _ = rx.await; } } => {
             tracing::error!("the gateway core stopped on its own; shutting down");
         }
     }
+    crate::sdnotify::notify("STOPPING=1");
     running.stop().await
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Tells systemd the gateway is ready once it is subscribed to the broker (or after 60 s, so a
+/// broker that is down does not keep the unit "activating": the doors then decide from their
+/// allow-lists), then feeds the watchdog while the core ticks.
+async fn systemd(stats: Arc<Stats>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !stats.link.subscribed.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    crate::sdnotify::notify("READY=1");
+    let Some(every) = crate::sdnotify::watchdog_every() else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let alive = stats.core_alive_at.load(Ordering::Relaxed) as i64;
+        // A core that has not ticked for 10 s is stuck: stay silent and let systemd restart it.
+        if Utc::now().timestamp() - alive <= 10 {
+            crate::sdnotify::notify("WATCHDOG=1");
+        } else {
+            tracing::error!("the core has not ticked for over 10 s; not feeding the watchdog");
+        }
+    }
 }
 
 /// A closed room still this long drifts back to empty.
@@ -1433,6 +1469,9 @@ impl Core {
 
     fn tick(&mut self, b: &mut Batch) -> Result<(), ServiceError> {
         let now = Utc::now();
+        self.stats
+            .core_alive_at
+            .store(now.timestamp().max(0) as u64, Ordering::Relaxed);
         // Tap counters once a second, not per tap: the audit log covers the gap after a crash.
         let mut marks = self.desk.take_marks(now);
         marks.push(crate::domain::DeviceMark {

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Checks deploy/: shellcheck on every script, the install script run twice into a scratch root
+# (idempotent, configuration kept), the uninstall, and `systemd-analyze verify` on the units where
+# systemd-analyze exists. Needs the binaries built (--bin DIR, default target/debug).
+#
+#   deploy/check.sh [--bin DIR]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bin_dir="$here/../target/debug"
+[ "${1:-}" = "--bin" ] && bin_dir=$2
+
+echo "== shellcheck"
+shellcheck "$here"/*.sh "$here/../scripts/bench" "$here/../.ci/run"
+
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+echo "== install into a scratch root, twice"
+bash "$here/install.sh" --root "$scratch/root" --bin "$bin_dir" --door-node --sensor-node >/dev/null
+echo "# edited by the operator" >> "$scratch/root/etc/kombinat/kombinat.toml"
+bash "$here/install.sh" --root "$scratch/root" --bin "$bin_dir" --door-node --sensor-node >/dev/null
+grep -q '^# edited by the operator$' "$scratch/root/etc/kombinat/kombinat.toml" \
+  || { echo "install.sh overwrote an edited configuration" >&2; exit 1; }
+grep -q '^data = "/var/lib/kombinat"$' "$scratch/root/etc/kombinat/kombinat.toml" \
+  || { echo "install.sh did not point the data at /var/lib/kombinat" >&2; exit 1; }
+"$bin_dir/kombinat" --site "$scratch/root/etc/kombinat/site.toml" --data "$scratch/data" check-config >/dev/null
+
+if command -v systemd-analyze >/dev/null 2>&1; then
+  echo "== systemd-analyze verify"
+  for u in "$scratch"/root/etc/systemd/system/*.service; do
+    sed "s|/usr/local/bin/|$bin_dir/|" "$u" > "$scratch/$(basename "$u")"
+  done
+  systemd-analyze verify "$scratch"/*.service
+else
+  echo "== systemd-analyze not here: units not verified"
+fi
+
+echo "== uninstall --purge"
+bash "$here/uninstall.sh" --root "$scratch/root" --purge >/dev/null
+left=$(find "$scratch/root" -type f | wc -l)
+[ "$left" -eq 0 ] || { echo "uninstall.sh left $left files" >&2; exit 1; }
+echo "== deploy/ checks passed"
