@@ -8,6 +8,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin_dir="$here/../target/debug"
 [ "${1:-}" = "--bin" ] && bin_dir=$2
+bin_dir=$(cd "$bin_dir" && pwd)
 
 echo "== shellcheck"
 shellcheck "$here"/*.sh "$here/../scripts/bench" "$here/../.ci/run"
