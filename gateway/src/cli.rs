@@ -34,17 +34,21 @@ pub struct Cli {
         default_value = "deploy/site.example.toml"
     )]
     pub site: PathBuf,
-    /// The data directory (the store).
-    #[arg(
-        long,
-        global = true,
-        env = "KOMBINAT_DATA",
-        default_value = "kombinat-data"
-    )]
-    pub data: PathBuf,
+    /// The data directory (the store) [default: kombinat-data; for `demo`, a temporary one].
+    #[arg(long, global = true, env = "KOMBINAT_DATA")]
+    pub data: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The data directory: `--data`, or `kombinat-data` here.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("kombinat-data"))
+    }
 }
 
 /// The commands.
@@ -102,6 +106,25 @@ pub enum Command {
         /// The service configuration (site, data, broker); see deploy/kombinat.example.toml.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// The whole thing on this machine: the embedded broker, the gateway with the Kherson
+    /// Centre, a simulated day's members and bookings, and the simulated building, until Ctrl-C.
+    Demo {
+        /// Where the HTTP API listens [default: 127.0.0.1:8080, or a free port if taken].
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
+        /// Where the embedded broker listens [default: 127.0.0.1:1883, or a free port if taken].
+        #[arg(long)]
+        mqtt: Option<std::net::SocketAddr>,
+        /// Simulated seconds per real second.
+        #[arg(long, default_value_t = 30.0)]
+        speed: f64,
+        /// Simulated time of day at the start, HH:MM (at 08:45 the building is filling up).
+        #[arg(long, default_value = "08:45")]
+        start: String,
+        /// The day's seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
     },
 }
 
@@ -481,11 +504,12 @@ struct Ctx {
 
 fn open(cli: &Cli, now: DateTime<Utc>) -> Result<Ctx> {
     let site = Arc::new(crate::site_file::load(&cli.site)?);
-    std::fs::create_dir_all(&cli.data)
-        .with_context(|| format!("cannot create the data directory {}", cli.data.display()))?;
+    let data = cli.data_dir();
+    std::fs::create_dir_all(&data)
+        .with_context(|| format!("cannot create the data directory {}", data.display()))?;
     let store: Arc<dyn Store> = Arc::new(
-        SledStore::open(&cli.data)
-            .with_context(|| format!("cannot open the store in {}", cli.data.display()))?,
+        SledStore::open(&data)
+            .with_context(|| format!("cannot open the store in {}", data.display()))?,
     );
     let gateway = Gateway::open(site.clone(), store, now)?;
     Ok(Ctx { site, gateway })
@@ -511,11 +535,16 @@ fn token_request(cli: &Cli, now: DateTime<Utc>, req: crate::spool::Request) -> R
             let Actor::Cli(by) = actor() else {
                 unreachable!("the command line's actor")
             };
-            let path =
-                crate::spool::submit(&cli.data, &crate::spool::Envelope { by, request: req })
-                    .with_context(|| {
-                        format!("cannot write to {}", crate::spool::dir(&cli.data).display())
-                    })?;
+            let path = crate::spool::submit(
+                &cli.data_dir(),
+                &crate::spool::Envelope { by, request: req },
+            )
+            .with_context(|| {
+                format!(
+                    "cannot write to {}",
+                    crate::spool::dir(&cli.data_dir()).display()
+                )
+            })?;
             crate::spool::wait(&path, std::time::Duration::from_secs(10)).map_err(|e| anyhow!(e))
         }
         Err(e) => Err(e),
@@ -549,6 +578,36 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
             Ok(())
         }
         Command::Run { config } => crate::service::run_from_file(config),
+        Command::Demo {
+            http,
+            mqtt,
+            speed,
+            start,
+            seed,
+        } => {
+            let (h, m) = start
+                .split_once(':')
+                .and_then(|(h, m)| Some((h.parse::<u32>().ok()?, m.parse::<u32>().ok()?)))
+                .filter(|(h, m)| *h < 24 && *m < 60)
+                .ok_or_else(|| anyhow!("--start is HH:MM"))?;
+            let opts = crate::demo::DemoOptions {
+                data: cli.data.clone(),
+                http: *http,
+                mqtt: *mqtt,
+                speed: *speed,
+                start_min: h * 60 + m,
+                seed: *seed,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(crate::demo::run(
+                opts,
+                out,
+                crate::service::shutdown_signal(),
+            ))
+        }
         Command::Import(ImportCmd::Bookings {
             file,
             dry_run,

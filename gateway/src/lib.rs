@@ -16,6 +16,7 @@ pub mod adapters;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod desk;
 pub mod domain;
 pub mod feed;

@@ -1,0 +1,249 @@
+//! `kombinat demo`: the whole thing on one machine. The embedded broker, the gateway with the
+//! Kherson Centre's site, a day's members, plans, leases, bookings and hostel stays drawn by the
+//! simulator, and the simulator itself (a door node per reader, a sensor node per room where
+//! people gather, the Centre's people walking their day) at a speed-up; the HTTP API on
+//! 127.0.0.1:8080. Data goes to a temporary directory unless `--data` is given.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::Utc;
+use kombinat_firmware::mqtt::LinkConfig;
+use kombinat_firmware::sim::{Building, Population, SimClock, SimConfig, World};
+
+use crate::domain::{ApiToken, Device, DeviceId, DeviceKind, DoorId, RoomId, Scope, SourceId};
+use crate::store::{Actor, SledStore, Store};
+
+/// The example site, in the binary so the demo runs from anywhere.
+const SITE: &str = include_str!("../../deploy/site.example.toml");
+
+/// What `kombinat demo` was asked.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Keep the data here (else a temporary directory, removed at the end).
+    pub data: Option<PathBuf>,
+    /// Where the HTTP API listens (None: 127.0.0.1:8080, or a free port if that is taken).
+    pub http: Option<SocketAddr>,
+    /// Where the embedded broker listens (None: 127.0.0.1:1883, or a free port).
+    pub mqtt: Option<SocketAddr>,
+    /// Simulated seconds per real second.
+    pub speed: f64,
+    /// Simulated start, minutes after midnight.
+    pub start_min: u32,
+    /// The day's seed.
+    pub seed: u64,
+}
+
+/// Picks where to listen: an explicit address must be free; the default may be taken (mosquitto
+/// often holds 1883), and then a free port is taken instead, and said.
+fn pick(
+    given: Option<SocketAddr>,
+    default: &str,
+    what: &str,
+    out: &mut dyn Write,
+) -> Result<SocketAddr> {
+    if let Some(a) = given {
+        if a.port() != 0 {
+            TcpListener::bind(a).with_context(|| format!("--{what} {a} cannot be used"))?;
+        }
+        return Ok(a);
+    }
+    let d: SocketAddr = default
+        .parse()
+        .map_err(|_| anyhow!("bad default {default}"))?;
+    if TcpListener::bind(d).is_ok() {
+        return Ok(d);
+    }
+    let free = TcpListener::bind((d.ip(), 0))?.local_addr()?;
+    writeln!(out, "{d} is taken (for the {what}); using {free} instead")?;
+    Ok(free)
+}
+
+/// Writes the day into the store: members and bookings through the importers, the devices, and a
+/// token for the metrics and the bookings.
+fn seed(site_file: &Path, data: &Path, pop: &Population, tz: chrono_tz::Tz) -> Result<String> {
+    let site = Arc::new(crate::site_file::load(site_file)?);
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(data)?);
+    let now = Utc::now();
+    let mut g = crate::gateway::Gateway::open(site, store, now)?;
+    let who = Actor::Cli("demo".into());
+    let members = crate::import::read_members(g.snapshot(), pop.members_csv().as_bytes(), |_| {})?;
+    if let Some(e) = members.errors.first() {
+        bail!("the simulated members do not import: {e:?}");
+    }
+    g.import_members(
+        members.rows.into_iter().map(|(_, r)| r).collect(),
+        "the demo's members",
+        who.clone(),
+        now,
+    )?;
+    let source = SourceId::parse("sim").map_err(|e| anyhow!("{e}"))?;
+    let bookings = crate::import::read_bookings(
+        g.snapshot(),
+        source,
+        pop.bookings_csv(tz).as_bytes(),
+        |_| {},
+    )?;
+    if let Some(e) = bookings.errors.first() {
+        bail!("the simulated bookings do not import: {e:?}");
+    }
+    g.import_bookings(
+        bookings.rows.into_iter().map(|(_, b)| b).collect(),
+        "the demo's bookings",
+        who.clone(),
+        now,
+    )?;
+    let known: Vec<DeviceId> = g.store().devices()?.into_iter().map(|d| d.id).collect();
+    for d in &pop.devices {
+        if known.iter().any(|k| k.as_str() == d.id) {
+            continue;
+        }
+        let (kind, door, room) = match (&d.door, &d.room) {
+            (Some(door), _) => (DeviceKind::Door, Some(DoorId::parse(door)?), None),
+            (_, Some(room)) => (DeviceKind::Sensor, None, Some(RoomId::parse(room)?)),
+            _ => continue,
+        };
+        g.add_device(
+            Device {
+                id: DeviceId::parse(&d.id)?,
+                kind,
+                door,
+                room,
+                key: d.key.clone(),
+                added_at: now,
+            },
+            who.clone(),
+            now,
+        )?;
+    }
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).map_err(|e| anyhow!("random bytes: {e}"))?;
+    let token = format!(
+        "kmb_demo_{}",
+        raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    g.put_token(
+        ApiToken {
+            name: SourceId::parse("demo").map_err(|e| anyhow!("{e}"))?,
+            sha256: crate::domain::token_hash(&token),
+            scopes: vec![Scope::MetricsRead, Scope::BookingsRead],
+            created_at: now,
+            revoked_at: None,
+        },
+        who,
+        now,
+    )?;
+    Ok(token)
+}
+
+/// Runs the demo until `stop` resolves.
+pub async fn run(
+    o: DemoOptions,
+    out: &mut dyn Write,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    if !(1.0..=3_600.0).contains(&o.speed) {
+        bail!("--speed is 1 to 3600");
+    }
+    let http = pick(o.http, "127.0.0.1:8080", "http", out)?;
+    let mqtt = pick(o.mqtt, "127.0.0.1:1883", "mqtt", out)?;
+    let (data, temporary) = match &o.data {
+        Some(d) => (d.clone(), false),
+        None => {
+            let t = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
+            (
+                std::env::temp_dir().join(format!("kombinat-demo-{}-{t}", std::process::id())),
+                true,
+            )
+        }
+    };
+    std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
+    // The example site, with bookings judged from their start (the simulated day is compressed:
+    // a meeting of a simulated hour lasts minutes).
+    let text = SITE.replace(
+        "booking_grace_before_min = 15",
+        "booking_grace_before_min = 1",
+    );
+    let site_file = data.join("site.toml");
+    std::fs::write(&site_file, &text)?;
+    let building = Building::parse(&text).map_err(|e| anyhow!(e))?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64();
+    let clock = SimClock {
+        real_start: now + 3.0,
+        start_min: o.start_min,
+        speed: o.speed,
+    };
+    let pop = Population::generate(&building, o.seed, clock);
+    // Seeded every time: members and devices already there stay, the bookings move to today.
+    let token = Some(seed(&site_file, &data, &pop, building.timezone)?);
+
+    let config_text = format!(
+        "site = {site:?}\ndata = {data:?}\n[mqtt]\nbroker = \"embedded\"\nlisten = \"{mqtt}\"\n[http]\nlisten = \"{http}\"\n[occupancy]\nno_show_after_min = 1\n",
+        site = site_file.display().to_string(),
+        data = data.display().to_string(),
+    );
+    let config = crate::config::Config::parse(&config_text, &data).map_err(|e| anyhow!(e))?;
+    let gw = crate::service::start(config).await?;
+    let http_addr = gw.http_addr.unwrap_or(http);
+    writeln!(
+        out,
+        "Kombinat demo: the Kherson Centre, {} people, {} door nodes and sensor nodes, simulated at {}x from {:02}:{:02}.",
+        pop.people.len(),
+        pop.devices.len(),
+        o.speed,
+        o.start_min / 60,
+        o.start_min % 60
+    )?;
+    writeln!(out, "  broker   mqtt://{} (embedded)", gw.mqtt_addr)?;
+    writeln!(out, "  health   http://{http_addr}/health")?;
+    if let Some(t) = &token {
+        writeln!(
+            out,
+            "  metrics  curl -H 'Authorization: Bearer {t}' http://{http_addr}/metrics"
+        )?;
+        writeln!(out, "  token    {t}")?;
+    }
+    writeln!(
+        out,
+        "  watch    mosquitto_sub -h {} -p {} -t 'kombinat/v1/#' -v",
+        gw.mqtt_addr.ip(),
+        gw.mqtt_addr.port()
+    )?;
+    writeln!(
+        out,
+        "  data     {}{}",
+        data.display(),
+        if temporary {
+            " (temporary: removed at the end; --data DIR keeps it)"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(out, "The staff dashboard joins with issue 7. Ctrl-C stops.")?;
+    out.flush()?;
+
+    let sim = SimConfig {
+        link: LinkConfig::new(gw.mqtt_addr.ip().to_string(), gw.mqtt_addr.port()),
+        speed: o.speed,
+        start_min: o.start_min,
+        seed: o.seed,
+    };
+    let report = {
+        let mut world = World::start(sim, &building, &pop, clock).map_err(|e| anyhow!(e))?;
+        world.run(stop).await
+    };
+    gw.stop().await?;
+    writeln!(
+        out,
+        "stopped: {} taps ({} granted, {} refused, {} decided offline), {} trips",
+        report.taps, report.granted, report.denied, report.offline, report.trips
+    )?;
+    if temporary {
+        let _ = std::fs::remove_dir_all(&data);
+    }
+    Ok(())
+}

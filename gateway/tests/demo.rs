@@ -1,0 +1,139 @@
+//! `kombinat demo` as a user runs it: started on free ports, it becomes healthy, decisions and
+//! occupancy move within a bounded time, and Ctrl-C stops it cleanly.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use support::free_port;
+
+fn get(url: &str, token: Option<&str>) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut r = agent.get(url);
+    if let Some(t) = token {
+        r = r.header("Authorization", &format!("Bearer {t}"));
+    }
+    match r.call() {
+        Ok(mut resp) => (
+            resp.status().as_u16(),
+            resp.body_mut().read_to_string().unwrap_or_default(),
+        ),
+        Err(_) => (0, String::new()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_comes_alive_and_stops_cleanly() {
+    let (http, mqtt) = (free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kombinat"))
+        .args([
+            "demo",
+            "--http",
+            &format!("127.0.0.1:{http}"),
+            "--mqtt",
+            &format!("127.0.0.1:{mqtt}"),
+            "--speed",
+            "60",
+        ])
+        .env("RUST_LOG", "warn,rumqttd=off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the kombinat binary runs");
+    let (tx, lines) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut said = Vec::new();
+    let token = loop {
+        let l = lines
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the demo prints its token");
+        said.push(l.clone());
+        if let Some(t) = l.trim().strip_prefix("token") {
+            break t.trim().to_string();
+        }
+    };
+    let base = format!("http://127.0.0.1:{http}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(&format!("{base}/health"), None).0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "healthy within a minute: {said:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Occupancy moves on MQTT; decisions show in the metrics.
+    let (client, mut ev) =
+        AsyncClient::new(MqttOptions::new("demo-watcher", "127.0.0.1", mqtt), 16);
+    client
+        .subscribe("kombinat/v1/room/+/occupancy", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let occupied = loop {
+        match tokio::time::timeout_at(deadline, ev.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                let o: kombinat_protocol::room::Occupancy =
+                    serde_json::from_slice(&p.payload).unwrap();
+                if o.count > 0 {
+                    break o.room.to_string();
+                }
+            }
+            Ok(_) => {}
+            Err(_) => panic!("no room filled within 90 s"),
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let decisions = loop {
+        let (status, text) = get(&format!("{base}/metrics"), Some(&token));
+        assert_eq!(status, 200);
+        let n: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("kombinat_decisions_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if n >= 5 {
+            break n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "decisions within a minute:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    println!("room {occupied} occupied; {decisions} decisions");
+
+    // Ctrl-C: a clean stop, with a last word.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "stopped within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    let rest: Vec<String> = lines.try_iter().collect();
+    assert!(rest.iter().any(|l| l.starts_with("stopped:")), "{rest:?}");
+}
