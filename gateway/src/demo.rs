@@ -63,9 +63,18 @@ fn pick(
     Ok(free)
 }
 
+/// The example site as the demo runs it: bookings judged from a minute before their start
+/// (the simulated day is compressed: a meeting of a simulated hour lasts minutes).
+pub fn site_text() -> String {
+    SITE.replace(
+        "booking_grace_before_min = 15",
+        "booking_grace_before_min = 1",
+    )
+}
+
 /// Writes the day into the store: members and bookings through the importers, the devices, and a
-/// token for the metrics and the bookings.
-fn seed(site_file: &Path, data: &Path, pop: &Population, tz: chrono_tz::Tz) -> Result<String> {
+/// token for the metrics and the bookings (returned).
+pub fn seed(site_file: &Path, data: &Path, pop: &Population, tz: chrono_tz::Tz) -> Result<String> {
     let site = Arc::new(crate::site_file::load(site_file)?);
     let store: Arc<dyn Store> = Arc::new(SledStore::open(data)?);
     let now = Utc::now();
@@ -162,12 +171,7 @@ pub async fn run(
         }
     };
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
-    // The example site, with bookings judged from their start (the simulated day is compressed:
-    // a meeting of a simulated hour lasts minutes).
-    let text = SITE.replace(
-        "booking_grace_before_min = 15",
-        "booking_grace_before_min = 1",
-    );
+    let text = site_text();
     let site_file = data.join("site.toml");
     std::fs::write(&site_file, &text)?;
     let building = Building::parse(&text).map_err(|e| anyhow!(e))?;
