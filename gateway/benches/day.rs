@@ -1,7 +1,7 @@
 //! `disk_bytes_per_day`: what the gateway writes to disk in a busy day of the Centre. The demo's
 //! day (265 people, 62 door and sensor nodes, from 07:30 to 23:00 simulated) runs through the
-//! embedded broker at a speed-up, then the building stays connected and idle (the night) for a
-//! while. Writes are the process's `write_bytes` from `/proc/self/io` (the simulated nodes write
+//! embedded broker at a speed-up, then the building stays connected and idle (the night: nodes
+//! heartbeating, nobody moving) for a while. Writes are the process's `write_bytes` from `/proc/self/io` (the simulated nodes write
 //! nothing). The day's activity is what the busy phase wrote beyond the idle rate; a real day is
 //! that activity plus the idle rate over 24 hours. (History buckets of occupied rooms are written
 //! once a second, so a compressed day writes fewer of them: the idle phase has rooms still
@@ -32,7 +32,7 @@ fn main() {
     logs();
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick") || !args.iter().any(|a| a == "--bench");
-    let (speed, idle_s) = if quick { (1_800.0, 5) } else { (120.0, 30) };
+    let (speed, idle_s) = if quick { (1_800.0, 20) } else { (120.0, 60) };
     let (start_min, end_min) = (450u32, 1_380u32);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -76,11 +76,13 @@ fn main() {
             seed: 7,
         };
         let mut world = World::start(sim, &building, &pop, clock).unwrap();
-        // The day: until 23:00 simulated.
+        // The day, until 23:00 simulated; then the night: everyone home, the nodes still
+        // connected (heartbeats, door states, status), for `idle_s`.
         let day_real = f64::from(end_min - start_min) * 60.0 / speed;
         let until = clock.real_start + day_real;
         let w0 = written();
         let t0 = Instant::now();
+        let mut mid = None;
         let report = world
             .run(async {
                 let left = until
@@ -89,16 +91,15 @@ fn main() {
                         .unwrap()
                         .as_secs_f64();
                 tokio::time::sleep(Duration::from_secs_f64(left.max(0.0))).await;
+                mid = Some((written(), Instant::now()));
+                tokio::time::sleep(Duration::from_secs(idle_s)).await;
             })
             .await;
-        let day_s = t0.elapsed().as_secs_f64();
-        let day_bytes = written() - w0;
-        drop(world);
-        // The night: the gateway alone, its nodes gone (their last wills delivered).
-        let w1 = written();
-        let t1 = Instant::now();
-        tokio::time::sleep(Duration::from_secs(idle_s)).await;
+        let (w1, t1) = mid.unwrap();
+        let day_s = t1.duration_since(t0).as_secs_f64();
+        let day_bytes = w1 - w0;
         let idle_rate = (written() - w1) as f64 / t1.elapsed().as_secs_f64();
+        drop(world);
         gw.stop().await.unwrap();
         let activity = (day_bytes as f64 - idle_rate * day_s).max(0.0);
         let per_day = activity + idle_rate * 86_400.0;

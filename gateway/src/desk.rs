@@ -229,8 +229,8 @@ impl Desk {
         for m in marks {
             if let Some(s) = m.device.and_then(|id| d.devices.get_mut(&id)) {
                 s.rx = ReplayGuard::after(m.rx);
-                // Counters are stored once a second, not with every message: after a crash the
-                // last second's messages to the node may have used counters past the stored
+                // Counters are stored every few seconds, not with every message: after a crash
+                // the last seconds' messages to the node may have used counters past the stored
                 // one, so the gateway's counter jumps ahead (the node only needs it to grow).
                 s.tx = m.tx + TX_JUMP;
                 s.offline_up_to = m.offline;
@@ -330,7 +330,7 @@ impl Desk {
         self.take_marks(now)
     }
 
-    /// Counters changed since the last call, to store (once a second; see [`Desk::recover`]).
+    /// Counters changed since the last call, to store (every few seconds; see [`Desk::recover`]).
     pub fn take_marks(&mut self, now: DateTime<Utc>) -> Vec<DeviceMark> {
         let mut ids = std::mem::take(&mut self.dirty);
         ids.sort_unstable();

@@ -494,6 +494,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         full_user_lists: true,
         feeds_failing,
         next_size: Instant::now(),
+        next_marks: Instant::now(),
         occupied: vec![None; rooms],
         next_compaction: Instant::now(),
         closed: crate::domain::WeeklySchedule::parse([CLOSED]).unwrap_or_default(),
@@ -635,6 +636,9 @@ async fn systemd(stats: Arc<Stats>) {
     }
 }
 
+/// How often the devices' counters and the "as of" mark are stored.
+const MARKS_EVERY: Duration = Duration::from_secs(15);
+
 /// A closed room still this long drifts back to empty.
 const STILL_SECS: i64 = 2 * 3600;
 
@@ -715,6 +719,8 @@ struct Core {
     feeds_failing: Vec<bool>,
     /// When the store's size is read next.
     next_size: Instant,
+    /// When the devices' counters and the "as of" mark are stored next.
+    next_marks: Instant,
     /// Per room: the occupied flag last seen (for occupancy events to the booking system).
     occupied: Vec<Option<bool>>,
 }
@@ -990,7 +996,12 @@ impl Core {
                 .desk
                 .handle_door_state(door, &p.payload, now)
                 .map(|alarms| {
-                    b.marks = true;
+                    // A state that raises or clears an alarm has its counter stored with the
+                    // alarm; a heartbeat that changes nothing waits for the periodic marks (a
+                    // replay of it after a crash would change nothing either).
+                    if !alarms.is_empty() {
+                        b.marks = true;
+                    }
                     b.audit.extend(alarms)
                 }),
             Topic::Door(door, DoorTopic::OfflineLog) => self
@@ -1472,13 +1483,18 @@ impl Core {
         self.stats
             .core_alive_at
             .store(now.timestamp().max(0) as u64, Ordering::Relaxed);
-        // Tap counters once a second, not per tap: the audit log covers the gap after a crash.
-        let mut marks = self.desk.take_marks(now);
-        marks.push(crate::domain::DeviceMark {
-            at: Some(now),
-            ..Default::default()
-        });
-        self.gateway.store().put_marks(&marks)?;
+        // Counters every MARKS_EVERY, not per message: the audit log covers taps and offline
+        // logs after a crash, the gateway's own counter jumps ahead (TX_JUMP), and every write
+        // here costs the SD card a flush (once a second it was most of a day's writes).
+        if Instant::now() >= self.next_marks {
+            self.next_marks = Instant::now() + MARKS_EVERY;
+            let mut marks = self.desk.take_marks(now);
+            marks.push(crate::domain::DeviceMark {
+                at: Some(now),
+                ..Default::default()
+            });
+            self.gateway.store().put_marks(&marks)?;
+        }
         b.audit.extend(self.desk.check_health(now));
         b.replies.extend(self.adapters.due(now));
         // Requests from the command line (token add and revoke while the gateway runs).
