@@ -68,29 +68,23 @@ fn call(
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bookings_through_the_rest_api() {
-    let dir = tempfile::tempdir().unwrap();
-    prepare(dir.path());
+/// The prepared store with these tokens (name, token, scopes, revoked), and the service on it
+/// with its HTTP API on a free port.
+async fn serving_with_tokens(
+    dir: &std::path::Path,
+    tokens: &[(&str, &str, &[Scope], bool)],
+) -> service::Running {
+    prepare(dir);
     {
         let site = Arc::new(kombinat::site_file::load(&site_path()).unwrap());
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
         let mut g = kombinat::gateway::Gateway::open(site, store, Utc::now()).unwrap();
-        for (name, token, scopes, revoked) in [
-            (
-                "test",
-                WRITER,
-                vec![Scope::BookingsWrite, Scope::BookingsRead],
-                false,
-            ),
-            ("reader", READER, vec![Scope::BookingsRead], false),
-            ("gone", REVOKED, vec![Scope::BookingsWrite], true),
-        ] {
+        for (name, token, scopes, revoked) in tokens {
             g.put_token(
                 ApiToken {
                     name: SourceId::parse(name).unwrap(),
                     sha256: token_hash(token),
-                    scopes,
+                    scopes: scopes.to_vec(),
                     created_at: Utc::now(),
                     revoked_at: revoked.then(Utc::now),
                 },
@@ -100,10 +94,30 @@ async fn bookings_through_the_rest_api() {
             .unwrap();
         }
     }
-    let mut cfg = config(dir.path(), "embedded");
+    let mut cfg = config(dir, "embedded");
     cfg.http = Some("127.0.0.1:0".parse().unwrap());
     let gw = service::start(cfg).await.unwrap();
     assert!(gw.ready(Duration::from_secs(10)).await);
+    gw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookings_through_the_rest_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = serving_with_tokens(
+        dir.path(),
+        &[
+            (
+                "test",
+                WRITER,
+                &[Scope::BookingsWrite, Scope::BookingsRead],
+                false,
+            ),
+            ("reader", READER, &[Scope::BookingsRead], false),
+            ("gone", REVOKED, &[Scope::BookingsWrite], true),
+        ],
+    )
+    .await;
     let base = format!("http://{}/api/v1/bookings", gw.http_addr.unwrap());
 
     // Ivan's meeting (source "test", made by prepare) opens meeting room 1 now.
@@ -398,33 +412,14 @@ fn get_text(url: &str, token: Option<&str>) -> (u16, String) {
 async fn health_without_a_login_and_metrics_with_a_metrics_token() {
     const METRICS: &str = "kmb_test_metrics_token";
     let dir = tempfile::tempdir().unwrap();
-    prepare(dir.path());
-    {
-        let site = Arc::new(kombinat::site_file::load(&site_path()).unwrap());
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
-        let mut g = kombinat::gateway::Gateway::open(site, store, Utc::now()).unwrap();
-        for (name, token, scope) in [
-            ("prometheus", METRICS, Scope::MetricsRead),
-            ("rooms", READER, Scope::BookingsRead),
-        ] {
-            g.put_token(
-                ApiToken {
-                    name: SourceId::parse(name).unwrap(),
-                    sha256: token_hash(token),
-                    scopes: vec![scope],
-                    created_at: Utc::now(),
-                    revoked_at: None,
-                },
-                Actor::Cli("test".into()),
-                Utc::now(),
-            )
-            .unwrap();
-        }
-    }
-    let mut cfg = config(dir.path(), "embedded");
-    cfg.http = Some("127.0.0.1:0".parse().unwrap());
-    let gw = service::start(cfg).await.unwrap();
-    assert!(gw.ready(Duration::from_secs(10)).await);
+    let gw = serving_with_tokens(
+        dir.path(),
+        &[
+            ("prometheus", METRICS, &[Scope::MetricsRead], false),
+            ("rooms", READER, &[Scope::BookingsRead], false),
+        ],
+    )
+    .await;
     let base = format!("http://{}", gw.http_addr.unwrap());
 
     let (status, body) = call("GET", &format!("{base}/health"), None, None);
