@@ -89,6 +89,9 @@ pub enum Command {
     /// API tokens for booking systems: add (printed once), revoke, list.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Staff accounts for the dashboard: add, change, remove, list.
+    #[command(subcommand)]
+    Staff(StaffCmd),
     /// A room's use from its occupancy history: peak and mean, occupied hours, the hour ×
     /// weekday heat map, booked versus actual.
     Room {
@@ -126,6 +129,65 @@ pub enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+}
+
+/// Staff commands (with the gateway stopped; while it runs, admins use the dashboard).
+#[derive(Debug, Subcommand)]
+pub enum StaffCmd {
+    /// Add an account. The password is read from the first line of standard input (at least
+    /// 10 characters), or made up and printed once with --generate.
+    Add {
+        /// The login name (a-z, 0-9, '.', '_', '-').
+        name: String,
+        /// What it may do.
+        #[arg(long, value_enum)]
+        role: crate::staff::StaffRole,
+        /// Make up a password and print it.
+        #[arg(long)]
+        generate: bool,
+    },
+    /// Change an account's role, or its password (read as for add; signs it out everywhere).
+    Set {
+        /// The login name.
+        name: String,
+        /// A new role.
+        #[arg(long, value_enum)]
+        role: Option<crate::staff::StaffRole>,
+        /// Read a new password from standard input.
+        #[arg(long)]
+        password: bool,
+    },
+    /// Remove an account (not the last admin).
+    Remove {
+        /// The login name.
+        name: String,
+    },
+    /// List accounts (names and roles; never a password).
+    List,
+}
+
+/// A password from the first line of standard input.
+fn read_password() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let p = line.trim_end_matches(['\r', '\n']).to_string();
+    if p.is_empty() {
+        bail!("give the password on standard input, or use --generate");
+    }
+    Ok(p)
+}
+
+/// A password to print once: 20 letters and digits (about 119 bits).
+pub fn generate_password() -> Result<String> {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut raw = [0u8; 20];
+    getrandom::fill(&mut raw).map_err(|e| anyhow!("no randomness: {e}"))?;
+    Ok(raw
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect())
 }
 
 /// Token commands.
@@ -795,6 +857,64 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
             let name: crate::domain::SourceId = id("token name", name)?;
             token_request(&cli, now, crate::spool::Request::RevokeToken(name))?;
             writeln!(out, "token {name} revoked")?;
+            Ok(())
+        }
+        Command::Staff(cmd) => {
+            let ctx = open(&cli, now)?;
+            let store: Arc<dyn Store> = ctx.gateway.store_arc();
+            let staff = crate::staff::Staff::load(store, now)?;
+            match cmd {
+                StaffCmd::Add {
+                    name,
+                    role,
+                    generate,
+                } => {
+                    let name = crate::staff::StaffName::parse(name).map_err(|e| anyhow!(e))?;
+                    let password = if *generate {
+                        generate_password()?
+                    } else {
+                        read_password()?
+                    };
+                    staff.add(name.clone(), *role, &password, actor(), now)?;
+                    writeln!(out, "staff {name} added as {role}")?;
+                    if *generate {
+                        writeln!(out, "password (shown once): {password}")?;
+                    }
+                }
+                StaffCmd::Set {
+                    name,
+                    role,
+                    password,
+                } => {
+                    let name = crate::staff::StaffName::parse(name).map_err(|e| anyhow!(e))?;
+                    let pw = if *password {
+                        Some(read_password()?)
+                    } else {
+                        None
+                    };
+                    if role.is_none() && pw.is_none() {
+                        bail!("say what to change: --role, --password");
+                    }
+                    let a = staff.update(&name, *role, pw.as_deref(), actor(), now)?;
+                    writeln!(out, "staff {name}: {}", a.role)?;
+                }
+                StaffCmd::Remove { name } => {
+                    let name = crate::staff::StaffName::parse(name).map_err(|e| anyhow!(e))?;
+                    staff.remove(&name, actor(), now)?;
+                    writeln!(out, "staff {name} removed")?;
+                }
+                StaffCmd::List => {
+                    for a in staff.accounts() {
+                        writeln!(
+                            out,
+                            "{}\t{}\tsince {}",
+                            a.name,
+                            a.role,
+                            local(&ctx.site, a.created_at)
+                        )?;
+                    }
+                }
+            }
             Ok(())
         }
         Command::Token(TokenCmd::List) => {

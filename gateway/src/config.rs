@@ -26,6 +26,7 @@
 //!
 //! [http]                            # optional: the REST API
 //! listen = "127.0.0.1:8080"
+//! secure_cookie = false             # true when the dashboard is served over HTTPS
 //!
 //! [webhook]                         # optional: events (no-shows) to the booking system
 //! url = "https://booking.example.org/kombinat"
@@ -129,6 +130,10 @@ pub struct Config {
     pub webhook: Option<crate::webhook::WebhookConfig>,
     /// Where the HTTP API listens, if it does.
     pub http: Option<SocketAddr>,
+    /// Whether the session cookie is marked `Secure` (only sent over HTTPS): set it when the
+    /// dashboard is served through TLS; over plain HTTP on a LAN a `Secure` cookie is never
+    /// sent back and nobody could sign in.
+    pub secure_cookie: bool,
 }
 
 /// Occupancy history and no-show settings.
@@ -173,6 +178,8 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: SocketAddr,
+    #[serde(default)]
+    secure_cookie: bool,
 }
 
 #[derive(Deserialize)]
@@ -308,7 +315,8 @@ impl Config {
             }
         };
         Ok(Config {
-            http: raw.http.map(|h| h.listen),
+            http: raw.http.as_ref().map(|h| h.listen),
+            secure_cookie: raw.http.as_ref().is_some_and(|h| h.secure_cookie),
             webhook,
             site: base.join(raw.site),
             data: base.join(raw.data),

@@ -149,6 +149,26 @@ pub fn seed(site_file: &Path, data: &Path, pop: &Population, tz: chrono_tz::Tz) 
     Ok(token)
 }
 
+/// The demo's staff account.
+pub const DEMO_STAFF: &str = "admin";
+
+/// Makes the demo's admin account, or gives it a new password when it is there (a kept data
+/// directory); returns the password.
+pub fn staff_login(data: &Path) -> Result<String> {
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(data)?);
+    let now = Utc::now();
+    let staff = crate::staff::Staff::load(store, now)?;
+    let name = crate::staff::StaffName::parse(DEMO_STAFF).map_err(|e| anyhow!(e))?;
+    let password = crate::cli::generate_password()?;
+    let who = Actor::Cli("demo".into());
+    if staff.accounts().iter().any(|a| a.name == name) {
+        staff.update(&name, None, Some(&password), who, now)?;
+    } else {
+        staff.add(name, crate::staff::StaffRole::Admin, &password, who, now)?;
+    }
+    Ok(password)
+}
+
 /// Runs the demo until `stop` resolves.
 pub async fn run(
     o: DemoOptions,
@@ -184,6 +204,7 @@ pub async fn run(
     let pop = Population::generate(&building, o.seed, clock);
     // Seeded every time: members and devices already there stay, the bookings move to today.
     let token = Some(seed(&site_file, &data, &pop, building.timezone)?);
+    let password = staff_login(&data)?;
 
     let config_text = format!(
         "site = {site:?}\ndata = {data:?}\n[mqtt]\nbroker = \"embedded\"\nlisten = \"{mqtt}\"\n[http]\nlisten = \"{http}\"\n[occupancy]\nno_show_after_min = 1\n",
@@ -203,6 +224,11 @@ pub async fn run(
         o.start_min % 60
     )?;
     writeln!(out, "  broker   mqtt://{} (embedded)", gw.mqtt_addr)?;
+    writeln!(out, "  dashboard  http://{http_addr}/")?;
+    writeln!(
+        out,
+        "  sign in  {DEMO_STAFF} / {password}   (admin; made for this run)"
+    )?;
     writeln!(out, "  health   http://{http_addr}/health")?;
     if let Some(t) = &token {
         writeln!(
@@ -227,7 +253,10 @@ pub async fn run(
             ""
         }
     )?;
-    writeln!(out, "The staff dashboard joins with issue 7. Ctrl-C stops.")?;
+    writeln!(
+        out,
+        "Open the dashboard: the floor plan fills as people arrive; Ctrl-C stops."
+    )?;
     out.flush()?;
 
     let sim = SimConfig {

@@ -318,6 +318,11 @@ impl Desk {
         self.devices.get(&device).map(|s| &s.health)
     }
 
+    /// Every registered device with its health, by id.
+    pub fn devices(&self) -> impl Iterator<Item = (&Device, &Health)> {
+        self.devices.values().map(|d| (&d.device, &d.health))
+    }
+
     /// Devices online, and all registered.
     pub fn online_count(&self) -> (usize, usize) {
         let online = self.devices.values().filter(|s| s.health.online).count();

@@ -165,6 +165,11 @@ impl Gateway {
         self.store.as_ref()
     }
 
+    /// The store, shared.
+    pub fn store_arc(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
     fn check_member(&self, m: &Member) -> Result<(), GatewayError> {
         if let Some(p) = m.plan {
             if self.snapshot.plan_def(p).is_none() {
@@ -195,7 +200,7 @@ impl Gateway {
                 self.snapshot.set_leases(self.store.leases()?)
             }
             Change::Mode(m) => self.snapshot.set_mode(m),
-            Change::Device(_) | Change::Token(_) => {}
+            Change::Device(_) | Change::Token(_) | Change::Staff(_) | Change::RemoveStaff(_) => {}
         }
         Ok(())
     }
@@ -213,6 +218,50 @@ impl Gateway {
         self.check_member(&m)?;
         let audit = AuditEntry::change(now, actor, format!("member {} added", m.id));
         self.commit(Change::Member(m), audit)
+    }
+
+    /// Replaces a known member's details; the audit entry names the fields that changed.
+    pub fn update_member(
+        &mut self,
+        m: Member,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), GatewayError> {
+        let old = self
+            .store
+            .member(m.id)?
+            .ok_or(GatewayError::UnknownMember(m.id))?;
+        self.check_member(&m)?;
+        let mut changed = Vec::new();
+        if old.name != m.name {
+            changed.push("name");
+        }
+        if old.email != m.email {
+            changed.push("email");
+        }
+        if old.status != m.status {
+            changed.push("status");
+        }
+        if (old.valid_from, old.valid_until) != (m.valid_from, m.valid_until) {
+            changed.push("validity");
+        }
+        if old.roles != m.roles {
+            changed.push("roles");
+        }
+        if old.plan != m.plan {
+            changed.push("plan");
+        }
+        if old.organisation != m.organisation {
+            changed.push("organisation");
+        }
+        if old.certifications != m.certifications {
+            changed.push("certifications");
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let summary = format!("member {} changed: {}", m.id, changed.join(", "));
+        self.commit(Change::Member(m), AuditEntry::change(now, actor, summary))
     }
 
     /// Suspends a member (rights kept, doors shut) or lifts the suspension (`reason = None`).

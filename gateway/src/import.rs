@@ -276,7 +276,10 @@ fn list(v: Option<&str>) -> impl Iterator<Item = &str> {
         .filter(|s| !s.is_empty())
 }
 
-fn member_row<'a>(
+/// A member's fields by name, as a CSV row or a JSON body gives them: the member (a known
+/// member keeps what the fields say nothing about) and the cards listed, all checked against
+/// the snapshot.
+pub fn member_row<'a>(
     snapshot: &Snapshot,
     field: &impl Fn(&str) -> Option<&'a str>,
     has: &impl Fn(&str) -> bool,

@@ -126,8 +126,45 @@ pub enum Control {
         /// The answer.
         reply: SyncSender<Result<bool, String>>,
     },
+    /// Add (`create`) or change a member from the dashboard, with fields by name as the CSV
+    /// import reads them (`cards` adds cards; `suspended` with a reason suspends, empty lifts).
+    Member {
+        /// The fields.
+        fields: BTreeMap<String, String>,
+        /// A new member (refused if the id is taken) or a known one (refused if unknown).
+        create: bool,
+        /// Who asked.
+        by: Actor,
+        /// The answer.
+        reply: SyncSender<Result<(), MemberRefusal>>,
+    },
+    /// Revoke a card.
+    RevokeCard {
+        /// The card.
+        card: crate::domain::CardId,
+        /// Who asked.
+        by: Actor,
+        /// The answer.
+        reply: SyncSender<Result<(), MemberRefusal>>,
+    },
     /// Finish what is queued, flush and stop.
     Stop,
+}
+
+/// Where the core sends the answer to a member change.
+pub type MemberReply = SyncSender<Result<(), MemberRefusal>>;
+
+/// Why the core did not change a member or card.
+#[derive(Debug)]
+pub enum MemberRefusal {
+    /// The request is wrong.
+    Invalid(String),
+    /// No such member or card.
+    NotFound(String),
+    /// It clashes with what is stored (an id or card taken).
+    Conflict(String),
+    /// The store failed; nothing was changed.
+    Failed,
 }
 
 /// What the core answers to [`Control::ApiBookings`]: the counts, or why not.
@@ -153,6 +190,24 @@ pub enum Msg {
     /// The broker has no session for the gateway (restarted, or expired): retained state is
     /// published again.
     Resync,
+}
+
+fn member_refusal(e: GatewayError) -> MemberRefusal {
+    match e {
+        GatewayError::UnknownMember(m) => MemberRefusal::NotFound(format!("no member {m}")),
+        GatewayError::UnknownCredential(c) => MemberRefusal::NotFound(format!("no {c}")),
+        GatewayError::MemberExists(_)
+        | GatewayError::CredentialTaken(..)
+        | GatewayError::AlreadyRevoked(_)
+        | GatewayError::EmailTaken(..) => MemberRefusal::Conflict(e.to_string()),
+        GatewayError::UnknownPlan(_) | GatewayError::Validity => {
+            MemberRefusal::Invalid(e.to_string())
+        }
+        other => {
+            tracing::error!(error = %other, "a member change failed");
+            MemberRefusal::Failed
+        }
+    }
 }
 
 /// One door's allow-list, computed off the core, to sign and publish.
@@ -298,6 +353,7 @@ pub struct Running {
     /// Where the HTTP API listens, if it does.
     pub http_addr: Option<SocketAddr>,
     http: Option<tokio::task::JoinHandle<()>>,
+    app_state: crate::http::AppState,
 }
 
 impl Running {
@@ -325,6 +381,16 @@ impl Running {
     /// Switches the site mode, audited as asked by `by`.
     pub fn set_mode(&self, mode: SiteMode, by: Actor) -> Result<(), ServiceError> {
         self.ask(|reply| Control::SetMode { mode, by, reply })
+    }
+
+    /// The HTTP API over this running gateway, to call without a socket (tests use `oneshot`).
+    pub fn app(&self) -> axum::Router {
+        crate::http::app(self.app_state.clone())
+    }
+
+    /// The staff accounts and sessions the API uses.
+    pub fn staff(&self) -> Arc<crate::staff::Staff> {
+        self.app_state.staff.clone()
     }
 
     /// Waits until the gateway is connected and subscribed, up to `within`; false if not.
@@ -472,7 +538,10 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         .map(|f| failing_before.contains(&f.id.to_string()))
         .collect();
     let judge = Judge::new(config.occupancy.no_show_after_min, now.timestamp());
+    let live = Arc::new(crate::live::Live::new(&site));
+    let staff = Arc::new(crate::staff::Staff::load(store.clone(), now)?);
     let core = Core {
+        live: live.clone(),
         mode_since: now,
         gateway,
         desk,
@@ -535,21 +604,26 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
             .map_err(|_| ServiceError::Stopped)?;
         Some((stop, thread))
     };
+    let app_state = crate::http::AppState {
+        store: store.clone(),
+        to_core: to_core.clone(),
+        site: core.site.clone(),
+        stats: stats.clone(),
+        live,
+        staff,
+        secure_cookie: core.config.secure_cookie,
+    };
     let (http_addr, http) = match http_listener {
         None => (None, None),
         Some(listener) => {
             let local = listener.local_addr().ok();
-            let app = crate::http::app(crate::http::AppState {
-                store: store.clone(),
-                to_core: to_core.clone(),
-                site: core.site.clone(),
-                stats: stats.clone(),
-            });
+            let app = crate::http::app(app_state.clone());
             let mut stop = stop_link.subscribe();
             let server = tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stop.changed().await;
                 };
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
                 if let Err(e) = axum::serve(listener, app)
                     .with_graceful_shutdown(shutdown)
                     .await
@@ -582,6 +656,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         poller,
         http_addr,
         http,
+        app_state,
     })
 }
 
@@ -723,6 +798,8 @@ struct Core {
     next_marks: Instant,
     /// Per room: the occupied flag last seen (for occupancy events to the booking system).
     occupied: Vec<Option<bool>>,
+    /// What the dashboard shows live.
+    live: Arc<crate::live::Live>,
 }
 
 /// What one batch has to write and then send.
@@ -737,8 +814,12 @@ struct Batch {
     marks: bool,
     /// Answers to requests, sent once the batch is durable.
     answers: Vec<(Reply, Result<(), ServiceError>)>,
+    /// Answers to member changes, sent once the batch is durable.
+    answers_member: Vec<(MemberReply, Result<(), MemberRefusal>)>,
     replies: Vec<Publish>,
     acks: Vec<MqttPublish>,
+    /// Door states, device health or alarms may have changed: the live view is refreshed.
+    refresh: bool,
 }
 
 impl Core {
@@ -751,6 +832,8 @@ impl Core {
             retain: true,
         });
         let mode = self.gateway.snapshot().mode();
+        self.live
+            .set_mode(mode.as_str(), self.mode_since.timestamp());
         b.replies.push(self.desk.mode_state(mode, self.mode_since));
         b.replies
             .extend(crate::ha::discovery(&self.site, &self.config.mqtt.prefix));
@@ -851,6 +934,7 @@ impl Core {
     /// Writes the batch durably, then publishes and acknowledges.
     fn commit(&mut self, batch: Batch) -> Result<(), ServiceError> {
         let started = Instant::now();
+        let refresh = batch.refresh || !batch.audit.is_empty();
         if batch.marks {
             let marks = self.desk.take_marks(Utc::now());
             self.gateway.store().put_marks(&marks)?;
@@ -882,12 +966,21 @@ impl Core {
         for (tx, r) in batch.answers {
             let _ = tx.send(r);
         }
+        for (tx, r) in batch.answers_member {
+            let _ = tx.send(r);
+        }
         if !batch.decisions.is_empty() {
             if let Ok(mut m) = self.stats.by_reason.lock() {
                 for (d, _) in &batch.decisions {
                     *m.entry(d.reason.code()).or_insert(0) += 1;
                 }
             }
+        }
+        for (d, _) in &batch.decisions {
+            self.live.decision(self.decision_now(d));
+        }
+        if refresh {
+            self.refresh_live();
         }
         for (d, _) in &batch.decisions {
             self.stats.decisions.fetch_add(1, Ordering::Relaxed);
@@ -957,6 +1050,219 @@ impl Core {
         }
     }
 
+    /// A member added or changed from the dashboard, and the cards it lists issued.
+    fn member_change(
+        &mut self,
+        fields: &BTreeMap<String, String>,
+        create: bool,
+        by: Actor,
+    ) -> Result<(), MemberRefusal> {
+        const KNOWN: [&str; 11] = [
+            "id",
+            "name",
+            "email",
+            "plan",
+            "organisation",
+            "roles",
+            "certifications",
+            "valid_from",
+            "valid_until",
+            "cards",
+            "suspended",
+        ];
+        if let Some(k) = fields.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(MemberRefusal::Invalid(format!(
+                "{k:?} is not a member field"
+            )));
+        }
+        let now = Utc::now();
+        let field = |k: &str| fields.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let has = |k: &str| fields.contains_key(k);
+        let row = crate::import::member_row(self.gateway.snapshot(), &field, &has)
+            .map_err(MemberRefusal::Invalid)?;
+        let id = row.member.id;
+        let known = self.gateway.snapshot().member(id).is_some();
+        match (create, known) {
+            (true, true) => {
+                return Err(MemberRefusal::Conflict(format!("member {id} exists")));
+            }
+            (false, false) => return Err(MemberRefusal::NotFound(format!("no member {id}"))),
+            (true, false) => self.gateway.add_member(row.member, by.clone(), now),
+            (false, true) => self.gateway.update_member(row.member, by.clone(), now),
+        }
+        .map_err(member_refusal)?;
+        if let Some(s) = fields.get("suspended") {
+            let reason = Some(s.trim().to_string()).filter(|r| !r.is_empty());
+            let suspended = matches!(
+                self.gateway.snapshot().member(id).map(|m| &m.status),
+                Some(crate::domain::MemberStatus::Suspended { .. })
+            );
+            if reason.is_some() || suspended {
+                self.gateway
+                    .set_suspended(id, reason, by.clone(), now)
+                    .map_err(member_refusal)?;
+            }
+        }
+        for c in row.cards {
+            let cred = crate::domain::Credential::Card(c);
+            let held = self
+                .gateway
+                .snapshot()
+                .credential(&cred)
+                .is_some_and(|(r, _)| r.member == id && r.revoked_at.is_none());
+            if !held {
+                self.gateway
+                    .add_credential(id, cred, by.clone(), now)
+                    .map_err(member_refusal)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A decision as the dashboard shows it.
+    fn decision_now(&self, d: &Decision) -> crate::live::DecisionNow {
+        let snapshot = self.gateway.snapshot();
+        crate::live::DecisionNow {
+            at: d.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            door: d.door.to_string(),
+            room: self
+                .site
+                .door(d.door)
+                .map(|x| x.into.to_string())
+                .unwrap_or_default(),
+            allowed: d.allowed(),
+            reason: d.reason.code().to_string(),
+            member: d.member.map(|m| m.to_string()),
+            member_name: d
+                .member
+                .and_then(|m| snapshot.member(m))
+                .map(|m| m.name.clone()),
+            card: match d.credential {
+                crate::domain::Credential::Card(c) => Some(c.to_string()),
+                crate::domain::Credential::Pin(_) => None,
+            },
+        }
+    }
+
+    /// Tells the live view the doors, alarms and devices as the core knows them now.
+    fn refresh_live(&self) {
+        use crate::live::{AlarmNow, DeviceNow, DoorNow};
+        let now = Utc::now().timestamp();
+        let secs = |t: Option<DateTime<Utc>>| t.map(|t| t.timestamp());
+        let mut alarms = Vec::new();
+        let mut doors = Vec::with_capacity(self.site.doors.len());
+        for d in &self.site.doors {
+            let status = self.desk.door_status(d.id);
+            let (device, online) = match self.desk.device_of(d.id) {
+                Some(dev) => (
+                    Some(dev.to_string()),
+                    self.desk.health(dev).is_some_and(|h| h.online),
+                ),
+                None => match self.adapters.reader(d.id) {
+                    Some(b) => (
+                        Some(b.id.to_string()),
+                        self.adapters
+                            .health()
+                            .find(|(x, _)| x.id == b.id)
+                            .is_some_and(|(_, h)| h.online || !h.known && h.last_seen.is_some()),
+                    ),
+                    None => (None, false),
+                },
+            };
+            if let Some(s) = status {
+                for (on, kind) in [
+                    (s.held_open, "held_open"),
+                    (s.forced, "forced"),
+                    (s.tamper, "tamper"),
+                ] {
+                    if on {
+                        alarms.push(AlarmNow {
+                            alarm: kind.into(),
+                            door: Some(d.id.to_string()),
+                            device: None,
+                            feed: None,
+                            since: now,
+                        });
+                    }
+                }
+            }
+            doors.push(DoorNow {
+                door: d.id.to_string(),
+                room: d.into.to_string(),
+                device,
+                online,
+                contact: match status.map(|s| s.contact) {
+                    Some(kombinat_protocol::door::Contact::Open) => "open",
+                    Some(kombinat_protocol::door::Contact::Closed) => "closed",
+                    None => "unknown",
+                }
+                .into(),
+                locked: status.map(|s| s.locked),
+                alarm: status.is_some_and(|s| s.held_open || s.forced || s.tamper),
+                released: self.released.contains(&d.id),
+            });
+        }
+        let mut devices = Vec::new();
+        for (dev, h) in self.desk.devices() {
+            if !h.online && h.last_seen.is_some() {
+                alarms.push(AlarmNow {
+                    alarm: "device_offline".into(),
+                    door: None,
+                    device: Some(dev.id.to_string()),
+                    feed: None,
+                    since: now,
+                });
+            }
+            devices.push(DeviceNow {
+                device: dev.id.to_string(),
+                kind: match dev.kind {
+                    crate::domain::DeviceKind::Door => "door_node",
+                    crate::domain::DeviceKind::Sensor => "sensor_node",
+                    crate::domain::DeviceKind::AlertFeed => "alert_feed",
+                }
+                .into(),
+                doors: dev.door.iter().map(|d| d.to_string()).collect(),
+                rooms: dev.room.iter().map(|r| r.to_string()).collect(),
+                online: h.online,
+                last_seen: secs(h.last_seen),
+                firmware: h.firmware.as_ref().map(|f| f.to_string()),
+                battery: None,
+            });
+        }
+        for (b, h) in self.adapters.health() {
+            devices.push(DeviceNow {
+                device: b.id.to_string(),
+                kind: match b.kind {
+                    crate::domain::BindingKind::EspRfid => "esp_rfid",
+                    crate::domain::BindingKind::Tasmota => "tasmota",
+                    crate::domain::BindingKind::Zigbee2mqtt => "zigbee2mqtt",
+                }
+                .into(),
+                doors: b.doors.iter().map(|d| d.to_string()).collect(),
+                rooms: b.room.iter().map(|r| r.to_string()).collect(),
+                online: h.online || !h.known && h.last_seen.is_some(),
+                last_seen: secs(h.last_seen),
+                firmware: None,
+                battery: h.battery,
+            });
+        }
+        devices.sort_by(|a, b| a.device.cmp(&b.device));
+        for (f, failing) in self.site.feeds.iter().zip(&self.feeds_failing) {
+            if *failing {
+                alarms.push(AlarmNow {
+                    alarm: "feed_failing".into(),
+                    door: None,
+                    device: None,
+                    feed: Some(f.id.to_string()),
+                    since: now,
+                });
+            }
+        }
+        self.live.set_doors(doors);
+        self.live.set_alarms(alarms);
+        self.live.set_devices(devices);
+    }
+
     fn reject(&mut self, topic: &str, r: Rejected) {
         if self.desk.malformed.count(topic, &r, Instant::now()) {
             tracing::warn!(%topic, reason = r.label(), error = %r, "refused a message");
@@ -996,6 +1302,7 @@ impl Core {
                 .desk
                 .handle_door_state(door, &p.payload, now)
                 .map(|alarms| {
+                    b.refresh = true;
                     // A state that raises or clears an alarm has its counter stored with the
                     // alarm; a heartbeat that changes nothing waits for the periodic marks (a
                     // replay of it after a crash would change nothing either).
@@ -1017,10 +1324,14 @@ impl Core {
                 }),
             // The gateway's own status comes back through its subscription: nothing to do.
             Topic::Status(device) if device == crate::ha::gateway_device() => Ok(()),
-            Topic::Status(device) => self
-                .desk
-                .handle_status(device, &p.payload, now)
-                .map(|alarms| b.audit.extend(alarms)),
+            Topic::Status(device) => {
+                self.desk
+                    .handle_status(device, &p.payload, now)
+                    .map(|alarms| {
+                        b.refresh = true;
+                        b.audit.extend(alarms)
+                    })
+            }
             Topic::Reading(device) => self
                 .desk
                 .handle_reading(device, &p.payload, now)
@@ -1070,6 +1381,7 @@ impl Core {
     /// What a bound off-the-shelf device's message came to.
     fn device_outcome(&mut self, o: crate::adapters::Outcome, now: DateTime<Utc>, b: &mut Batch) {
         self.stats.device_messages.fetch_add(1, Ordering::Relaxed);
+        b.refresh |= o.device.is_some();
         b.audit.extend(o.alarms);
         b.replies.extend(o.commands);
         if o.resync {
@@ -1208,6 +1520,32 @@ impl Core {
                     }
                 };
                 b.answers.push((reply, r));
+            }
+            Control::Member {
+                fields,
+                create,
+                by,
+                reply,
+            } => {
+                let r = self.member_change(&fields, create, by);
+                if r.is_ok() {
+                    // Allow-lists follow the member's rights.
+                    self.next_allow_lists = Instant::now();
+                    self.full_user_lists = true;
+                }
+                b.answers_member.push((reply, r));
+            }
+            Control::RevokeCard { card, by, reply } => {
+                let cred = crate::domain::Credential::Card(card);
+                let r = match self.gateway.revoke_credential(cred, by, Utc::now()) {
+                    Ok(()) => {
+                        self.next_allow_lists = Instant::now();
+                        self.full_user_lists = true;
+                        Ok(())
+                    }
+                    Err(e) => Err(member_refusal(e)),
+                };
+                b.answers_member.push((reply, r));
             }
             Control::SetMode { mode, by, reply } => {
                 let r = self.set_mode(mode, by, b);
@@ -1424,6 +1762,7 @@ impl Core {
         let now = Utc::now();
         self.gateway.set_mode(mode, by, now)?;
         self.mode_since = now;
+        self.live.set_mode(mode.as_str(), now.timestamp());
         b.replies.push(self.desk.mode_state(mode, now));
         self.sync_released(now, b);
         // The doors' allow-lists must follow the mode (in lockdown only staff are listed).
@@ -1497,6 +1836,7 @@ impl Core {
         }
         b.audit.extend(self.desk.check_health(now));
         b.replies.extend(self.adapters.due(now));
+        b.refresh = true;
         // Requests from the command line (token add and revoke while the gateway runs).
         for path in crate::spool::pending(&self.config.data) {
             let r = crate::spool::read(&path).and_then(|env| {
@@ -1612,6 +1952,21 @@ impl Core {
             }
             self.published[i] = Some(e);
             self.gateway.set_occupancy(i, e.count);
+            self.live.set_room(
+                i,
+                crate::live::RoomNow {
+                    room: room.id.to_string(),
+                    count: e.count,
+                    occupied: e.occupied,
+                    confidence: e.confidence,
+                    basis: serde_json::to_value(e.basis)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    co2_ppm: e.co2_ppm.map(|c| c.round().max(0.0) as u32),
+                    capacity: room.capacity,
+                },
+            );
             // The booking system hears when a room becomes occupied or empty (through the
             // webhook's outbox; only when there is a webhook to empty it).
             let before = self.occupied[i].replace(e.occupied);

@@ -20,9 +20,9 @@ use axum::routing::{post, put};
 use axum::{Json, Router};
 use serde_json::Value;
 
-use super::{authorize, ApiError, AppState};
+use super::{ask_core, authorize, fields, ApiError, AppState};
 use crate::domain::{BookingKey, ExternalId, Scope, SourceId};
-use crate::service::{Control, Msg};
+use crate::service::Control;
 use crate::store::Actor;
 
 /// The routes.
@@ -34,54 +34,6 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/bookings/batch", post(batch))
         .route("/api/v1/bookings", axum::routing::get(list))
-}
-
-/// A JSON object's fields as text, the way the import reads them; a list (attendees) is
-/// joined with `;`.
-fn fields(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
-    let Value::Object(m) = v else {
-        return Err(ApiError::Invalid(vec![(
-            "".into(),
-            "a booking is a JSON object".into(),
-        )]));
-    };
-    let mut out = BTreeMap::new();
-    for (k, v) in m {
-        let text = match v {
-            Value::Null => continue,
-            Value::String(s) => s.clone(),
-            Value::Array(a) => a
-                .iter()
-                .map(|x| {
-                    x.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| x.to_string())
-                })
-                .collect::<Vec<_>>()
-                .join(";"),
-            other => other.to_string(),
-        };
-        out.insert(k.to_ascii_lowercase(), text);
-    }
-    Ok(out)
-}
-
-async fn ask_core<T: Send + 'static>(
-    state: &AppState,
-    make: impl FnOnce(std::sync::mpsc::SyncSender<T>) -> Control + Send + 'static,
-) -> Result<T, ApiError> {
-    let tx = state.to_core.clone();
-    // The core answers within milliseconds; a core that does not within ten seconds is stuck
-    // or stopping, and the client hears so instead of waiting.
-    tokio::task::spawn_blocking(move || {
-        let (reply, rx) = std::sync::mpsc::sync_channel(1);
-        tx.send(Msg::Control(make(reply)))
-            .map_err(|_| ApiError::Unavailable)?;
-        rx.recv_timeout(std::time::Duration::from_secs(10))
-            .map_err(|_| ApiError::Unavailable)
-    })
-    .await
-    .map_err(|_| ApiError::Unavailable)?
 }
 
 fn own_source(token: SourceId, path: &str) -> Result<SourceId, ApiError> {
@@ -118,7 +70,15 @@ async fn write(
     }
 }
 
-async fn upsert(
+/// Adds or updates one booking of the token's source (idempotent).
+#[utoipa::path(put, path = "/api/v1/bookings/{source}/{external_id}", tag = "bookings",
+    params(("source" = String, Path, description = "the token's source"),
+           ("external_id" = String, Path, description = "the booking system's id")),
+    request_body(content = Object, description = "the booking's fields, as the bookings CSV has them"),
+    responses((status = 200, description = "added, updated or unchanged"), (status = 401),
+              (status = 403), (status = 422)),
+    security(("token" = [])))]
+pub async fn upsert(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((source, external_id)): Path<(String, String)>,
@@ -132,7 +92,13 @@ async fn upsert(
     write(&state, source, vec![f]).await
 }
 
-async fn batch(
+/// Adds or updates many bookings of the token's source, all or nothing.
+#[utoipa::path(post, path = "/api/v1/bookings/batch", tag = "bookings",
+    request_body(content = [Object], description = "bookings with their external_id"),
+    responses((status = 200, description = "the counts"), (status = 401), (status = 403),
+              (status = 422)),
+    security(("token" = [])))]
+pub async fn batch(
     State(state): State<AppState>,
     headers: HeaderMap,
     Json(body): Json<Value>,
@@ -167,7 +133,13 @@ async fn batch(
     write(&state, source, items).await
 }
 
-async fn cancel(
+/// Cancels a booking of the token's source.
+#[utoipa::path(delete, path = "/api/v1/bookings/{source}/{external_id}", tag = "bookings",
+    params(("source" = String, Path, description = "the token's source"),
+           ("external_id" = String, Path, description = "the booking system's id")),
+    responses((status = 200), (status = 401), (status = 403), (status = 404)),
+    security(("token" = [])))]
+pub async fn cancel(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((source, external_id)): Path<(String, String)>,
@@ -195,14 +167,25 @@ async fn cancel(
     }
 }
 
+/// The list's filters.
 #[derive(serde::Deserialize)]
-struct ListQuery {
-    room: Option<String>,
-    from: Option<chrono::DateTime<chrono::Utc>>,
-    until: Option<chrono::DateTime<chrono::Utc>>,
+pub struct ListQuery {
+    /// One room.
+    pub room: Option<String>,
+    /// Bookings overlapping from.
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Bookings overlapping until.
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-async fn list(
+/// The token's source's bookings.
+#[utoipa::path(get, path = "/api/v1/bookings", tag = "bookings",
+    params(("room" = Option<String>, Query, description = "one room"),
+           ("from" = Option<String>, Query, description = "overlapping from (RFC 3339)"),
+           ("until" = Option<String>, Query, description = "overlapping until (RFC 3339)")),
+    responses((status = 200, description = "the bookings"), (status = 401), (status = 403)),
+    security(("token" = [])))]
+pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,

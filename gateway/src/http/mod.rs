@@ -1,19 +1,37 @@
-//! The HTTP API (axum, JSON under `/api/v1`): each area owns its router, and [`app`] merges
-//! them, so tests can call it without a socket. So far the booking system's area
-//! ([`bookings`]) and the operators' ([`observe`]: `/health` and `/metrics`); the dashboard's
-//! areas join them (issue 7).
+//! The HTTP API (axum, JSON under `/api/v1`) and the staff dashboard: each area owns its
+//! router, and [`app`] merges them, so tests can call it without a socket.
 //!
-//! Handlers hold no business logic: they authenticate, read the request into plain fields,
-//! and hand the change to the core, which checks it against the snapshot, writes it in one
-//! transaction and answers.
+//! - [`bookings`]: the booking system's area (bearer tokens with scopes);
+//! - [`observe`]: `/health` and `/metrics` for whoever runs the gateway;
+//! - [`auth`]: staff sign-in, sessions, CSRF, roles, and the staff accounts;
+//! - [`building`]: the site, rooms with live occupancy, doors, alarms, devices, the site mode,
+//!   remote unlock, and the live event stream;
+//! - [`members`]: members and their cards;
+//! - [`audit`]: the access log, filtered, paged, and as CSV;
+//! - [`usage`]: utilisation (heat map, peak and mean, booked against actual);
+//! - [`openapi`]: the OpenAPI document, generated from the handlers' annotations;
+//! - [`dashboard`]: the page itself, embedded in the binary.
+//!
+//! Every response carries the security headers ([`security_headers`]). Handlers hold no
+//! business logic: they authenticate, read the request into plain fields, and hand the
+//! change to the core, which checks it against the snapshot, writes it and answers.
 
+pub mod audit;
+pub mod auth;
 pub mod bookings;
+pub mod building;
+pub mod dashboard;
+pub mod members;
 pub mod observe;
+pub mod openapi;
+pub mod usage;
 
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 
@@ -32,14 +50,74 @@ pub struct AppState {
     pub site: Arc<crate::domain::Site>,
     /// The service's live figures (health and metrics).
     pub stats: Arc<crate::service::Stats>,
+    /// The live view and its event stream.
+    pub live: Arc<crate::live::Live>,
+    /// Staff accounts and sessions.
+    pub staff: Arc<crate::staff::Staff>,
+    /// Whether the session cookie is `Secure` (HTTPS only).
+    pub secure_cookie: bool,
 }
 
-/// The whole API.
+/// The whole API and the dashboard.
 pub fn app(state: AppState) -> Router {
+    let secure = state.secure_cookie;
     Router::new()
         .merge(bookings::router())
         .merge(observe::router())
+        .merge(auth::router())
+        .merge(building::router())
+        .merge(members::router())
+        .merge(audit::router())
+        .merge(usage::router())
+        .merge(openapi::router())
+        .merge(dashboard::router())
+        .layer(axum::middleware::from_fn(move |req, next| {
+            security_headers(req, next, secure)
+        }))
         .with_state(state)
+}
+
+/// The headers every response carries: nothing but the gateway's own files may run, load or
+/// frame the page, nothing is sniffed, no referrer leaves, API answers are not cached, and over
+/// HTTPS browsers are told to stay on it.
+pub async fn security_headers(req: Request, next: Next, https: bool) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    let set = |h: &mut HeaderMap, k: header::HeaderName, v: &'static str| {
+        h.insert(k, HeaderValue::from_static(v));
+    };
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+         frame-ancestors 'none'",
+    );
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(
+        h,
+        header::HeaderName::from_static("permissions-policy"),
+        "camera=(), microphone=(), geolocation=(), usb=(), payment=()",
+    );
+    set(
+        h,
+        header::HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    if api && !h.contains_key(header::CACHE_CONTROL) {
+        set(h, header::CACHE_CONTROL, "no-store");
+    }
+    if https {
+        set(
+            h,
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        );
+    }
+    res
 }
 
 /// Why a request was refused. Each maps to a status and a JSON body that names the problem
@@ -48,6 +126,14 @@ pub fn app(state: AppState) -> Router {
 pub enum ApiError {
     /// No or an unknown or revoked token.
     Unauthorized,
+    /// No staff session, or it ended.
+    SignedOut,
+    /// A change without the session's CSRF token.
+    Csrf,
+    /// It clashes with what is stored.
+    Conflict(String),
+    /// Too many failed sign-ins: try again after this many seconds.
+    TooMany(u64),
     /// The token lacks the scope, or writes for another source.
     Forbidden(String),
     /// Nothing there.
@@ -65,6 +151,26 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 serde_json::json!({"error": "a valid token is needed (Authorization: Bearer …)"}),
             ),
+            ApiError::SignedOut => (
+                StatusCode::UNAUTHORIZED,
+                serde_json::json!({"error": "sign in first"}),
+            ),
+            ApiError::Csrf => (
+                StatusCode::FORBIDDEN,
+                serde_json::json!({"error": "the request lacks this session's CSRF token (X-CSRF-Token)"}),
+            ),
+            ApiError::Conflict(why) => (StatusCode::CONFLICT, serde_json::json!({"error": why})),
+            ApiError::TooMany(secs) => {
+                let mut res = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(serde_json::json!({"error": "too many failed sign-ins; try again later", "retry_after_s": secs})),
+                )
+                    .into_response();
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    res.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                return res;
+            }
             ApiError::Forbidden(why) => (StatusCode::FORBIDDEN, serde_json::json!({"error": why})),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, serde_json::json!({"error": what})),
             ApiError::Invalid(fields) => (
@@ -81,6 +187,66 @@ impl IntoResponse for ApiError {
         };
         (status, Json(body)).into_response()
     }
+}
+
+/// Hands a request to the core and waits for its answer (ten seconds at most).
+pub async fn ask_core<T: Send + 'static>(
+    state: &AppState,
+    make: impl FnOnce(std::sync::mpsc::SyncSender<T>) -> crate::service::Control + Send + 'static,
+) -> Result<T, ApiError> {
+    let tx = state.to_core.clone();
+    // The core answers within milliseconds; a core that does not within ten seconds is stuck
+    // or stopping, and the client hears so instead of waiting.
+    tokio::task::spawn_blocking(move || {
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        tx.send(Msg::Control(make(reply)))
+            .map_err(|_| ApiError::Unavailable)?;
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .map_err(|_| ApiError::Unavailable)
+    })
+    .await
+    .map_err(|_| ApiError::Unavailable)?
+}
+
+/// A JSON object's fields as text, the way the import reads them; a list (attendees) is
+/// joined with `;`.
+pub fn fields(
+    v: &serde_json::Value,
+) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+    let serde_json::Value::Object(m) = v else {
+        return Err(ApiError::Invalid(vec![(
+            "".into(),
+            "the body must be a JSON object".into(),
+        )]));
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for (k, v) in m {
+        let text = match v {
+            serde_json::Value::Null => continue,
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .map(|x| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| x.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(";"),
+            other => other.to_string(),
+        };
+        out.insert(k.to_ascii_lowercase(), text);
+    }
+    Ok(out)
+}
+
+/// Runs a blocking closure (the store, argon2) off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::Unavailable)
 }
 
 /// The source a request's token writes as, if the token is live and has `scope`. Reads the

@@ -22,7 +22,11 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-async fn health(State(s): State<AppState>) -> Response {
+/// The gateway's health (no sign-in).
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "the doors can be served"),
+              (status = 503, description = "the broker link or the store is down")))]
+pub async fn health(State(s): State<AppState>) -> Response {
     let link = &s.stats.link;
     let connected = link.connected.load(Relaxed);
     let subscribed = link.subscribed.load(Relaxed);
@@ -50,7 +54,12 @@ async fn health(State(s): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+/// Prometheus metrics (a token with `metrics:read`).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain", description = "the metrics"),
+              (status = 401), (status = 403)),
+    security(("token" = [])))]
+pub async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&s.store, &headers, Scope::MetricsRead).await?;
     let text = render(&s.stats);
     Ok((

@@ -154,6 +154,20 @@ fn audit_log_is_ordered_and_pages(s: &dyn Store) {
     }
     assert_eq!(all.len(), 25);
     assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    // Backwards, newest first, in pages: the same records in reverse.
+    let mut back = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s.audit_before(before, 6).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.windows(2).all(|w| w[0].id > w[1].id));
+        before = page.last().map(|r| r.id);
+        back.extend(page);
+    }
+    back.reverse();
+    assert_eq!(back, all, "paging backwards gives every record once");
     let texts: Vec<_> = all.iter().map(|r| r.entry.clone()).collect();
     assert_eq!(
         texts, entries,
@@ -271,12 +285,35 @@ fn state_and_outbox(s: &dyn Store) {
     assert_eq!(s.outbox(1).unwrap()[0].id, ids[1]);
 }
 
+fn staff_accounts_are_stored_and_removed(s: &dyn Store) {
+    let name = crate::staff::StaffName::parse("olena").unwrap();
+    let account = crate::staff::StaffAccount {
+        name: name.clone(),
+        role: crate::staff::StaffRole::Operator,
+        password: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+        created_at: t0(),
+    };
+    s.commit(
+        &[Change::Staff(account.clone())],
+        &AuditEntry::change(t0(), Actor::System, "staff olena added"),
+    )
+    .unwrap();
+    assert_eq!(s.staff().unwrap(), vec![account]);
+    s.commit(
+        &[Change::RemoveStaff(name)],
+        &AuditEntry::change(t0(), Actor::System, "staff olena removed"),
+    )
+    .unwrap();
+    assert!(s.staff().unwrap().is_empty());
+}
+
 fn suite(s: &dyn Store) {
     assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     records_round_trip(s);
     changes_replace_and_are_audited(s);
     history_merges_pages_and_downsamples(s);
     state_and_outbox(s);
+    staff_accounts_are_stored_and_removed(s);
     s.flush().unwrap();
 }
 

@@ -28,6 +28,7 @@ struct Inner {
     as_of: Option<DeviceMark>,
     history: BTreeMap<(RoomId, i64), HistoryBucket>,
     tokens: BTreeMap<kombinat_protocol::SourceId, crate::domain::ApiToken>,
+    staff: BTreeMap<crate::staff::StaffName, crate::staff::StaffAccount>,
     state: BTreeMap<String, Vec<u8>>,
     outbox: BTreeMap<u64, OutboxEvent>,
     next_outbox: u64,
@@ -83,6 +84,12 @@ impl Store for MemoryStore {
                 }
                 Change::Token(t) => {
                     i.tokens.insert(t.name, t);
+                }
+                Change::Staff(a) => {
+                    i.staff.insert(a.name.clone(), a);
+                }
+                Change::RemoveStaff(n) => {
+                    i.staff.remove(&n);
                 }
             }
         }
@@ -147,6 +154,10 @@ impl Store for MemoryStore {
         Ok(self.lock().tokens.values().cloned().collect())
     }
 
+    fn staff(&self) -> Result<Vec<crate::staff::StaffAccount>, StoreError> {
+        Ok(self.lock().staff.values().cloned().collect())
+    }
+
     fn put_marks(&self, marks: &[DeviceMark]) -> Result<(), StoreError> {
         let mut i = self.lock();
         for m in marks {
@@ -178,6 +189,26 @@ impl Store for MemoryStore {
             None => i.audit.range(..),
         };
         Ok(range
+            .take(limit)
+            .map(|(id, e)| AuditRecord {
+                id: *id,
+                entry: e.clone(),
+            })
+            .collect())
+    }
+
+    fn audit_before(
+        &self,
+        before: Option<AuditId>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let i = self.lock();
+        let range = match before {
+            Some(b) => i.audit.range(..b),
+            None => i.audit.range(..),
+        };
+        Ok(range
+            .rev()
             .take(limit)
             .map(|(id, e)| AuditRecord {
                 id: *id,

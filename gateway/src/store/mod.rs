@@ -303,6 +303,10 @@ pub enum Change {
     Device(Device),
     /// Add or replace (revoke) an API token.
     Token(crate::domain::ApiToken),
+    /// Add or replace a staff account.
+    Staff(crate::staff::StaffAccount),
+    /// Remove a staff account.
+    RemoveStaff(crate::staff::StaffName),
 }
 
 /// Persistence for the gateway.
@@ -331,6 +335,8 @@ pub trait Store: Send + Sync {
     fn devices(&self) -> Result<Vec<Device>, StoreError>;
     /// Every API token (revoked ones too), by name.
     fn tokens(&self) -> Result<Vec<crate::domain::ApiToken>, StoreError>;
+    /// Every staff account, by name.
+    fn staff(&self) -> Result<Vec<crate::staff::StaffAccount>, StoreError>;
     /// Stores devices' replay counters (durable with the next flush or audit append).
     fn put_marks(&self, marks: &[DeviceMark]) -> Result<(), StoreError>;
     /// Every device's replay counters.
@@ -341,6 +347,12 @@ pub trait Store: Send + Sync {
     fn audit_after(
         &self,
         after: Option<AuditId>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Up to `limit` audit records before `before` (from the end when `None`), newest first.
+    fn audit_before(
+        &self,
+        before: Option<AuditId>,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError>;
     /// The last `n` audit records, oldest first.

@@ -84,6 +84,8 @@ fn change_kv(c: &Change) -> Result<(Vec<u8>, Option<Vec<u8>>), StoreError> {
         Change::Mode(m) => (b"s/mode".to_vec(), Some(encode(m)?)),
         Change::Device(d) => (format!("d/{}", d.id).into_bytes(), Some(encode(d)?)),
         Change::Token(t) => (format!("t/{}", t.name).into_bytes(), Some(encode(t)?)),
+        Change::Staff(a) => (format!("u/{}", a.name).into_bytes(), Some(encode(a)?)),
+        Change::RemoveStaff(n) => (format!("u/{n}").into_bytes(), None),
     })
 }
 
@@ -292,6 +294,10 @@ impl Store for SledStore {
         self.scan(b"t/")
     }
 
+    fn staff(&self) -> Result<Vec<crate::staff::StaffAccount>, StoreError> {
+        self.scan(b"u/")
+    }
+
     fn put_marks(&self, marks: &[DeviceMark]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for m in marks {
@@ -327,6 +333,18 @@ impl Store for SledStore {
             None => self.audit.iter(),
         };
         self.records(iter.take(limit))
+    }
+
+    fn audit_before(
+        &self,
+        before: Option<AuditId>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let iter = match before {
+            Some(b) => self.audit.range(..b.to_key().to_vec()),
+            None => self.audit.iter(),
+        };
+        self.records(iter.rev().take(limit))
     }
 
     fn audit_tail(&self, n: usize) -> Result<Vec<AuditRecord>, StoreError> {

@@ -1,0 +1,46 @@
+// The gateway's API: JSON over the same origin, the session cookie sent by the browser, and
+// the session's CSRF token on every change.
+
+let csrf = '';
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body && (body.error || (body.errors && body.errors.map((e) => e.message).join('; '))) || `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+export function setCsrf(token) { csrf = token || ''; }
+
+export async function api(path, { method = 'GET', body } = {}) {
+  const headers = { Accept: 'application/json' };
+  if (method !== 'GET') headers['X-CSRF-Token'] = csrf;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: 'same-origin',
+  });
+  if (res.status === 204) return null;
+  const type = res.headers.get('Content-Type') || '';
+  const data = type.includes('json') ? await res.json() : await res.text();
+  if (!res.ok) throw new ApiError(res.status, typeof data === 'object' ? data : { error: data });
+  return data;
+}
+
+// The live stream: `on(kind, data)` for every event; `state(up)` when the link comes and goes.
+// EventSource reconnects by itself; the first event after each connection is a snapshot.
+export function stream(on, state) {
+  const es = new EventSource('/api/v1/events');
+  const kinds = ['snapshot', 'resync', 'room', 'door', 'alarm', 'alarm_cleared', 'device', 'decision', 'mode'];
+  for (const k of kinds) {
+    es.addEventListener(k, (e) => {
+      try { on(k, JSON.parse(e.data)); } catch (err) { console.error('bad event', k, err); }
+    });
+  }
+  es.onopen = () => state(true);
+  es.onerror = () => state(false);
+  return es;
+}

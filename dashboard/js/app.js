@@ -1,0 +1,228 @@
+// The dashboard's shell: sign-in, the header (site, mode, shelter count, live state,
+// language, user), the alarm bar, routing by the address's #fragment, and the live stream
+// that keeps `ctx.live` current and tells the page in view.
+
+import { api, setCsrf, stream, ApiError } from './api.js';
+import { h, clear } from './dom.js';
+import { t, setLang, lang } from './i18n.js';
+import { planView, roomView, doorsView, logView, usageView, devicesView } from './views.js';
+
+const $ = (id) => document.getElementById(id);
+
+const ROUTES = [
+  ['plan', planView],
+  ['doors', doorsView],
+  ['log', logView],
+  ['usage', usageView],
+  ['devices', devicesView],
+];
+
+const ctx = {
+  site: null,
+  live: null,
+  me: null,
+  view: null,
+  go(route) { window.location.hash = `#/${route}`; },
+  rerender() { render(); },
+  toast(msg) {
+    const el = $('toast');
+    el.textContent = msg;
+    el.classList.add('show');
+    clearTimeout(this.toastTimer);
+    this.toastTimer = setTimeout(() => el.classList.remove('show'), 4000);
+  },
+  error(err) {
+    if (err instanceof ApiError && err.status === 401) { signedOut(); return; }
+    if (err instanceof ApiError && err.status === 403) { this.toast(t('error.forbidden')); return; }
+    this.toast(err instanceof TypeError ? t('error.network') : t('error.generic', { why: err.message }));
+  },
+};
+
+let es = null;
+
+function texts() {
+  document.title = t('app.title');
+  $('skip').textContent = t('app.skip');
+  $('login-title').textContent = t('login.title');
+  $('login-name-label').textContent = t('login.name');
+  $('login-password-label').textContent = t('login.password');
+  $('login-submit').textContent = t('login.submit');
+  for (const id of ['lang', 'login-lang']) {
+    $(id).textContent = t('lang.switch');
+    $(id).setAttribute('aria-label', t('lang.switch.label'));
+    $(id).setAttribute('lang', lang() === 'uk' ? 'en' : 'uk');
+  }
+  $('logout').textContent = t('logout');
+  const nav = clear($('nav'));
+  nav.setAttribute('aria-label', t('nav.main'));
+  for (const [route] of ROUTES) {
+    nav.append(h('a', { href: `#/${route}`, 'data-route': route }, t(`nav.${route}`)));
+  }
+}
+
+function header() {
+  if (!ctx.live) return;
+  $('site-name').textContent = ctx.site ? ctx.site.name : '';
+  const mode = $('mode');
+  mode.textContent = `${t('mode.label')}: ${t(`mode.${ctx.live.mode}`)}`;
+  mode.className = `mode ${ctx.live.mode}`;
+  const shelter = $('shelter');
+  const room = ctx.live.shelter && ctx.live.rooms.find((r) => r.room === ctx.live.shelter);
+  shelter.hidden = !(ctx.live.mode === 'shelter' && room);
+  if (room) shelter.textContent = t('shelter.count', { n: room.count });
+  $('user').textContent = ctx.me ? t('user.role', { name: ctx.me.name, role: t(`role.${ctx.me.role}`) }) : '';
+  const bar = $('alarm-bar');
+  bar.hidden = ctx.live.alarms.length === 0;
+  if (ctx.live.alarms.length) {
+    clear(bar).append(h('a', { href: '#/doors' }, `${t('alarms.title')}: ${ctx.live.alarms.length} — `,
+      ctx.live.alarms.slice(0, 3).map((a) => t(`alarm.${a.alarm}`)).join(', ')));
+  }
+}
+
+function liveState(up) {
+  const el = $('live');
+  el.textContent = up ? t('live.on') : t('live.off');
+  el.classList.toggle('off', !up);
+}
+
+function route() {
+  const parts = (window.location.hash.replace(/^#\/?/, '') || 'plan').split('/');
+  return { name: parts[0], arg: parts.slice(1).map(decodeURIComponent).join('/') };
+}
+
+let rendering = 0;
+async function render() {
+  if (!ctx.site || !ctx.live) return;
+  const r = route();
+  const view = r.name === 'room' ? roomView : (ROUTES.find(([n]) => n === r.name) || ROUTES[0])[1];
+  for (const a of $('nav').querySelectorAll('a')) {
+    if (a.dataset.route === (r.name === 'room' ? 'plan' : r.name)) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  const mine = ++rendering;
+  ctx.view = null;
+  try {
+    const node = await view.render(ctx, r.arg);
+    if (mine !== rendering) return;
+    clear($('view')).append(node);
+    ctx.view = view;
+    document.body.dataset.view = r.name;
+  } catch (err) {
+    if (mine === rendering) ctx.error(err);
+  }
+}
+
+// Live events change `ctx.live`; the page in view follows at the next frame.
+let pending = false;
+function changed() {
+  header();
+  if (pending) return;
+  pending = true;
+  requestAnimationFrame(() => {
+    pending = false;
+    if (ctx.view && ctx.view.update) ctx.view.update(ctx);
+  });
+}
+
+function replace(list, key, item) {
+  const i = list.findIndex((x) => x[key] === item[key]);
+  if (i >= 0) list[i] = item; else list.push(item);
+}
+
+function onEvent(kind, data) {
+  switch (kind) {
+    case 'snapshot':
+    case 'resync': {
+      const first = !ctx.live;
+      ctx.live = data;
+      if (kind === 'resync') ctx.toast(t('live.resync'));
+      if (first) { header(); render(); } else changed();
+      return;
+    }
+    default:
+      if (!ctx.live) return;
+  }
+  switch (kind) {
+    case 'room': replace(ctx.live.rooms, 'room', data.room); break;
+    case 'door': replace(ctx.live.doors, 'door', data.door); break;
+    case 'device': replace(ctx.live.devices, 'device', data.device); break;
+    case 'alarm': ctx.live.alarms.push(data.alarm); break;
+    case 'alarm_cleared': {
+      const a = data.alarm;
+      ctx.live.alarms = ctx.live.alarms.filter((x) => !(x.alarm === a.alarm && x.door === a.door && x.device === a.device && x.feed === a.feed));
+      break;
+    }
+    case 'mode': ctx.live.mode = data.mode; ctx.live.mode_since = data.since; break;
+    case 'decision':
+      if (ctx.view && ctx.view.decision) ctx.view.decision(ctx, data.decision);
+      return;
+    default: return;
+  }
+  ctx.live.seq = data.seq;
+  changed();
+}
+
+async function start(me) {
+  ctx.me = me;
+  setCsrf(me.csrf);
+  $('login').hidden = true;
+  $('top').hidden = false;
+  ctx.site = await api('/api/v1/site');
+  header();
+  if (es) es.close();
+  es = stream(onEvent, liveState);
+}
+
+function signedOut() {
+  if (es) { es.close(); es = null; }
+  ctx.me = null; ctx.live = null; ctx.site = null; ctx.view = null;
+  setCsrf('');
+  $('top').hidden = true;
+  $('alarm-bar').hidden = true;
+  clear($('view'));
+  $('login').hidden = false;
+  $('login-name').focus();
+}
+
+function switchLang() {
+  setLang(lang() === 'uk' ? 'en' : 'uk');
+  texts();
+  header();
+  if (ctx.live) { liveState(!$('live').classList.contains('off')); render(); }
+}
+
+async function main() {
+  setLang(lang());
+  texts();
+  $('lang').addEventListener('click', switchLang);
+  $('login-lang').addEventListener('click', switchLang);
+  $('logout').addEventListener('click', async () => {
+    try { await api('/api/v1/session', { method: 'DELETE' }); } catch (_) { /* signed out anyway */ }
+    signedOut();
+  });
+  $('login-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    $('login-error').textContent = '';
+    $('login-submit').disabled = true;
+    try {
+      const me = await api('/api/v1/session', { method: 'POST', body: { name: $('login-name').value.trim(), password: $('login-password').value } });
+      $('login-password').value = '';
+      await start(me);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 429) $('login-error').textContent = t('login.limited', { s: err.body.retry_after_s });
+      else if (err instanceof ApiError && err.status === 401) $('login-error').textContent = t('login.failed');
+      else $('login-error').textContent = err instanceof TypeError ? t('error.network') : t('error.generic', { why: err.message });
+    } finally {
+      $('login-submit').disabled = false;
+    }
+  });
+  window.addEventListener('hashchange', () => { render(); $('main').focus({ preventScroll: true }); });
+  try {
+    await start(await api('/api/v1/session'));
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) signedOut();
+    else { signedOut(); $('login-error').textContent = t('error.network'); }
+  }
+}
+
+main();

@@ -1,0 +1,418 @@
+// The pages. Each view is `{ title, render(ctx) -> Node, update?(ctx), decision?(ctx, d) }`:
+// `render` draws it from the API, `update` follows live events in place, `decision` takes a
+// new access decision. Charts are drawn here as SVG by hand.
+
+import { api } from './api.js';
+import { h, s, clear } from './dom.js';
+import { t, reason, locale, STRINGS } from './i18n.js';
+import { drawFloor, update as updatePlan, doorState } from './plan.js';
+
+const fmtTime = (iso) => new Date(iso).toLocaleString(locale(), { dateStyle: 'short', timeStyle: 'medium' });
+const fmtClock = (secs) => new Date(secs * 1000).toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit' });
+
+export function ago(secs) {
+  if (secs == null) return t('devices.never');
+  const d = Math.max(0, Math.round(Date.now() / 1000 - secs));
+  if (d < 60) return t('ago.s', { n: d });
+  if (d < 3600) return t('ago.m', { n: Math.floor(d / 60) });
+  if (d < 86400) return t('ago.h', { n: Math.floor(d / 3600) });
+  return t('ago.d', { n: Math.floor(d / 86400) });
+}
+
+function roomName(ctx, id) {
+  const r = ctx.site.rooms.find((x) => x.id === id);
+  return r ? r.name : id || '';
+}
+
+function doorName(ctx, id) {
+  const d = ctx.site.doors.find((x) => x.id === id);
+  return d ? d.name : id || '';
+}
+
+function canOperate(ctx) { return ctx.me.role === 'operator' || ctx.me.role === 'admin'; }
+
+// ---------------------------------------------------------------- floor plan
+
+export const planView = {
+  title: 'nav.plan',
+  render(ctx, floor) {
+    const floors = ctx.site.floors.filter((f) => ctx.site.rooms.some((r) => r.floor === f.id && r.shape.length >= 3));
+    const current = floors.find((f) => f.id === floor) || floors.find((f) => f.level === 0) || floors[0];
+    this.floor = current && current.id;
+    const tabs = h('div', { class: 'tabs', role: 'group', 'aria-label': t('plan.floors') },
+      floors.map((f) => h('button', {
+        type: 'button', 'aria-pressed': String(f.id === this.floor), 'data-floor': f.id,
+        onclick: () => ctx.go(`plan/${f.id}`),
+      }, f.name)));
+    this.svg = current ? drawFloor(ctx.site, current.id, ctx.live, (id) => ctx.go(`room/${id}`)) : h('p', {}, '—');
+    const legend = h('div', { class: 'legend' },
+      h('span', {}, `${t('plan.legend')}:`),
+      [['empty', 0], ['low', 1], ['high', 3], ['full', 4]].map(([k, c]) => h('span', {}, h('span', { class: `swatch occ${c}` }), t(`plan.legend.${k}`))),
+      h('span', { class: 'muted' }, t('plan.legend.door')));
+    return h('section', { class: 'plan' }, h('h1', {}, t('plan.title')), tabs, this.svg, legend);
+  },
+  update(ctx) { if (this.svg && this.svg.tagName === 'svg') updatePlan(this.svg, ctx.site, ctx.live); },
+};
+
+// ---------------------------------------------------------------- room
+
+function timelineChart(day) {
+  const W = 720; const H = 200; const L = 34; const B = 22; const T = 8;
+  const start = day.day_start; const end = start + 86400;
+  const x = (ts) => L + ((ts - start) / (end - start)) * (W - L - 8);
+  const max = Math.max(1, ...day.timeline.map((p) => p.peak), day.now.capacity || 0);
+  const y = (v) => T + (1 - v / max) * (H - T - B);
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': t('room.timeline') });
+  for (const b of day.bookings) {
+    if (b.status !== 'confirmed') continue;
+    svg.append(s('rect', {
+      class: b.no_show ? 'noshow' : 'booked', x: x(Math.max(b.start, start)), y: T,
+      width: Math.max(1, x(Math.min(b.end, end)) - x(Math.max(b.start, start))), height: H - T - B,
+    }, s('title', {}, `${b.title || b.key}${b.no_show ? ` — ${t('room.noshow')}` : ''}`)));
+  }
+  svg.append(s('line', { class: 'axis', x1: L, y1: H - B, x2: W - 8, y2: H - B }));
+  svg.append(s('line', { class: 'axis', x1: L, y1: T, x2: L, y2: H - B }));
+  for (let hr = 0; hr <= 24; hr += 3) {
+    svg.append(s('text', { x: x(start + hr * 3600), y: H - 6, 'text-anchor': 'middle' }, `${String(hr).padStart(2, '0')}:00`));
+  }
+  for (const v of [0, Math.round(max / 2), max]) {
+    svg.append(s('text', { x: L - 4, y: y(v) + 3, 'text-anchor': 'end' }, String(v)));
+  }
+  if (day.timeline.length) {
+    let d = `M ${x(day.timeline[0].start)} ${y(0)}`;
+    for (const p of day.timeline) {
+      d += ` L ${x(p.start)} ${y(p.mean)} L ${x(p.start + p.span_s)} ${y(p.mean)}`;
+    }
+    d += ` L ${x(day.timeline[day.timeline.length - 1].start + day.timeline[day.timeline.length - 1].span_s)} ${y(0)} Z`;
+    svg.append(s('path', { class: 'area', d }));
+  }
+  return svg;
+}
+
+function nowCard(ctx, roomId) {
+  const now = ctx.live.rooms.find((r) => r.room === roomId) || { count: 0, basis: 'none', confidence: 0 };
+  const room = ctx.site.rooms.find((r) => r.id === roomId) || {};
+  return h('div', { class: 'card', id: 'room-now' },
+    h('h2', {}, t('room.now')),
+    h('p', {}, h('span', { class: 'big', id: 'room-count', 'data-count': roomId }, String(now.count)), ' ',
+      room.capacity ? h('span', { class: 'muted' }, `/ ${room.capacity}`) : null),
+    h('p', {}, `${t('room.basis')}: ${t(`basis.${now.basis}`)} · ${t('room.confidence')}: ${Math.round((now.confidence || 0) * 100)}%`),
+    now.co2_ppm != null ? h('p', {}, `${t('room.co2')}: ${now.co2_ppm} ppm`) : null);
+}
+
+export const roomView = {
+  title: 'room.title',
+  async render(ctx, id) {
+    this.id = id;
+    const day = await api(`/api/v1/rooms/${encodeURIComponent(id)}`);
+    const bookings = day.bookings.length
+      ? h('ul', {}, day.bookings.map((b) => h('li', {},
+        `${fmtClock(b.start)}–${fmtClock(b.end)} `, h('strong', {}, b.title || b.key), ' ',
+        b.no_show ? h('span', { class: 'pill bad' }, t('room.noshow')) : null,
+        b.status === 'cancelled' ? h('span', { class: 'pill grey' }, t('room.cancelled')) : null)))
+      : h('p', { class: 'muted' }, t('room.bookings.none'));
+    this.doorsBox = h('div', { class: 'card' });
+    this.fillDoors(ctx);
+    return h('section', {},
+      h('p', {}, h('a', { href: '#/plan' }, `← ${t('room.back')}`)),
+      h('h1', {}, day.name),
+      h('div', { class: 'grid' }, nowCard(ctx, id), this.doorsBox),
+      h('div', { class: 'card' }, h('h2', {}, t('room.timeline')),
+        day.timeline.length ? timelineChart(day) : h('p', { class: 'muted' }, t('room.timeline.empty'))),
+      h('div', { class: 'card' }, h('h2', {}, t('room.bookings')), bookings),
+      h('div', { class: 'card' }, h('h2', {}, t('room.devices')), deviceTable(ctx, day.devices)));
+  },
+  fillDoors(ctx) {
+    const doors = ctx.site.doors.filter((d) => d.into === this.id || d.from === this.id);
+    const live = new Map(ctx.live.doors.map((d) => [d.door, d]));
+    clear(this.doorsBox).append(h('h2', {}, t('room.doors')),
+      h('ul', {}, doors.map((d) => h('li', {}, `${d.name}: `, doorPill(live.get(d.id))))));
+  },
+  update(ctx) {
+    const old = document.getElementById('room-now');
+    if (old) old.replaceWith(nowCard(ctx, this.id));
+    if (this.doorsBox) this.fillDoors(ctx);
+  },
+};
+
+// ---------------------------------------------------------------- doors and alarms
+
+function doorPill(d) {
+  const st = doorState(d);
+  const cls = st === 'alarm' ? 'bad' : st === 'open' ? 'warn' : st === 'closed' ? 'ok' : 'grey';
+  const parts = [t(`door.${st}`)];
+  if (d && d.locked === true) parts.push(t('door.locked'));
+  if (d && d.locked === false) parts.push(t('door.unlocked'));
+  if (d && d.released) parts.push(t('door.released'));
+  if (d && d.device && !d.online) parts.push(t('door.offline'));
+  return h('span', { class: `pill ${cls}` }, parts.join(' · '));
+}
+
+function alarmText(ctx, a) {
+  const where = a.door ? doorName(ctx, a.door) : a.device || a.feed || '';
+  return `${t(`alarm.${a.alarm}`)} — ${where}`;
+}
+
+export const doorsView = {
+  title: 'nav.doors',
+  render(ctx) {
+    this.box = h('div', {});
+    this.fill(ctx);
+    return h('section', {}, h('h1', {}, t('nav.doors')), this.box);
+  },
+  fill(ctx) {
+    const alarms = ctx.live.alarms.length
+      ? h('ul', { id: 'alarm-list' }, ctx.live.alarms.map((a) => h('li', {}, h('strong', {}, alarmText(ctx, a)), ' ',
+        h('span', { class: 'muted' }, t('alarms.since', { t: ago(a.since) })))))
+      : h('p', { class: 'muted' }, t('alarms.none'));
+    const modeBox = canOperate(ctx) ? h('div', { class: 'row' },
+      h('label', { for: 'mode-select' }, `${t('mode.set')}:`),
+      h('select', { id: 'mode-select', onchange: async (e) => {
+        const mode = e.target.value;
+        if (!window.confirm(t('mode.confirm', { mode: t(`mode.${mode}`) }))) { e.target.value = ctx.live.mode; return; }
+        try { await api('/api/v1/mode', { method: 'PUT', body: { mode } }); } catch (err) { ctx.error(err); }
+      } }, ['normal', 'lockdown', 'emergency', 'shelter'].map((m) => h('option', { value: m, selected: m === ctx.live.mode }, t(`mode.${m}`))))) : null;
+    const rows = ctx.site.doors.map((d) => {
+      const live = ctx.live.doors.find((x) => x.door === d.id);
+      return h('tr', { 'data-door': d.id },
+        h('td', {}, d.name),
+        h('td', {}, roomName(ctx, d.into)),
+        h('td', {}, doorPill(live)),
+        h('td', { class: 'hide-narrow' }, (live && live.device) || '—'),
+        canOperate(ctx) ? h('td', {}, h('button', {
+          type: 'button', class: 'action', disabled: !(live && live.device),
+          'aria-label': t('doors.unlock.aria', { door: d.name }),
+          onclick: async () => {
+            try {
+              await api(`/api/v1/doors/${encodeURIComponent(d.id)}/unlock`, { method: 'POST', body: {} });
+              ctx.toast(t('doors.unlock.done', { door: d.name }));
+            } catch (err) { ctx.toast(t('doors.unlock.failed', { door: d.name, why: err.message })); }
+          },
+        }, t('doors.unlock'))) : null);
+    });
+    clear(this.box).append(
+      h('div', { class: 'card' }, h('h2', {}, t('alarms.title')), alarms, modeBox),
+      h('div', { class: 'card scroll' }, h('h2', {}, t('doors.title')),
+        h('table', { id: 'doors-table' },
+          h('thead', {}, h('tr', {}, h('th', {}, t('doors.door')), h('th', {}, t('doors.room')), h('th', {}, t('doors.state')),
+            h('th', { class: 'hide-narrow' }, t('doors.device')), canOperate(ctx) ? h('th', {}, '') : null)),
+          h('tbody', {}, rows))));
+  },
+  update(ctx) {
+    // Not while staff are choosing a mode.
+    if (document.activeElement && document.activeElement.id === 'mode-select') return;
+    this.fill(ctx);
+  },
+};
+
+// ---------------------------------------------------------------- access log
+
+const KINDS = ['decision', 'alarm', 'change', 'mode', 'no_show'];
+
+function logRow(ctx, e, fresh) {
+  let what;
+  if (e.kind === 'decision') {
+    what = [h('span', { class: `pill ${e.allowed ? 'ok' : 'bad'}` }, e.allowed ? t('log.granted') : t('log.refused')), ' ',
+      h('span', { class: 'reason', 'data-reason': e.reason }, reason(e.reason)),
+      e.offline ? [' ', h('span', { class: 'pill grey' }, t('log.offline'))] : null];
+  } else if (e.kind === 'alarm') {
+    what = [h('span', { class: `pill ${e.raised ? 'bad' : 'ok'}` }, e.raised ? t('alarm.raised') : t('alarm.cleared')), ' ', t(`alarm.${e.alarm}`)];
+  } else if (e.kind === 'mode') {
+    what = `${t('mode.label')}: ${t(`mode.${e.details}`)}`;
+  } else {
+    what = e.details || '';
+  }
+  const who = e.member_name ? `${e.member_name} (${e.member})` : e.member || (e.kind === 'decision' ? e.card || '' : e.actor);
+  return h('tr', { class: fresh ? 'fresh' : undefined, 'data-kind': e.kind },
+    h('td', {}, fmtTime(e.at)),
+    h('td', {}, t(`kind.${e.kind}`)),
+    h('td', {}, e.door ? doorName(ctx, e.door) : e.room ? roomName(ctx, e.room) : ''),
+    h('td', {}, who),
+    h('td', {}, what));
+}
+
+export const logView = {
+  title: 'nav.log',
+  render(ctx) {
+    this.filters = this.filters || {};
+    const f = this.filters;
+    const field = (name, label, control) => h('label', {}, h('span', {}, label), control);
+    const sel = (name, options) => h('select', { name, id: `log-${name}` },
+      h('option', { value: '' }, t('log.any')), options.map(([v, l]) => h('option', { value: v, selected: f[name] === v }, l)));
+    this.form = h('form', { class: 'filters card', id: 'log-filters', onsubmit: (e) => { e.preventDefault(); this.apply(ctx); } },
+      field('member', t('log.member'), h('input', { name: 'member', id: 'log-member', value: f.member || '' })),
+      field('door', t('log.door'), sel('door', ctx.site.doors.map((d) => [d.id, d.name]))),
+      field('room', t('log.room'), sel('room', ctx.site.rooms.map((r) => [r.id, r.name]))),
+      field('reason', t('log.reason'), sel('reason', [['allow', t('log.allowed')], ['deny', t('log.denied')],
+        ...REASONS.map((c) => [c, reason(c)])])),
+      field('kind', t('log.kind'), sel('kind', KINDS.map((k) => [k, t(`kind.${k}`)]))),
+      field('from', t('log.from'), h('input', { name: 'from', id: 'log-from', type: 'datetime-local', value: f.from || '' })),
+      field('until', t('log.until'), h('input', { name: 'until', id: 'log-until', type: 'datetime-local', value: f.until || '' })),
+      h('div', { class: 'row' },
+        h('button', { type: 'submit', class: 'primary', id: 'log-search' }, t('log.search')),
+        h('button', { type: 'button', class: 'link', onclick: () => { this.filters = {}; ctx.rerender(); } }, t('log.reset'))));
+    this.csv = h('a', { id: 'log-csv', class: 'primary', href: this.csvHref(), download: '' }, t('log.csv'));
+    this.body = h('tbody', {});
+    this.more = h('button', { type: 'button', class: 'action', id: 'log-more', hidden: true, onclick: () => this.load(ctx, true) }, t('log.more'));
+    this.empty = h('p', { class: 'muted', hidden: true }, t('log.empty'));
+    this.load(ctx, false);
+    return h('section', {}, h('h1', {}, t('log.title')), this.form,
+      h('div', { class: 'row' }, this.csv, h('span', { class: 'muted' }, t('log.live'))),
+      h('div', { class: 'card scroll' }, h('table', { id: 'log-table' },
+        h('thead', {}, h('tr', {}, h('th', {}, t('log.at')), h('th', {}, t('log.kind')), h('th', {}, t('log.door')),
+          h('th', {}, t('log.who')), h('th', {}, t('log.what')))), this.body), this.empty, this.more));
+  },
+  query(extra = {}) {
+    const p = new URLSearchParams();
+    for (const [k, v] of Object.entries(this.filters)) {
+      if (!v) continue;
+      // datetime-local has no zone: the browser's clock is the site's (the page is used there).
+      p.set(k, (k === 'from' || k === 'until') ? new Date(v).toISOString() : v);
+    }
+    for (const [k, v] of Object.entries(extra)) if (v) p.set(k, v);
+    return p.toString();
+  },
+  csvHref() { return `/api/v1/audit.csv?${this.query()}`; },
+  apply(ctx) {
+    const data = new FormData(this.form);
+    this.filters = Object.fromEntries([...data.entries()].filter(([, v]) => v));
+    this.csv.href = this.csvHref();
+    this.load(ctx, false);
+  },
+  async load(ctx, more) {
+    if (!more) { this.next = null; clear(this.body); }
+    try {
+      const page = await api(`/api/v1/audit?${this.query({ limit: '100', before: more ? this.next : '' })}`);
+      for (const e of page.entries) this.body.append(logRow(ctx, e, false));
+      this.next = page.next;
+      this.more.hidden = !page.next;
+      this.empty.hidden = this.body.children.length > 0;
+    } catch (err) { ctx.error(err); }
+  },
+  // A new decision goes on top when it passes the filters in use.
+  decision(ctx, d) {
+    const f = this.filters || {};
+    if (f.from || f.until || (f.kind && f.kind !== 'decision')) return;
+    if (f.door && f.door !== d.door) return;
+    if (f.room && f.room !== d.room) return;
+    if (f.member && f.member !== d.member) return;
+    if (f.reason && !(f.reason === d.reason || (f.reason === 'allow' && d.allowed) || (f.reason === 'deny' && !d.allowed))) return;
+    const e = { ...d, kind: 'decision', actor: `door:${d.door}`, offline: false };
+    this.body.prepend(logRow(ctx, e, true));
+    this.empty.hidden = true;
+    while (this.body.children.length > 500) this.body.lastChild.remove();
+  },
+};
+
+// Reason codes for the filter, in the order of the documentation.
+const REASONS = Object.keys(STRINGS.en).filter((k) => k.startsWith('reason.')).map((k) => k.slice('reason.'.length));
+
+// ---------------------------------------------------------------- utilisation
+
+function heatMap(room) {
+  const CW = 26; const CH = 20; const L = 34; const T = 16;
+  const max = Math.max(0.01, ...room.heat_map.flat().filter((v) => v != null));
+  const svg = s('svg', { viewBox: `0 0 ${L + 24 * CW + 4} ${T + 7 * CH + 4}`, class: 'chart heat', role: 'img', 'aria-label': t('usage.heat.for', { room: room.name }) });
+  for (let hr = 0; hr < 24; hr += 2) svg.append(s('text', { x: L + hr * CW + CW / 2, y: T - 4, 'text-anchor': 'middle' }, String(hr)));
+  room.heat_map.forEach((row, d) => {
+    svg.append(s('text', { x: L - 4, y: T + d * CH + CH * 0.7, 'text-anchor': 'end' }, t(`day.${d}`)));
+    row.forEach((v, hr) => {
+      const a = v == null ? 0 : 0.1 + 0.9 * (v / max);
+      const cell = s('rect', {
+        x: L + hr * CW, y: T + d * CH, width: CW - 1, height: CH - 1,
+        fill: v == null ? '#f1f5f9' : `rgba(29, 78, 216, ${a.toFixed(2)})`,
+      });
+      cell.append(s('title', {}, `${t(`day.${d}`)} ${hr}:00 — ${v == null ? '—' : v.toFixed(1)}`));
+      svg.append(cell);
+    });
+  });
+  return svg;
+}
+
+function bookedBars(rooms) {
+  const shown = rooms.filter((r) => r.booked_hours > 0);
+  const W = 720; const L = 150; const RH = 22;
+  const max = Math.max(1, ...shown.map((r) => r.booked_hours));
+  const svg = s('svg', { viewBox: `0 0 ${W} ${Math.max(1, shown.length) * RH * 2 + 24}`, class: 'chart', role: 'img', 'aria-label': t('usage.bva') });
+  shown.forEach((r, i) => {
+    const y = i * RH * 2 + 4;
+    const bw = (v) => ((W - L - 60) * v) / max;
+    svg.append(s('text', { x: L - 6, y: y + RH * 0.9, 'text-anchor': 'end' }, r.name));
+    svg.append(s('rect', { class: 'bar booked', x: L, y, width: bw(r.booked_hours), height: RH * 0.8 }, s('title', {}, `${t('usage.bva.booked')}: ${r.booked_hours} h`)));
+    svg.append(s('rect', { class: 'bar actual', x: L, y: y + RH * 0.85, width: bw(r.occupied_while_booked_hours), height: RH * 0.8 }, s('title', {}, `${t('usage.bva.actual')}: ${r.occupied_while_booked_hours} h`)));
+    svg.append(s('text', { x: L + bw(r.booked_hours) + 4, y: y + RH * 0.7 }, `${r.booked_hours} h`));
+    svg.append(s('text', { x: L + bw(r.occupied_while_booked_hours) + 4, y: y + RH * 1.55 }, `${Math.round(r.use_of_booked * 100)}%`));
+  });
+  const ly = shown.length * RH * 2 + 14;
+  svg.append(s('rect', { class: 'bar booked', x: L, y: ly, width: 10, height: 10 }));
+  svg.append(s('text', { x: L + 14, y: ly + 9 }, t('usage.bva.booked')));
+  svg.append(s('rect', { class: 'bar actual', x: L + 140, y: ly, width: 10, height: 10 }));
+  svg.append(s('text', { x: L + 154, y: ly + 9 }, t('usage.bva.actual')));
+  return svg;
+}
+
+export const usageView = {
+  title: 'nav.usage',
+  async render(ctx) {
+    this.days = this.days || 28;
+    const until = new Date();
+    const from = new Date(until.getTime() - this.days * 86400000);
+    const report = await api(`/api/v1/utilisation?from=${encodeURIComponent(from.toISOString())}&until=${encodeURIComponent(until.toISOString())}`);
+    const rooms = report.rooms.filter((r) => r.observed_hours > 0 || r.booked_hours > 0);
+    this.selected = this.selected && rooms.some((r) => r.room === this.selected) ? this.selected : (rooms[0] && rooms[0].room);
+    const periods = h('div', { class: 'tabs', role: 'group', 'aria-label': t('usage.period') },
+      [7, 28, 90].map((d) => h('button', { type: 'button', 'aria-pressed': String(d === this.days), onclick: () => { this.days = d; ctx.rerender(); } }, t(`usage.days${d}`))));
+    const heatBox = h('div', { class: 'card', id: 'heat' });
+    const showHeat = (id) => {
+      this.selected = id;
+      const r = rooms.find((x) => x.room === id);
+      clear(heatBox).append(h('h2', {}, r ? t('usage.heat.for', { room: r.name }) : t('usage.heat')), r ? heatMap(r) : '');
+    };
+    const table = h('table', { id: 'usage-table' },
+      h('thead', {}, h('tr', {}, ['usage.room', 'usage.peak', 'usage.mean', 'usage.occupied', 'usage.booked', 'usage.used'].map((k) => h('th', {}, t(k))))),
+      h('tbody', {}, rooms.map((r) => h('tr', {},
+        h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => showHeat(r.room) }, r.name)),
+        h('td', {}, r.capacity ? `${r.peak} / ${r.capacity}` : String(r.peak)),
+        h('td', {}, r.mean.toFixed(1)),
+        h('td', {}, r.occupied_hours.toFixed(1)),
+        h('td', {}, r.booked_hours.toFixed(1)),
+        h('td', {}, r.booked_hours > 0 ? `${Math.round(r.use_of_booked * 100)}%` : '—')))));
+    const section = h('section', {}, h('h1', {}, t('usage.title')), periods,
+      rooms.length ? [heatBox, h('div', { class: 'card scroll' }, table),
+        h('div', { class: 'card' }, h('h2', {}, t('usage.bva')), bookedBars(rooms))]
+        : h('p', { class: 'muted' }, t('usage.nodata')));
+    if (this.selected) showHeat(this.selected);
+    return section;
+  },
+};
+
+// ---------------------------------------------------------------- devices
+
+function deviceTable(ctx, devices) {
+  return h('div', { class: 'scroll' }, h('table', { class: 'devices' },
+    h('thead', {}, h('tr', {}, ['devices.device', 'devices.kind', 'devices.where', 'devices.state', 'devices.seen', 'devices.battery', 'devices.firmware']
+      .map((k, i) => h('th', { class: i >= 5 ? 'hide-narrow' : undefined }, t(k))))),
+    h('tbody', {}, devices.map((d) => h('tr', { 'data-device': d.device },
+      h('td', {}, d.device),
+      h('td', {}, t(`kind.${d.kind}`)),
+      h('td', {}, [...d.doors.map((x) => doorName(ctx, x)), ...d.rooms.map((x) => roomName(ctx, x))].join(', ')),
+      h('td', {}, h('span', { class: `pill ${d.online ? 'ok' : 'bad'}` }, d.online ? t('devices.online') : t('devices.offline'))),
+      h('td', {}, ago(d.last_seen)),
+      h('td', { class: 'hide-narrow' }, d.battery == null ? '—' : `${d.battery}%`),
+      h('td', { class: 'hide-narrow' }, d.firmware || '—'))))));
+}
+
+export const devicesView = {
+  title: 'nav.devices',
+  render(ctx) {
+    this.box = h('div', {});
+    this.fill(ctx);
+    return h('section', {}, h('h1', {}, t('devices.title')), this.box);
+  },
+  fill(ctx) {
+    const on = ctx.live.devices.filter((d) => d.online).length;
+    clear(this.box).append(h('p', {}, t('devices.summary', { on, all: ctx.live.devices.length })),
+      h('div', { class: 'card' }, deviceTable(ctx, ctx.live.devices)));
+  },
+  update(ctx) { this.fill(ctx); },
+};

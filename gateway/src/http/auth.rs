@@ -1,0 +1,385 @@
+//! Staff sign-in and the staff accounts.
+//!
+//! - `POST /api/v1/session` with `{"name", "password"}`: sets the session cookie (HttpOnly,
+//!   SameSite=Strict, `Secure` when configured) and answers who signed in, their role and the
+//!   session's CSRF token. Failed attempts are limited per client address and per name.
+//! - `GET /api/v1/session`: who is signed in (and the CSRF token again, for a reloaded page).
+//! - `DELETE /api/v1/session`: signs out.
+//! - `GET|POST /api/v1/staff`, `PATCH|DELETE /api/v1/staff/{name}`: accounts (admins).
+//!
+//! Handlers name the role they need by taking [`Viewer`], [`Operator`] or [`Admin`]: each
+//! checks the session and the role, and on any method that changes something also the
+//! `X-CSRF-Token` header against the session's token.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{blocking, ApiError, AppState};
+use crate::staff::{Signed, StaffError, StaffName, StaffRole};
+use crate::store::Actor;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "kombinat_session";
+
+/// The routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/session", get(whoami).post(login).delete(logout))
+        .route("/api/v1/staff", get(list_staff).post(add_staff))
+        .route(
+            "/api/v1/staff/{name}",
+            patch(update_staff).delete(remove_staff),
+        )
+}
+
+fn session_id(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v)
+}
+
+/// Constant-time comparison, so a forged token cannot be guessed byte by byte.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The signed-in staff member of a request, if the role suffices (and, for a change, the
+/// CSRF token matches).
+fn check(parts: &Parts, state: &AppState, need: StaffRole) -> Result<Signed, ApiError> {
+    let id = session_id(&parts.headers).ok_or(ApiError::SignedOut)?;
+    let signed = state
+        .staff
+        .session(id, Utc::now())
+        .ok_or(ApiError::SignedOut)?;
+    let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        let token = parts
+            .headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !same(token, &signed.csrf) {
+            return Err(ApiError::Csrf);
+        }
+    }
+    if signed.role < need {
+        return Err(ApiError::Forbidden(format!(
+            "this needs the {need} role; {} is {}",
+            signed.name, signed.role
+        )));
+    }
+    Ok(signed)
+}
+
+macro_rules! role_extractor {
+    ($name:ident, $role:expr, $doc:literal) => {
+        #[doc = $doc]
+        pub struct $name(pub Signed);
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &AppState,
+            ) -> Result<Self, ApiError> {
+                check(parts, state, $role).map($name)
+            }
+        }
+
+        impl $name {
+            /// Who, for the audit log.
+            pub fn actor(&self) -> Actor {
+                Actor::Staff(self.0.name.to_string())
+            }
+        }
+    };
+}
+
+role_extractor!(
+    Viewer,
+    StaffRole::Viewer,
+    "A signed-in staff member (any role)."
+);
+role_extractor!(
+    Operator,
+    StaffRole::Operator,
+    "A signed-in operator or admin."
+);
+role_extractor!(Admin, StaffRole::Admin, "A signed-in admin.");
+
+/// A sign-in.
+#[derive(Deserialize, ToSchema)]
+pub struct Login {
+    /// The account's name.
+    pub name: String,
+    /// Its password.
+    pub password: String,
+}
+
+/// Who is signed in.
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    /// The account's name.
+    pub name: String,
+    /// Its role.
+    pub role: StaffRole,
+    /// Send it back as `X-CSRF-Token` with every change.
+    pub csrf: String,
+}
+
+/// Signs in.
+#[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = Login,
+    responses((status = 200, body = Me, description = "signed in; the cookie is set"),
+              (status = 401, description = "wrong name or password"),
+              (status = 429, description = "too many failed attempts")))]
+pub async fn login(
+    State(state): State<AppState>,
+    extensions: axum::http::Extensions,
+    Json(body): Json<Login>,
+) -> Result<Response, ApiError> {
+    let addr = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let at = std::time::Instant::now();
+    let wait = state
+        .staff
+        .limiter
+        .lock()
+        .map_err(|_| ApiError::Unavailable)?
+        .check(addr, &body.name, at);
+    if let Some(wait) = wait {
+        tracing::warn!(name = %body.name, addr = ?addr, "sign-in refused: too many failures");
+        return Err(ApiError::TooMany(wait.as_secs().max(1)));
+    }
+    let staff = state.staff.clone();
+    let (name, password) = (body.name.clone(), body.password);
+    let account = blocking(move || staff.check_password(&name, &password)).await?;
+    let Some(account) = account else {
+        if let Ok(mut l) = state.staff.limiter.lock() {
+            l.failed(addr, &body.name, at);
+        }
+        tracing::warn!(name = %body.name, addr = ?addr, "sign-in failed");
+        return Err(ApiError::SignedOut);
+    };
+    if let Ok(mut l) = state.staff.limiter.lock() {
+        l.succeeded(&body.name);
+    }
+    let staff = state.staff.clone();
+    let store = state.store.clone();
+    let name = account.name.clone();
+    let (id, session) = blocking(move || {
+        let now = Utc::now();
+        let opened = staff.open_session(&name, now)?;
+        store.append_audit(&[crate::store::AuditEntry::change(
+            now,
+            Actor::Staff(name.to_string()),
+            format!("staff {name} signed in"),
+        )])?;
+        Ok::<_, StaffError>(opened)
+    })
+    .await?
+    .map_err(|e| {
+        tracing::error!(error = %e, "cannot open a session");
+        ApiError::Unavailable
+    })?;
+    tracing::info!(staff = %account.name, role = %account.role, "signed in");
+    let cookie = format!(
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        crate::staff::SESSION_HOURS * 3600,
+        if state.secure_cookie { "; Secure" } else { "" }
+    );
+    let me = Me {
+        name: account.name.to_string(),
+        role: account.role,
+        csrf: session.csrf,
+    };
+    let mut res = Json(me).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(res)
+}
+
+/// Who is signed in.
+#[utoipa::path(get, path = "/api/v1/session", tag = "session",
+    responses((status = 200, body = Me), (status = 401)))]
+pub async fn whoami(who: Viewer) -> Json<Me> {
+    Json(Me {
+        name: who.0.name.to_string(),
+        role: who.0.role,
+        csrf: who.0.csrf,
+    })
+}
+
+/// Signs out.
+#[utoipa::path(delete, path = "/api/v1/session", tag = "session",
+    responses((status = 204), (status = 401), (status = 403, description = "no CSRF token")))]
+pub async fn logout(
+    State(state): State<AppState>,
+    who: Viewer,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = session_id(&headers).unwrap_or("").to_string();
+    let staff = state.staff.clone();
+    blocking(move || staff.close_session(&id))
+        .await?
+        .map_err(|_| ApiError::Unavailable)?;
+    tracing::info!(staff = %who.0.name, "signed out");
+    let gone = format!(
+        "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        if state.secure_cookie { "; Secure" } else { "" }
+    );
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&gone) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(res)
+}
+
+/// A staff account as listed (never its hash).
+#[derive(Serialize, ToSchema)]
+pub struct StaffView {
+    /// The name.
+    pub name: String,
+    /// The role.
+    pub role: StaffRole,
+    /// When it was made, RFC 3339.
+    pub created_at: String,
+}
+
+/// A new account.
+#[derive(Deserialize, ToSchema)]
+pub struct NewStaff {
+    /// The name.
+    pub name: String,
+    /// The role.
+    pub role: StaffRole,
+    /// The password (10 to 256 characters).
+    pub password: String,
+}
+
+/// A change to an account.
+#[derive(Deserialize, ToSchema)]
+pub struct StaffChange {
+    /// A new role.
+    pub role: Option<StaffRole>,
+    /// A new password (signs the account out everywhere).
+    pub password: Option<String>,
+}
+
+fn staff_error(e: StaffError) -> ApiError {
+    match e {
+        StaffError::Exists(_) | StaffError::LastAdmin(_) => ApiError::Conflict(e.to_string()),
+        StaffError::Unknown(_) => ApiError::NotFound(e.to_string()),
+        StaffError::WeakPassword => ApiError::Invalid(vec![("password".into(), e.to_string())]),
+        other => {
+            tracing::error!(error = %other, "a staff change failed");
+            ApiError::Unavailable
+        }
+    }
+}
+
+/// The staff accounts.
+#[utoipa::path(get, path = "/api/v1/staff", tag = "staff",
+    responses((status = 200, body = [StaffView]), (status = 401), (status = 403)))]
+pub async fn list_staff(State(state): State<AppState>, _who: Admin) -> Json<Vec<StaffView>> {
+    Json(
+        state
+            .staff
+            .accounts()
+            .into_iter()
+            .map(|a| StaffView {
+                name: a.name.to_string(),
+                role: a.role,
+                created_at: a.created_at.to_rfc3339(),
+            })
+            .collect(),
+    )
+}
+
+/// Adds a staff account.
+#[utoipa::path(post, path = "/api/v1/staff", tag = "staff", request_body = NewStaff,
+    responses((status = 201, body = StaffView), (status = 401), (status = 403),
+              (status = 409, description = "the name is taken"), (status = 422)))]
+pub async fn add_staff(
+    State(state): State<AppState>,
+    who: Admin,
+    Json(body): Json<NewStaff>,
+) -> Result<Response, ApiError> {
+    let name =
+        StaffName::parse(&body.name).map_err(|e| ApiError::Invalid(vec![("name".into(), e)]))?;
+    let staff = state.staff.clone();
+    let by = who.actor();
+    let a = blocking(move || staff.add(name, body.role, &body.password, by, Utc::now()))
+        .await?
+        .map_err(staff_error)?;
+    let view = StaffView {
+        name: a.name.to_string(),
+        role: a.role,
+        created_at: a.created_at.to_rfc3339(),
+    };
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Changes a staff account's role or password.
+#[utoipa::path(patch, path = "/api/v1/staff/{name}", tag = "staff", request_body = StaffChange,
+    params(("name" = String, Path, description = "the account")),
+    responses((status = 200, body = StaffView), (status = 401), (status = 403), (status = 404),
+              (status = 409, description = "the last admin")))]
+pub async fn update_staff(
+    State(state): State<AppState>,
+    who: Admin,
+    Path(name): Path<String>,
+    Json(body): Json<StaffChange>,
+) -> Result<Json<StaffView>, ApiError> {
+    let name = StaffName::parse(&name).map_err(ApiError::NotFound)?;
+    let staff = state.staff.clone();
+    let by = who.actor();
+    let a =
+        blocking(move || staff.update(&name, body.role, body.password.as_deref(), by, Utc::now()))
+            .await?
+            .map_err(staff_error)?;
+    Ok(Json(StaffView {
+        name: a.name.to_string(),
+        role: a.role,
+        created_at: a.created_at.to_rfc3339(),
+    }))
+}
+
+/// Removes a staff account and signs it out.
+#[utoipa::path(delete, path = "/api/v1/staff/{name}", tag = "staff",
+    params(("name" = String, Path, description = "the account")),
+    responses((status = 204), (status = 401), (status = 403), (status = 404),
+              (status = 409, description = "the last admin")))]
+pub async fn remove_staff(
+    State(state): State<AppState>,
+    who: Admin,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let name = StaffName::parse(&name).map_err(ApiError::NotFound)?;
+    let staff = state.staff.clone();
+    let by = who.actor();
+    blocking(move || staff.remove(&name, by, Utc::now()))
+        .await?
+        .map_err(staff_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
