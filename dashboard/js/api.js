@@ -30,7 +30,8 @@ export async function api(path, { method = 'GET', body } = {}) {
   return data;
 }
 
-// The live stream: `on(kind, data)` for every event; `state(up)` when the link comes and goes.
+// The live stream: `on(kind, data)` for every event; `state(up, closed)` when the link comes
+// and goes (`closed`: the browser will not retry by itself).
 // EventSource reconnects by itself; the first event after each connection is a snapshot.
 export function stream(on, state) {
   const es = new EventSource('/api/v1/events');
@@ -40,7 +41,7 @@ export function stream(on, state) {
       try { on(k, JSON.parse(e.data)); } catch (err) { console.error('bad event', k, err); }
     });
   }
-  es.onopen = () => state(true);
-  es.onerror = () => state(false);
+  es.onopen = () => state(true, false);
+  es.onerror = () => state(false, es.readyState === EventSource.CLOSED);
   return es;
 }

@@ -129,6 +129,10 @@ function replace(list, key, item) {
   if (i >= 0) list[i] = item; else list.push(item);
 }
 
+function sameAlarm(a, b) {
+  return a.alarm === b.alarm && a.door === b.door && a.device === b.device && a.feed === b.feed;
+}
+
 function onEvent(kind, data) {
   switch (kind) {
     case 'snapshot':
@@ -140,18 +144,20 @@ function onEvent(kind, data) {
       return;
     }
     default:
-      if (!ctx.live) return;
+      // Before the first snapshot, and what the snapshot already holds, change nothing.
+      if (!ctx.live || (typeof data.seq === 'number' && data.seq <= ctx.live.seq)) return;
   }
   switch (kind) {
     case 'room': replace(ctx.live.rooms, 'room', data.room); break;
     case 'door': replace(ctx.live.doors, 'door', data.door); break;
     case 'device': replace(ctx.live.devices, 'device', data.device); break;
-    case 'alarm': ctx.live.alarms.push(data.alarm); break;
-    case 'alarm_cleared': {
-      const a = data.alarm;
-      ctx.live.alarms = ctx.live.alarms.filter((x) => !(x.alarm === a.alarm && x.door === a.door && x.device === a.device && x.feed === a.feed));
+    case 'alarm':
+      ctx.live.alarms = ctx.live.alarms.filter((x) => !sameAlarm(x, data.alarm));
+      ctx.live.alarms.push(data.alarm);
       break;
-    }
+    case 'alarm_cleared':
+      ctx.live.alarms = ctx.live.alarms.filter((x) => !sameAlarm(x, data.alarm));
+      break;
     case 'mode': ctx.live.mode = data.mode; ctx.live.mode_since = data.since; break;
     case 'decision':
       if (ctx.view && ctx.view.decision) ctx.view.decision(ctx, data.decision);
@@ -170,7 +176,14 @@ async function start(me) {
   ctx.site = await api('/api/v1/site');
   header();
   if (es) es.close();
-  es = stream(onEvent, liveState);
+  es = stream(onEvent, (up, closed) => {
+    liveState(up);
+    // The browser gives up on a stream that was refused (a session that ended): ask who we
+    // are, which signs out on 401, or try again in a while.
+    if (closed) {
+      api('/api/v1/session').then(() => setTimeout(() => { if (ctx.me) start(ctx.me); }, 5000), (err) => ctx.error(err));
+    }
+  });
 }
 
 function signedOut() {

@@ -69,8 +69,12 @@ export function drawFloor(site, floorId, live, onRoom) {
     });
     poly.append(s('title', {}, r.name));
     g.append(poly);
-    const size = Math.max(0.5, Math.min(1, c.w / 8, c.h / 4));
-    g.append(s('text', { class: 'label', x: c.x, y: -c.y - size * 0.9, 'text-anchor': 'middle', 'font-size': size }, r.name));
+    // Text sized to fit the room's width (about 0.55 em a character).
+    const size = Math.max(0.35, Math.min(1, c.w / (r.name.length * 0.6), c.h / 4));
+    // A name too long for its room is cut; the whole name is in its title and label.
+    const fits = Math.max(3, Math.floor(c.w / (size * 0.6)));
+    const label = r.name.length > fits ? `${r.name.slice(0, fits - 1)}…` : r.name;
+    g.append(s('text', { class: 'label', x: c.x, y: -c.y - size * 0.9, 'text-anchor': 'middle', 'font-size': size }, label));
     g.append(s('text', {
       class: 'count', x: c.x, y: -c.y + size * 0.9, 'text-anchor': 'middle', 'font-size': size * 1.4, 'data-count': r.id,
     }, r.capacity ? t('room.people.cap', { n: now.count, cap: r.capacity }) : String(now.count)));

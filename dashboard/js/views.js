@@ -48,7 +48,10 @@ export const planView = {
     const legend = h('div', { class: 'legend' },
       h('span', {}, `${t('plan.legend')}:`),
       [['empty', 0], ['low', 1], ['high', 3], ['full', 4]].map(([k, c]) => h('span', {}, h('span', { class: `swatch occ${c}` }), t(`plan.legend.${k}`))),
-      h('span', { class: 'muted' }, t('plan.legend.door')));
+      h('span', { class: 'muted' },
+        s('svg', { viewBox: '0 0 3 1', width: 36, height: 12, 'aria-hidden': 'true' },
+          ['closed', 'open', 'alarm'].map((c, i) => s('circle', { class: `door ${c}`, cx: 0.5 + i, cy: 0.5, r: 0.4 }))),
+        ' ', t('plan.legend.door')));
     return h('section', { class: 'plan' }, h('h1', {}, t('plan.title')), tabs, this.svg, legend);
   },
   update(ctx) { if (this.svg && this.svg.tagName === 'svg') updatePlan(this.svg, ctx.site, ctx.live); },
@@ -86,6 +89,12 @@ function timelineChart(day) {
     d += ` L ${x(day.timeline[day.timeline.length - 1].start + day.timeline[day.timeline.length - 1].span_s)} ${y(0)} Z`;
     svg.append(s('path', { class: 'area', d }));
   }
+  // Now, from the live count.
+  const nowTs = Date.now() / 1000;
+  if (nowTs < end) {
+    svg.append(s('circle', { cx: x(nowTs), cy: y(day.now.count), r: 4, fill: '#1d4ed8' },
+      s('title', {}, `${t('room.now')}: ${day.now.count}`)));
+  }
   return svg;
 }
 
@@ -118,7 +127,7 @@ export const roomView = {
       h('h1', {}, day.name),
       h('div', { class: 'grid' }, nowCard(ctx, id), this.doorsBox),
       h('div', { class: 'card' }, h('h2', {}, t('room.timeline')),
-        day.timeline.length ? timelineChart(day) : h('p', { class: 'muted' }, t('room.timeline.empty'))),
+        timelineChart(day), day.timeline.length ? null : h('p', { class: 'muted' }, t('room.timeline.empty'))),
       h('div', { class: 'card' }, h('h2', {}, t('room.bookings')), bookings),
       h('div', { class: 'card' }, h('h2', {}, t('room.devices')), deviceTable(ctx, day.devices)));
   },

@@ -203,8 +203,19 @@ pub async fn run(
     };
     let pop = Population::generate(&building, o.seed, clock);
     // Seeded every time: members and devices already there stay, the bookings move to today.
-    let token = Some(seed(&site_file, &data, &pop, building.timezone)?);
-    let password = staff_login(&data)?;
+    let (token, password) = {
+        let (site_file, data, pop, tz) = (
+            site_file.clone(),
+            data.clone(),
+            pop.clone(),
+            building.timezone,
+        );
+        tokio::task::spawn_blocking(move || -> Result<(String, String)> {
+            Ok((seed(&site_file, &data, &pop, tz)?, staff_login(&data)?))
+        })
+        .await??
+    };
+    let token = Some(token);
 
     let config_text = format!(
         "site = {site:?}\ndata = {data:?}\n[mqtt]\nbroker = \"embedded\"\nlisten = \"{mqtt}\"\n[http]\nlisten = \"{http}\"\n[occupancy]\nno_show_after_min = 1\n",
@@ -223,29 +234,29 @@ pub async fn run(
         o.start_min / 60,
         o.start_min % 60
     )?;
-    writeln!(out, "  broker   mqtt://{} (embedded)", gw.mqtt_addr)?;
-    writeln!(out, "  dashboard  http://{http_addr}/")?;
+    writeln!(out, "  broker    mqtt://{} (embedded)", gw.mqtt_addr)?;
+    writeln!(out, "  dashboard http://{http_addr}/")?;
     writeln!(
         out,
-        "  sign in  {DEMO_STAFF} / {password}   (admin; made for this run)"
+        "  sign in   {DEMO_STAFF} / {password}   (admin; made for this run)"
     )?;
-    writeln!(out, "  health   http://{http_addr}/health")?;
+    writeln!(out, "  health    http://{http_addr}/health")?;
     if let Some(t) = &token {
         writeln!(
             out,
-            "  metrics  curl -H 'Authorization: Bearer {t}' http://{http_addr}/metrics"
+            "  metrics   curl -H 'Authorization: Bearer {t}' http://{http_addr}/metrics"
         )?;
-        writeln!(out, "  token    {t}")?;
+        writeln!(out, "  token     {t}")?;
     }
     writeln!(
         out,
-        "  watch    mosquitto_sub -h {} -p {} -t 'kombinat/v1/#' -v",
+        "  watch     mosquitto_sub -h {} -p {} -t 'kombinat/v1/#' -v",
         gw.mqtt_addr.ip(),
         gw.mqtt_addr.port()
     )?;
     writeln!(
         out,
-        "  data     {}{}",
+        "  data      {}{}",
         data.display(),
         if temporary {
             " (temporary: removed at the end; --data DIR keeps it)"

@@ -151,6 +151,9 @@ pub struct Health {
     pub firmware: Option<Ident>,
     /// Heartbeat it announced.
     pub heartbeat_s: u32,
+    /// It said it was online at least once since the gateway started (so being offline now
+    /// is an alarm, not a device not yet installed).
+    pub was_online: bool,
 }
 
 struct DeviceState {
@@ -291,6 +294,7 @@ impl Desk {
                             online: false,
                             firmware: None,
                             heartbeat_s,
+                            was_online: false,
                         },
                     },
                 );
@@ -541,6 +545,7 @@ impl Desk {
         let was_online = s.health.online;
         s.health.last_seen = Some(now);
         s.health.online = st.state == Presence::Online;
+        s.health.was_online |= s.health.online;
         if st.firmware.is_some() {
             s.health.firmware = st.firmware;
         }

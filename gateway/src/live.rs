@@ -217,6 +217,12 @@ impl Live {
         (v.clone(), self.tx.subscribe())
     }
 
+    /// After a receiver fell behind: the view now and a new receiver of every change after
+    /// it, taken together like [`Live::subscribe`].
+    pub fn resubscribe(&self) -> (LiveView, broadcast::Receiver<LiveEvent>) {
+        self.subscribe()
+    }
+
     fn send(&self, v: &mut LiveView, kind: &'static str, body: serde_json::Value) {
         v.seq += 1;
         let mut body = body;

@@ -845,6 +845,7 @@ impl Core {
     fn run(mut self, rx: Receiver<Msg>) -> Result<(), ServiceError> {
         let mut first = Batch::default();
         self.announce(&mut first);
+        first.refresh = true;
         self.commit(first)?;
         let mut last_tick = Instant::now();
         let mut stopping = false;
@@ -1078,6 +1079,22 @@ impl Core {
         let now = Utc::now();
         let field = |k: &str| fields.get(k).map(String::as_str).filter(|v| !v.is_empty());
         let has = |k: &str| fields.contains_key(k);
+        // A card another member holds is a clash, not a mistake in the request.
+        let id_given = field("id").unwrap_or_default();
+        for c in field("cards").unwrap_or_default().split(';') {
+            let Ok(card) = crate::domain::CardId::parse(c.trim()) else {
+                continue;
+            };
+            let cred = crate::domain::Credential::Card(card);
+            if let Some((r, _)) = self.gateway.snapshot().credential(&cred) {
+                if r.revoked_at.is_none() && r.member.to_string() != id_given {
+                    return Err(MemberRefusal::Conflict(format!(
+                        "card {card} is held by member {}",
+                        r.member
+                    )));
+                }
+            }
+        }
         let row = crate::import::member_row(self.gateway.snapshot(), &field, &has)
             .map_err(MemberRefusal::Invalid)?;
         let id = row.member.id;
@@ -1204,7 +1221,7 @@ impl Core {
         }
         let mut devices = Vec::new();
         for (dev, h) in self.desk.devices() {
-            if !h.online && h.last_seen.is_some() {
+            if !h.online && h.was_online {
                 alarms.push(AlarmNow {
                     alarm: "device_offline".into(),
                     door: None,
@@ -1528,11 +1545,10 @@ impl Core {
                 reply,
             } => {
                 let r = self.member_change(&fields, create, by);
-                if r.is_ok() {
-                    // Allow-lists follow the member's rights.
-                    self.next_allow_lists = Instant::now();
-                    self.full_user_lists = true;
-                }
+                // Allow-lists follow the member's rights (also after a change that stopped
+                // half-way: what was written counts).
+                self.next_allow_lists = Instant::now();
+                self.full_user_lists = true;
                 b.answers_member.push((reply, r));
             }
             Control::RevokeCard { card, by, reply } => {

@@ -240,6 +240,10 @@ pub struct Staff {
     sessions: Mutex<HashMap<String, Session>>,
     /// Failed logins.
     pub limiter: Mutex<LoginLimiter>,
+    /// Password checks running at once, at most two: each holds 19 MiB.
+    pub hashing: tokio::sync::Semaphore,
+    /// Account changes one at a time (so the last admin cannot be removed twice over).
+    changes: Mutex<()>,
 }
 
 impl Staff {
@@ -267,6 +271,8 @@ impl Staff {
             accounts: RwLock::new(accounts),
             sessions: Mutex::new(sessions),
             limiter: Mutex::new(LoginLimiter::default()),
+            hashing: tokio::sync::Semaphore::new(2),
+            changes: Mutex::new(()),
         })
     }
 
@@ -326,11 +332,11 @@ impl Staff {
         &self,
         f: impl FnOnce(&mut HashMap<String, Session>),
     ) -> Result<(), StaffError> {
-        let bytes = {
-            let mut m = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut m);
-            serde_json::to_vec(&*m).map_err(|e| StoreError::Encode(e.to_string()))?
-        };
+        // Held across the write: two changes at once cannot be stored in the wrong order
+        // (and a closed session come back after a restart).
+        let mut m = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut m);
+        let bytes = serde_json::to_vec(&*m).map_err(|e| StoreError::Encode(e.to_string()))?;
         self.store.put_state(SESSIONS_KEY, &bytes)?;
         self.store.flush()?;
         Ok(())
@@ -363,6 +369,7 @@ impl Staff {
         by: Actor,
         now: DateTime<Utc>,
     ) -> Result<StaffAccount, StaffError> {
+        let _one = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         let a = add_account(self.store.as_ref(), name, role, password, by, now)?;
         if let Ok(mut m) = self.accounts.write() {
             m.insert(a.name.clone(), a.clone());
@@ -379,6 +386,7 @@ impl Staff {
         by: Actor,
         now: DateTime<Utc>,
     ) -> Result<StaffAccount, StaffError> {
+        let _one = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         let mut a = self
             .account(name)
             .ok_or_else(|| StaffError::Unknown(name.clone()))?;
@@ -418,6 +426,7 @@ impl Staff {
         by: Actor,
         now: DateTime<Utc>,
     ) -> Result<(), StaffError> {
+        let _one = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         let a = self
             .account(name)
             .ok_or_else(|| StaffError::Unknown(name.clone()))?;
@@ -447,14 +456,20 @@ pub const LOGIN_FAILURES: usize = 5;
 
 /// Counts failed logins per client address and per name; after [`LOGIN_FAILURES`] in the
 /// window, further attempts are refused without checking the password until the oldest
-/// failure ages out. A success clears the name's failures (not the address's).
+/// failure ages out. An attempt counts as failed from the moment it is let through (so
+/// attempts sent in parallel cannot outrun the count while their passwords are checked);
+/// [`LoginLimiter::succeeded`] takes it back. Only well-formed names are counted by name; the
+/// tables are bounded, and when one is full attempts are refused rather than not counted.
 #[derive(Debug, Default)]
 pub struct LoginLimiter {
     by_addr: HashMap<IpAddr, VecDeque<Instant>>,
-    by_name: HashMap<String, VecDeque<Instant>>,
+    by_name: HashMap<StaffName, VecDeque<Instant>>,
     /// Attempts refused by the limit so far.
     pub refused: u64,
 }
+
+/// Entries each table of the [`LoginLimiter`] holds at most.
+const LIMITER_ENTRIES: usize = 10_000;
 
 impl LoginLimiter {
     /// The window failures are counted over.
@@ -469,53 +484,76 @@ impl LoginLimiter {
         }
     }
 
-    /// `None` if an attempt may go ahead, else how long until one may.
-    pub fn check(&mut self, addr: Option<IpAddr>, name: &str, now: Instant) -> Option<Duration> {
-        let mut wait = None;
-        let queues = addr
-            .and_then(|a| self.by_addr.get_mut(&a))
-            .into_iter()
-            .chain(self.by_name.get_mut(name));
-        for q in queues {
-            Self::prune(q, now);
-            if q.len() >= LOGIN_FAILURES {
-                let until = q.front().map(|t| Self::WINDOW - now.duration_since(*t));
-                wait = wait.max(until);
-            }
+    fn wait(q: Option<&mut VecDeque<Instant>>, now: Instant) -> Option<Duration> {
+        let q = q?;
+        Self::prune(q, now);
+        if q.len() >= LOGIN_FAILURES {
+            q.front().map(|t| Self::WINDOW - now.duration_since(*t))
+        } else {
+            None
         }
-        if wait.is_some() {
-            self.refused += 1;
-        }
-        wait
     }
 
-    /// Notes a failed attempt.
-    pub fn failed(&mut self, addr: Option<IpAddr>, name: &str, now: Instant) {
-        // Bounded: a flood of names cannot grow the maps without limit.
-        if self.by_name.len() > 10_000 || self.by_addr.len() > 10_000 {
-            self.by_name.retain(|_, q| {
-                Self::prune(q, now);
-                !q.is_empty()
-            });
-            self.by_addr.retain(|_, q| {
-                Self::prune(q, now);
-                !q.is_empty()
-            });
+    fn sweep(&mut self, now: Instant) {
+        self.by_addr.retain(|_, q| {
+            Self::prune(q, now);
+            !q.is_empty()
+        });
+        self.by_name.retain(|_, q| {
+            Self::prune(q, now);
+            !q.is_empty()
+        });
+    }
+
+    /// Lets an attempt go ahead (counting it as failed until [`LoginLimiter::succeeded`]), or
+    /// says how long until one may.
+    pub fn begin(
+        &mut self,
+        addr: Option<IpAddr>,
+        name: &str,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let name = StaffName::parse(name).ok();
+        let wait = Self::wait(addr.and_then(|a| self.by_addr.get_mut(&a)), now).max(Self::wait(
+            name.as_ref().and_then(|n| self.by_name.get_mut(n)),
+            now,
+        ));
+        if let Some(w) = wait {
+            self.refused += 1;
+            return Err(w);
+        }
+        if self.by_addr.len() >= LIMITER_ENTRIES || self.by_name.len() >= LIMITER_ENTRIES {
+            self.sweep(now);
+        }
+        let new_addr = addr.is_some_and(|a| !self.by_addr.contains_key(&a));
+        let new_name = name.as_ref().is_some_and(|n| !self.by_name.contains_key(n));
+        if (new_addr && self.by_addr.len() >= LIMITER_ENTRIES)
+            || (new_name && self.by_name.len() >= LIMITER_ENTRIES)
+        {
+            // A flood of addresses or names: nobody new signs in until it ages out.
+            self.refused += 1;
+            return Err(Self::WINDOW);
         }
         if let Some(a) = addr {
             self.by_addr.entry(a).or_default().push_back(now);
         }
-        if self.by_name.len() <= 10_000 {
-            self.by_name
-                .entry(name.to_string())
-                .or_default()
-                .push_back(now);
+        if let Some(n) = name {
+            self.by_name.entry(n).or_default().push_back(now);
         }
+        Ok(())
     }
 
-    /// Notes a success: the name's failures are forgotten.
-    pub fn succeeded(&mut self, name: &str) {
-        self.by_name.remove(name);
+    /// The attempt let through at `at` succeeded: it is taken back from the address, and the
+    /// name's failures are forgotten.
+    pub fn succeeded(&mut self, addr: Option<IpAddr>, name: &str, at: Instant) {
+        if let Some(q) = addr.and_then(|a| self.by_addr.get_mut(&a)) {
+            if let Some(i) = q.iter().rposition(|t| *t == at) {
+                q.remove(i);
+            }
+        }
+        if let Ok(n) = StaffName::parse(name) {
+            self.by_name.remove(&n);
+        }
     }
 }
 
@@ -644,24 +682,44 @@ mod tests {
         let t = Instant::now();
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();
+        // Attempts in flight count before their passwords are checked.
         for _ in 0..LOGIN_FAILURES {
-            assert!(l.check(Some(a), "olena", t).is_none());
-            l.failed(Some(a), "olena", t);
+            assert!(l.begin(Some(a), "olena", t).is_ok());
         }
         assert!(
-            l.check(Some(a), "petro", t).is_some(),
+            l.begin(Some(a), "petro", t).is_err(),
             "the address is limited"
         );
-        assert!(
-            l.check(Some(b), "olena", t).is_some(),
-            "the name is limited"
-        );
-        assert!(l.check(Some(b), "petro", t).is_none());
+        assert!(l.begin(Some(b), "olena", t).is_err(), "the name is limited");
+        assert!(l.begin(Some(b), "petro", t).is_ok());
+        l.succeeded(Some(b), "petro", t);
         let later = t + LoginLimiter::WINDOW;
-        assert!(
-            l.check(Some(a), "olena", later).is_none(),
-            "failures age out"
-        );
+        assert!(l.begin(Some(a), "olena", later).is_ok(), "failures age out");
         assert_eq!(l.refused, 2);
+    }
+
+    #[test]
+    fn a_success_takes_its_attempt_back() {
+        let mut l = LoginLimiter::default();
+        let t = Instant::now();
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        for i in 0..(LOGIN_FAILURES as u64 * 3) {
+            let at = t + Duration::from_millis(i);
+            assert!(l.begin(Some(a), "olena", at).is_ok());
+            l.succeeded(Some(a), "olena", at);
+        }
+    }
+
+    #[test]
+    fn a_flood_of_names_is_refused_not_forgotten() {
+        let mut l = LoginLimiter::default();
+        let t = Instant::now();
+        for i in 0..LIMITER_ENTRIES {
+            let addr = IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+            assert!(l.begin(Some(addr), &format!("n{i}"), t).is_ok());
+        }
+        assert!(l.begin(None, "someone-new", t).is_err());
+        // Names that are not staff names are not kept by name.
+        assert!(l.begin(None, &"X".repeat(1000), t).is_ok());
     }
 }

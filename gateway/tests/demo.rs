@@ -11,6 +11,39 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use support::free_port;
 
+/// Signs in to the dashboard's API; the session cookie.
+fn sign_in(base: &str, name: &str, password: &str) -> String {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let body = serde_json::json!({"name": name, "password": password}).to_string();
+    let resp = agent
+        .post(&format!("{base}/api/v1/session"))
+        .header("Content-Type", "application/json")
+        .send(body.as_str())
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "the printed login works");
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+/// A GET with the session cookie: status and JSON.
+fn get_signed(url: &str, cookie: &str) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut resp = agent.get(url).header("Cookie", cookie).call().unwrap();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (
+        resp.status().as_u16(),
+        serde_json::from_str(&text).unwrap_or_default(),
+    )
+}
+
 fn get(url: &str, token: Option<&str>) -> (u16, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -117,6 +150,50 @@ async fn the_demo_comes_alive_and_stops_cleanly() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     println!("room {occupied} occupied; {decisions} decisions");
+
+    // The staff login it printed opens the dashboard's API, which shows the same building.
+    let login = said
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("sign in"))
+        .expect("the demo prints a staff login");
+    let mut words = login.split_whitespace();
+    let (name, slash, password) = (
+        words.next().unwrap(),
+        words.next().unwrap(),
+        words.next().unwrap(),
+    );
+    assert_eq!(slash, "/");
+    let cookie = sign_in(&base, name, password);
+    let (status, page) = get(&format!("{base}/"), None);
+    assert_eq!(status, 200);
+    assert!(page.contains("/dashboard/js/app.js"), "the dashboard page");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, rooms) = get_signed(&format!("{base}/api/v1/rooms"), &cookie);
+        assert_eq!(status, 200);
+        if rooms
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["count"].as_u64() > Some(0))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a room with people through the API: {rooms}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_, log) = get_signed(
+        &format!("{base}/api/v1/audit?kind=decision&limit=5"),
+        &cookie,
+    );
+    assert_eq!(
+        log["entries"].as_array().unwrap().len(),
+        5,
+        "decisions in the log: {log}"
+    );
 
     // Ctrl-C: a clean stop, with a last word.
     let pid = child.id().to_string();

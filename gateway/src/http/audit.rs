@@ -287,6 +287,16 @@ fn scan(
         micros: u64::try_from(t.timestamp_micros()).unwrap_or(0),
         seq: 0,
     });
+    let from_id = f.from.map(|t| AuditId {
+        micros: u64::try_from(t.timestamp_micros()).unwrap_or(0),
+        seq: 0,
+    });
+    // Entries written after `until` may still have happened before it (offline decisions):
+    // the scan starts a day later and filters by time.
+    let until = until.map(|u| AuditId {
+        micros: u.micros.saturating_add(86_400_000_000),
+        seq: 0,
+    });
     let mut cursor = match (f.before, until) {
         (Some(b), Some(u)) => Some(b.min(u)),
         (b, u) => b.or(u),
@@ -300,12 +310,17 @@ fn scan(
         };
         cursor = Some(last.id);
         for r in &chunk {
-            if f.from.is_some_and(|from| r.entry.at < from) {
+            // Keys follow the order entries were written (never earlier than the one
+            // before); an entry's own time can be earlier (a door node's offline decision,
+            // uploaded later). The scan stops by key and filters by time.
+            if from_id.is_some_and(|from| r.id < from) {
                 return Ok((out, None, scanned));
             }
             scanned += 1;
+            let in_period = f.from.is_none_or(|from| r.entry.at >= from)
+                && f.until.is_none_or(|until| r.entry.at < until);
             let v = entry_view(site, &names, r);
-            if f.keeps(&v) {
+            if in_period && f.keeps(&v) {
                 out.push(v);
                 if out.len() >= limit {
                     return Ok((out, Some(r.id.to_string()), scanned));

@@ -41,7 +41,8 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-fn session_id(headers: &HeaderMap) -> Option<&str> {
+/// The session id in a request's cookie, if any.
+pub fn session_id(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -160,28 +161,33 @@ pub async fn login(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let at = std::time::Instant::now();
-    let wait = state
+    let admitted = state
         .staff
         .limiter
         .lock()
         .map_err(|_| ApiError::Unavailable)?
-        .check(addr, &body.name, at);
-    if let Some(wait) = wait {
+        .begin(addr, &body.name, at);
+    if let Err(wait) = admitted {
         tracing::warn!(name = %body.name, addr = ?addr, "sign-in refused: too many failures");
         return Err(ApiError::TooMany(wait.as_secs().max(1)));
     }
     let staff = state.staff.clone();
     let (name, password) = (body.name.clone(), body.password);
-    let account = blocking(move || staff.check_password(&name, &password)).await?;
+    let account = {
+        let _slot = state
+            .staff
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| ApiError::Unavailable)?;
+        blocking(move || staff.check_password(&name, &password)).await?
+    };
     let Some(account) = account else {
-        if let Ok(mut l) = state.staff.limiter.lock() {
-            l.failed(addr, &body.name, at);
-        }
         tracing::warn!(name = %body.name, addr = ?addr, "sign-in failed");
         return Err(ApiError::SignedOut);
     };
     if let Ok(mut l) = state.staff.limiter.lock() {
-        l.succeeded(&body.name);
+        l.succeeded(addr, &body.name, at);
     }
     let staff = state.staff.clone();
     let store = state.store.clone();

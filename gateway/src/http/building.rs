@@ -175,7 +175,8 @@ pub async fn live(State(s): State<AppState>, _who: Viewer) -> Json<LiveView> {
               (status = 401)))]
 pub async fn events(
     State(s): State<AppState>,
-    _who: Viewer,
+    who: Viewer,
+    headers: axum::http::HeaderMap,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let live = s.live.clone();
     let (first, rx) = live.subscribe();
@@ -185,28 +186,42 @@ pub async fn events(
             .data(serde_json::to_string(v).unwrap_or_default())
     };
     let start = snapshot("snapshot", &first);
-    let stream = futures_util::stream::unfold(
-        (Some(start), rx, live),
-        move |(pending, mut rx, live)| async move {
-            if let Some(e) = pending {
-                return Some((Ok(e), (None, rx, live)));
-            }
-            match rx.recv().await {
-                Ok(e) => {
-                    let ev = Event::default().event(e.kind).data(&*e.data);
-                    Some((Ok(ev), (None, rx, live)))
+    // The session is checked again before every event: signing out, a removed account or an
+    // expired session ends the stream.
+    let session = super::auth::session_id(&headers)
+        .unwrap_or_default()
+        .to_string();
+    let staff = s.staff.clone();
+    let name = who.0.name;
+    let still_signed = move || {
+        staff
+            .session(&session, chrono::Utc::now())
+            .is_some_and(|s| s.name == name)
+    };
+    let stream =
+        futures_util::stream::unfold((Some(start), rx, live), move |(pending, mut rx, live)| {
+            let still_signed = still_signed.clone();
+            async move {
+                if let Some(e) = pending {
+                    return Some((Ok(e), (None, rx, live)));
                 }
-                Err(RecvError::Lagged(n)) => {
-                    tracing::debug!(missed = n, "a live stream fell behind; resync");
-                    // Whatever queued since is in the fresh view: drop it.
-                    let rx = rx.resubscribe();
-                    let ev = snapshot("resync", &live.view());
-                    Some((Ok(ev), (None, rx, live)))
+                let next = match rx.recv().await {
+                    Ok(e) => (Event::default().event(e.kind).data(&*e.data), rx),
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::debug!(missed = n, "a live stream fell behind; resync");
+                        // The fresh view holds whatever was missed; the new receiver starts
+                        // right after it.
+                        let (view, rx) = live.resubscribe();
+                        (snapshot("resync", &view), rx)
+                    }
+                    Err(RecvError::Closed) => return None,
+                };
+                if !still_signed() {
+                    return None;
                 }
-                Err(RecvError::Closed) => None,
+                Some((Ok(next.0), (None, next.1, live)))
             }
-        },
-    );
+        });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 

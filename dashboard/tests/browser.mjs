@@ -1,0 +1,169 @@
+// The dashboard in a real browser (Debian's Chromium through playwright-core), against a real
+// gateway that `gateway/tests/browser.rs` started with a real broker. That test drives the
+// building: this script prints `WAIT <what>` when it needs something to happen over MQTT and
+// reads `GO` on standard input once it has. Screenshots of every page go to the folder given.
+//
+//   node browser.mjs URL NAME PASSWORD SCREENSHOT_DIR
+//
+// Exits non-zero, saying why, when anything the staff would see is wrong.
+
+import { chromium } from 'playwright-core';
+import { createInterface } from 'node:readline';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const [url, name, password, shots] = process.argv.slice(2);
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const T = 20000;
+
+function say(s) { process.stdout.write(`${s}\n`); }
+async function waitFor(what) {
+  say(`WAIT ${what}`);
+  const { value, done } = await lines.next();
+  if (done || value.trim() !== 'GO') throw new Error(`the test did not say GO after ${what}`);
+}
+function check(ok, why) { if (!ok) throw new Error(why); }
+// Follows a link in the menu and waits for its page to be drawn.
+async function nav(route) {
+  step = `the ${route} page`;
+  await page.click(`a[data-route="${route}"]`);
+  await page.waitForSelector(`body[data-view="${route}"]`, { timeout: T });
+}
+let step = 'start';
+
+const browser = await chromium.launch({
+  executablePath,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run'],
+});
+let page;
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+  page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error' && !m.text().includes('401')) problems.push(`console: ${m.text()}`); });
+  // Nothing may be loaded from anywhere but the gateway.
+  page.on('request', (r) => { if (!r.url().startsWith(url) && !r.url().startsWith('data:')) problems.push(`request elsewhere: ${r.url()}`); });
+
+  await page.goto(url);
+  // Ukrainian by default.
+  await page.waitForSelector('#login-form');
+  check((await page.textContent('#login-submit')).trim() === 'Увійти', 'the sign-in button is in Ukrainian');
+  await page.screenshot({ path: join(shots, '01-login.png') });
+  // A wrong password is refused with a message, and nothing else shows.
+  await page.fill('#login-name', name);
+  await page.fill('#login-password', 'not the password');
+  await page.click('#login-submit');
+  await page.waitForFunction(() => document.getElementById('login-error').textContent.length > 0, null, { timeout: T });
+  check(await page.isHidden('#top'), 'nothing is shown before signing in');
+  await page.fill('#login-password', password);
+  await page.click('#login-submit');
+  await page.waitForSelector('polygon[data-room]', { timeout: T });
+  // A marker that a reload would lose: every later check proves it updated in place.
+  await page.evaluate(() => { window.__noReload = true; });
+
+  // The floor plan of the floor with meeting-1, live.
+  const floor = await page.evaluate(async () => {
+    const site = await (await fetch('/api/v1/site')).json();
+    return site.rooms.find((r) => r.id === 'meeting-1').floor;
+  });
+  await page.click(`button[data-floor="${floor}"]`);
+  await page.waitForSelector('polygon[data-room="meeting-1"]', { timeout: T });
+  const before = await page.textContent('text[data-count="meeting-1"]');
+  check(before.trim().startsWith('0'), `meeting-1 starts empty, not ${before}`);
+  await page.screenshot({ path: join(shots, '02-plan.png') });
+
+  await waitFor('counter');
+  await page.waitForFunction(() => {
+    const el = document.querySelector('text[data-count="meeting-1"]');
+    return el && el.textContent.trim().startsWith('3');
+  }, null, { timeout: T });
+  const cls = await page.getAttribute('polygon[data-room="meeting-1"]', 'class');
+  check(!cls.includes('occ0'), `a room with people is not drawn empty (${cls})`);
+  await page.screenshot({ path: join(shots, '03-plan-live.png') });
+  say('SEEN room count 3 on the plan');
+
+  // The access log, then a tap: a new row without a reload, its reason in words.
+  await nav('log');
+  await page.waitForSelector('#log-table tbody tr', { timeout: T });
+  await waitFor('tap');
+  await page.waitForFunction(() => [...document.querySelectorAll('#log-table tbody tr.fresh')]
+    .some((tr) => tr.textContent.includes('Marta')), null, { timeout: T });
+  const row = await page.$$eval('#log-table tbody tr.fresh', (rows) => rows.map((r) => r.textContent).find((t) => t.includes('Marta')));
+  check(row.includes('Персонал або охорона'), `the decision's reason is in Ukrainian words: ${row}`);
+  check(await page.evaluate(() => window.__noReload === true), 'the page was not reloaded');
+  await page.screenshot({ path: join(shots, '04-log-live.png'), fullPage: false });
+  say('SEEN the tap in the log');
+
+  // A filter: denied only.
+  await page.selectOption('#log-reason', 'deny');
+  await page.click('#log-search');
+  await page.waitForFunction(() => [...document.querySelectorAll('#log-table tbody tr')]
+    .some((tr) => tr.textContent.includes('Ivan')), null, { timeout: T });
+  const denied = await page.$$eval('#log-table tbody tr', (rows) => rows.map((r) => r.textContent));
+  check(denied.every((r) => !r.includes('Marta')), 'the filter leaves out allowed taps');
+  check(denied.some((r) => r.includes('Учасник не має права на ці двері')), 'a denied tap says why in words');
+  await page.screenshot({ path: join(shots, '05-log-denied.png') });
+
+  // CSV export of what the filter shows.
+  const [download] = await Promise.all([page.waitForEvent('download', { timeout: T }), page.click('#log-csv')]);
+  const csv = readFileSync(await download.path(), 'utf8');
+  check(csv.startsWith('at,kind,door,room,member,member_name,card,reason,allowed'), `CSV header: ${csv.slice(0, 80)}`);
+  check(csv.includes('deny.no_right') && csv.includes('ivan') && !csv.includes('allow.staff'), 'the CSV holds the filtered entries');
+  say(`SEEN CSV ${csv.trim().split('\n').length - 1} rows`);
+
+  // The other pages.
+  await page.goto(`${url}#/room/meeting-1`);
+  await page.waitForSelector('#room-count', { timeout: T });
+  check((await page.textContent('#room-count')).trim() === '3', 'the room view shows the count');
+  await page.waitForSelector('svg.chart');
+  await page.screenshot({ path: join(shots, '06-room.png'), fullPage: true });
+  await nav('doors');
+  await page.waitForSelector('#doors-table', { timeout: T });
+  await page.screenshot({ path: join(shots, '07-doors.png'), fullPage: true });
+  await nav('usage');
+  await page.screenshot({ path: join(shots, '08-usage.png'), fullPage: true });
+  await nav('devices');
+  await page.waitForSelector('table.devices', { timeout: T });
+  await page.screenshot({ path: join(shots, '09-devices.png'), fullPage: true });
+
+  // English, every string switched.
+  await page.click('#lang');
+  await page.waitForFunction(() => document.querySelector('a[data-route="log"]').textContent === 'Access log', null, { timeout: T });
+  check(await page.evaluate(() => document.documentElement.lang) === 'en', 'the page says it is in English');
+  await nav('log');
+  await page.waitForFunction(() => [...document.querySelectorAll('#log-table tbody tr')]
+    .some((tr) => tr.textContent.includes('The member has no right to this door')), null, { timeout: T });
+  const cyrillic = await page.evaluate(() => {
+    const skip = new Set(['SCRIPT', 'STYLE']);
+    const out = [];
+    const walk = (n) => {
+      if (n.nodeType === 3 && /[\u0400-\u04FF]/.test(n.textContent) && !n.parentElement.closest('[lang="uk"]')) out.push(n.textContent.trim());
+      else if (n.nodeType === 1 && !skip.has(n.tagName)) n.childNodes.forEach(walk);
+    };
+    walk(document.body);
+    return out;
+  });
+  check(cyrillic.length === 0, `Ukrainian text left in English: ${cyrillic.slice(0, 5).join(' | ')}`);
+  await page.screenshot({ path: join(shots, '10-log-en.png') });
+  await nav('plan');
+  await page.waitForSelector('polygon[data-room]', { timeout: T });
+  await page.screenshot({ path: join(shots, '11-plan-en.png') });
+
+  // On a phone.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(200);
+  await page.screenshot({ path: join(shots, '12-plan-phone.png'), fullPage: true });
+
+  check(problems.length === 0, `problems in the page: ${problems.join('; ')}`);
+  say('DONE');
+} catch (e) {
+  if (page) await page.screenshot({ path: join(shots, 'failure.png'), fullPage: true }).catch(() => {});
+  say(`FAIL at ${step}: ${e.message}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+  process.exit();
+}

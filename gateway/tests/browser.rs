@@ -1,0 +1,155 @@
+//! The dashboard in a real browser: the gateway with the embedded broker and its HTTP API on a
+//! free port, a staff operator, and `dashboard/tests/browser.mjs` driving Debian's Chromium
+//! through playwright-core. When the script says `WAIT counter`, a people counter's reading
+//! goes over MQTT; at `WAIT tap`, two signed taps (one allowed, one denied); the script checks
+//! that the page followed without a reload. Screenshots land in the folder this test prints.
+//!
+//! Needs `node`, `/usr/bin/chromium` (or `CHROMIUM`) and `npm ci` in `dashboard/tests`:
+//! `.ci/run` installs them. Missing, the test fails in CI and says why elsewhere.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use kombinat::service;
+use kombinat::staff::{Staff, StaffName, StaffRole};
+use kombinat::store::{Actor, SledStore, Store};
+use kombinat_protocol::sensor::{Measurement, Reading};
+use kombinat_protocol::{DeviceId, Topic};
+use support::*;
+
+fn tests_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboard/tests")
+}
+
+/// Why the browser test cannot run here, if it cannot.
+fn missing() -> Option<String> {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() {
+        return Some(format!("no Chromium at {chromium} (apt install chromium)"));
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Some("no node (apt install nodejs)".into());
+    }
+    if !tests_dir().join("node_modules/playwright-core").exists() {
+        return Some("playwright-core is not installed (npm ci --prefix dashboard/tests)".into());
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_watch_the_building_live_in_a_real_browser() {
+    if let Some(why) = missing() {
+        if std::env::var_os("CI").is_some() {
+            panic!("the browser test needs {why}");
+        }
+        eprintln!("skipping the browser test: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let password = "a long operator password";
+    {
+        let store: std::sync::Arc<dyn Store> =
+            std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+        let staff = Staff::load(store, chrono::Utc::now()).unwrap();
+        staff
+            .add(
+                StaffName::parse("olena").unwrap(),
+                StaffRole::Operator,
+                password,
+                Actor::Cli("test".into()),
+                chrono::Utc::now(),
+            )
+            .unwrap();
+    }
+    let mut config = config(dir.path(), "embedded");
+    config.http = Some("127.0.0.1:0".parse().unwrap());
+    let gw = service::start(config).await.unwrap();
+    assert!(
+        gw.ready(Duration::from_secs(20)).await,
+        "gateway subscribed"
+    );
+    let url = format!("http://{}/", gw.http_addr.unwrap());
+    let mut node = DoorNode::connect(gw.mqtt_addr, "door-cowork", "d-cowork-in", key(1)).await;
+
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    println!("screenshots: {}", shots.display());
+
+    let mut child = Command::new("node")
+        .arg(tests_dir().join("browser.mjs"))
+        .args([&url, "olena", password, &shots.display().to_string()])
+        .current_dir(tests_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, said) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut transcript = Vec::new();
+    loop {
+        let line = tokio::task::block_in_place(|| said.recv_timeout(Duration::from_secs(120)))
+            .unwrap_or_else(|_| panic!("the browser script went quiet; it said {transcript:?}"));
+        println!("browser: {line}");
+        transcript.push(line.clone());
+        match line.as_str() {
+            "WAIT counter" => {
+                let reading = Reading {
+                    v: kombinat_protocol::door::VERSION,
+                    device: DeviceId::parse("sensor-meeting").unwrap(),
+                    counter: 1,
+                    reading: Measurement::Counter { entered: 3, out: 0 },
+                };
+                node.client
+                    .publish(
+                        Topic::Reading(reading.device).to_string(PREFIX),
+                        rumqttc::QoS::AtLeastOnce,
+                        false,
+                        serde_json::to_vec(&reading).unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                writeln!(stdin, "GO").unwrap();
+            }
+            "WAIT tap" => {
+                for c in [STAFF_CARD, NOBODY_CARD] {
+                    let t = node.tap(card(c));
+                    node.send_tap(&t).await;
+                    node.decision(Duration::from_secs(10)).await;
+                }
+                writeln!(stdin, "GO").unwrap();
+            }
+            "DONE" => break,
+            l if l.starts_with("FAIL") => {
+                panic!(
+                    "the dashboard failed in the browser: {l} (screenshots in {})",
+                    shots.display()
+                )
+            }
+            _ => {}
+        }
+    }
+    let status = tokio::task::block_in_place(|| child.wait()).unwrap();
+    assert!(status.success(), "the browser script ended with {status}");
+    let taken: Vec<_> = std::fs::read_dir(&shots)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(taken.len() >= 12, "a screenshot of every page: {taken:?}");
+    gw.stop().await.unwrap();
+}

@@ -1,0 +1,995 @@
+//! The dashboard's API through `oneshot` on the running gateway's router (a real core, a real
+//! sled store, the embedded broker): sign-in and sessions, roles, CSRF, every endpoint's
+//! happy path, the access log and its CSV, the OpenAPI document, the live stream.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use futures_util::StreamExt;
+use kombinat::service;
+use kombinat::staff::{Staff, StaffName, StaffRole};
+use kombinat::store::{Actor, SledStore, Store};
+use serde_json::{json, Value};
+use support::*;
+use tower::ServiceExt;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A data directory as `prepare` makes it, with a viewer, an operator and an admin.
+fn prepare_staff(dir: &std::path::Path) {
+    prepare(dir);
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
+    let staff = Staff::load(store, chrono::Utc::now()).unwrap();
+    for (name, role) in [
+        ("vera", StaffRole::Viewer),
+        ("olena", StaffRole::Operator),
+        ("adam", StaffRole::Admin),
+    ] {
+        staff
+            .add(
+                StaffName::parse(name).unwrap(),
+                role,
+                PASSWORD,
+                Actor::Cli("test".into()),
+                chrono::Utc::now(),
+            )
+            .unwrap();
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A browser's session: its cookie and CSRF token.
+#[derive(Clone, Default)]
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+async fn call(
+    gw: &service::Running,
+    method: Method,
+    path: &str,
+    who: Option<&Session>,
+    body: Option<Value>,
+) -> Reply {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(s) = who {
+        req = req
+            .header(header::COOKIE, &s.cookie)
+            .header("x-csrf-token", &s.csrf);
+    }
+    let req = match body {
+        Some(b) => req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let res = gw.app().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = axum::body::to_bytes(res.into_body(), 16 << 20)
+        .await
+        .unwrap()
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn login(gw: &service::Running, name: &str) -> Session {
+    let r = call(
+        gw,
+        Method::POST,
+        "/api/v1/session",
+        None,
+        Some(json!({"name": name, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{name} signs in: {}", r.text());
+    let cookie = r.headers[header::SET_COOKIE].to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(
+        !cookie.contains("Secure"),
+        "not Secure over plain HTTP unless configured"
+    );
+    Session {
+        cookie: cookie.split(';').next().unwrap().to_string(),
+        csrf: r.json()["csrf"].as_str().unwrap().to_string(),
+    }
+}
+
+async fn gateway(dir: &std::path::Path) -> service::Running {
+    let gw = service::start(config(dir, "embedded")).await.unwrap();
+    assert!(gw.ready(Duration::from_secs(20)).await);
+    gw
+}
+
+/// Every endpoint but health, sign-in, the OpenAPI document and the page's own files.
+const GUARDED: &[(&str, &str)] = &[
+    ("GET", "/api/v1/session"),
+    ("DELETE", "/api/v1/session"),
+    ("GET", "/api/v1/staff"),
+    ("POST", "/api/v1/staff"),
+    ("PATCH", "/api/v1/staff/vera"),
+    ("DELETE", "/api/v1/staff/vera"),
+    ("GET", "/api/v1/site"),
+    ("GET", "/api/v1/live"),
+    ("GET", "/api/v1/events"),
+    ("GET", "/api/v1/rooms"),
+    ("GET", "/api/v1/rooms/meeting-1"),
+    ("GET", "/api/v1/doors"),
+    ("POST", "/api/v1/doors/d-cowork-in/unlock"),
+    ("GET", "/api/v1/alarms"),
+    ("GET", "/api/v1/devices"),
+    ("GET", "/api/v1/mode"),
+    ("PUT", "/api/v1/mode"),
+    ("GET", "/api/v1/members"),
+    ("POST", "/api/v1/members"),
+    ("GET", "/api/v1/members/ivan"),
+    ("PATCH", "/api/v1/members/ivan"),
+    ("POST", "/api/v1/members/ivan/cards"),
+    ("DELETE", "/api/v1/cards/04D4E5F6"),
+    ("GET", "/api/v1/audit"),
+    ("GET", "/api/v1/audit.csv"),
+    ("GET", "/api/v1/utilisation"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_refuses_a_call_without_a_session_and_the_wrong_role() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare_staff(dir.path());
+    let gw = gateway(dir.path()).await;
+    for (m, p) in GUARDED {
+        let r = call(&gw, m.parse().unwrap(), p, None, Some(json!({}))).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{m} {p} without a session"
+        );
+    }
+    // A forged cookie is no session.
+    let forged = Session {
+        cookie: "kombinat_session=00ff".into(),
+        csrf: "x".into(),
+    };
+    let r = call(&gw, Method::GET, "/api/v1/site", Some(&forged), None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Health and the document need nobody.
+    assert_ne!(
+        call(&gw, Method::GET, "/health", None, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&gw, Method::GET, "/api/v1/openapi.json", None, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    let viewer = login(&gw, "vera").await;
+    let operator = login(&gw, "olena").await;
+    for (m, p, body) in [
+        ("POST", "/api/v1/doors/d-cowork-in/unlock", json!({})),
+        ("PUT", "/api/v1/mode", json!({"mode": "lockdown"})),
+        ("POST", "/api/v1/members", json!({"id": "x1", "name": "X"})),
+        ("GET", "/api/v1/staff", json!({})),
+    ] {
+        let r = call(
+            &gw,
+            m.parse().unwrap(),
+            p,
+            Some(&viewer),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "a viewer on {m} {p}");
+        if p.contains("members") || p.contains("staff") {
+            let r = call(&gw, m.parse().unwrap(), p, Some(&operator), Some(body)).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "an operator on {m} {p}");
+        }
+    }
+    // Nothing changed.
+    let mode = call(&gw, Method::GET, "/api/v1/mode", Some(&viewer), None).await;
+    assert_eq!(mode.json()["mode"], "normal");
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_without_the_sessions_csrf_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare_staff(dir.path());
+    let gw = gateway(dir.path()).await;
+    let operator = login(&gw, "olena").await;
+    let other = login(&gw, "vera").await;
+    for csrf in ["", "forged", other.csrf.as_str()] {
+        let s = Session {
+            cookie: operator.cookie.clone(),
+            csrf: csrf.into(),
+        };
+        let r = call(
+            &gw,
+            Method::PUT,
+            "/api/v1/mode",
+            Some(&s),
+            Some(json!({"mode": "lockdown"})),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "CSRF token {csrf:?}");
+        assert!(r.text().contains("CSRF"));
+    }
+    let r = call(&gw, Method::GET, "/api/v1/mode", Some(&operator), None).await;
+    assert_eq!(r.json()["mode"], "normal", "nothing changed");
+    // With it, the mode changes and the log says who.
+    let r = call(
+        &gw,
+        Method::PUT,
+        "/api/v1/mode",
+        Some(&operator),
+        Some(json!({"mode": "lockdown"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["mode"], "lockdown");
+    let log = call(
+        &gw,
+        Method::GET,
+        "/api/v1/audit?kind=mode",
+        Some(&operator),
+        None,
+    )
+    .await;
+    let e = &log.json()["entries"][0];
+    assert_eq!(
+        (e["actor"].as_str(), e["details"].as_str()),
+        (Some("staff:olena"), Some("lockdown"))
+    );
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_is_rate_limited_and_sessions_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare_staff(dir.path());
+    let gw = gateway(dir.path()).await;
+    let admin = login(&gw, "adam").await;
+    for _ in 0..kombinat::staff::LOGIN_FAILURES {
+        let r = call(
+            &gw,
+            Method::POST,
+            "/api/v1/session",
+            None,
+            Some(json!({"name": "vera", "password": "guess guess guess"})),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/session",
+        None,
+        Some(json!({"name": "vera", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right password waits"
+    );
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    // Another name is not held up by vera's.
+    login(&gw, "olena").await;
+    gw.stop().await.unwrap();
+
+    let gw = gateway(dir.path()).await;
+    let r = call(&gw, Method::GET, "/api/v1/session", Some(&admin), None).await;
+    assert_eq!(r.status, StatusCode::OK, "the session outlived the restart");
+    assert_eq!(r.json()["role"], "admin");
+    // Signing out ends it.
+    let r = call(&gw, Method::DELETE, "/api/v1/session", Some(&admin), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = call(&gw, Method::GET, "/api/v1/session", Some(&admin), None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_see_the_building_unlock_a_door_and_search_and_export_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare_staff(dir.path());
+    let gw = gateway(dir.path()).await;
+    let mut node = DoorNode::connect(gw.mqtt_addr, "door-cowork", "d-cowork-in", key(1)).await;
+    let viewer = login(&gw, "vera").await;
+    let operator = login(&gw, "olena").await;
+
+    // The site, with the shapes the plan is drawn from.
+    let site = call(&gw, Method::GET, "/api/v1/site", Some(&viewer), None)
+        .await
+        .json();
+    let rooms = site["rooms"].as_array().unwrap();
+    assert!(rooms.len() > 20 && rooms.iter().all(|r| r["shape"].as_array().is_some()));
+    assert!(
+        rooms
+            .iter()
+            .filter(|r| r["shape"].as_array().unwrap().len() >= 4)
+            .count()
+            > 20
+    );
+    assert!(site["floors"].as_array().unwrap().len() >= 3);
+
+    // Taps: one allowed, one denied, then the log, filtered, and its CSV.
+    for c in [STAFF_CARD, NOBODY_CARD] {
+        let t = node.tap(card(c));
+        node.send_tap(&t).await;
+        node.decision(Duration::from_secs(10)).await;
+    }
+    let log = call(
+        &gw,
+        Method::GET,
+        "/api/v1/audit?kind=decision",
+        Some(&viewer),
+        None,
+    )
+    .await
+    .json();
+    let entries = log["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{log}");
+    assert_eq!(entries[0]["reason"], "deny.no_right", "newest first");
+    assert_eq!(entries[0]["member_name"], "Ivan");
+    assert_eq!(entries[0]["room"], "coworking");
+    assert_eq!(entries[1]["reason"], "allow.staff");
+    let denied = call(
+        &gw,
+        Method::GET,
+        "/api/v1/audit?reason=deny&door=d-cowork-in",
+        Some(&viewer),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(denied["entries"].as_array().unwrap().len(), 1);
+    let marta = call(
+        &gw,
+        Method::GET,
+        "/api/v1/audit?member=marta",
+        Some(&viewer),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(marta["entries"].as_array().unwrap().len(), 1);
+    // Paging: one at a time, backwards, the cursor carries on.
+    let p1 = call(
+        &gw,
+        Method::GET,
+        "/api/v1/audit?kind=decision&limit=1",
+        Some(&viewer),
+        None,
+    )
+    .await
+    .json();
+    let next = p1["next"].as_str().unwrap().to_string();
+    let p2 = call(
+        &gw,
+        Method::GET,
+        &format!("/api/v1/audit?kind=decision&limit=1&before={next}"),
+        Some(&viewer),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(p2["entries"][0]["reason"], "allow.staff");
+    let bad = call(
+        &gw,
+        Method::GET,
+        "/api/v1/audit?reason=deny.nonsense",
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let csv = call(
+        &gw,
+        Method::GET,
+        "/api/v1/audit.csv?kind=decision",
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert!(csv.headers[header::CONTENT_DISPOSITION]
+        .to_str()
+        .unwrap()
+        .contains("attachment"));
+    let mut rows = csv::Reader::from_reader(csv.body.as_slice());
+    let head: Vec<String> = rows.headers().unwrap().iter().map(str::to_string).collect();
+    assert_eq!(head, kombinat::http::audit::CSV_HEADER);
+    let rows: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (
+            &rows[0][1],
+            &rows[0][2],
+            &rows[0][4],
+            &rows[0][5],
+            &rows[0][6],
+            &rows[0][7],
+            &rows[0][8]
+        ),
+        (
+            "decision",
+            "d-cowork-in",
+            "ivan",
+            "Ivan",
+            NOBODY_CARD,
+            "deny.no_right",
+            "false"
+        )
+    );
+    assert_eq!(&rows[1][7], "allow.staff");
+
+    // Live: rooms, doors, devices, alarms, the whole view.
+    let rooms_now = call(&gw, Method::GET, "/api/v1/rooms", Some(&viewer), None)
+        .await
+        .json();
+    assert_eq!(rooms_now.as_array().unwrap().len(), rooms.len());
+    let doors = call(&gw, Method::GET, "/api/v1/doors", Some(&viewer), None)
+        .await
+        .json();
+    let cowork = doors
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["door"] == "d-cowork-in")
+        .unwrap();
+    assert_eq!(cowork["device"], "door-cowork");
+    let devices = call(&gw, Method::GET, "/api/v1/devices", Some(&viewer), None)
+        .await
+        .json();
+    assert!(devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["device"] == "door-cowork"));
+    assert!(
+        call(&gw, Method::GET, "/api/v1/alarms", Some(&viewer), None)
+            .await
+            .json()
+            .is_array()
+    );
+    let day = call(
+        &gw,
+        Method::GET,
+        "/api/v1/rooms/meeting-1",
+        Some(&viewer),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(day["bookings"][0]["title"], "Ivan's meeting");
+    assert!(day["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["device"] == "sensor-meeting"));
+    assert_eq!(
+        call(
+            &gw,
+            Method::GET,
+            "/api/v1/rooms/nowhere",
+            Some(&viewer),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    let usage = call(
+        &gw,
+        Method::GET,
+        "/api/v1/utilisation?room=meeting-1",
+        Some(&viewer),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(usage["rooms"][0]["heat_map"].as_array().unwrap().len(), 7);
+    assert_eq!(usage["rooms"][0]["bookings"], 1);
+
+    // A remote unlock reaches the door node, signed, and the log says who.
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/doors/d-cowork-in/unlock",
+        Some(&operator),
+        Some(json!({"ms": 3000})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let cmd = node.next_on("command", Duration::from_secs(10)).await;
+    let cmd: Value = serde_json::from_slice(&cmd).unwrap();
+    assert_eq!(cmd["action"]["unlock"]["ms"], 3000, "{cmd}");
+    let changes = call(
+        &gw,
+        Method::GET,
+        "/api/v1/audit?kind=change",
+        Some(&viewer),
+        None,
+    )
+    .await
+    .json();
+    assert!(changes["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["actor"] == "staff:olena"
+            && e["details"]
+                .as_str()
+                .unwrap()
+                .contains("remote unlock of door d-cowork-in")));
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/doors/d-main/unlock",
+        Some(&operator),
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CONFLICT,
+        "a door without a device: {}",
+        r.text()
+    );
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/doors/d-cowork-in/unlock",
+        Some(&operator),
+        Some(json!({"ms": 600000})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_manage_members_cards_and_staff_and_every_change_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare_staff(dir.path());
+    let gw = gateway(dir.path()).await;
+    let admin = login(&gw, "adam").await;
+    let r = call(&gw, Method::POST, "/api/v1/members", Some(&admin),
+        Some(json!({"id": "petro", "name": "Petro <script>alert(1)</script>", "email": "petro@example.org", "plan": "coworking-resident", "cards": ["04:11:22:33"]}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let m = r.json();
+    assert_eq!(
+        m["name"], "Petro <script>alert(1)</script>",
+        "stored as given; the page escapes it"
+    );
+    assert_eq!(m["cards"][0]["card"], "04112233");
+    let again = call(
+        &gw,
+        Method::POST,
+        "/api/v1/members",
+        Some(&admin),
+        Some(json!({"id": "petro", "name": "P"})),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    let bad = call(
+        &gw,
+        Method::POST,
+        "/api/v1/members",
+        Some(&admin),
+        Some(json!({"id": "p2", "name": "P", "plan": "no-such-plan"})),
+    )
+    .await;
+    assert_eq!(
+        bad.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        bad.text()
+    );
+    let bad = call(
+        &gw,
+        Method::POST,
+        "/api/v1/members",
+        Some(&admin),
+        Some(json!({"id": "p3", "name": "P", "shoe_size": 44})),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let taken = call(
+        &gw,
+        Method::POST,
+        "/api/v1/members/petro/cards",
+        Some(&admin),
+        Some(json!({"card": STAFF_CARD})),
+    )
+    .await;
+    assert_eq!(
+        taken.status,
+        StatusCode::CONFLICT,
+        "Marta holds that card: {}",
+        taken.text()
+    );
+    let r = call(
+        &gw,
+        Method::PATCH,
+        "/api/v1/members/petro",
+        Some(&admin),
+        Some(json!({"suspended": "lost the key twice"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["status"], "suspended");
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/members/petro/cards",
+        Some(&admin),
+        Some(json!({"card": "04AABBCC"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(r.json()["cards"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        call(
+            &gw,
+            Method::DELETE,
+            "/api/v1/cards/04112233",
+            Some(&admin),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(
+            &gw,
+            Method::DELETE,
+            "/api/v1/cards/04112233",
+            Some(&admin),
+            None
+        )
+        .await
+        .status,
+        StatusCode::CONFLICT
+    );
+    let found = call(
+        &gw,
+        Method::GET,
+        "/api/v1/members?q=PETRO",
+        Some(&admin),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(found["total"], 1);
+    assert_eq!(
+        found["members"][0]["cards"].as_array().unwrap().len(),
+        1,
+        "only cards in force"
+    );
+    let one = call(
+        &gw,
+        Method::GET,
+        "/api/v1/members/petro",
+        Some(&admin),
+        None,
+    )
+    .await
+    .json();
+    assert!(one["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["revoked_at"].is_string()));
+
+    // Staff accounts.
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/staff",
+        Some(&admin),
+        Some(json!({"name": "ihor", "role": "viewer", "password": "short"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/staff",
+        Some(&admin),
+        Some(json!({"name": "ihor", "role": "viewer", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let ihor = login(&gw, "ihor").await;
+    let r = call(
+        &gw,
+        Method::PATCH,
+        "/api/v1/staff/ihor",
+        Some(&admin),
+        Some(json!({"role": "operator"})),
+    )
+    .await;
+    assert_eq!(r.json()["role"], "operator");
+    assert_eq!(
+        call(&gw, Method::GET, "/api/v1/session", Some(&ihor), None)
+            .await
+            .json()["role"],
+        "operator",
+        "a new role applies at once"
+    );
+    let list = call(&gw, Method::GET, "/api/v1/staff", Some(&admin), None).await;
+    assert!(
+        !list.text().contains("argon2"),
+        "no hash leaves the gateway"
+    );
+    assert_eq!(
+        call(
+            &gw,
+            Method::DELETE,
+            "/api/v1/staff/ihor",
+            Some(&admin),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&gw, Method::GET, "/api/v1/session", Some(&ihor), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED,
+        "removed, signed out"
+    );
+    assert_eq!(
+        call(
+            &gw,
+            Method::DELETE,
+            "/api/v1/staff/adam",
+            Some(&admin),
+            None
+        )
+        .await
+        .status,
+        StatusCode::CONFLICT,
+        "the last admin stays"
+    );
+
+    let changes = call(
+        &gw,
+        Method::GET,
+        "/api/v1/audit?kind=change&limit=1000",
+        Some(&admin),
+        None,
+    )
+    .await
+    .json();
+    let by_adam: Vec<&str> = changes["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "staff:adam")
+        .map(|e| e["details"].as_str().unwrap())
+        .collect();
+    for said in [
+        "member petro added",
+        "suspended: lost the key twice",
+        "04AABBCC issued to petro",
+        "04112233 of petro revoked",
+        "staff ihor added as viewer",
+        "staff ihor removed",
+    ] {
+        assert!(
+            by_adam.iter().any(|d| d.contains(said)),
+            "{said:?} in {by_adam:?}"
+        );
+    }
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_valid_and_covers_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare_staff(dir.path());
+    let gw = gateway(dir.path()).await;
+    let doc = call(&gw, Method::GET, "/api/v1/openapi.json", None, None)
+        .await
+        .json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc["paths"].as_object().unwrap();
+    for (m, p) in GUARDED {
+        let template = p
+            .replace("/vera", "/{name}")
+            .replace("/meeting-1", "/{id}")
+            .replace("/d-cowork-in", "/{id}")
+            .replace("/ivan", "/{id}")
+            .replace("/04D4E5F6", "/{card}");
+        let op = &paths
+            .get(&template)
+            .unwrap_or_else(|| panic!("{template} is in the document"))[m.to_lowercase()];
+        assert!(
+            op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+            "{m} {template} has responses"
+        );
+    }
+    for p in ["/api/v1/bookings", "/health", "/metrics"] {
+        assert!(paths.contains_key(p), "{p}");
+    }
+    // Every reference resolves to a schema in the document.
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|x| refs(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(all.len() > 20);
+    for r in all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("{r}"));
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "{r} resolves"
+        );
+    }
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stream_starts_with_a_snapshot_and_carries_decisions_and_the_page_has_its_headers()
+{
+    let dir = tempfile::tempdir().unwrap();
+    prepare_staff(dir.path());
+    let gw = gateway(dir.path()).await;
+    let mut node = DoorNode::connect(gw.mqtt_addr, "door-cowork", "d-cowork-in", key(1)).await;
+    let viewer = login(&gw, "vera").await;
+    let req = Request::get("/api/v1/events")
+        .header(header::COOKIE, &viewer.cookie)
+        .body(Body::empty())
+        .unwrap();
+    let res = gw.app().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut body = res.into_body().into_data_stream();
+    let mut seen = String::new();
+    let mut next = async || {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream goes on")
+            .unwrap();
+        String::from_utf8_lossy(&chunk).into_owned()
+    };
+    seen.push_str(&next().await);
+    assert!(seen.starts_with("event: snapshot\n"), "{seen}");
+    assert!(seen.contains("\"rooms\":["));
+    let t = node.tap(card(STAFF_CARD));
+    node.send_tap(&t).await;
+    node.decision(Duration::from_secs(10)).await;
+    while !seen.contains("event: decision") {
+        seen.push_str(&next().await);
+    }
+    let data = seen
+        .split("event: decision\ndata: ")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap();
+    let d: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(d["decision"]["reason"], "allow.staff");
+    assert_eq!(d["decision"]["member_name"], "Marta (staff)");
+    // Signed out, the stream ends at its next event.
+    let r = call(&gw, Method::DELETE, "/api/v1/session", Some(&viewer), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let t = node.tap(card(STAFF_CARD));
+    node.send_tap(&t).await;
+    node.decision(Duration::from_secs(10)).await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = body.next().await {
+            assert!(
+                !String::from_utf8_lossy(&chunk.unwrap()).contains("event: decision"),
+                "no decision reaches a signed-out stream"
+            );
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ended");
+    let viewer = login(&gw, "vera").await;
+
+    // The page and the API carry the security headers; the page loads nothing from elsewhere.
+    for path in ["/", "/api/v1/site", "/dashboard/js/app.js"] {
+        let r = call(&gw, Method::GET, path, Some(&viewer), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        let csp = r.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
+        assert_eq!(r.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(r.headers[header::X_FRAME_OPTIONS], "DENY");
+    }
+    for (name, _, text) in kombinat::http::dashboard::FILES {
+        let text = text.replace("http://www.w3.org/2000/svg", "");
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "{name} refers to nothing outside the gateway"
+        );
+    }
+    // An oversized body is refused before it is read.
+    let big = json!({"name": "x".repeat(3 << 20), "password": "y"});
+    let r = call(&gw, Method::POST, "/api/v1/session", None, Some(big)).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    gw.stop().await.unwrap();
+}
+
+#[test]
+fn every_reason_code_and_every_string_is_in_both_languages() {
+    let text = include_str!("../../dashboard/js/i18n.js");
+    let block = |lang: &str, next: &str| -> Vec<String> {
+        let start = text.find(&format!("  {lang}: {{")).unwrap();
+        let end = text[start..].find(next).map_or(text.len(), |e| start + e);
+        text[start..end]
+            .lines()
+            .flat_map(|l| l.split(", "))
+            .filter_map(|l| {
+                l.trim()
+                    .strip_prefix('\'')
+                    .and_then(|l| l.split_once('\''))
+                    .map(|(k, _)| k.to_string())
+            })
+            .collect()
+    };
+    let uk = block("uk", "\n  en: {");
+    let en = block("en", "\n};");
+    assert!(uk.len() > 150, "{}", uk.len());
+    assert_eq!(uk, en, "the same keys, in the same order");
+    for r in kombinat::domain::Reason::ALL {
+        assert!(
+            uk.contains(&format!("reason.{}", r.code())),
+            "{} in words",
+            r.code()
+        );
+    }
+}
