@@ -5,7 +5,7 @@
 import { api, setCsrf, stream, ApiError } from './api.js';
 import { h, clear } from './dom.js';
 import { t, setLang, lang } from './i18n.js';
-import { planView, roomView, doorsView, logView, usageView, devicesView } from './views.js';
+import { planView, roomView, doorsView, logView, usageView, devicesView, setZone } from './views.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -174,6 +174,7 @@ async function start(me) {
   $('login').hidden = true;
   $('top').hidden = false;
   ctx.site = await api('/api/v1/site');
+  setZone(ctx.site.timezone);
   header();
   if (es) es.close();
   es = stream(onEvent, (up, closed) => {

@@ -7,8 +7,11 @@ import { h, s, clear } from './dom.js';
 import { t, reason, locale, STRINGS } from './i18n.js';
 import { drawFloor, update as updatePlan, doorState } from './plan.js';
 
-const fmtTime = (iso) => new Date(iso).toLocaleString(locale(), { dateStyle: 'short', timeStyle: 'medium' });
-const fmtClock = (secs) => new Date(secs * 1000).toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit' });
+// Times are shown on the site's clock (Europe/Kyiv), wherever the browser is.
+let zone;
+export function setZone(tz) { zone = tz; }
+const fmtTime = (iso) => new Date(iso).toLocaleString(locale(), { dateStyle: 'short', timeStyle: 'medium', timeZone: zone });
+const fmtClock = (secs) => new Date(secs * 1000).toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit', timeZone: zone });
 
 export function ago(secs) {
   if (secs == null) return t('devices.never');
@@ -62,7 +65,7 @@ export const planView = {
 function timelineChart(day) {
   const W = 720; const H = 200; const L = 34; const B = 22; const T = 8;
   const start = day.day_start; const end = start + 86400;
-  const x = (ts) => L + ((ts - start) / (end - start)) * (W - L - 8);
+  const x = (ts) => L + ((ts - start) / (end - start)) * (W - L - 24);
   const max = Math.max(1, ...day.timeline.map((p) => p.peak), day.now.capacity || 0);
   const y = (v) => T + (1 - v / max) * (H - T - B);
   const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': t('room.timeline') });
@@ -73,7 +76,7 @@ function timelineChart(day) {
       width: Math.max(1, x(Math.min(b.end, end)) - x(Math.max(b.start, start))), height: H - T - B,
     }, s('title', {}, `${b.title || b.key}${b.no_show ? ` — ${t('room.noshow')}` : ''}`)));
   }
-  svg.append(s('line', { class: 'axis', x1: L, y1: H - B, x2: W - 8, y2: H - B }));
+  svg.append(s('line', { class: 'axis', x1: L, y1: H - B, x2: x(end), y2: H - B }));
   svg.append(s('line', { class: 'axis', x1: L, y1: T, x2: L, y2: H - B }));
   for (let hr = 0; hr <= 24; hr += 3) {
     svg.append(s('text', { x: x(start + hr * 3600), y: H - 6, 'text-anchor': 'middle' }, `${String(hr).padStart(2, '0')}:00`));
@@ -275,8 +278,9 @@ export const logView = {
     const p = new URLSearchParams();
     for (const [k, v] of Object.entries(this.filters)) {
       if (!v) continue;
-      // datetime-local has no zone: the browser's clock is the site's (the page is used there).
-      p.set(k, (k === 'from' || k === 'until') ? new Date(v).toISOString() : v);
+      // datetime-local has no zone: sent as "YYYY-MM-DD HH:MM", which the gateway reads on
+      // the site's clock.
+      p.set(k, (k === 'from' || k === 'until') ? v.replace('T', ' ') : v);
     }
     for (const [k, v] of Object.entries(extra)) if (v) p.set(k, v);
     return p.toString();

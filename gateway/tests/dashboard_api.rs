@@ -993,3 +993,77 @@ fn every_reason_code_and_every_string_is_in_both_languages() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_finds_entries_by_their_time_even_when_a_late_upload_came_between() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare_staff(dir.path());
+    let now = chrono::Utc::now();
+    {
+        // An hour ago a change; then a door node's offline decision from three days ago,
+        // uploaded after it (its key comes later, its time earlier).
+        let store = SledStore::open(dir.path()).unwrap();
+        let offline = kombinat::store::AuditEntry {
+            at: now - chrono::Duration::days(3),
+            actor: Actor::Door("d-cowork-in".parse().unwrap()),
+            event: kombinat::store::AuditEvent::Decision {
+                door: "d-cowork-in".parse().unwrap(),
+                card: None,
+                reason: kombinat::domain::Reason::OfflineListed,
+                unlock_ms: 5000,
+                member: None,
+                booking: None,
+                offline: true,
+                tap: Some(7),
+            },
+        };
+        store
+            .append_audit(&[
+                kombinat::store::AuditEntry::change(
+                    now - chrono::Duration::hours(1),
+                    Actor::System,
+                    "an hour ago",
+                ),
+                offline,
+            ])
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let gw = gateway(dir.path()).await;
+    let viewer = login(&gw, "vera").await;
+    let from = (now - chrono::Duration::hours(2)).to_rfc3339();
+    let q = format!("/api/v1/audit?from={}", urlencode(&from));
+    let page = call(&gw, Method::GET, &q, Some(&viewer), None).await.json();
+    let details: Vec<&str> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["details"].as_str())
+        .collect();
+    assert!(details.contains(&"an hour ago"), "{page}");
+    assert!(
+        page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["offline"] == false),
+        "the old one is outside the period"
+    );
+    let day = (now - chrono::Duration::days(3))
+        .with_timezone(&chrono_tz::Europe::Kyiv)
+        .format("%Y-%m-%d")
+        .to_string();
+    let q = format!("/api/v1/audit?from={day}&until={day}%2023:59&kind=decision");
+    let page = call(&gw, Method::GET, &q, Some(&viewer), None).await.json();
+    let e = &page["entries"].as_array().unwrap();
+    assert_eq!(e.len(), 1, "{page}");
+    assert_eq!(
+        (e[0]["offline"].as_bool(), e[0]["reason"].as_str()),
+        (Some(true), Some("allow.offline_listed"))
+    );
+    gw.stop().await.unwrap();
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}

@@ -26,6 +26,9 @@ use crate::store::{AuditEvent, AuditId, AuditRecord, Store};
 
 /// Entries a single request looks at, at most.
 pub const SCAN_MAX: usize = 200_000;
+/// How much later than it happened an entry may have been written (an offline door node's
+/// log, uploaded when it is back), microseconds: a week.
+const LATE_UPLOAD_US: u64 = 7 * 86_400 * 1_000_000;
 /// Rows a CSV export holds, at most.
 pub const CSV_MAX: usize = 100_000;
 
@@ -134,7 +137,7 @@ impl Filter {
         let nonempty = |o: &Option<String>| o.clone().filter(|s| !s.trim().is_empty());
         let time = |field: &str, v: &Option<String>| {
             nonempty(v)
-                .map(|v| crate::cli::parse_time(site, &v).map_err(|e| bad(field, e.to_string())))
+                .map(|v| super::parse_time(site, &v).map_err(|e| bad(field, e)))
                 .transpose()
         };
         let kind = nonempty(&q.kind);
@@ -291,10 +294,11 @@ fn scan(
         micros: u64::try_from(t.timestamp_micros()).unwrap_or(0),
         seq: 0,
     });
-    // Entries written after `until` may still have happened before it (offline decisions):
-    // the scan starts a day later and filters by time.
+    // Entries written after `until` may still have happened before it (a door node's
+    // offline decisions, uploaded when it is back): the scan starts a week later and filters
+    // by time.
     let until = until.map(|u| AuditId {
-        micros: u.micros.saturating_add(86_400_000_000),
+        micros: u.micros.saturating_add(LATE_UPLOAD_US),
         seq: 0,
     });
     let mut cursor = match (f.before, until) {

@@ -240,6 +240,23 @@ pub fn fields(
     Ok(out)
 }
 
+/// A time in a query: RFC 3339, `YYYY-MM-DD HH:MM` on the site's clock, or a day
+/// `YYYY-MM-DD` (its start on the site's clock).
+pub fn parse_time(
+    site: &crate::domain::Site,
+    v: &str,
+) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let v = v.trim();
+    let with_time;
+    let v = if v.len() == 10 && chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").is_ok() {
+        with_time = format!("{v} 00:00");
+        with_time.as_str()
+    } else {
+        v
+    };
+    crate::cli::parse_time(site, v).map_err(|e| e.to_string())
+}
+
 /// Runs a blocking closure (the store, argon2) off the async threads.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,

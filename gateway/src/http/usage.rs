@@ -88,8 +88,7 @@ pub async fn utilisation(
         v.as_deref()
             .filter(|v| !v.is_empty())
             .map(|v| {
-                crate::cli::parse_time(&site, v)
-                    .map_err(|e| ApiError::Invalid(vec![(field.into(), e.to_string())]))
+                super::parse_time(&site, v).map_err(|e| ApiError::Invalid(vec![(field.into(), e)]))
             })
             .transpose()
     };
