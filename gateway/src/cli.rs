@@ -89,6 +89,22 @@ pub enum Command {
     /// API tokens for booking systems: add (printed once), revoke, list.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Write a consistent copy of the whole store to FILE (also while `kombinat run` has it:
+    /// the running gateway writes it, without stopping the doors).
+    Backup {
+        /// Where to write it.
+        file: PathBuf,
+    },
+    /// Put a backup in place of the data directory, with the gateway stopped. A store
+    /// already there is kept beside it as `<data>.before-restore-<time>`, and only with
+    /// --force.
+    Restore {
+        /// The backup.
+        file: PathBuf,
+        /// Replace a data directory that holds a store.
+        #[arg(long)]
+        force: bool,
+    },
     /// Staff accounts for the dashboard: add, change, remove, list.
     #[command(subcommand)]
     Staff(StaffCmd),
@@ -857,6 +873,101 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
             let name: crate::domain::SourceId = id("token name", name)?;
             token_request(&cli, now, crate::spool::Request::RevokeToken(name))?;
             writeln!(out, "token {name} revoked")?;
+            Ok(())
+        }
+        Command::Backup { file } => {
+            let data = cli.data_dir();
+            let n = match SledStore::open(&data) {
+                Ok(store) => crate::service::write_backup(&store, file).map_err(|e| anyhow!(e))?,
+                Err(crate::store::StoreError::Busy) => {
+                    let Actor::Cli(by) = actor() else {
+                        unreachable!("the command line's actor")
+                    };
+                    let path = crate::spool::submit(
+                        &data,
+                        &crate::spool::Envelope {
+                            by,
+                            request: crate::spool::Request::Backup,
+                        },
+                    )
+                    .with_context(|| {
+                        format!("cannot write to {}", crate::spool::dir(&data).display())
+                    })?;
+                    crate::spool::wait(&path, std::time::Duration::from_secs(3600)).map_err(
+                        |e| anyhow!("the running gateway did not write the backup: {e}"),
+                    )?;
+                    let written = crate::spool::backup_file(&path);
+                    // The gateway wrote it in its own directory; it moves to where it was asked.
+                    if std::fs::rename(&written, file).is_err() {
+                        std::fs::copy(&written, file)
+                            .with_context(|| format!("cannot write {}", file.display()))?;
+                        let _ = std::fs::remove_file(&written);
+                    }
+                    let mut f = std::fs::File::open(file)?;
+                    let mut r = crate::store::backup::Reader::open(&mut f)?;
+                    let mut n = 0;
+                    while let Some(i) = r.next_item()? {
+                        n += u64::from(matches!(i, crate::store::backup::Item::Record(..)));
+                    }
+                    n
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot open {}", data.display())),
+            };
+            writeln!(
+                out,
+                "backup of {} written to {}: {n} records",
+                data.display(),
+                file.display()
+            )?;
+            Ok(())
+        }
+        Command::Restore { file, force } => {
+            let data = cli.data_dir();
+            let mut input = std::io::BufReader::new(
+                std::fs::File::open(file)
+                    .with_context(|| format!("cannot read {}", file.display()))?,
+            );
+            let occupied = data.exists() && std::fs::read_dir(&data)?.next().is_some();
+            if occupied {
+                // Busy means the gateway runs: it is stopped first.
+                drop(
+                    SledStore::open(&data)
+                        .with_context(|| format!("cannot open {}", data.display()))?,
+                );
+                if !force {
+                    bail!("{} holds a store: stop the gateway and add --force to replace it (it is kept beside)", data.display());
+                }
+            }
+            let name = data
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "data".into());
+            let staged = data.with_file_name(format!(".{name}.restoring"));
+            let _ = std::fs::remove_dir_all(&staged);
+            let n = SledStore::restore(&staged, &mut input)?;
+            // Opened once: a restore from an older schema is migrated now, not at the next start.
+            drop(SledStore::open(&staged)?);
+            if occupied {
+                let kept = data.with_file_name(format!(
+                    "{name}.before-restore-{}",
+                    now.format("%Y%m%d-%H%M%S")
+                ));
+                std::fs::rename(&data, &kept)?;
+                writeln!(
+                    out,
+                    "the store that was there is kept in {}",
+                    kept.display()
+                )?;
+            } else if data.exists() {
+                std::fs::remove_dir(&data)?;
+            }
+            std::fs::rename(&staged, &data)?;
+            writeln!(
+                out,
+                "restored {n} records from {} into {}",
+                file.display(),
+                data.display()
+            )?;
             Ok(())
         }
         Command::Staff(cmd) => {

@@ -555,6 +555,9 @@ impl Gateway {
                 t.revoked_at = Some(now);
                 self.put_token(t, actor, now).map_err(|e| e.to_string())
             }
+            crate::spool::Request::Backup => {
+                Err("a backup is written by the service, not as a token request".into())
+            }
         }
     }
 

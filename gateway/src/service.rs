@@ -210,6 +210,24 @@ fn member_refusal(e: GatewayError) -> MemberRefusal {
     }
 }
 
+/// Writes a backup of `store` to `file` (under a temporary name, synced, then renamed).
+pub fn write_backup(store: &dyn Store, file: &Path) -> Result<u64, String> {
+    let tmp = file.with_extension("partial");
+    let result = (|| {
+        let f = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
+        let mut w = std::io::BufWriter::new(f);
+        let n = store.export(&mut w).map_err(|e| e.to_string())?;
+        let f = w.into_inner().map_err(|e| e.to_string())?;
+        f.sync_all().map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, file).map_err(|e| e.to_string())?;
+        Ok(n)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// One door's allow-list, computed off the core, to sign and publish.
 pub struct DoorList {
     door: DoorId,
@@ -542,6 +560,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
     let staff = Arc::new(crate::staff::Staff::load(store.clone(), now)?);
     let core = Core {
         live: live.clone(),
+        backups: Arc::default(),
         mode_since: now,
         gateway,
         desk,
@@ -800,6 +819,8 @@ struct Core {
     occupied: Vec<Option<bool>>,
     /// What the dashboard shows live.
     live: Arc<crate::live::Live>,
+    /// Backup requests being written.
+    backups: Arc<Mutex<BTreeSet<std::path::PathBuf>>>,
 }
 
 /// What one batch has to write and then send.
@@ -1134,6 +1155,31 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    /// Writes a backup for a command-line request on its own thread (the log is read
+    /// without holding up the doors), then answers the request.
+    fn backup(&mut self, request: std::path::PathBuf, by: String) {
+        if let Ok(mut b) = self.backups.lock() {
+            b.insert(request.clone());
+        }
+        let store = self.gateway.store_arc();
+        let running = self.backups.clone();
+        let spawned = std::thread::Builder::new()
+            .name("backup".into())
+            .spawn(move || {
+                let file = crate::spool::backup_file(&request);
+                let r = write_backup(store.as_ref(), &file).map(|n| {
+                    tracing::info!(records = n, by = %by, file = %file.display(), "backup written");
+                });
+                crate::spool::done(&request, &r);
+                if let Ok(mut b) = running.lock() {
+                    b.remove(&request);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the backup");
+        }
     }
 
     /// A decision as the dashboard shows it.
@@ -1855,10 +1901,20 @@ impl Core {
         b.refresh = true;
         // Requests from the command line (token add and revoke while the gateway runs).
         for path in crate::spool::pending(&self.config.data) {
-            let r = crate::spool::read(&path).and_then(|env| {
-                self.gateway
-                    .token_request(env.request, Actor::Cli(env.by), now)
+            if self.backups.lock().is_ok_and(|b| b.contains(&path)) {
+                continue;
+            }
+            let r = crate::spool::read(&path).and_then(|env| match env.request {
+                crate::spool::Request::Backup => {
+                    self.backup(path.clone(), env.by);
+                    Err(String::new())
+                }
+                req => self.gateway.token_request(req, Actor::Cli(env.by), now),
             });
+            // A backup is answered by its own thread when it is written.
+            if r.as_ref().is_err_and(String::is_empty) {
+                continue;
+            }
             match &r {
                 Ok(()) => tracing::info!(request = %path.display(), "command-line request applied"),
                 Err(why) => {

@@ -20,6 +20,13 @@ pub enum Request {
     AddToken(ApiToken),
     /// Revoke the live token of this name.
     RevokeToken(SourceId),
+    /// Write a backup beside the request ([`backup_file`]), for the command line to take.
+    Backup,
+}
+
+/// Where the running gateway writes the backup a request asked for.
+pub fn backup_file(request: &Path) -> PathBuf {
+    request.with_extension("backup")
 }
 
 /// A request and who made it.

@@ -10,6 +10,7 @@
 //! Audit keys are time-ordered: the microsecond of the entry (never earlier than the previous
 //! key's, so a clock stepping back cannot reorder the log) followed by a sequence number.
 
+pub mod backup;
 mod contract;
 pub mod history;
 mod memory;
@@ -397,4 +398,12 @@ pub trait Store: Send + Sync {
     fn outbox(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError>;
     /// Removes a delivered event.
     fn remove_outbox(&self, id: u64) -> Result<(), StoreError>;
+    /// Writes a consistent copy of everything to `out` in the [`backup`] format, while the
+    /// store is in use; returns the records written.
+    fn export(&self, out: &mut dyn std::io::Write) -> Result<u64, backup::BackupError> {
+        let _ = out;
+        Err(backup::BackupError::Bad(
+            "this store is in memory: there is nothing to back up".into(),
+        ))
+    }
 }

@@ -14,6 +14,7 @@ use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
+use super::backup::{BackupError, Item, Reader, Writer};
 use super::history::{downsample, HistoryBucket, OutboxEvent};
 use super::{
     AuditClock, AuditEntry, AuditId, AuditRecord, Change, Store, StoreError, SCHEMA_VERSION,
@@ -89,6 +90,11 @@ fn change_kv(c: &Change) -> Result<(Vec<u8>, Option<Vec<u8>>), StoreError> {
     })
 }
 
+/// Every tree a store has.
+const TREES: [&str; 7] = [
+    "meta", "data", "marks", "history", "state", "outbox", "audit",
+];
+
 impl SledStore {
     /// Opens (or creates) the store in `dir`, migrating older data.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
@@ -136,6 +142,76 @@ impl SledStore {
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Restores a backup into `dir`, which must not hold a store: everything is read and
+    /// checked (magic, schema, checksum) into `dir`, and on any problem `dir` is removed
+    /// again. Returns the records restored. Older schemas are migrated at the next open.
+    pub fn restore(dir: &Path, input: &mut dyn std::io::Read) -> Result<u64, BackupError> {
+        if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+            return Err(BackupError::Bad(format!(
+                "{} is not empty: restore into a new directory",
+                dir.display()
+            )));
+        }
+        let result = (|| {
+            let mut r = Reader::open(input)?;
+            let db = sled::Config::new()
+                .path(dir)
+                .cache_capacity(CACHE_BYTES)
+                .mode(sled::Mode::LowSpace)
+                .open()
+                .map_err(StoreError::from)?;
+            let mut tree: Option<sled::Tree> = None;
+            let mut batch = sled::Batch::default();
+            let mut in_batch = 0;
+            let mut n = 0u64;
+            let mut max_outbox = 0u64;
+            while let Some(item) = r.next_item()? {
+                match item {
+                    Item::Tree(name) => {
+                        if let Some(t) = &tree {
+                            t.apply_batch(std::mem::take(&mut batch))
+                                .map_err(StoreError::from)?;
+                            in_batch = 0;
+                        }
+                        if !TREES.contains(&name.as_str()) {
+                            return Err(BackupError::Bad(format!("an unknown tree {name:?}")));
+                        }
+                        tree = Some(db.open_tree(&name).map_err(StoreError::from)?);
+                    }
+                    Item::Record(k, v) => {
+                        let Some(t) = &tree else {
+                            return Err(BackupError::Bad("a record before any tree".into()));
+                        };
+                        if t.name() == b"outbox".as_slice() {
+                            if let Ok(id) = <[u8; 8]>::try_from(k.as_slice()) {
+                                max_outbox = max_outbox.max(u64::from_be_bytes(id));
+                            }
+                        }
+                        batch.insert(k, v);
+                        in_batch += 1;
+                        n += 1;
+                        if in_batch >= 10_000 {
+                            t.apply_batch(std::mem::take(&mut batch))
+                                .map_err(StoreError::from)?;
+                            in_batch = 0;
+                        }
+                    }
+                }
+            }
+            if let Some(t) = &tree {
+                t.apply_batch(batch).map_err(StoreError::from)?;
+            }
+            // Outbox ids keep increasing after the restore.
+            while db.generate_id().map_err(StoreError::from)? < max_outbox {}
+            db.flush().map_err(StoreError::from)?;
+            Ok(n)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        result
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
@@ -496,5 +572,40 @@ impl Store for SledStore {
     fn remove_outbox(&self, id: u64) -> Result<(), StoreError> {
         self.outbox.remove(id.to_be_bytes())?;
         Ok(())
+    }
+
+    fn export(&self, out: &mut dyn std::io::Write) -> Result<u64, BackupError> {
+        let mut w = Writer::start(out)?;
+        let trees = [
+            ("meta", &self.meta),
+            ("data", &self.data),
+            ("marks", &self.marks),
+            ("history", &self.history),
+            ("state", &self.state),
+            ("outbox", &self.outbox),
+        ];
+        // Records and their audit entries are written together under this lock: while it is
+        // held, the records and the log's end are read as of one moment. The log is
+        // append-only, so its entries up to that end are read afterwards, without holding up
+        // the doors.
+        let last = {
+            let _one = self.write.lock().unwrap_or_else(|p| p.into_inner());
+            for (name, tree) in trees {
+                w.tree(name)?;
+                for kv in tree.iter() {
+                    let (k, v) = kv.map_err(StoreError::from)?;
+                    w.record(&k, &v)?;
+                }
+            }
+            self.audit.last().map_err(StoreError::from)?.map(|(k, _)| k)
+        };
+        w.tree("audit")?;
+        if let Some(last) = last {
+            for kv in self.audit.range(..=last) {
+                let (k, v) = kv.map_err(StoreError::from)?;
+                w.record(&k, &v)?;
+            }
+        }
+        w.finish()
     }
 }
