@@ -439,6 +439,16 @@ pub enum MemberCmd {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Erase a member's personal data, with the gateway stopped: their record and cards go,
+    /// they leave their bookings, and the log keeps every entry with their id replaced by a
+    /// pseudonym and their cards removed. Cannot be undone (a backup first is wise).
+    Erase {
+        /// The member.
+        id: String,
+        /// Yes, erase.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Lift a suspension.
     Resume {
         /// The member.
@@ -1418,6 +1428,17 @@ fn member(cli: &Cli, c: &MemberCmd, out: &mut dyn Write, now: DateTime<Utc>) -> 
             let mid = m.id;
             ctx.gateway.add_member(m, actor(), now)?;
             writeln!(out, "member {mid} added")?;
+        }
+        MemberCmd::Erase { id: mid, yes } => {
+            let mid = MemberId::parse(mid).map_err(|e| anyhow!("member {mid:?}: {e}"))?;
+            if !yes {
+                bail!("erasing {mid} cannot be undone: add --yes (and take a backup first)");
+            }
+            let (pseudonym, n) = ctx.gateway.erase_member(mid, actor(), now)?;
+            writeln!(
+                out,
+                "member {mid} erased; the log calls them {pseudonym} ({n} entries rewritten)"
+            )?;
         }
         MemberCmd::List => {
             let members = ctx.gateway.store().members()?;

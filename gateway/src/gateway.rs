@@ -200,7 +200,12 @@ impl Gateway {
                 self.snapshot.set_leases(self.store.leases()?)
             }
             Change::Mode(m) => self.snapshot.set_mode(m),
-            Change::Device(_) | Change::Token(_) | Change::Staff(_) | Change::RemoveStaff(_) => {}
+            Change::Device(_)
+            | Change::Token(_)
+            | Change::Staff(_)
+            | Change::RemoveStaff(_)
+            | Change::RemoveMember(_)
+            | Change::RemoveCredential(_) => {}
         }
         Ok(())
     }
@@ -262,6 +267,69 @@ impl Gateway {
         }
         let summary = format!("member {} changed: {}", m.id, changed.join(", "));
         self.commit(Change::Member(m), AuditEntry::change(now, actor, summary))
+    }
+
+    /// Erases a member's personal data (with the gateway stopped: the running one keeps its
+    /// snapshot): the log keeps every entry, in order, with the member's id replaced by a
+    /// pseudonym and their cards removed; their record and cards are deleted and they leave
+    /// the bookings they were in. The pseudonym is the same on every run (an HMAC of the id
+    /// with a secret kept in the store), so an erasure cut short finishes when run again.
+    /// Returns the pseudonym and the log entries rewritten.
+    pub fn erase_member(
+        &mut self,
+        id: MemberId,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(MemberId, usize), GatewayError> {
+        if self.store.member(id)?.is_none() {
+            return Err(GatewayError::UnknownMember(id));
+        }
+        const SECRET: &str = "erase/secret";
+        let secret = match self.store.state(SECRET)? {
+            Some(s) => s,
+            None => {
+                let mut s = vec![0u8; 32];
+                getrandom::fill(&mut s).map_err(|e| {
+                    GatewayError::Store(crate::store::StoreError::Encode(e.to_string()))
+                })?;
+                self.store.put_state(SECRET, &s)?;
+                self.store.flush()?;
+                s
+            }
+        };
+        let mac = {
+            use hmac::Mac as _;
+            let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(&secret).map_err(|e| {
+                GatewayError::Store(crate::store::StoreError::Encode(e.to_string()))
+            })?;
+            m.update(id.to_string().as_bytes());
+            m.finalize().into_bytes()
+        };
+        let hex: String = mac.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        let pseudonym = MemberId::parse(&format!("erased-{hex}"))
+            .map_err(|e| GatewayError::Store(crate::store::StoreError::Encode(e.to_string())))?;
+        let cards = self
+            .store
+            .credentials()?
+            .into_iter()
+            .filter(|r| r.member == id)
+            .filter_map(|r| match r.credential {
+                Credential::Card(c) => Some(c),
+                Credential::Pin(_) => None,
+            })
+            .collect();
+        let erasure = crate::store::Erasure {
+            member: id,
+            pseudonym,
+            cards,
+        };
+        let audit = AuditEntry::change(
+            now,
+            actor,
+            format!("member {pseudonym} erased: personal data removed, log entries pseudonymised"),
+        );
+        let n = self.store.erase_member(&erasure, &audit)?;
+        Ok((pseudonym, n))
     }
 
     /// Suspends a member (rights kept, doors shut) or lifts the suspension (`reason = None`).

@@ -643,3 +643,39 @@ fn api_tokens_are_shown_once_kept_hashed_and_revoked() {
         .fails(&["token", "add", "x", "--scope", "doors:open"])
         .contains("doors:open"));
 }
+
+#[test]
+fn a_member_is_erased_and_the_log_keeps_a_pseudonym() {
+    let k = Kombinat::new();
+    k.ok(&[
+        "member",
+        "add",
+        "petro",
+        "--name",
+        "Petro Shevchenko",
+        "--email",
+        "petro@example.org",
+    ]);
+    k.ok(&["card", "add", "petro", "--card", "04:11:22:33"]);
+    let refused = k.fails(&["member", "erase", "petro"]);
+    assert!(refused.contains("--yes"), "{refused}");
+    let said = k.ok(&["member", "erase", "petro", "--yes"]);
+    assert!(said.contains("erased-"), "{said}");
+    let pseudonym = said
+        .split_whitespace()
+        .find(|w| w.starts_with("erased-"))
+        .unwrap()
+        .to_string();
+    k.fails(&["member", "show", "petro"]);
+    let log = k.ok(&["log", "tail", "-n", "20"]);
+    assert!(
+        !log.contains("petro") && !log.contains("04112233") && !log.contains("Shevchenko"),
+        "{log}"
+    );
+    assert!(log.contains(&pseudonym), "{log}");
+    // The card is free again.
+    k.ok(&["member", "add", "olena", "--name", "Olena"]);
+    k.ok(&["card", "add", "olena", "--card", "04112233"]);
+    // A second erase of the same member: there is nobody left to erase.
+    k.fails(&["member", "erase", "petro", "--yes"]);
+}

@@ -91,6 +91,12 @@ impl Store for MemoryStore {
                 Change::RemoveStaff(n) => {
                     i.staff.remove(&n);
                 }
+                Change::RemoveMember(id) => {
+                    i.members.remove(&id);
+                }
+                Change::RemoveCredential(c) => {
+                    i.credentials.remove(&c);
+                }
             }
         }
         let id = self.clock.next(audit.at);
@@ -152,6 +158,27 @@ impl Store for MemoryStore {
 
     fn tokens(&self) -> Result<Vec<crate::domain::ApiToken>, StoreError> {
         Ok(self.lock().tokens.values().cloned().collect())
+    }
+
+    fn erase_member(
+        &self,
+        erasure: &super::Erasure,
+        audit: &AuditEntry,
+    ) -> Result<usize, StoreError> {
+        let rewritten = {
+            let mut i = self.lock();
+            let mut n = 0;
+            for e in i.audit.values_mut() {
+                if let Some(x) = erasure.apply(e) {
+                    *e = x;
+                    n += 1;
+                }
+            }
+            n
+        };
+        let changes = super::erasure_changes(self, erasure)?;
+        self.commit(&changes, audit)?;
+        Ok(rewritten)
     }
 
     fn staff(&self) -> Result<Vec<crate::staff::StaffAccount>, StoreError> {

@@ -306,8 +306,92 @@ pub enum Change {
     Token(crate::domain::ApiToken),
     /// Add or replace a staff account.
     Staff(crate::staff::StaffAccount),
+    /// Remove a member (an erasure).
+    RemoveMember(MemberId),
+    /// Remove a credential (an erasure).
+    RemoveCredential(Credential),
     /// Remove a staff account.
     RemoveStaff(crate::staff::StaffName),
+}
+
+/// What erasing a member replaces: their id by a pseudonym, their cards by nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erasure {
+    /// The member erased.
+    pub member: MemberId,
+    /// What the log calls them from now on.
+    pub pseudonym: MemberId,
+    /// Every card they held.
+    pub cards: Vec<CardId>,
+}
+
+impl Erasure {
+    /// `text` with the member's id and cards, as whole words, replaced.
+    fn scrub(&self, text: &str) -> String {
+        let id = self.member.to_string();
+        let cards: Vec<String> = self.cards.iter().map(|c| c.to_string()).collect();
+        let mut out = String::with_capacity(text.len());
+        let mut word = String::new();
+        let flush = |word: &mut String, out: &mut String| {
+            if *word == id {
+                out.push_str(self.pseudonym.as_str());
+            } else if cards.iter().any(|c| c.eq_ignore_ascii_case(word)) {
+                out.push_str("(erased card)");
+            } else {
+                out.push_str(word);
+            }
+            word.clear();
+        };
+        for c in text.chars() {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':') {
+                word.push(c);
+            } else {
+                flush(&mut word, &mut out);
+                out.push(c);
+            }
+        }
+        flush(&mut word, &mut out);
+        out
+    }
+
+    /// The entry with the member's personal data replaced, if it had any.
+    pub fn apply(&self, e: &AuditEntry) -> Option<AuditEntry> {
+        let mut n = e.clone();
+        match &mut n.event {
+            AuditEvent::Decision { card, member, .. } => {
+                if *member == Some(self.member) {
+                    *member = Some(self.pseudonym);
+                }
+                if card.is_some_and(|c| self.cards.contains(&c)) {
+                    *card = None;
+                }
+            }
+            AuditEvent::Change { summary } => *summary = self.scrub(summary),
+            AuditEvent::Alarm { .. } | AuditEvent::Mode { .. } | AuditEvent::NoShow { .. } => {}
+        }
+        (n != *e).then_some(n)
+    }
+}
+
+/// The record changes of an erasure: the member and their credentials removed, their place
+/// in bookings cleared.
+fn erasure_changes(s: &dyn Store, erasure: &Erasure) -> Result<Vec<Change>, StoreError> {
+    let mut changes = vec![Change::RemoveMember(erasure.member)];
+    changes.extend(
+        s.credentials()?
+            .into_iter()
+            .filter(|r| r.member == erasure.member)
+            .map(|r| Change::RemoveCredential(r.credential)),
+    );
+    changes.extend(s.bookings()?.into_iter().filter_map(|mut b| {
+        let before = (b.organiser, b.attendees.len());
+        if b.organiser == Some(erasure.member) {
+            b.organiser = None;
+        }
+        b.attendees.retain(|a| *a != erasure.member);
+        (before != (b.organiser, b.attendees.len())).then_some(Change::Booking(b))
+    }));
+    Ok(changes)
 }
 
 /// Persistence for the gateway.
@@ -398,6 +482,11 @@ pub trait Store: Send + Sync {
     fn outbox(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError>;
     /// Removes a delivered event.
     fn remove_outbox(&self, id: u64) -> Result<(), StoreError>;
+    /// Erases a member's personal data: every log entry naming them is rewritten by
+    /// `erasure` (same key, same order, the identifying fields replaced), then their record and
+    /// credentials are removed, their place in bookings cleared, and `audit` appended, in one
+    /// transaction. Returns the log entries rewritten. Safe to run again after a crash.
+    fn erase_member(&self, erasure: &Erasure, audit: &AuditEntry) -> Result<usize, StoreError>;
     /// Writes a consistent copy of everything to `out` in the [`backup`] format, while the
     /// store is in use; returns the records written.
     fn export(&self, out: &mut dyn std::io::Write) -> Result<u64, backup::BackupError> {

@@ -87,6 +87,8 @@ fn change_kv(c: &Change) -> Result<(Vec<u8>, Option<Vec<u8>>), StoreError> {
         Change::Token(t) => (format!("t/{}", t.name).into_bytes(), Some(encode(t)?)),
         Change::Staff(a) => (format!("u/{}", a.name).into_bytes(), Some(encode(a)?)),
         Change::RemoveStaff(n) => (format!("u/{n}").into_bytes(), None),
+        Change::RemoveMember(id) => (member_key(*id), None),
+        Change::RemoveCredential(c) => (credential_key(c), None),
     })
 }
 
@@ -572,6 +574,33 @@ impl Store for SledStore {
     fn remove_outbox(&self, id: u64) -> Result<(), StoreError> {
         self.outbox.remove(id.to_be_bytes())?;
         Ok(())
+    }
+
+    fn erase_member(
+        &self,
+        erasure: &super::Erasure,
+        audit: &AuditEntry,
+    ) -> Result<usize, StoreError> {
+        let mut rewritten = 0;
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for kv in self.audit.iter() {
+            let (k, v) = kv?;
+            let e: AuditEntry = decode("audit", &k, &v)?;
+            if let Some(n) = erasure.apply(&e) {
+                batch.insert(k, encode(&n)?);
+                rewritten += 1;
+                in_batch += 1;
+                if in_batch >= 10_000 {
+                    self.audit.apply_batch(std::mem::take(&mut batch))?;
+                    in_batch = 0;
+                }
+            }
+        }
+        self.audit.apply_batch(batch)?;
+        let changes = super::erasure_changes(self, erasure)?;
+        self.commit(&changes, audit)?;
+        Ok(rewritten)
     }
 
     fn export(&self, out: &mut dyn std::io::Write) -> Result<u64, BackupError> {
