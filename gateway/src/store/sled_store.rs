@@ -40,6 +40,8 @@ pub struct SledStore {
     clock: AuditClock,
     /// Held from taking an audit id to writing it, so ids reach the log in order.
     write: std::sync::Mutex<()>,
+    /// Where it lives.
+    dir: std::path::PathBuf,
 }
 
 fn member_key(id: MemberId) -> Vec<u8> {
@@ -141,6 +143,7 @@ impl SledStore {
             state,
             outbox,
             write: std::sync::Mutex::new(()),
+            dir: dir.to_path_buf(),
         };
         store.migrate()?;
         Ok(store)
@@ -216,6 +219,27 @@ impl SledStore {
         result
     }
 
+    /// Writes `<data>.schema-<from>.backup` beside the data directory (kept, never removed).
+    fn backup_before_migration(&self, from: u32) -> Result<(), StoreError> {
+        let dir = self.dir.clone();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "data".into());
+        let file = dir.with_file_name(format!("{name}.schema-{from}.backup"));
+        let io = |e: std::io::Error| StoreError::Encode(format!("backup before migration: {e}"));
+        let f = std::fs::File::create(&file).map_err(io)?;
+        let mut w = std::io::BufWriter::new(f);
+        Store::export(self, &mut w)
+            .map_err(|e| StoreError::Encode(format!("backup before migration: {e}")))?;
+        w.into_inner()
+            .map_err(|e| io(e.into_error()))?
+            .sync_all()
+            .map_err(io)?;
+        tracing::info!(file = %file.display(), from, to = SCHEMA_VERSION, "backed up before migrating");
+        Ok(())
+    }
+
     fn migrate(&self) -> Result<(), StoreError> {
         let found = self.schema_version()?;
         if found == 0 {
@@ -224,6 +248,10 @@ impl SledStore {
             }
         } else if found > SCHEMA_VERSION {
             return Err(StoreError::NewerSchema { found });
+        }
+        if found != 0 && found < SCHEMA_VERSION {
+            // An upgrade: the data as it was is kept in a backup beside the directory first.
+            self.backup_before_migration(found)?;
         }
         // The migration hook: one step per version, each run once, in order. Version 1 is the
         // first schema, so there is nothing to convert yet; a step for 1 -> 2 goes here.
