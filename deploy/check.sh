@@ -35,6 +35,15 @@ else
   echo "== systemd-analyze not here: units not verified"
 fi
 
+echo "== TLS material: made, kept on a second run, verified against the site CA"
+bash "$here/tls.sh" --out "$scratch/tls" --name kombinat.local --ip 127.0.0.1 >/dev/null
+before=$(sha256sum "$scratch/tls/broker.crt")
+bash "$here/tls.sh" --out "$scratch/tls" --name kombinat.local >/dev/null
+[ "$before" = "$(sha256sum "$scratch/tls/broker.crt")" ] || { echo "tls.sh replaced a certificate" >&2; exit 1; }
+for c in broker dashboard; do
+  openssl verify -CAfile "$scratch/tls/ca.crt" "$scratch/tls/$c.crt" >/dev/null
+done
+
 echo "== uninstall --purge"
 bash "$here/uninstall.sh" --root "$scratch/root" --purge >/dev/null
 left=$(find "$scratch/root" -type f | wc -l)
