@@ -24,6 +24,9 @@
 //! hourly_after_days = 30            # 5-minute history buckets become hourly after this
 //! keep_days = 730                   # history older than this is dropped
 //!
+//! [audit]
+//! keep_days = 730                   # access-log entries older than this are removed
+//!
 //! [http]                            # optional: the REST API
 //! listen = "127.0.0.1:8080"
 //! secure_cookie = false             # true when the dashboard is served over HTTPS
@@ -130,6 +133,9 @@ pub struct Config {
     pub webhook: Option<crate::webhook::WebhookConfig>,
     /// Where the HTTP API listens, if it does.
     pub http: Option<SocketAddr>,
+    /// Access-log entries older than this many days are removed (the retention period for
+    /// personal data in the log); 0 keeps them for ever.
+    pub audit_keep_days: u32,
     /// Whether the session cookie is marked `Secure` (only sent over HTTPS): set it when the
     /// dashboard is served through TLS; over plain HTTP on a LAN a `Secure` cookie is never
     /// sent back and nobody could sign in.
@@ -172,6 +178,14 @@ struct RawConfig {
     occupancy: RawOccupancy,
     webhook: Option<RawWebhook>,
     http: Option<RawHttp>,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    keep_days: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -316,6 +330,7 @@ impl Config {
         };
         Ok(Config {
             http: raw.http.as_ref().map(|h| h.listen),
+            audit_keep_days: raw.audit.keep_days.unwrap_or(730),
             secure_cookie: raw.http.as_ref().is_some_and(|h| h.secure_cookie),
             webhook,
             site: base.join(raw.site),
@@ -348,6 +363,17 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_example_configuration_reads_as_written() {
+        let c = Config::parse(
+            include_str!("../../deploy/kombinat.example.toml"),
+            Path::new("/etc/kombinat"),
+        )
+        .unwrap();
+        assert_eq!(c.audit_keep_days, 730);
+        assert!(!c.secure_cookie);
+    }
 
     #[test]
     fn a_minimal_config_gets_the_defaults_and_paths_relative_to_it() {

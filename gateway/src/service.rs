@@ -1964,6 +1964,31 @@ impl Core {
             if merged + dropped > 0 {
                 tracing::info!(merged, dropped, "occupancy history downsampled");
             }
+            if self.config.audit_keep_days > 0 {
+                // The access log's retention period: what was written before it goes, and the
+                // removal itself is in the log.
+                let before = now - chrono::Duration::days(i64::from(self.config.audit_keep_days));
+                let key = crate::store::AuditId {
+                    micros: u64::try_from(before.timestamp_micros()).unwrap_or(0),
+                    seq: 0,
+                };
+                let removed = self.gateway.store().prune_audit(key)?;
+                if removed > 0 {
+                    tracing::info!(
+                        removed,
+                        keep_days = self.config.audit_keep_days,
+                        "access log past its retention removed"
+                    );
+                    b.audit.push(AuditEntry::change(
+                        now,
+                        Actor::System,
+                        format!(
+                            "access log: {removed} entries older than {} days removed (retention)",
+                            self.config.audit_keep_days
+                        ),
+                    ));
+                }
+            }
         }
         if Instant::now() >= self.next_allow_lists && !self.allow_lists_pending {
             self.allow_lists_pending = true;

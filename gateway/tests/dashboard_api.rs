@@ -1067,3 +1067,56 @@ async fn the_log_finds_entries_by_their_time_even_when_a_late_upload_came_betwee
 fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_keeps_entries_for_its_retention_period_only() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Written three years ago (the store's first entry, so its key is that old too).
+        let store = SledStore::open(dir.path()).unwrap();
+        store
+            .append_audit(&[kombinat::store::AuditEntry::change(
+                chrono::Utc::now() - chrono::Duration::days(3 * 365),
+                Actor::System,
+                "three years ago",
+            )])
+            .unwrap();
+        store.flush().unwrap();
+    }
+    prepare_staff(dir.path());
+    let gw = gateway(dir.path()).await;
+    let viewer = login(&gw, "vera").await;
+    let mut said = Vec::new();
+    for _ in 0..100 {
+        let page = call(
+            &gw,
+            Method::GET,
+            "/api/v1/audit?kind=change&limit=1000",
+            Some(&viewer),
+            None,
+        )
+        .await
+        .json();
+        said = page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["details"].as_str().map(str::to_string))
+            .collect();
+        if said.iter().any(|d| d.contains("(retention)")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        said.iter()
+            .any(|d| d.contains("access log: 1 entries older than 730 days removed")),
+        "{said:?}"
+    );
+    assert!(!said.iter().any(|d| d == "three years ago"), "{said:?}");
+    assert!(
+        said.iter().any(|d| d.contains("staff vera added")),
+        "the recent ones stay"
+    );
+    gw.stop().await.unwrap();
+}

@@ -182,6 +182,10 @@ fn audit_log_is_ordered_and_pages(s: &dyn Store) {
         ids[22..]
     );
     assert_eq!(s.audit_tail(1000).unwrap().len(), 25);
+    // Retention: what was written before a key goes, the rest stays in order.
+    assert_eq!(s.prune_audit(all[10].id).unwrap(), 10);
+    assert_eq!(s.audit_after(None, 100).unwrap(), all[10..].to_vec());
+    assert_eq!(s.prune_audit(all[10].id).unwrap(), 0);
 }
 
 fn history_merges_pages_and_downsamples(s: &dyn Store) {

@@ -224,6 +224,14 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    fn prune_audit(&self, before: AuditId) -> Result<usize, StoreError> {
+        let mut i = self.lock();
+        let keep = i.audit.split_off(&before);
+        let n = i.audit.len();
+        i.audit = keep;
+        Ok(n)
+    }
+
     fn audit_before(
         &self,
         before: Option<AuditId>,

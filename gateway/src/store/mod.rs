@@ -440,6 +440,9 @@ pub trait Store: Send + Sync {
         before: Option<AuditId>,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Removes the audit records written before `before` (by key: the log's order); returns
+    /// how many. The retention period's end.
+    fn prune_audit(&self, before: AuditId) -> Result<usize, StoreError>;
     /// The last `n` audit records, oldest first.
     fn audit_tail(&self, n: usize) -> Result<Vec<AuditRecord>, StoreError>;
     /// Number of audit records.

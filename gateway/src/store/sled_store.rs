@@ -453,6 +453,25 @@ impl Store for SledStore {
         self.records(iter.rev().take(limit))
     }
 
+    fn prune_audit(&self, before: AuditId) -> Result<usize, StoreError> {
+        let mut n = 0;
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut in_batch = 0;
+            for kv in self.audit.range(..before.to_key().to_vec()).take(10_000) {
+                let (k, _) = kv?;
+                batch.remove(k);
+                in_batch += 1;
+            }
+            if in_batch == 0 {
+                break;
+            }
+            self.audit.apply_batch(batch)?;
+            n += in_batch;
+        }
+        Ok(n)
+    }
+
     fn audit_tail(&self, n: usize) -> Result<Vec<AuditRecord>, StoreError> {
         let mut v = self.records(self.audit.iter().rev().take(n))?;
         v.reverse();
