@@ -454,7 +454,13 @@ async fn staff_see_the_building_unlock_a_door_and_search_and_export_the_log() {
     );
     assert_eq!(&rows[1][7], "allow.staff");
 
-    // Live: rooms, doors, devices, alarms, the whole view.
+    // Live: the whole view, rooms, doors, devices, alarms.
+    let view = call(&gw, Method::GET, "/api/v1/live", Some(&viewer), None)
+        .await
+        .json();
+    assert_eq!(view["mode"], "normal");
+    assert_eq!(view["rooms"].as_array().unwrap().len(), rooms.len());
+    assert!(view["seq"].as_u64().unwrap() > 0);
     let rooms_now = call(&gw, Method::GET, "/api/v1/rooms", Some(&viewer), None)
         .await
         .json();
