@@ -214,6 +214,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let ready = started.elapsed();
+    let at_ready = status_mb(child.id(), "VmRSS:");
     std::thread::sleep(Duration::from_secs(3));
     let rss = status_mb(child.id(), "VmRSS:");
     let peak = status_mb(child.id(), "VmHWM:");
@@ -225,4 +226,5 @@ fn main() {
     println!("bench: start_to_ready {} ms", ready.as_millis());
     println!("bench: rss_loaded {rss:.1} MB");
     println!("bench: rss_peak {peak:.1} MB");
+    println!("bench: rss_at_ready {at_ready:.1} MB");
 }

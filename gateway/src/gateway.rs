@@ -63,6 +63,10 @@ pub enum GatewayError {
     Validity,
 }
 
+/// Days after its end a booking is still held in memory (for the log's "booked, but not now"
+/// and late grace); older ones stay in the store only.
+pub const BOOKINGS_KEPT_DAYS: i64 = 2;
+
 /// The gateway's state.
 pub struct Gateway {
     store: Arc<dyn Store>,
@@ -140,13 +144,18 @@ impl Gateway {
                 &AuditEntry::change(now, Actor::System, said.join("; ")),
             )?;
         }
+        // Bookings that ended more than a day ago open nothing (the hourly prune lets them go
+        // from memory too): they stay in the store, out of the snapshot.
+        let ended = (now - chrono::Duration::days(BOOKINGS_KEPT_DAYS)).timestamp();
+        let bookings = store
+            .bookings_where(&mut |b| crate::occupancy::history::booked_span(&site, b).1 >= ended)?;
         let mut snapshot = Snapshot::build(
             site,
             store.members()?,
             store.credentials()?,
             store.plans()?,
             store.leases()?,
-            store.bookings()?,
+            bookings,
         );
         snapshot.set_mode(store.mode()?.unwrap_or_default());
         for w in snapshot.warnings() {
@@ -981,6 +990,36 @@ mod tests {
             "no audit entry for a refused change"
         );
         assert_eq!(decisions(&g), before, "no effect on decisions");
+    }
+
+    #[test]
+    fn bookings_long_over_stay_in_the_store_but_not_in_memory_after_a_restart() {
+        let site = test_site();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let mut g = Gateway::open(site.clone(), store.clone(), t0()).unwrap();
+        populate(&mut g);
+        // Ended three days before the restart; and one ending a day before it.
+        let later = t0() + Duration::days(3) + Duration::hours(7);
+        let day_ago = later - Duration::days(1);
+        let mut recent = store.booking(&key("b2")).unwrap().unwrap();
+        recent.key = key("recent");
+        recent.window = Window::Timed {
+            start: day_ago - Duration::hours(2),
+            end: day_ago,
+        };
+        g.upsert_booking(recent, cli(), t0()).unwrap();
+        assert!(g.snapshot().booking(&key("b2")).is_some());
+        assert!(g.snapshot().booking(&key("recent")).is_some());
+        let g = Gateway::open(site, store.clone(), later).unwrap();
+        assert!(
+            store.booking(&key("b2")).unwrap().is_some(),
+            "kept in the store"
+        );
+        assert!(
+            g.snapshot().booking(&key("b2")).is_none(),
+            "not held in memory"
+        );
+        assert!(g.snapshot().booking(&key("recent")).is_some());
     }
 
     #[test]

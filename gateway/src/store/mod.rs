@@ -416,6 +416,15 @@ pub trait Store: Send + Sync {
     fn booking(&self, key: &BookingKey) -> Result<Option<Booking>, StoreError>;
     /// Every booking, by key.
     fn bookings(&self) -> Result<Vec<Booking>, StoreError>;
+    /// The bookings `keep` accepts, by key, without holding the others in memory at once.
+    fn bookings_where(
+        &self,
+        keep: &mut dyn FnMut(&Booking) -> bool,
+    ) -> Result<Vec<Booking>, StoreError> {
+        let mut all = self.bookings()?;
+        all.retain(|b| keep(b));
+        Ok(all)
+    }
     /// Every registered device, by id.
     fn devices(&self) -> Result<Vec<Device>, StoreError>;
     /// Every API token (revoked ones too), by name.

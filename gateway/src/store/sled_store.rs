@@ -388,6 +388,21 @@ impl Store for SledStore {
         self.scan(b"b/")
     }
 
+    fn bookings_where(
+        &self,
+        keep: &mut dyn FnMut(&Booking) -> bool,
+    ) -> Result<Vec<Booking>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.data.scan_prefix(b"b/") {
+            let (k, v) = kv?;
+            let b: Booking = decode("data", &k, &v)?;
+            if keep(&b) {
+                out.push(b);
+            }
+        }
+        Ok(out)
+    }
+
     fn mode(&self) -> Result<Option<SiteMode>, StoreError> {
         self.get(b"s/mode")
     }
