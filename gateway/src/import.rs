@@ -159,7 +159,8 @@ pub struct ParsedMembers {
     pub errors: Vec<RowError>,
 }
 
-const MEMBER_COLUMNS: [&str; 10] = [
+/// The members CSV's columns (the fields a member is read from everywhere).
+pub const MEMBER_COLUMNS: [&str; 10] = [
     "id",
     "name",
     "email",

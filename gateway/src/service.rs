@@ -1079,20 +1079,9 @@ impl Core {
         create: bool,
         by: Actor,
     ) -> Result<(), MemberRefusal> {
-        const KNOWN: [&str; 11] = [
-            "id",
-            "name",
-            "email",
-            "plan",
-            "organisation",
-            "roles",
-            "certifications",
-            "valid_from",
-            "valid_until",
-            "cards",
-            "suspended",
-        ];
-        if let Some(k) = fields.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        // The members CSV's fields, and `suspended`.
+        let known = |k: &str| k == "suspended" || crate::import::MEMBER_COLUMNS.contains(&k);
+        if let Some(k) = fields.keys().find(|k| !known(k)) {
             return Err(MemberRefusal::Invalid(format!(
                 "{k:?} is not a member field"
             )));
