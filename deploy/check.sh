@@ -11,7 +11,7 @@ bin_dir="$here/../target/debug"
 bin_dir=$(cd "$bin_dir" && pwd)
 
 echo "== shellcheck"
-shellcheck "$here"/*.sh "$here/../scripts/bench" "$here/../.ci/run"
+shellcheck "$here"/*.sh "$here/../scripts/bench" "$here/../scripts/fuzz" "$here/../.ci/run"
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT

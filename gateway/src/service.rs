@@ -28,11 +28,11 @@ use crate::access::{decide, Decision, Tap};
 use crate::adapters::{Adapters, Event};
 use crate::config::{Broker, Config};
 use crate::desk::{Desk, Publish, Rejected};
-use crate::domain::{DoorId, Site, SiteMode};
+use crate::domain::{DoorId, RoomId, Site, SiteMode};
 use crate::gateway::{Gateway, GatewayError};
 use crate::link::{self, LinkStats};
 use crate::occupancy::detector::PresenceDetector;
-use crate::occupancy::estimator::{Estimate, Estimator};
+use crate::occupancy::estimator::{Carried, Estimate, Estimator};
 use crate::occupancy::history::{cut, Recorder};
 use crate::occupancy::noshow::Judge;
 use crate::store::{Actor, AuditEntry, AuditEvent, HistoryBucket, OutboxEvent, SledStore, Store};
@@ -558,6 +558,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
     let judge = Judge::new(config.occupancy.no_show_after_min, now.timestamp());
     let live = Arc::new(crate::live::Live::new(&site));
     let staff = Arc::new(crate::staff::Staff::load(store.clone(), now)?);
+    let estimator = restored_estimator(&site, store.as_ref(), rooms, now);
     let core = Core {
         live: live.clone(),
         backups: Arc::default(),
@@ -574,7 +575,10 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         next_prune: Instant::now(),
         allow_lists_pending: false,
         released: BTreeSet::new(),
-        estimator: Estimator::new(rooms, PresenceDetector::default(), STILL_SECS),
+        estimator,
+        saved_counts: Vec::new(),
+        saved_counts_at: 0,
+        next_counts: Instant::now(),
         recorder,
         judge,
         observable,
@@ -733,6 +737,75 @@ async fn systemd(stats: Arc<Stats>) {
 /// How often the devices' counters and the "as of" mark are stored.
 const MARKS_EVERY: Duration = Duration::from_secs(15);
 
+/// Where the rooms' head counts are stored (with the marks, when changed), so that a restart,
+/// even after a crash, carries on counting from where it was rather than from an empty building.
+const COUNTS_KEY: &str = "occupancy/counts";
+
+/// How often the head counts are stored when they changed: what a crash can lose of them.
+const COUNTS_EVERY: Duration = Duration::from_secs(5);
+
+/// A room's last activity alone is stored again at most this often.
+const COUNTS_ACTIVITY_EVERY_S: i64 = 600;
+
+/// Head counts stored longer ago than this are not taken up at start (the building has moved on;
+/// the sensors will tell).
+const COUNTS_KEPT_SECS: i64 = 3600;
+
+/// The stored head counts: when, and per room id its count and last activity.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SavedCounts {
+    at: i64,
+    rooms: Vec<(String, Carried)>,
+}
+
+/// The estimator, with the head counts stored before the last stop (or crash) taken up when
+/// they are recent; a count that cannot be read is logged and ignored (the sensors will tell).
+fn restored_estimator(
+    site: &Site,
+    store: &dyn Store,
+    rooms: usize,
+    now: DateTime<Utc>,
+) -> Estimator {
+    let mut e = Estimator::new(rooms, PresenceDetector::default(), STILL_SECS);
+    let t = now.timestamp();
+    let saved = match store.state(COUNTS_KEY) {
+        Ok(Some(bytes)) => match serde_json::from_slice::<SavedCounts>(&bytes) {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::warn!(error = %err, "stored head counts unreadable; counting from zero");
+                return e;
+            }
+        },
+        Ok(None) => return e,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the stored head counts; counting from zero");
+            return e;
+        }
+    };
+    if t - saved.at > COUNTS_KEPT_SECS {
+        tracing::info!(
+            age_s = t - saved.at,
+            "stored head counts too old; counting from zero"
+        );
+        return e;
+    }
+    let mut counts = vec![Carried::default(); rooms];
+    let mut taken = 0;
+    for (id, carried) in saved.rooms {
+        if let Some(i) = RoomId::parse(&id).ok().and_then(|r| site.room_index(r)) {
+            counts[i] = carried;
+            taken += 1;
+        }
+    }
+    e.restore(&counts, t);
+    tracing::info!(
+        rooms = taken,
+        age_s = t - saved.at,
+        "head counts taken up from before the restart"
+    );
+    e
+}
+
 /// A closed room still this long drifts back to empty.
 const STILL_SECS: i64 = 2 * 3600;
 
@@ -795,6 +868,10 @@ struct Core {
     /// Doors the gateway has commanded to stay released (mode, public hours).
     released: BTreeSet<DoorId>,
     estimator: Estimator,
+    /// The head counts last stored (under [`COUNTS_KEY`]), to store them only when changed.
+    saved_counts: Vec<Carried>,
+    saved_counts_at: i64,
+    next_counts: Instant,
     closed: crate::domain::WeeklySchedule,
     /// The occupancy last published per room.
     published: Vec<Option<Estimate>>,
@@ -945,6 +1022,7 @@ impl Core {
             ..Default::default()
         });
         self.gateway.store().put_marks(&marks)?;
+        self.save_counts(Utc::now())?;
         // The open history buckets: merged with their continuation after a restart.
         let open = self.recorder.flush(Utc::now().timestamp());
         self.gateway.store().add_history(&open)?;
@@ -1868,6 +1946,39 @@ impl Core {
         }
     }
 
+    /// Stores the rooms' head counts when they changed since last stored.
+    fn save_counts(&mut self, now: DateTime<Utc>) -> Result<(), ServiceError> {
+        let t = now.timestamp();
+        let counts = self.estimator.carried(t);
+        // A changed count is stored at once; a room's last activity alone (it changes with
+        // every movement) at most every ten minutes, for the SD card's sake.
+        let counts_changed = counts.len() != self.saved_counts.len()
+            || counts
+                .iter()
+                .zip(&self.saved_counts)
+                .any(|(a, b)| a.count != b.count);
+        if !counts_changed
+            && (counts == self.saved_counts || t - self.saved_counts_at < COUNTS_ACTIVITY_EVERY_S)
+        {
+            return Ok(());
+        }
+        let saved = SavedCounts {
+            at: t,
+            rooms: self
+                .site
+                .rooms
+                .iter()
+                .zip(&counts)
+                .map(|(r, c)| (r.id.to_string(), *c))
+                .collect(),
+        };
+        let bytes = serde_json::to_vec(&saved).unwrap_or_default();
+        self.gateway.store().put_state(COUNTS_KEY, &bytes)?;
+        self.saved_counts = counts;
+        self.saved_counts_at = t;
+        Ok(())
+    }
+
     fn tick(&mut self, b: &mut Batch) -> Result<(), ServiceError> {
         let now = Utc::now();
         self.stats
@@ -1884,6 +1995,10 @@ impl Core {
                 ..Default::default()
             });
             self.gateway.store().put_marks(&marks)?;
+        }
+        if Instant::now() >= self.next_counts {
+            self.next_counts = Instant::now() + COUNTS_EVERY;
+            self.save_counts(now)?;
         }
         b.audit.extend(self.desk.check_health(now));
         b.replies.extend(self.adapters.due(now));

@@ -1,5 +1,9 @@
 //! The gateway killed with SIGKILL mid-run and started again, through mosquitto: every decision
 //! a door received is in the audit log exactly once, and the replay counters survive.
+//!
+//! The simulated building run (the second test) is the crash test of the benchmarks: 5 cycles
+//! here, `KOMBINAT_CRASH_CYCLES=50` for the full one (see BENCHMARKS.md); it prints
+//! `bench: crash_lost_decisions N`.
 
 mod support;
 
@@ -8,29 +12,29 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use kombinat::store::{AuditEvent, SledStore, Store};
+use kombinat_firmware::mqtt::LinkConfig;
+use kombinat_firmware::sim::{SimConfig, World};
 use support::*;
 
-/// The gateway process; killed if the test fails, so no orphan holds the broker or the store.
-struct GatewayProcess(Child);
+fn spawn_gateway(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_kombinat"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
 
-impl Drop for GatewayProcess {
+/// Kills the child when dropped (a failed test leaves no gateway behind).
+struct Reaper(Child);
+
+impl Drop for Reaper {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn spawn_gateway(config: &std::path::Path) -> GatewayProcess {
-    GatewayProcess(
-        Command::new(env!("CARGO_BIN_EXE_kombinat"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
 }
 
 /// Sends taps until one is answered or `tries` run out; records every decision seen.
@@ -88,7 +92,7 @@ async fn every_decision_a_door_received_survives_sigkill_exactly_once() {
     let addr = format!("127.0.0.1:{}", broker.port).parse().unwrap();
     let mut node = DoorNode::connect(addr, "door-cowork", "d-cowork-in", key(1)).await;
     let mut received = HashSet::new();
-    let mut gateway = spawn_gateway(&cfg);
+    let mut gateway = Reaper(spawn_gateway(&cfg));
     for cycle in 0..cycles {
         assert!(
             tap_until_answered(&mut node, &mut received, 100).await,
@@ -107,7 +111,7 @@ async fn every_decision_a_door_received_survives_sigkill_exactly_once() {
             let t = node.tap(card(STAFF_CARD));
             node.send_tap(&t).await;
         }
-        gateway = spawn_gateway(&cfg);
+        gateway = Reaper(spawn_gateway(&cfg));
     }
     assert!(tap_until_answered(&mut node, &mut received, 100).await);
     // A clean stop on SIGTERM.
@@ -148,4 +152,137 @@ async fn every_decision_a_door_received_survives_sigkill_exactly_once() {
         lost.is_empty(),
         "decisions a door received but the log lacks: {lost:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulated_building_through_sigkill_at_random_moments() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let cycles: u32 = std::env::var("KOMBINAT_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let seed = std::env::var("KOMBINAT_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(11u64);
+    let dir = tempfile::tempdir().unwrap();
+    // A morning: people arriving, doors busy. The day starts once the imports are in.
+    let day = SimDay::prepare(dir.path(), seed, 60.0, 8 * 60 + 30, 20.0, |t| t);
+    let password = day.viewer("watcher");
+    let http = free_port();
+    let base = format!("http://127.0.0.1:{http}");
+    let mut gw = GatewayProcess::start(dir.path(), &day.site, &day.data, &broker.url(), http);
+    let mut world = World::start(
+        SimConfig {
+            link: LinkConfig::new("127.0.0.1", broker.port),
+            speed: day.clock.speed,
+            start_min: day.clock.start_min,
+            seed,
+        },
+        &day.building,
+        &day.pop,
+        day.clock,
+    )
+    .unwrap();
+    until_healthy(&mut world, &base).await;
+    let cookie = sign_in(&base, "watcher", &password);
+    // Everyone connected, and the day under way.
+    let ahead = day.clock.real_start
+        - std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+    drive(&mut world, Duration::from_secs_f64(ahead.max(0.0) + 5.0)).await;
+    assert_eq!(world.connected(), world.nodes(), "every node connected");
+
+    let mut rng = kombinat_firmware::sim::population::Rng::new(seed);
+    let mut recoveries = Vec::new();
+    for cycle in 0..cycles {
+        // Up long enough for the head counts to have been stored (every 5 s when they change).
+        drive(
+            &mut world,
+            Duration::from_millis(u64::from(rng.range(6_000, 12_000))),
+        )
+        .await;
+        let (people, online) = building_now(&base, &cookie);
+        // The kill lands anywhere in the core's work: mid-batch, mid-flush, mid-publish.
+        tokio::time::sleep(Duration::from_millis(u64::from(rng.range(0, 50)))).await;
+        gw.kill();
+        drive(
+            &mut world,
+            Duration::from_millis(u64::from(rng.range(200, 3_000))),
+        )
+        .await;
+        gw.restart();
+        let took = until_healthy(&mut world, &base).await;
+        recoveries.push(took);
+        // The head counts carry on from before (not an empty building); the doors are heard
+        // from again (their retained status), with the same session cookie as before.
+        let mut after = building_now(&base, &cookie);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while (after.1 < online || after.0 * 2 < people) && std::time::Instant::now() < deadline {
+            drive(&mut world, Duration::from_millis(200)).await;
+            after = building_now(&base, &cookie);
+        }
+        println!(
+            "cycle {cycle}: {people} people and {online} doors online before the kill, {} and {} after, healthy {took:?} after restart",
+            after.0, after.1
+        );
+        assert!(
+            after.1 >= online,
+            "doors online again: {online} before, {} after",
+            after.1
+        );
+        assert!(
+            after.0 * 2 >= people || {
+                println!("{}", gw.log());
+                false
+            },
+            "head counts recovered: {people} before the kill, {} after",
+            after.0
+        );
+    }
+    // Back up for good: the nodes upload what they decided alone, and hear it was stored.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while world.offline_unacknowledged() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} offline decisions still not acknowledged",
+            world.offline_unacknowledged()
+        );
+        drive(&mut world, Duration::from_millis(200)).await;
+    }
+    drive(&mut world, Duration::from_secs(2)).await;
+    let report = world.report();
+    assert!(
+        gw.terminate(Duration::from_secs(15)),
+        "exits cleanly on SIGTERM"
+    );
+
+    let logged = logged_taps(&day.data);
+    let (found, lost, twice) = hold_against_log(&report.decided, &logged);
+    let offline = report.decided.iter().filter(|d| d.2).count();
+    let mut took: Vec<_> = recoveries.iter().map(Duration::as_millis).collect();
+    took.sort_unstable();
+    println!(
+        "crash test: {cycles} SIGKILL cycles (seed {seed}); decisions the doors acted on {} ({} from the gateway, {offline} alone), found in the log once {found}, lost {}, logged twice {}; healthy after restart p50 {} ms, max {} ms",
+        report.decided.len(),
+        report.decided.len() - offline,
+        lost.len(),
+        twice.len(),
+        took[took.len() / 2],
+        took[took.len() - 1],
+    );
+    println!("bench: crash_lost_decisions {}", lost.len() + twice.len());
+    assert!(
+        report.decided.len() >= 20,
+        "the doors were busy: {report:?}"
+    );
+    assert!(
+        lost.is_empty(),
+        "decisions a door acted on that the log lacks: {lost:?}"
+    );
+    assert!(twice.is_empty(), "decisions logged twice: {twice:?}");
 }

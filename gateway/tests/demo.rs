@@ -9,40 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use support::free_port;
-
-/// Signs in to the dashboard's API; the session cookie.
-fn sign_in(base: &str, name: &str, password: &str) -> String {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let body = serde_json::json!({"name": name, "password": password}).to_string();
-    let resp = agent
-        .post(&format!("{base}/api/v1/session"))
-        .header("Content-Type", "application/json")
-        .send(body.as_str())
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200, "the printed login works");
-    let cookie = resp.headers()["set-cookie"].to_str().unwrap();
-    cookie.split(';').next().unwrap().to_string()
-}
-
-/// A GET with the session cookie: status and JSON.
-fn get_signed(url: &str, cookie: &str) -> (u16, serde_json::Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let mut resp = agent.get(url).header("Cookie", cookie).call().unwrap();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    (
-        resp.status().as_u16(),
-        serde_json::from_str(&text).unwrap_or_default(),
-    )
-}
+use support::{free_port, get_signed, sign_in};
 
 fn get(url: &str, token: Option<&str>) -> (u16, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()

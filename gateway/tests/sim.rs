@@ -20,26 +20,6 @@ const SEED: u64 = 7;
 /// A simulated hour is 90 real seconds: a meeting outlasts the one-minute no-show window.
 const SPEED: f64 = 40.0;
 
-fn cli(site: &std::path::Path, data: &std::path::Path, args: &[&str]) -> String {
-    use clap::Parser;
-    let mut argv = vec![
-        "kombinat".to_string(),
-        "--site".into(),
-        site.display().to_string(),
-        "--data".into(),
-        data.display().to_string(),
-    ];
-    argv.extend(args.iter().map(|s| s.to_string()));
-    let mut out = Vec::new();
-    kombinat::cli::run(
-        kombinat::cli::Cli::parse_from(argv),
-        &mut out,
-        chrono::Utc::now(),
-    )
-    .unwrap_or_else(|e| panic!("kombinat {args:?}: {e:#}"));
-    String::from_utf8(out).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulated_morning_through_mosquitto() {
     let Some(m) = Mosquitto::start() else { return };

@@ -61,6 +61,10 @@ pub struct SimReport {
     /// Milliseconds from the card at the reader to the door's answer (online answers only;
     /// the reader's own 60 ms of Wiegand frame included), sorted.
     pub answer_ms: Vec<u32>,
+    /// Every decision a door acted on, in order: the door, the tap's counter, and whether the
+    /// node took it alone (from its allow-list). What the crash and broker-fault tests hold the
+    /// gateway's audit log against.
+    pub decided: Vec<(String, u64, bool)>,
 }
 
 impl SimReport {
@@ -80,6 +84,8 @@ struct DoorSim {
     wire: VecDeque<(Line, bool, u64)>,
     decoder: WiegandDecoder,
     busy_until: u64,
+    /// The tap of the last outcome recorded in [`SimReport::decided`].
+    recorded: Option<u64>,
 }
 
 struct SensorSim {
@@ -181,6 +187,7 @@ impl<'a> World<'a> {
                 wire: VecDeque::new(),
                 decoder: WiegandDecoder::new(Timing::default()),
                 busy_until: 0,
+                recorded: None,
             });
         }
         let mut sensors = Vec::new();
@@ -276,6 +283,48 @@ impl<'a> World<'a> {
             + self.sensors.iter().filter(|s| s.link.connected()).count()
     }
 
+    /// The doors' ids, in the order [`World::cut_off`] takes.
+    pub fn doors(&self) -> Vec<String> {
+        self.doors
+            .iter()
+            .map(|d| d.node.config().door.to_string())
+            .collect()
+    }
+
+    /// Cuts door `i`'s node off the broker (its connection dropped, as when its cable is
+    /// pulled; the broker gives its last will), or, with `off` false, connects it again with
+    /// the same client id (the broker's session for it resumes). While cut off the node
+    /// decides alone, from its allow-list, and uploads its log when back.
+    pub fn cut_off(&mut self, i: usize, off: bool) {
+        let Some(d) = self.doors.get_mut(i) else {
+            return;
+        };
+        let cfg = d.node.config();
+        let (door, device) = (cfg.door, cfg.device);
+        let link = if off {
+            // Nowhere: the node stays down until connected again.
+            let mut dead = self.cfg.link.clone();
+            dead.port = 0;
+            dead
+        } else {
+            self.cfg.link.clone()
+        };
+        let (new, down) = MqttLink::start(
+            &link,
+            device,
+            door_subscriptions(&link.prefix, door),
+            parse_door,
+        );
+        // The old link's task is aborted when it is dropped: its connection closes.
+        d.link = new;
+        d.down = down;
+    }
+
+    /// Offline decisions the door nodes hold that the gateway has not acknowledged yet.
+    pub fn offline_unacknowledged(&self) -> usize {
+        self.doors.iter().map(|d| d.node.offline_log().len()).sum()
+    }
+
     /// All nodes.
     pub fn nodes(&self) -> usize {
         self.doors.len() + self.sensors.len()
@@ -359,6 +408,14 @@ impl<'a> World<'a> {
             }
             d.out = d.node.tick(d.inputs, t, &mut d.link);
             d.inputs.exit_pressed = false;
+            if let Some(o) = d.node.last_outcome() {
+                if d.recorded != Some(o.tap) {
+                    d.recorded = Some(o.tap);
+                    self.report
+                        .decided
+                        .push((d.node.config().door.to_string(), o.tap, o.offline));
+                }
+            }
         }
         for s in &mut self.sensors {
             let n = self.inside.get(&s.room).copied().unwrap_or(0);

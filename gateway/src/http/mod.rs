@@ -58,17 +58,28 @@ pub struct AppState {
     pub secure_cookie: bool,
 }
 
+/// The largest body the staff's endpoints read, bytes.
+pub const STAFF_BODY_LIMIT: usize = 64 * 1024;
+
+/// The largest body the booking system's endpoints read (a batch of bookings), bytes.
+pub const BOOKINGS_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
 /// The whole API and the dashboard.
 pub fn app(state: AppState) -> Router {
     let secure = state.secure_cookie;
-    Router::new()
-        .merge(bookings::router())
-        .merge(observe::router())
+    // What staff send is small (a sign-in, a member, a mode): anything bigger is refused
+    // (413) before it is read; the booking system's batches may be large.
+    let staff = Router::new()
         .merge(auth::router())
         .merge(building::router())
         .merge(members::router())
         .merge(audit::router())
         .merge(usage::router())
+        .layer(axum::extract::DefaultBodyLimit::max(STAFF_BODY_LIMIT));
+    Router::new()
+        .merge(bookings::router().layer(axum::extract::DefaultBodyLimit::max(BOOKINGS_BODY_LIMIT)))
+        .merge(observe::router())
+        .merge(staff)
         .merge(openapi::router())
         .merge(dashboard::router())
         .layer(axum::middleware::from_fn(move |req, next| {

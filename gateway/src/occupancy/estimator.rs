@@ -75,6 +75,19 @@ impl Room {
     }
 }
 
+/// A room's count and the times it rests on, carried over a restart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Carried {
+    /// Head count.
+    pub count: u32,
+    /// Last time anything suggested a person, Unix seconds.
+    pub activity: Option<i64>,
+    /// Last people-counter reading.
+    pub counter: Option<i64>,
+    /// Last entry or exit through a door.
+    pub entry: Option<i64>,
+}
+
 /// The estimator for every room of a site (rooms by index).
 #[derive(Debug, Clone)]
 pub struct Estimator {
@@ -97,6 +110,40 @@ impl Estimator {
         let r = self.rooms.get_mut(room)?;
         r.roll(now);
         Some(r)
+    }
+
+    /// What each room's estimate rests on now, for [`Estimator::restore`] after a restart (a
+    /// crash must not empty the building).
+    pub fn carried(&self, now: i64) -> Vec<Carried> {
+        self.rooms
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.roll(now);
+                Carried {
+                    count: r.count(),
+                    activity: r.last_activity,
+                    counter: r.last_counter,
+                    entry: r.last_entry,
+                }
+            })
+            .collect()
+    }
+
+    /// Takes up what [`Estimator::carried`] saved before a restart: the count carries on from
+    /// there, on the same basis for as long as that stays fresh, and a closed, quiet room
+    /// still drifts to zero in time. Rooms beyond this site's are ignored.
+    pub fn restore(&mut self, carried: &[Carried], now: i64) {
+        for (r, c) in self.rooms.iter_mut().zip(carried) {
+            r.roll(now);
+            r.base = c.count;
+            r.pending = 0;
+            let past = |t: Option<i64>| t.map(|t| t.min(now));
+            r.last_activity = past(c.activity);
+            r.last_counter = past(c.counter);
+            r.last_entry = past(c.entry);
+            r.last_watch = r.last_watch.or(past(c.counter));
+        }
     }
 
     /// A people counter at a doorway of the room: `entered` came in, `left` went out.
@@ -351,6 +398,25 @@ mod tests {
         e.handle_counter(0, 0, 1, T0 + 2 * BUCKET_SECS);
         e.handle_counter(0, 1, 0, T0 + 3 * BUCKET_SECS);
         assert_eq!(e.estimate(0, T0 + 4 * BUCKET_SECS).count, 1);
+    }
+
+    #[test]
+    fn what_is_carried_over_a_restart_gives_the_same_estimate() {
+        let mut e = Estimator::new(3, detector(), 7200);
+        e.handle_counter(0, 5, 1, T0 + 10);
+        e.handle_entry(1, T0 + 20);
+        e.handle_entry(1, T0 + 30);
+        let carried = e.carried(T0 + 40);
+        assert_eq!(carried[0].count, 4);
+        assert_eq!(carried[2], Carried::default());
+        let mut again = Estimator::new(3, detector(), 7200);
+        again.restore(&carried, T0 + 45);
+        for room in 0..3 {
+            assert_eq!(again.estimate(room, T0 + 50), e.estimate(room, T0 + 50));
+        }
+        // It counts on from there.
+        again.handle_counter(0, 0, 2, T0 + 60);
+        assert_eq!(again.estimate(0, T0 + 61).count, 2);
     }
 
     #[test]

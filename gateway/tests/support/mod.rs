@@ -244,6 +244,18 @@ impl Mosquitto {
         child
     }
 
+    /// Kills it (SIGKILL: no goodbye to anyone).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again after [`Mosquitto::kill`], on the same port with the same configuration.
+    pub fn start_again(&mut self) {
+        let bin = mosquitto_binary().unwrap();
+        self.child = Self::spawn(&bin, &self.dir.path().join("mosquitto.conf"), self.port);
+    }
+
     /// Kills it and starts it again on the same port (sessions and retained messages are lost:
     /// persistence is off).
     pub fn restart(&mut self) {
@@ -447,4 +459,352 @@ pub async fn until(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// `kombinat --site SITE --data DATA ARGS…`, in this process; what it printed.
+pub fn cli(site: &Path, data: &Path, args: &[&str]) -> String {
+    use clap::Parser;
+    let mut argv = vec![
+        "kombinat".to_string(),
+        "--site".into(),
+        site.display().to_string(),
+        "--data".into(),
+        data.display().to_string(),
+    ];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    let mut out = Vec::new();
+    kombinat::cli::run(
+        kombinat::cli::Cli::parse_from(argv),
+        &mut out,
+        chrono::Utc::now(),
+    )
+    .unwrap_or_else(|e| panic!("kombinat {args:?}: {e:#}"));
+    String::from_utf8(out).unwrap()
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// Signs in to the dashboard's API; the session cookie.
+pub fn sign_in(base: &str, name: &str, password: &str) -> String {
+    let body = serde_json::json!({"name": name, "password": password}).to_string();
+    let resp = agent()
+        .post(&format!("{base}/api/v1/session"))
+        .header("Content-Type", "application/json")
+        .send(body.as_str())
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "the login works");
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+/// A GET with the session cookie: status and JSON.
+pub fn get_signed(url: &str, cookie: &str) -> (u16, serde_json::Value) {
+    let mut resp = agent().get(url).header("Cookie", cookie).call().unwrap();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (
+        resp.status().as_u16(),
+        serde_json::from_str(&text).unwrap_or_default(),
+    )
+}
+
+/// `GET /health` answers 200.
+pub fn healthy(base: &str) -> bool {
+    agent()
+        .get(&format!("{base}/health"))
+        .call()
+        .is_ok_and(|r| r.status().as_u16() == 200)
+}
+
+/// A simulated day made ready in a data directory, as an operator would: the site (the
+/// example's), the day's members and bookings imported, the nodes registered.
+pub struct SimDay {
+    pub site: PathBuf,
+    pub data: PathBuf,
+    pub building: kombinat_firmware::sim::Building,
+    pub pop: kombinat_firmware::sim::Population,
+    pub clock: kombinat_firmware::sim::SimClock,
+}
+
+impl SimDay {
+    /// The day of `seed` at `speed`, starting at simulated minute `start_min` once `setup_s`
+    /// real seconds have passed (nobody moves before); `site_text` edits the example site.
+    pub fn prepare(
+        dir: &Path,
+        seed: u64,
+        speed: f64,
+        start_min: u32,
+        setup_s: f64,
+        site_text: impl FnOnce(String) -> String,
+    ) -> SimDay {
+        use kombinat_firmware::sim::{Building, Population, SimClock};
+        let data = dir.join("data");
+        let text = site_text(std::fs::read_to_string(site_path()).unwrap());
+        let site = dir.join("site.toml");
+        std::fs::write(&site, &text).unwrap();
+        let building = Building::parse(&text).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let clock = SimClock {
+            real_start: now + setup_s,
+            start_min,
+            speed,
+        };
+        let pop = Population::generate(&building, seed, clock);
+        let day = dir.join("day");
+        pop.write_csv(&day, building.timezone).unwrap();
+        let s = |p: &str| day.join(p).display().to_string();
+        let out = cli(&site, &data, &["import", "members", &s("members.csv")]);
+        assert!(out.contains("0 bad rows"), "{out}");
+        let out = cli(
+            &site,
+            &data,
+            &["import", "bookings", &s("bookings.csv"), "--source", "sim"],
+        );
+        assert!(out.contains("0 bad rows"), "{out}");
+        for d in &pop.devices {
+            let key = d.key.expose_hex().to_string();
+            let mut args = vec!["device", "add", &d.id, "--key", &key];
+            match (&d.door, &d.room) {
+                (Some(door), _) => args.extend(["--kind", "door", "--door", door]),
+                (_, Some(room)) => args.extend(["--kind", "sensor", "--room", room]),
+                _ => unreachable!(),
+            }
+            cli(&site, &data, &args);
+        }
+        SimDay {
+            site,
+            data,
+            building,
+            pop,
+            clock,
+        }
+    }
+
+    /// A viewer account for the dashboard's API; its password.
+    pub fn viewer(&self, name: &str) -> String {
+        add_staff(&self.site, &self.data, name, "viewer")
+    }
+}
+
+/// The gateway as its own process (`kombinat run`), killed when dropped.
+pub struct GatewayProcess {
+    pub child: Child,
+    config: PathBuf,
+}
+
+impl GatewayProcess {
+    /// Writes a configuration for `data` and `site` through `broker` (a mosquitto URL) with
+    /// the HTTP API on `http`, and starts the gateway.
+    pub fn start(dir: &Path, site: &Path, data: &Path, broker: &str, http: u16) -> Self {
+        let config = dir.join("kombinat.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "site = {site:?}\ndata = {data:?}\n[mqtt]\nbroker = \"{broker}\"\nclient_id = \"gw-{}\"\nkeep_alive_s = 5\n[http]\nlisten = \"127.0.0.1:{http}\"\n",
+                std::process::id()
+            ),
+        )
+        .unwrap();
+        let child = Self::spawn(&config);
+        GatewayProcess { child, config }
+    }
+
+    /// Its log goes to `gateway.log` beside the configuration (appended over restarts).
+    fn spawn(config: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(config.with_file_name("gateway.log"))
+            .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_kombinat"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn,kombinat=info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.config.with_file_name("gateway.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL, and waits for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again with the same configuration.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(&self.config);
+    }
+
+    /// SIGTERM; true if it exits cleanly within `within`.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let pid = self.child.id().to_string();
+        if !Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            return false;
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s.success();
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident memory now, kB (from /proc).
+    pub fn rss_kb(&self) -> Option<u64> {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every `Decision` in the audit log, counted by (door, tap).
+pub fn logged_taps(data: &Path) -> std::collections::HashMap<(String, u64), u32> {
+    let store = SledStore::open(data).unwrap();
+    let mut n = std::collections::HashMap::new();
+    for r in store.audit_after(None, usize::MAX).unwrap() {
+        if let kombinat::store::AuditEvent::Decision {
+            door, tap: Some(t), ..
+        } = r.entry.event
+        {
+            *n.entry((door.to_string(), t)).or_insert(0) += 1;
+        }
+    }
+    n
+}
+
+/// A decision a door acted on: the door, the tap's counter, taken alone.
+pub type Acted = (String, u64, bool);
+
+/// What the doors acted on held against the audit log: (found once, lost, found more than once).
+pub fn hold_against_log(
+    decided: &[Acted],
+    logged: &std::collections::HashMap<(String, u64), u32>,
+) -> (usize, Vec<Acted>, Vec<Acted>) {
+    let mut found = 0;
+    let mut lost = Vec::new();
+    let mut twice = Vec::new();
+    for d in decided {
+        match logged.get(&(d.0.clone(), d.1)).copied().unwrap_or(0) {
+            0 => lost.push(d.clone()),
+            1 => found += 1,
+            _ => twice.push(d.clone()),
+        }
+    }
+    (found, lost, twice)
+}
+
+/// Steps the simulated building for `d` of real time.
+pub async fn drive(world: &mut kombinat_firmware::sim::World<'_>, d: Duration) {
+    let end = std::time::Instant::now() + d;
+    while std::time::Instant::now() < end {
+        world.step();
+        tokio::time::sleep(kombinat_firmware::sim::world::STEP).await;
+    }
+}
+
+/// Steps the building until the gateway's `/health` says 200; how long that took.
+pub async fn until_healthy(world: &mut kombinat_firmware::sim::World<'_>, base: &str) -> Duration {
+    let started = std::time::Instant::now();
+    while !healthy(base) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "healthy within 60 s of start"
+        );
+        drive(world, Duration::from_millis(100)).await;
+    }
+    started.elapsed()
+}
+
+/// The rooms' head counts and the doors heard from, as the dashboard's API shows them.
+pub fn building_now(base: &str, cookie: &str) -> (u64, usize) {
+    let (status, live) = get_signed(&format!("{base}/api/v1/live"), cookie);
+    assert_eq!(status, 200, "{live}");
+    let people = live["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum();
+    let online = live["doors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["online"].as_bool() == Some(true))
+        .count();
+    (people, online)
+}
+
+/// Every endpoint but health, sign-in, the OpenAPI document and the page's own files.
+pub const GUARDED: &[(&str, &str)] = &[
+    ("GET", "/api/v1/session"),
+    ("DELETE", "/api/v1/session"),
+    ("GET", "/api/v1/staff"),
+    ("POST", "/api/v1/staff"),
+    ("PATCH", "/api/v1/staff/vera"),
+    ("DELETE", "/api/v1/staff/vera"),
+    ("GET", "/api/v1/site"),
+    ("GET", "/api/v1/live"),
+    ("GET", "/api/v1/events"),
+    ("GET", "/api/v1/rooms"),
+    ("GET", "/api/v1/rooms/meeting-1"),
+    ("GET", "/api/v1/doors"),
+    ("POST", "/api/v1/doors/d-cowork-in/unlock"),
+    ("GET", "/api/v1/alarms"),
+    ("GET", "/api/v1/devices"),
+    ("GET", "/api/v1/mode"),
+    ("PUT", "/api/v1/mode"),
+    ("GET", "/api/v1/members"),
+    ("POST", "/api/v1/members"),
+    ("GET", "/api/v1/members/ivan"),
+    ("PATCH", "/api/v1/members/ivan"),
+    ("POST", "/api/v1/members/ivan/cards"),
+    ("DELETE", "/api/v1/cards/04D4E5F6"),
+    ("GET", "/api/v1/audit"),
+    ("GET", "/api/v1/audit.csv"),
+    ("GET", "/api/v1/utilisation"),
+];
+
+/// Adds a staff account through the command line (gateway stopped); its made-up password.
+pub fn add_staff(site: &Path, data: &Path, name: &str, role: &str) -> String {
+    let out = cli(
+        site,
+        data,
+        &["staff", "add", name, "--role", role, "--generate"],
+    );
+    out.lines()
+        .find_map(|l| l.strip_prefix("password (shown once): "))
+        .unwrap_or_else(|| panic!("no password in {out:?}"))
+        .trim()
+        .to_string()
 }
