@@ -12,8 +12,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,46 +22,6 @@ use kombinat::domain::{
     DeviceMark, DoorId, ExternalId, Member, MemberId, Reason, RoomId, SourceId, Window,
 };
 use kombinat::store::{Actor, AuditEntry, AuditEvent, Change, SledStore, Store};
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// `/health`'s status, or 0 when nothing answers yet.
-fn health(addr: SocketAddr) -> u16 {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return 0;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return 0;
-    }
-    let mut head = [0u8; 12];
-    if s.read_exact(&mut head).is_err() {
-        return 0;
-    }
-    std::str::from_utf8(&head[9..12])
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-/// A line of `/proc/<pid>/status` in MB.
-fn status_mb(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 fn fill(data: &Path, members: usize, bookings: usize, audit: usize) {
     let store = SledStore::open(data).unwrap();
@@ -153,6 +111,7 @@ fn fill(data: &Path, members: usize, bookings: usize, audit: usize) {
 
 fn main() {
     common::logs();
+    use common::{free_addr, health, status_mb};
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick") || !args.iter().any(|a| a == "--bench");
     let (mut members, mut bookings, mut audit) = if quick {

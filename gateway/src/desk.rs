@@ -755,15 +755,37 @@ impl Desk {
         })
     }
 
-    /// A signed, retained allow-list for a door's node; `None` if the door has no node.
+    /// A signed, retained allow-list for a door's node; `None` if the door has no node. A list
+    /// longer than a node holds ([`door::ALLOW_LIST_MAX`]) or than one MQTT packet carries keeps
+    /// the entries valid soonest (then by card), and says so in the log: a node refuses a
+    /// longer list whole, and a packet over the limit would break the gateway's broker link.
     pub fn allow_list(
         &mut self,
         door: DoorId,
         valid_from: DateTime<Utc>,
         valid_until: DateTime<Utc>,
-        cards: Vec<AllowEntry>,
+        mut cards: Vec<AllowEntry>,
     ) -> Option<Publish> {
         let device = self.device_of(door)?;
+        // The longest entry as JSON, and room for the list's own fields, MAC and topic.
+        let widest = cards
+            .iter()
+            .map(|e| serde_json::to_vec(e).map_or(64, |v| v.len()) + 1)
+            .max()
+            .unwrap_or(0);
+        let fits = (crate::link::MAX_PACKET - 2_048) / widest.max(1);
+        let keep = door::ALLOW_LIST_MAX.min(fits);
+        if cards.len() > keep {
+            tracing::warn!(
+                %door,
+                cards = cards.len(),
+                kept = keep,
+                "allow-list longer than a door node holds; the entries valid soonest are sent"
+            );
+            cards.sort_by(|a, b| a.from.cmp(&b.from).then(a.card.cmp(&b.card)));
+            cards.truncate(keep);
+            cards.sort_by(|a, b| a.card.cmp(&b.card).then(a.from.cmp(&b.from)));
+        }
         let list = self.sign_for(device, |counter| door::AllowList {
             v: VERSION,
             door,
@@ -938,5 +960,39 @@ mod tests {
         assert_eq!(r.unwrap_err().label(), "not_its_topic");
         let r = desk.handle_tap(&w.snapshot, door(), b"[1,2]", Utc::now());
         assert_eq!(r.unwrap_err().label(), "malformed_json");
+    }
+
+    #[test]
+    fn a_list_longer_than_a_node_holds_keeps_the_entries_valid_soonest_and_fits_a_packet() {
+        let mut desk = Desk::new("kombinat/v1", 30, vec![device()], vec![]);
+        let now = Utc::now();
+        let t0 = now.timestamp() as u64;
+        // Twice what a node holds, the later half valid sooner.
+        let n = 2 * door::ALLOW_LIST_MAX;
+        let cards: Vec<AllowEntry> = (0..n)
+            .map(|i| AllowEntry {
+                card: CardId::parse(&format!("05{i:08X}")).unwrap(),
+                from: if i < n / 2 { t0 + 3_600 } else { t0 },
+                until: t0 + 7_200,
+            })
+            .collect();
+        let p = desk
+            .allow_list(door(), now, now + chrono::Duration::hours(2), cards)
+            .unwrap();
+        assert!(p.payload.len() + p.topic.len() < crate::link::MAX_PACKET);
+        let l: door::AllowList = serde_json::from_slice(&p.payload).unwrap();
+        assert_eq!(l.cards.len(), door::ALLOW_LIST_MAX);
+        assert!(
+            l.cards.iter().all(|e| e.from == t0),
+            "the ones valid soonest"
+        );
+        assert!(
+            l.cards.windows(2).all(|w| w[0].card < w[1].card),
+            "sorted by card"
+        );
+        assert!(
+            Signed::verify(&l, &device().key),
+            "signed over what is sent"
+        );
     }
 }

@@ -42,6 +42,11 @@ pub struct LinkStats {
     pub queued: AtomicUsize,
 }
 
+/// The largest MQTT packet the gateway sends or takes, bytes. rumqttc treats a larger outgoing
+/// one as a fatal error of the connection (and sends it again after reconnecting, for ever), so
+/// nothing larger may reach the client: see `service`'s publish.
+pub const MAX_PACKET: usize = 256 * 1024;
+
 /// Above this many queued publishes, QoS 0 readings are shed, so taps and other QoS 1 messages
 /// always find room in the core's queue behind a flood of readings. Deep enough to ride out
 /// the core being off the CPU for a scheduler slice or two under a flood (at 200,000 readings
@@ -59,7 +64,7 @@ pub fn options(cfg: &Mqtt, host: &str, port: u16, tls: bool) -> Result<MqttOptio
     o.set_clean_session(false);
     o.set_manual_acks(true);
     o.set_inflight(32);
-    o.set_max_packet_size(256 * 1024, 256 * 1024);
+    o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
     // The gateway's last will: its status goes offline (retained) when it vanishes, and Home
     // Assistant marks the rooms unavailable.
     o.set_last_will(rumqttc::LastWill::new(

@@ -283,10 +283,23 @@ impl Live {
     /// Every device's health.
     pub fn set_devices(&self, devices: Vec<DeviceNow>) {
         let mut v = self.lock();
-        for d in &devices {
-            if !v.devices.contains(d) {
-                self.send(&mut v, "device", serde_json::json!({ "device": d }));
-            }
+        // By id, not a search of the list per device: a campus has ten thousand of them.
+        let changed: Vec<usize> = {
+            let old: std::collections::HashMap<&str, &DeviceNow> =
+                v.devices.iter().map(|d| (d.device.as_str(), d)).collect();
+            devices
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| old.get(d.device.as_str()) != Some(d))
+                .map(|(i, _)| i)
+                .collect()
+        };
+        for i in changed {
+            self.send(
+                &mut v,
+                "device",
+                serde_json::json!({ "device": &devices[i] }),
+            );
         }
         v.devices = devices;
     }

@@ -331,6 +331,8 @@ pub struct Stats {
     pub send_ns: AtomicU64,
     /// Refused messages by reason label.
     pub malformed: Mutex<BTreeMap<&'static str, u64>>,
+    /// Messages of the gateway's own not sent: over the link's packet limit.
+    pub oversized: AtomicU64,
     /// The MQTT link.
     pub link: Arc<LinkStats>,
 }
@@ -1127,6 +1129,17 @@ impl Core {
     }
 
     fn publish(&self, p: &Publish) {
+        // A packet over the link's limit would be a fatal error of the connection, sent again
+        // after every reconnect: never handed to the client.
+        if p.topic.len() + p.payload.len() + 16 > crate::link::MAX_PACKET {
+            self.stats.oversized.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                topic = %p.topic,
+                bytes = p.payload.len(),
+                "a message over the broker link's packet limit; not sent"
+            );
+            return;
+        }
         // The client's queue only fills when the broker is gone for long; then the message is
         // dropped (doors fall back to their allow-lists) rather than the core stalling.
         let r = self.rt.block_on(async {

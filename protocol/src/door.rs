@@ -245,6 +245,10 @@ pub struct AllowEntry {
     pub until: u64,
 }
 
+/// The most cards an allow-list carries: what a door node holds. The gateway sends no more (the
+/// entries valid soonest), and a node refuses a longer list whole.
+pub const ALLOW_LIST_MAX: usize = 4_096;
+
 /// The cards that may open a door in a window, for the node to decide on when the gateway is
 /// unreachable. Retained, signed, republished whenever rights change and at least hourly.
 #[cfg(feature = "std")]

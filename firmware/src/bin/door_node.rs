@@ -17,7 +17,7 @@ use rppal::gpio::Gpio;
 
 /// Allow-list entries a Pi node holds: as many as fit in the largest message the gateway sends
 /// (256 KiB of JSON, about 55 bytes an entry).
-const CARDS: usize = 4_096;
+const CARDS: usize = kombinat_protocol::door::ALLOW_LIST_MAX;
 /// Offline decisions kept until the gateway has them.
 const LOG: usize = 4_096;
 

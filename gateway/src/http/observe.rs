@@ -174,6 +174,13 @@ pub fn render(st: &crate::service::Stats) -> String {
     );
     one(
         &mut o,
+        "kombinat_messages_oversized_total",
+        "counter",
+        "Messages of the gateway's own not sent: over the broker link's packet limit.",
+        st.oversized.load(Relaxed),
+    );
+    one(
+        &mut o,
         "kombinat_broker_connected",
         "gauge",
         "1 while the link to the broker is up.",
