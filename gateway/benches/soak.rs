@@ -345,12 +345,19 @@ fn main() {
                         .insert((i, t.counter), Instant::now());
                     sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let topic = format!("{PREFIX}/door/{door}/tap");
-                    let _ = taps.try_publish(
-                        topic,
-                        QoS::AtLeastOnce,
-                        false,
-                        serde_json::to_vec(&t).unwrap(),
-                    );
+                    // A tap the client could not even queue never left: not the gateway's.
+                    if taps
+                        .try_publish(
+                            topic,
+                            QoS::AtLeastOnce,
+                            false,
+                            serde_json::to_vec(&t).unwrap(),
+                        )
+                        .is_err()
+                    {
+                        in_flight.lock().unwrap().remove(&(i, t.counter));
+                        sent.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
             });
         }

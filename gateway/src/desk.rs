@@ -979,7 +979,7 @@ mod tests {
         let p = desk
             .allow_list(door(), now, now + chrono::Duration::hours(2), cards)
             .unwrap();
-        assert!(p.payload.len() + p.topic.len() < crate::link::MAX_PACKET);
+        assert!(p.payload.len() + p.topic.len() + 16 <= crate::link::MAX_PACKET);
         let l: door::AllowList = serde_json::from_slice(&p.payload).unwrap();
         assert_eq!(l.cards.len(), door::ALLOW_LIST_MAX);
         assert!(

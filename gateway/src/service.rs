@@ -577,9 +577,12 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         next_prune: Instant::now(),
         allow_lists_pending: false,
         released: BTreeSet::new(),
+        // What was taken up counts as stored: a gateway that restarts again and again does
+        // not refresh the stored time of counts it never saw change.
+        saved_counts: estimator.carried(now.timestamp()),
+        lists_out: std::collections::VecDeque::new(),
+        saved_counts_at: now.timestamp(),
         estimator,
-        saved_counts: Vec::new(),
-        saved_counts_at: 0,
         next_counts: Instant::now(),
         recorder,
         judge,
@@ -743,7 +746,14 @@ const MARKS_EVERY: Duration = Duration::from_secs(15);
 /// even after a crash, carries on counting from where it was rather than from an empty building.
 const COUNTS_KEY: &str = "occupancy/counts";
 
-/// How often the head counts are stored when they changed: what a crash can lose of them.
+/// While allow-lists wait to go out, the core wakes at least this often to send some.
+const LISTS_EVERY: Duration = Duration::from_millis(20);
+
+/// Allow-list bytes published after each batch (at least one list; two of full size).
+const LIST_BYTES_PER_BATCH: usize = 512 * 1024;
+
+/// How often the head counts are stored when they changed: with the store's flush each second,
+/// what a crash can lose of them is the last six seconds' changes.
 const COUNTS_EVERY: Duration = Duration::from_secs(5);
 
 /// A room's last activity alone is stored again at most this often.
@@ -872,8 +882,11 @@ struct Core {
     estimator: Estimator,
     /// The head counts last stored (under [`COUNTS_KEY`]), to store them only when changed.
     saved_counts: Vec<Carried>,
+    /// When they were stored (Unix seconds).
     saved_counts_at: i64,
     next_counts: Instant,
+    /// Allow-lists waiting to be published, a few per batch.
+    lists_out: std::collections::VecDeque<Publish>,
     closed: crate::domain::WeeklySchedule,
     /// The occupancy last published per room.
     published: Vec<Option<Estimate>>,
@@ -957,7 +970,10 @@ impl Core {
             if last_batch >= BUSY_BATCH {
                 std::thread::sleep(GATHER);
             }
-            let wait = Duration::from_secs(1).saturating_sub(last_tick.elapsed());
+            let mut wait = Duration::from_secs(1).saturating_sub(last_tick.elapsed());
+            if !self.lists_out.is_empty() {
+                wait = wait.min(LISTS_EVERY);
+            }
             let mut msgs = Vec::new();
             match rx.recv_timeout(wait) {
                 Ok(m) => msgs.push(m),
@@ -1103,6 +1119,20 @@ impl Core {
         let written = Instant::now();
         for r in &batch.replies {
             self.publish(r);
+        }
+        // Allow-lists go out a few at a time after the batch's own messages: a round for a
+        // campus (a thousand doors, up to 256 KB each) sent at once held the decisions behind it
+        // for seconds.
+        let mut bytes = 0;
+        while let Some(next) = self.lists_out.front() {
+            if bytes > 0 && bytes + next.payload.len() > LIST_BYTES_PER_BATCH {
+                break;
+            }
+            bytes += next.payload.len();
+            if let Some(p) = self.lists_out.pop_front() {
+                self.publish(&p);
+                self.stats.allow_lists.fetch_add(1, Ordering::Relaxed);
+            }
         }
         for at in &batch.arrivals {
             self.stats.decision_latency.observe(at.elapsed());
@@ -2231,8 +2261,9 @@ impl Core {
                 user_lists.insert(l.door, l.cards.clone());
             }
             if let Some(p) = self.desk.allow_list(l.door, l.from, l.until, l.cards) {
-                self.stats.allow_lists.fetch_add(1, Ordering::Relaxed);
-                b.replies.push(p);
+                // A list still waiting for the same door is replaced by the newer one.
+                self.lists_out.retain(|q| q.topic != p.topic);
+                self.lists_out.push_back(p);
             }
         }
         if listed.is_empty() {

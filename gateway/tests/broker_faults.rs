@@ -21,6 +21,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn quantiles(mut v: Vec<Duration>) -> (u128, u128) {
+    if v.is_empty() {
+        return (0, 0);
+    }
     v.sort_unstable();
     (v[v.len() / 2].as_millis(), v[v.len() - 1].as_millis())
 }

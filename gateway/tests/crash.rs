@@ -64,8 +64,12 @@ async fn tap_until_answered(
     false
 }
 
+/// The two tests one at a time: each has deadlines a machine of two cores meets alone.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_decision_a_door_received_survives_sigkill_exactly_once() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let Some(broker) = Mosquitto::start() else {
         return;
     };
@@ -156,6 +160,7 @@ async fn every_decision_a_door_received_survives_sigkill_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulated_building_through_sigkill_at_random_moments() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let Some(broker) = Mosquitto::start() else {
         return;
     };
@@ -218,13 +223,32 @@ async fn the_simulated_building_through_sigkill_at_random_moments() {
         gw.restart();
         let took = until_healthy(&mut world, &base).await;
         recoveries.push(took);
-        // The head counts carry on from before (not an empty building); the doors are heard
-        // from again (their retained status), with the same session cookie as before.
+        // The head counts carry on from before (not an empty building): read with the
+        // building held still (nobody walks in to make up the numbers), once the first
+        // estimate is out (the core's first tick, within a second or so).
         let mut after = building_now(&base, &cookie);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while (after.1 < online || after.0 * 2 < people) && std::time::Instant::now() < deadline {
-            drive(&mut world, Duration::from_millis(200)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while after.0 == 0 && people > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
             after = building_now(&base, &cookie);
+        }
+        let taken_up = gw.log().matches("head counts taken up").count();
+        assert_eq!(
+            taken_up,
+            cycle as usize + 1,
+            "every restart took the stored head counts up"
+        );
+        assert!(
+            after.0 * 2 >= people,
+            "head counts recovered: {people} before the kill, {} after",
+            after.0
+        );
+        // The doors are heard from again (their retained status), with the same session
+        // cookie as before.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while after.1 < online && std::time::Instant::now() < deadline {
+            drive(&mut world, Duration::from_millis(200)).await;
+            after.1 = building_now(&base, &cookie).1;
         }
         println!(
             "cycle {cycle}: {people} people and {online} doors online before the kill, {} and {} after, healthy {took:?} after restart",
@@ -234,14 +258,6 @@ async fn the_simulated_building_through_sigkill_at_random_moments() {
             after.1 >= online,
             "doors online again: {online} before, {} after",
             after.1
-        );
-        assert!(
-            after.0 * 2 >= people || {
-                println!("{}", gw.log());
-                false
-            },
-            "head counts recovered: {people} before the kill, {} after",
-            after.0
         );
     }
     // Back up for good: the nodes upload what they decided alone, and hear it was stored.
@@ -266,6 +282,9 @@ async fn the_simulated_building_through_sigkill_at_random_moments() {
     let offline = report.decided.iter().filter(|d| d.2).count();
     let mut took: Vec<_> = recoveries.iter().map(Duration::as_millis).collect();
     took.sort_unstable();
+    if took.is_empty() {
+        took.push(0); // no cycles asked for
+    }
     println!(
         "crash test: {cycles} SIGKILL cycles (seed {seed}); decisions the doors acted on {} ({} from the gateway, {offline} alone), found in the log once {found}, lost {}, logged twice {}; healthy after restart p50 {} ms, max {} ms",
         report.decided.len(),

@@ -7,138 +7,52 @@ mod support;
 use std::time::Duration;
 
 use kombinat::mosquitto::broker_password;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::QoS;
 use support::*;
-use tokio::sync::mpsc;
-
-enum Seen {
-    Connected,
-    Refused(String),
-    Message(String),
-}
-
-fn client(
-    id: &str,
-    login: Option<(&str, &str)>,
-    port: u16,
-) -> (AsyncClient, mpsc::UnboundedReceiver<Seen>) {
-    let mut o = MqttOptions::new(id, "127.0.0.1", port);
-    o.set_keep_alive(Duration::from_secs(5));
-    if let Some((u, p)) = login {
-        o.set_credentials(u, p);
-    }
-    let (c, mut ev) = AsyncClient::new(o, 32);
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let seen = match ev.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => Seen::Connected,
-                Ok(Event::Incoming(Packet::Publish(p))) => Seen::Message(p.topic.clone()),
-                Ok(_) => continue,
-                Err(e) => Seen::Refused(e.to_string()),
-            };
-            let refused = matches!(seen, Seen::Refused(_));
-            if tx.send(seen).is_err() || refused {
-                break;
-            }
-        }
-    });
-    (c, rx)
-}
-
-async fn connected(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Result<(), String> {
-    match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
-        Ok(Some(Seen::Connected)) => Ok(()),
-        Ok(Some(Seen::Refused(e))) => Err(e),
-        _ => Err("no answer".into()),
-    }
-}
-
-/// Messages that arrive within `within`.
-async fn messages(rx: &mut mpsc::UnboundedReceiver<Seen>, within: Duration) -> Vec<String> {
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + within;
-    while let Ok(Some(s)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-        if let Seen::Message(t) = s {
-            out.push(t);
-        }
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_generated_acl_keeps_each_device_to_its_own_topics() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     prepare(&data);
-    let pw = dir.path().join("gateway-password");
-    std::fs::write(&pw, "a-long-gateway-password-for-tests\n").unwrap();
-    let port = free_port();
-    let mq = dir.path().join("mq");
-    let mut out = Vec::new();
-    {
-        use clap::Parser;
-        let cli = kombinat::cli::Cli::parse_from([
-            "kombinat",
-            "--site",
-            site_path().to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "devices",
-            "mosquitto-config",
-            "--out",
-            mq.to_str().unwrap(),
-            "--gateway-password-file",
-            pw.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ]);
-        kombinat::cli::run(cli, &mut out, chrono::Utc::now()).unwrap();
-    }
-    let said = String::from_utf8(out).unwrap();
+    let Some((_broker, port, said, acl)) = acl_mosquitto(dir.path(), &data) else {
+        return;
+    };
     assert!(said.contains("for 4 devices"), "{said}");
-    let acl = std::fs::read_to_string(mq.join("acl")).unwrap();
     assert!(
         acl.contains("user door-cowork\ntopic write kombinat/v1/door/d-cowork-in/tap\n"),
         "{acl}"
     );
-    // Started as root (CI containers), mosquitto would drop to its own user, which cannot read
-    // the test's private directory: let it keep the test's user. (An installation gives the
-    // files to the mosquitto user instead.)
-    let conf = mq.join("kombinat.conf");
-    let mut text = std::fs::read_to_string(&conf).unwrap();
-    text.push_str("user root\n");
-    std::fs::write(&conf, text).unwrap();
-    let Some(_broker) = Mosquitto::start_with(&conf, port) else {
-        return;
-    };
 
     // Nobody gets in without an account, or with a wrong password.
-    let (_a, mut anon) = client("anonymous", None, port);
-    assert!(connected(&mut anon).await.is_err(), "anonymous refused");
-    let (_w, mut wrong) = client(
+    let (_a, mut anon) = broker_client("anonymous", None, port);
+    assert!(
+        broker_connected(&mut anon).await.is_err(),
+        "anonymous refused"
+    );
+    let (_w, mut wrong) = broker_client(
         "door-cowork",
         Some(("door-cowork", "not-its-password")),
         port,
     );
     assert!(
-        connected(&mut wrong).await.is_err(),
+        broker_connected(&mut wrong).await.is_err(),
         "a wrong password refused"
     );
 
-    let (gw, mut gw_rx) = client(
+    let (gw, mut gw_rx) = broker_client(
         "kombinat-gateway",
-        Some(("kombinat-gateway", "a-long-gateway-password-for-tests")),
+        Some(("kombinat-gateway", GATEWAY_BROKER_PASSWORD)),
         port,
     );
-    connected(&mut gw_rx).await.unwrap();
+    broker_connected(&mut gw_rx).await.unwrap();
     gw.subscribe("kombinat/v1/door/+/tap", QoS::AtLeastOnce)
         .await
         .unwrap();
 
     let cowork_pw = broker_password(&key(1));
-    let (node, mut node_rx) = client("door-cowork", Some(("door-cowork", &cowork_pw)), port);
-    connected(&mut node_rx).await.unwrap();
+    let (node, mut node_rx) = broker_client("door-cowork", Some(("door-cowork", &cowork_pw)), port);
+    broker_connected(&mut node_rx).await.unwrap();
     node.subscribe("kombinat/v1/door/+/decision", QoS::AtLeastOnce)
         .await
         .unwrap();
@@ -156,7 +70,7 @@ async fn the_generated_acl_keeps_each_device_to_its_own_topics() {
         .unwrap();
     }
     assert_eq!(
-        messages(&mut gw_rx, Duration::from_secs(1)).await,
+        broker_messages(&mut gw_rx, Duration::from_secs(1)).await,
         ["kombinat/v1/door/d-cowork-in/tap"]
     );
     // It hears its own door's decisions, not the meeting room's.
@@ -171,7 +85,7 @@ async fn the_generated_acl_keeps_each_device_to_its_own_topics() {
         .unwrap();
     }
     assert_eq!(
-        messages(&mut node_rx, Duration::from_secs(1)).await,
+        broker_messages(&mut node_rx, Duration::from_secs(1)).await,
         ["kombinat/v1/door/d-cowork-in/decision"]
     );
 }

@@ -76,7 +76,7 @@ impl SimReport {
 }
 
 struct DoorSim {
-    node: Box<DoorController<4096, 512>>,
+    node: Box<DoorController<{ kombinat_protocol::door::ALLOW_LIST_MAX }, 512>>,
     link: MqttLink,
     down: tokio::sync::mpsc::Receiver<Down>,
     inputs: Inputs,

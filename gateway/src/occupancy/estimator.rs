@@ -80,6 +80,16 @@ impl Room {
 pub struct Carried {
     /// Head count.
     pub count: u32,
+    /// The count at the start of the current bucket (an exit may come before its entry within
+    /// a bucket: the order must not change the count, so the bucket is carried as it stands).
+    #[serde(default)]
+    pub base: u32,
+    /// The passages in the bucket so far, in minus out (unclamped).
+    #[serde(default)]
+    pub pending: i64,
+    /// The bucket.
+    #[serde(default)]
+    pub bucket: i64,
     /// Last time anything suggested a person, Unix seconds.
     pub activity: Option<i64>,
     /// Last people-counter reading.
@@ -122,6 +132,9 @@ impl Estimator {
                 r.roll(now);
                 Carried {
                     count: r.count(),
+                    base: r.base,
+                    pending: r.pending,
+                    bucket: r.bucket,
                     activity: r.last_activity,
                     counter: r.last_counter,
                     entry: r.last_entry,
@@ -136,8 +149,13 @@ impl Estimator {
     pub fn restore(&mut self, carried: &[Carried], now: i64) {
         for (r, c) in self.rooms.iter_mut().zip(carried) {
             r.roll(now);
-            r.base = c.count;
-            r.pending = 0;
+            if c.bucket == r.bucket {
+                r.base = c.base;
+                r.pending = c.pending;
+            } else {
+                r.base = c.count;
+                r.pending = 0;
+            }
             let past = |t: Option<i64>| t.map(|t| t.min(now));
             r.last_activity = past(c.activity);
             r.last_counter = past(c.counter);
@@ -408,7 +426,8 @@ mod tests {
         e.handle_entry(1, T0 + 30);
         let carried = e.carried(T0 + 40);
         assert_eq!(carried[0].count, 4);
-        assert_eq!(carried[2], Carried::default());
+        assert_eq!(carried[2].count, 0);
+        assert_eq!(carried[2].activity, None);
         let mut again = Estimator::new(3, detector(), 7200);
         again.restore(&carried, T0 + 45);
         for room in 0..3 {
@@ -417,6 +436,17 @@ mod tests {
         // It counts on from there.
         again.handle_counter(0, 0, 2, T0 + 60);
         assert_eq!(again.estimate(0, T0 + 61).count, 2);
+        // An exit counted before its entry in the same bucket, across a restart, as without.
+        let mut e = Estimator::new(1, detector(), 7200);
+        e.handle_counter(0, 0, 1, T0 + 10);
+        let mut again = Estimator::new(1, detector(), 7200);
+        again.restore(&e.carried(T0 + 20), T0 + 25);
+        e.handle_counter(0, 1, 0, T0 + 30);
+        again.handle_counter(0, 1, 0, T0 + 30);
+        assert_eq!(
+            again.estimate(0, T0 + 40).count,
+            e.estimate(0, T0 + 40).count
+        );
     }
 
     #[test]

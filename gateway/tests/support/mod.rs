@@ -808,3 +808,100 @@ pub fn add_staff(site: &Path, data: &Path, name: &str, role: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// What a client of the test's own saw of the broker.
+pub enum BrokerSeen {
+    Connected,
+    Refused(String),
+    Message(String),
+}
+
+pub fn broker_client(
+    id: &str,
+    login: Option<(&str, &str)>,
+    port: u16,
+) -> (AsyncClient, mpsc::UnboundedReceiver<BrokerSeen>) {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(5));
+    if let Some((u, p)) = login {
+        o.set_credentials(u, p);
+    }
+    let (c, mut ev) = AsyncClient::new(o, 32);
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let seen = match ev.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => BrokerSeen::Connected,
+                Ok(Event::Incoming(Packet::Publish(p))) => BrokerSeen::Message(p.topic.clone()),
+                Ok(_) => continue,
+                Err(e) => BrokerSeen::Refused(e.to_string()),
+            };
+            let refused = matches!(seen, BrokerSeen::Refused(_));
+            if tx.send(seen).is_err() || refused {
+                break;
+            }
+        }
+    });
+    (c, rx)
+}
+
+pub async fn broker_connected(rx: &mut mpsc::UnboundedReceiver<BrokerSeen>) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+        Ok(Some(BrokerSeen::Connected)) => Ok(()),
+        Ok(Some(BrokerSeen::Refused(e))) => Err(e),
+        _ => Err("no answer".into()),
+    }
+}
+
+/// Messages that arrive within `within`.
+pub async fn broker_messages(
+    rx: &mut mpsc::UnboundedReceiver<BrokerSeen>,
+    within: Duration,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while let Ok(Some(s)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        if let BrokerSeen::Message(t) = s {
+            out.push(t);
+        }
+    }
+    out
+}
+
+/// The gateway's broker account's password in [`acl_mosquitto`].
+pub const GATEWAY_BROKER_PASSWORD: &str = "a-long-gateway-password-for-tests";
+
+/// A mosquitto on a free port with the configuration `kombinat devices mosquitto-config`
+/// generates from `data`'s registry (no anonymous access, an account per device, the ACL):
+/// the broker, its port, what the command said and the ACL. `None` on a developer machine
+/// without mosquitto; in CI a missing mosquitto fails.
+pub fn acl_mosquitto(dir: &Path, data: &Path) -> Option<(Mosquitto, u16, String, String)> {
+    let pw = dir.join("gateway-password");
+    std::fs::write(&pw, format!("{GATEWAY_BROKER_PASSWORD}\n")).unwrap();
+    let port = free_port();
+    let mq = dir.join("mq");
+    let said = cli(
+        &site_path(),
+        data,
+        &[
+            "devices",
+            "mosquitto-config",
+            "--out",
+            mq.to_str().unwrap(),
+            "--gateway-password-file",
+            pw.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    let acl = std::fs::read_to_string(mq.join("acl")).unwrap();
+    // Started as root (CI containers), mosquitto would drop to its own user, which cannot read
+    // the test's private directory: let it keep the test's user. (An installation gives the
+    // files to the mosquitto user instead.)
+    let conf = mq.join("kombinat.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("user root\n");
+    std::fs::write(&conf, text).unwrap();
+    let broker = Mosquitto::start_with(&conf, port)?;
+    Some((broker, port, said, acl))
+}
