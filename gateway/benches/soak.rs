@@ -219,7 +219,10 @@ fn main() {
     let mut gateway = gateway
         .args(["run", "--config"])
         .arg(&config)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("KOMBINAT_SOAK_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -263,7 +266,10 @@ fn main() {
                 .map(|(i, d)| (d, i))
                 .collect(),
         );
-        let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+        // (when the tap was sent, seconds from the start of the load; round trip, ms)
+        let latencies = Arc::new(Mutex::new(Vec::<(f64, f64)>::new()));
+        let load_start = Instant::now();
+        eprintln!("soak: load starts at {}", Utc::now().format("%H:%M:%S%.3f"));
         {
             let (in_flight, latencies, index) =
                 (in_flight.clone(), latencies.clone(), index.clone());
@@ -278,10 +284,10 @@ fn main() {
                                 continue;
                             };
                             if let Some(at) = in_flight.lock().unwrap().remove(&(i, d.tap)) {
-                                latencies
-                                    .lock()
-                                    .unwrap()
-                                    .push(at.elapsed().as_secs_f64() * 1e3);
+                                latencies.lock().unwrap().push((
+                                    at.duration_since(load_start).as_secs_f64(),
+                                    at.elapsed().as_secs_f64() * 1e3,
+                                ));
                             }
                         }
                         Ok(_) => {}
@@ -404,11 +410,18 @@ fn main() {
         let rounds = minutes * 60 / span;
         for m in 1..=rounds {
             tokio::time::sleep(Duration::from_secs(span)).await;
-            let mut l = std::mem::take(&mut *latencies.lock().unwrap());
+            let timed = std::mem::take(&mut *latencies.lock().unwrap());
             let rss = status_mb(pid, "VmRSS:");
+            let mut l: Vec<f64> = timed.iter().map(|t| t.1).collect();
             let (p50, p99) = (quantile(&mut l, 0.5), quantile(&mut l, 0.99));
+            // When the slow ones were sent: a stall shows as one stretch.
+            let slow: Vec<f64> = timed.iter().filter(|t| t.1 > 100.0).map(|t| t.0).collect();
+            let stretch = match (slow.first(), slow.last()) {
+                (Some(a), Some(b)) => format!(", {} over 100 ms sent {a:.1}-{b:.1} s", slow.len()),
+                _ => String::new(),
+            };
             println!(
-                "soak {} s: {} decisions, p50 {p50:.2} ms, p99 {p99:.2} ms, gateway {rss:.1} MB",
+                "soak {} s: {} decisions, p50 {p50:.2} ms, p99 {p99:.2} ms, gateway {rss:.1} MB{stretch}",
                 m * span,
                 l.len()
             );
@@ -436,6 +449,13 @@ fn main() {
         .lines()
         .filter(|l| l.contains("refused a message"))
         .count();
+    // With `KOMBINAT_SOAK_LOG=warn,kombinat=info`: what each allow-list round cost the core.
+    for l in said
+        .lines()
+        .filter(|l| l.contains("allow-list round taken up"))
+    {
+        eprintln!("soak: {}", l.trim());
+    }
     if unanswered > 0 || refused > 0 || !healthy {
         eprintln!("soak: the gateway's log (but its repeats, last 40 lines):");
         let lines: Vec<&str> = said

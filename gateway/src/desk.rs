@@ -18,12 +18,17 @@ use kombinat_protocol::site::{ModeSet, ModeState};
 use kombinat_protocol::{Ident, Topic};
 use rustc_hash::FxHashMap;
 
+use crate::access::allow_list::fit;
 use crate::access::{decide, Decision, Snapshot, Tap};
 use crate::domain::{Device, DeviceId, DeviceKind, DeviceMark, DoorId, SiteMode};
 use crate::store::{Actor, AlarmKind, AuditEntry, AuditEvent};
 
 /// How far the gateway's counter towards a device jumps at start (see [`Desk::new`]).
 pub const TX_JUMP: u64 = 1 << 20;
+
+/// The JSON an allow-list's entries may take: one MQTT packet, less room for the list's own
+/// fields, its MAC and its topic.
+pub const LIST_BYTES: usize = crate::link::MAX_PACKET - 2_048;
 
 /// The largest payload accepted from a device.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
@@ -767,24 +772,15 @@ impl Desk {
         mut cards: Vec<AllowEntry>,
     ) -> Option<Publish> {
         let device = self.device_of(door)?;
-        // The longest entry as JSON, and room for the list's own fields, MAC and topic.
-        let widest = cards
-            .iter()
-            .map(|e| serde_json::to_vec(e).map_or(64, |v| v.len()) + 1)
-            .max()
-            .unwrap_or(0);
-        let fits = (crate::link::MAX_PACKET - 2_048) / widest.max(1);
-        let keep = door::ALLOW_LIST_MAX.min(fits);
-        if cards.len() > keep {
+        // Already done where the lists are worked out (off the core); cheap when it was.
+        let had = fit(&mut cards, LIST_BYTES);
+        if had > cards.len() {
             tracing::warn!(
                 %door,
-                cards = cards.len(),
-                kept = keep,
+                cards = had,
+                kept = cards.len(),
                 "allow-list longer than a door node holds; the entries valid soonest are sent"
             );
-            cards.sort_by(|a, b| a.from.cmp(&b.from).then(a.card.cmp(&b.card)));
-            cards.truncate(keep);
-            cards.sort_by(|a, b| a.card.cmp(&b.card).then(a.from.cmp(&b.from)));
         }
         let list = self.sign_for(device, |counter| door::AllowList {
             v: VERSION,

@@ -23,7 +23,7 @@ use kombinat_protocol::Topic;
 use rumqttc::{AsyncClient, Publish as MqttPublish, QoS};
 use tokio::sync::watch;
 
-use crate::access::allow_list::{allow_list, window};
+use crate::access::allow_list::{allow_list, fit, window};
 use crate::access::{decide, Decision, Tap};
 use crate::adapters::{Adapters, Event};
 use crate::config::{Broker, Config};
@@ -749,7 +749,8 @@ const COUNTS_KEY: &str = "occupancy/counts";
 /// While allow-lists wait to go out, the core wakes at least this often to send some.
 const LISTS_EVERY: Duration = Duration::from_millis(20);
 
-/// Allow-list bytes published after each batch (at least one list; two of full size).
+/// After each batch, allow-lists are signed and published until this many bytes have gone out
+/// (or none is left waiting): two lists of full size.
 const LIST_BYTES_PER_BATCH: usize = 512 * 1024;
 
 /// How often the head counts are stored when they changed: with the store's flush each second,
@@ -886,7 +887,7 @@ struct Core {
     saved_counts_at: i64,
     next_counts: Instant,
     /// Allow-lists waiting to be published, a few per batch.
-    lists_out: std::collections::VecDeque<Publish>,
+    lists_out: std::collections::VecDeque<DoorList>,
     closed: crate::domain::WeeklySchedule,
     /// The occupancy last published per room.
     published: Vec<Option<Estimate>>,
@@ -1123,13 +1124,14 @@ impl Core {
         // Allow-lists go out a few at a time after the batch's own messages: a round for a
         // campus (a thousand doors, up to 256 KB each) sent at once held the decisions behind it
         // for seconds.
+        // They are signed here, as they go, so a round costs the core one list at a time.
         let mut bytes = 0;
-        while let Some(next) = self.lists_out.front() {
-            if bytes > 0 && bytes + next.payload.len() > LIST_BYTES_PER_BATCH {
+        while bytes < LIST_BYTES_PER_BATCH {
+            let Some(l) = self.lists_out.pop_front() else {
                 break;
-            }
-            bytes += next.payload.len();
-            if let Some(p) = self.lists_out.pop_front() {
+            };
+            if let Some(p) = self.desk.allow_list(l.door, l.from, l.until, l.cards) {
+                bytes += p.payload.len();
                 self.publish(&p);
                 self.stats.allow_lists.fetch_add(1, Ordering::Relaxed);
             }
@@ -2160,11 +2162,23 @@ impl Core {
                     let (from, until) = window(now, hours);
                     let lists = doors
                         .into_iter()
-                        .map(|(door, i)| DoorList {
-                            door,
-                            from,
-                            until,
-                            cards: allow_list(&snapshot, i, from, until),
+                        .map(|(door, i)| {
+                            let mut cards = allow_list(&snapshot, i, from, until);
+                            let had = fit(&mut cards, crate::desk::LIST_BYTES);
+                            if had > cards.len() {
+                                tracing::warn!(
+                                    %door,
+                                    cards = had,
+                                    kept = cards.len(),
+                                    "allow-list longer than a door node holds; the entries valid soonest are sent"
+                                );
+                            }
+                            DoorList {
+                                door,
+                                from,
+                                until,
+                                cards,
+                            }
                         })
                         .collect();
                     let _ = tx.send(Msg::AllowLists(lists));
@@ -2254,18 +2268,29 @@ impl Core {
 
     fn allow_lists_ready(&mut self, lists: Vec<DoorList>, b: &mut Batch) {
         self.allow_lists_pending = false;
+        let took = Instant::now();
+        let (doors, entries) = (
+            lists.len(),
+            lists.iter().map(|l| l.cards.len()).sum::<usize>(),
+        );
         let listed: BTreeSet<DoorId> = self.adapters.listed_doors().into_iter().collect();
         let mut user_lists = std::collections::BTreeMap::new();
         for l in lists {
             if listed.contains(&l.door) {
                 user_lists.insert(l.door, l.cards.clone());
             }
-            if let Some(p) = self.desk.allow_list(l.door, l.from, l.until, l.cards) {
+            if self.desk.device_of(l.door).is_some() {
                 // A list still waiting for the same door is replaced by the newer one.
-                self.lists_out.retain(|q| q.topic != p.topic);
-                self.lists_out.push_back(p);
+                self.lists_out.retain(|q| q.door != l.door);
+                self.lists_out.push_back(l);
             }
         }
+        tracing::info!(
+            doors,
+            entries,
+            ms = took.elapsed().as_millis() as u64,
+            "allow-list round taken up"
+        );
         if listed.is_empty() {
             return;
         }

@@ -10,13 +10,29 @@
 //! door, or a booking for it in the window; others cannot be allowed and are skipped.
 
 use chrono::{DateTime, Duration, Utc};
-use kombinat_protocol::door::AllowEntry;
+use kombinat_protocol::door::{AllowEntry, ALLOW_LIST_MAX};
 
 use super::{decide, Snapshot, Tap};
 use crate::domain::Credential;
 
 /// The sampling step.
 pub const STEP_SECS: i64 = 300;
+
+/// Keeps of `cards` what one list may carry: at most [`ALLOW_LIST_MAX`] entries (what a door node
+/// holds) whose JSON fits in `bytes`. The entries valid soonest stay (then by card), sorted by
+/// card then start as [`allow_list`] gives them. Returns how many there were. Linear in the
+/// list's length: it runs on lists of a hundred thousand cards at campus scale.
+pub fn fit(cards: &mut Vec<AllowEntry>, bytes: usize) -> usize {
+    let had = cards.len();
+    let widest = cards.iter().map(AllowEntry::json_len).max().unwrap_or(1);
+    let keep = ALLOW_LIST_MAX.min(bytes / widest);
+    if had > keep {
+        cards.select_nth_unstable_by(keep, |a, b| a.from.cmp(&b.from).then(a.card.cmp(&b.card)));
+        cards.truncate(keep);
+        cards.sort_unstable_by(|a, b| a.card.cmp(&b.card).then(a.from.cmp(&b.from)));
+    }
+    had
+}
 
 /// The allow-list of door `door` (by index) for `[from, until)`, sorted by card.
 pub fn allow_list(
@@ -162,5 +178,51 @@ mod tests {
             }
             t += STEP_SECS;
         }
+    }
+
+    #[test]
+    fn fitting_keeps_the_entries_valid_soonest_within_the_count_and_the_bytes() {
+        let entry = |i: u32, from: u64| AllowEntry {
+            card: kombinat_protocol::CardId::parse(&format!("{i:08X}")).unwrap(),
+            from,
+            until: from + 3_600,
+        };
+        // Twice what a node holds, the later half valid sooner.
+        let n = 2 * ALLOW_LIST_MAX as u32;
+        let mut cards: Vec<AllowEntry> = (0..n)
+            .map(|i| {
+                entry(
+                    i,
+                    if i < n / 2 {
+                        1_790_003_600
+                    } else {
+                        1_790_000_000
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(fit(&mut cards, 1 << 20), n as usize);
+        assert_eq!(cards.len(), ALLOW_LIST_MAX);
+        assert!(cards.iter().all(|e| e.from == 1_790_000_000));
+        assert!(cards.windows(2).all(|w| w[0].card < w[1].card));
+        // Within the bytes, by the widest entry: a ten-byte card and far-off times.
+        let mut cards: Vec<AllowEntry> = (0..100)
+            .map(|i| entry(i, 1_790_000_000 + u64::from(i)))
+            .collect();
+        cards.push(AllowEntry {
+            card: kombinat_protocol::CardId::parse("00112233445566778899").unwrap(),
+            from: u64::MAX - 1,
+            until: u64::MAX,
+        });
+        let budget = 10 * 89;
+        assert_eq!(fit(&mut cards, budget), 101);
+        assert_eq!(cards.len(), 10);
+        assert!(serde_json::to_vec(&cards).unwrap().len() <= budget);
+        assert_eq!(cards.iter().map(|e| e.from).max(), Some(1_790_000_009));
+        // A list that fits is left as it is.
+        let mut short: Vec<AllowEntry> = (0..5).map(|i| entry(i, 1_790_000_000)).collect();
+        let before = short.clone();
+        assert_eq!(fit(&mut short, 1 << 20), 5);
+        assert_eq!(short, before);
     }
 }
