@@ -1,21 +1,26 @@
-//! `disk_bytes_per_day`: what the gateway writes to disk in a busy day of the Centre. The demo's
-//! day (265 people, 62 door and sensor nodes, from 07:30 to 23:00 simulated) runs through the
-//! embedded broker at a speed-up, then the building stays connected and idle (the night: nodes
-//! heartbeating, nobody moving) for a while. Writes are the process's `write_bytes` from `/proc/self/io` (the simulated nodes write
-//! nothing). The day's activity is what the busy phase wrote beyond the idle rate; a real day is
-//! that activity plus the idle rate over 24 hours. (History buckets of occupied rooms are written
-//! once a second, so a compressed day writes fewer of them: the idle phase has rooms still
-//! occupied by the evening's guests, which counts some of that back.)
+//! `disk_bytes_per_day`: what the gateway writes to disk in a day of the Centre. The demo's
+//! building (265 people, 62 door and sensor nodes) runs through the embedded broker; writes are
+//! the process's `write_bytes` from `/proc/self/io` (the simulated nodes and the broker write
+//! nothing; the pages the store dirties, so a small synced write counts a whole page).
 //!
-//! `cargo bench -p kombinat-gateway --bench day` (full: 120x, 30 s idle), `-- --quick` (CI: 1800x).
+//! A day compressed by a speed-up has all its events (taps, decisions, alarms, no-shows) in
+//! fewer real seconds, while the gateway's periodic writes (head counts, counters, history
+//! buckets, the store's flush) go by real time. So the busy day (07:30 to 23:00) runs twice, at
+//! two speed-ups: each run wrote `events + periodic × its real seconds`, and the two runs give
+//! both. The night is measured as it is, at 1x from 03:00 with the nodes connected and nobody
+//! about. A real day is then the events, the periodic rate over the 15.5 busy hours, and the
+//! night's rate over the other 8.5.
+//!
+//! `cargo bench -p kombinat-gateway --bench day` (full: 240x and 120x, a 5-minute night),
+//! `-- --quick` (CI: 1,800x and 900x, a 30 s night).
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::logs;
 use kombinat_firmware::mqtt::LinkConfig;
-use kombinat_firmware::sim::{Building, Population, SimClock, SimConfig, World};
+use kombinat_firmware::sim::{Building, Population, SimClock, SimConfig, SimReport, World};
 
 fn written() -> u64 {
     std::fs::read_to_string("/proc/self/io")
@@ -28,17 +33,23 @@ fn written() -> u64 {
         .unwrap_or(0)
 }
 
-fn main() {
-    logs();
-    let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick") || !args.iter().any(|a| a == "--bench");
-    let (speed, idle_s) = if quick { (1_800.0, 20) } else { (120.0, 60) };
-    let (start_min, end_min) = (450u32, 1_380u32);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// What one run wrote, in how many real seconds, and what the building did.
+struct Run {
+    bytes: u64,
+    real_s: f64,
+    report: SimReport,
+}
+
+/// A fresh gateway and building from `start_min` (minutes after midnight, the building's time)
+/// at `speed`, measured for `real_s` seconds once the nodes have connected and settled.
+fn run(rt: &tokio::runtime::Runtime, speed: f64, start_min: u32, real_s: f64) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -46,12 +57,10 @@ fn main() {
     let site_file = dir.path().join("site.toml");
     std::fs::write(&site_file, &text).unwrap();
     let building = Building::parse(&text).unwrap();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
+    // The nodes connect and report in before the building's clock starts.
+    let settle = 10.0;
     let clock = SimClock {
-        real_start: now + 5.0,
+        real_start: unix_now() + settle,
         start_min,
         speed,
     };
@@ -59,7 +68,7 @@ fn main() {
     kombinat::demo::seed(&site_file, &data, &pop, building.timezone).unwrap();
     let config = kombinat::config::Config::parse(
         &format!(
-            "site = {:?}\ndata = {:?}\n[mqtt]\nbroker = \"embedded\"\nlisten = \"127.0.0.1:0\"\n[occupancy]\nno_show_after_min = 1\n",
+            "site = {:?}\ndata = {:?}\n[mqtt]\nbroker = \"embedded\"\nlisten = \"127.0.0.1:0\"\n",
             site_file.display().to_string(),
             data.display().to_string()
         ),
@@ -76,43 +85,83 @@ fn main() {
             seed: 7,
         };
         let mut world = World::start(sim, &building, &pop, clock).unwrap();
-        // The day, until 23:00 simulated; then the night: everyone home, the nodes still
-        // connected (heartbeats, door states, status), for `idle_s`.
-        let day_real = f64::from(end_min - start_min) * 60.0 / speed;
-        let until = clock.real_start + day_real;
-        let w0 = written();
-        let t0 = Instant::now();
-        let mut mid = None;
+        let mut measured = None;
         let report = world
             .run(async {
-                let left = until
-                    - SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .unwrap()
-                        .as_secs_f64();
-                tokio::time::sleep(Duration::from_secs_f64(left.max(0.0))).await;
-                mid = Some((written(), Instant::now()));
-                tokio::time::sleep(Duration::from_secs(idle_s)).await;
+                let wait = clock.real_start - unix_now();
+                tokio::time::sleep(Duration::from_secs_f64(wait.max(0.0))).await;
+                let (w0, t0) = (written(), std::time::Instant::now());
+                tokio::time::sleep(Duration::from_secs_f64(real_s)).await;
+                measured = Some((written() - w0, t0.elapsed().as_secs_f64()));
             })
             .await;
-        let (w1, t1) = mid.unwrap();
-        let day_s = t1.duration_since(t0).as_secs_f64();
-        let day_bytes = w1 - w0;
-        let idle_rate = (written() - w1) as f64 / t1.elapsed().as_secs_f64();
+        assert_eq!(
+            world.connected(),
+            world.nodes(),
+            "every node stayed connected"
+        );
         drop(world);
         gw.stop().await.unwrap();
-        let activity = (day_bytes as f64 - idle_rate * day_s).max(0.0);
-        let per_day = activity + idle_rate * 86_400.0;
+        let (bytes, real_s) = measured.unwrap();
+        Run {
+            bytes,
+            real_s,
+            report,
+        }
+    })
+}
+
+fn main() {
+    logs();
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick") || !args.iter().any(|a| a == "--bench");
+    let (fast, slow, night_s) = if quick {
+        (1_800.0, 900.0, 30.0)
+    } else {
+        (240.0, 120.0, 300.0)
+    };
+    let (start_min, end_min) = (450u32, 1_380u32);
+    let busy_s = f64::from(end_min - start_min) * 60.0;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let days: Vec<(f64, Run)> = [fast, slow]
+        .into_iter()
+        .map(|speed| (speed, run(&rt, speed, start_min, busy_s / speed)))
+        .collect();
+    for (speed, d) in &days {
         eprintln!(
-            "day: {} taps ({} granted), {} trips in {day_s:.0} s at {speed}x; {:.2} MB written, of it {:.2} MB beyond the idle rate of {:.0} bytes/s",
-            report.taps,
-            report.granted,
-            report.trips,
-            day_bytes as f64 / 1e6,
-            activity / 1e6,
-            idle_rate
+            "day at {speed}x: {} taps ({} granted), {} trips in {:.0} s; {:.2} MB written",
+            d.report.taps,
+            d.report.granted,
+            d.report.trips,
+            d.real_s,
+            d.bytes as f64 / 1e6
         );
-        println!("bench: disk_bytes_per_day {:.1} MB", per_day / 1e6);
-        println!("bench: disk_idle_rate {:.0} bytes_per_s", idle_rate);
-    });
+    }
+    let night = run(&rt, 1.0, 180, night_s);
+    let night_rate = night.bytes as f64 / night.real_s;
+    eprintln!(
+        "night at 1x from 03:00: {} taps in {:.0} s; {:.3} MB written, {night_rate:.0} bytes/s",
+        night.report.taps,
+        night.real_s,
+        night.bytes as f64 / 1e6
+    );
+    // bytes = events + periodic × seconds, for each speed.
+    let (a, b) = (&days[0].1, &days[1].1);
+    let periodic = ((b.bytes as f64 - a.bytes as f64) / (b.real_s - a.real_s)).max(0.0);
+    let events = (a.bytes as f64 - periodic * a.real_s).max(0.0);
+    let per_day = events + periodic * busy_s + night_rate * (86_400.0 - busy_s);
+    eprintln!(
+        "a day: {:.1} MB of events, {periodic:.0} bytes/s while the building is busy ({:.1} MB over {:.1} h), {:.1} MB of night",
+        events / 1e6,
+        periodic * busy_s / 1e6,
+        busy_s / 3_600.0,
+        night_rate * (86_400.0 - busy_s) / 1e6
+    );
+    println!("bench: disk_bytes_per_day {:.1} MB", per_day / 1e6);
+    println!("bench: disk_busy_rate {periodic:.0} bytes_per_s");
+    println!("bench: disk_idle_rate {night_rate:.0} bytes_per_s");
 }

@@ -1,6 +1,8 @@
 //! `rss_loaded` and `start_to_ready`: the `kombinat run` process over a store with 10,000
-//! members (a card each), 100,000 bookings and 1,000,000 audit entries, as a gateway that ran
-//! before and is started again (its "as of" mark is in the store). Start to ready is from the
+//! members (a card each), 100,000 bookings (an hour each, from 60 days ago to 9 days ahead: about
+//! 16,500 not yet over) and 1,000,000 audit entries, as a gateway that ran before and is started
+//! again (its "as of" mark is in the store, bookings over for two days archived as its hourly job
+//! leaves them). Start to ready is from the
 //! process's spawn to `/health` answering 200 (the store open, the snapshot built, the embedded
 //! broker up, the gateway connected and subscribed); resident memory (`VmRSS` from
 //! `/proc/<pid>/status`) is read three seconds later, after the first allow-list round, with
@@ -99,7 +101,15 @@ fn fill(data: &Path, members: usize, bookings: usize, audit: usize) {
             .collect();
         store.append_audit(&entries).unwrap();
     }
-    // As a gateway that ran before leaves it.
+    // As a gateway that ran before leaves it: bookings over for more than two days archived
+    // (its hourly job), the "as of" mark stored.
+    let before = (now - chrono::Duration::days(kombinat::gateway::BOOKINGS_KEPT_DAYS)).timestamp();
+    let archived = store
+        .archive_bookings(
+            &mut |b| matches!(b.window, Window::Timed { end, .. } if end.timestamp() < before),
+        )
+        .unwrap();
+    eprintln!("load: {archived} of {bookings} bookings archived (over for more than two days)");
     store
         .put_marks(&[DeviceMark {
             at: Some(Utc::now()),

@@ -21,6 +21,7 @@
 //!
 //! [occupancy]
 //! no_show_after_min = 10            # a booking's room empty this long after its start: no-show
+//! counts_every_s = 30               # head counts stored (when changed) at most this often
 //! hourly_after_days = 30            # 5-minute history buckets become hourly after this
 //! keep_days = 730                   # history older than this is dropped
 //!
@@ -147,6 +148,10 @@ pub struct Config {
 pub struct OccupancyConfig {
     /// A booking whose room shows no presence this many minutes after its start is a no-show.
     pub no_show_after_min: u32,
+    /// The rooms' head counts are stored, when they changed, at most this often: what a crash
+    /// can lose of them is this many seconds' changes (and the store's one-second flush).
+    /// Each store is a flush of a page or two on the SD card.
+    pub counts_every_s: u32,
     /// History older than this many days is kept in hourly buckets instead of 5-minute ones.
     pub hourly_after_days: u32,
     /// History older than this many days is dropped.
@@ -157,6 +162,7 @@ impl Default for OccupancyConfig {
     fn default() -> Self {
         OccupancyConfig {
             no_show_after_min: 10,
+            counts_every_s: 30,
             hourly_after_days: 30,
             keep_days: 730,
         }
@@ -207,6 +213,7 @@ struct RawWebhook {
 #[serde(deny_unknown_fields)]
 struct RawOccupancy {
     no_show_after_min: Option<u32>,
+    counts_every_s: Option<u32>,
     hourly_after_days: Option<u32>,
     keep_days: Option<u32>,
 }
@@ -296,6 +303,7 @@ impl Config {
                 .occupancy
                 .no_show_after_min
                 .unwrap_or(d.no_show_after_min),
+            counts_every_s: raw.occupancy.counts_every_s.unwrap_or(d.counts_every_s),
             hourly_after_days: raw
                 .occupancy
                 .hourly_after_days
@@ -304,6 +312,9 @@ impl Config {
         };
         if !(1..=240).contains(&occupancy.no_show_after_min) {
             return Err("occupancy.no_show_after_min is 1 to 240".into());
+        }
+        if !(1..=600).contains(&occupancy.counts_every_s) {
+            return Err("occupancy.counts_every_s is 1 to 600".into());
         }
         if occupancy.hourly_after_days < 1 || occupancy.keep_days <= occupancy.hourly_after_days {
             return Err(
@@ -445,5 +456,26 @@ mod tests {
                 .webhook
                 .is_none()
         );
+    }
+
+    #[test]
+    fn head_counts_are_stored_every_30_s_unless_configured_within_bounds() {
+        let with = |extra: &str| {
+            Config::parse(
+                &format!("site = \"s\"\ndata = \"d\"\n[occupancy]\n{extra}"),
+                Path::new("."),
+            )
+        };
+        assert_eq!(with("").unwrap().occupancy.counts_every_s, 30);
+        assert_eq!(
+            with("counts_every_s = 5\n")
+                .unwrap()
+                .occupancy
+                .counts_every_s,
+            5
+        );
+        for bad in ["counts_every_s = 0\n", "counts_every_s = 601\n"] {
+            assert!(with(bad).unwrap_err().contains("1 to 600"), "{bad}");
+        }
     }
 }

@@ -168,6 +168,8 @@ struct DeviceState {
     online_taps: std::collections::VecDeque<u64>,
     rx: ReplayGuard,
     tx: u64,
+    /// `tx` as last stored.
+    stored_tx: u64,
     offline_up_to: u64,
     health: Health,
 }
@@ -191,6 +193,8 @@ pub struct Desk {
     by_door: FxHashMap<DoorId, DeviceId>,
     doors: FxHashMap<DoorId, DoorStatus>,
     dirty: Vec<DeviceId>,
+    /// A counter of the gateway's has gone half its start-up jump past what is stored.
+    marks_due: bool,
     /// Refusals by label.
     pub malformed: Malformed,
 }
@@ -229,6 +233,7 @@ impl Desk {
             by_door: FxHashMap::default(),
             doors: FxHashMap::default(),
             dirty: Vec::new(),
+            marks_due: false,
             malformed: Malformed::default(),
         };
         for dev in devices {
@@ -237,10 +242,12 @@ impl Desk {
         for m in marks {
             if let Some(s) = m.device.and_then(|id| d.devices.get_mut(&id)) {
                 s.rx = ReplayGuard::after(m.rx);
-                // Counters are stored every few seconds, not with every message: after a crash
-                // the last seconds' messages to the node may have used counters past the stored
-                // one, so the gateway's counter jumps ahead (the node only needs it to grow).
+                // Counters are stored every few minutes, not with every message: after a crash
+                // the last minutes' messages to the node may have used counters past the stored
+                // one, so the gateway's counter jumps ahead (the node only needs it to grow;
+                // `marks_due` keeps what is used between stores under half the jump).
                 s.tx = m.tx + TX_JUMP;
+                s.stored_tx = m.tx;
                 s.offline_up_to = m.offline;
             }
         }
@@ -293,6 +300,7 @@ impl Desk {
                         online_taps: Default::default(),
                         rx: ReplayGuard::default(),
                         tx: 0,
+                        stored_tx: 0,
                         offline_up_to: 0,
                         health: Health {
                             last_seen: None,
@@ -344,22 +352,34 @@ impl Desk {
         self.take_marks(now)
     }
 
-    /// Counters changed since the last call, to store (every few seconds; see [`Desk::recover`]).
+    /// Counters changed since the last call, to store (see [`Desk::recover`] and
+    /// [`Desk::marks_due`] for how often).
     pub fn take_marks(&mut self, now: DateTime<Utc>) -> Vec<DeviceMark> {
+        self.marks_due = false;
         let mut ids = std::mem::take(&mut self.dirty);
         ids.sort_unstable();
         ids.dedup();
         ids.into_iter()
             .filter_map(|id| {
-                self.devices.get(&id).map(|s| DeviceMark {
-                    device: Some(id),
-                    rx: s.rx.last(),
-                    tx: s.tx,
-                    offline: s.offline_up_to,
-                    at: Some(now),
+                self.devices.get_mut(&id).map(|s| {
+                    s.stored_tx = s.tx;
+                    DeviceMark {
+                        device: Some(id),
+                        rx: s.rx.last(),
+                        tx: s.tx,
+                        offline: s.offline_up_to,
+                        at: Some(now),
+                    }
                 })
             })
             .collect()
+    }
+
+    /// The marks must be stored now, not at the next periodic store: a counter of the
+    /// gateway's towards a node has gone half of [`TX_JUMP`] past what is stored, so a crash
+    /// after the other half could make it reuse counters.
+    pub fn marks_due(&self) -> bool {
+        self.marks_due
     }
 
     fn topic(&self, t: Topic) -> String {
@@ -399,6 +419,9 @@ impl Desk {
     fn sign_for<M: Signed>(&mut self, device: DeviceId, make: impl FnOnce(u64) -> M) -> Option<M> {
         let s = self.devices.get_mut(&device)?;
         s.tx += 1;
+        if s.tx.saturating_sub(s.stored_tx) >= TX_JUMP / 2 {
+            self.marks_due = true;
+        }
         let mut m = make(s.tx);
         m.sign(&s.device.key);
         self.dirty.push(device);
@@ -923,6 +946,32 @@ mod tests {
             3 + TX_JUMP + 1,
             "the gateway's counter jumps past anything it may have sent"
         );
+    }
+
+    #[test]
+    fn the_marks_are_due_at_once_when_a_counter_goes_half_its_jump_past_what_is_stored() {
+        let mark = DeviceMark {
+            device: Some(device().id),
+            rx: 10,
+            tx: 3,
+            offline: 0,
+            at: Some(Utc::now()),
+        };
+        let mut desk = Desk::new("kombinat/v1", 30, vec![device()], vec![mark]);
+        assert!(!desk.marks_due(), "nothing sent yet");
+        // The jump at start is not stored: the first message sent makes the marks due.
+        assert!(desk.command(door(), Action::Lock).is_some());
+        assert!(desk.marks_due());
+        let marks = desk.take_marks(Utc::now());
+        assert_eq!(marks[0].tx, 3 + TX_JUMP + 1);
+        assert!(!desk.marks_due(), "stored");
+        // Messages from the node and to it wait for the periodic store.
+        for _ in 0..100 {
+            assert!(desk.command(door(), Action::Normal).is_some());
+        }
+        assert!(!desk.marks_due());
+        let marks = desk.take_marks(Utc::now());
+        assert_eq!(marks[0].tx, 3 + TX_JUMP + 101);
     }
 
     #[test]

@@ -147,8 +147,9 @@ impl Gateway {
         // Bookings that ended more than a day ago open nothing (the hourly prune lets them go
         // from memory too): they stay in the store, out of the snapshot.
         let ended = (now - chrono::Duration::days(BOOKINGS_KEPT_DAYS)).timestamp();
-        let bookings = store
-            .bookings_where(&mut |b| crate::occupancy::history::booked_span(&site, b).1 >= ended)?;
+        let bookings = store.live_bookings_where(&mut |b| {
+            crate::occupancy::history::booked_span(&site, b).1 >= ended
+        })?;
         let mut snapshot = Snapshot::build(
             site,
             store.members()?,

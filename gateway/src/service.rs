@@ -739,8 +739,13 @@ async fn systemd(stats: Arc<Stats>) {
     }
 }
 
-/// How often the devices' counters and the "as of" mark are stored.
-const MARKS_EVERY: Duration = Duration::from_secs(15);
+/// How often the devices' counters and the "as of" mark are stored. What a crash loses of them
+/// is recovered or harmless: tap counters come back from the audit log (entries after the "as of"
+/// mark), offline logs, alarms and mode changes store their device's counters before they are
+/// acted on, the gateway's own counters jump ahead at start (see [`Desk::marks_due`] for the
+/// bound), and a heartbeat replayed after a crash changes nothing. Each store costs the SD card
+/// a flush of a few pages: every 15 s it was the largest part of a day's writes.
+const MARKS_EVERY: Duration = Duration::from_secs(600);
 
 /// Where the rooms' head counts are stored (with the marks, when changed), so that a restart,
 /// even after a crash, carries on counting from where it was rather than from an empty building.
@@ -752,10 +757,6 @@ const LISTS_EVERY: Duration = Duration::from_millis(20);
 /// After each batch, allow-lists are signed and published until this many bytes have gone out
 /// (or none is left waiting): two lists of full size.
 const LIST_BYTES_PER_BATCH: usize = 512 * 1024;
-
-/// How often the head counts are stored when they changed: with the store's flush each second,
-/// what a crash can lose of them is the last six seconds' changes.
-const COUNTS_EVERY: Duration = Duration::from_secs(5);
 
 /// A room's last activity alone is stored again at most this often.
 const COUNTS_ACTIVITY_EVERY_S: i64 = 600;
@@ -2029,10 +2030,8 @@ impl Core {
         self.stats
             .core_alive_at
             .store(now.timestamp().max(0) as u64, Ordering::Relaxed);
-        // Counters every MARKS_EVERY, not per message: the audit log covers taps and offline
-        // logs after a crash, the gateway's own counter jumps ahead (TX_JUMP), and every write
-        // here costs the SD card a flush (once a second it was most of a day's writes).
-        if Instant::now() >= self.next_marks {
+        // Counters every MARKS_EVERY, not per message (see there).
+        if Instant::now() >= self.next_marks || self.desk.marks_due() {
             self.next_marks = Instant::now() + MARKS_EVERY;
             let mut marks = self.desk.take_marks(now);
             marks.push(crate::domain::DeviceMark {
@@ -2042,7 +2041,8 @@ impl Core {
             self.gateway.store().put_marks(&marks)?;
         }
         if Instant::now() >= self.next_counts {
-            self.next_counts = Instant::now() + COUNTS_EVERY;
+            self.next_counts =
+                Instant::now() + Duration::from_secs(self.config.occupancy.counts_every_s.into());
             self.save_counts(now)?;
         }
         b.audit.extend(self.desk.check_health(now));
@@ -2098,6 +2098,26 @@ impl Core {
             let pruned = self.gateway.prune_bookings(now - chrono::Duration::days(1));
             if pruned > 0 {
                 tracing::info!(pruned, "past bookings let go from memory");
+            }
+            // And out of what a start reads (a start loads only bookings ended less than
+            // BOOKINGS_KEPT_DAYS ago, but read them all): archived in the store, off the core.
+            let (store, site) = (self.gateway.store_arc(), self.site.clone());
+            let before =
+                (now - chrono::Duration::days(crate::gateway::BOOKINGS_KEPT_DAYS)).timestamp();
+            let spawned = std::thread::Builder::new()
+                .name("archive".into())
+                .spawn(move || {
+                    let mut over = |b: &crate::domain::Booking| {
+                        crate::occupancy::history::booked_span(&site, b).1 < before
+                    };
+                    match store.archive_bookings(&mut over) {
+                        Ok(0) => {}
+                        Ok(archived) => tracing::info!(archived, "past bookings archived"),
+                        Err(e) => tracing::error!(error = %e, "cannot archive past bookings"),
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start archiving past bookings");
             }
         }
         if Instant::now() >= self.next_compaction {

@@ -480,3 +480,92 @@ fn a_record_that_does_not_decode_is_an_error_not_a_panic() {
     // The good record is still there.
     assert!(s.member(MemberId::parse("m-1").unwrap()).unwrap().is_some());
 }
+
+#[test]
+fn past_bookings_are_archived_out_of_what_a_start_reads_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    let old = booking("old", "meeting-1");
+    let mut new = booking("new", "meeting-2");
+    new.window = Window::Timed {
+        start: t0() + Duration::days(10),
+        end: t0() + Duration::days(10) + Duration::hours(1),
+    };
+    s.commit(
+        &[Change::Booking(old.clone()), Change::Booking(new.clone())],
+        &change("import"),
+    )
+    .unwrap();
+    let cut = (t0() + Duration::days(1)).timestamp();
+    let mut over = |b: &Booking| match b.window {
+        Window::Timed { end, .. } => end.timestamp() < cut,
+        Window::Days { .. } => false,
+    };
+    assert_eq!(s.archive_bookings(&mut over).unwrap(), 1);
+    assert_eq!(s.archive_bookings(&mut over).unwrap(), 0, "archived once");
+    assert_eq!(
+        s.live_bookings_where(&mut |_| true).unwrap(),
+        vec![new.clone()]
+    );
+    // Still in the store, by key and in the listing (by key: "new" before "old").
+    assert_eq!(s.booking(&old.key).unwrap(), Some(old.clone()));
+    assert_eq!(s.bookings().unwrap(), vec![new.clone(), old.clone()]);
+    // And in a backup, restored as it was.
+    let mut file = Vec::new();
+    s.export(&mut file).unwrap();
+    let restored = tempfile::tempdir().unwrap();
+    let into = restored.path().join("data");
+    SledStore::restore(&into, &mut file.as_slice()).unwrap();
+    let r = SledStore::open(&into).unwrap();
+    assert_eq!(r.bookings().unwrap(), vec![new.clone(), old.clone()]);
+    assert_eq!(
+        r.live_bookings_where(&mut |_| true).unwrap(),
+        vec![new.clone()]
+    );
+    // Written again, it is live again, once.
+    let mut again = old.clone();
+    again.title = "moved back".into();
+    s.commit(&[Change::Booking(again.clone())], &change("edit"))
+        .unwrap();
+    assert_eq!(s.bookings().unwrap(), vec![new.clone(), again.clone()]);
+    assert_eq!(
+        s.live_bookings_where(&mut |_| true).unwrap(),
+        vec![new.clone(), again.clone()]
+    );
+    assert_eq!(s.booking(&old.key).unwrap(), Some(again));
+}
+
+#[test]
+fn a_store_of_an_older_schema_is_backed_up_then_migrated() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("data");
+    {
+        let s = SledStore::open(&dir).unwrap();
+        s.commit(&[Change::Member(member("m-1"))], &change("seed"))
+            .unwrap();
+        s.meta
+            .insert("schema_version", &1u32.to_be_bytes())
+            .unwrap();
+        s.flush().unwrap();
+    }
+    let s = SledStore::open(&dir).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(s.members().unwrap(), vec![member("m-1")]);
+    // The data as it was, beside the directory, restorable.
+    let backup = parent.path().join("data.schema-1.backup");
+    let mut file = std::fs::File::open(&backup).expect("a backup before the migration");
+    let restored = parent.path().join("restored");
+    SledStore::restore(&restored, &mut file).unwrap();
+    assert_eq!(
+        SledStore::open(&restored).unwrap().members().unwrap(),
+        vec![member("m-1")]
+    );
+    // Opened again, nothing more to migrate: no second backup is written over it.
+    let modified = std::fs::metadata(&backup).unwrap().modified().unwrap();
+    drop(s);
+    let _s = SledStore::open(&dir).unwrap();
+    assert_eq!(
+        std::fs::metadata(&backup).unwrap().modified().unwrap(),
+        modified
+    );
+}

@@ -33,7 +33,7 @@ use crate::domain::{
 };
 
 /// The schema version this build writes. Stores written by older builds are migrated at open.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -416,14 +416,25 @@ pub trait Store: Send + Sync {
     fn booking(&self, key: &BookingKey) -> Result<Option<Booking>, StoreError>;
     /// Every booking, by key.
     fn bookings(&self) -> Result<Vec<Booking>, StoreError>;
-    /// The bookings `keep` accepts, by key, without holding the others in memory at once.
-    fn bookings_where(
+    /// The bookings `keep` accepts among those not archived (see [`Store::archive_bookings`]),
+    /// without holding the others in memory at once: what a start reads.
+    fn live_bookings_where(
         &self,
         keep: &mut dyn FnMut(&Booking) -> bool,
     ) -> Result<Vec<Booking>, StoreError> {
         let mut all = self.bookings()?;
         all.retain(|b| keep(b));
         Ok(all)
+    }
+    /// Archives the live bookings `over` accepts (long past ones): they stay in the store
+    /// ([`Store::booking`], [`Store::bookings`], backups), but a start no longer reads them.
+    /// A booking written again is live again. Returns how many were archived. A store that
+    /// keeps everything in memory has nothing to gain and archives nothing.
+    fn archive_bookings(
+        &self,
+        _over: &mut dyn FnMut(&Booking) -> bool,
+    ) -> Result<usize, StoreError> {
+        Ok(0)
     }
     /// Every registered device, by id.
     fn devices(&self) -> Result<Vec<Device>, StoreError>;

@@ -32,7 +32,7 @@ pub struct SledStore {
     db: sled::Db,
     pub(super) data: sled::Tree,
     audit: sled::Tree,
-    meta: sled::Tree,
+    pub(super) meta: sled::Tree,
     marks: sled::Tree,
     history: sled::Tree,
     state: sled::Tree,
@@ -62,6 +62,15 @@ fn booking_key(k: &BookingKey) -> Vec<u8> {
     v.extend_from_slice(k.external_id.as_str().as_bytes());
     v
 }
+
+/// An archived booking's key: its live key under `a/` instead of `b/` (a separate range of the
+/// tree, which a start's scan of `b/` never reads).
+fn archived_key(live: &[u8]) -> Vec<u8> {
+    [b"a/".as_slice(), &live[2..]].concat()
+}
+
+/// Bookings moved to the archive per write (and per hold of the write lock).
+const ARCHIVE_CHUNK: usize = 256;
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|e| StoreError::Encode(e.to_string()))
@@ -254,7 +263,9 @@ impl SledStore {
             self.backup_before_migration(found)?;
         }
         // The migration hook: one step per version, each run once, in order. Version 1 is the
-        // first schema, so there is nothing to convert yet; a step for 1 -> 2 goes here.
+        // first schema. 1 -> 2: past bookings may be archived (under `a/`, see
+        // `archive_bookings`); a version 1 gateway would not see them, so the version goes up,
+        // but nothing is converted (the running gateway archives what is old, hourly).
         let mut v = found.max(1);
         while v < SCHEMA_VERSION {
             #[allow(clippy::match_single_binding)]
@@ -315,6 +326,14 @@ impl Store for SledStore {
             .map(change_kv)
             .collect::<Result<Vec<_>, _>>()?;
         let entry = encode(audit)?;
+        // A booking written again is live again: its archived copy goes.
+        let unarchived: Vec<Vec<u8>> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Booking(b) => Some(archived_key(&booking_key(&b.key))),
+                _ => None,
+            })
+            .collect();
         let guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let id = self.clock.next(audit.at);
         (&self.data, &self.audit)
@@ -324,6 +343,9 @@ impl Store for SledStore {
                         Some(v) => data.insert(k.as_slice(), v.as_slice())?,
                         None => data.remove(k.as_slice())?,
                     };
+                }
+                for k in &unarchived {
+                    data.remove(k.as_slice())?;
                 }
                 log.insert(&id.to_key(), entry.as_slice())?;
                 Ok::<_, ConflictableTransactionError<()>>(())
@@ -342,15 +364,18 @@ impl Store for SledStore {
             .iter()
             .map(|e| encode(e).map(|v| (e.at, v)))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut batch = sled::Batch::default();
+        // Plain inserts, not a sled batch: a batch writes out what is pending and a manifest of
+        // its own before its entries (two more synced pages on the SD card per decision), and
+        // its atomicity buys nothing here. Nobody is told of an entry before the flush below
+        // returns; a crash before it may keep some of them, none announced (as a crash between
+        // the flush and the publish does).
         let mut ids = Vec::with_capacity(entries.len());
         let guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         for (at, v) in encoded {
             let id = self.clock.next(at);
-            batch.insert(&id.to_key(), v);
+            self.audit.insert(id.to_key(), v)?;
             ids.push(id);
         }
-        self.audit.apply_batch(batch)?;
         drop(guard);
         self.audit.flush()?;
         Ok(ids)
@@ -381,14 +406,21 @@ impl Store for SledStore {
     }
 
     fn booking(&self, key: &BookingKey) -> Result<Option<Booking>, StoreError> {
-        self.get(&booking_key(key))
+        let live = booking_key(key);
+        match self.get(&live)? {
+            Some(b) => Ok(Some(b)),
+            None => self.get(&archived_key(&live)),
+        }
     }
 
     fn bookings(&self) -> Result<Vec<Booking>, StoreError> {
-        self.scan(b"b/")
+        let mut all: Vec<Booking> = self.scan(b"a/")?;
+        all.extend(self.scan::<Booking>(b"b/")?);
+        all.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        Ok(all)
     }
 
-    fn bookings_where(
+    fn live_bookings_where(
         &self,
         keep: &mut dyn FnMut(&Booking) -> bool,
     ) -> Result<Vec<Booking>, StoreError> {
@@ -401,6 +433,41 @@ impl Store for SledStore {
             }
         }
         Ok(out)
+    }
+
+    fn archive_bookings(
+        &self,
+        over: &mut dyn FnMut(&Booking) -> bool,
+    ) -> Result<usize, StoreError> {
+        // Found without the write lock (decisions append to the log under it); moved under it
+        // a chunk at a time, each only if it is still what was read, so a booking written
+        // meanwhile stays live as written.
+        let mut found = Vec::new();
+        for kv in self.data.scan_prefix(b"b/") {
+            let (k, v) = kv?;
+            let b: Booking = decode("data", &k, &v)?;
+            if over(&b) {
+                found.push((k, v));
+            }
+        }
+        let mut moved = 0;
+        for chunk in found.chunks(ARCHIVE_CHUNK) {
+            let guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+            let mut batch = sled::Batch::default();
+            for (k, v) in chunk {
+                if self.data.get(k)?.as_ref() == Some(v) {
+                    batch.insert(archived_key(k), v.clone());
+                    batch.remove(k.clone());
+                    moved += 1;
+                }
+            }
+            self.data.apply_batch(batch)?;
+            drop(guard);
+        }
+        if moved > 0 {
+            self.data.flush()?;
+        }
+        Ok(moved)
     }
 
     fn mode(&self) -> Result<Option<SiteMode>, StoreError> {

@@ -602,13 +602,15 @@ pub struct GatewayProcess {
 
 impl GatewayProcess {
     /// Writes a configuration for `data` and `site` through `broker` (a mosquitto URL) with
-    /// the HTTP API on `http`, and starts the gateway.
+    /// the HTTP API on `http`, and starts the gateway. The simulated buildings these tests run
+    /// go at 60x: the head counts are stored every 5 s when they change (every 5 minutes of
+    /// the building's time; the default is 30 s of real time).
     pub fn start(dir: &Path, site: &Path, data: &Path, broker: &str, http: u16) -> Self {
         let config = dir.join("kombinat.toml");
         std::fs::write(
             &config,
             format!(
-                "site = {site:?}\ndata = {data:?}\n[mqtt]\nbroker = \"{broker}\"\nclient_id = \"gw-{}\"\nkeep_alive_s = 5\n[http]\nlisten = \"127.0.0.1:{http}\"\n",
+                "site = {site:?}\ndata = {data:?}\n[mqtt]\nbroker = \"{broker}\"\nclient_id = \"gw-{}\"\nkeep_alive_s = 5\n[http]\nlisten = \"127.0.0.1:{http}\"\n[occupancy]\ncounts_every_s = 5\n",
                 std::process::id()
             ),
         )
