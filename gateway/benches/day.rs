@@ -3,13 +3,16 @@
 //! the process's `write_bytes` from `/proc/self/io` (the simulated nodes and the broker write
 //! nothing; the pages the store dirties, so a small synced write counts a whole page).
 //!
-//! A day compressed by a speed-up has all its events (taps, decisions, alarms, no-shows) in
-//! fewer real seconds, while the gateway's periodic writes (head counts, counters, history
-//! buckets, the store's flush) go by real time. So the busy day (07:30 to 23:00) runs twice, at
-//! two speed-ups: each run wrote `events + periodic × its real seconds`, and the two runs give
-//! both. The night is measured as it is, at 1x from 03:00 with the nodes connected and nobody
-//! about. A real day is then the events, the periodic rate over the 15.5 busy hours, and the
-//! night's rate over the other 8.5.
+//! A day compressed by a speed-up has its taps in fewer real seconds, while the gateway's
+//! periodic writes (head counts, counters, history buckets, the store's flush) go by real time.
+//! And the simulated people manage fewer trips the faster their day goes (702 taps at 240x,
+//! 1,041 at 120x), so the two runs are not the same day either. So the busy day (07:30 to 23:00)
+//! runs twice, at two speed-ups, and each run's bytes are taken as `per tap × taps + periodic ×
+//! its real seconds`: two equations for the two costs (each at least 0). The night is measured as
+//! it is, at 1x from 03:00 with the nodes connected and nobody about. A day is then the slower
+//! run's taps at their cost, the periodic rate over the 15.5 busy hours and the night's rate over
+//! the other 8.5. Neither window holds a 10-minute store of the device counters; a real day has
+//! 144 of them (a few KB each).
 //!
 //! `cargo bench -p kombinat-gateway --bench day` (full: 240x and 120x, a 5-minute night),
 //! `-- --quick` (CI: 1,800x and 900x, a 30 s night).
@@ -149,19 +152,36 @@ fn main() {
         night.real_s,
         night.bytes as f64 / 1e6
     );
-    // bytes = events + periodic × seconds, for each speed.
+    // bytes = per_tap × taps + periodic × seconds, for each run (Cramer's rule), each cost at
+    // least 0 (with the other then from the slower run alone).
     let (a, b) = (&days[0].1, &days[1].1);
-    let periodic = ((b.bytes as f64 - a.bytes as f64) / (b.real_s - a.real_s)).max(0.0);
-    let events = (a.bytes as f64 - periodic * a.real_s).max(0.0);
-    let per_day = events + periodic * busy_s + night_rate * (86_400.0 - busy_s);
+    let (ta, tb) = (a.report.taps as f64, b.report.taps as f64);
+    let (ba, bb) = (a.bytes as f64, b.bytes as f64);
+    let det = ta * b.real_s - tb * a.real_s;
+    let (mut per_tap, mut periodic) = if det.abs() > f64::EPSILON {
+        (
+            (ba * b.real_s - bb * a.real_s) / det,
+            (ta * bb - tb * ba) / det,
+        )
+    } else {
+        (0.0, bb / b.real_s)
+    };
+    if periodic < 0.0 {
+        (per_tap, periodic) = (bb / tb.max(1.0), 0.0);
+    } else if per_tap < 0.0 {
+        (per_tap, periodic) = (0.0, bb / b.real_s);
+    }
+    let per_day = per_tap * tb + periodic * busy_s + night_rate * (86_400.0 - busy_s);
     eprintln!(
-        "a day: {:.1} MB of events, {periodic:.0} bytes/s while the building is busy ({:.1} MB over {:.1} h), {:.1} MB of night",
-        events / 1e6,
+        "a day: {tb:.0} taps at {:.1} KB each ({:.1} MB), {periodic:.0} bytes/s while the building is busy ({:.1} MB over {:.1} h), {:.1} MB of night",
+        per_tap / 1e3,
+        per_tap * tb / 1e6,
         periodic * busy_s / 1e6,
         busy_s / 3_600.0,
         night_rate * (86_400.0 - busy_s) / 1e6
     );
     println!("bench: disk_bytes_per_day {:.1} MB", per_day / 1e6);
+    println!("bench: disk_bytes_per_tap {per_tap:.0} bytes");
     println!("bench: disk_busy_rate {periodic:.0} bytes_per_s");
     println!("bench: disk_idle_rate {night_rate:.0} bytes_per_s");
 }

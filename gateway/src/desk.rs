@@ -412,7 +412,7 @@ impl Desk {
             last: r.last,
         })?;
         s.health.last_seen = Some(now);
-        self.dirty.push(device);
+        self.mark_dirty(device);
         Ok(())
     }
 
@@ -424,8 +424,18 @@ impl Desk {
         }
         let mut m = make(s.tx);
         m.sign(&s.device.key);
-        self.dirty.push(device);
+        self.mark_dirty(device);
         Some(m)
+    }
+
+    /// Notes a device's counters as changed. Between two stores (minutes) thousands of devices
+    /// send a message a second each: the list is compacted whenever it outgrows the devices.
+    fn mark_dirty(&mut self, device: DeviceId) {
+        self.dirty.push(device);
+        if self.dirty.len() > 2 * self.devices.len() + 64 {
+            self.dirty.sort_unstable();
+            self.dirty.dedup();
+        }
     }
 
     /// A tap on `door/<door>/tap`: verify, decide, sign the answer.

@@ -2175,6 +2175,9 @@ impl Core {
                 .collect();
             let hours = self.config.allowlist_hours;
             let tx = self.to_core.clone();
+            // An esp-rfid reader's list is kept whole (it holds every card it is sent, and a
+            // card left out would be deleted from it); a door node's is fitted here.
+            let readers: BTreeSet<DoorId> = self.adapters.listed_doors().into_iter().collect();
             // Off the core: a list can take a while for a busy door.
             let spawned = std::thread::Builder::new()
                 .name("allow-lists".into())
@@ -2184,6 +2187,14 @@ impl Core {
                         .into_iter()
                         .map(|(door, i)| {
                             let mut cards = allow_list(&snapshot, i, from, until);
+                            if readers.contains(&door) {
+                                return DoorList {
+                                    door,
+                                    from,
+                                    until,
+                                    cards,
+                                };
+                            }
                             let had = fit(&mut cards, crate::desk::LIST_BYTES);
                             if had > cards.len() {
                                 tracing::warn!(

@@ -25,7 +25,8 @@ pub const STEP_SECS: i64 = 300;
 pub fn fit(cards: &mut Vec<AllowEntry>, bytes: usize) -> usize {
     let had = cards.len();
     let widest = cards.iter().map(AllowEntry::json_len).max().unwrap_or(1);
-    let keep = ALLOW_LIST_MAX.min(bytes / widest);
+    // n entries take at most n × widest bytes with their commas, and the brackets one more.
+    let keep = ALLOW_LIST_MAX.min(bytes.saturating_sub(1) / widest);
     if had > keep {
         cards.select_nth_unstable_by(keep, |a, b| a.from.cmp(&b.from).then(a.card.cmp(&b.card)));
         cards.truncate(keep);
@@ -214,7 +215,7 @@ mod tests {
             from: u64::MAX - 1,
             until: u64::MAX,
         });
-        let budget = 10 * 89;
+        let budget = 10 * 89 + 1;
         assert_eq!(fit(&mut cards, budget), 101);
         assert_eq!(cards.len(), 10);
         assert!(serde_json::to_vec(&cards).unwrap().len() <= budget);

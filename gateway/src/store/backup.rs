@@ -37,15 +37,16 @@ pub struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
-    /// Starts a backup: the magic line and the header.
-    pub fn start(out: &'a mut dyn Write) -> Result<Self, BackupError> {
+    /// Starts a backup of a store at `schema` (the store's own version, which is older than
+    /// this build's in the backup taken before a migration): the magic line and the header.
+    pub fn start(out: &'a mut dyn Write, schema: u32) -> Result<Self, BackupError> {
         let mut w = Writer {
             out,
             hash: Sha256::new(),
             records: 0,
         };
         let header = serde_json::json!({
-            "schema": SCHEMA_VERSION,
+            "schema": schema,
             "created": chrono::Utc::now().to_rfc3339(),
         });
         w.put(MAGIC)?;
@@ -227,7 +228,7 @@ mod tests {
 
     fn sample() -> Vec<u8> {
         let mut out = Vec::new();
-        let mut w = Writer::start(&mut out).unwrap();
+        let mut w = Writer::start(&mut out, SCHEMA_VERSION).unwrap();
         w.tree("data").unwrap();
         w.record(b"m/olena", b"{\"name\":\"Olena\"}").unwrap();
         w.record(b"m/petro", b"").unwrap();

@@ -551,9 +551,12 @@ fn a_store_of_an_older_schema_is_backed_up_then_migrated() {
     let s = SledStore::open(&dir).unwrap();
     assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(s.members().unwrap(), vec![member("m-1")]);
-    // The data as it was, beside the directory, restorable.
+    // The data as it was, beside the directory, restorable; its header says schema 1 (a
+    // version 1 binary restores it).
     let backup = parent.path().join("data.schema-1.backup");
     let mut file = std::fs::File::open(&backup).expect("a backup before the migration");
+    assert_eq!(backup::Reader::open(&mut file).unwrap().schema, 1);
+    let mut file = std::fs::File::open(&backup).unwrap();
     let restored = parent.path().join("restored");
     SledStore::restore(&restored, &mut file).unwrap();
     assert_eq!(
@@ -568,4 +571,27 @@ fn a_store_of_an_older_schema_is_backed_up_then_migrated() {
         std::fs::metadata(&backup).unwrap().modified().unwrap(),
         modified
     );
+}
+
+#[test]
+fn where_the_backup_cannot_go_beside_the_store_it_goes_inside() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("data");
+    {
+        let s = SledStore::open(&dir).unwrap();
+        s.commit(&[Change::Member(member("m-1"))], &change("seed"))
+            .unwrap();
+        s.meta
+            .insert("schema_version", &1u32.to_be_bytes())
+            .unwrap();
+        s.flush().unwrap();
+    }
+    // Something that is not a writable file where the backup would go (as /var/lib is to a
+    // hardened service: not writable).
+    std::fs::create_dir(parent.path().join("data.schema-1.backup")).unwrap();
+    let s = SledStore::open(&dir).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    let mut file = std::fs::File::open(dir.join("schema-1.backup")).expect("the backup inside");
+    assert_eq!(backup::Reader::open(&mut file).unwrap().schema, 1);
+    assert_eq!(s.members().unwrap(), vec![member("m-1")]);
 }

@@ -40,6 +40,9 @@ pub struct SledStore {
     clock: AuditClock,
     /// Held from taking an audit id to writing it, so ids reach the log in order.
     write: std::sync::Mutex<()>,
+    /// Held while bookings move to the archive, and while both ranges are listed, so a
+    /// listing never misses one that moved between its two scans.
+    archiving: std::sync::Mutex<()>,
     /// Where it lives.
     dir: std::path::PathBuf,
 }
@@ -152,6 +155,7 @@ impl SledStore {
             state,
             outbox,
             write: std::sync::Mutex::new(()),
+            archiving: std::sync::Mutex::new(()),
             dir: dir.to_path_buf(),
         };
         store.migrate()?;
@@ -228,16 +232,31 @@ impl SledStore {
         result
     }
 
-    /// Writes `<data>.schema-<from>.backup` beside the data directory (kept, never removed).
+    /// Writes `<data>.schema-<from>.backup` beside the data directory (kept, never removed), or,
+    /// where that cannot be written (a hardened service may write only its state directory),
+    /// `schema-<from>.backup` inside it.
     fn backup_before_migration(&self, from: u32) -> Result<(), StoreError> {
         let dir = self.dir.clone();
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "data".into());
-        let file = dir.with_file_name(format!("{name}.schema-{from}.backup"));
         let io = |e: std::io::Error| StoreError::Encode(format!("backup before migration: {e}"));
-        let f = std::fs::File::create(&file).map_err(io)?;
+        let beside = dir.with_file_name(format!("{name}.schema-{from}.backup"));
+        let (file, f) = match std::fs::File::create(&beside) {
+            Ok(f) => (beside, f),
+            Err(e) => {
+                let inside = dir.join(format!("schema-{from}.backup"));
+                tracing::warn!(
+                    beside = %beside.display(),
+                    error = %e,
+                    inside = %inside.display(),
+                    "cannot write the backup beside the data directory; writing it inside"
+                );
+                let f = std::fs::File::create(&inside).map_err(io)?;
+                (inside, f)
+            }
+        };
         let mut w = std::io::BufWriter::new(f);
         Store::export(self, &mut w)
             .map_err(|e| StoreError::Encode(format!("backup before migration: {e}")))?;
@@ -414,10 +433,20 @@ impl Store for SledStore {
     }
 
     fn bookings(&self) -> Result<Vec<Booking>, StoreError> {
-        let mut all: Vec<Booking> = self.scan(b"a/")?;
-        all.extend(self.scan::<Booking>(b"b/")?);
-        all.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        Ok(all)
+        // The archive first: a booking written again between the scans (archived to live) is
+        // then seen twice, and the live copy wins; none moves the other way meanwhile.
+        let _moves = self.archiving.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: std::collections::BTreeMap<BookingKey, Booking> = self
+            .scan::<Booking>(b"a/")?
+            .into_iter()
+            .map(|b| (b.key.clone(), b))
+            .collect();
+        all.extend(
+            self.scan::<Booking>(b"b/")?
+                .into_iter()
+                .map(|b| (b.key.clone(), b)),
+        );
+        Ok(all.into_values().collect())
     }
 
     fn live_bookings_where(
@@ -442,28 +471,33 @@ impl Store for SledStore {
         // Found without the write lock (decisions append to the log under it); moved under it
         // a chunk at a time, each only if it is still what was read, so a booking written
         // meanwhile stays live as written.
-        let mut found = Vec::new();
+        let mut moved = 0;
+        let mut move_chunk = |found: &mut Vec<(sled::IVec, sled::IVec)>| -> Result<(), StoreError> {
+            let _moves = self.archiving.lock().unwrap_or_else(|p| p.into_inner());
+            let _log = self.write.lock().unwrap_or_else(|p| p.into_inner());
+            let mut batch = sled::Batch::default();
+            for (k, v) in found.drain(..) {
+                if self.data.get(&k)?.as_ref() == Some(&v) {
+                    batch.insert(archived_key(&k), v);
+                    batch.remove(k);
+                    moved += 1;
+                }
+            }
+            self.data.apply_batch(batch)?;
+            Ok(())
+        };
+        let mut found = Vec::with_capacity(ARCHIVE_CHUNK);
         for kv in self.data.scan_prefix(b"b/") {
             let (k, v) = kv?;
             let b: Booking = decode("data", &k, &v)?;
             if over(&b) {
                 found.push((k, v));
-            }
-        }
-        let mut moved = 0;
-        for chunk in found.chunks(ARCHIVE_CHUNK) {
-            let guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
-            let mut batch = sled::Batch::default();
-            for (k, v) in chunk {
-                if self.data.get(k)?.as_ref() == Some(v) {
-                    batch.insert(archived_key(k), v.clone());
-                    batch.remove(k.clone());
-                    moved += 1;
+                if found.len() == ARCHIVE_CHUNK {
+                    move_chunk(&mut found)?;
                 }
             }
-            self.data.apply_batch(batch)?;
-            drop(guard);
         }
+        move_chunk(&mut found)?;
         if moved > 0 {
             self.data.flush()?;
         }
@@ -733,7 +767,7 @@ impl Store for SledStore {
     }
 
     fn export(&self, out: &mut dyn std::io::Write) -> Result<u64, BackupError> {
-        let mut w = Writer::start(out)?;
+        let mut w = Writer::start(out, self.schema_version()?)?;
         let trees = [
             ("meta", &self.meta),
             ("data", &self.data),
