@@ -30,6 +30,20 @@ pub const TX_JUMP: u64 = 1 << 20;
 /// fields, its MAC and its topic.
 pub const LIST_BYTES: usize = crate::link::MAX_PACKET - 2_048;
 
+/// Fits a door's allow-list to what its node holds and one packet carries (see
+/// [`fit`]), saying so in the log when entries are left out.
+pub fn fit_for_node(door: DoorId, cards: &mut Vec<AllowEntry>) {
+    let had = fit(cards, LIST_BYTES);
+    if had > cards.len() {
+        tracing::warn!(
+            %door,
+            cards = had,
+            kept = cards.len(),
+            "allow-list longer than a door node holds; the entries valid soonest are sent"
+        );
+    }
+}
+
 /// The largest payload accepted from a device.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 
@@ -806,15 +820,7 @@ impl Desk {
     ) -> Option<Publish> {
         let device = self.device_of(door)?;
         // Already done where the lists are worked out (off the core); cheap when it was.
-        let had = fit(&mut cards, LIST_BYTES);
-        if had > cards.len() {
-            tracing::warn!(
-                %door,
-                cards = had,
-                kept = cards.len(),
-                "allow-list longer than a door node holds; the entries valid soonest are sent"
-            );
-        }
+        fit_for_node(door, &mut cards);
         let list = self.sign_for(device, |counter| door::AllowList {
             v: VERSION,
             door,

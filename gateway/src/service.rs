@@ -23,7 +23,7 @@ use kombinat_protocol::Topic;
 use rumqttc::{AsyncClient, Publish as MqttPublish, QoS};
 use tokio::sync::watch;
 
-use crate::access::allow_list::{allow_list, fit, window};
+use crate::access::allow_list::{allow_list, window};
 use crate::access::{decide, Decision, Tap};
 use crate::adapters::{Adapters, Event};
 use crate::config::{Broker, Config};
@@ -2187,22 +2187,8 @@ impl Core {
                         .into_iter()
                         .map(|(door, i)| {
                             let mut cards = allow_list(&snapshot, i, from, until);
-                            if readers.contains(&door) {
-                                return DoorList {
-                                    door,
-                                    from,
-                                    until,
-                                    cards,
-                                };
-                            }
-                            let had = fit(&mut cards, crate::desk::LIST_BYTES);
-                            if had > cards.len() {
-                                tracing::warn!(
-                                    %door,
-                                    cards = had,
-                                    kept = cards.len(),
-                                    "allow-list longer than a door node holds; the entries valid soonest are sent"
-                                );
+                            if !readers.contains(&door) {
+                                crate::desk::fit_for_node(door, &mut cards);
                             }
                             DoorList {
                                 door,

@@ -535,19 +535,23 @@ fn past_bookings_are_archived_out_of_what_a_start_reads_and_kept() {
     assert_eq!(s.booking(&old.key).unwrap(), Some(again));
 }
 
-#[test]
-fn a_store_of_an_older_schema_is_backed_up_then_migrated() {
+/// A store with a member in it, as a schema 1 build left it: (its parent, its directory).
+fn a_schema_1_store() -> (tempfile::TempDir, std::path::PathBuf) {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("data");
-    {
-        let s = SledStore::open(&dir).unwrap();
-        s.commit(&[Change::Member(member("m-1"))], &change("seed"))
-            .unwrap();
-        s.meta
-            .insert("schema_version", &1u32.to_be_bytes())
-            .unwrap();
-        s.flush().unwrap();
-    }
+    let s = SledStore::open(&dir).unwrap();
+    s.commit(&[Change::Member(member("m-1"))], &change("seed"))
+        .unwrap();
+    s.meta
+        .insert("schema_version", &1u32.to_be_bytes())
+        .unwrap();
+    s.flush().unwrap();
+    (parent, dir)
+}
+
+#[test]
+fn a_store_of_an_older_schema_is_backed_up_then_migrated() {
+    let (parent, dir) = a_schema_1_store();
     let s = SledStore::open(&dir).unwrap();
     assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(s.members().unwrap(), vec![member("m-1")]);
@@ -575,17 +579,7 @@ fn a_store_of_an_older_schema_is_backed_up_then_migrated() {
 
 #[test]
 fn where_the_backup_cannot_go_beside_the_store_it_goes_inside() {
-    let parent = tempfile::tempdir().unwrap();
-    let dir = parent.path().join("data");
-    {
-        let s = SledStore::open(&dir).unwrap();
-        s.commit(&[Change::Member(member("m-1"))], &change("seed"))
-            .unwrap();
-        s.meta
-            .insert("schema_version", &1u32.to_be_bytes())
-            .unwrap();
-        s.flush().unwrap();
-    }
+    let (parent, dir) = a_schema_1_store();
     // Something that is not a writable file where the backup would go (as /var/lib is to a
     // hardened service: not writable).
     std::fs::create_dir(parent.path().join("data.schema-1.backup")).unwrap();
