@@ -43,6 +43,11 @@ pub struct LinkConfig {
     /// Seconds between status heartbeats.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_s: u32,
+    /// The CA certificate (PEM) the broker's must chain to: with it the node connects over TLS
+    /// (the broker's TLS listener, `deploy/README.md`), without it in plain MQTT (a closed
+    /// network, the simulator).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 fn default_port() -> u16 {
@@ -65,6 +70,7 @@ impl LinkConfig {
             username: None,
             password: None,
             heartbeat_s: default_heartbeat(),
+            ca_file: None,
         }
     }
 }
@@ -166,6 +172,16 @@ impl MqttLink {
         ));
         if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
             o.set_credentials(u, p);
+        }
+        if let Some(path) = &cfg.ca_file {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            // A CA that cannot be read leaves none: every handshake fails, and says so; the
+            // node never falls back to plain MQTT.
+            let ca = std::fs::read(path).unwrap_or_else(|e| {
+                tracing::error!(file = %path.display(), error = %e, "cannot read the broker's CA certificate");
+                Vec::new()
+            });
+            o.set_transport(rumqttc::Transport::tls(ca, None, None));
         }
         let (client, mut ev) = AsyncClient::new(o, 256);
         let mut net = NetworkOptions::new();

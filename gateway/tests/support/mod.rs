@@ -619,6 +619,12 @@ impl GatewayProcess {
         GatewayProcess { child, config }
     }
 
+    /// Starts the gateway with a configuration file of the test's own.
+    pub fn start_config(config: PathBuf) -> Self {
+        let child = Self::spawn(&config);
+        GatewayProcess { child, config }
+    }
+
     /// Its log goes to `gateway.log` beside the configuration (appended over restarts).
     fn spawn(config: &Path) -> Child {
         let log = std::fs::OpenOptions::new()
@@ -878,24 +884,32 @@ pub const GATEWAY_BROKER_PASSWORD: &str = "a-long-gateway-password-for-tests";
 /// the broker, its port, what the command said and the ACL. `None` on a developer machine
 /// without mosquitto; in CI a missing mosquitto fails.
 pub fn acl_mosquitto(dir: &Path, data: &Path) -> Option<(Mosquitto, u16, String, String)> {
+    acl_mosquitto_with(dir, data, &[])
+}
+
+/// [`acl_mosquitto`] with more arguments for `mosquitto-config` (`--cafile` and the rest).
+pub fn acl_mosquitto_with(
+    dir: &Path,
+    data: &Path,
+    extra: &[&str],
+) -> Option<(Mosquitto, u16, String, String)> {
     let pw = dir.join("gateway-password");
     std::fs::write(&pw, format!("{GATEWAY_BROKER_PASSWORD}\n")).unwrap();
     let port = free_port();
     let mq = dir.join("mq");
-    let said = cli(
-        &site_path(),
-        data,
-        &[
-            "devices",
-            "mosquitto-config",
-            "--out",
-            mq.to_str().unwrap(),
-            "--gateway-password-file",
-            pw.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-    );
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "devices",
+        "mosquitto-config",
+        "--out",
+        mq.to_str().unwrap(),
+        "--gateway-password-file",
+        pw.to_str().unwrap(),
+        "--listen",
+        &listen,
+    ];
+    args.extend_from_slice(extra);
+    let said = cli(&site_path(), data, &args);
     let acl = std::fs::read_to_string(mq.join("acl")).unwrap();
     // Started as root (CI containers), mosquitto would drop to its own user, which cannot read
     // the test's private directory: let it keep the test's user. (An installation gives the
