@@ -344,6 +344,11 @@ mod tests {
         assert_eq!(c.counter_start, 3 << 32);
         assert_eq!(c.gateway_counter_after, 9);
         assert!(matches!(f.reader, ReaderConfig::Mfrc522 { .. }));
+        assert_eq!(
+            f.mqtt.ca_file.as_deref(),
+            Some(Path::new("/etc/kombinat/ca.crt")),
+            "TLS to the broker"
+        );
     }
 
     #[test]
