@@ -21,7 +21,7 @@
 //!
 //! [occupancy]
 //! no_show_after_min = 10            # a booking's room empty this long after its start: no-show
-//! counts_every_s = 30               # head counts stored (when changed) at most this often
+//! counts_every_s = 300              # head counts changed since the last decision stored this often
 //! hourly_after_days = 30            # 5-minute history buckets become hourly after this
 //! keep_days = 730                   # history older than this is dropped
 //!
@@ -148,9 +148,10 @@ pub struct Config {
 pub struct OccupancyConfig {
     /// A booking whose room shows no presence this many minutes after its start is a no-show.
     pub no_show_after_min: u32,
-    /// The rooms' head counts are stored, when they changed, at most this often: what a crash
-    /// can lose of them is this many seconds' changes (and the store's one-second flush).
-    /// Each store is a flush of a page or two on the SD card.
+    /// The rooms' head counts are stored with the next decision's log entry when they changed
+    /// (at most every 5 s, in the same flush), and otherwise at most this often: what a crash
+    /// can lose of them is the changes since the last decision, this many seconds at most. A
+    /// store of their own is a synced write on the SD card.
     pub counts_every_s: u32,
     /// History older than this many days is kept in hourly buckets instead of 5-minute ones.
     pub hourly_after_days: u32,
@@ -162,7 +163,7 @@ impl Default for OccupancyConfig {
     fn default() -> Self {
         OccupancyConfig {
             no_show_after_min: 10,
-            counts_every_s: 30,
+            counts_every_s: 300,
             hourly_after_days: 30,
             keep_days: 730,
         }
@@ -459,14 +460,14 @@ mod tests {
     }
 
     #[test]
-    fn head_counts_are_stored_every_30_s_unless_configured_within_bounds() {
+    fn head_counts_are_stored_every_300_s_unless_configured_within_bounds() {
         let with = |extra: &str| {
             Config::parse(
                 &format!("site = \"s\"\ndata = \"d\"\n[occupancy]\n{extra}"),
                 Path::new("."),
             )
         };
-        assert_eq!(with("").unwrap().occupancy.counts_every_s, 30);
+        assert_eq!(with("").unwrap().occupancy.counts_every_s, 300);
         assert_eq!(
             with("counts_every_s = 5\n")
                 .unwrap()

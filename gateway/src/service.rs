@@ -758,6 +758,9 @@ const LISTS_EVERY: Duration = Duration::from_millis(20);
 /// (or none is left waiting): two lists of full size.
 const LIST_BYTES_PER_BATCH: usize = 512 * 1024;
 
+/// Head counts that changed are stored with a log write at most this often.
+const COUNTS_WITH_LOG_S: i64 = 5;
+
 /// A room's last activity alone is stored again at most this often.
 const COUNTS_ACTIVITY_EVERY_S: i64 = 600;
 
@@ -1070,6 +1073,11 @@ impl Core {
             })
             .count();
         if !batch.decisions.is_empty() || !batch.audit.is_empty() {
+            // Changed head counts ride along with the log's flush (one synced write on the SD
+            // card for both); the periodic store is for changes without any decision after them.
+            if Utc::now().timestamp() - self.saved_counts_at >= COUNTS_WITH_LOG_S {
+                self.save_counts(Utc::now())?;
+            }
             if let Err(e) = self.gateway.record(&batch.decisions, batch.audit) {
                 // Nothing is published that is not in the log: the core stops (and with it the
                 // process), the doors fall back to their allow-lists, and a restart rebuilds

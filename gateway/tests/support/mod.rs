@@ -604,7 +604,7 @@ impl GatewayProcess {
     /// Writes a configuration for `data` and `site` through `broker` (a mosquitto URL) with
     /// the HTTP API on `http`, and starts the gateway. The simulated buildings these tests run
     /// go at 60x: the head counts are stored every 5 s when they change (every 5 minutes of
-    /// the building's time; the default is 30 s of real time).
+    /// the building's time; the default is 300 s of real time, or with the next decision).
     pub fn start(dir: &Path, site: &Path, data: &Path, broker: &str, http: u16) -> Self {
         let config = dir.join("kombinat.toml");
         std::fs::write(
