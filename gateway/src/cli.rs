@@ -37,6 +37,10 @@ pub struct Cli {
     /// The data directory (the store) [default: kombinat-data; for `demo`, a temporary one].
     #[arg(long, global = true, env = "KOMBINAT_DATA")]
     pub data: Option<PathBuf>,
+    /// Take this as the time now (RFC 3339, or "YYYY-MM-DD HH:MM" in the site's time zone)
+    /// instead of the system clock: to re-run a past import or report, and for tests.
+    #[arg(long, global = true, env = "KOMBINAT_NOW")]
+    pub now: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -65,7 +69,10 @@ pub enum Command {
     /// Bookings: add, list, cancel.
     #[command(subcommand)]
     Booking(BookingCmd),
-    /// Ask what a tap would decide, and why (nothing is written).
+    /// Ask what a tap would decide, and why (nothing is written). The answer is worked out
+    /// from everything stored now (today's members, cards and plans; every booking, archived
+    /// ones too) for the moment --at; what a door actually decided then is in the log
+    /// (`kombinat log`), which stays the record.
     Decide {
         #[command(flatten)]
         credential: CredentialArg,
@@ -570,6 +577,57 @@ pub fn parse_time(site: &Site, s: &str) -> Result<DateTime<Utc>> {
     )
 }
 
+/// The secret the off-the-shelf devices' broker passwords derive from: made once, kept in the
+/// store (and its backups), so that generating the configuration again keeps every password.
+fn binding_secret(store: &dyn Store) -> Result<[u8; 32]> {
+    const KEY: &str = "mqtt-binding-secret";
+    if let Some(v) = store.state(KEY)? {
+        if let Ok(s) = <[u8; 32]>::try_from(v.as_slice()) {
+            return Ok(s);
+        }
+        bail!("the stored {KEY} is not 32 bytes: the store is damaged");
+    }
+    let mut s = [0u8; 32];
+    getrandom::fill(&mut s).map_err(|e| anyhow!("cannot get random bytes: {e}"))?;
+    store.put_state(KEY, &s)?;
+    store.flush()?;
+    Ok(s)
+}
+
+/// A group's id from /etc/group.
+#[cfg(unix)]
+fn group_id(name: &str) -> Option<u32> {
+    std::fs::read_to_string("/etc/group")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next()? == name).then(|| f.nth(1)?.parse().ok())?
+        })
+}
+
+/// Writes a file only its owner can read (0600 from the start, not after).
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 fn parse_day(s: &str) -> Result<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| anyhow!("{s:?} is not a day YYYY-MM-DD"))
 }
@@ -591,6 +649,11 @@ struct Ctx {
 }
 
 fn open(cli: &Cli, now: DateTime<Utc>) -> Result<Ctx> {
+    open_as_of(cli, now, now)
+}
+
+/// Opens the store to answer for the moment `at` (see [`Gateway::open_as_of`]).
+fn open_as_of(cli: &Cli, now: DateTime<Utc>, at: DateTime<Utc>) -> Result<Ctx> {
     let site = Arc::new(crate::site_file::load(&cli.site)?);
     let data = cli.data_dir();
     std::fs::create_dir_all(&data)
@@ -599,7 +662,7 @@ fn open(cli: &Cli, now: DateTime<Utc>) -> Result<Ctx> {
         SledStore::open(&data)
             .with_context(|| format!("cannot open the store in {}", data.display()))?,
     );
-    let gateway = Gateway::open(site.clone(), store, now)?;
+    let gateway = Gateway::open_as_of(site.clone(), store, now, at)?;
     Ok(Ctx { site, gateway })
 }
 
@@ -640,7 +703,16 @@ fn token_request(cli: &Cli, now: DateTime<Utc>, req: crate::spool::Request) -> R
 }
 
 /// Runs a command, writing what it has to say to `out`.
+/// `now` is the system clock's; `--now` replaces it.
 pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
+    let now = match &cli.now {
+        None => now,
+        Some(s) => match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => t.with_timezone(&Utc),
+            Err(_) => parse_time(&crate::site_file::load(&cli.site)?, s)
+                .context("--now (KOMBINAT_NOW)")?,
+        },
+    };
     match &cli.command {
         Command::CheckConfig => check_config(&cli, out),
         Command::Member(c) => member(&cli, c, out, now),
@@ -651,12 +723,13 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
             door,
             at,
         } => {
-            let ctx = open(&cli, now)?;
+            let site = crate::site_file::load(&cli.site)?;
             let at = at
                 .as_deref()
-                .map(|a| parse_time(&ctx.site, a))
+                .map(|a| parse_time(&site, a))
                 .transpose()?
                 .unwrap_or(now);
+            let ctx = open_as_of(&cli, now, at)?;
             let tap = Tap {
                 door: id("door", door)?,
                 credential: credential.parse()?,
@@ -665,7 +738,13 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
             writeln!(out, "{}", explain(ctx.gateway.snapshot(), &d))?;
             Ok(())
         }
-        Command::Run { config } => crate::service::run_from_file(config),
+        Command::Run { config } => {
+            let clock = match cli.now {
+                Some(_) => crate::clock::Clock::starting_at(now),
+                None => crate::clock::Clock::system(),
+            };
+            crate::service::run_from_file(config, clock)
+        }
         Command::Demo {
             http,
             mqtt,
@@ -1188,6 +1267,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
         }) => {
             let ctx = open(&cli, now)?;
             let devices = ctx.gateway.store().devices()?;
+            let secret = binding_secret(ctx.gateway.store())?;
+            let bindings = crate::mosquitto::binding_accounts(&ctx.site.bindings, &secret);
             let password = std::fs::read_to_string(gateway_password_file)
                 .with_context(|| format!("cannot read {}", gateway_password_file.display()))?;
             let password = password.trim();
@@ -1210,6 +1291,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
             let mut salt_err = None;
             let files = crate::mosquitto::generate(
                 &devices,
+                &bindings,
                 prefix,
                 gateway_user,
                 password,
@@ -1237,18 +1319,46 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
                 std::fs::write(&path, text)
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
+            // The off-the-shelf devices' passwords, for their own settings pages: for the
+            // operator's eyes only.
+            let accounts = dir.join("binding-accounts");
+            let mut text = String::from(
+                "# The broker accounts of the site file's off-the-shelf devices: enter each in the\n\
+                 # device's MQTT settings (user, password), then delete this file.\n",
+            );
+            for b in &bindings {
+                text.push_str(&format!("{} {}\n", b.user, b.password));
+            }
+            write_private(&accounts, &text)?;
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(
-                    dir.join("passwd"),
-                    std::fs::Permissions::from_mode(0o600),
-                )?;
+                // mosquitto 2 drops to its own user before it reads the password file: the file
+                // is the mosquitto group's to read (0640 root:mosquitto), nobody else's.
+                let passwd = dir.join("passwd");
+                std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o640))?;
+                match group_id("mosquitto") {
+                    Some(gid) => {
+                        if let Err(e) = std::os::unix::fs::chown(&passwd, None, Some(gid)) {
+                            writeln!(
+                                out,
+                                "cannot give {} to the group mosquitto ({e}): run `chgrp mosquitto {}` as root, or mosquitto will not start",
+                                passwd.display(),
+                                passwd.display()
+                            )?;
+                        }
+                    }
+                    None => writeln!(
+                        out,
+                        "there is no group mosquitto here: on the broker's machine, `chgrp mosquitto passwd` (mosquitto reads it as its own user)"
+                    )?,
+                }
             }
             writeln!(
                 out,
-                "mosquitto configuration for {} devices written to {}{}",
+                "mosquitto configuration for {} devices and {} off-the-shelf accounts written to {}{}",
                 devices.len(),
+                bindings.len(),
                 dir.display(),
                 if plain {
                     " (plain listener: give --cafile, --certfile and --keyfile for TLS)"

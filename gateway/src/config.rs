@@ -141,6 +141,9 @@ pub struct Config {
     /// dashboard is served through TLS; over plain HTTP on a LAN a `Secure` cookie is never
     /// sent back and nobody could sign in.
     pub secure_cookie: bool,
+    /// Where the service reads the time: the system clock unless `kombinat run --now` (or a
+    /// test) moves it. Not in the file: a gateway in service runs on the system clock.
+    pub clock: crate::clock::Clock,
 }
 
 /// Occupancy history and no-show settings.
@@ -341,6 +344,7 @@ impl Config {
             }
         };
         Ok(Config {
+            clock: crate::clock::Clock::system(),
             http: raw.http.as_ref().map(|h| h.listen),
             audit_keep_days: raw.audit.keep_days.unwrap_or(730),
             secure_cookie: raw.http.as_ref().is_some_and(|h| h.secure_cookie),

@@ -102,6 +102,20 @@ impl Gateway {
         store: Arc<dyn Store>,
         now: DateTime<Utc>,
     ) -> Result<Self, GatewayError> {
+        Self::open_as_of(site, store, now, now)
+    }
+
+    /// Opens the gateway to answer for the moment `at` (a question about the past, such as
+    /// "why was Olena refused last Thursday?"): like [`Gateway::open`], but the snapshot also
+    /// holds every stored booking that can bear on `at`, archived ones included, so that
+    /// `decide` answers as the door would have with today's members, cards and plans. What
+    /// the door actually did then is the audit log's record, not this.
+    pub fn open_as_of(
+        site: Arc<Site>,
+        store: Arc<dyn Store>,
+        now: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<Self, GatewayError> {
         let mut changes = Vec::new();
         let mut said = Vec::new();
         let stored_plans = store.plans()?;
@@ -144,12 +158,18 @@ impl Gateway {
                 &AuditEntry::change(now, Actor::System, said.join("; ")),
             )?;
         }
-        // Bookings that ended more than a day ago open nothing (the hourly prune lets them go
-        // from memory too): they stay in the store, out of the snapshot.
-        let ended = (now - chrono::Duration::days(BOOKINGS_KEPT_DAYS)).timestamp();
-        let bookings = store.live_bookings_where(&mut |b| {
-            crate::occupancy::history::booked_span(&site, b).1 >= ended
-        })?;
+        // Bookings that ended more than BOOKINGS_KEPT_DAYS before the moment asked about open
+        // nothing then (the hourly prune lets them go from memory too): they stay in the store,
+        // out of the snapshot. A moment before the archive's edge reads the archive too.
+        let ended = (at.min(now) - chrono::Duration::days(BOOKINGS_KEPT_DAYS)).timestamp();
+        let reaches = |b: &Booking| crate::occupancy::history::booked_span(&site, b).1 >= ended;
+        let bookings = if at >= now {
+            store.live_bookings_where(&mut |b| reaches(b))?
+        } else {
+            let mut all = store.bookings()?;
+            all.retain(|b| reaches(b));
+            all
+        };
         let mut snapshot = Snapshot::build(
             site,
             store.members()?,

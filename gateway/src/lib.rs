@@ -15,6 +15,7 @@ pub mod access;
 pub mod adapters;
 pub mod broker;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod desk;

@@ -4,8 +4,14 @@
 //! (`kombinat device mosquitto-config`).
 //!
 //! A device's broker password is derived from its key ([`broker_password`]), so it is never
-//! stored apart from the key and `kombinat device add` can print it with the key. The password
+//! stored apart from the key and `kombinat device add` can print it with the key. Off-the-shelf
+//! devices (the site file's `[[bindings]]`: esp-rfid, Tasmota, the Zigbee2MQTT bridge) have no
+//! key of ours: their passwords are derived from a secret the store keeps
+//! ([`binding_password`]), and each gets an ACL for its own firmware's topics. The password
 //! file holds salted SHA-512 hashes (mosquitto's `$6$` format), never the passwords.
+//!
+//! Every account is its own client id (`use_username_as_clientid`): an account cannot take
+//! over another client's connection by connecting with that client's id.
 
 use std::fmt::Write as _;
 
@@ -14,7 +20,7 @@ use kombinat_protocol::door::DoorTopic;
 use kombinat_protocol::Topic;
 use sha2::{Digest, Sha512};
 
-use crate::domain::{Device, DeviceKind};
+use crate::domain::{Binding, BindingKind, Device, DeviceKind};
 
 /// A device's broker password: 32 hex digits derived from its key.
 pub fn broker_password(key: &DeviceKey) -> String {
@@ -23,6 +29,50 @@ pub fn broker_password(key: &DeviceKey) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+/// The broker account of an off-the-shelf device: its user name (the binding's id; the
+/// Zigbee2MQTT bridge's is [`Z2M_BRIDGE_USER`]).
+pub fn binding_user(b: &Binding) -> String {
+    match b.kind {
+        BindingKind::Zigbee2mqtt => Z2M_BRIDGE_USER.to_string(),
+        BindingKind::EspRfid | BindingKind::Tasmota => b.id.to_string(),
+    }
+}
+
+/// The account the Zigbee2MQTT bridge connects with: one bridge speaks for every Zigbee device.
+pub const Z2M_BRIDGE_USER: &str = "zigbee2mqtt";
+
+/// The broker password of an account that is not one of our devices (`user` from
+/// [`binding_user`]): 32 hex digits derived from the store's secret, stable across runs.
+pub fn binding_password(secret: &[u8; 32], user: &str) -> String {
+    let key = DeviceKey::from_bytes(*secret);
+    let mac = mac_of(&key, "mqtt-binding-password", |m| m.text(user));
+    mac.0[..16].iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The topics an off-the-shelf device's account may write and read: its firmware's own, under
+/// its own topic name (esp-rfid `T/send`, `T/avty` and `T/cmd`; Tasmota `tele/T/…`, `stat/T/…`
+/// and `cmnd/T/…`; the Zigbee2MQTT bridge its base topic).
+pub fn binding_topics(b: &Binding) -> (Vec<String>, Vec<String>) {
+    let t = &b.topic;
+    match b.kind {
+        BindingKind::EspRfid => (
+            vec![format!("{t}/send"), format!("{t}/avty")],
+            vec![format!("{t}/cmd")],
+        ),
+        BindingKind::Tasmota => (
+            vec![format!("tele/{t}/#"), format!("stat/{t}/#")],
+            vec![format!("cmnd/{t}/#")],
+        ),
+        BindingKind::Zigbee2mqtt => (
+            vec!["zigbee2mqtt/#".to_string()],
+            vec!["zigbee2mqtt/#".to_string()],
+        ),
+    }
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -112,10 +162,41 @@ pub fn device_topics(d: &Device, prefix: &str) -> (Vec<String>, Vec<String>) {
     }
 }
 
-/// The configuration for `devices`, the gateway's account (`gateway_user`, `gateway_password`),
-/// files to be installed in `dir`, with a fresh salt per password from `salt`.
+/// An off-the-shelf device's account: the binding, its user and its password.
+#[derive(Debug, Clone)]
+pub struct BindingAccount {
+    /// User name ([`binding_user`]).
+    pub user: String,
+    /// Password ([`binding_password`]).
+    pub password: String,
+    /// Topics it may write, then read ([`binding_topics`]).
+    pub topics: (Vec<String>, Vec<String>),
+}
+
+/// One account per user among `bindings` (every Zigbee2MQTT binding shares the bridge's).
+pub fn binding_accounts(bindings: &[Binding], secret: &[u8; 32]) -> Vec<BindingAccount> {
+    let mut out: Vec<BindingAccount> = Vec::new();
+    for b in bindings {
+        let user = binding_user(b);
+        if out.iter().any(|a| a.user == user) {
+            continue;
+        }
+        out.push(BindingAccount {
+            password: binding_password(secret, &user),
+            topics: binding_topics(b),
+            user,
+        });
+    }
+    out
+}
+
+/// The configuration for `devices` and the off-the-shelf devices' `bindings`, the gateway's
+/// account (`gateway_user`, `gateway_password`), files to be installed in `dir`, with a fresh
+/// salt per password from `salt`.
+#[allow(clippy::too_many_arguments)]
 pub fn generate(
     devices: &[Device],
+    bindings: &[BindingAccount],
     prefix: &str,
     gateway_user: &str,
     gateway_password: &str,
@@ -136,6 +217,10 @@ pub fn generate(
     let _ = writeln!(conf, "max_inflight_messages 32");
     let _ = writeln!(conf, "max_queued_messages 10000");
     let _ = writeln!(conf, "listener {} {}", listener.port, listener.host);
+    // An account connects as itself only: a device's password cannot take the gateway's
+    // connection (or another device's) by reusing its client id. A listener's option: after
+    // its `listener` line, or mosquitto opens a default listener on 1883 for it.
+    let _ = writeln!(conf, "use_username_as_clientid true");
     match &listener.tls {
         Some((ca, cert, key)) => {
             let _ = writeln!(conf, "cafile {ca}\ncertfile {cert}\nkeyfile {key}");
@@ -170,6 +255,20 @@ pub fn generate(
             let _ = writeln!(acl, "topic write {t}");
         }
         for t in read {
+            let _ = writeln!(acl, "topic read {t}");
+        }
+    }
+    for b in bindings {
+        let _ = writeln!(passwd, "{}", passwd_line(&b.user, &b.password, &salt()));
+        let _ = writeln!(
+            acl,
+            "\n# an off-the-shelf device from the site file's [[bindings]]"
+        );
+        let _ = writeln!(acl, "user {}", b.user);
+        for t in &b.topics.0 {
+            let _ = writeln!(acl, "topic write {t}");
+        }
+        for t in &b.topics.1 {
             let _ = writeln!(acl, "topic read {t}");
         }
     }

@@ -210,11 +210,25 @@ fn member_refusal(e: GatewayError) -> MemberRefusal {
     }
 }
 
-/// Writes a backup of `store` to `file` (under a temporary name, synced, then renamed).
+/// Writes a backup of `store` to `file` (under a temporary name, synced, then renamed). A
+/// backup holds every device key and card number: it is created readable by its owner only
+/// (0600), from the first byte.
 pub fn write_backup(store: &dyn Store, file: &Path) -> Result<u64, String> {
     let tmp = file.with_extension("partial");
     let result = (|| {
-        let f = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            o.mode(0o600);
+            // A partial file left by an earlier failure keeps its old mode: set it again.
+            if tmp.exists() {
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let f = o.open(&tmp).map_err(|e| e.to_string())?;
         let mut w = std::io::BufWriter::new(f);
         let n = store.export(&mut w).map_err(|e| e.to_string())?;
         let f = w.into_inner().map_err(|e| e.to_string())?;
@@ -463,7 +477,7 @@ impl Running {
 /// Starts the service: store, snapshot, broker, link, core. Returns once the core runs; the
 /// link connects in the background.
 pub async fn start(config: Config) -> Result<Running, ServiceError> {
-    let now = Utc::now();
+    let now = config.clock.now();
     let site = Arc::new(crate::site_file::load(&config.site)?);
     std::fs::create_dir_all(&config.data)
         .map_err(|e| ServiceError::DataDir(config.data.display().to_string(), e))?;
@@ -640,6 +654,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         live,
         staff,
         secure_cookie: core.config.secure_cookie,
+        clock: core.config.clock,
     };
     let (http_addr, http) = match http_listener {
         None => (None, None),
@@ -1039,15 +1054,15 @@ impl Core {
             }
             self.commit(batch)?;
         }
-        let mut marks = self.desk.take_marks(Utc::now());
+        let mut marks = self.desk.take_marks(self.config.clock.now());
         marks.push(crate::domain::DeviceMark {
-            at: Some(Utc::now()),
+            at: Some(self.config.clock.now()),
             ..Default::default()
         });
         self.gateway.store().put_marks(&marks)?;
-        self.save_counts(Utc::now())?;
+        self.save_counts(self.config.clock.now())?;
         // The open history buckets: merged with their continuation after a restart.
-        let open = self.recorder.flush(Utc::now().timestamp());
+        let open = self.recorder.flush(self.config.clock.now().timestamp());
         self.gateway.store().add_history(&open)?;
         self.gateway.store().flush()?;
         tracing::info!("core stopped, store flushed");
@@ -1059,7 +1074,7 @@ impl Core {
         let started = Instant::now();
         let refresh = batch.refresh || !batch.audit.is_empty();
         if batch.marks {
-            let marks = self.desk.take_marks(Utc::now());
+            let marks = self.desk.take_marks(self.config.clock.now());
             self.gateway.store().put_marks(&marks)?;
         }
         let raised = batch
@@ -1075,8 +1090,8 @@ impl Core {
         if !batch.decisions.is_empty() || !batch.audit.is_empty() {
             // Changed head counts ride along with the log's flush (one synced write on the SD
             // card for both); the periodic store is for changes without any decision after them.
-            if Utc::now().timestamp() - self.saved_counts_at >= COUNTS_WITH_LOG_S {
-                self.save_counts(Utc::now())?;
+            if self.config.clock.now().timestamp() - self.saved_counts_at >= COUNTS_WITH_LOG_S {
+                self.save_counts(self.config.clock.now())?;
             }
             if let Err(e) = self.gateway.record(&batch.decisions, batch.audit) {
                 // Nothing is published that is not in the log: the core stops (and with it the
@@ -1218,7 +1233,7 @@ impl Core {
                 "{k:?} is not a member field"
             )));
         }
-        let now = Utc::now();
+        let now = self.config.clock.now();
         let field = |k: &str| fields.get(k).map(String::as_str).filter(|v| !v.is_empty());
         let has = |k: &str| fields.contains_key(k);
         // A card another member holds is a clash, not a mistake in the request.
@@ -1331,7 +1346,7 @@ impl Core {
     /// Tells the live view the doors, alarms and devices as the core knows them now.
     fn refresh_live(&self) {
         use crate::live::{AlarmNow, DeviceNow, DoorNow};
-        let now = Utc::now().timestamp();
+        let now = self.config.clock.now().timestamp();
         let secs = |t: Option<DateTime<Utc>>| t.map(|t| t.timestamp());
         let mut alarms = Vec::new();
         let mut doors = Vec::with_capacity(self.site.doors.len());
@@ -1455,7 +1470,7 @@ impl Core {
 
     /// Handles one publish from the broker into the batch.
     fn take(&mut self, p: &MqttPublish, b: &mut Batch) {
-        let now = Utc::now();
+        let now = self.config.clock.now();
         if p.topic == crate::ha::STATUS_TOPIC {
             if p.payload.as_ref() == b"online" {
                 b.replies
@@ -1683,7 +1698,7 @@ impl Core {
                         Some(cmd) => (Some(vec![cmd]), format!("for {ms} ms")),
                         // A bound reader opens for its own time, whatever was asked.
                         None => (
-                            self.adapters.unlock(door, ms, Utc::now()),
+                            self.adapters.unlock(door, ms, self.config.clock.now()),
                             self.adapters.unlock_ms(door).map_or_else(
                                 || "for the reader's own unlock time".to_string(),
                                 |t| format!("for {t} ms (the relay's pulse time)"),
@@ -1693,7 +1708,7 @@ impl Core {
                     match cmds {
                         Some(cmds) => {
                             b.audit.push(AuditEntry::change(
-                                Utc::now(),
+                                self.config.clock.now(),
                                 by,
                                 format!("remote unlock of door {door} {how_long}"),
                             ));
@@ -1720,7 +1735,10 @@ impl Core {
             }
             Control::RevokeCard { card, by, reply } => {
                 let cred = crate::domain::Credential::Card(card);
-                let r = match self.gateway.revoke_credential(cred, by, Utc::now()) {
+                let r = match self
+                    .gateway
+                    .revoke_credential(cred, by, self.config.clock.now())
+                {
                     Ok(()) => {
                         self.next_allow_lists = Instant::now();
                         self.full_user_lists = true;
@@ -1774,7 +1792,10 @@ impl Core {
                     Err(ApiRefusal::Invalid(problems))
                 } else {
                     let what = format!("REST API ({} bookings)", good.len());
-                    match self.gateway.import_bookings(good, &what, actor, Utc::now()) {
+                    match self
+                        .gateway
+                        .import_bookings(good, &what, actor, self.config.clock.now())
+                    {
                         Ok(c) => {
                             if c.added + c.updated > 0 {
                                 self.next_allow_lists = Instant::now();
@@ -1796,10 +1817,12 @@ impl Core {
                     Ok(Some(mut bk)) => {
                         bk.status = crate::domain::BookingStatus::Cancelled;
                         let what = format!("REST API cancel of {key}");
-                        match self
-                            .gateway
-                            .import_bookings(vec![bk], &what, actor, Utc::now())
-                        {
+                        match self.gateway.import_bookings(
+                            vec![bk],
+                            &what,
+                            actor,
+                            self.config.clock.now(),
+                        ) {
                             Ok(_) => {
                                 self.next_allow_lists = Instant::now();
                                 Ok(true)
@@ -1821,7 +1844,7 @@ impl Core {
         let Some(f) = self.site.feeds.get(i).cloned() else {
             return;
         };
-        let now = Utc::now();
+        let now = self.config.clock.now();
         // "Not modified" after a failure says nothing new: the content that failed may still
         // be what is served, so the alarm stays until content reads well.
         let not_modified = matches!(fetched, Ok(None));
@@ -1942,7 +1965,7 @@ impl Core {
     }
 
     fn set_mode(&mut self, mode: SiteMode, by: Actor, b: &mut Batch) -> Result<(), ServiceError> {
-        let now = Utc::now();
+        let now = self.config.clock.now();
         self.gateway.set_mode(mode, by, now)?;
         self.mode_since = now;
         self.live.set_mode(mode.as_str(), now.timestamp());
@@ -2034,10 +2057,12 @@ impl Core {
     }
 
     fn tick(&mut self, b: &mut Batch) -> Result<(), ServiceError> {
-        let now = Utc::now();
-        self.stats
-            .core_alive_at
-            .store(now.timestamp().max(0) as u64, Ordering::Relaxed);
+        let now = self.config.clock.now();
+        // Liveness is the system clock's: the watchdog reads it (systemd() below).
+        self.stats.core_alive_at.store(
+            self.config.clock.now().timestamp().max(0) as u64,
+            Ordering::Relaxed,
+        );
         // Counters every MARKS_EVERY, not per message (see there).
         if Instant::now() >= self.next_marks || self.desk.marks_due() {
             self.next_marks = Instant::now() + MARKS_EVERY;
@@ -2320,9 +2345,10 @@ impl Core {
             return;
         }
         let snapshot = self.gateway.snapshot();
+        let now = self.config.clock.now();
         let cmds = self.adapters.sync_user_lists(
             &user_lists,
-            Utc::now(),
+            now,
             std::mem::take(&mut self.full_user_lists),
             |card| {
                 snapshot
@@ -2336,7 +2362,7 @@ impl Core {
         b.replies.extend(cmds);
         // A reader keeps one window per card: when the first window ends, the next is sent.
         if let Some(end) = self.adapters.next_window_end() {
-            let wait = (end as i64 - Utc::now().timestamp()).max(0) as u64 + 1;
+            let wait = (end as i64 - now.timestamp()).max(0) as u64 + 1;
             self.next_allow_lists = self
                 .next_allow_lists
                 .min(Instant::now() + Duration::from_secs(wait));
@@ -2468,8 +2494,13 @@ pub async fn shutdown_signal() {
 }
 
 /// Reads the configuration and runs until SIGINT or SIGTERM.
-pub fn run_from_file(path: &Path) -> anyhow::Result<()> {
-    let config = Config::load(path)?;
+/// `clock` is the system clock unless `kombinat run --now` moved it.
+pub fn run_from_file(path: &Path, clock: crate::clock::Clock) -> anyhow::Result<()> {
+    let mut config = Config::load(path)?;
+    config.clock = clock;
+    if !clock.is_system() {
+        tracing::warn!(now = %clock.now(), "the gateway runs on a moved clock (--now)");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -3,6 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The time the commands take as "now" (Monday 23 November 2026, 08:00 in Kyiv): the dates
+/// below are fixed, so the clock is too, whatever day the tests run on.
+const NOW: &str = "2026-11-23T08:00:00+02:00";
+
 struct Kombinat {
     data: tempfile::TempDir,
     site: PathBuf,
@@ -22,6 +26,7 @@ impl Kombinat {
             .env("KOMBINAT_SITE", &self.site)
             .env("KOMBINAT_DATA", self.data.path())
             .env("USER", "marta")
+            .env("KOMBINAT_NOW", NOW)
             .env_remove("RUST_LOG")
             .output()
             .unwrap()
@@ -523,7 +528,7 @@ fn members_from_csv_with_cards_by_line_and_idempotent() {
 
 #[test]
 fn a_room_calendar_books_its_room_and_follows_moves_and_cancellations() {
-    use chrono::{Duration, Utc};
+    use chrono::Duration;
     let k = Kombinat::new();
     k.ok(&[
         "member",
@@ -538,7 +543,7 @@ fn a_room_calendar_books_its_room_and_follows_moves_and_cancellations() {
     let dir = tempfile::tempdir().unwrap();
     let ics = dir.path().join("meeting-1.ics");
     // Two meetings the day after tomorrow, 10:00-11:00 and 14:00-15:00 UTC.
-    let day = (Utc::now() + Duration::days(2))
+    let day = (chrono::DateTime::parse_from_rfc3339(NOW).unwrap() + Duration::days(2))
         .format("%Y%m%d")
         .to_string();
     let local = |h: u32| {
@@ -678,4 +683,65 @@ fn a_member_is_erased_and_the_log_keeps_a_pseudonym() {
     k.ok(&["card", "add", "olena", "--card", "04112233"]);
     // A second erase of the same member: there is nobody left to erase.
     k.fails(&["member", "erase", "petro", "--yes"]);
+}
+
+#[test]
+fn decide_at_a_past_moment_answers_from_archived_bookings_too() {
+    use kombinat::store::{SledStore, Store};
+    let k = Kombinat::new();
+    k.ok(&["member", "add", "olena", "--name", "Olena"]);
+    k.ok(&["card", "add", "olena", "--card", "04A1B2C3"]);
+    // Last Thursday's meeting, and one three years back.
+    for (id, day) in [("last-week", "2026-11-19"), ("years-ago", "2023-11-23")] {
+        k.ok(&[
+            "booking",
+            "add",
+            "--room",
+            "meeting-1",
+            "--start",
+            &format!("{day} 14:00"),
+            "--end",
+            &format!("{day} 16:00"),
+            "--organiser",
+            "olena",
+            "--id",
+            id,
+        ]);
+    }
+    let at = |when: &str| {
+        k.ok(&[
+            "decide",
+            "--card",
+            "04A1B2C3",
+            "--door",
+            "d-meeting-1",
+            "--at",
+            when,
+        ])
+    };
+    let before = [
+        at("2026-11-19 14:30"),
+        at("2023-11-23 14:30"),
+        at("2023-11-23 17:00"),
+    ];
+    assert!(before[0].contains("[allow.booking"), "{}", before[0]);
+    assert!(before[1].contains("[allow.booking"), "{}", before[1]);
+    assert!(before[2].starts_with("DENY"), "{}", before[2]);
+    // The service archives bookings that ended days ago out of what a start reads; the
+    // answer about their time stays what it was.
+    {
+        let store = SledStore::open(k.data.path()).unwrap();
+        let archived = store.archive_bookings(&mut |_| true).unwrap();
+        assert_eq!(archived, 2);
+        store.flush().unwrap();
+    }
+    let after = [
+        at("2026-11-19 14:30"),
+        at("2023-11-23 14:30"),
+        at("2023-11-23 17:00"),
+    ];
+    assert_eq!(before, after);
+    // Today, the old bookings open nothing.
+    let now = k.ok(&["decide", "--card", "04A1B2C3", "--door", "d-meeting-1"]);
+    assert!(now.contains("[deny.no_right]"), "{now}");
 }

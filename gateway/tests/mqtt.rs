@@ -557,3 +557,78 @@ async fn home_assistant_finds_every_room_and_gets_them_again_when_it_starts() {
     assert_eq!(again, first);
     gw.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_given_a_clock_decides_and_logs_on_that_clock() {
+    use kombinat::domain::{
+        Booking, BookingKey, BookingKind, BookingStatus, ExternalId, Member, MemberId, RoomId,
+        SourceId, Window,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    // Thursday 26 November 2026, 14:00-16:00 in Kyiv: Olena's meeting, on fixed dates.
+    let at = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let then = at("2026-11-26T14:30:00+02:00");
+    {
+        let site = std::sync::Arc::new(kombinat::site_file::load(&site_path()).unwrap());
+        let store: std::sync::Arc<dyn Store> =
+            std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+        let mut g = kombinat::gateway::Gateway::open(site, store, then).unwrap();
+        let who = Actor::Cli("test".into());
+        let olena = MemberId::parse("olena").unwrap();
+        g.add_member(Member::new(olena, "Olena"), who.clone(), then)
+            .unwrap();
+        g.add_credential(olena, card("0A0B0C0D"), who.clone(), then)
+            .unwrap();
+        g.upsert_booking(
+            Booking {
+                key: BookingKey {
+                    source: SourceId::parse("test").unwrap(),
+                    external_id: ExternalId::parse("olena-thursday").unwrap(),
+                },
+                room: RoomId::parse("meeting-1").unwrap(),
+                kind: BookingKind::Meeting,
+                title: "Design review".into(),
+                organiser: Some(olena),
+                attendees: vec![],
+                window: Window::Timed {
+                    start: at("2026-11-26T14:00:00+02:00"),
+                    end: at("2026-11-26T16:00:00+02:00"),
+                },
+                status: BookingStatus::Confirmed,
+            },
+            who,
+            then,
+        )
+        .unwrap();
+    }
+    let mut config = config(dir.path(), "embedded");
+    config.clock = kombinat::clock::Clock::starting_at(then);
+    let gw = service::start(config).await.unwrap();
+    assert!(gw.ready(T).await);
+    let mut node = DoorNode::connect(gw.mqtt_addr, "door-meeting", "d-meeting-1", key(2)).await;
+    let t = node.tap(card("0A0B0C0D"));
+    node.send_tap(&t).await;
+    let d = node.decision(T).await;
+    assert_eq!(
+        (d.allow, d.reason),
+        (true, Reason::Booking),
+        "on the given clock"
+    );
+    gw.stop().await.unwrap();
+    // The log has it at the clock's time, not the system's.
+    let store = SledStore::open(dir.path()).unwrap();
+    let logged = store
+        .audit_after(None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find(|r| matches!(r.entry.event, AuditEvent::Decision { tap: Some(n), .. } if n == t.counter))
+        .expect("the decision is logged");
+    let off = (logged.entry.at - then).num_seconds();
+    assert!((0..120).contains(&off), "logged at {}", logged.entry.at);
+}

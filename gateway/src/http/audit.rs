@@ -435,7 +435,7 @@ pub async fn csv_export(
     })?;
     let name = format!(
         "attachment; filename=\"kombinat-log-{}.csv\"",
-        Utc::now().format("%Y%m%d-%H%M%S")
+        s.clock.now().format("%Y%m%d-%H%M%S")
     );
     Ok((
         [

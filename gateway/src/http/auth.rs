@@ -19,7 +19,6 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use axum::{Json, Router};
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -68,7 +67,7 @@ fn check(parts: &Parts, state: &AppState, need: StaffRole) -> Result<Signed, Api
     let id = session_id(&parts.headers).ok_or(ApiError::SignedOut)?;
     let signed = state
         .staff
-        .session(id, Utc::now())
+        .session(id, state.clock.now())
         .ok_or(ApiError::SignedOut)?;
     let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
     if !safe {
@@ -192,8 +191,8 @@ pub async fn login(
     let staff = state.staff.clone();
     let store = state.store.clone();
     let name = account.name.clone();
+    let now = state.clock.now();
     let (id, session) = blocking(move || {
-        let now = Utc::now();
         let opened = staff.open_session(&name, now)?;
         store.append_audit(&[crate::store::AuditEntry::change(
             now,
@@ -335,7 +334,8 @@ pub async fn add_staff(
         StaffName::parse(&body.name).map_err(|e| ApiError::Invalid(vec![("name".into(), e)]))?;
     let staff = state.staff.clone();
     let by = who.actor();
-    let a = blocking(move || staff.add(name, body.role, &body.password, by, Utc::now()))
+    let now = state.clock.now();
+    let a = blocking(move || staff.add(name, body.role, &body.password, by, now))
         .await?
         .map_err(staff_error)?;
     let view = StaffView {
@@ -360,10 +360,10 @@ pub async fn update_staff(
     let name = StaffName::parse(&name).map_err(ApiError::NotFound)?;
     let staff = state.staff.clone();
     let by = who.actor();
-    let a =
-        blocking(move || staff.update(&name, body.role, body.password.as_deref(), by, Utc::now()))
-            .await?
-            .map_err(staff_error)?;
+    let now = state.clock.now();
+    let a = blocking(move || staff.update(&name, body.role, body.password.as_deref(), by, now))
+        .await?
+        .map_err(staff_error)?;
     Ok(Json(StaffView {
         name: a.name.to_string(),
         role: a.role,
@@ -384,7 +384,8 @@ pub async fn remove_staff(
     let name = StaffName::parse(&name).map_err(ApiError::NotFound)?;
     let staff = state.staff.clone();
     let by = who.actor();
-    blocking(move || staff.remove(&name, by, Utc::now()))
+    let now = state.clock.now();
+    blocking(move || staff.remove(&name, by, now))
         .await?
         .map_err(staff_error)?;
     Ok(StatusCode::NO_CONTENT)

@@ -192,10 +192,11 @@ pub async fn events(
         .unwrap_or_default()
         .to_string();
     let staff = s.staff.clone();
+    let clock = s.clock;
     let name = who.0.name;
     let still_signed = move || {
         staff
-            .session(&session, chrono::Utc::now())
+            .session(&session, clock.now())
             .is_some_and(|s| s.name == name)
     };
     let stream =
@@ -300,7 +301,7 @@ pub async fn room(
     let not_found = || ApiError::NotFound(format!("no room {id:?}"));
     let room: RoomId = id.parse().map_err(|_| not_found())?;
     let i = s.site.room_index(room).ok_or_else(not_found)?;
-    let now = Utc::now();
+    let now = s.clock.now();
     let from = day_start(&s.site, now);
     let (store, site) = (s.store.clone(), s.site.clone());
     let (buckets, bookings, no_shows) = blocking(move || {

@@ -56,6 +56,8 @@ pub struct AppState {
     pub staff: Arc<crate::staff::Staff>,
     /// Whether the session cookie is `Secure` (HTTPS only).
     pub secure_cookie: bool,
+    /// The service's clock (sessions, "today", default periods).
+    pub clock: crate::clock::Clock,
 }
 
 /// The largest body the staff's endpoints read, bytes.

@@ -6,7 +6,7 @@
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -92,7 +92,7 @@ pub async fn utilisation(
             })
             .transpose()
     };
-    let now = Utc::now();
+    let now = s.clock.now();
     let until = time("until", &q.until)?.unwrap_or(now);
     let from = time("from", &q.from)?.unwrap_or(until - Duration::days(28));
     if from >= until {
