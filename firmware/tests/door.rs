@@ -802,7 +802,9 @@ proptest! {
                             action: Action::Unlock { ms: 1 }, mac: Mac::default(),
                         };
                         c.sign(&key());
-                        c.action = Action::Unlock { ms: u32::from(ms) };
+                        // Signed for 1 ms, sent for longer: never the signed value (a
+                        // "forgery" of 1 ms would carry a good MAC).
+                        c.action = Action::Unlock { ms: u32::from(ms) + 2 };
                         let t = r.t();
                         prop_assert_eq!(r.node.command(&c, t), Err(Refusal::BadMac));
                         r.tick();

@@ -696,7 +696,7 @@ fn token_request(cli: &Cli, now: DateTime<Utc>, req: crate::spool::Request) -> R
                     crate::spool::dir(&cli.data_dir()).display()
                 )
             })?;
-            crate::spool::wait(&path, std::time::Duration::from_secs(10)).map_err(|e| anyhow!(e))
+            crate::spool::wait(&path, std::time::Duration::from_secs(30)).map_err(|e| anyhow!(e))
         }
         Err(e) => Err(e),
     }

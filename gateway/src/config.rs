@@ -31,6 +31,7 @@
 //! [http]                            # optional: the REST API
 //! listen = "127.0.0.1:8080"
 //! secure_cookie = false             # true when the dashboard is served over HTTPS
+//! trusted_proxies = []              # e.g. ["127.0.0.1"] behind a TLS proxy on the Pi
 //!
 //! [webhook]                         # optional: events (no-shows) to the booking system
 //! url = "https://booking.example.org/kombinat"
@@ -141,6 +142,9 @@ pub struct Config {
     /// dashboard is served through TLS; over plain HTTP on a LAN a `Secure` cookie is never
     /// sent back and nobody could sign in.
     pub secure_cookie: bool,
+    /// The reverse proxies in front of the dashboard: a request from one of them is counted
+    /// against the address its `X-Forwarded-For` names (sign-in limits), not the proxy's.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Where the service reads the time: the system clock unless `kombinat run --now` (or a
     /// test) moves it. Not in the file: a gateway in service runs on the system clock.
     pub clock: crate::clock::Clock,
@@ -204,6 +208,8 @@ struct RawHttp {
     listen: SocketAddr,
     #[serde(default)]
     secure_cookie: bool,
+    #[serde(default)]
+    trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Deserialize)]
@@ -345,6 +351,11 @@ impl Config {
         };
         Ok(Config {
             clock: crate::clock::Clock::system(),
+            trusted_proxies: raw
+                .http
+                .as_ref()
+                .map(|h| h.trusted_proxies.clone())
+                .unwrap_or_default(),
             http: raw.http.as_ref().map(|h| h.listen),
             audit_keep_days: raw.audit.keep_days.unwrap_or(730),
             secure_cookie: raw.http.as_ref().is_some_and(|h| h.secure_cookie),

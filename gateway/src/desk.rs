@@ -655,8 +655,9 @@ impl Desk {
         alarms
     }
 
-    /// A door node's offline log: the decisions not seen before, as audit entries, and the
-    /// signed acknowledgement to send once they are stored.
+    /// A door node's offline log: the decisions not seen before, as audit entries (at the
+    /// node's time, bounded by [`offline_time`]), and the signed acknowledgement to send once
+    /// they are stored.
     pub fn handle_offline_log(
         &mut self,
         snapshot: &Snapshot,
@@ -694,7 +695,7 @@ impl Desk {
                 .credential(&crate::domain::Credential::Card(e.card))
                 .map(|(rec, _)| rec.member);
             entries.push(AuditEntry {
-                at: DateTime::from_timestamp(e.at as i64, 0).unwrap_or(now),
+                at: offline_time(e.at, now, log.device),
                 actor: Actor::Door(door),
                 event: AuditEvent::Decision {
                     door,
@@ -839,6 +840,32 @@ impl Desk {
     }
 }
 
+/// How far back a node's offline decision may be dated: a node decides offline only from an
+/// allow-list, which reaches 72 hours at most; a week leaves room for a log that waited for the
+/// link to come back.
+pub const OFFLINE_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// The time an offline decision is logged at: the node's clock, unless it is in the future or
+/// older than [`OFFLINE_MAX_AGE`] (a node whose clock was wrong, or a forged date). Then the
+/// arrival time: the log is ordered by time, and one entry dated 2100 would otherwise move its
+/// clock on, put every later entry in 2100 and out of the retention period's reach.
+pub fn offline_time(node_at: u64, now: DateTime<Utc>, device: DeviceId) -> DateTime<Utc> {
+    match i64::try_from(node_at)
+        .ok()
+        .and_then(|s| DateTime::from_timestamp(s, 0))
+    {
+        Some(t) if t <= now && now - t <= OFFLINE_MAX_AGE => t,
+        _ => {
+            tracing::warn!(
+                device = %device,
+                node_at,
+                "an offline decision's time is in the future or too old: logged at its arrival"
+            );
+            now
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -886,6 +913,26 @@ mod tests {
                 revoked_at: None,
             });
         w
+    }
+
+    #[test]
+    fn an_offline_decision_is_logged_at_the_node_s_time_only_when_it_can_be_true() {
+        let now = DateTime::parse_from_rfc3339("2026-11-26T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |t: DateTime<Utc>| u64::try_from(t.timestamp()).unwrap();
+        let d = device().id;
+        let hour_ago = now - chrono::Duration::hours(1);
+        assert_eq!(offline_time(at(hour_ago), now, d), hour_ago);
+        let in_2100 = DateTime::parse_from_rfc3339("2100-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(offline_time(at(in_2100), now, d), now, "not in the future");
+        assert_eq!(offline_time(at(now) + 5, now, d), now);
+        let month_ago = now - chrono::Duration::days(30);
+        assert_eq!(offline_time(at(month_ago), now, d), now, "not too old");
+        assert_eq!(offline_time(u64::MAX, now, d), now);
+        assert_eq!(offline_time(0, now, d), now);
     }
 
     #[test]

@@ -508,5 +508,20 @@ pub fn booking_fields<'a>(
             message: e.to_string(),
         }
     })?;
+    // What the source may book (a cancellation always goes through: it opens nothing).
+    if b.status == BookingStatus::Confirmed {
+        site.booking_rules
+            .check(site, &b)
+            .map_err(|message| FieldError {
+                field: if message.contains("may not book") {
+                    "room"
+                } else if b.kind == BookingKind::Stay {
+                    "departure"
+                } else {
+                    "end"
+                },
+                message,
+            })?;
+    }
     Ok(b)
 }

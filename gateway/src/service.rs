@@ -482,6 +482,9 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
     std::fs::create_dir_all(&config.data)
         .map_err(|e| ServiceError::DataDir(config.data.display().to_string(), e))?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data)?);
+    if let Err(why) = crate::spool::prepare(&config.data) {
+        tracing::error!(%why, "the command line's requests cannot reach the gateway");
+    }
     let gateway = Gateway::open(site.clone(), store.clone(), now)?;
     let marks = store.marks()?;
     // Audit entries since the counters were last stored (with a margin) tell the tap counters
@@ -578,6 +581,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
     let core = Core {
         live: live.clone(),
         backups: Arc::default(),
+        spool_unwritable: BTreeSet::new(),
         mode_since: now,
         gateway,
         desk,
@@ -655,6 +659,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         staff,
         secure_cookie: core.config.secure_cookie,
         clock: core.config.clock,
+        trusted_proxies: core.config.trusted_proxies.clone(),
     };
     let (http_addr, http) = match http_listener {
         None => (None, None),
@@ -933,6 +938,8 @@ struct Core {
     live: Arc<crate::live::Live>,
     /// Backup requests being written.
     backups: Arc<Mutex<BTreeSet<std::path::PathBuf>>>,
+    /// Command-line requests the gateway could not take up (said once each).
+    spool_unwritable: BTreeSet<std::path::PathBuf>,
 }
 
 /// What one batch has to write and then send.
@@ -1336,8 +1343,12 @@ impl Core {
                 .member
                 .and_then(|m| snapshot.member(m))
                 .map(|m| m.name.clone()),
+            // The live stream goes to every signed-in staff member: card numbers masked (an
+            // admin finds the whole number in the log).
             card: match d.credential {
-                crate::domain::Credential::Card(c) => Some(c.to_string()),
+                crate::domain::Credential::Card(c) => {
+                    Some(crate::http::masked_card(&c.to_string()))
+                }
                 crate::domain::Credential::Pin(_) => None,
             },
         }
@@ -2084,6 +2095,14 @@ impl Core {
         // Requests from the command line (token add and revoke while the gateway runs).
         for path in crate::spool::pending(&self.config.data) {
             if self.backups.lock().is_ok_and(|b| b.contains(&path)) {
+                continue;
+            }
+            if let Err(e) = crate::spool::take(&path) {
+                // Left alone: it could not be removed either, and would be applied again
+                // every second. The command line says nobody took it up.
+                if self.spool_unwritable.insert(path.clone()) {
+                    tracing::error!(request = %path.display(), error = %e, "cannot answer a command-line request: the spool is not the gateway's to write");
+                }
                 continue;
             }
             let r = crate::spool::read(&path).and_then(|env| match env.request {

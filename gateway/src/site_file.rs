@@ -92,6 +92,24 @@ struct RawFile {
     bindings: Vec<Spanned<toml::Table>>,
     #[serde(default)]
     feeds: Vec<Spanned<toml::Table>>,
+    bookings: Option<Spanned<toml::Table>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBookings {
+    rooms: Option<Vec<String>>,
+    max_days: Option<u32>,
+    #[serde(default)]
+    sources: Vec<RawBookingSource>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBookingSource {
+    id: SourceId,
+    rooms: Option<Vec<String>>,
+    max_days: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -734,6 +752,73 @@ pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
         ));
     }
     unique(&mut p, "feed", feeds.iter().map(|(a, f)| (*a, f.id)));
+    let mut booking_rules = crate::domain::BookingRules::default();
+    if let Some(b) = &raw.bookings {
+        let at = b.span().start;
+        if let Some(rb) = p.entry::<RawBookings>("[bookings]", b) {
+            let rooms_of = |p: &mut Problems<'_>,
+                            what: &str,
+                            list: Option<Vec<String>>,
+                            default: &[crate::domain::Bookable]| {
+                let Some(list) = list else {
+                    return default.to_vec();
+                };
+                let mut out = Vec::new();
+                for r in list {
+                    let kind: Option<RoomKind> =
+                        serde_json::from_value(serde_json::Value::String(r.clone())).ok();
+                    match (kind, r.parse::<RoomId>()) {
+                        (Some(k), _) => out.push(crate::domain::Bookable::Kind(k)),
+                        (None, Ok(id)) if room_ids.contains(&id) => {
+                            out.push(crate::domain::Bookable::Room(id))
+                        }
+                        _ => p.at(
+                            at,
+                            format!("{what}: {r:?} is neither a room kind nor a room"),
+                        ),
+                    }
+                }
+                out
+            };
+            let zero = |d: Option<u32>| d.filter(|d| *d == 0).is_some();
+            let default_rooms = rooms_of(
+                &mut p,
+                "[bookings] rooms",
+                rb.rooms,
+                &booking_rules.default.rooms,
+            );
+            let mut sources = std::collections::BTreeMap::new();
+            for s in rb.sources {
+                let what = format!("[[bookings.sources]] {:?}", s.id.to_string());
+                let rooms = rooms_of(&mut p, &what, s.rooms, &default_rooms);
+                if zero(s.max_days) {
+                    p.at(at, format!("{what}: max_days must be at least 1"));
+                }
+                if sources
+                    .insert(
+                        s.id,
+                        crate::domain::SourceRules {
+                            rooms,
+                            max_days: s.max_days.or(rb.max_days),
+                        },
+                    )
+                    .is_some()
+                {
+                    p.at(at, format!("{what} appears twice"));
+                }
+            }
+            if zero(rb.max_days) {
+                p.at(at, "[bookings]: max_days must be at least 1");
+            }
+            booking_rules = crate::domain::BookingRules {
+                default: crate::domain::SourceRules {
+                    rooms: default_rooms,
+                    max_days: rb.max_days,
+                },
+                sources,
+            };
+        }
+    }
     let shelter = site.as_ref().and_then(|s| s.shelter);
     if let Some(s) = shelter {
         if !room_ids.contains(&s) {
@@ -770,6 +855,7 @@ pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
         leases: leases.into_iter().map(|(_, x)| x).collect(),
         bindings: bindings.into_iter().map(|(_, b)| b).collect(),
         feeds: feeds.into_iter().map(|(_, f)| f).collect(),
+        booking_rules,
     }))
 }
 
@@ -914,6 +1000,67 @@ exit = "d-nope"
                 "missing {expected:?} in {text:?}"
             );
         }
+    }
+
+    #[test]
+    fn booking_sources_name_room_kinds_or_rooms_and_a_length_of_at_least_a_day() {
+        let good = GOOD.to_string()
+            + r#"
+[bookings]
+rooms = ["meeting", "lobby"]
+max_days = 3
+
+[[bookings.sources]]
+id = "desk"
+rooms = ["lobby"]
+"#;
+        let site = parse(&good).unwrap();
+        let r = &site.booking_rules;
+        assert_eq!(
+            r.default.rooms,
+            [
+                crate::domain::Bookable::Kind(RoomKind::Meeting),
+                crate::domain::Bookable::Kind(RoomKind::Lobby)
+            ]
+        );
+        assert_eq!(r.default.max_days, Some(3));
+        let desk = r.of(SourceId::parse("desk").unwrap());
+        // A name that is a kind is the kind (here the same room either way).
+        assert_eq!(desk.rooms, [crate::domain::Bookable::Kind(RoomKind::Lobby)]);
+        assert_eq!(desk.max_days, Some(3), "the default length");
+        let bad = GOOD.to_string()
+            + r#"
+[bookings]
+rooms = ["attic"]
+max_days = 0
+
+[[bookings.sources]]
+id = "desk"
+max_days = 0
+"#;
+        let msgs: Vec<String> = parse(&bad)
+            .unwrap_err()
+            .into_iter()
+            .map(|p| p.message)
+            .collect();
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("\"attic\" is neither a room kind nor a room")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("[bookings]: max_days must be at least 1")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("\"desk\": max_days must be at least 1")),
+            "{msgs:?}"
+        );
+        // Without the section: the rooms people book.
+        let plain = parse(GOOD).unwrap();
+        assert_eq!(plain.booking_rules, crate::domain::BookingRules::default());
     }
 
     #[test]

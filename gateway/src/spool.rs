@@ -4,6 +4,11 @@
 //! applies it (audited, as the user who asked) and removes the file, leaving `<name>.err` with
 //! the reason if it refused. A file is written under a temporary name and renamed, so the core
 //! never reads half of one.
+//!
+//! The gateway makes the directory when it starts (0700, its own: the command line run as root
+//! must not make it root's), and marks each request `<name>.taken` as it takes it up, so the
+//! command line can say within seconds when no gateway is answering instead of waiting out the
+//! request's whole time.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -43,10 +48,43 @@ pub fn dir(data: &Path) -> PathBuf {
     data.join("spool")
 }
 
+/// How long the command line waits for the gateway to take a request up (it looks every
+/// second) before it says that nobody is answering.
+pub const TAKEN_WITHIN: Duration = Duration::from_secs(10);
+
+/// Makes the spool directory, the gateway's own, 0700; checks the gateway can write in it.
+pub fn prepare(data: &Path) -> Result<(), String> {
+    let d = dir(data);
+    std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Only its owner can change the mode; another owner shows in the probe below.
+        let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700));
+    }
+    let probe = d.join(".probe");
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            format!(
+                "the gateway cannot write in {} ({e}): command-line requests (backup, token add and revoke) will not be answered; give the directory to the gateway's user",
+                d.display()
+            )
+        })
+}
+
 /// Drops a request; returns its file.
 pub fn submit(data: &Path, env: &Envelope) -> std::io::Result<PathBuf> {
     let d = dir(data);
-    std::fs::create_dir_all(&d)?;
+    if !d.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "{} is not there: the running gateway makes it when it starts",
+                d.display()
+            ),
+        ));
+    }
     let mut raw = [0u8; 8];
     getrandom::fill(&mut raw).map_err(|e| std::io::Error::other(e.to_string()))?;
     let name: String = raw.iter().map(|b| format!("{b:02x}")).collect();
@@ -61,11 +99,22 @@ pub fn submit(data: &Path, env: &Envelope) -> std::io::Result<PathBuf> {
 }
 
 /// Waits up to `within` for the gateway to take a request: `Ok` once it is applied, `Err`
-/// with the gateway's reason if refused, or a sentence if nobody took it.
+/// with the gateway's reason if refused, or a sentence if nobody took it ([`TAKEN_WITHIN`]:
+/// no gateway took it up).
 pub fn wait(path: &Path, within: Duration) -> Result<(), String> {
     let err = path.with_extension("err");
-    let deadline = Instant::now() + within;
+    let taken = path.with_extension("taken");
+    let started = Instant::now();
+    let deadline = started + within;
     while Instant::now() < deadline {
+        if started.elapsed() >= TAKEN_WITHIN.min(within) && path.exists() && !taken.exists() {
+            let _ = std::fs::remove_file(path);
+            return Err(format!(
+                "no running gateway took the request up within {} s (is `kombinat run` running on this data directory, as a user that can write {}?); nothing changed",
+                TAKEN_WITHIN.min(within).as_secs(),
+                path.parent().unwrap_or(path).display()
+            ));
+        }
         if let Ok(why) = std::fs::read_to_string(&err) {
             let _ = std::fs::remove_file(&err);
             return Err(why);
@@ -106,10 +155,79 @@ pub fn read(path: &Path) -> Result<Envelope, String> {
     serde_json::from_slice(&bytes).map_err(|e| format!("the request does not read: {e}"))
 }
 
+/// Marks a request taken up (the command line then waits for its answer); an error when the
+/// gateway cannot write in the spool (it must then leave the request alone: it could not
+/// remove it either, and would apply it again every second).
+pub fn take(path: &Path) -> std::io::Result<()> {
+    let taken = path.with_extension("taken");
+    if taken.exists() {
+        return Ok(());
+    }
+    std::fs::write(taken, b"")
+}
+
 /// Marks a request done: removed, and the reason left beside it if it was refused.
 pub fn done(path: &Path, result: &Result<(), String>) {
     if let Err(why) = result {
         let _ = std::fs::write(path.with_extension("err"), why);
     }
     let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(path.with_extension("taken"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            by: "marta".into(),
+            request: Request::Backup,
+        }
+    }
+
+    #[test]
+    fn a_request_needs_the_gateway_s_spool_and_nobody_answering_is_said_within_seconds() {
+        let data = tempfile::tempdir().unwrap();
+        let e = submit(data.path(), &envelope()).unwrap_err();
+        assert!(e.to_string().contains("makes it when it starts"), "{e}");
+        prepare(data.path()).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir(data.path()))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+        let path = submit(data.path(), &envelope()).unwrap();
+        assert_eq!(pending(data.path()), vec![path.clone()]);
+        let t = Instant::now();
+        let why = wait(&path, Duration::from_secs(3600)).unwrap_err();
+        assert!(
+            why.contains("no running gateway took the request up"),
+            "{why}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "not the request's hour"
+        );
+        assert!(pending(data.path()).is_empty(), "withdrawn");
+    }
+
+    #[test]
+    fn a_request_taken_up_is_waited_for_and_answered() {
+        let data = tempfile::tempdir().unwrap();
+        prepare(data.path()).unwrap();
+        let path = submit(data.path(), &envelope()).unwrap();
+        take(&path).unwrap();
+        let answer = {
+            let path = path.clone();
+            std::thread::spawn(move || wait(&path, Duration::from_secs(60)))
+        };
+        done(&path, &Err("refused for a reason".into()));
+        assert_eq!(answer.join().unwrap(), Err("refused for a reason".into()));
+        assert!(!path.with_extension("taken").exists());
+    }
 }

@@ -454,12 +454,15 @@ impl Staff {
 /// Failed logins allowed per address and per name within [`LoginLimiter::WINDOW`].
 pub const LOGIN_FAILURES: usize = 5;
 
-/// Counts failed logins per client address and per name; after [`LOGIN_FAILURES`] in the
-/// window, further attempts are refused without checking the password until the oldest
-/// failure ages out. An attempt counts as failed from the moment it is let through (so
-/// attempts sent in parallel cannot outrun the count while their passwords are checked);
-/// [`LoginLimiter::succeeded`] takes it back. Only well-formed names are counted by name; the
-/// tables are bounded, and when one is full attempts are refused rather than not counted.
+/// Counts failed logins per client address and per name. After [`LOGIN_FAILURES`] in the
+/// window from one address, its further attempts are refused without checking the password
+/// until the oldest failure ages out. A name's failures never lock its owner out (anyone could
+/// do that to the admin, in an emergency too): past the limit, attempts on the name are still
+/// checked, but a wrong password then costs [`NAME_LIMITED_DELAY`] and is answered as limited.
+/// An attempt counts as failed from the moment it is let through (so attempts sent in parallel
+/// cannot outrun the count while their passwords are checked); [`LoginLimiter::succeeded`]
+/// takes it back. Only well-formed names are counted by name; the tables are bounded, and when
+/// the address table is full attempts are refused rather than not counted.
 #[derive(Debug, Default)]
 pub struct LoginLimiter {
     by_addr: HashMap<IpAddr, VecDeque<Instant>>,
@@ -467,6 +470,10 @@ pub struct LoginLimiter {
     /// Attempts refused by the limit so far.
     pub refused: u64,
 }
+
+/// What a wrong password costs on a name past its limit: guessing one name from many
+/// addresses goes no faster than this.
+pub const NAME_LIMITED_DELAY: Duration = Duration::from_secs(2);
 
 /// Entries each table of the [`LoginLimiter`] holds at most.
 const LIMITER_ENTRIES: usize = 10_000;
@@ -506,41 +513,42 @@ impl LoginLimiter {
     }
 
     /// Lets an attempt go ahead (counting it as failed until [`LoginLimiter::succeeded`]), or
-    /// says how long until one may.
+    /// says how long until the address may try again. `Ok(Some(wait))` lets it go ahead on a
+    /// name past its limit: a wrong password is then answered as limited, after
+    /// [`NAME_LIMITED_DELAY`].
     pub fn begin(
         &mut self,
         addr: Option<IpAddr>,
         name: &str,
         now: Instant,
-    ) -> Result<(), Duration> {
+    ) -> Result<Option<Duration>, Duration> {
         let name = StaffName::parse(name).ok();
-        let wait = Self::wait(addr.and_then(|a| self.by_addr.get_mut(&a)), now).max(Self::wait(
-            name.as_ref().and_then(|n| self.by_name.get_mut(n)),
-            now,
-        ));
-        if let Some(w) = wait {
+        if let Some(w) = Self::wait(addr.and_then(|a| self.by_addr.get_mut(&a)), now) {
             self.refused += 1;
             return Err(w);
         }
+        let name_wait = Self::wait(name.as_ref().and_then(|n| self.by_name.get_mut(n)), now);
         if self.by_addr.len() >= LIMITER_ENTRIES || self.by_name.len() >= LIMITER_ENTRIES {
             self.sweep(now);
         }
         let new_addr = addr.is_some_and(|a| !self.by_addr.contains_key(&a));
         let new_name = name.as_ref().is_some_and(|n| !self.by_name.contains_key(n));
-        if (new_addr && self.by_addr.len() >= LIMITER_ENTRIES)
-            || (new_name && self.by_name.len() >= LIMITER_ENTRIES)
-        {
-            // A flood of addresses or names: nobody new signs in until it ages out.
+        if new_addr && self.by_addr.len() >= LIMITER_ENTRIES {
+            // A flood of addresses: no new address signs in until it ages out.
             self.refused += 1;
             return Err(Self::WINDOW);
         }
         if let Some(a) = addr {
             self.by_addr.entry(a).or_default().push_back(now);
         }
+        if new_name && self.by_name.len() >= LIMITER_ENTRIES {
+            // A flood of names: a new one is treated as past its limit (checked, slowed).
+            return Ok(Some(Self::WINDOW));
+        }
         if let Some(n) = name {
             self.by_name.entry(n).or_default().push_back(now);
         }
-        Ok(())
+        Ok(name_wait)
     }
 
     /// The attempt let through at `at` succeeded: it is taken back from the address, and the
@@ -690,12 +698,19 @@ mod tests {
             l.begin(Some(a), "petro", t).is_err(),
             "the address is limited"
         );
-        assert!(l.begin(Some(b), "olena", t).is_err(), "the name is limited");
-        assert!(l.begin(Some(b), "petro", t).is_ok());
+        // From another address the name is checked still, flagged as past its limit.
+        assert!(matches!(l.begin(Some(b), "olena", t), Ok(Some(_))));
+        assert_eq!(l.begin(Some(b), "petro", t), Ok(None));
         l.succeeded(Some(b), "petro", t);
+        l.succeeded(Some(b), "olena", t);
+        assert_eq!(
+            l.begin(Some(b), "olena", t),
+            Ok(None),
+            "a right password clears the name"
+        );
         let later = t + LoginLimiter::WINDOW;
         assert!(l.begin(Some(a), "olena", later).is_ok(), "failures age out");
-        assert_eq!(l.refused, 2);
+        assert_eq!(l.refused, 1);
     }
 
     #[test]
@@ -718,8 +733,21 @@ mod tests {
             let addr = IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
             assert!(l.begin(Some(addr), &format!("n{i}"), t).is_ok());
         }
-        assert!(l.begin(None, "someone-new", t).is_err());
+        assert!(
+            matches!(l.begin(None, "someone-new", t), Ok(Some(_))),
+            "a new name past a full table is slowed, not forgotten"
+        );
         // Names that are not staff names are not kept by name.
-        assert!(l.begin(None, &"X".repeat(1000), t).is_ok());
+        assert_eq!(l.begin(None, &"X".repeat(1000), t), Ok(None));
+        let addr = IpAddr::from([11, 0, 0, 1]);
+        let mut full = LoginLimiter::default();
+        for i in 0..LIMITER_ENTRIES {
+            let a = IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+            assert!(full.begin(Some(a), "x", t).is_ok());
+        }
+        assert!(
+            full.begin(Some(addr), "x", t).is_err(),
+            "a flood of addresses"
+        );
     }
 }

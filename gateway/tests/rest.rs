@@ -456,3 +456,60 @@ async fn health_without_a_login_and_metrics_with_a_metrics_token() {
     assert_eq!(denied, 1, "{text}");
     gw.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_token_books_only_the_rooms_and_lengths_its_source_may() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = serving_with_tokens(
+        dir.path(),
+        &[("test", WRITER, &[Scope::BookingsWrite], false)],
+    )
+    .await;
+    let b = format!("http://{}/api/v1/bookings", gw.http_addr.unwrap());
+    let start = Utc::now() + chrono::Duration::hours(1);
+    let r = tokio::task::spawn_blocking(move || {
+        let put = |id: &str, room: &str, kind: &str, hours: i64| {
+            let end = start + chrono::Duration::hours(hours);
+            call(
+                "PUT",
+                &format!("{b}/test/{id}"),
+                Some(WRITER),
+                Some(serde_json::json!({
+                    "room": room, "kind": kind, "organiser": "ivan",
+                    "start": start.to_rfc3339(), "end": end.to_rfc3339(),
+                })),
+            )
+        };
+        (
+            put("plant", "technical-1", "guest_pass", 30 * 24),
+            put("office", "office-101", "guest_pass", 2),
+            put("month", "meeting-3", "meeting", 30 * 24),
+            put("fine", "meeting-3", "meeting", 2),
+            put("event", "conf-a", "event", 3 * 24),
+        )
+    })
+    .await
+    .unwrap();
+    let (plant, office, month, fine, event) = r;
+    assert_eq!(plant.0, 422, "the plant room: {:?}", plant.1);
+    assert!(
+        plant.1.to_string().contains("may not book technical-1"),
+        "{}",
+        plant.1
+    );
+    assert_eq!(office.0, 422, "another tenant's office: {:?}", office.1);
+    assert_eq!(month.0, 422, "a month in a meeting room: {:?}", month.1);
+    assert!(month.1.to_string().contains("24 h at most"), "{}", month.1);
+    assert!(fine.0 < 300, "{:?}", fine.1);
+    assert!(event.0 < 300, "a three-day event in a hall: {:?}", event.1);
+    // Nothing refused was stored.
+    gw.stop().await.unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    for id in ["plant", "office", "month"] {
+        let key = kombinat::domain::BookingKey {
+            source: SourceId::parse("test").unwrap(),
+            external_id: kombinat::domain::ExternalId::parse(id).unwrap(),
+        };
+        assert!(store.booking(&key).unwrap().is_none(), "{id}");
+    }
+}

@@ -6,6 +6,7 @@
 
 mod binding;
 mod booking;
+mod booking_rules;
 mod device;
 mod feed;
 mod member;
@@ -18,6 +19,7 @@ pub use binding::{Binding, BindingKind};
 pub use booking::{
     Booking, BookingError, BookingKey, BookingKind, BookingStatus, ExternalId, Window,
 };
+pub use booking_rules::{default_max_hours, Bookable, BookingRules, SourceRules, DEFAULT_BOOKABLE};
 pub use device::{Device, DeviceKey, DeviceKind, DeviceMark};
 pub use feed::{Feed, FeedFrom};
 pub use kombinat_protocol::{

@@ -206,6 +206,8 @@ pub struct Site {
     pub bindings: Vec<super::Binding>,
     /// Rooms' calendar feeds.
     pub feeds: Vec<super::Feed>,
+    /// What each booking source may book.
+    pub booking_rules: super::BookingRules,
     clock: SiteClock,
     room_index: FxHashMap<RoomId, usize>,
     door_index: FxHashMap<DoorId, usize>,
@@ -253,6 +255,8 @@ pub struct SiteParts {
     pub bindings: Vec<super::Binding>,
     /// Calendar feeds.
     pub feeds: Vec<super::Feed>,
+    /// What each booking source may book.
+    pub booking_rules: super::BookingRules,
 }
 
 impl Site {
@@ -397,6 +401,7 @@ impl Site {
             leases: p.leases,
             bindings: p.bindings,
             feeds: p.feeds,
+            booking_rules: p.booking_rules,
             room_index,
             door_index,
             reach,

@@ -342,20 +342,33 @@ fn scan(
     responses((status = 200, body = AuditPage), (status = 401), (status = 422)))]
 pub async fn page(
     State(s): State<AppState>,
-    _who: Viewer,
+    who: Viewer,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let f = Filter::parse(&s.site, &q)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let (site, store) = (s.site.clone(), s.store.clone());
-    let (entries, next, scanned) = blocking(move || scan(&site, store.as_ref(), &f, limit))
+    let (mut entries, next, scanned) = blocking(move || scan(&site, store.as_ref(), &f, limit))
         .await?
         .map_err(|_| ApiError::Unavailable)?;
+    if who.0.role != crate::staff::StaffRole::Admin {
+        entries.iter_mut().for_each(mask_entry);
+    }
     Ok(Json(AuditPage {
         entries,
         next,
         scanned,
     }))
+}
+
+/// An entry as staff below admin see it: card numbers masked, in its fields and its text.
+fn mask_entry(e: &mut EntryView) {
+    if let Some(c) = &mut e.card {
+        *c = super::masked_card(c);
+    }
+    if let Some(d) = &mut e.details {
+        *d = super::mask_cards_in(d);
+    }
 }
 
 /// A cell a spreadsheet would not run as a formula.
@@ -418,14 +431,18 @@ pub const CSV_HEADER: [&str; 14] = [
               (status = 401), (status = 422)))]
 pub async fn csv_export(
     State(s): State<AppState>,
-    _who: Viewer,
+    who: Viewer,
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, ApiError> {
     let f = Filter::parse(&s.site, &q)?;
     let (site, store) = (s.site.clone(), s.store.clone());
+    let whole = who.0.role == crate::staff::StaffRole::Admin;
     let body = blocking(move || {
-        let (entries, _, _) =
+        let (mut entries, _, _) =
             scan(&site, store.as_ref(), &f, CSV_MAX).map_err(|e| e.to_string())?;
+        if !whole {
+            entries.iter_mut().for_each(mask_entry);
+        }
         to_csv(&entries).map_err(|e| e.to_string())
     })
     .await?

@@ -11,7 +11,7 @@
 //! checks the session and the role, and on any method that changes something also the
 //! `X-CSRF-Token` header against the session's token.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
@@ -146,6 +146,34 @@ pub struct Me {
     pub csrf: String,
 }
 
+/// The client's address: the peer's, or, when the peer is a trusted proxy (the documented TLS
+/// proxy in front of the dashboard), the last address in `X-Forwarded-For` that is not one of
+/// the trusted proxies (what the proxy saw; earlier entries are the client's to forge).
+pub fn client_addr(
+    peer: Option<IpAddr>,
+    headers: &axum::http::HeaderMap,
+    trusted: &[IpAddr],
+) -> Option<IpAddr> {
+    let peer = peer?;
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|a| !trusted.contains(a))
+            .unwrap_or(peer),
+    )
+}
+
 /// Signs in.
 #[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = Login,
     responses((status = 200, body = Me, description = "signed in; the cookie is set"),
@@ -153,12 +181,14 @@ pub struct Me {
               (status = 429, description = "too many failed attempts")))]
 pub async fn login(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     extensions: axum::http::Extensions,
     Json(body): Json<Login>,
 ) -> Result<Response, ApiError> {
-    let addr = extensions
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
+    let addr = client_addr(peer, &headers, &state.trusted_proxies);
     let at = std::time::Instant::now();
     let admitted = state
         .staff
@@ -166,10 +196,13 @@ pub async fn login(
         .lock()
         .map_err(|_| ApiError::Unavailable)?
         .begin(addr, &body.name, at);
-    if let Err(wait) = admitted {
-        tracing::warn!(name = %body.name, addr = ?addr, "sign-in refused: too many failures");
-        return Err(ApiError::TooMany(wait.as_secs().max(1)));
-    }
+    let name_limited = match admitted {
+        Err(wait) => {
+            tracing::warn!(name = %body.name, addr = ?addr, "sign-in refused: too many failures from this address");
+            return Err(ApiError::TooMany(wait.as_secs().max(1)));
+        }
+        Ok(w) => w,
+    };
     let staff = state.staff.clone();
     let (name, password) = (body.name.clone(), body.password);
     let account = {
@@ -183,6 +216,12 @@ pub async fn login(
     };
     let Some(account) = account else {
         tracing::warn!(name = %body.name, addr = ?addr, "sign-in failed");
+        if let Some(wait) = name_limited {
+            // The name is being guessed from elsewhere too: its owner still gets in with the
+            // right password, a guess costs time.
+            tokio::time::sleep(crate::staff::NAME_LIMITED_DELAY).await;
+            return Err(ApiError::TooMany(wait.as_secs().max(1)));
+        }
         return Err(ApiError::SignedOut);
     };
     if let Ok(mut l) = state.staff.limiter.lock() {

@@ -122,10 +122,15 @@ pub struct MemberPage {
     pub members: Vec<MemberView>,
 }
 
-fn card_view(r: &crate::domain::CredentialRecord) -> Option<CardView> {
+/// A card on a member's record: its whole number for admins, masked for everyone else.
+fn card_view(r: &crate::domain::CredentialRecord, whole: bool) -> Option<CardView> {
     match r.credential {
         Credential::Card(c) => Some(CardView {
-            card: c.to_string(),
+            card: if whole {
+                c.to_string()
+            } else {
+                super::masked_card(&c.to_string())
+            },
             issued_at: r.issued_at.to_rfc3339(),
             revoked_at: r.revoked_at.map(|t| t.to_rfc3339()),
         }),
@@ -138,9 +143,10 @@ fn card_view(r: &crate::domain::CredentialRecord) -> Option<CardView> {
     responses((status = 200, body = MemberPage), (status = 401)))]
 pub async fn list(
     State(s): State<AppState>,
-    _who: Viewer,
+    who: Viewer,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<MemberPage>, ApiError> {
+    let whole = who.0.role == crate::staff::StaffRole::Admin;
     let store = s.store.clone();
     let (members, creds) = blocking(move || {
         Ok::<_, crate::store::StoreError>((store.members()?, store.credentials()?))
@@ -168,7 +174,7 @@ pub async fn list(
             let cards = creds
                 .iter()
                 .filter(|r| r.member == m.id && r.revoked_at.is_none())
-                .filter_map(card_view)
+                .filter_map(|r| card_view(r, whole))
                 .collect();
             view(m, cards)
         })
@@ -179,7 +185,7 @@ pub async fn list(
     }))
 }
 
-async fn load(s: &AppState, id: &str) -> Result<MemberView, ApiError> {
+async fn load(s: &AppState, id: &str, whole: bool) -> Result<MemberView, ApiError> {
     let not_found = || ApiError::NotFound(format!("no member {id:?}"));
     let mid = MemberId::parse(id).map_err(|_| not_found())?;
     let store = s.store.clone();
@@ -192,7 +198,7 @@ async fn load(s: &AppState, id: &str) -> Result<MemberView, ApiError> {
     let cards = creds
         .iter()
         .filter(|r| r.member == mid)
-        .filter_map(card_view)
+        .filter_map(|r| card_view(r, whole))
         .collect();
     Ok(view(&m, cards))
 }
@@ -203,10 +209,12 @@ async fn load(s: &AppState, id: &str) -> Result<MemberView, ApiError> {
     responses((status = 200, body = MemberView), (status = 401), (status = 404)))]
 pub async fn one(
     State(s): State<AppState>,
-    _who: Viewer,
+    who: Viewer,
     Path(id): Path<String>,
 ) -> Result<Json<MemberView>, ApiError> {
-    load(&s, &id).await.map(Json)
+    load(&s, &id, who.0.role == crate::staff::StaffRole::Admin)
+        .await
+        .map(Json)
 }
 
 fn refusal(r: MemberRefusal, field: &str) -> ApiError {
@@ -248,7 +256,7 @@ pub async fn create(
     let f = fields(&body)?;
     let id = f.get("id").cloned().unwrap_or_default();
     change(&s, &who, f, true).await?;
-    Ok((StatusCode::CREATED, Json(load(&s, &id).await?)))
+    Ok((StatusCode::CREATED, Json(load(&s, &id, true).await?)))
 }
 
 /// Changes a member (admins): fields left out stay as they are.
@@ -263,7 +271,7 @@ pub async fn update(
     Path(id): Path<String>,
     Json(body): Json<serde_json::Value>,
 ) -> Result<Json<MemberView>, ApiError> {
-    let current = load(&s, &id).await?;
+    let current = load(&s, &id, true).await?;
     let mut f = fields(&body)?;
     if f.get("id").is_some_and(|x| *x != id) {
         return Err(ApiError::Invalid(vec![(
@@ -274,7 +282,7 @@ pub async fn update(
     f.insert("id".into(), id.clone());
     f.entry("name".into()).or_insert(current.name);
     change(&s, &who, f, false).await?;
-    Ok(Json(load(&s, &id).await?))
+    Ok(Json(load(&s, &id, true).await?))
 }
 
 /// A card to issue.
@@ -295,7 +303,7 @@ pub async fn add_card(
     Path(id): Path<String>,
     Json(body): Json<NewCard>,
 ) -> Result<(StatusCode, Json<MemberView>), ApiError> {
-    let current = load(&s, &id).await?;
+    let current = load(&s, &id, true).await?;
     let card = CardId::parse(&body.card)
         .map_err(|e| ApiError::Invalid(vec![("card".into(), e.to_string())]))?;
     let f = [
@@ -306,7 +314,7 @@ pub async fn add_card(
     .into_iter()
     .collect();
     change(&s, &who, f, false).await?;
-    Ok((StatusCode::CREATED, Json(load(&s, &id).await?)))
+    Ok((StatusCode::CREATED, Json(load(&s, &id, true).await?)))
 }
 
 /// Revokes a card (admins): it stays known, and taps with it are logged as revoked.

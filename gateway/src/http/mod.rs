@@ -58,6 +58,47 @@ pub struct AppState {
     pub secure_cookie: bool,
     /// The service's clock (sessions, "today", default periods).
     pub clock: crate::clock::Clock,
+    /// Proxies whose `X-Forwarded-For` names the client (sign-in limits per address).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+/// A card number as staff below admin see it: its last four hex digits, enough to tell cards
+/// apart on a list, not enough to make a copy (a door node reads nothing but the UID).
+pub fn masked_card(uid: &str) -> String {
+    let tail: String = uid
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if uid.chars().count() <= 4 {
+        "…".to_string()
+    } else {
+        format!("…{tail}")
+    }
+}
+
+/// `text` with the UID of every "card <UID>" in it masked (audit summaries name cards so).
+pub fn mask_cards_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("card ") {
+        let (head, tail) = rest.split_at(i + "card ".len());
+        out.push_str(head);
+        let n = tail
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(tail.len());
+        if n >= 2 {
+            out.push_str(&masked_card(&tail[..n]));
+        } else {
+            out.push_str(&tail[..n]);
+        }
+        rest = &tail[n..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The largest body the staff's endpoints read, bytes.
@@ -318,4 +359,20 @@ fn authorize_now(
         )));
     }
     Ok(t.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn card_numbers_are_masked_to_their_last_four_digits_also_inside_text() {
+        assert_eq!(masked_card("04A1B2C3"), "…B2C3");
+        assert_eq!(masked_card("0102"), "…");
+        assert_eq!(
+            mask_cards_in("card 04A1B2C3 issued to olena; card 04D4E5F6A7B8C9 of ivan revoked"),
+            "card …B2C3 issued to olena; card …B8C9 of ivan revoked"
+        );
+        assert_eq!(mask_cards_in("cardboard card x"), "cardboard card x");
+    }
 }
