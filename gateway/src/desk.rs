@@ -157,6 +157,8 @@ pub struct DoorStatus {
     pub tamper: bool,
     /// When reported.
     pub at: DateTime<Utc>,
+    /// Since when the strike has been reported unlocked without a break, if it is.
+    pub unlocked_since: Option<DateTime<Utc>>,
 }
 
 /// A device's health as the desk sees it.
@@ -526,6 +528,8 @@ impl Desk {
             forced: st.forced,
             tamper: st.tamper,
             at: now,
+            unlocked_since: (!st.locked)
+                .then(|| before.and_then(|b| b.unlocked_since).unwrap_or(now)),
         };
         self.doors.insert(door, after);
         let mut alarms = Vec::new();
@@ -574,6 +578,7 @@ impl Desk {
             forced: false,
             tamper: false,
             at: now,
+            unlocked_since: None,
         });
         st.contact = contact;
         st.at = now;

@@ -59,7 +59,8 @@ pub struct DoorNow {
 /// An alarm standing now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct AlarmNow {
-    /// `held_open`, `forced`, `tamper`, `device_offline`, `feed_failing`.
+    /// `held_open`, `forced`, `tamper`, `lock_differs`, `device_offline`,
+    /// `feed_failing`.
     pub alarm: String,
     /// The door, for door alarms.
     pub door: Option<String>,

@@ -595,6 +595,12 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         next_prune: Instant::now(),
         allow_lists_pending: false,
         released: BTreeSet::new(),
+        resend_all: true,
+        resend_doors: BTreeSet::new(),
+        door_sent: BTreeMap::new(),
+        unlock_until: BTreeMap::new(),
+        lock_differs: BTreeSet::new(),
+        released_told_at: None,
         // What was taken up counts as stored: a gateway that restarts again and again does
         // not refresh the stored time of counts it never saw change.
         saved_counts: estimator.carried(now.timestamp()),
@@ -767,6 +773,18 @@ async fn systemd(stats: Arc<Stats>) {
 /// a flush of a few pages: every 15 s it was the largest part of a day's writes.
 const MARKS_EVERY: Duration = Duration::from_secs(600);
 
+/// How long past its last grant a door's reported strike may differ from what the gateway
+/// holds before the lock-differs alarm (reports cross commands on the way).
+const LOCK_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
+/// How often a door whose lock differs is sent its state again.
+const RESEND_DIFFERING: chrono::TimeDelta = chrono::TimeDelta::seconds(15);
+
+/// How often released doors are told again to stay released (harmless to repeat; a door told
+/// back to normal is not told so again while it reports locked, since that would cut short
+/// the unlock of someone walking through).
+const RELEASED_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
 /// Where the rooms' head counts are stored (with the marks, when changed), so that a restart,
 /// even after a crash, carries on counting from where it was rather than from an empty building.
 const COUNTS_KEY: &str = "occupancy/counts";
@@ -904,6 +922,19 @@ struct Core {
     mode_since: DateTime<Utc>,
     /// Doors the gateway has commanded to stay released (mode, public hours).
     released: BTreeSet<DoorId>,
+    /// Every served door's state is sent at the next check (true at start: a node may hold a
+    /// release from before the gateway's restart).
+    resend_all: bool,
+    /// Doors whose state is sent again at the next check (their node came back online).
+    resend_doors: BTreeSet<DoorId>,
+    /// When each door's state was last sent.
+    door_sent: BTreeMap<DoorId, DateTime<Utc>>,
+    /// Remote unlocks: until when a door may stand unlocked by one.
+    unlock_until: BTreeMap<DoorId, DateTime<Utc>>,
+    /// Doors whose reported strike differs from what the gateway holds (the alarm is up).
+    lock_differs: BTreeSet<DoorId>,
+    /// When released doors were last told again ([`RELEASED_EVERY`]).
+    released_told_at: Option<DateTime<Utc>>,
     estimator: Estimator,
     /// The head counts last stored (under [`COUNTS_KEY`]), to store them only when changed.
     saved_counts: Vec<Carried>,
@@ -1384,6 +1415,7 @@ impl Core {
                     (s.held_open, "held_open"),
                     (s.forced, "forced"),
                     (s.tamper, "tamper"),
+                    (self.lock_differs.contains(&d.id), "lock_differs"),
                 ] {
                     if on {
                         alarms.push(AlarmNow {
@@ -1539,6 +1571,19 @@ impl Core {
                     .handle_status(device, &p.payload, now)
                     .map(|alarms| {
                         b.refresh = true;
+                        // A door node back online may have missed its door's state (a
+                        // command queued for it is lost with its session): send it again.
+                        for a in &alarms {
+                            if let AuditEvent::Alarm {
+                                alarm: crate::store::AlarmKind::DeviceOffline,
+                                raised: false,
+                                door: Some(d),
+                                ..
+                            } = a.event
+                            {
+                                self.resend_doors.insert(d);
+                            }
+                        }
                         b.audit.extend(alarms)
                     })
             }
@@ -1706,7 +1751,12 @@ impl Core {
                     Err(ServiceError::UnknownDoor(door))
                 } else {
                     let (cmds, how_long) = match self.desk.command(door, Action::Unlock { ms }) {
-                        Some(cmd) => (Some(vec![cmd]), format!("for {ms} ms")),
+                        Some(cmd) => {
+                            let until = self.config.clock.now()
+                                + chrono::Duration::milliseconds(i64::from(ms));
+                            self.unlock_until.insert(door, until);
+                            (Some(vec![cmd]), format!("for {ms} ms"))
+                        }
                         // A bound reader opens for its own time, whatever was asked.
                         None => (
                             self.adapters.unlock(door, ms, self.config.clock.now()),
@@ -1990,6 +2040,13 @@ impl Core {
     /// Commands doors released or back to normal as mode and public hours say.
     fn sync_released(&mut self, now: DateTime<Utc>, b: &mut Batch) {
         let mode = self.gateway.snapshot().mode();
+        if self
+            .released_told_at
+            .is_none_or(|t| now - t >= RELEASED_EVERY)
+        {
+            self.released_told_at = Some(now);
+            self.resend_doors.extend(self.released.iter().copied());
+        }
         let local = self.site.local_time(now);
         let holiday = self.site.holidays.contains(&local.date);
         let served: Vec<DoorId> = self
@@ -2012,18 +2069,27 @@ impl Core {
                 }
             };
             let was = self.released.contains(&door);
-            if release != was {
+            let differs = self.lock_state_differs(door, release, now);
+            let last_sent = self.door_sent.get(&door).copied();
+            // A door that differs is sent its state again, at most every RESEND_DIFFERING.
+            let retry = differs && last_sent.is_none_or(|t| now - t >= RESEND_DIFFERING);
+            let again = self.resend_all || self.resend_doors.contains(&door) || retry;
+            if release != was || again {
                 let action = if release {
                     Action::Release
                 } else {
                     Action::Normal
                 };
+                // A bound reader's relay is held only on a change: it has no state to lose.
                 let cmds = match self.desk.command(door, action) {
                     Some(cmd) => Some(vec![cmd]),
-                    None => self.adapters.hold(door, release),
+                    None if release != was => self.adapters.hold(door, release),
+                    None => None,
                 };
                 if let Some(cmds) = cmds {
+                    tracing::debug!(door = %door, ?action, again, "door state sent");
                     b.replies.extend(cmds);
+                    self.door_sent.insert(door, now);
                     if release {
                         self.released.insert(door);
                     } else {
@@ -2031,7 +2097,58 @@ impl Core {
                     }
                 }
             }
+            if differs != self.lock_differs.contains(&door) {
+                tracing::warn!(door = %door, raised = differs, released = release, "the door's lock differs from its state");
+                if differs {
+                    self.lock_differs.insert(door);
+                } else {
+                    self.lock_differs.remove(&door);
+                }
+                b.audit.push(AuditEntry {
+                    at: now,
+                    actor: Actor::Door(door),
+                    event: AuditEvent::Alarm {
+                        door: Some(door),
+                        device: self.desk.device_of(door),
+                        alarm: crate::store::AlarmKind::LockDiffers,
+                        raised: differs,
+                    },
+                });
+                b.refresh = true;
+            }
         }
+        self.resend_all = false;
+        self.resend_doors.clear();
+        let today = now;
+        self.unlock_until.retain(|_, t| *t + LOCK_GRACE > today);
+    }
+
+    /// Whether a door node's last report contradicts what the gateway holds for its door: it
+    /// should stand released and reports its strike locked (a report after the last command
+    /// had time to arrive), or it should be locked and has reported the strike unlocked for
+    /// longer than any grant (the door's unlock time, an exit press, a remote unlock) with
+    /// [`LOCK_GRACE`] to spare.
+    fn lock_state_differs(&self, door: DoorId, release: bool, now: DateTime<Utc>) -> bool {
+        let Some(s) = self.desk.door_status(door) else {
+            return false;
+        };
+        if self.desk.device_of(door).is_none() {
+            return false;
+        }
+        if release {
+            let sent = self.door_sent.get(&door).copied();
+            return s.locked && sent.is_some_and(|t| s.at > t + LOCK_GRACE);
+        }
+        let Some(since) = s.unlocked_since else {
+            return false;
+        };
+        let unlock = self
+            .site
+            .door(door)
+            .map_or(5_000, |d| d.unlock_ms.max(5_000));
+        let granted = since + chrono::Duration::milliseconds(i64::from(unlock));
+        let remote = self.unlock_until.get(&door).copied().unwrap_or(granted);
+        now > granted.max(remote) + LOCK_GRACE
     }
 
     /// Stores the rooms' head counts when they changed since last stored.

@@ -168,6 +168,10 @@ pub enum AlarmKind {
     DeviceOffline,
     /// A calendar feed cannot be read (download or parse); its last good state is kept.
     FeedFailing,
+    /// A door node reports its strike otherwise than the gateway holds it: unlocked for
+    /// longer than any grant while it should be locked, or locked while it should stand
+    /// released. The gateway sends the door's state again while this lasts.
+    LockDiffers,
 }
 
 /// One audit entry.
