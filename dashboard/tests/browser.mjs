@@ -40,6 +40,13 @@ const browser = await chromium.launch({
 let page;
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+  // The gateway's clock, when the test moved it (scripts/test-ahead runs everything with the
+  // clock moved ahead; Chromium itself does not run under libfaketime): the page keeps the same
+  // time as the gateway, as a staff member's browser does, and time flows from there.
+  const gatewayNow = Number(process.env.KOMBINAT_BROWSER_NOW_MS || 0);
+  if (gatewayNow && Math.abs(gatewayNow - Date.now()) > 60_000) {
+    await context.clock.install({ time: gatewayNow });
+  }
   page = await context.newPage();
   const problems = [];
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));

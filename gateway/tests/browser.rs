@@ -82,7 +82,15 @@ async fn staff_watch_the_building_live_in_a_real_browser() {
     std::fs::create_dir_all(&shots).unwrap();
     println!("screenshots: {}", shots.display());
 
+    // Under scripts/test-ahead this process sees a clock moved ahead by libfaketime; Chromium
+    // does not run under it (it crashes), so the page is given this process's time instead.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
     let mut child = Command::new("node")
+        .env_remove("LD_PRELOAD")
+        .env("KOMBINAT_BROWSER_NOW_MS", now_ms.to_string())
         .arg(tests_dir().join("browser.mjs"))
         .args([&url, "olena", password, &shots.display().to_string()])
         .current_dir(tests_dir())
