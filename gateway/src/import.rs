@@ -399,6 +399,16 @@ pub fn booking_from_fields<'a>(
     booking_fields(snapshot, default_source, field).map_err(|e| e.message)
 }
 
+/// The longest booking title kept, characters.
+pub const TITLE_MAX: usize = 200;
+
+/// The most attendees a booking names.
+pub const ATTENDEES_MAX: usize = 500;
+
+/// The most bookings one source holds at once (recent and future), so that a booking system
+/// gone wrong, or a leaked token, cannot fill the Pi's store.
+pub const SOURCE_BOOKINGS_MAX: usize = 20_000;
+
 /// One booking from its fields by name (a CSV row, a REST body): checked, or the field that
 /// is wrong and why.
 pub fn booking_fields<'a>(
@@ -483,6 +493,17 @@ pub fn booking_fields<'a>(
             )))
         }
     };
+    let title = field("title").unwrap_or_default();
+    if title.chars().count() > TITLE_MAX {
+        return Err(fe("title")(format!(
+            "a title is at most {TITLE_MAX} characters"
+        )));
+    }
+    if attendees.len() > ATTENDEES_MAX {
+        return Err(fe("attendees")(format!(
+            "a booking has at most {ATTENDEES_MAX} attendees (an event's guests are members with a plan or passes)"
+        )));
+    }
     let b = Booking {
         key: BookingKey {
             source,
@@ -490,7 +511,7 @@ pub fn booking_fields<'a>(
         },
         room,
         kind,
-        title: field("title").unwrap_or_default().to_string(),
+        title: title.to_string(),
         organiser,
         attendees,
         window,

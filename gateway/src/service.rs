@@ -666,6 +666,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         secure_cookie: core.config.secure_cookie,
         clock: core.config.clock,
         trusted_proxies: core.config.trusted_proxies.clone(),
+        booking_rate: Arc::default(),
     };
     let (http_addr, http) = match http_listener {
         None => (None, None),
@@ -1848,6 +1849,21 @@ impl Core {
                         Ok(bk) => good.push(bk),
                         Err(e) => problems.push((name(n, e.field), e.message)),
                     }
+                }
+                let snapshot = self.gateway.snapshot();
+                let new = good
+                    .iter()
+                    .filter(|b| snapshot.booking(&b.key).is_none())
+                    .count();
+                let held = snapshot.bookings_of_source(source);
+                if problems.is_empty() && held + new > crate::import::SOURCE_BOOKINGS_MAX {
+                    problems.push((
+                        "source".into(),
+                        format!(
+                            "source {source} holds {held} bookings; at most {} at once",
+                            crate::import::SOURCE_BOOKINGS_MAX
+                        ),
+                    ));
                 }
                 let r = if !problems.is_empty() {
                     Err(ApiRefusal::Invalid(problems))

@@ -480,17 +480,42 @@ async fn a_booking_token_books_only_the_rooms_and_lengths_its_source_may() {
                 })),
             )
         };
-        (
+        let long_title = call(
+            "PUT",
+            &format!("{b}/test/long"),
+            Some(WRITER),
+            Some(serde_json::json!({
+                "room": "meeting-3", "kind": "meeting", "organiser": "ivan",
+                "start": start.to_rfc3339(),
+                "end": (start + chrono::Duration::hours(1)).to_rfc3339(),
+                "title": "x".repeat(100_000),
+            })),
+        );
+        let r = (
             put("plant", "technical-1", "guest_pass", 30 * 24),
             put("office", "office-101", "guest_pass", 2),
             put("month", "meeting-3", "meeting", 30 * 24),
             put("fine", "meeting-3", "meeting", 2),
             put("event", "conf-a", "event", 3 * 24),
-        )
+            long_title,
+        );
+        // A source past its burst of requests is held off (429), not served without end.
+        let statuses: Vec<u16> = (0..80)
+            .map(|_| put("fine", "meeting-3", "meeting", 2).0)
+            .collect();
+        (r, statuses)
     })
     .await
     .unwrap();
-    let (plant, office, month, fine, event) = r;
+    let ((plant, office, month, fine, event, long_title), statuses) = r;
+    assert_eq!(long_title.0, 422, "{:?}", long_title.1);
+    assert!(
+        long_title.1.to_string().contains("at most 200 characters"),
+        "{}",
+        long_title.1
+    );
+    assert!(statuses[..40].iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
     assert_eq!(plant.0, 422, "the plant room: {:?}", plant.1);
     assert!(
         plant.1.to_string().contains("may not book technical-1"),

@@ -500,6 +500,15 @@ impl Snapshot {
             .map(|e| &e.booking)
     }
 
+    /// How many confirmed bookings of `source` are held (recent and future ones).
+    pub fn bookings_of_source(&self, source: crate::domain::SourceId) -> usize {
+        self.bookings
+            .iter()
+            .flatten()
+            .filter(|e| e.booking.key.source == source)
+            .count()
+    }
+
     /// A booking by key (only confirmed bookings for known rooms are held).
     pub fn booking(&self, key: &BookingKey) -> Option<(&Arc<Booking>, BookingWindow)> {
         let idx = *self.by_key.get(key)?;

@@ -48,11 +48,43 @@ fn own_source(token: SourceId, path: &str) -> Result<SourceId, ApiError> {
     Ok(s)
 }
 
+/// Requests a booking source may make: a burst of [`RATE`].0, then [`RATE`].1 a second.
+pub const RATE: (f64, f64) = (60.0, 10.0);
+
+/// Each source's request budget (a token bucket per source).
+#[derive(Debug, Default)]
+pub struct RateLimit(std::collections::HashMap<SourceId, (f64, std::time::Instant)>);
+
+impl RateLimit {
+    /// Takes one request from `source`'s budget at `now`, or says how many seconds until one.
+    pub fn take(&mut self, source: SourceId, now: std::time::Instant) -> Result<(), u64> {
+        let (burst, per_s) = RATE;
+        let (left, at) = self.0.entry(source).or_insert((burst, now));
+        *left = (*left + now.duration_since(*at).as_secs_f64() * per_s).min(burst);
+        *at = now;
+        if *left >= 1.0 {
+            *left -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *left) / per_s).ceil().max(1.0) as u64)
+        }
+    }
+}
+
 async fn write(
     state: &AppState,
     source: SourceId,
     items: Vec<BTreeMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    let allowed = state
+        .booking_rate
+        .lock()
+        .map_err(|_| ApiError::Unavailable)?
+        .take(source, std::time::Instant::now());
+    if let Err(wait) = allowed {
+        tracing::warn!(source = %source, "booking requests refused: over the source's rate");
+        return Err(ApiError::TooMany(wait));
+    }
     let actor = Actor::Source(source.to_string());
     let r = ask_core(state, move |reply| Control::ApiBookings {
         source,
@@ -209,4 +241,26 @@ pub async fn list(
         .map(|b| serde_json::to_value(&b).unwrap_or(Value::Null))
         .collect();
     Ok(Json(Value::Array(out)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_gets_a_burst_then_its_rate_and_others_are_not_held_up() {
+        let mut r = RateLimit::default();
+        let t = std::time::Instant::now();
+        let a = SourceId::parse("a").unwrap();
+        let b = SourceId::parse("b").unwrap();
+        for _ in 0..RATE.0 as usize {
+            assert!(r.take(a, t).is_ok());
+        }
+        assert_eq!(r.take(a, t), Err(1));
+        assert!(r.take(b, t).is_ok(), "another source has its own budget");
+        let later = t + std::time::Duration::from_millis(200);
+        assert!(r.take(a, later).is_ok(), "two more after 0.2 s");
+        assert!(r.take(a, later).is_ok());
+        assert!(r.take(a, later).is_err());
+    }
 }

@@ -60,6 +60,8 @@ pub struct AppState {
     pub clock: crate::clock::Clock,
     /// Proxies whose `X-Forwarded-For` names the client (sign-in limits per address).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Each booking source's request budget ([`bookings::RATE`]).
+    pub booking_rate: Arc<std::sync::Mutex<bookings::RateLimit>>,
 }
 
 /// A card number as staff below admin see it: its last four hex digits, enough to tell cards
