@@ -336,6 +336,18 @@ pub enum DeviceCmd {
         #[arg(long)]
         key: Option<String>,
     },
+    /// Give a device a new key (printed once, with its new broker password): for a node that
+    /// was lost, stolen or replaced. Messages signed with the old key are refused from then on;
+    /// run `mosquitto-config` again.
+    Rekey {
+        /// The device.
+        id: String,
+    },
+    /// Remove a device from the registry (run `mosquitto-config` again to drop its account).
+    Remove {
+        /// The device.
+        id: String,
+    },
     /// List devices.
     List,
     /// Write mosquitto's configuration for the registered devices: no anonymous access, an
@@ -1017,15 +1029,17 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
                     .with_context(|| format!("cannot read {}", file.display()))?,
             );
             let occupied = data.exists() && std::fs::read_dir(&data)?.next().is_some();
+            // The counters the store being replaced has seen: the backup's are older, and a
+            // message captured since would be taken again.
+            let mut seen = Vec::new();
             if occupied {
                 // Busy means the gateway runs: it is stopped first.
-                drop(
-                    SledStore::open(&data)
-                        .with_context(|| format!("cannot open {}", data.display()))?,
-                );
+                let current = SledStore::open(&data)
+                    .with_context(|| format!("cannot open {}", data.display()))?;
                 if !force {
                     bail!("{} holds a store: stop the gateway and add --force to replace it (it is kept beside)", data.display());
                 }
+                seen = crate::store::counters_seen(&current)?;
             }
             let name = data
                 .file_name()
@@ -1035,7 +1049,20 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
             let _ = std::fs::remove_dir_all(&staged);
             let n = SledStore::restore(&staged, &mut input)?;
             // Opened once: a restore from an older schema is migrated now, not at the next start.
-            drop(SledStore::open(&staged)?);
+            let restored = SledStore::open(&staged)?;
+            let raised = crate::store::raise_counters(&restored, &seen, now)?;
+            drop(restored);
+            if raised > 0 {
+                writeln!(
+                    out,
+                    "{raised} devices' replay counters moved past what the replaced store had seen"
+                )?;
+            } else if !occupied {
+                writeln!(
+                    out,
+                    "no store was here: the devices' replay counters are the backup's; if messages may have been captured since it was made, give the devices new keys (`kombinat device rekey`)"
+                )?;
+            }
             if occupied {
                 let kept = data.with_file_name(format!(
                     "{name}.before-restore-{}",
@@ -1251,6 +1278,36 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
                 out,
                 "its broker account (for mosquitto): user {did}, password {}",
                 crate::mosquitto::broker_password(&key)
+            )?;
+            Ok(())
+        }
+        Command::Device(DeviceCmd::Rekey { id: did }) => {
+            let mut ctx = open(&cli, now)?;
+            let did: DeviceId = id("device", did)?;
+            let mut b = [0u8; 32];
+            getrandom::fill(&mut b)
+                .map_err(|e| anyhow!("cannot get random bytes for the key: {e}"))?;
+            let key = DeviceKey::from_bytes(b);
+            ctx.gateway.rekey_device(did, key.clone(), actor(), now)?;
+            writeln!(
+                out,
+                "device {did} has a new key (shown once, put it in the device's config):"
+            )?;
+            writeln!(out, "{}", key.expose_hex())?;
+            writeln!(
+                out,
+                "its broker account (for mosquitto): user {did}, password {}; run `devices mosquitto-config` again",
+                crate::mosquitto::broker_password(&key)
+            )?;
+            Ok(())
+        }
+        Command::Device(DeviceCmd::Remove { id: did }) => {
+            let mut ctx = open(&cli, now)?;
+            let did: DeviceId = id("device", did)?;
+            ctx.gateway.remove_device(did, actor(), now)?;
+            writeln!(
+                out,
+                "device {did} removed; run `devices mosquitto-config` again to drop its broker account"
             )?;
             Ok(())
         }

@@ -213,6 +213,8 @@ pub struct Desk {
     marks_due: bool,
     /// Refusals by label.
     pub malformed: Malformed,
+    /// The least counter the gateway signs with towards any device ([`Desk::raise_tx_floor`]).
+    tx_floor: u64,
 }
 
 fn remember(taps: &mut std::collections::VecDeque<u64>, tap: u64) {
@@ -251,6 +253,7 @@ impl Desk {
             dirty: Vec::new(),
             marks_due: false,
             malformed: Malformed::default(),
+            tx_floor: 0,
         };
         for dev in devices {
             d.add_device(dev);
@@ -288,6 +291,10 @@ impl Desk {
                 else {
                     continue;
                 };
+                // Taps from before the device got its key were the old key's node's.
+                if r.entry.at < s.device.added_at {
+                    continue;
+                }
                 if offline {
                     s.offline_up_to = s.offline_up_to.max(tap);
                 } else {
@@ -297,6 +304,17 @@ impl Desk {
                     }
                 }
             }
+        }
+    }
+
+    /// Raises the gateway's counters towards every device to at least `floor` (and those of
+    /// devices registered later): the service passes the time in microseconds, so that a
+    /// store restored from a backup or a device registered again with its old key (its node
+    /// remembers the counters it accepted) never meets a counter it has already seen.
+    pub fn raise_tx_floor(&mut self, floor: u64) {
+        self.tx_floor = self.tx_floor.max(floor);
+        for s in self.devices.values_mut() {
+            s.tx = s.tx.max(floor);
         }
     }
 
@@ -315,7 +333,7 @@ impl Desk {
                         device: dev,
                         online_taps: Default::default(),
                         rx: ReplayGuard::default(),
-                        tx: 0,
+                        tx: self.tx_floor,
                         stored_tx: 0,
                         offline_up_to: 0,
                         health: Health {

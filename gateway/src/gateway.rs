@@ -55,6 +55,9 @@ pub enum GatewayError {
     /// A device with this id exists.
     #[error("device {0} already exists")]
     DeviceExists(crate::domain::DeviceId),
+    /// No device with this id.
+    #[error("there is no device {0}")]
+    UnknownDevice(crate::domain::DeviceId),
     /// A device's binding does not fit its kind or the site.
     #[error("device {0}: {1}")]
     DeviceBinding(crate::domain::DeviceId, String),
@@ -235,7 +238,8 @@ impl Gateway {
             | Change::Staff(_)
             | Change::RemoveStaff(_)
             | Change::RemoveMember(_)
-            | Change::RemoveCredential(_) => {}
+            | Change::RemoveCredential(_)
+            | Change::RemoveDevice(_) => {}
         }
         Ok(())
     }
@@ -749,6 +753,69 @@ impl Gateway {
             format!("device {} ({:?}) registered", d.id, d.kind),
         );
         self.commit(Change::Device(d), audit)
+    }
+
+    /// Gives a device a new key. Its counters start again: messages signed with the old key no
+    /// longer verify, so none can be replayed, and the log's taps from before (the old key's)
+    /// no longer count towards the counter the node must exceed (`added_at` marks the key).
+    pub fn rekey_device(
+        &mut self,
+        id: crate::domain::DeviceId,
+        key: crate::domain::DeviceKey,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), GatewayError> {
+        let mut d = self
+            .store
+            .devices()?
+            .into_iter()
+            .find(|x| x.id == id)
+            .ok_or(GatewayError::UnknownDevice(id))?;
+        d.key = key;
+        d.added_at = now;
+        let audit = AuditEntry::change(now, actor, format!("device {id} given a new key"));
+        self.commit(Change::Device(d), audit)?;
+        self.restart_counters(id, now)
+    }
+
+    /// Removes a device from the registry (its broker account goes with the next
+    /// `mosquitto-config`). Registered again later, it starts with fresh counters.
+    pub fn remove_device(
+        &mut self,
+        id: crate::domain::DeviceId,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), GatewayError> {
+        if !self.store.devices()?.iter().any(|x| x.id == id) {
+            return Err(GatewayError::UnknownDevice(id));
+        }
+        let audit = AuditEntry::change(now, actor, format!("device {id} removed"));
+        self.commit(Change::RemoveDevice(id), audit)?;
+        self.restart_counters(id, now)
+    }
+
+    /// A device's counters from the node start again (a new key); the gateway's own counter
+    /// towards it is kept (it only grows).
+    fn restart_counters(
+        &mut self,
+        id: crate::domain::DeviceId,
+        now: DateTime<Utc>,
+    ) -> Result<(), GatewayError> {
+        let tx = self
+            .store
+            .marks()?
+            .into_iter()
+            .find(|m| m.device == Some(id))
+            .map_or(0, |m| m.tx);
+        self.store.put_marks(&[crate::domain::DeviceMark {
+            device: Some(id),
+            rx: 0,
+            tx,
+            offline: 0,
+            at: Some(now),
+        }])?;
+        self.store.flush()?;
+        Ok(())
     }
 
     /// Switches the site mode, audited; it survives a restart.

@@ -510,6 +510,9 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         None => store.audit_after(None, usize::MAX)?,
     };
     desk.recover(&recent);
+    // The gateway's counters are at least the time in microseconds: a restored store or a
+    // device registered again carries counters its node has already accepted.
+    desk.raise_tx_floor(u64::try_from(Utc::now().timestamp_micros()).unwrap_or(0));
     // The gateway's counters jumped ahead (see `Desk::new`): stored at once, so a crash in the
     // next second cannot make it reuse them.
     let mut jumped = desk.all_marks(now);

@@ -802,3 +802,131 @@ async fn a_door_released_while_its_node_was_away_is_told_back_to_normal_and_a_lo
         "raised, then cleared once it reports locked"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restore_old_captured_messages_are_refused_and_the_node_still_hears_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    prepare(&data);
+    let backup = dir.path().join("before.kbk");
+    cli(&site_path(), &data, &["backup", backup.to_str().unwrap()]);
+
+    // After the backup: taps the door node sent (one of them captured by someone on the
+    // network), and a decision the gateway signed.
+    let gw = service::start(config(&data, "embedded")).await.unwrap();
+    assert!(gw.ready(T).await);
+    let mut node = DoorNode::connect(gw.mqtt_addr, "door-cowork", "d-cowork-in", key(1)).await;
+    let mut captured = None;
+    let mut last_gateway_counter = 0;
+    for n in 0..5 {
+        let t = node.tap(card(STAFF_CARD));
+        node.send_tap(&t).await;
+        let d = node.decision(T).await;
+        last_gateway_counter = d.counter;
+        if n == 2 {
+            captured = Some(t);
+        }
+    }
+    let counter = node.counter;
+    gw.stop().await.unwrap();
+    drop(node);
+
+    // The operator restores the backup over the store.
+    let said = cli(
+        &site_path(),
+        &data,
+        &["restore", backup.to_str().unwrap(), "--force"],
+    );
+    assert!(
+        said.contains("replay counters moved past what the replaced store had seen"),
+        "{said}"
+    );
+    let gw = service::start(config(&data, "embedded")).await.unwrap();
+    assert!(gw.ready(T).await);
+    let mut node = DoorNode::connect(gw.mqtt_addr, "door-cowork", "d-cowork-in", key(1)).await;
+    node.counter = counter;
+    // The captured tap, sent again: refused as a replay, not decided.
+    node.send_tap(&captured.unwrap()).await;
+    // A new tap is decided, with a gateway counter the node has not seen.
+    let t = node.tap(card(STAFF_CARD));
+    node.send_tap(&t).await;
+    let d = node.decision(T).await;
+    assert_eq!(d.tap, t.counter, "the replayed tap got no answer");
+    assert!(
+        d.counter > last_gateway_counter,
+        "{} after {last_gateway_counter}",
+        d.counter
+    );
+    assert_eq!(gw.stats.malformed("replay"), 1);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_registered_again_on_a_fresh_store_is_heard_by_its_node_and_a_rekeyed_one_is_not_the_old_key(
+) {
+    // The first store: the node hears the gateway's decisions.
+    let first = tempfile::tempdir().unwrap();
+    prepare(first.path());
+    let gw = service::start(config(first.path(), "embedded"))
+        .await
+        .unwrap();
+    assert!(gw.ready(T).await);
+    let mut node = DoorNode::connect(gw.mqtt_addr, "door-cowork", "d-cowork-in", key(1)).await;
+    let t = node.tap(card(STAFF_CARD));
+    node.send_tap(&t).await;
+    let before = node.decision(T).await.counter;
+    gw.stop().await.unwrap();
+    drop(node);
+
+    // A fresh store (the SD card replaced), the device added again with its key.
+    let second = tempfile::tempdir().unwrap();
+    prepare(second.path());
+    let gw = service::start(config(second.path(), "embedded"))
+        .await
+        .unwrap();
+    assert!(gw.ready(T).await);
+    let mut node = DoorNode::connect(gw.mqtt_addr, "door-cowork", "d-cowork-in", key(1)).await;
+    node.counter = t.counter;
+    let t = node.tap(card(STAFF_CARD));
+    node.send_tap(&t).await;
+    let after = node.decision(T).await.counter;
+    assert!(
+        after > before,
+        "the node accepts it: {after} after {before}"
+    );
+    gw.stop().await.unwrap();
+    drop(node);
+
+    // Rekeyed: the old key's taps are refused; the device keeps its place.
+    let said = cli(
+        &site_path(),
+        second.path(),
+        &["device", "rekey", "door-cowork"],
+    );
+    let new_key = said.lines().nth(1).unwrap().trim().to_string();
+    let new_key = kombinat_protocol::auth::DeviceKey::parse_hex(&new_key).unwrap();
+    let gw = service::start(config(second.path(), "embedded"))
+        .await
+        .unwrap();
+    assert!(gw.ready(T).await);
+    let mut old = DoorNode::connect(gw.mqtt_addr, "door-cowork", "d-cowork-in", key(1)).await;
+    old.counter = t.counter + 10;
+    let stale = old.tap(card(STAFF_CARD));
+    old.send_tap(&stale).await;
+    // A new node with the new key starts its counters from scratch and is heard.
+    let mut fresh = DoorNode::connect(gw.mqtt_addr, "door-cowork", "d-cowork-in", new_key).await;
+    let t = fresh.tap(card(STAFF_CARD));
+    fresh.send_tap(&t).await;
+    let d = fresh.decision(T).await;
+    assert_eq!((d.tap, d.reason), (1, Reason::Staff));
+    assert_eq!(gw.stats.malformed("bad_mac"), 1, "the old key's tap");
+    gw.stop().await.unwrap();
+    // Removed: gone from the registry.
+    cli(
+        &site_path(),
+        second.path(),
+        &["device", "remove", "door-cowork"],
+    );
+    let list = cli(&site_path(), second.path(), &["device", "list"]);
+    assert!(!list.contains("door-cowork"), "{list}");
+}

@@ -311,6 +311,29 @@ fn staff_accounts_are_stored_and_removed(s: &dyn Store) {
     assert!(s.staff().unwrap().is_empty());
 }
 
+fn devices_are_stored_and_removed(s: &dyn Store) {
+    let d = crate::domain::Device {
+        id: crate::domain::DeviceId::parse("door-x").unwrap(),
+        kind: crate::domain::DeviceKind::AlertFeed,
+        door: None,
+        room: None,
+        key: crate::domain::DeviceKey::from_bytes([7; 32]),
+        added_at: t0(),
+    };
+    s.commit(
+        &[Change::Device(d.clone())],
+        &AuditEntry::change(t0(), Actor::System, "device door-x registered"),
+    )
+    .unwrap();
+    assert!(s.devices().unwrap().iter().any(|x| x.id == d.id));
+    s.commit(
+        &[Change::RemoveDevice(d.id)],
+        &AuditEntry::change(t0(), Actor::System, "device door-x removed"),
+    )
+    .unwrap();
+    assert!(!s.devices().unwrap().iter().any(|x| x.id == d.id));
+}
+
 fn an_erasure_pseudonymises_the_log_and_removes_the_member(s: &dyn Store) {
     let gone = member("m-9");
     let card = CardId::parse("04AABB01").unwrap();
@@ -397,6 +420,7 @@ fn suite(s: &dyn Store) {
     history_merges_pages_and_downsamples(s);
     state_and_outbox(s);
     staff_accounts_are_stored_and_removed(s);
+    devices_are_stored_and_removed(s);
     an_erasure_pseudonymises_the_log_and_removes_the_member(s);
     s.flush().unwrap();
 }

@@ -97,6 +97,9 @@ impl Store for MemoryStore {
                 Change::RemoveCredential(c) => {
                     i.credentials.remove(&c);
                 }
+                Change::RemoveDevice(d) => {
+                    i.devices.remove(&d);
+                }
             }
         }
         let id = self.clock.next(audit.at);

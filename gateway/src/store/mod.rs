@@ -316,6 +316,8 @@ pub enum Change {
     RemoveCredential(Credential),
     /// Remove a staff account.
     RemoveStaff(crate::staff::StaffName),
+    /// Remove a device from the registry.
+    RemoveDevice(crate::domain::DeviceId),
 }
 
 /// What erasing a member replaces: their id by a pseudonym, their cards by nothing.
@@ -396,6 +398,82 @@ fn erasure_changes(s: &dyn Store, erasure: &Erasure) -> Result<Vec<Change>, Stor
         (before != (b.organiser, b.attendees.len())).then_some(Change::Booking(b))
     }));
     Ok(changes)
+}
+
+/// The replay counters a store has seen per device: its stored marks, raised by the taps its
+/// log holds since (marks are stored every few minutes, decisions with every tap).
+pub fn counters_seen(store: &dyn Store) -> Result<Vec<DeviceMark>, StoreError> {
+    let devices = store.devices()?;
+    let mut seen: std::collections::BTreeMap<crate::domain::DeviceId, DeviceMark> = store
+        .marks()?
+        .into_iter()
+        .filter_map(|m| Some((m.device?, m)))
+        .collect();
+    for r in store.audit_tail(100_000)? {
+        if let AuditEvent::Decision {
+            door,
+            tap: Some(tap),
+            offline,
+            ..
+        } = r.entry.event
+        {
+            let Some(d) = devices
+                .iter()
+                .find(|d| d.door == Some(door) && r.entry.at >= d.added_at)
+            else {
+                continue;
+            };
+            let m = seen.entry(d.id).or_insert(DeviceMark {
+                device: Some(d.id),
+                ..Default::default()
+            });
+            if offline {
+                m.offline = m.offline.max(tap);
+            } else {
+                m.rx = m.rx.max(tap);
+            }
+        }
+    }
+    Ok(seen.into_values().collect())
+}
+
+/// Raises `store`'s replay counters to at least `seen`, device by device (for devices it
+/// has); returns how many devices it raised.
+pub fn raise_counters(
+    store: &dyn Store,
+    seen: &[DeviceMark],
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let devices = store.devices()?;
+    let marks = store.marks()?;
+    let mut raised = Vec::new();
+    for s in seen {
+        let Some(id) = s.device else { continue };
+        if !devices.iter().any(|d| d.id == id) {
+            continue;
+        }
+        let mut m = marks
+            .iter()
+            .find(|m| m.device == Some(id))
+            .copied()
+            .unwrap_or(DeviceMark {
+                device: Some(id),
+                ..Default::default()
+            });
+        let before = (m.rx, m.tx, m.offline);
+        m.rx = m.rx.max(s.rx);
+        m.tx = m.tx.max(s.tx);
+        m.offline = m.offline.max(s.offline);
+        if (m.rx, m.tx, m.offline) != before {
+            m.at = Some(now);
+            raised.push(m);
+        }
+    }
+    if !raised.is_empty() {
+        store.put_marks(&raised)?;
+        store.flush()?;
+    }
+    Ok(raised.len())
 }
 
 /// Persistence for the gateway.

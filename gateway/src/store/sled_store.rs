@@ -103,6 +103,7 @@ fn change_kv(c: &Change) -> Result<(Vec<u8>, Option<Vec<u8>>), StoreError> {
         Change::RemoveStaff(n) => (format!("u/{n}").into_bytes(), None),
         Change::RemoveMember(id) => (member_key(*id), None),
         Change::RemoveCredential(c) => (credential_key(c), None),
+        Change::RemoveDevice(id) => (format!("d/{id}").into_bytes(), None),
     })
 }
 
