@@ -102,8 +102,8 @@ pub enum Control {
     Feed {
         /// The feed.
         feed: usize,
-        /// What came of reading it.
-        fetched: Result<Option<String>, String>,
+        /// What came of reading it (expanded by the poller).
+        fetched: crate::poller::FeedRead,
     },
     /// Bookings from the REST API, as fields by name: checked against the snapshot and
     /// written in one transaction, or refused with a message per item and field.
@@ -550,6 +550,9 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
     let options = link::options(&config.mqtt, &host, port, tls).map_err(ServiceError::Mqtt)?;
     let (client, eventloop) = AsyncClient::new(options, 1024);
     let stats = Arc::new(Stats::default());
+    stats
+        .core_alive_at
+        .store(Utc::now().timestamp().max(0) as u64, Ordering::Relaxed);
     let (to_core, from_link) = sync_channel::<Msg>(link::QUEUE);
     let (stop_link, stop_rx) = watch::channel(false);
     let link = tokio::spawn(link::run(
@@ -653,9 +656,10 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
     } else {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (feeds, tx, flag) = (core.site.feeds.clone(), to_core.clone(), stop.clone());
+        let (tz, clock) = (core.site.timezone, core.config.clock);
         let thread = std::thread::Builder::new()
             .name("feeds".into())
-            .spawn(move || crate::poller::run(feeds, tx, flag))
+            .spawn(move || crate::poller::run(feeds, tz, clock, tx, flag))
             .map_err(|_| ServiceError::Stopped)?;
         Some((stop, thread))
     };
@@ -1920,7 +1924,7 @@ impl Core {
     /// A calendar feed read by the poller: expanded, reconciled with what it booked before,
     /// written (one transaction), and the doors' lists pushed again. A feed that cannot be read
     /// or parsed changes nothing and raises the feed alarm, cleared by its next good read.
-    fn feed(&mut self, i: usize, fetched: Result<Option<String>, String>, b: &mut Batch) {
+    fn feed(&mut self, i: usize, fetched: crate::poller::FeedRead, b: &mut Batch) {
         let Some(f) = self.site.feeds.get(i).cloned() else {
             return;
         };
@@ -1930,59 +1934,52 @@ impl Core {
         let not_modified = matches!(fetched, Ok(None));
         let applied = match fetched {
             Ok(None) => Ok(()),
-            Ok(Some(text)) => {
-                let (from, until) = (
-                    now - chrono::Duration::days(1),
-                    now + chrono::Duration::days(60),
+            Ok(Some(read)) => {
+                let (from, until) = (read.from, read.until);
+                let expanded = read.expanded;
+                let stored: Vec<crate::domain::Booking> = self
+                    .site
+                    .room_index(f.room)
+                    .map(|r| {
+                        self.gateway
+                            .snapshot()
+                            .bookings_in_room(r, from, until)
+                            .map(|(bk, _)| bk.as_ref().clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let plan = crate::feed::plan(
+                    self.gateway.snapshot(),
+                    f.id,
+                    f.room,
+                    &expanded,
+                    (from, until),
+                    now,
+                    &stored,
                 );
-                match crate::ics::expand(&text, self.site.timezone, from, until, 5000) {
-                    Err(e) => Err(e.to_string()),
-                    Ok(expanded) => {
-                        let stored: Vec<crate::domain::Booking> = self
-                            .site
-                            .room_index(f.room)
-                            .map(|r| {
-                                self.gateway
-                                    .snapshot()
-                                    .bookings_in_room(r, from, until)
-                                    .map(|(bk, _)| bk.as_ref().clone())
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        let plan = crate::feed::plan(
-                            self.gateway.snapshot(),
-                            f.id,
-                            f.room,
-                            &expanded,
-                            (from, until),
-                            now,
-                            &stored,
-                        );
-                        for p in &plan.problems {
-                            tracing::warn!(feed = %f.id, problem = %p, "feed");
-                        }
-                        if !plan.unmatched.is_empty() {
-                            tracing::info!(feed = %f.id, unmatched = ?plan.unmatched, "addresses no member has");
-                        }
-                        if plan.upserts.is_empty() {
+                for p in &plan.problems {
+                    tracing::warn!(feed = %f.id, problem = %p, "feed");
+                }
+                if !plan.unmatched.is_empty() {
+                    tracing::info!(feed = %f.id, unmatched = ?plan.unmatched, "addresses no member has");
+                }
+                if plan.upserts.is_empty() {
+                    Ok(())
+                } else {
+                    let what = format!("feed {}", f.id);
+                    match self.gateway.import_bookings(
+                        plan.upserts,
+                        &what,
+                        Actor::Source(f.id.to_string()),
+                        now,
+                    ) {
+                        Ok(c) => {
+                            tracing::info!(feed = %f.id, added = c.added, updated = c.updated, cancelled = plan.cancelled, "feed applied");
+                            // Rights changed: the doors' lists follow at once.
+                            self.next_allow_lists = Instant::now();
                             Ok(())
-                        } else {
-                            let what = format!("feed {}", f.id);
-                            match self.gateway.import_bookings(
-                                plan.upserts,
-                                &what,
-                                Actor::Source(f.id.to_string()),
-                                now,
-                            ) {
-                                Ok(c) => {
-                                    tracing::info!(feed = %f.id, added = c.added, updated = c.updated, cancelled = plan.cancelled, "feed applied");
-                                    // Rights changed: the doors' lists follow at once.
-                                    self.next_allow_lists = Instant::now();
-                                    Ok(())
-                                }
-                                Err(e) => Err(format!("cannot write its bookings: {e}")),
-                            }
                         }
+                        Err(e) => Err(format!("cannot write its bookings: {e}")),
                     }
                 }
             }

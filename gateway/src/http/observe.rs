@@ -22,10 +22,13 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
+/// Seconds without a tick after which `/health` calls the core stalled.
+pub const STALLED_S: i64 = 10;
+
 /// The gateway's health (no sign-in).
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses((status = 200, description = "the doors can be served"),
-              (status = 503, description = "the broker link or the store is down")))]
+              (status = 503, description = "the broker link or the store is down, or the core stalled")))]
 pub async fn health(State(s): State<AppState>) -> Response {
     let link = &s.stats.link;
     let connected = link.connected.load(Relaxed);
@@ -35,9 +38,13 @@ pub async fn health(State(s): State<AppState>) -> Response {
         .await
         .unwrap_or(false);
     let failing = s.stats.feeds_failing.load(Relaxed);
-    let ok = connected && subscribed && store_ok;
+    // The core ticks every second; one silent for longer than STALLED_S decides no taps.
+    let alive = s.stats.core_alive_at.load(Relaxed) as i64;
+    let core_ok = chrono::Utc::now().timestamp() - alive <= STALLED_S;
+    let ok = connected && subscribed && store_ok && core_ok;
     let body = serde_json::json!({
         "status": if !ok { "down" } else if failing > 0 { "degraded" } else { "ok" },
+        "core": if core_ok { "ok" } else { "stalled" },
         "broker": {"connected": connected, "subscribed": subscribed},
         "store": if store_ok { "ok" } else { "error" },
         "feeds_failing": failing,
