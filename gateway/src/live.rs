@@ -60,7 +60,7 @@ pub struct DoorNow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct AlarmNow {
     /// `held_open`, `forced`, `tamper`, `lock_differs`, `device_offline`,
-    /// `feed_failing`.
+    /// `feed_failing`, `disk_low`.
     pub alarm: String,
     /// The door, for door alarms.
     pub door: Option<String>,

@@ -311,6 +311,8 @@ pub struct Stats {
     pub feeds_failing: AtomicU64,
     /// The store's size on disk, bytes (updated every ten seconds).
     pub store_bytes: AtomicU64,
+    /// Bytes free on the data directory's disk (updated every ten seconds; 0 until known).
+    pub disk_free: AtomicU64,
     /// Unix second of the core's last housekeeping tick (once a second while it is alive).
     pub core_alive_at: AtomicU64,
     /// Of which allowed.
@@ -620,6 +622,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         adapters,
         full_user_lists: true,
         feeds_failing,
+        disk_low: false,
         next_size: Instant::now(),
         next_marks: Instant::now(),
         occupied: vec![None; rooms],
@@ -780,6 +783,10 @@ async fn systemd(stats: Arc<Stats>) {
 /// bound), and a heartbeat replayed after a crash changes nothing. Each store costs the SD card
 /// a flush of a few pages: every 15 s it was the largest part of a day's writes.
 const MARKS_EVERY: Duration = Duration::from_secs(600);
+
+/// Free bytes on the data directory's disk under which the disk-low alarm is raised and
+/// `/health` says degraded: a day of a busy building writes about 100 MB.
+pub const LOW_DISK_BYTES: u64 = 256 * 1024 * 1024;
 
 /// How long past its last grant a door's reported strike may differ from what the gateway
 /// holds before the lock-differs alarm (reports cross commands on the way).
@@ -967,6 +974,8 @@ struct Core {
     next_compaction: Instant,
     /// Per feed: whether its alarm is raised.
     feeds_failing: Vec<bool>,
+    /// The disk-low alarm is up.
+    disk_low: bool,
     /// When the store's size is read next.
     next_size: Instant,
     /// When the devices' counters and the "as of" mark are stored next.
@@ -1497,6 +1506,15 @@ impl Core {
             });
         }
         devices.sort_by(|a, b| a.device.cmp(&b.device));
+        if self.disk_low {
+            alarms.push(AlarmNow {
+                alarm: "disk_low".into(),
+                door: None,
+                device: None,
+                feed: None,
+                since: now,
+            });
+        }
         for (f, failing) in self.site.feeds.iter().zip(&self.feeds_failing) {
             if *failing {
                 alarms.push(AlarmNow {
@@ -2271,6 +2289,29 @@ impl Core {
             self.next_size = Instant::now() + Duration::from_secs(10);
             if let Some(n) = self.gateway.store().size_on_disk() {
                 self.stats.store_bytes.store(n, Ordering::Relaxed);
+            }
+            if let Some(free) = crate::store::free_bytes(&self.config.data) {
+                self.stats.disk_free.store(free, Ordering::Relaxed);
+                let low = free < LOW_DISK_BYTES;
+                if low != self.disk_low {
+                    self.disk_low = low;
+                    if low {
+                        tracing::error!(free, "the data directory's disk is nearly full");
+                    } else {
+                        tracing::info!(free, "the data directory's disk has room again");
+                    }
+                    b.audit.push(AuditEntry {
+                        at: now,
+                        actor: Actor::System,
+                        event: AuditEvent::Alarm {
+                            door: None,
+                            device: None,
+                            alarm: crate::store::AlarmKind::DiskLow,
+                            raised: low,
+                        },
+                    });
+                    b.refresh = true;
+                }
             }
         }
         self.occupancy(now, b);

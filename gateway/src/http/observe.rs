@@ -42,9 +42,12 @@ pub async fn health(State(s): State<AppState>) -> Response {
     let alive = s.stats.core_alive_at.load(Relaxed) as i64;
     let core_ok = chrono::Utc::now().timestamp() - alive <= STALLED_S;
     let ok = connected && subscribed && store_ok && core_ok;
+    let free = s.stats.disk_free.load(Relaxed);
+    let disk_low = free > 0 && free < crate::service::LOW_DISK_BYTES;
     let body = serde_json::json!({
-        "status": if !ok { "down" } else if failing > 0 { "degraded" } else { "ok" },
+        "status": if !ok { "down" } else if failing > 0 || disk_low { "degraded" } else { "ok" },
         "core": if core_ok { "ok" } else { "stalled" },
+        "disk": {"free_bytes": free, "low": disk_low},
         "broker": {"connected": connected, "subscribed": subscribed},
         "store": if store_ok { "ok" } else { "error" },
         "feeds_failing": failing,

@@ -613,3 +613,27 @@ fn where_the_backup_cannot_go_beside_the_store_it_goes_inside() {
     assert_eq!(backup::Reader::open(&mut file).unwrap().schema, 1);
     assert_eq!(s.members().unwrap(), vec![member("m-1")]);
 }
+
+#[test]
+fn a_half_written_snapshot_left_by_a_start_on_a_full_disk_does_not_keep_the_store_shut() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        s.commit(
+            &[Change::Member(member("olena"))],
+            &AuditEntry::change(t0(), Actor::System, "member olena added"),
+        )
+        .unwrap();
+        s.flush().unwrap();
+    }
+    // What a failed start on a full disk leaves: an empty snapshot being generated.
+    let partial = dir.path().join("snap.00000000000000A0.generating");
+    let f = std::fs::File::create(&partial).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(30))
+        .unwrap();
+    drop(f);
+    let s = SledStore::open(dir.path()).unwrap();
+    assert!(!partial.exists(), "removed before opening");
+    assert!(s.member(member("olena").id).unwrap().is_some());
+    assert!(super::free_bytes(dir.path()).is_some_and(|b| b > 0));
+}

@@ -18,7 +18,7 @@ mod sled_store;
 
 pub use history::{HistoryBucket, OutboxEvent};
 pub use memory::MemoryStore;
-pub use sled_store::SledStore;
+pub use sled_store::{free_bytes, SledStore};
 
 use std::fmt;
 use std::sync::Mutex;
@@ -172,6 +172,9 @@ pub enum AlarmKind {
     /// longer than any grant while it should be locked, or locked while it should stand
     /// released. The gateway sends the door's state again while this lasts.
     LockDiffers,
+    /// The data directory's disk is nearly full ([`crate::service::LOW_DISK_BYTES`]): when it
+    /// fills, decisions can no longer be logged and the gateway stops.
+    DiskLow,
 }
 
 /// One audit entry.

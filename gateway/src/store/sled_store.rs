@@ -112,9 +112,50 @@ const TREES: [&str; 7] = [
     "meta", "data", "marks", "history", "state", "outbox", "audit",
 ];
 
+/// Removes the snapshot files sled left half-written (`snap.*.generating`): a start on a full
+/// disk leaves an empty one, and sled then refuses to open the store ("Read corrupted data")
+/// even once there is space again. Only old ones, or empty ones a few seconds old: a running
+/// gateway may be writing one right now (it renames it when done).
+fn clear_partial_snapshots(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("snap.") && name.ends_with(".generating")) {
+            continue;
+        }
+        let Ok(meta) = e.metadata() else { continue };
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .unwrap_or_default();
+        let stale = age > std::time::Duration::from_secs(60)
+            || (meta.len() == 0 && age > std::time::Duration::from_secs(5));
+        if stale {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => {
+                    tracing::warn!(file = %e.path().display(), bytes = meta.len(), "a half-written snapshot removed before opening the store")
+                }
+                Err(err) => {
+                    tracing::error!(file = %e.path().display(), error = %err, "cannot remove a half-written snapshot")
+                }
+            }
+        }
+    }
+}
+
+/// Bytes free for an unprivileged writer on the file system of `dir`.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
 impl SledStore {
     /// Opens (or creates) the store in `dir`, migrating older data.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        clear_partial_snapshots(dir);
         let config = sled::Config::new()
             .path(dir)
             .cache_capacity(CACHE_BYTES)
