@@ -1550,6 +1550,7 @@ fn check_config(cli: &Cli, out: &mut dyn Write) -> Result<()> {
 
 fn member(cli: &Cli, c: &MemberCmd, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
     let mut ctx = open(cli, now)?;
+    let mut erased = None;
     match c {
         MemberCmd::Add {
             id: mid,
@@ -1606,6 +1607,7 @@ fn member(cli: &Cli, c: &MemberCmd, out: &mut dyn Write, now: DateTime<Utc>) -> 
                 out,
                 "member {mid} erased; the log calls them {pseudonym} ({n} entries rewritten)"
             )?;
+            erased = Some(mid);
         }
         MemberCmd::List => {
             let members = ctx.gateway.store().members()?;
@@ -1718,6 +1720,89 @@ fn member(cli: &Cli, c: &MemberCmd, out: &mut dyn Write, now: DateTime<Utc>) -> 
             let mid = id::<MemberId>("member", mid)?;
             ctx.gateway.set_suspended(mid, None, actor(), now)?;
             writeln!(out, "member {mid} resumed")?;
+        }
+    }
+    if let Some(mid) = erased {
+        drop(ctx);
+        after_erasure(&cli.data_dir(), mid, out)?;
+    }
+    Ok(())
+}
+
+/// After an erasure: the store is written anew (sled keeps old versions of what it rewrote
+/// in its files until it reuses the space: the erased name and e-mail would still be on the
+/// card), and the older copies of the store beside it, which still hold them, are listed.
+fn after_erasure(data: &std::path::Path, mid: MemberId, out: &mut dyn Write) -> Result<()> {
+    let name = data
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".into());
+    let copy = data.with_file_name(format!(".{name}.compact.kbk"));
+    let staged = data.with_file_name(format!(".{name}.compacting"));
+    let old = data.with_file_name(format!(".{name}.before-compact"));
+    let _ = std::fs::remove_dir_all(&staged);
+    let _ = std::fs::remove_dir_all(&old);
+    let rewritten = (|| -> Result<u64> {
+        {
+            let s = SledStore::open(data)?;
+            crate::service::write_backup(&s, &copy).map_err(|e| anyhow!(e))?;
+        }
+        let mut input = std::io::BufReader::new(std::fs::File::open(&copy)?);
+        let n = SledStore::restore(&staged, &mut input)?;
+        drop(SledStore::open(&staged)?);
+        std::fs::rename(data, &old)?;
+        if let Err(e) = std::fs::rename(&staged, data) {
+            // Put the store back as it was (erased, not yet rewritten).
+            std::fs::rename(&old, data)?;
+            return Err(e.into());
+        }
+        std::fs::remove_dir_all(&old)?;
+        Ok(n)
+    })();
+    let _ = std::fs::remove_file(&copy);
+    let _ = std::fs::remove_dir_all(&staged);
+    match rewritten {
+        Ok(n) => writeln!(
+            out,
+            "the store was written anew ({n} records): nothing of {mid} is left in its files"
+        )?,
+        Err(e) => writeln!(
+            out,
+            "the store could not be written anew ({e:#}): its files may still hold {mid}'s old details until sled reuses the space"
+        )?,
+    }
+    // Older copies beside the store: restores kept, migrations' backups.
+    let dir = data.parent().unwrap_or(std::path::Path::new("."));
+    let mut older: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    let n = p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    n.starts_with(&format!("{name}.before-restore-"))
+                        || (n.starts_with(&format!("{name}.schema-")) && n.ends_with(".backup"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // A migration's backup may also sit inside the data directory.
+    if let Ok(rd) = std::fs::read_dir(data) {
+        older.extend(rd.flatten().map(|e| e.path()).filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(".backup"))
+        }));
+    }
+    older.sort();
+    if !older.is_empty() {
+        writeln!(
+            out,
+            "these older copies still hold {mid}'s details; delete them (and the backups taken before today) to finish the erasure:"
+        )?;
+        for p in &older {
+            writeln!(out, "  {}", p.display())?;
         }
     }
     Ok(())

@@ -664,8 +664,37 @@ fn a_member_is_erased_and_the_log_keeps_a_pseudonym() {
     k.ok(&["card", "add", "petro", "--card", "04:11:22:33"]);
     let refused = k.fails(&["member", "erase", "petro"]);
     assert!(refused.contains("--yes"), "{refused}");
+    // A restore kept an older store beside this one: it still holds Petro.
+    let kept = k.data.path().with_file_name(format!(
+        "{}.before-restore-20261120-100000",
+        k.data.path().file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::create_dir_all(&kept).unwrap();
     let said = k.ok(&["member", "erase", "petro", "--yes"]);
+    let _ = std::fs::remove_dir_all(&kept);
     assert!(said.contains("erased-"), "{said}");
+    assert!(said.contains("the store was written anew"), "{said}");
+    assert!(
+        said.contains("older copies still hold") && said.contains(&kept.display().to_string()),
+        "{said}"
+    );
+    // Nothing of Petro is left in the store's files (sled keeps old versions until it reuses
+    // their space: the store is written anew).
+    let mut files = vec![k.data.path().to_path_buf()];
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let bytes = std::fs::read(&p).unwrap();
+            for needle in ["Shevchenko", "petro@example.org"] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "{needle} in {}",
+                    p.display()
+                );
+            }
+        }
+    }
     let pseudonym = said
         .split_whitespace()
         .find(|w| w.starts_with("erased-"))
