@@ -2,8 +2,9 @@
 //!
 //! rumqttd's `start()` blocks and only logs a failed bind, so the port is probed first and the
 //! broker is known to be up only once its listener holds the address. It keeps sessions and
-//! retained messages in memory and has no topic ACLs: production sites with many devices use
-//! mosquitto (see `deploy/`).
+//! retained messages in memory and has no accounts, topic ACLs or TLS: it listens on loopback
+//! only (the gateway, the demo's simulated building, tools on the Pi itself); devices on the
+//! network reach mosquitto, configured with an account and ACL per device (see `deploy/`).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -20,6 +21,9 @@ pub enum BrokerError {
         /// The OS's words.
         why: std::io::Error,
     },
+    /// Asked to listen where others than this machine can reach it.
+    #[error("the embedded MQTT broker listens on loopback only, not {0}: it has no accounts, no per-device topic limits and no TLS, so anyone on the network could read every door's allow-list and take the gateway's connection; for door and sensor nodes on the network, run mosquitto with `kombinat devices mosquitto-config` (deploy/README.md) and set mqtt.broker to its URL")]
+    NotLoopback(SocketAddr),
     /// It did not come up.
     #[error("the embedded MQTT broker did not accept connections on {0} within 5 seconds")]
     NotUp(SocketAddr),
@@ -31,7 +35,11 @@ pub enum BrokerError {
 }
 
 /// Probes `addr` and returns the address to use: the same, or the port the OS chose for port 0.
+/// Only a loopback address is taken (see [`BrokerError::NotLoopback`]).
 pub fn probe(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
+    if !addr.ip().is_loopback() {
+        return Err(BrokerError::NotLoopback(addr));
+    }
     let l = TcpListener::bind(addr).map_err(|why| BrokerError::AddressInUse { addr, why })?;
     l.local_addr()
         .map_err(|why| BrokerError::AddressInUse { addr, why })
@@ -215,5 +223,15 @@ mod tests {
         let err = start(addr).unwrap_err();
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
         assert!(matches!(err, BrokerError::AddressInUse { .. }));
+    }
+
+    #[test]
+    fn the_embedded_broker_refuses_to_listen_beyond_loopback() {
+        for addr in ["0.0.0.0:0", "192.168.1.10:1883", "[::]:0"] {
+            let e = probe(addr.parse().unwrap()).unwrap_err();
+            assert!(matches!(e, BrokerError::NotLoopback(_)), "{addr}: {e}");
+            assert!(e.to_string().contains("mosquitto-config"), "{e}");
+        }
+        assert!(probe("127.0.0.1:0".parse().unwrap()).is_ok());
     }
 }
