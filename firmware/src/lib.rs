@@ -29,6 +29,8 @@ pub mod config;
 pub mod mqtt;
 #[cfg(feature = "rpi")]
 pub mod rpi;
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub mod sdnotify;
 #[cfg(feature = "sim")]
 pub mod sim;
 

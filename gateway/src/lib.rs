@@ -31,7 +31,7 @@ pub mod live;
 pub mod mosquitto;
 pub mod occupancy;
 pub mod poller;
-pub mod sdnotify;
+pub use kombinat_firmware::sdnotify;
 pub mod service;
 pub mod site_file;
 pub mod spool;

@@ -106,10 +106,19 @@ fn main() -> Result<()> {
         let mut tick = tokio::time::interval(TICK);
         let mut stop = std::pin::pin!(shutdown());
         tracing::info!(door = %node.config().door, "door node running");
+        // Under systemd with WatchdogSec, a control loop that stops turning (a hung bus, a
+        // stuck read) is restarted: the watchdog is fed from the loop itself.
+        kombinat_firmware::sdnotify::notify("READY=1");
+        let feed_every = kombinat_firmware::sdnotify::watchdog_every();
+        let mut fed = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = &mut stop => break,
+            }
+            if feed_every.is_some_and(|e| fed.elapsed() >= e) {
+                kombinat_firmware::sdnotify::notify("WATCHDOG=1");
+                fed = std::time::Instant::now();
             }
             let t = clock.now();
             while let Ok(m) = down.try_recv() {

@@ -1,6 +1,8 @@
 //! systemd's notification protocol, for `Type=notify` units with a watchdog: `READY=1` once the
-//! gateway serves doors, `WATCHDOG=1` while its core is alive, `STOPPING=1` on the way out.
-//! Without `NOTIFY_SOCKET` (not under systemd) nothing is sent.
+//! service serves doors, `WATCHDOG=1` while its loop is alive (the gateway's core, a door
+//! node's control loop: one that hangs is restarted), `STOPPING=1` on the way out. Without
+//! `NOTIFY_SOCKET` (not under systemd) nothing is sent. Shared by the gateway and the node
+//! binaries.
 
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
