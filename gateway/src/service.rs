@@ -483,6 +483,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
     let site = Arc::new(crate::site_file::load(&config.site)?);
     std::fs::create_dir_all(&config.data)
         .map_err(|e| ServiceError::DataDir(config.data.display().to_string(), e))?;
+    crate::store::keep_reserve(&config.data);
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data)?);
     if let Err(why) = crate::spool::prepare(&config.data) {
         tracing::error!(%why, "the command line's requests cannot reach the gateway");

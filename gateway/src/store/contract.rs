@@ -637,3 +637,24 @@ fn a_half_written_snapshot_left_by_a_start_on_a_full_disk_does_not_keep_the_stor
     assert!(s.member(member("olena").id).unwrap().is_some());
     assert!(super::free_bytes(dir.path()).is_some_and(|b| b > 0));
 }
+
+#[test]
+fn the_disk_reserve_is_made_with_room_to_spare_and_released_on_a_full_disk() {
+    use super::sled_store::{reserve_step, Reserve, RESERVE_BYTES};
+    assert_eq!(reserve_step(false, 10 * RESERVE_BYTES), Reserve::Make);
+    assert_eq!(
+        reserve_step(false, 2 * RESERVE_BYTES),
+        Reserve::Keep,
+        "not on a tight disk"
+    );
+    assert_eq!(reserve_step(true, 2 * RESERVE_BYTES), Reserve::Keep);
+    assert_eq!(reserve_step(true, RESERVE_BYTES / 2), Reserve::Release);
+    assert_eq!(reserve_step(false, 0), Reserve::Keep);
+    // With room to spare, the reserve is made.
+    let dir = tempfile::tempdir().unwrap();
+    super::keep_reserve(dir.path());
+    if super::free_bytes(dir.path()).is_some_and(|f| f >= 4 * RESERVE_BYTES) {
+        let len = std::fs::metadata(dir.path().join("reserve")).unwrap().len();
+        assert_eq!(len, RESERVE_BYTES);
+    }
+}

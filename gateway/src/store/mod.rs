@@ -18,7 +18,7 @@ mod sled_store;
 
 pub use history::{HistoryBucket, OutboxEvent};
 pub use memory::MemoryStore;
-pub use sled_store::{free_bytes, SledStore};
+pub use sled_store::{free_bytes, keep_reserve, SledStore};
 
 use std::fmt;
 use std::sync::Mutex;

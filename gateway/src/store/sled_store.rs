@@ -146,6 +146,62 @@ fn clear_partial_snapshots(dir: &Path) {
     }
 }
 
+/// The reserve file's size: room kept on the data directory's disk so that a gateway on a full
+/// disk can still start (read its store, log that it starts) and stop cleanly.
+pub const RESERVE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// What to do with the reserve file, given whether it is there and the bytes free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserve {
+    /// Leave things as they are.
+    Keep,
+    /// Make it: there is room for it and more.
+    Make,
+    /// Give its space up: the disk is (nearly) full and the gateway must start.
+    Release,
+}
+
+/// The reserve's next step: made while at least four times its size is free, released when
+/// less than its size is.
+pub fn reserve_step(present: bool, free: u64) -> Reserve {
+    match (present, free) {
+        (false, f) if f >= 4 * RESERVE_BYTES => Reserve::Make,
+        (true, f) if f < RESERVE_BYTES => Reserve::Release,
+        _ => Reserve::Keep,
+    }
+}
+
+/// Keeps the reserve file `<data>/reserve` ([`RESERVE_BYTES`]): made when there is room,
+/// released (with an error in the log) when the disk is full, so that the gateway starts.
+pub fn keep_reserve(dir: &Path) {
+    let path = dir.join("reserve");
+    let Some(free) = free_bytes(dir) else { return };
+    match reserve_step(path.exists(), free) {
+        Reserve::Keep => {}
+        Reserve::Make => {
+            // Allocated, not written: the blocks are the file's without wearing the card.
+            let made = std::fs::File::create(&path).and_then(|f| {
+                rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, RESERVE_BYTES)
+                    .map_err(std::io::Error::from)?;
+                f.sync_all()
+            });
+            if let Err(e) = made {
+                let _ = std::fs::remove_file(&path);
+                tracing::warn!(error = %e, "cannot make the disk reserve");
+            }
+        }
+        Reserve::Release => match std::fs::remove_file(&path) {
+            Ok(()) => tracing::error!(
+                free,
+                "the disk is full: its reserve released so the gateway can start; free space now"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "the disk is full and its reserve cannot be released")
+            }
+        },
+    }
+}
+
 /// Bytes free for an unprivileged writer on the file system of `dir`.
 pub fn free_bytes(dir: &Path) -> Option<u64> {
     let s = rustix::fs::statvfs(dir).ok()?;
