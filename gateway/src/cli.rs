@@ -1497,6 +1497,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
 
 fn check_config(cli: &Cli, out: &mut dyn Write) -> Result<()> {
     let site = crate::site_file::load(&cli.site)?;
+    for w in site.exit_warnings() {
+        writeln!(out, "warning: {w}")?;
+    }
     writeln!(
         out,
         "{}: {} ({}), {} floors, {} zones, {} rooms, {} doors, {} plans, {} leases, {} holidays",

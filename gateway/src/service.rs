@@ -481,6 +481,9 @@ impl Running {
 pub async fn start(config: Config) -> Result<Running, ServiceError> {
     let now = config.clock.now();
     let site = Arc::new(crate::site_file::load(&config.site)?);
+    for w in site.exit_warnings() {
+        tracing::warn!(warning = %w, "site file");
+    }
     std::fs::create_dir_all(&config.data)
         .map_err(|e| ServiceError::DataDir(config.data.display().to_string(), e))?;
     crate::store::keep_reserve(&config.data);

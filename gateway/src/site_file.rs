@@ -179,6 +179,7 @@ struct RawDoor {
     egress: bool,
     held_open_s: Option<u32>,
     public_hours: Option<WeeklySchedule>,
+    free_exit: Option<crate::domain::FreeExit>,
 }
 
 #[derive(Deserialize)]
@@ -599,6 +600,7 @@ pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
             egress: d.egress,
             held_open_s: d.held_open_s.unwrap_or(default_held_open_s),
             public_hours: d.public_hours,
+            free_exit: d.free_exit,
         });
     }
 
@@ -1061,6 +1063,50 @@ max_days = 0
         // Without the section: the rooms people book.
         let plain = parse(GOOD).unwrap();
         assert_eq!(plain.booking_rules, crate::domain::BookingRules::default());
+    }
+
+    #[test]
+    fn an_exit_reader_without_a_free_exit_is_warned_about() {
+        let text = GOOD.to_string()
+            + r#"
+[[rooms]]
+id = "office"
+name = "Office"
+floor = "f0"
+kind = "office"
+rect = [0.0, 5.0, 5.0, 5.0]
+
+[[doors]]
+id = "d-office"
+name = "Office in"
+from = "lobby"
+into = "office"
+
+[[doors]]
+id = "d-office-out"
+name = "Office out"
+from = "office"
+into = "lobby"
+"#;
+        let site = parse(&text).unwrap();
+        let w = site.exit_warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("door d-office-out (Office out) is an exit reader"),
+            "{w:?}"
+        );
+        let with = text.replace(
+            "into = \"lobby\"\n",
+            "into = \"lobby\"\nfree_exit = \"handle\"\n",
+        );
+        let site = parse(&with).unwrap();
+        assert!(site.exit_warnings().is_empty());
+        assert_eq!(
+            site.door(DoorId::parse("d-office-out").unwrap())
+                .unwrap()
+                .free_exit,
+            Some(crate::domain::FreeExit::Handle)
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub use member::{CredentialRecord, Email, EmailError, Member, MemberStatus, Role
 pub use plan::{Lease, Plan, PlanGrant};
 pub use schedule::{LocalTime, ScheduleError, WeeklySchedule};
 pub use site::{
-    AccessPolicy, AntiPassback, Door, Floor, Room, RoomKind, RoomSet, Site, SiteMode, Zone,
+    AccessPolicy, AntiPassback, Door, Floor, FreeExit, Room, RoomKind, RoomSet, Site, SiteMode,
+    Zone,
 };
 pub use token::{token_hash, ApiToken, Scope};

@@ -112,6 +112,20 @@ pub struct Door {
     pub held_open_s: u32,
     /// Hours when it stands open to the public, if any.
     pub public_hours: Option<WeeklySchedule>,
+    /// How people leave through this door without a card, when it is an exit reader.
+    #[serde(default)]
+    pub free_exit: Option<FreeExit>,
+}
+
+/// How people leave through a door without a card: an exit reader refuses revoked and
+/// unknown cards, so one of these must let them out (fire codes ask for it on escape routes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FreeExit {
+    /// An exit button (request to exit) beside the door.
+    Button,
+    /// A mechanical handle or panic bar that opens the door from inside.
+    Handle,
 }
 
 /// A pair of readers that together enforce anti-passback: after passing `entry` one must pass
@@ -462,6 +476,21 @@ impl Site {
     #[inline]
     pub fn on_shelter_route(&self, door: usize) -> bool {
         self.shelter_route[door]
+    }
+
+    /// The exit readers with no declared way out without a card ([`FreeExit`]), in words.
+    pub fn exit_warnings(&self) -> Vec<String> {
+        self.doors
+            .iter()
+            .enumerate()
+            .filter(|(i, d)| self.exit[*i] && d.free_exit.is_none())
+            .map(|(_, d)| {
+                format!(
+                    "door {} ({}) is an exit reader: it refuses revoked and unknown cards, so people need an exit button or a mechanical exit there; say which with free_exit = \"button\" or \"handle\"",
+                    d.id, d.name
+                )
+            })
+            .collect()
     }
 
     /// Whether door `door` (by index) is an exit reader: it leads from a room into one closer
