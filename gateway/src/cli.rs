@@ -1326,6 +1326,17 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
             let devices = ctx.gateway.store().devices()?;
             let secret = binding_secret(ctx.gateway.store())?;
             let bindings = crate::mosquitto::binding_accounts(&ctx.site.bindings, &secret);
+            // One account, one name: a binding called like a device or the gateway would
+            // share (or widen) its rights.
+            for b in &bindings {
+                if b.user == *gateway_user || devices.iter().any(|d| d.id.as_str() == b.user) {
+                    bail!(
+                        "the broker account {} is both an off-the-shelf device in the site file and {}: rename the binding",
+                        b.user,
+                        if b.user == *gateway_user { "the gateway's account" } else { "a registered device" }
+                    );
+                }
+            }
             let password = std::fs::read_to_string(gateway_password_file)
                 .with_context(|| format!("cannot read {}", gateway_password_file.display()))?;
             let password = password.trim();

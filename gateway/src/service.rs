@@ -612,6 +612,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         door_sent: BTreeMap::new(),
         unlock_until: BTreeMap::new(),
         lock_differs: BTreeSet::new(),
+        intent_at: BTreeMap::new(),
         released_told_at: None,
         // What was taken up counts as stored: a gateway that restarts again and again does
         // not refresh the stored time of counts it never saw change.
@@ -952,6 +953,8 @@ struct Core {
     unlock_until: BTreeMap<DoorId, DateTime<Utc>>,
     /// Doors whose reported strike differs from what the gateway holds (the alarm is up).
     lock_differs: BTreeSet<DoorId>,
+    /// When each door's intended state last changed (or was first worked out).
+    intent_at: BTreeMap<DoorId, DateTime<Utc>>,
     /// When released doors were last told again ([`RELEASED_EVERY`]).
     released_told_at: Option<DateTime<Utc>>,
     estimator: Estimator,
@@ -2107,21 +2110,30 @@ impl Core {
                 }
             };
             let was = self.released.contains(&door);
+            if release != was || !self.intent_at.contains_key(&door) {
+                self.intent_at.insert(door, now);
+            }
             let differs = self.lock_state_differs(door, release, now);
             let last_sent = self.door_sent.get(&door).copied();
             // A door that differs is sent its state again, at most every RESEND_DIFFERING.
             let retry = differs && last_sent.is_none_or(|t| now - t >= RESEND_DIFFERING);
-            let again = self.resend_all || self.resend_doors.contains(&door) || retry;
+            // A release is repeated at start, when the node comes back and every few minutes
+            // (repeating it harms nothing). "Back to normal" is not repeated blindly: it ends
+            // the unlock of someone walking through; a node that stays unlocked past its
+            // grant differs, and is told then.
+            let again =
+                (release && (self.resend_all || self.resend_doors.contains(&door))) || retry;
             if release != was || again {
                 let action = if release {
                     Action::Release
                 } else {
                     Action::Normal
                 };
-                // A bound reader's relay is held only on a change: it has no state to lose.
+                // A bound reader's relay is held on a change, and again at start: a Tasmota
+                // relay keeps whatever it was told before the gateway's restart.
                 let cmds = match self.desk.command(door, action) {
                     Some(cmd) => Some(vec![cmd]),
-                    None if release != was => self.adapters.hold(door, release),
+                    None if release != was || self.resend_all => self.adapters.hold(door, release),
                     None => None,
                 };
                 if let Some(cmds) = cmds {
@@ -2173,13 +2185,16 @@ impl Core {
         if self.desk.device_of(door).is_none() {
             return false;
         }
+        // Reports made before the intended state changed, or within the grace after, say
+        // nothing about whether the node heard the change.
+        let intent = self.intent_at.get(&door).copied().unwrap_or(now);
         if release {
-            let sent = self.door_sent.get(&door).copied();
-            return s.locked && sent.is_some_and(|t| s.at > t + LOCK_GRACE);
+            return s.locked && s.at > intent + LOCK_GRACE;
         }
         let Some(since) = s.unlocked_since else {
             return false;
         };
+        let since = since.max(intent);
         let unlock = self
             .site
             .door(door)
@@ -2225,10 +2240,9 @@ impl Core {
     fn tick(&mut self, b: &mut Batch) -> Result<(), ServiceError> {
         let now = self.config.clock.now();
         // Liveness is the system clock's: the watchdog reads it (systemd() below).
-        self.stats.core_alive_at.store(
-            self.config.clock.now().timestamp().max(0) as u64,
-            Ordering::Relaxed,
-        );
+        self.stats
+            .core_alive_at
+            .store(Utc::now().timestamp().max(0) as u64, Ordering::Relaxed);
         // Counters every MARKS_EVERY, not per message (see there).
         if Instant::now() >= self.next_marks || self.desk.marks_due() {
             self.next_marks = Instant::now() + MARKS_EVERY;
@@ -2252,14 +2266,18 @@ impl Core {
             if self.backups.lock().is_ok_and(|b| b.contains(&path)) {
                 continue;
             }
-            if let Err(e) = crate::spool::take(&path) {
-                // Left alone: it could not be removed either, and would be applied again
-                // every second. The command line says nobody took it up.
-                if self.spool_unwritable.insert(path.clone()) {
-                    tracing::error!(request = %path.display(), error = %e, "cannot answer a command-line request: the spool is not the gateway's to write");
+            let path = match crate::spool::take(&path) {
+                Ok(Some(taken)) => taken,
+                // Withdrawn by the command line a moment ago.
+                Ok(None) => continue,
+                Err(e) => {
+                    // Left alone: the command line says nobody took it up.
+                    if self.spool_unwritable.insert(path.clone()) {
+                        tracing::error!(request = %path.display(), error = %e, "cannot answer a command-line request: the spool is not the gateway's to write");
+                    }
+                    continue;
                 }
-                continue;
-            }
+            };
             let r = crate::spool::read(&path).and_then(|env| match env.request {
                 crate::spool::Request::Backup => {
                     self.backup(path.clone(), env.by);

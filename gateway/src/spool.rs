@@ -6,9 +6,10 @@
 //! never reads half of one.
 //!
 //! The gateway makes the directory when it starts (0700, its own: the command line run as root
-//! must not make it root's), and marks each request `<name>.taken` as it takes it up, so the
-//! command line can say within seconds when no gateway is answering instead of waiting out the
-//! request's whole time.
+//! must not make it root's), and takes a request up by renaming `<name>.json` to
+//! `<name>.taken`; the command line withdraws one nobody took up within seconds by renaming it
+//! to `<name>.withdrawn`. Only one of the two renames can succeed, so a request is either
+//! applied or withdrawn, never withdrawn while it is applied.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -107,8 +108,10 @@ pub fn wait(path: &Path, within: Duration) -> Result<(), String> {
     let started = Instant::now();
     let deadline = started + within;
     while Instant::now() < deadline {
-        if started.elapsed() >= TAKEN_WITHIN.min(within) && path.exists() && !taken.exists() {
-            let _ = std::fs::remove_file(path);
+        if started.elapsed() >= TAKEN_WITHIN.min(within)
+            && std::fs::rename(path, path.with_extension("withdrawn")).is_ok()
+        {
+            let _ = std::fs::remove_file(path.with_extension("withdrawn"));
             return Err(format!(
                 "no running gateway took the request up within {} s (is `kombinat run` running on this data directory, as a user that can write {}?); nothing changed",
                 TAKEN_WITHIN.min(within).as_secs(),
@@ -119,7 +122,7 @@ pub fn wait(path: &Path, within: Duration) -> Result<(), String> {
             let _ = std::fs::remove_file(&err);
             return Err(why);
         }
-        if !path.exists() {
+        if !path.exists() && !taken.exists() {
             // Gone: applied, unless the reason is being written right now.
             std::thread::sleep(Duration::from_millis(50));
             return match std::fs::read_to_string(&err) {
@@ -155,24 +158,24 @@ pub fn read(path: &Path) -> Result<Envelope, String> {
     serde_json::from_slice(&bytes).map_err(|e| format!("the request does not read: {e}"))
 }
 
-/// Marks a request taken up (the command line then waits for its answer); an error when the
-/// gateway cannot write in the spool (it must then leave the request alone: it could not
-/// remove it either, and would apply it again every second).
-pub fn take(path: &Path) -> std::io::Result<()> {
+/// Takes a request up: `<name>.json` becomes `<name>.taken`, which is returned (`None` when
+/// the command line withdrew it first); an error when the gateway cannot write in the spool
+/// (the request is then left alone, and the command line says nobody took it up).
+pub fn take(path: &Path) -> std::io::Result<Option<PathBuf>> {
     let taken = path.with_extension("taken");
-    if taken.exists() {
-        return Ok(());
+    match std::fs::rename(path, &taken) {
+        Ok(()) => Ok(Some(taken)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
-    std::fs::write(taken, b"")
 }
 
-/// Marks a request done: removed, and the reason left beside it if it was refused.
-pub fn done(path: &Path, result: &Result<(), String>) {
+/// Marks a taken request done: removed, and the reason left beside it if it was refused.
+pub fn done(taken: &Path, result: &Result<(), String>) {
     if let Err(why) = result {
-        let _ = std::fs::write(path.with_extension("err"), why);
+        let _ = std::fs::write(taken.with_extension("err"), why);
     }
-    let _ = std::fs::remove_file(path);
-    let _ = std::fs::remove_file(path.with_extension("taken"));
+    let _ = std::fs::remove_file(taken);
 }
 
 #[cfg(test)]
@@ -221,13 +224,15 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         prepare(data.path()).unwrap();
         let path = submit(data.path(), &envelope()).unwrap();
-        take(&path).unwrap();
+        let taken = take(&path).unwrap().unwrap();
+        assert!(!path.exists() && taken.exists());
+        assert_eq!(take(&path).unwrap(), None, "taken once");
         let answer = {
             let path = path.clone();
             std::thread::spawn(move || wait(&path, Duration::from_secs(60)))
         };
-        done(&path, &Err("refused for a reason".into()));
+        done(&taken, &Err("refused for a reason".into()));
         assert_eq!(answer.join().unwrap(), Err("refused for a reason".into()));
-        assert!(!path.with_extension("taken").exists());
+        assert!(!taken.exists());
     }
 }

@@ -491,6 +491,26 @@ async fn a_booking_token_books_only_the_rooms_and_lengths_its_source_may() {
                 "title": "x".repeat(100_000),
             })),
         );
+        let stay = call(
+            "PUT",
+            &format!("{b}/test/stay"),
+            Some(WRITER),
+            Some(serde_json::json!({
+                "room": "meeting-3", "kind": "stay", "organiser": "ivan",
+                "arrival": start.date_naive().to_string(),
+                "departure": (start + chrono::Duration::days(60)).date_naive().to_string(),
+            })),
+        );
+        assert_eq!(
+            stay.0, 422,
+            "two months in a meeting room as a stay: {:?}",
+            stay.1
+        );
+        assert!(
+            stay.1.to_string().contains("stays are for hostel rooms"),
+            "{}",
+            stay.1
+        );
         let r = (
             put("plant", "technical-1", "guest_pass", 30 * 24),
             put("office", "office-101", "guest_pass", 2),

@@ -102,6 +102,22 @@ impl BookingRules {
                     .unwrap_or_default()
             ));
         }
+        // The kind of booking must fit the room: a stay is a bed in a hostel room, and a
+        // hostel room is booked only as a stay (a stay's length is the longest).
+        let fits = match b.kind {
+            BookingKind::Stay => room.kind == RoomKind::Hostel,
+            _ => room.kind != RoomKind::Hostel,
+        };
+        if !fits {
+            return Err(format!(
+                "a {} cannot be booked in {}: stays are for hostel rooms, and hostel rooms are for stays",
+                serde_json::to_value(b.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+                    .unwrap_or_default(),
+                room.id
+            ));
+        }
         let hours = match b.window {
             Window::Timed { start, end } => {
                 (end - start).num_minutes().div_euclid(60)

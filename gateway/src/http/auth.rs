@@ -154,24 +154,28 @@ pub fn client_addr(
     headers: &axum::http::HeaderMap,
     trusted: &[IpAddr],
 ) -> Option<IpAddr> {
-    let peer = peer?;
+    let peer = peer?.to_canonical();
     if !trusted.contains(&peer) {
         return Some(peer);
     }
-    let forwarded: Vec<IpAddr> = headers
+    // From the right: each trusted proxy appended the address it saw. The first entry that is
+    // not a trusted proxy is the client; an entry that does not read as an address ends the
+    // walk at the peer (what is left of it may be the client's own forgery).
+    let entries: Vec<String> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse().ok())
+        .map(|a| a.trim().to_string())
         .collect();
-    Some(
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|a| !trusted.contains(a))
-            .unwrap_or(peer),
-    )
+    for e in entries.iter().rev() {
+        match e.parse::<IpAddr>() {
+            Ok(a) if trusted.contains(&a.to_canonical()) => continue,
+            Ok(a) => return Some(a.to_canonical()),
+            Err(_) => return Some(peer),
+        }
+    }
+    Some(peer)
 }
 
 /// Signs in.
@@ -428,4 +432,45 @@ pub async fn remove_staff(
         .await?
         .map_err(staff_error)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_is_the_first_untrusted_address_from_the_right() {
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let trusted = [proxy];
+        let with = |xff: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert("x-forwarded-for", xff.parse().unwrap());
+            h
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // Not from the proxy: the peer, whatever the header says.
+        assert_eq!(
+            client_addr(ip("10.0.0.9"), &with("10.0.0.1"), &trusted),
+            ip("10.0.0.9")
+        );
+        // From the proxy: what it appended, not what the client put before it.
+        assert_eq!(
+            client_addr(Some(proxy), &with("1.2.3.4, 10.0.0.1"), &trusted),
+            ip("10.0.0.1")
+        );
+        // An entry that does not read ends the walk at the proxy.
+        assert_eq!(
+            client_addr(Some(proxy), &with("10.0.0.1, unknown"), &trusted),
+            Some(proxy)
+        );
+        // The proxy reached over IPv6 as a mapped IPv4 address is still the proxy.
+        assert_eq!(
+            client_addr(ip("::ffff:127.0.0.1"), &with("10.0.0.2"), &trusted),
+            ip("10.0.0.2")
+        );
+        assert_eq!(
+            client_addr(Some(proxy), &axum::http::HeaderMap::new(), &trusted),
+            Some(proxy)
+        );
+    }
 }
