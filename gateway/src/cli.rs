@@ -1755,7 +1755,13 @@ fn after_erasure(data: &std::path::Path, mid: MemberId, out: &mut dyn Write) -> 
     let staged = data.with_file_name(format!(".{name}.compacting"));
     let old = data.with_file_name(format!(".{name}.before-compact"));
     let _ = std::fs::remove_dir_all(&staged);
-    let _ = std::fs::remove_dir_all(&old);
+    if old.exists() {
+        bail!(
+            "{} is there: an earlier rewrite stopped half-way and it may be the only copy of the store; if {} is missing or empty, move it back, then erase again",
+            old.display(),
+            data.display()
+        );
+    }
     let rewritten = (|| -> Result<u64> {
         {
             let s = SledStore::open(data)?;
@@ -1764,6 +1770,28 @@ fn after_erasure(data: &std::path::Path, mid: MemberId, out: &mut dyn Write) -> 
         let mut input = std::io::BufReader::new(std::fs::File::open(&copy)?);
         let n = SledStore::restore(&staged, &mut input)?;
         drop(SledStore::open(&staged)?);
+        // The new store belongs to whoever owned the old one (the gateway's user, when the
+        // command runs as root), with the same mode.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::metadata(data)?;
+            std::fs::set_permissions(&staged, meta.permissions())?;
+            let mut todo = vec![staged.clone()];
+            while let Some(p) = todo.pop() {
+                std::os::unix::fs::chown(&p, Some(meta.uid()), Some(meta.gid()))?;
+                if p.is_dir() {
+                    todo.extend(std::fs::read_dir(&p)?.flatten().map(|e| e.path()));
+                }
+            }
+        }
+        // What is not the store's own (the spool, the disk reserve) moves along.
+        for extra in ["spool", "reserve"] {
+            let from = data.join(extra);
+            if from.exists() {
+                std::fs::rename(&from, staged.join(extra))?;
+            }
+        }
         std::fs::rename(data, &old)?;
         if let Err(e) = std::fs::rename(&staged, data) {
             // Put the store back as it was (erased, not yet rewritten).

@@ -1882,7 +1882,25 @@ impl Core {
                         Err(e) => problems.push((name(n, e.field), e.message)),
                     }
                 }
+                // What would change nothing at the doors and is not stored yet is not stored:
+                // a cancellation of a booking never made, a booking over for days. Otherwise
+                // they would pile up in the store past the source's cap, which counts what is
+                // held in memory.
+                let kept_from = (self.config.clock.now()
+                    - chrono::Duration::days(crate::gateway::BOOKINGS_KEPT_DAYS))
+                .timestamp();
+                let store = self.gateway.store_arc();
                 let snapshot = self.gateway.snapshot();
+                let mut skipped = 0;
+                good.retain(|bk| {
+                    let live = bk.status == crate::domain::BookingStatus::Confirmed
+                        && crate::occupancy::history::booked_span(&self.site, bk).1 >= kept_from;
+                    let keep = live
+                        || snapshot.booking(&bk.key).is_some()
+                        || store.booking(&bk.key).ok().flatten().is_some();
+                    skipped += usize::from(!keep);
+                    keep
+                });
                 let new = good
                     .iter()
                     .filter(|b| snapshot.booking(&b.key).is_none())
@@ -1899,16 +1917,22 @@ impl Core {
                 }
                 let r = if !problems.is_empty() {
                     Err(ApiRefusal::Invalid(problems))
+                } else if good.is_empty() {
+                    Ok(crate::gateway::ImportCounts {
+                        unchanged: skipped,
+                        ..Default::default()
+                    })
                 } else {
                     let what = format!("REST API ({} bookings)", good.len());
                     match self
                         .gateway
                         .import_bookings(good, &what, actor, self.config.clock.now())
                     {
-                        Ok(c) => {
+                        Ok(mut c) => {
                             if c.added + c.updated > 0 {
                                 self.next_allow_lists = Instant::now();
                             }
+                            c.unchanged += skipped;
                             Ok(c)
                         }
                         Err(e) => {

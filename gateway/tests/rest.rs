@@ -519,6 +519,34 @@ async fn a_booking_token_books_only_the_rooms_and_lengths_its_source_may() {
             put("event", "conf-a", "event", 3 * 24),
             long_title,
         );
+        // Cancellations of bookings never made, and bookings over for days, change nothing at
+        // the doors: not stored (they would fill the store past the source's cap).
+        let ghosts: Vec<serde_json::Value> = (0..500)
+            .map(|i| {
+                serde_json::json!({
+                    "external_id": format!("ghost-{i}"), "room": "meeting-3", "kind": "meeting",
+                    "organiser": "ivan", "start": start.to_rfc3339(),
+                    "end": (start + chrono::Duration::hours(1)).to_rfc3339(), "status": "cancelled",
+                })
+            })
+            .chain((0..500).map(|i| {
+                let past = start - chrono::Duration::days(30);
+                serde_json::json!({
+                    "external_id": format!("old-{i}"), "room": "meeting-3", "kind": "meeting",
+                    "organiser": "ivan", "start": past.to_rfc3339(),
+                    "end": (past + chrono::Duration::hours(1)).to_rfc3339(),
+                })
+            }))
+            .collect();
+        let ghosts = call(
+            "POST",
+            &format!("{b}/batch"),
+            Some(WRITER),
+            Some(serde_json::Value::Array(ghosts)),
+        );
+        assert_eq!(ghosts.0, 200, "{:?}", ghosts.1);
+        assert_eq!(ghosts.1["added"], 0, "{:?}", ghosts.1);
+        assert_eq!(ghosts.1["unchanged"], 1000, "{:?}", ghosts.1);
         // A source past its burst of requests is held off (429), not served without end.
         let statuses: Vec<u16> = (0..80)
             .map(|_| put("fine", "meeting-3", "meeting", 2).0)
@@ -550,7 +578,7 @@ async fn a_booking_token_books_only_the_rooms_and_lengths_its_source_may() {
     // Nothing refused was stored.
     gw.stop().await.unwrap();
     let store = SledStore::open(dir.path()).unwrap();
-    for id in ["plant", "office", "month"] {
+    for id in ["plant", "office", "month", "ghost-1", "old-1"] {
         let key = kombinat::domain::BookingKey {
             source: SourceId::parse("test").unwrap(),
             external_id: kombinat::domain::ExternalId::parse(id).unwrap(),
