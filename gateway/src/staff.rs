@@ -475,6 +475,18 @@ pub struct LoginLimiter {
 /// addresses goes no faster than this.
 pub const NAME_LIMITED_DELAY: Duration = Duration::from_secs(2);
 
+/// The address a sign-in is counted against: an IPv6 client's /64 (one host is given a whole
+/// /64 and can pick any address in it), an IPv4 client's own address.
+fn counted_as(a: IpAddr) -> IpAddr {
+    match a.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
 /// Entries each table of the [`LoginLimiter`] holds at most.
 const LIMITER_ENTRIES: usize = 10_000;
 
@@ -522,6 +534,7 @@ impl LoginLimiter {
         name: &str,
         now: Instant,
     ) -> Result<Option<Duration>, Duration> {
+        let addr = addr.map(counted_as);
         let name = StaffName::parse(name).ok();
         if let Some(w) = Self::wait(addr.and_then(|a| self.by_addr.get_mut(&a)), now) {
             self.refused += 1;
@@ -554,6 +567,7 @@ impl LoginLimiter {
     /// The attempt let through at `at` succeeded: it is taken back from the address, and the
     /// name's failures are forgotten.
     pub fn succeeded(&mut self, addr: Option<IpAddr>, name: &str, at: Instant) {
+        let addr = addr.map(counted_as);
         if let Some(q) = addr.and_then(|a| self.by_addr.get_mut(&a)) {
             if let Some(i) = q.iter().rposition(|t| *t == at) {
                 q.remove(i);
@@ -711,6 +725,27 @@ mod tests {
         let later = t + LoginLimiter::WINDOW;
         assert!(l.begin(Some(a), "olena", later).is_ok(), "failures age out");
         assert_eq!(l.refused, 1);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64_and_a_mapped_ipv4_as_itself() {
+        let mut l = LoginLimiter::default();
+        let t = Instant::now();
+        for i in 0..LOGIN_FAILURES {
+            let a: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().unwrap();
+            assert!(l.begin(Some(a), "olena", t).is_ok());
+        }
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        assert!(
+            l.begin(Some(same_64), "petro", t).is_err(),
+            "one /64, one client"
+        );
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(l.begin(Some(other_64), "petro", t).is_ok());
+        assert_eq!(
+            counted_as("::ffff:10.0.0.1".parse().unwrap()),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
