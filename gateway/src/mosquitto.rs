@@ -24,7 +24,11 @@ use crate::domain::{Binding, BindingKind, Device, DeviceKind};
 
 /// A device's broker password: 32 hex digits derived from its key.
 pub fn broker_password(key: &DeviceKey) -> String {
-    let mac = mac_of(key, "mqtt-password", |_| {});
+    password_of(&mac_of(key, "mqtt-password", |_| {}))
+}
+
+/// A broker password from a MAC: its first 16 bytes in hex.
+fn password_of(mac: &kombinat_protocol::auth::Mac) -> String {
     mac.0[..16].iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s
@@ -47,11 +51,7 @@ pub const Z2M_BRIDGE_USER: &str = "zigbee2mqtt";
 /// [`binding_user`]): 32 hex digits derived from the store's secret, stable across runs.
 pub fn binding_password(secret: &[u8; 32], user: &str) -> String {
     let key = DeviceKey::from_bytes(*secret);
-    let mac = mac_of(&key, "mqtt-binding-password", |m| m.text(user));
-    mac.0[..16].iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    password_of(&mac_of(&key, "mqtt-binding-password", |m| m.text(user)))
 }
 
 /// The topics an off-the-shelf device's account may write and read: its firmware's own, under

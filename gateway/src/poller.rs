@@ -204,30 +204,20 @@ mod tests {
         let now = chrono::DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
+        // No budget at all: the answer cannot wait for the expansion, on any machine.
         let busy = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
-        let r = expand_within(
-            text,
-            chrono_tz::Europe::Kyiv,
-            now,
-            &busy,
-            Duration::from_millis(50),
+        let why =
+            expand_within(text, chrono_tz::Europe::Kyiv, now, &busy, Duration::ZERO).unwrap_err();
+        assert!(why.contains("takes longer than"), "{why}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "answered in its time"
         );
-        match r {
-            Err(why) => {
-                assert!(why.contains("takes longer than"), "{why}");
-                assert!(
-                    started.elapsed() < Duration::from_secs(5),
-                    "answered in its time"
-                );
-                assert!(
-                    busy.load(Ordering::Relaxed),
-                    "still expanding in the background"
-                );
-            }
-            // A machine fast enough to expand it all in 50 ms: nothing to refuse.
-            Ok(_) => assert!(!busy.load(Ordering::Relaxed)),
-        }
+        assert!(
+            busy.load(Ordering::Relaxed),
+            "still expanding in the background"
+        );
         // A small calendar expands well within the budget.
         let ok = expand_within(
             "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\nBEGIN:VEVENT\r\nUID:a\r\nDTSTART:20261127T100000Z\r\nDTEND:20261127T110000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n".into(),

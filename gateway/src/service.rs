@@ -2193,8 +2193,7 @@ impl Core {
         }
         self.resend_all = false;
         self.resend_doors.clear();
-        let today = now;
-        self.unlock_until.retain(|_, t| *t + LOCK_GRACE > today);
+        self.unlock_until.retain(|_, t| *t + LOCK_GRACE > now);
     }
 
     /// Whether a door node's last report contradicts what the gateway holds for its door: it

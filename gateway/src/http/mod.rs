@@ -67,19 +67,11 @@ pub struct AppState {
 /// A card number as staff below admin see it: its last four hex digits, enough to tell cards
 /// apart on a list, not enough to make a copy (a door node reads nothing but the UID).
 pub fn masked_card(uid: &str) -> String {
-    let tail: String = uid
-        .chars()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    if uid.chars().count() <= 4 {
-        "…".to_string()
-    } else {
-        format!("…{tail}")
+    let n = uid.chars().count();
+    if n <= 4 {
+        return "…".to_string();
     }
+    format!("…{}", uid.chars().skip(n - 4).collect::<String>())
 }
 
 /// `text` with the UID of every "card <UID>" in it masked (audit summaries name cards so).
