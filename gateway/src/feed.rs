@@ -108,9 +108,20 @@ pub fn plan(
             // Cancelled before it was ever booked here: nothing to revoke.
             continue;
         }
-        if let Err(e) = b.validate() {
+        // A feed books what its source may book, like every other source (the site file's
+        // `[bookings]`): a feed pointed at the plant room, or a month-long "meeting", books
+        // nothing.
+        let allowed = b.validate().map_err(|e| e.to_string()).and_then(|()| {
+            if o.cancelled {
+                Ok(())
+            } else {
+                snapshot.site().booking_rules.check(snapshot.site(), &b)
+            }
+        });
+        if let Err(e) = allowed {
             // The occurrence can no longer be a booking (no member attends any more, no
-            // length): what it booked before must not keep opening the door.
+            // length, a room or length its source may not book): what it booked before must
+            // not keep opening the door.
             if !o.cancelled {
                 if let Some(old) = old.filter(|x| x.status == BookingStatus::Confirmed) {
                     let mut c = old.clone();
@@ -169,4 +180,101 @@ pub fn plan(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Member, MemberId};
+    use crate::ics::Occurrence;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn snapshot() -> Snapshot {
+        let mut s = Snapshot::new(crate::access::tests::test_site());
+        let mut m = Member::new(MemberId::parse("olena").unwrap(), "Olena");
+        m.email = Some(Email::parse("olena@example.org").unwrap());
+        s.upsert_member(m);
+        s
+    }
+
+    fn occurrence(key: &str, start: &str, end: &str) -> Occurrence {
+        Occurrence {
+            key: key.into(),
+            start: at(start),
+            end: at(end),
+            all_day: false,
+            title: "Review".into(),
+            cancelled: false,
+            organiser: Some("olena@example.org".into()),
+            attendees: vec![],
+        }
+    }
+
+    #[test]
+    fn a_feed_books_only_what_its_source_may_book_and_a_refused_booking_is_withdrawn() {
+        let snap = snapshot();
+        let source = SourceId::parse("cal").unwrap();
+        let now = at("2026-11-23T08:00:00Z");
+        let window = (now, at("2026-12-23T08:00:00Z"));
+        let feed = |occurrences| Expanded {
+            occurrences,
+            ..Default::default()
+        };
+        // A meeting room's feed books its meeting.
+        let meeting = RoomId::parse("meeting-1").unwrap();
+        let ok = plan(
+            &snap,
+            source,
+            meeting,
+            &feed(vec![occurrence(
+                "a@x",
+                "2026-11-24T10:00:00Z",
+                "2026-11-24T11:00:00Z",
+            )]),
+            window,
+            now,
+            &[],
+        );
+        assert_eq!(ok.upserts.len(), 1, "{:?}", ok.problems);
+        // A feed pointed at an office (offices are not bookable by default) books nothing and
+        // says why.
+        let office = plan(
+            &snap,
+            source,
+            RoomId::parse("office-1").unwrap(),
+            &feed(vec![occurrence(
+                "a@x",
+                "2026-11-24T10:00:00Z",
+                "2026-11-24T11:00:00Z",
+            )]),
+            window,
+            now,
+            &[],
+        );
+        assert!(office.upserts.is_empty());
+        assert!(
+            office.problems.iter().any(|p| p.contains("may not book")),
+            "{:?}",
+            office.problems
+        );
+        // A three-day "meeting" is longer than a meeting may be: not booked, and the same
+        // occurrence booked before (an hour long then) is cancelled, not left opening the door.
+        let long = feed(vec![occurrence(
+            "a@x",
+            "2026-11-24T10:00:00Z",
+            "2026-11-27T10:00:00Z",
+        )]);
+        let refused = plan(&snap, source, meeting, &long, window, now, &ok.upserts);
+        assert_eq!(refused.cancelled, 1, "{:?}", refused);
+        assert_eq!(refused.upserts.len(), 1);
+        assert_eq!(refused.upserts[0].status, BookingStatus::Cancelled);
+        assert!(
+            refused.problems.iter().any(|p| p.contains("at most")),
+            "{:?}",
+            refused.problems
+        );
+    }
 }
