@@ -371,7 +371,7 @@ export const usageView = {
     const until = new Date();
     const from = new Date(until.getTime() - this.days * 86400000);
     const report = await api(`/api/v1/utilisation?from=${encodeURIComponent(from.toISOString())}&until=${encodeURIComponent(until.toISOString())}`);
-    const rooms = report.rooms.filter((r) => r.observed_hours > 0 || r.booked_hours > 0);
+    const rooms = report.rooms.filter((r) => r.observed_hours > 0 || r.booked_hours > 0 || r.nights_booked > 0);
     this.selected = this.selected && rooms.some((r) => r.room === this.selected) ? this.selected : (rooms[0] && rooms[0].room);
     const periods = h('div', { class: 'tabs', role: 'group', 'aria-label': t('usage.period') },
       [7, 28, 90].map((d) => h('button', { type: 'button', 'aria-pressed': String(d === this.days), onclick: () => { this.days = d; ctx.rerender(); } }, t(`usage.days${d}`))));
@@ -388,8 +388,11 @@ export const usageView = {
         h('td', {}, r.capacity ? `${r.peak} / ${r.capacity}` : String(r.peak)),
         h('td', {}, r.mean.toFixed(1)),
         h('td', {}, r.occupied_hours.toFixed(1)),
-        h('td', {}, r.booked_hours.toFixed(1)),
-        h('td', {}, r.booked_hours > 0 ? `${Math.round(r.use_of_booked * 100)}%` : '—')))));
+        // A hostel room is booked by the night: its nights, and the share someone slept there.
+        h('td', {}, r.nights_booked > 0 && r.booked_hours === 0 ? t('usage.nights', { n: r.nights_booked }) : r.booked_hours.toFixed(1)),
+        h('td', {}, r.nights_booked > 0 && r.booked_hours === 0
+          ? `${Math.round((r.nights_used / r.nights_booked) * 100)}%`
+          : r.booked_hours > 0 ? `${Math.round(r.use_of_booked * 100)}%` : '—')))));
     const section = h('section', {}, h('h1', {}, t('usage.title')), periods,
       rooms.length ? [heatBox, h('div', { class: 'card scroll' }, table),
         h('div', { class: 'card' }, h('h2', {}, t('usage.bva')), bookedBars(rooms))]

@@ -162,7 +162,7 @@ impl MqttLink {
         let mut o = MqttOptions::new(device.as_str(), cfg.host.clone(), cfg.port);
         o.set_clean_session(false);
         o.set_keep_alive(Duration::from_secs(15));
-        o.set_max_packet_size(256 * 1024, 64 * 1024);
+        o.set_max_packet_size(kombinat_protocol::MAX_PACKET, 64 * 1024);
         o.set_inflight(32);
         o.set_last_will(LastWill::new(
             &status_topic,

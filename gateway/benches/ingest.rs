@@ -21,7 +21,8 @@ use common::*;
 use kombinat::domain::DeviceKey;
 use rumqttc::{AsyncClient, MqttOptions, NetworkOptions, QoS};
 
-const TOPIC: &str = "kombinat/v1/sensor/sensor-load/reading";
+/// What the bare subscriber takes: every sensor's readings.
+const TOPIC: &str = "kombinat/v1/sensor/+/reading";
 
 /// Publishers flooding QoS 0 readings until `stop`, as fast as they can or, with `pace`, at
 /// that many a second each (in bursts every millisecond); returns how many each sent.
@@ -53,6 +54,13 @@ fn flood(
                         }
                     }
                 });
+                // One sensor per publisher, its counter growing across rounds (a repeated one
+                // is refused): from the time in microseconds.
+                let device = SENSORS[p % SENSORS.len()];
+                let topic = format!("kombinat/v1/sensor/{device}/reading");
+                let base = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as u64);
                 let mut n = 0u64;
                 let started = tokio::time::Instant::now();
                 while !stop.load(Ordering::Relaxed) {
@@ -69,10 +77,10 @@ fn flood(
                         _ => r#"{"counter":{"in":1,"out":1}}"#.to_string(),
                     };
                     let payload = format!(
-                        r#"{{"v":1,"device":"sensor-load","counter":{},"reading":{reading}}}"#,
-                        (p as u64) << 40 | n
+                        r#"{{"v":1,"device":"{device}","counter":{},"reading":{reading}}}"#,
+                        base + n
                     );
-                    if c.publish(TOPIC, QoS::AtMostOnce, false, payload)
+                    if c.publish(&topic, QoS::AtMostOnce, false, payload)
                         .await
                         .is_err()
                     {

@@ -386,8 +386,9 @@ fn main() {
             let mut counter = base;
             loop {
                 tick.tick().await;
-                counter += 1;
                 for _ in 0..per_tick {
+                    // Per reading: a sensor's counter only grows (a repeated one is refused).
+                    counter += 1;
                     let s = n % sensors;
                     n += 1;
                     let reading = match n % 3 {

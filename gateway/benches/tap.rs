@@ -45,7 +45,11 @@ async fn load(port: u16, per_tick: usize) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let topic = format!("{PREFIX}/sensor/sensor-load/reading");
         let mut tick = tokio::time::interval(Duration::from_millis(10));
-        let mut n = 0u64;
+        // A sensor's counter only grows (a repeated one is refused): each load starts past
+        // every earlier one, at the time in microseconds.
+        let mut n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
         loop {
             tick.tick().await;
             for _ in 0..per_tick {

@@ -58,7 +58,7 @@ pub fn start(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
         next_connection_delay_ms: 1,
         connections: ConnectionSettings {
             connection_timeout_ms: 5000,
-            max_payload_size: 256 * 1024,
+            max_payload_size: kombinat_protocol::MAX_PACKET,
             max_inflight_count: 500,
             auth: None,
             external_auth: None,

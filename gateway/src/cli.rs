@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
 
 use crate::access::{decide, explain, Tap};
@@ -118,7 +118,6 @@ pub enum Command {
     /// A room's use from its occupancy history: peak and mean, occupied hours, the hour ×
     /// weekday heat map, booked versus actual.
     Room {
-        /// The room.
         room: String,
         /// From (RFC 3339 or "YYYY-MM-DD HH:MM" local); default seven days ago.
         #[arg(long)]
@@ -200,17 +199,6 @@ fn read_password() -> Result<String> {
         bail!("give the password on standard input, or use --generate");
     }
     Ok(p)
-}
-
-/// A password to print once: 20 letters and digits (about 119 bits).
-pub fn generate_password() -> Result<String> {
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut raw = [0u8; 20];
-    getrandom::fill(&mut raw).map_err(|e| anyhow!("no randomness: {e}"))?;
-    Ok(raw
-        .iter()
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect())
 }
 
 /// Token commands.
@@ -480,7 +468,6 @@ pub enum MemberCmd {
 pub enum CardCmd {
     /// Issue a card or PIN to a member.
     Add {
-        /// The member.
         member: String,
         #[command(flatten)]
         credential: CredentialArg,
@@ -497,7 +484,6 @@ pub enum CardCmd {
 pub enum BookingCmd {
     /// Add (or replace) a booking.
     Add {
-        /// The room.
         #[arg(long)]
         room: String,
         /// Meeting, stay, event or guest-pass.
@@ -521,7 +507,6 @@ pub enum BookingCmd {
         /// Attendee (a member; repeatable).
         #[arg(long = "attendee")]
         attendees: Vec<String>,
-        /// Title.
         #[arg(long, default_value = "")]
         title: String,
         /// Source system.
@@ -571,22 +556,7 @@ where
 
 /// Parses an instant: RFC 3339, or a local "YYYY-MM-DD HH:MM[:SS]" on the site's clock.
 pub fn parse_time(site: &Site, s: &str) -> Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    for fmt in [
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%dT%H:%M:%S",
-    ] {
-        if let Ok(n) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Ok(site.local_instant(n.date(), n.time()));
-        }
-    }
-    bail!(
-        "{s:?} is not a time: write 2026-11-26T14:00:00+02:00 or \"2026-11-26 14:00\" (site time)"
-    )
+    site.parse_time(s).map_err(|e| anyhow!(e))
 }
 
 /// The secret the off-the-shelf devices' broker passwords derive from: made once, kept in the
@@ -1098,7 +1068,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
                 } => {
                     let name = crate::staff::StaffName::parse(name).map_err(|e| anyhow!(e))?;
                     let password = if *generate {
-                        generate_password()?
+                        crate::staff::generate_password().map_err(|e| anyhow!(e))?
                     } else {
                         read_password()?
                     };

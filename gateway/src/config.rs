@@ -52,7 +52,6 @@ pub enum Broker {
     Tcp {
         /// Host name or address.
         host: String,
-        /// Port.
         port: u16,
         /// Use TLS.
         tls: bool,
@@ -121,7 +120,6 @@ pub struct Config {
     pub site: PathBuf,
     /// The data directory.
     pub data: PathBuf,
-    /// MQTT.
     pub mqtt: Mqtt,
     /// How far ahead allow-lists reach, hours.
     pub allowlist_hours: u32,

@@ -159,7 +159,7 @@ pub fn staff_login(data: &Path) -> Result<String> {
     let now = Utc::now();
     let staff = crate::staff::Staff::load(store, now)?;
     let name = crate::staff::StaffName::parse(DEMO_STAFF).map_err(|e| anyhow!(e))?;
-    let password = crate::cli::generate_password()?;
+    let password = crate::staff::generate_password().map_err(|e| anyhow::anyhow!(e))?;
     let who = Actor::Cli("demo".into());
     if staff.accounts().iter().any(|a| a.name == name) {
         staff.update(&name, None, Some(&password), who, now)?;

@@ -193,7 +193,6 @@ impl Gateway {
         &self.snapshot
     }
 
-    /// The store.
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
     }
@@ -872,7 +871,7 @@ mod tests {
     use chrono::{Duration, TimeZone};
 
     use super::*;
-    use crate::access::tests::test_site;
+    use crate::access::fixture::test_site;
     use crate::domain::{BookingKind, CardId, DoorId, ExternalId, Reason, SourceId, Window};
     use crate::store::{MemoryStore, SledStore};
 

@@ -11,29 +11,26 @@
 //! - [`cli`]: the `kombinat` command line.
 #![deny(unsafe_code)]
 
-pub mod access;
-pub mod adapters;
+// The logic lives in `kombinat-core`, free of I/O; its rooms keep their names here so that
+// `kombinat::domain`, `kombinat::access` … mean what they always did.
+pub use kombinat_core::booking::{feed, ics, import};
+pub use kombinat_core::wire::{desk, dialects, ha};
+pub use kombinat_core::{access, booking, domain, occupancy, site_file, wire};
+
 pub mod broker;
+pub mod bus;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
-pub mod desk;
-pub mod domain;
-pub mod feed;
 pub mod gateway;
-pub mod ha;
 pub mod http;
-pub mod ics;
-pub mod import;
 pub mod link;
 pub mod live;
 pub mod mosquitto;
-pub mod occupancy;
 pub mod poller;
 pub use kombinat_firmware::sdnotify;
 pub mod service;
-pub mod site_file;
 pub mod spool;
 pub mod staff;
 pub mod store;

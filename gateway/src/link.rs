@@ -10,7 +10,7 @@
 //! at all has arrived for three keep-alive periods (a stuck connection, or rumqttc's known
 //! packet-id loop after a lost session).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,34 +18,13 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS, Transport};
 use tokio::sync::watch;
 
+use crate::bus::{LinkStats, Msg};
 use crate::config::{Broker, Mqtt};
-use crate::service::Msg;
 
-/// Live figures of the link.
-#[derive(Debug, Default)]
-pub struct LinkStats {
-    /// Connected right now.
-    pub connected: AtomicBool,
-    /// Subscribed on the current connection (SUBACK seen, or the session was kept).
-    pub subscribed: AtomicBool,
-    /// CONNACKs received (first connection included).
-    pub connects: AtomicU64,
-    /// Connections dropped by the watchdog.
-    pub watchdog_resets: AtomicU64,
-    /// Publishes received.
-    pub received: AtomicU64,
-    /// Publishes dropped because the core's queue was full.
-    pub dropped: AtomicU64,
-    /// QoS 0 publishes (readings) dropped because the core's queue was half full.
-    pub shed: AtomicU64,
-    /// Publishes handed to the core and not yet taken by it.
-    pub queued: AtomicUsize,
-}
-
-/// The largest MQTT packet the gateway sends or takes, bytes. rumqttc treats a larger outgoing
-/// one as a fatal error of the connection (and sends it again after reconnecting, for ever), so
-/// nothing larger may reach the client: see `service`'s publish.
-pub const MAX_PACKET: usize = 256 * 1024;
+// rumqttc treats an outgoing packet over MAX_PACKET as a fatal error of the connection (and
+// sends it again after reconnecting, for ever), so nothing larger may reach the client: see
+// `service`'s publish.
+pub use kombinat_protocol::MAX_PACKET;
 
 /// Above this many queued publishes, QoS 0 readings are shed, so taps and other QoS 1 messages
 /// always find room in the core's queue behind a flood of readings. Deep enough to ride out

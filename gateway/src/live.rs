@@ -16,7 +16,6 @@ use utoipa::ToSchema;
 /// How many events a slow subscriber may fall behind before it is told to resync.
 pub const BACKLOG: usize = 1024;
 
-/// A room now.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct RoomNow {
     /// The room's id.
@@ -35,7 +34,6 @@ pub struct RoomNow {
     pub capacity: Option<u32>,
 }
 
-/// A door now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct DoorNow {
     /// The door's id.
@@ -83,7 +81,6 @@ impl AlarmNow {
     }
 }
 
-/// A device now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct DeviceNow {
     /// The device's id (a registered node) or binding id (an off-the-shelf device).
@@ -109,7 +106,6 @@ pub struct DeviceNow {
 pub struct DecisionNow {
     /// When, RFC 3339.
     pub at: String,
-    /// The door.
     pub door: String,
     /// The room behind it.
     pub room: String,
@@ -142,7 +138,6 @@ pub struct LiveView {
     pub doors: Vec<DoorNow>,
     /// Alarms standing.
     pub alarms: Vec<AlarmNow>,
-    /// Devices.
     pub devices: Vec<DeviceNow>,
 }
 

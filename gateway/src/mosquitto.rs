@@ -111,7 +111,6 @@ pub fn passwd_line(user: &str, password: &str, salt: &[u8; 12]) -> String {
 pub struct Listener {
     /// Address to bind.
     pub host: String,
-    /// Port.
     pub port: u16,
     /// CA, certificate and key files for TLS; `None` for a plain listener (a closed network or
     /// a test only: passwords then cross the wire in clear).

@@ -5,13 +5,11 @@
 //! feed alarm. Runs on its own thread: the network may block.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::domain::{Feed, FeedFrom};
 use crate::ics::MAX_FEED_BYTES;
-use crate::service::{Control, Msg};
 
 #[derive(Default)]
 struct State {
@@ -142,12 +140,13 @@ fn expand_within(
     }
 }
 
-/// Reads the feeds until `stop`, each on its interval, and sends the core what came of it.
+/// Reads the feeds until `stop`, each on its interval, and hands what came of each read to
+/// `deliver` (the feed's index and the read), which says `false` once nobody takes them.
 pub fn run(
     feeds: Vec<Feed>,
     tz: chrono_tz::Tz,
     clock: crate::clock::Clock,
-    to_core: SyncSender<Msg>,
+    mut deliver: impl FnMut(usize, FeedRead) -> bool,
     stop: Arc<AtomicBool>,
 ) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -176,10 +175,7 @@ pub fn run(
                 // Read in full again next time: the last good state is the core's.
                 states[i] = State::default();
             }
-            if to_core
-                .send(Msg::Control(Control::Feed { feed: i, fetched }))
-                .is_err()
-            {
+            if !deliver(i, fetched) {
                 return;
             }
         }

@@ -10,13 +10,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use kombinat_protocol::door::{Action, AllowEntry, DoorTopic};
+use kombinat_protocol::door::{Action, DoorTopic};
 use kombinat_protocol::room::Occupancy;
 use kombinat_protocol::sensor::Measurement;
 use kombinat_protocol::Topic;
@@ -25,172 +25,22 @@ use tokio::sync::watch;
 
 use crate::access::allow_list::{allow_list, window};
 use crate::access::{decide, Decision, Tap};
-use crate::adapters::{Adapters, Event};
 use crate::config::{Broker, Config};
 use crate::desk::{Desk, Publish, Rejected};
+use crate::dialects::{Adapters, Event};
 use crate::domain::{DoorId, RoomId, Site, SiteMode};
 use crate::gateway::{Gateway, GatewayError};
-use crate::link::{self, LinkStats};
+use crate::link;
 use crate::occupancy::detector::PresenceDetector;
 use crate::occupancy::estimator::{Carried, Estimate, Estimator};
 use crate::occupancy::history::{cut, Recorder};
 use crate::occupancy::noshow::Judge;
 use crate::store::{Actor, AuditEntry, AuditEvent, HistoryBucket, OutboxEvent, SledStore, Store};
 
-/// Why the service could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    /// The site file.
-    #[error(transparent)]
-    Site(#[from] crate::site_file::SiteFileError),
-    /// The store or a change.
-    #[error(transparent)]
-    Gateway(#[from] GatewayError),
-    /// The store.
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    /// The embedded broker.
-    #[error(transparent)]
-    Broker(#[from] crate::broker::BrokerError),
-    /// MQTT settings.
-    #[error("mqtt: {0}")]
-    Mqtt(String),
-    /// The HTTP API's port.
-    #[error("http: {0}")]
-    Http(String),
-    /// The data directory.
-    #[error("cannot create the data directory {0}: {1}")]
-    DataDir(String, std::io::Error),
-    /// A request named a door without a door node.
-    #[error("door {0} has no door node")]
-    NoNode(DoorId),
-    /// A request named an unknown door.
-    #[error("there is no door {0}")]
-    UnknownDoor(DoorId),
-    /// The core has stopped.
-    #[error("the gateway core has stopped")]
-    Stopped,
-}
-
-/// Where the core sends the answer to a request.
-pub type Reply = SyncSender<Result<(), ServiceError>>;
-
-/// Requests to the core from inside the process (the HTTP API, tests).
-pub enum Control {
-    /// Release a door's strike for `ms`, on behalf of `by`.
-    Unlock {
-        /// The door.
-        door: DoorId,
-        /// How long.
-        ms: u32,
-        /// Who asked.
-        by: Actor,
-        /// The answer.
-        reply: SyncSender<Result<(), ServiceError>>,
-    },
-    /// Switch the site mode.
-    SetMode {
-        /// The mode.
-        mode: SiteMode,
-        /// Who asked.
-        by: Actor,
-        /// The answer.
-        reply: SyncSender<Result<(), ServiceError>>,
-    },
-    /// What the feed poller read from feed `feed` (by index in the site file): the text when
-    /// it changed, `None` when not, or why it could not be read.
-    Feed {
-        /// The feed.
-        feed: usize,
-        /// What came of reading it (expanded by the poller).
-        fetched: crate::poller::FeedRead,
-    },
-    /// Bookings from the REST API, as fields by name: checked against the snapshot and
-    /// written in one transaction, or refused with a message per item and field.
-    ApiBookings {
-        /// The source they are written as.
-        source: crate::domain::SourceId,
-        /// Each booking's fields.
-        items: Vec<std::collections::BTreeMap<String, String>>,
-        /// Who asked.
-        actor: Actor,
-        /// The answer.
-        reply: SyncSender<ApiBookingsResult>,
-    },
-    /// Cancel a booking from the REST API; answers whether it was there.
-    ApiCancel {
-        /// The booking.
-        key: crate::domain::BookingKey,
-        /// Who asked.
-        actor: Actor,
-        /// The answer.
-        reply: SyncSender<Result<bool, String>>,
-    },
-    /// Add (`create`) or change a member from the dashboard, with fields by name as the CSV
-    /// import reads them (`cards` adds cards; `suspended` with a reason suspends, empty lifts).
-    Member {
-        /// The fields.
-        fields: BTreeMap<String, String>,
-        /// A new member (refused if the id is taken) or a known one (refused if unknown).
-        create: bool,
-        /// Who asked.
-        by: Actor,
-        /// The answer.
-        reply: SyncSender<Result<(), MemberRefusal>>,
-    },
-    /// Revoke a card.
-    RevokeCard {
-        /// The card.
-        card: crate::domain::CardId,
-        /// Who asked.
-        by: Actor,
-        /// The answer.
-        reply: SyncSender<Result<(), MemberRefusal>>,
-    },
-    /// Finish what is queued, flush and stop.
-    Stop,
-}
-
-/// Where the core sends the answer to a member change.
-pub type MemberReply = SyncSender<Result<(), MemberRefusal>>;
-
-/// Why the core did not change a member or card.
-#[derive(Debug)]
-pub enum MemberRefusal {
-    /// The request is wrong.
-    Invalid(String),
-    /// No such member or card.
-    NotFound(String),
-    /// It clashes with what is stored (an id or card taken).
-    Conflict(String),
-    /// The store failed; nothing was changed.
-    Failed,
-}
-
-/// What the core answers to [`Control::ApiBookings`]: the counts, or why not.
-pub type ApiBookingsResult = Result<crate::gateway::ImportCounts, ApiRefusal>;
-
-/// Why the core did not take bookings from the API.
-#[derive(Debug)]
-pub enum ApiRefusal {
-    /// The request is wrong: (field, message) pairs; for a batch the field is `<index>.<field>`.
-    Invalid(Vec<(String, String)>),
-    /// The gateway could not write them (the store failed); nothing was written.
-    Failed,
-}
-
-/// What reaches the core.
-pub enum Msg {
-    /// A publish from the broker, with when the link took it.
-    Publish(MqttPublish, Instant),
-    /// A request.
-    Control(Control),
-    /// Allow-lists computed off the core.
-    AllowLists(Vec<DoorList>),
-    /// The broker has no session for the gateway (restarted, or expired): retained state is
-    /// published again.
-    Resync,
-}
+pub use crate::bus::{
+    ApiBookingsResult, ApiRefusal, Control, DoorList, Histogram, MemberRefusal, MemberReply, Msg,
+    Reply, ServiceError, Stats, LATENCY_BOUNDS, LOW_DISK_BYTES,
+};
 
 fn member_refusal(e: GatewayError) -> MemberRefusal {
     match e {
@@ -240,127 +90,6 @@ pub fn write_backup(store: &dyn Store, file: &Path) -> Result<u64, String> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
-}
-
-/// One door's allow-list, computed off the core, to sign and publish.
-pub struct DoorList {
-    door: DoorId,
-    from: DateTime<Utc>,
-    until: DateTime<Utc>,
-    cards: Vec<AllowEntry>,
-}
-
-/// A latency histogram with fixed buckets (upper bounds in seconds), as Prometheus reads one.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    counts: [AtomicU64; LATENCY_BOUNDS.len()],
-    count: AtomicU64,
-    sum_ns: AtomicU64,
-}
-
-/// The decision latency buckets' upper bounds, in seconds.
-pub const LATENCY_BOUNDS: [f64; 12] = [
-    0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-];
-
-impl Histogram {
-    /// Counts one observation.
-    pub fn observe(&self, d: Duration) {
-        let s = d.as_secs_f64();
-        if let Some(i) = LATENCY_BOUNDS.iter().position(|b| s <= *b) {
-            self.counts[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_ns
-            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
-    }
-
-    /// Cumulative counts per bucket bound, the total count and the sum in seconds.
-    pub fn read(&self) -> (Vec<(f64, u64)>, u64, f64) {
-        let mut acc = 0;
-        let buckets = LATENCY_BOUNDS
-            .iter()
-            .zip(&self.counts)
-            .map(|(b, c)| {
-                acc += c.load(Ordering::Relaxed);
-                (*b, acc)
-            })
-            .collect();
-        (
-            buckets,
-            self.count.load(Ordering::Relaxed),
-            self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
-        )
-    }
-}
-
-/// Live figures.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Decisions made (taps answered).
-    pub decisions: AtomicU64,
-    /// Decisions by reason code.
-    pub by_reason: Mutex<BTreeMap<&'static str, u64>>,
-    /// From a tap's arrival at the gateway to its answer handed to the broker.
-    pub decision_latency: Histogram,
-    /// Registered devices.
-    pub devices: AtomicU64,
-    /// Registered devices heard from lately.
-    pub devices_online: AtomicU64,
-    /// Feeds failing now.
-    pub feeds_failing: AtomicU64,
-    /// The store's size on disk, bytes (updated every ten seconds).
-    pub store_bytes: AtomicU64,
-    /// Bytes free on the data directory's disk (updated every ten seconds; 0 until known).
-    pub disk_free: AtomicU64,
-    /// Unix second of the core's last housekeeping tick (once a second while it is alive).
-    pub core_alive_at: AtomicU64,
-    /// Of which allowed.
-    pub allowed: AtomicU64,
-    /// Sensor readings taken (native and from bound devices).
-    pub readings: AtomicU64,
-    /// Messages from bound off-the-shelf devices taken.
-    pub device_messages: AtomicU64,
-    /// Bookings judged no-shows.
-    pub no_shows: AtomicU64,
-    /// History buckets written.
-    pub history_buckets: AtomicU64,
-    /// Commands sent to esp-rfid readers' user lists (adduser, deletuid).
-    pub user_list_commands: AtomicU64,
-    /// Calendar feeds read and applied (changed or not).
-    pub feeds_read: AtomicU64,
-    /// Calendar feed reads that failed (download or parse).
-    pub feed_failures: AtomicU64,
-    /// Offline decisions ingested.
-    pub offline_ingested: AtomicU64,
-    /// Allow-lists published.
-    pub allow_lists: AtomicU64,
-    /// Alarms raised (door and device).
-    pub alarms_raised: AtomicU64,
-    /// Batches committed.
-    pub batches: AtomicU64,
-    /// Time spent taking batches in (parse, verify, decide), nanoseconds in all.
-    pub take_ns: AtomicU64,
-    /// Time spent writing batches durably, nanoseconds in all.
-    pub write_ns: AtomicU64,
-    /// Time spent handing replies and acks to the MQTT client, nanoseconds in all.
-    pub send_ns: AtomicU64,
-    /// Refused messages by reason label.
-    pub malformed: Mutex<BTreeMap<&'static str, u64>>,
-    /// Messages of the gateway's own not sent: over the link's packet limit.
-    pub oversized: AtomicU64,
-    /// The MQTT link.
-    pub link: Arc<LinkStats>,
-}
-
-impl Stats {
-    /// Refusals with this label so far.
-    pub fn malformed(&self, label: &str) -> u64 {
-        self.malformed
-            .lock()
-            .map(|m| m.get(label).copied().unwrap_or(0))
-            .unwrap_or(0)
-    }
 }
 
 /// A running service.
@@ -543,7 +272,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         site.door(d).map_or(5000, |x| x.unlock_ms)
     });
     if let Some(bytes) = store.state(SENT_LISTS)? {
-        match serde_json::from_slice::<Vec<crate::adapters::UserList>>(&bytes) {
+        match serde_json::from_slice::<Vec<crate::dialects::UserList>>(&bytes) {
             Ok(lists) => adapters.restore_sent(lists),
             // Then every card is sent again in full, which is safe.
             Err(e) => tracing::warn!(error = %e, "the stored esp-rfid user lists do not decode"),
@@ -667,7 +396,13 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         let (tz, clock) = (core.site.timezone, core.config.clock);
         let thread = std::thread::Builder::new()
             .name("feeds".into())
-            .spawn(move || crate::poller::run(feeds, tz, clock, tx, flag))
+            .spawn(move || {
+                let deliver = |feed, fetched| {
+                    tx.send(Msg::Control(Control::Feed { feed, fetched }))
+                        .is_ok()
+                };
+                crate::poller::run(feeds, tz, clock, deliver, flag)
+            })
             .map_err(|_| ServiceError::Stopped)?;
         Some((stop, thread))
     };
@@ -789,10 +524,6 @@ async fn systemd(stats: Arc<Stats>) {
 /// a flush of a few pages: every 15 s it was the largest part of a day's writes.
 const MARKS_EVERY: Duration = Duration::from_secs(600);
 
-/// Free bytes on the data directory's disk under which the disk-low alarm is raised and
-/// `/health` says degraded: a day of a busy building writes about 100 MB.
-pub const LOW_DISK_BYTES: u64 = 256 * 1024 * 1024;
-
 /// How long past its last grant a door's reported strike may differ from what the gateway
 /// holds before the lock-differs alarm (reports cross commands on the way).
 const LOCK_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
@@ -842,6 +573,14 @@ fn restored_estimator(
     now: DateTime<Utc>,
 ) -> Estimator {
     let mut e = Estimator::new(rooms, PresenceDetector::default(), STILL_SECS);
+    e.set_transit(|i| {
+        site.rooms.get(i).is_some_and(|r| {
+            matches!(
+                r.kind,
+                crate::domain::RoomKind::Lobby | crate::domain::RoomKind::Corridor
+            )
+        })
+    });
     let t = now.timestamp();
     let saved = match store.state(COUNTS_KEY) {
         Ok(Some(bytes)) => match serde_json::from_slice::<SavedCounts>(&bytes) {
@@ -1195,7 +934,7 @@ impl Core {
             // Someone refused at the door of a room they booked (too early, say) came for the
             // booking: that is presence for no-shows. A stranger's refused card is not.
             let came_for = d.booking.as_ref().map(|b| b.room);
-            self.passage(d.door, d.allowed(), came_for, d.at.timestamp());
+            self.passage(d.door, d.allowed(), d.member, came_for, d.at.timestamp());
         }
         self.stats
             .alarms_raised
@@ -1667,7 +1406,7 @@ impl Core {
     }
 
     /// What a bound off-the-shelf device's message came to.
-    fn device_outcome(&mut self, o: crate::adapters::Outcome, now: DateTime<Utc>, b: &mut Batch) {
+    fn device_outcome(&mut self, o: crate::dialects::Outcome, now: DateTime<Utc>, b: &mut Batch) {
         self.stats.device_messages.fetch_add(1, Ordering::Relaxed);
         b.refresh |= o.device.is_some();
         b.audit.extend(o.alarms);
@@ -1731,7 +1470,7 @@ impl Core {
                             tap: None,
                         },
                     });
-                    self.passage(door, allowed, None, now.timestamp());
+                    self.passage(door, allowed, member, None, now.timestamp());
                 }
                 Event::Contact { door, open } => self.desk.note_contact(door, open, now),
                 Event::Reading { room, measurement } => self.reading(room, measurement, now),
@@ -1746,23 +1485,38 @@ impl Core {
         &mut self,
         door: DoorId,
         allowed: bool,
+        who: Option<crate::domain::MemberId>,
         came_for: Option<crate::domain::RoomId>,
         t: i64,
     ) {
         let Some(di) = self.site.door_index(door) else {
             return;
         };
+        // A stable key of the person, so the estimator holds each one in one room.
+        let key = who.map(|m| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            m.hash(&mut h);
+            h.finish()
+        });
         if self.site.is_exit(di) {
             if allowed {
                 if let Some(from) = self.site.doors[di]
                     .from
                     .and_then(|r| self.site.room_index(r))
                 {
-                    self.estimator.handle_exit(from, t);
+                    match key {
+                        Some(k) => self.estimator.handle_exit_of(k, from, t),
+                        None => self.estimator.handle_exit(from, t),
+                    }
                 }
             }
         } else if allowed {
-            self.estimator.handle_entry(self.site.into_room(di), t);
+            let into = self.site.into_room(di);
+            match key {
+                Some(k) => self.estimator.handle_entry_of(k, into, t),
+                None => self.estimator.handle_entry(into, t),
+            }
         } else if let Some(room) = came_for.and_then(|r| self.site.room_index(r)) {
             // Only at the booked room's own door: someone refused at the street door on their
             // way to the office is not in the meeting room they also booked.
@@ -2497,7 +2251,10 @@ impl Core {
                 continue;
             }
             self.published[i] = Some(e);
-            self.gateway.set_occupancy(i, e.count);
+            self.gateway.set_occupancy(
+                i,
+                crate::access::capacity_count(e.count, e.basis, e.confidence),
+            );
             self.live.set_room(
                 i,
                 crate::live::RoomNow {

@@ -40,7 +40,6 @@ pub fn backup_file(request: &Path) -> PathBuf {
 pub struct Envelope {
     /// The login name of the person at the command line.
     pub by: String,
-    /// The request.
     pub request: Request,
 }
 

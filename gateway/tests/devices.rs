@@ -151,6 +151,15 @@ async fn devices_flow(gw: &Running) {
     publish(&node, "kombinat/v1/sensor/sensor-meeting/reading", reading).await;
     let o = occupancy_until(&mut node, "meeting-1", |o| o.count == 3).await;
     assert_eq!(o.basis, Basis::Counter);
+    // The same reading again (QoS 1 redelivers; or replayed) is refused and counted, not
+    // added: the next reading, one more in, makes four, not seven.
+    let replays = gw.stats.malformed("replay");
+    publish(&node, "kombinat/v1/sensor/sensor-meeting/reading", reading).await;
+    let next =
+        r#"{"v":1,"device":"sensor-meeting","counter":2,"reading":{"counter":{"in":1,"out":0}}}"#;
+    publish(&node, "kombinat/v1/sensor/sensor-meeting/reading", next).await;
+    occupancy_until(&mut node, "meeting-1", |o| o.count == 4).await;
+    assert_eq!(gw.stats.malformed("replay"), replays + 1);
 
     // Garbage from a bound device is refused and counted; the gateway goes on.
     let before = gw.stats.malformed("malformed_json");

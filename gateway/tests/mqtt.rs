@@ -940,3 +940,64 @@ async fn a_device_registered_again_on_a_fresh_store_is_heard_by_its_node_and_a_r
     let list = cli(&site_path(), second.path(), &["device", "list"]);
     assert!(!list.contains("door-cowork"), "{list}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_tapped_200_times_does_not_fill_the_coworking_floor_for_a_resident() {
+    use kombinat::domain::{Member, MemberId, PlanId};
+    const RESIDENT_CARD: &str = "0A0B0C0D";
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    {
+        let site = std::sync::Arc::new(kombinat::site_file::load(&site_path()).unwrap());
+        let store: std::sync::Arc<dyn Store> =
+            std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+        let now = chrono::Utc::now();
+        let mut g = kombinat::gateway::Gateway::open(site, store, now).unwrap();
+        let mut m = Member::new(MemberId::parse("olha").unwrap(), "Olha");
+        m.plan = Some(PlanId::parse("coworking-resident").unwrap());
+        let who = Actor::Cli("test".into());
+        g.add_member(m, who.clone(), now).unwrap();
+        g.add_credential(
+            MemberId::parse("olha").unwrap(),
+            card(RESIDENT_CARD),
+            who,
+            now,
+        )
+        .unwrap();
+    }
+    let gw = service::start(config(dir.path(), "embedded"))
+        .await
+        .unwrap();
+    assert!(gw.ready(T).await);
+    let occupancy = Topic::Occupancy("coworking".parse().unwrap()).to_string(PREFIX);
+    let mut node = DoorNode::connect_with(
+        gw.mqtt_addr,
+        "door-cowork",
+        "d-cowork-in",
+        key(1),
+        std::slice::from_ref(&occupancy),
+    )
+    .await;
+    // A staff card tapped 200 times at the turnstile (capacity 80): each tap is let in.
+    for _ in 0..200 {
+        let t = node.tap(card(STAFF_CARD));
+        node.send_tap(&t).await;
+        assert_eq!(node.decision(T).await.reason, Reason::Staff);
+    }
+    // Whatever the floor's count comes to from those taps (the core publishes it within a
+    // second), a count from entries alone does not shut the door on a resident.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Some((topic, payload))) = tokio::time::timeout_at(deadline, node.rx.recv()).await {
+        if topic == occupancy {
+            let o: kombinat_protocol::room::Occupancy = serde_json::from_slice(&payload).unwrap();
+            if o.count >= 80 {
+                break;
+            }
+        }
+    }
+    let t = node.tap(card(RESIDENT_CARD));
+    node.send_tap(&t).await;
+    let d = node.decision(T).await;
+    assert_eq!((d.allow, d.reason), (true, Reason::Plan));
+    gw.stop().await.unwrap();
+}

@@ -36,3 +36,8 @@ pub use id::{
 pub use reason::{Reason, UnknownReason};
 pub use site::SiteMode;
 pub use topic::{Topic, TopicError, DEFAULT_PREFIX};
+
+/// The largest MQTT packet either side sends or takes, bytes: a door's allow-list is the
+/// largest message, and 256 KiB holds about 4,700 cards. The gateway's client, the embedded
+/// broker and the door node are all sized by it.
+pub const MAX_PACKET: usize = 256 * 1024;

@@ -79,8 +79,11 @@ pub async fn client(
     (c, rx)
 }
 
+/// The sensor nodes [`prepare`] registers in the coworking room.
+pub const SENSORS: [&str; 2] = ["sensor-load", "sensor-load-2"];
+
 /// The example site with a staff card (04A1B2C3), the door node `door-cowork` on
-/// `d-cowork-in` (key `key`) and the sensor node `sensor-load` in the coworking room.
+/// `d-cowork-in` (key `key`) and the sensor nodes [`SENSORS`] in the coworking room.
 pub fn prepare(dir: &Path, key: &DeviceKey) {
     let site_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/site.example.toml");
     let site = Arc::new(kombinat::site_file::load(&site_path).unwrap_or_else(|e| panic!("{e}")));
@@ -98,19 +101,21 @@ pub fn prepare(dir: &Path, key: &DeviceKey) {
         now,
     )
     .unwrap();
-    g.add_device(
-        Device {
-            id: DeviceId::parse("sensor-load").unwrap(),
-            kind: DeviceKind::Sensor,
-            door: None,
-            room: Some(kombinat::domain::RoomId::parse("coworking").unwrap()),
-            key: DeviceKey::from_bytes([7; 32]),
-            added_at: now,
-        },
-        who.clone(),
-        now,
-    )
-    .unwrap();
+    for id in SENSORS {
+        g.add_device(
+            Device {
+                id: DeviceId::parse(id).unwrap(),
+                kind: DeviceKind::Sensor,
+                door: None,
+                room: Some(kombinat::domain::RoomId::parse("coworking").unwrap()),
+                key: DeviceKey::from_bytes([7; 32]),
+                added_at: now,
+            },
+            who.clone(),
+            now,
+        )
+        .unwrap();
+    }
     g.add_device(
         Device {
             id: DeviceId::parse("door-cowork").unwrap(),

@@ -73,15 +73,11 @@ pub struct EntryView {
     pub kind: String,
     /// Who or what caused it (`door:…`, `staff:…`, `cli:…`, `source:…`, `system`).
     pub actor: String,
-    /// The door.
     pub door: Option<String>,
-    /// The room.
     pub room: Option<String>,
-    /// The member.
     pub member: Option<String>,
     /// The member's name (as now stored).
     pub member_name: Option<String>,
-    /// The card.
     pub card: Option<String>,
     /// The reason code (decisions).
     pub reason: Option<String>,

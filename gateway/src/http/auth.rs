@@ -131,8 +131,21 @@ role_extractor!(Admin, StaffRole::Admin, "A signed-in admin.");
 pub struct Login {
     /// The account's name.
     pub name: String,
-    /// Its password.
     pub password: String,
+}
+
+/// What a staff member may do, as the OpenAPI document shows [`StaffRole`] (the core's type
+/// knows no OpenAPI): each role includes the ones before it.
+#[derive(ToSchema)]
+#[schema(as = StaffRole, rename_all = "snake_case")]
+#[allow(dead_code)]
+enum RoleSchema {
+    /// Watches: the floor plan, rooms, doors, the log, utilisation, devices.
+    Viewer,
+    /// Also unlocks doors and switches the site mode.
+    Operator,
+    /// Also manages staff accounts, members and cards.
+    Admin,
 }
 
 /// Who is signed in.
@@ -140,7 +153,7 @@ pub struct Login {
 pub struct Me {
     /// The account's name.
     pub name: String,
-    /// Its role.
+    #[schema(value_type = RoleSchema)]
     pub role: StaffRole,
     /// Send it back as `X-CSRF-Token` with every change.
     pub csrf: String,
@@ -306,9 +319,8 @@ pub async fn logout(
 /// A staff account as listed (never its hash).
 #[derive(Serialize, ToSchema)]
 pub struct StaffView {
-    /// The name.
     pub name: String,
-    /// The role.
+    #[schema(value_type = RoleSchema)]
     pub role: StaffRole,
     /// When it was made, RFC 3339.
     pub created_at: String,
@@ -317,9 +329,8 @@ pub struct StaffView {
 /// A new account.
 #[derive(Deserialize, ToSchema)]
 pub struct NewStaff {
-    /// The name.
     pub name: String,
-    /// The role.
+    #[schema(value_type = RoleSchema)]
     pub role: StaffRole,
     /// The password (10 to 256 characters).
     pub password: String,
@@ -329,6 +340,7 @@ pub struct NewStaff {
 #[derive(Deserialize, ToSchema)]
 pub struct StaffChange {
     /// A new role.
+    #[schema(value_type = Option<RoleSchema>)]
     pub role: Option<StaffRole>,
     /// A new password (signs the account out everywhere).
     pub password: Option<String>,

@@ -21,8 +21,8 @@ use axum::{Json, Router};
 use serde_json::Value;
 
 use super::{ask_core, authorize, fields, ApiError, AppState};
+use crate::bus::Control;
 use crate::domain::{BookingKey, ExternalId, Scope, SourceId};
-use crate::service::Control;
 use crate::store::Actor;
 
 /// The routes.
@@ -97,8 +97,8 @@ async fn write(
         Ok(c) => Ok(Json(serde_json::json!({
             "added": c.added, "updated": c.updated, "unchanged": c.unchanged
         }))),
-        Err(crate::service::ApiRefusal::Invalid(problems)) => Err(ApiError::Invalid(problems)),
-        Err(crate::service::ApiRefusal::Failed) => Err(ApiError::Unavailable),
+        Err(crate::bus::ApiRefusal::Invalid(problems)) => Err(ApiError::Invalid(problems)),
+        Err(crate::bus::ApiRefusal::Failed) => Err(ApiError::Unavailable),
     }
 }
 

@@ -26,9 +26,9 @@ use utoipa::ToSchema;
 
 use super::auth::{Operator, Viewer};
 use super::{ask_core, blocking, ApiError, AppState};
+use crate::bus::{Control, ServiceError};
 use crate::domain::{DoorId, RoomId, SiteMode};
 use crate::live::{AlarmNow, DeviceNow, DoorNow, LiveView, RoomNow};
-use crate::service::{Control, ServiceError};
 
 /// The routes.
 pub fn router() -> Router<AppState> {
@@ -48,9 +48,7 @@ pub fn router() -> Router<AppState> {
 /// A floor.
 #[derive(Serialize, ToSchema)]
 pub struct FloorView {
-    /// Its id.
     pub id: String,
-    /// Its name.
     pub name: String,
     /// 0 ground, 1 first, -1 basement.
     pub level: i8,
@@ -59,11 +57,8 @@ pub struct FloorView {
 /// A room of the site file.
 #[derive(Serialize, ToSchema)]
 pub struct RoomView {
-    /// Its id.
     pub id: String,
-    /// Its name.
     pub name: String,
-    /// Its floor.
     pub floor: String,
     /// `conference`, `meeting`, `coworking`, `lab`, `hostel`, …
     pub kind: String,
@@ -76,9 +71,7 @@ pub struct RoomView {
 /// A door of the site file.
 #[derive(Serialize, ToSchema)]
 pub struct DoorView {
-    /// Its id.
     pub id: String,
-    /// Its name.
     pub name: String,
     /// The room it leads from (none: the street).
     pub from: Option<String>,
@@ -101,9 +94,7 @@ pub struct SiteView {
     pub shelter: Option<String>,
     /// Floors, lowest first.
     pub floors: Vec<FloorView>,
-    /// Rooms.
     pub rooms: Vec<RoomView>,
-    /// Doors.
     pub doors: Vec<DoorView>,
 }
 
@@ -240,7 +231,6 @@ pub struct BookingView {
     pub key: String,
     /// `meeting`, `stay`, `event`, `guest_pass`.
     pub kind: String,
-    /// Its title.
     pub title: String,
     /// Start, Unix seconds (a stay's check-in).
     pub start: i64,
@@ -270,7 +260,6 @@ pub struct CountStep {
 pub struct RoomDay {
     /// The room now.
     pub now: RoomNow,
-    /// Its name.
     pub name: String,
     /// Today's start on the site's clock, Unix seconds.
     pub day_start: i64,

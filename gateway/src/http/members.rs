@@ -20,8 +20,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Admin, Viewer};
 use super::{ask_core, blocking, fields, ApiError, AppState};
+use crate::bus::{Control, MemberRefusal};
 use crate::domain::{CardId, Credential, Member, MemberId, MemberStatus};
-use crate::service::{Control, MemberRefusal};
 
 /// The routes.
 pub fn router() -> Router<AppState> {
@@ -46,9 +46,7 @@ pub struct CardView {
 /// A member.
 #[derive(Serialize, ToSchema)]
 pub struct MemberView {
-    /// The id.
     pub id: String,
-    /// The name.
     pub name: String,
     /// The e-mail, if known.
     pub email: Option<String>,
@@ -56,9 +54,7 @@ pub struct MemberView {
     pub status: String,
     /// Why suspended.
     pub suspended_reason: Option<String>,
-    /// The plan.
     pub plan: Option<String>,
-    /// The organisation.
     pub organisation: Option<String>,
     /// `staff`, `security`.
     pub roles: Vec<String>,

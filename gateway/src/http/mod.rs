@@ -35,8 +35,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 
+use crate::bus::Msg;
 use crate::domain::{token_hash, Scope, SourceId};
-use crate::service::Msg;
 use crate::store::Store;
 
 /// What the handlers share.
@@ -49,7 +49,7 @@ pub struct AppState {
     /// The site (its clock, for stays' check-in and check-out).
     pub site: Arc<crate::domain::Site>,
     /// The service's live figures (health and metrics).
-    pub stats: Arc<crate::service::Stats>,
+    pub stats: Arc<crate::bus::Stats>,
     /// The live view and its event stream.
     pub live: Arc<crate::live::Live>,
     /// Staff accounts and sessions.
@@ -240,7 +240,7 @@ impl IntoResponse for ApiError {
 /// Hands a request to the core and waits for its answer (ten seconds at most).
 pub async fn ask_core<T: Send + 'static>(
     state: &AppState,
-    make: impl FnOnce(std::sync::mpsc::SyncSender<T>) -> crate::service::Control + Send + 'static,
+    make: impl FnOnce(std::sync::mpsc::SyncSender<T>) -> crate::bus::Control + Send + 'static,
 ) -> Result<T, ApiError> {
     let tx = state.to_core.clone();
     // The core answers within milliseconds; a core that does not within ten seconds is stuck
@@ -302,7 +302,7 @@ pub fn parse_time(
     } else {
         v
     };
-    crate::cli::parse_time(site, v).map_err(|e| e.to_string())
+    site.parse_time(v)
 }
 
 /// Runs a blocking closure (the store, argon2) off the async threads.

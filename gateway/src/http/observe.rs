@@ -43,7 +43,7 @@ pub async fn health(State(s): State<AppState>) -> Response {
     let core_ok = chrono::Utc::now().timestamp() - alive <= STALLED_S;
     let ok = connected && subscribed && store_ok && core_ok;
     let free = s.stats.disk_free.load(Relaxed);
-    let disk_low = free > 0 && free < crate::service::LOW_DISK_BYTES;
+    let disk_low = free > 0 && free < crate::bus::LOW_DISK_BYTES;
     let body = serde_json::json!({
         "status": if !ok { "down" } else if failing > 0 || disk_low { "degraded" } else { "ok" },
         "core": if core_ok { "ok" } else { "stalled" },
@@ -93,7 +93,7 @@ fn one(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
 }
 
 /// The metrics in the Prometheus text exposition format.
-pub fn render(st: &crate::service::Stats) -> String {
+pub fn render(st: &crate::bus::Stats) -> String {
     let mut o = String::new();
     family(
         &mut o,
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn the_text_format_has_every_family_and_a_cumulative_histogram() {
-        let st = crate::service::Stats::default();
+        let st = crate::bus::Stats::default();
         st.by_reason
             .lock()
             .unwrap()

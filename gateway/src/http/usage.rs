@@ -34,11 +34,8 @@ pub struct UsageQuery {
 /// One room's use over the period.
 #[derive(Serialize, ToSchema)]
 pub struct RoomUsage {
-    /// The room.
     pub room: String,
-    /// Its name.
     pub name: String,
-    /// Its capacity.
     pub capacity: Option<u32>,
     /// The highest head count.
     pub peak: u32,
@@ -56,6 +53,10 @@ pub struct RoomUsage {
     pub occupied_while_booked_hours: f64,
     /// Share of booked time in use, 0 to 1.
     pub use_of_booked: f64,
+    /// Hostel nights booked (stays count here, not in the booked hours).
+    pub nights_booked: u32,
+    /// Of those, nights someone was in the room between check-in and the next check-out.
+    pub nights_used: u32,
     /// Mean head count per weekday (Monday first) and local hour; null where unwatched.
     pub heat_map: Vec<Vec<Option<f64>>>,
 }
@@ -140,6 +141,8 @@ pub async fn utilisation(
                 booked_hours: round(booked.booked_hours),
                 occupied_while_booked_hours: round(booked.occupied_while_booked_hours),
                 use_of_booked: round(booked.use_of_booked),
+                nights_booked: booked.nights_booked,
+                nights_used: booked.nights_used,
                 heat_map: heat
                     .cells
                     .iter()

@@ -24,6 +24,11 @@ use crate::domain::{
     Plan, RoomId, SiteMode,
 };
 
+/// sled's failure as the store's (the port knows no sled): its words kept.
+fn db_err(e: sled::Error) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
 /// Cache for the page cache of sled: small enough for a Pi, large enough for the working set.
 const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -230,19 +235,22 @@ impl SledStore {
                     }
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(db_err(e)),
             }
         };
-        let data = db.open_tree("data")?;
-        let audit = db.open_tree("audit")?;
-        let meta = db.open_tree("meta")?;
-        let marks = db.open_tree("marks")?;
-        let history = db.open_tree("history")?;
-        let state = db.open_tree("state")?;
-        let outbox = db.open_tree("outbox")?;
+        let data = db.open_tree("data").map_err(db_err)?;
+        let audit = db.open_tree("audit").map_err(db_err)?;
+        let meta = db.open_tree("meta").map_err(db_err)?;
+        let marks = db.open_tree("marks").map_err(db_err)?;
+        let history = db.open_tree("history").map_err(db_err)?;
+        let state = db.open_tree("state").map_err(db_err)?;
+        let outbox = db.open_tree("outbox").map_err(db_err)?;
         let store = SledStore {
             clock: AuditClock::starting_after(
-                audit.last()?.and_then(|(k, _)| AuditId::from_key(&k)),
+                audit
+                    .last()
+                    .map_err(db_err)?
+                    .and_then(|(k, _)| AuditId::from_key(&k)),
             ),
             db,
             data,
@@ -277,7 +285,7 @@ impl SledStore {
                 .cache_capacity(CACHE_BYTES)
                 .mode(sled::Mode::LowSpace)
                 .open()
-                .map_err(StoreError::from)?;
+                .map_err(db_err)?;
             let mut tree: Option<sled::Tree> = None;
             let mut batch = sled::Batch::default();
             let mut in_batch = 0;
@@ -287,14 +295,13 @@ impl SledStore {
                 match item {
                     Item::Tree(name) => {
                         if let Some(t) = &tree {
-                            t.apply_batch(std::mem::take(&mut batch))
-                                .map_err(StoreError::from)?;
+                            t.apply_batch(std::mem::take(&mut batch)).map_err(db_err)?;
                             in_batch = 0;
                         }
                         if !TREES.contains(&name.as_str()) {
                             return Err(BackupError::Bad(format!("an unknown tree {name:?}")));
                         }
-                        tree = Some(db.open_tree(&name).map_err(StoreError::from)?);
+                        tree = Some(db.open_tree(&name).map_err(db_err)?);
                     }
                     Item::Record(k, v) => {
                         let Some(t) = &tree else {
@@ -309,19 +316,18 @@ impl SledStore {
                         in_batch += 1;
                         n += 1;
                         if in_batch >= 10_000 {
-                            t.apply_batch(std::mem::take(&mut batch))
-                                .map_err(StoreError::from)?;
+                            t.apply_batch(std::mem::take(&mut batch)).map_err(db_err)?;
                             in_batch = 0;
                         }
                     }
                 }
             }
             if let Some(t) = &tree {
-                t.apply_batch(batch).map_err(StoreError::from)?;
+                t.apply_batch(batch).map_err(db_err)?;
             }
             // Outbox ids keep increasing after the restore.
-            while db.generate_id().map_err(StoreError::from)? < max_outbox {}
-            db.flush().map_err(StoreError::from)?;
+            while db.generate_id().map_err(db_err)? < max_outbox {}
+            db.flush().map_err(db_err)?;
             Ok(n)
         })();
         if result.is_err() {
@@ -393,15 +399,17 @@ impl SledStore {
         }
         if found != SCHEMA_VERSION {
             self.meta
-                .insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
-            self.db.flush()?;
+                .insert("schema_version", &SCHEMA_VERSION.to_be_bytes())
+                .map_err(db_err)?;
+            self.db.flush().map_err(db_err)?;
         }
         Ok(())
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
         self.data
-            .get(key)?
+            .get(key)
+            .map_err(db_err)?
             .map(|v| decode("data", key, &v))
             .transpose()
     }
@@ -410,7 +418,7 @@ impl SledStore {
         self.data
             .scan_prefix(prefix)
             .map(|kv| {
-                let (k, v) = kv?;
+                let (k, v) = kv.map_err(db_err)?;
                 decode("data", &k, &v)
             })
             .collect()
@@ -421,7 +429,7 @@ impl SledStore {
         iter: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
     ) -> Result<Vec<AuditRecord>, StoreError> {
         iter.map(|kv| {
-            let (k, v) = kv?;
+            let (k, v) = kv.map_err(db_err)?;
             let id = AuditId::from_key(&k).ok_or_else(|| StoreError::Corrupt {
                 tree: "audit",
                 key: format!("{k:?}"),
@@ -468,11 +476,11 @@ impl Store for SledStore {
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
             .map_err(|e| match e {
-                TransactionError::Storage(e) => StoreError::Db(e),
+                TransactionError::Storage(e) => db_err(e),
                 TransactionError::Abort(()) => StoreError::Encode("transaction aborted".into()),
             })?;
         drop(guard);
-        self.db.flush()?;
+        self.db.flush().map_err(db_err)?;
         Ok(id)
     }
 
@@ -490,11 +498,11 @@ impl Store for SledStore {
         let guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         for (at, v) in encoded {
             let id = self.clock.next(at);
-            self.audit.insert(id.to_key(), v)?;
+            self.audit.insert(id.to_key(), v).map_err(db_err)?;
             ids.push(id);
         }
         drop(guard);
-        self.audit.flush()?;
+        self.audit.flush().map_err(db_err)?;
         Ok(ids)
     }
 
@@ -553,7 +561,7 @@ impl Store for SledStore {
     ) -> Result<Vec<Booking>, StoreError> {
         let mut out = Vec::new();
         for kv in self.data.scan_prefix(b"b/") {
-            let (k, v) = kv?;
+            let (k, v) = kv.map_err(db_err)?;
             let b: Booking = decode("data", &k, &v)?;
             if keep(&b) {
                 out.push(b);
@@ -575,18 +583,18 @@ impl Store for SledStore {
             let _log = self.write.lock().unwrap_or_else(|p| p.into_inner());
             let mut batch = sled::Batch::default();
             for (k, v) in found.drain(..) {
-                if self.data.get(&k)?.as_ref() == Some(&v) {
+                if self.data.get(&k).map_err(db_err)?.as_ref() == Some(&v) {
                     batch.insert(archived_key(&k), v);
                     batch.remove(k);
                     moved += 1;
                 }
             }
-            self.data.apply_batch(batch)?;
+            self.data.apply_batch(batch).map_err(db_err)?;
             Ok(())
         };
         let mut found = Vec::with_capacity(ARCHIVE_CHUNK);
         for kv in self.data.scan_prefix(b"b/") {
-            let (k, v) = kv?;
+            let (k, v) = kv.map_err(db_err)?;
             let b: Booking = decode("data", &k, &v)?;
             if over(&b) {
                 found.push((k, v));
@@ -597,7 +605,7 @@ impl Store for SledStore {
         }
         move_chunk(&mut found)?;
         if moved > 0 {
-            self.data.flush()?;
+            self.data.flush().map_err(db_err)?;
         }
         Ok(moved)
     }
@@ -614,7 +622,7 @@ impl Store for SledStore {
         self.scan(b"t/")
     }
 
-    fn staff(&self) -> Result<Vec<crate::staff::StaffAccount>, StoreError> {
+    fn staff(&self) -> Result<Vec<crate::domain::StaffAccount>, StoreError> {
         self.scan(b"u/")
     }
 
@@ -626,7 +634,7 @@ impl Store for SledStore {
             let key = m.device.map_or("~as-of".to_string(), |d| d.to_string());
             batch.insert(key.as_bytes(), encode(m)?);
         }
-        self.marks.apply_batch(batch)?;
+        self.marks.apply_batch(batch).map_err(db_err)?;
         Ok(())
     }
 
@@ -634,7 +642,7 @@ impl Store for SledStore {
         self.marks
             .iter()
             .map(|kv| {
-                let (k, v) = kv?;
+                let (k, v) = kv.map_err(db_err)?;
                 decode("marks", &k, &v)
             })
             .collect()
@@ -673,14 +681,14 @@ impl Store for SledStore {
             let mut batch = sled::Batch::default();
             let mut in_batch = 0;
             for kv in self.audit.range(..before.to_key().to_vec()).take(10_000) {
-                let (k, _) = kv?;
+                let (k, _) = kv.map_err(db_err)?;
                 batch.remove(k);
                 in_batch += 1;
             }
             if in_batch == 0 {
                 break;
             }
-            self.audit.apply_batch(batch)?;
+            self.audit.apply_batch(batch).map_err(db_err)?;
             n += in_batch;
         }
         Ok(n)
@@ -697,7 +705,7 @@ impl Store for SledStore {
     }
 
     fn schema_version(&self) -> Result<u32, StoreError> {
-        match self.meta.get("schema_version")? {
+        match self.meta.get("schema_version").map_err(db_err)? {
             None => Ok(0),
             Some(v) => {
                 let b: [u8; 4] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
@@ -715,7 +723,7 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.db.flush().map_err(db_err)?;
         Ok(())
     }
 
@@ -733,7 +741,7 @@ impl Store for SledStore {
                 merged[i].merge(&b);
                 continue;
             }
-            if let Some(old) = self.history.get(&key)? {
+            if let Some(old) = self.history.get(&key).map_err(db_err)? {
                 let old = HistoryBucket::decode(&key, &old)?;
                 let mut o = old;
                 o.merge(&b);
@@ -745,7 +753,7 @@ impl Store for SledStore {
         for b in merged {
             batch.insert(HistoryBucket::key(b.room, b.start), b.encode().to_vec());
         }
-        self.history.apply_batch(batch)?;
+        self.history.apply_batch(batch).map_err(db_err)?;
         Ok(())
     }
 
@@ -761,7 +769,7 @@ impl Store for SledStore {
         self.history
             .range(HistoryBucket::key(room, from)..HistoryBucket::key(room, until))
             .map(|kv| {
-                let (k, v) = kv?;
+                let (k, v) = kv.map_err(db_err)?;
                 HistoryBucket::decode(&k, &v)
             })
             .collect()
@@ -780,7 +788,7 @@ impl Store for SledStore {
                 .history
                 .range(HistoryBucket::key(room, i64::MIN)..HistoryBucket::key(room, drop_before))
             {
-                let (k, _) = kv?;
+                let (k, _) = kv.map_err(db_err)?;
                 batch.remove(k);
                 dropped += 1;
             }
@@ -794,18 +802,22 @@ impl Store for SledStore {
                 batch.insert(HistoryBucket::key(b.room, b.start), b.encode().to_vec());
             }
             // Per room, atomically: a crash leaves each room either before or after.
-            self.history.apply_batch(batch)?;
+            self.history.apply_batch(batch).map_err(db_err)?;
         }
         Ok((merged, dropped))
     }
 
     fn put_state(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.state.insert(key.as_bytes(), value)?;
+        self.state.insert(key.as_bytes(), value).map_err(db_err)?;
         Ok(())
     }
 
     fn state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.state.get(key.as_bytes())?.map(|v| v.to_vec()))
+        Ok(self
+            .state
+            .get(key.as_bytes())
+            .map_err(db_err)?
+            .map(|v| v.to_vec()))
     }
 
     fn push_outbox(&self, events: Vec<OutboxEvent>) -> Result<Vec<u64>, StoreError> {
@@ -813,11 +825,11 @@ impl Store for SledStore {
         let mut ids = Vec::new();
         for mut e in events {
             // sled's ids increase across restarts (it persists a high-water mark).
-            e.id = self.db.generate_id()? + 1;
+            e.id = self.db.generate_id().map_err(db_err)? + 1;
             batch.insert(&e.id.to_be_bytes(), encode(&e)?);
             ids.push(e.id);
         }
-        self.outbox.apply_batch(batch)?;
+        self.outbox.apply_batch(batch).map_err(db_err)?;
         Ok(ids)
     }
 
@@ -826,14 +838,14 @@ impl Store for SledStore {
             .iter()
             .take(limit)
             .map(|kv| {
-                let (k, v) = kv?;
+                let (k, v) = kv.map_err(db_err)?;
                 decode("outbox", &k, &v)
             })
             .collect()
     }
 
     fn remove_outbox(&self, id: u64) -> Result<(), StoreError> {
-        self.outbox.remove(id.to_be_bytes())?;
+        self.outbox.remove(id.to_be_bytes()).map_err(db_err)?;
         Ok(())
     }
 
@@ -846,19 +858,21 @@ impl Store for SledStore {
         let mut batch = sled::Batch::default();
         let mut in_batch = 0;
         for kv in self.audit.iter() {
-            let (k, v) = kv?;
+            let (k, v) = kv.map_err(db_err)?;
             let e: AuditEntry = decode("audit", &k, &v)?;
             if let Some(n) = erasure.apply(&e) {
                 batch.insert(k, encode(&n)?);
                 rewritten += 1;
                 in_batch += 1;
                 if in_batch >= 10_000 {
-                    self.audit.apply_batch(std::mem::take(&mut batch))?;
+                    self.audit
+                        .apply_batch(std::mem::take(&mut batch))
+                        .map_err(db_err)?;
                     in_batch = 0;
                 }
             }
         }
-        self.audit.apply_batch(batch)?;
+        self.audit.apply_batch(batch).map_err(db_err)?;
         let changes = super::erasure_changes(self, erasure)?;
         self.commit(&changes, audit)?;
         Ok(rewritten)
@@ -883,16 +897,16 @@ impl Store for SledStore {
             for (name, tree) in trees {
                 w.tree(name)?;
                 for kv in tree.iter() {
-                    let (k, v) = kv.map_err(StoreError::from)?;
+                    let (k, v) = kv.map_err(db_err)?;
                     w.record(&k, &v)?;
                 }
             }
-            self.audit.last().map_err(StoreError::from)?.map(|(k, _)| k)
+            self.audit.last().map_err(db_err)?.map(|(k, _)| k)
         };
         w.tree("audit")?;
         if let Some(last) = last {
             for kv in self.audit.range(..=last) {
-                let (k, v) = kv.map_err(StoreError::from)?;
+                let (k, v) = kv.map_err(db_err)?;
                 w.record(&k, &v)?;
             }
         }

@@ -1,0 +1,741 @@
+//! The occupancy estimator: per room a head count, an occupied flag, how sure, and what it rests
+//! on. Sans-IO: readings and passages come in with their time, estimates go out.
+//!
+//! Sources, strongest first: bidirectional people counters at the room's doorways; allowed
+//! entries through its doors (and exits through its exit readers); motion; CO2 and light through
+//! the [`PresenceDetector`]. Counter deltas within a five-minute bucket are summed before the
+//! count is clamped at zero, so the order of ins and outs inside a bucket never changes where the
+//! bucket ends (an exit reported before the entry it matches is not lost). A room still for long
+//! while it is closed drifts back to zero: a count can go wrong, and an empty building at night
+//! is the usual truth.
+
+use kombinat_protocol::room::Basis;
+
+use super::detector::{PresenceDetector, Sample};
+
+/// A counter bucket, seconds.
+pub const BUCKET_SECS: i64 = 300;
+/// Counters and entries older than this no longer make the count trustworthy.
+const FRESH_SECS: i64 = 12 * 3600;
+/// Motion this recent means someone is there.
+const MOTION_SECS: i64 = 300;
+/// CO2 and light this recent are used.
+const AIR_SECS: i64 = 900;
+/// A transit space (a corridor, lobby or stair) holds someone let into it for this long: they
+/// are on their way somewhere, and no exit reader sees them go.
+pub const TRANSIT_DWELL_SECS: i64 = 120;
+/// The same person let into the same room again within this long is the same visit: one card
+/// tapped again and again at a turnstile is one person.
+pub const REPEAT_SECS: i64 = 600;
+/// People whose whereabouts are kept at most (a site's members, bounded against a flood).
+const WHEREABOUTS_MAX: usize = 50_000;
+/// A room whose live motion sensor has seen no one for this long is empty, whatever the entries
+/// say (no exit reader sees people leave).
+pub const EMPTY_STILL_SECS: i64 = 20 * 60;
+/// A motion sensor heard from this recently is alive (ours refresh their state every 5 minutes).
+const WATCH_ALIVE_SECS: i64 = 15 * 60;
+
+/// One room's estimate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// Head count.
+    pub count: u32,
+    /// Anyone there.
+    pub occupied: bool,
+    /// How sure, 0 to 1.
+    pub confidence: f32,
+    /// What it rests on.
+    pub basis: Basis,
+    /// The room's CO2 as last reported (within the last 15 minutes), ppm.
+    pub co2_ppm: Option<f32>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Room {
+    /// Count at the start of the current bucket.
+    base: u32,
+    /// Sum of deltas in the current bucket (unclamped).
+    pending: i64,
+    bucket: i64,
+    /// Last counter reading and last entry or exit, Unix seconds.
+    last_counter: Option<i64>,
+    last_entry: Option<i64>,
+    /// Last time motion was seen, and whether the sensor still says so.
+    last_motion: Option<i64>,
+    motion_active: bool,
+    co2: Option<(i64, f32)>,
+    co2_slope: Option<f32>,
+    light: Option<(i64, f32)>,
+    /// Last time anything suggested a person (motion, a passage, a counter in).
+    last_activity: Option<i64>,
+    /// Last reading of any value from a counter or a motion sensor: the room has something
+    /// that would see a person, and it is alive.
+    last_watch: Option<i64>,
+    /// Since when the motion sensor has said no one moves (cleared when it sees motion).
+    still_since: Option<i64>,
+    /// A transit space: people let in leave again after [`TRANSIT_DWELL_SECS`].
+    transit: bool,
+    /// In a transit space, when the people counted in by their entries move on, in order.
+    departures: std::collections::VecDeque<i64>,
+}
+
+impl Room {
+    fn roll(&mut self, now: i64) {
+        // People counted into a transit space by their entries move on after their dwell.
+        while self.departures.front().is_some_and(|t| *t <= now) {
+            let at = self.departures.pop_front().unwrap_or(now);
+            self.roll_to(at);
+            self.pending -= 1;
+        }
+        self.roll_to(now);
+    }
+
+    fn roll_to(&mut self, now: i64) {
+        let b = now.div_euclid(BUCKET_SECS);
+        if b != self.bucket {
+            self.base = (i64::from(self.base) + self.pending).clamp(0, i64::from(u32::MAX)) as u32;
+            self.pending = 0;
+            self.bucket = b;
+        }
+    }
+
+    fn count(&self) -> u32 {
+        (i64::from(self.base) + self.pending).clamp(0, i64::from(u32::MAX)) as u32
+    }
+}
+
+/// A room's count and the times it rests on, carried over a restart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Carried {
+    /// Head count.
+    pub count: u32,
+    /// The count at the start of the current bucket (an exit may come before its entry within
+    /// a bucket: the order must not change the count, so the bucket is carried as it stands).
+    #[serde(default)]
+    pub base: u32,
+    /// The passages in the bucket so far, in minus out (unclamped).
+    #[serde(default)]
+    pub pending: i64,
+    #[serde(default)]
+    pub bucket: i64,
+    /// Last time anything suggested a person, Unix seconds.
+    pub activity: Option<i64>,
+    /// Last people-counter reading.
+    pub counter: Option<i64>,
+    /// Last entry or exit through a door.
+    pub entry: Option<i64>,
+}
+
+/// The estimator for every room of a site (rooms by index).
+#[derive(Debug, Clone)]
+pub struct Estimator {
+    rooms: Vec<Room>,
+    detector: PresenceDetector,
+    still_secs: i64,
+    /// Where each person let in was last let in: the room and when.
+    whereabouts: rustc_hash::FxHashMap<u64, (usize, i64)>,
+}
+
+impl Estimator {
+    /// An estimator for `rooms` rooms; a closed room still for `still_secs` drifts to zero.
+    pub fn new(rooms: usize, detector: PresenceDetector, still_secs: i64) -> Self {
+        Estimator {
+            rooms: vec![Room::default(); rooms],
+            detector,
+            still_secs,
+            whereabouts: rustc_hash::FxHashMap::default(),
+        }
+    }
+
+    /// Marks the transit spaces (corridors, lobbies, stairs), by room index: someone let into
+    /// one is on their way and counts there only for [`TRANSIT_DWELL_SECS`].
+    pub fn set_transit(&mut self, transit: impl Fn(usize) -> bool) {
+        for (i, r) in self.rooms.iter_mut().enumerate() {
+            r.transit = transit(i);
+        }
+    }
+
+    fn room(&mut self, room: usize, now: i64) -> Option<&mut Room> {
+        let r = self.rooms.get_mut(room)?;
+        r.roll(now);
+        Some(r)
+    }
+
+    /// What each room's estimate rests on now, for [`Estimator::restore`] after a restart (a
+    /// crash must not empty the building).
+    pub fn carried(&self, now: i64) -> Vec<Carried> {
+        self.rooms
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.roll(now);
+                Carried {
+                    count: r.count(),
+                    base: r.base,
+                    pending: r.pending,
+                    bucket: r.bucket,
+                    activity: r.last_activity,
+                    counter: r.last_counter,
+                    entry: r.last_entry,
+                }
+            })
+            .collect()
+    }
+
+    /// Takes up what [`Estimator::carried`] saved before a restart: the count carries on from
+    /// there, on the same basis for as long as that stays fresh, and a closed, quiet room
+    /// still drifts to zero in time. Rooms beyond this site's are ignored.
+    pub fn restore(&mut self, carried: &[Carried], now: i64) {
+        for (r, c) in self.rooms.iter_mut().zip(carried) {
+            r.roll(now);
+            if c.bucket == r.bucket {
+                r.base = c.base;
+                r.pending = c.pending;
+            } else {
+                r.base = c.count;
+                r.pending = 0;
+            }
+            let past = |t: Option<i64>| t.map(|t| t.min(now));
+            r.last_activity = past(c.activity);
+            r.last_counter = past(c.counter);
+            r.last_entry = past(c.entry);
+            r.last_watch = r.last_watch.or(past(c.counter));
+        }
+    }
+
+    /// A people counter at a doorway of the room: `entered` came in, `left` went out.
+    pub fn handle_counter(&mut self, room: usize, entered: u16, left: u16, now: i64) {
+        if let Some(r) = self.room(room, now) {
+            r.pending += i64::from(entered) - i64::from(left);
+            r.last_counter = Some(now);
+            r.last_watch = Some(now);
+            if entered > 0 {
+                r.last_activity = Some(now);
+            }
+        }
+    }
+
+    /// Someone was let in through a door into the room. Counted only where no counter watches
+    /// the room (a counter sees the same person); in a transit space, only for its dwell.
+    pub fn handle_entry(&mut self, room: usize, now: i64) {
+        if let Some(r) = self.room(room, now) {
+            r.last_activity = Some(now);
+            r.last_entry = Some(now);
+            if r.last_counter.is_none_or(|t| now - t > FRESH_SECS) {
+                r.pending += 1;
+                if r.transit {
+                    r.departures.push_back(now + TRANSIT_DWELL_SECS);
+                }
+            }
+        }
+    }
+
+    /// Someone known (`who`: a stable key of the person) was let in through a door into the
+    /// room. The building holds each person once: let in again into the same room within
+    /// [`REPEAT_SECS`] they are already counted there, and let into another room they have
+    /// left the one they were last let into (a transit space lets them go by its dwell).
+    pub fn handle_entry_of(&mut self, who: u64, room: usize, now: i64) {
+        match self.whereabouts.get(&who).copied() {
+            Some((r, at)) if r == room && now - at < REPEAT_SECS && now >= at => {
+                self.whereabouts.insert(who, (room, now));
+                if let Some(x) = self.room(room, now) {
+                    x.last_activity = Some(now);
+                }
+                return;
+            }
+            Some((r, _)) if r != room && self.rooms.get(r).is_some_and(|x| !x.transit) => {
+                self.handle_exit(r, now);
+            }
+            _ => {}
+        }
+        if self.whereabouts.len() >= WHEREABOUTS_MAX && !self.whereabouts.contains_key(&who) {
+            // Forget the oldest half: the visits they were part of are long over.
+            let mut ats: Vec<i64> = self.whereabouts.values().map(|(_, t)| *t).collect();
+            ats.sort_unstable();
+            let cut = ats[ats.len() / 2];
+            self.whereabouts.retain(|_, (_, t)| *t > cut);
+        }
+        self.whereabouts.insert(who, (room, now));
+        self.handle_entry(room, now);
+    }
+
+    /// Someone known left the room through an exit reader: they are no longer in it.
+    pub fn handle_exit_of(&mut self, who: u64, room: usize, now: i64) {
+        if self.whereabouts.get(&who).is_some_and(|(r, _)| *r == room) {
+            self.whereabouts.remove(&who);
+        }
+        self.handle_exit(room, now);
+    }
+
+    /// Someone left the room through an exit reader.
+    pub fn handle_exit(&mut self, room: usize, now: i64) {
+        if let Some(r) = self.room(room, now) {
+            r.last_entry = Some(now);
+            if r.last_counter.is_none_or(|t| now - t > FRESH_SECS) {
+                r.pending -= 1;
+            }
+        }
+    }
+
+    /// Someone presented a card at a door into the room (allowed or not): a sign of presence
+    /// for no-shows, without changing the count.
+    pub fn handle_presence(&mut self, room: usize, now: i64) {
+        if let Some(r) = self.room(room, now) {
+            r.last_activity = Some(now.max(r.last_activity.unwrap_or(now)));
+        }
+    }
+
+    /// Whether anything showed a person in the room at or after `since`: motion, a passage in,
+    /// a counter's "in", a tap at its door; or the room counts as occupied now on any ground
+    /// (people who came early, a CO2 rise). Doubt goes against a no-show: releasing a room
+    /// people sit in is worse than keeping an empty one.
+    pub fn present_since(&self, room: usize, since: i64, now: i64) -> bool {
+        let Some(r) = self.rooms.get(room) else {
+            return false;
+        };
+        if r.last_activity.is_some_and(|t| t >= since) || r.motion_active {
+            return true;
+        }
+        self.estimate(room, now).occupied
+    }
+
+    /// Whether a counter or motion sensor in the room reported anything within `secs` of
+    /// `now` (a room watched only by CO2, or by a dead sensor, cannot tell a no-show).
+    pub fn watched(&self, room: usize, now: i64, secs: i64) -> bool {
+        self.rooms
+            .get(room)
+            .and_then(|r| r.last_watch)
+            .is_some_and(|t| now - t <= secs)
+    }
+
+    /// A motion sensor in the room.
+    pub fn handle_motion(&mut self, room: usize, active: bool, now: i64) {
+        if let Some(r) = self.room(room, now) {
+            r.motion_active = active;
+            r.last_watch = Some(now);
+            if active {
+                r.last_motion = Some(now);
+                r.last_activity = Some(now);
+                r.still_since = None;
+            } else if r.still_since.is_none() {
+                r.still_since = Some(now);
+            }
+        }
+    }
+
+    /// A CO2 reading in the room.
+    pub fn handle_co2(&mut self, room: usize, ppm: f32, now: i64) {
+        if let Some(r) = self.room(room, now) {
+            if let Some((t, before)) = r.co2 {
+                let minutes = (now - t) as f32 / 60.0;
+                if minutes >= 0.5 {
+                    r.co2_slope = Some((ppm - before) / minutes);
+                }
+            }
+            r.co2 = Some((now, ppm));
+        }
+    }
+
+    /// A light reading in the room.
+    pub fn handle_light(&mut self, room: usize, lux: f32, now: i64) {
+        if let Some(r) = self.room(room, now) {
+            r.light = Some((now, lux));
+        }
+    }
+
+    /// Lets closed rooms that have been still for long drift back to empty. `closed(room)` says
+    /// whether a room is outside its opening hours now. Returns the rooms reset.
+    pub fn tick(&mut self, now: i64, closed: impl Fn(usize) -> bool) -> Vec<usize> {
+        let still = self.still_secs;
+        let mut reset = Vec::new();
+        for (i, r) in self.rooms.iter_mut().enumerate() {
+            r.roll(now);
+            let quiet = r.last_activity.is_none_or(|t| now - t >= still) && !r.motion_active;
+            // A count from entries alone in a room whose motion sensor is alive and has seen
+            // no one for 20 minutes: they left without an exit reader seeing them.
+            let counted_by_entries = r.last_counter.is_none_or(|t| now - t > FRESH_SECS);
+            let seen_empty = counted_by_entries
+                && !r.motion_active
+                && r.still_since.is_some_and(|t| now - t >= EMPTY_STILL_SECS)
+                && r.last_watch.is_some_and(|t| now - t <= WATCH_ALIVE_SECS)
+                && r.last_entry.is_none_or(|t| now - t >= EMPTY_STILL_SECS);
+            if r.count() > 0 && ((quiet && closed(i)) || seen_empty) {
+                r.base = 0;
+                r.pending = 0;
+                r.departures.clear();
+                reset.push(i);
+            }
+        }
+        if !reset.is_empty() {
+            // Nobody is in an emptied room any more: a later entry elsewhere takes no one out
+            // of it.
+            self.whereabouts.retain(|_, (r, _)| !reset.contains(r));
+        }
+        reset
+    }
+
+    /// The estimate for a room now.
+    pub fn estimate(&self, room: usize, now: i64) -> Estimate {
+        let none = Estimate {
+            count: 0,
+            occupied: false,
+            confidence: 0.0,
+            basis: Basis::None,
+            co2_ppm: None,
+        };
+        let Some(r) = self.rooms.get(room) else {
+            return none;
+        };
+        let mut r = r.clone();
+        r.roll(now);
+        let count = r.count();
+        let co2_ppm = r.co2.filter(|(t, _)| now - t <= AIR_SECS).map(|(_, v)| v);
+        let fresh = |t: Option<i64>| t.is_some_and(|t| now - t <= FRESH_SECS);
+        let moving = r.motion_active || r.last_motion.is_some_and(|t| now - t <= MOTION_SECS);
+        let recent = |x: Option<(i64, f32)>| x.filter(|(t, _)| now - t <= AIR_SECS).map(|(_, v)| v);
+        let sample = Sample {
+            light: recent(r.light),
+            co2: recent(r.co2),
+            co2_slope: r.co2_slope,
+        };
+        let air = self.detector.occupied(&sample);
+        if fresh(r.last_counter) || (fresh(r.last_entry) && count > 0) {
+            let by_counter = fresh(r.last_counter);
+            if count == 0 && (moving || air == Some(true)) {
+                // The count says empty, the room says otherwise (people who came in before the
+                // gateway started, a counter that missed them): someone is there, how many is
+                // not known.
+                return Estimate {
+                    count: 1,
+                    occupied: true,
+                    confidence: 0.5,
+                    basis: if moving { Basis::Motion } else { Basis::Co2 },
+                    co2_ppm,
+                };
+            }
+            if by_counter {
+                return Estimate {
+                    count,
+                    occupied: count > 0,
+                    confidence: 0.95,
+                    basis: Basis::Counter,
+                    co2_ppm,
+                };
+            }
+        }
+        if fresh(r.last_entry) && count > 0 {
+            return Estimate {
+                count,
+                occupied: true,
+                confidence: 0.7,
+                basis: Basis::Entries,
+                co2_ppm,
+            };
+        }
+        if moving {
+            return Estimate {
+                count: count.max(1),
+                occupied: true,
+                confidence: 0.6,
+                basis: Basis::Motion,
+                co2_ppm,
+            };
+        }
+        match air {
+            Some(true) => Estimate {
+                count: count.max(1),
+                occupied: true,
+                confidence: 0.5,
+                basis: Basis::Co2,
+                co2_ppm,
+            },
+            Some(false) => Estimate {
+                count: 0,
+                occupied: false,
+                confidence: 0.5,
+                basis: Basis::Co2,
+                co2_ppm,
+            },
+            None if r.last_motion.is_some() => Estimate {
+                count: 0,
+                occupied: false,
+                confidence: 0.4,
+                basis: Basis::Motion,
+                co2_ppm,
+            },
+            None => Estimate {
+                count,
+                occupied: count > 0,
+                confidence: if count > 0 { 0.3 } else { 0.0 },
+                basis: if count > 0 {
+                    Basis::Entries
+                } else {
+                    Basis::None
+                },
+                co2_ppm,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn detector() -> PresenceDetector {
+        PresenceDetector {
+            light_lux: 190.0,
+            co2_with_light_ppm: 470.0,
+            co2_ppm: 760.0,
+            co2_rise_ppm_per_min: 2.5,
+        }
+    }
+
+    const T0: i64 = 1_795_680_000; // a bucket boundary
+
+    #[test]
+    fn counters_outrank_entries_and_entries_outrank_motion() {
+        let mut e = Estimator::new(2, detector(), 7200);
+        e.handle_motion(0, true, T0);
+        assert_eq!(e.estimate(0, T0).basis, Basis::Motion);
+        assert_eq!(e.estimate(0, T0).count, 1);
+        e.handle_entry(0, T0 + 1);
+        e.handle_entry(0, T0 + 2);
+        assert_eq!(
+            (e.estimate(0, T0 + 3).count, e.estimate(0, T0 + 3).basis),
+            (2, Basis::Entries)
+        );
+        e.handle_counter(0, 5, 1, T0 + 4);
+        let est = e.estimate(0, T0 + 5);
+        assert_eq!(
+            (est.count, est.basis),
+            (6, Basis::Counter),
+            "entries so far plus the counter's net four"
+        );
+        // With a counter on the room, a tap at its door does not count the person twice.
+        e.handle_entry(0, T0 + 6);
+        assert_eq!(e.estimate(0, T0 + 7).count, 6);
+    }
+
+    #[test]
+    fn an_exit_reported_before_its_entry_in_a_bucket_is_not_lost() {
+        let mut e = Estimator::new(1, detector(), 7200);
+        e.handle_counter(0, 0, 1, T0 + 10);
+        e.handle_counter(0, 1, 0, T0 + 20);
+        assert_eq!(e.estimate(0, T0 + BUCKET_SECS + 1).count, 0);
+        // Across buckets the count is clamped: a stray exit in an empty room stays at zero.
+        e.handle_counter(0, 0, 1, T0 + 2 * BUCKET_SECS);
+        e.handle_counter(0, 1, 0, T0 + 3 * BUCKET_SECS);
+        assert_eq!(e.estimate(0, T0 + 4 * BUCKET_SECS).count, 1);
+    }
+
+    #[test]
+    fn what_is_carried_over_a_restart_gives_the_same_estimate() {
+        let mut e = Estimator::new(3, detector(), 7200);
+        e.handle_counter(0, 5, 1, T0 + 10);
+        e.handle_entry(1, T0 + 20);
+        e.handle_entry(1, T0 + 30);
+        let carried = e.carried(T0 + 40);
+        assert_eq!(carried[0].count, 4);
+        assert_eq!(carried[2].count, 0);
+        assert_eq!(carried[2].activity, None);
+        let mut again = Estimator::new(3, detector(), 7200);
+        again.restore(&carried, T0 + 45);
+        for room in 0..3 {
+            assert_eq!(again.estimate(room, T0 + 50), e.estimate(room, T0 + 50));
+        }
+        // It counts on from there.
+        again.handle_counter(0, 0, 2, T0 + 60);
+        assert_eq!(again.estimate(0, T0 + 61).count, 2);
+        // An exit counted before its entry in the same bucket, across a restart, as without.
+        let mut e = Estimator::new(1, detector(), 7200);
+        e.handle_counter(0, 0, 1, T0 + 10);
+        let mut again = Estimator::new(1, detector(), 7200);
+        again.restore(&e.carried(T0 + 20), T0 + 25);
+        e.handle_counter(0, 1, 0, T0 + 30);
+        again.handle_counter(0, 1, 0, T0 + 30);
+        assert_eq!(
+            again.estimate(0, T0 + 40).count,
+            e.estimate(0, T0 + 40).count
+        );
+    }
+
+    #[test]
+    fn co2_and_light_decide_when_nothing_else_is_known() {
+        let mut e = Estimator::new(1, detector(), 7200);
+        e.handle_light(0, 400.0, T0);
+        e.handle_co2(0, 600.0, T0);
+        let est = e.estimate(0, T0 + 60);
+        assert_eq!((est.occupied, est.basis, est.count), (true, Basis::Co2, 1));
+        e.handle_light(0, 20.0, T0 + 120);
+        assert!(!e.estimate(0, T0 + 180).occupied);
+    }
+
+    #[test]
+    fn a_still_closed_room_drifts_to_zero_and_an_open_one_does_not() {
+        let mut e = Estimator::new(2, detector(), 7200);
+        for r in 0..2 {
+            e.handle_entry(r, T0);
+            e.handle_entry(r, T0 + 1);
+        }
+        assert!(
+            e.tick(T0 + 3600, |_| true).is_empty(),
+            "not still long enough"
+        );
+        let reset = e.tick(T0 + 7300, |r| r == 0);
+        assert_eq!(reset, vec![0]);
+        assert_eq!(e.estimate(0, T0 + 7301).count, 0);
+        assert_eq!(e.estimate(1, T0 + 7301).count, 2);
+    }
+
+    #[test]
+    fn a_room_its_motion_sensor_has_seen_empty_for_20_minutes_is_empty() {
+        let mut e = Estimator::new(2, detector(), 7200);
+        // Three let in to each room; room 0 has a motion sensor that goes still, room 1 none.
+        for r in 0..2 {
+            for i in 0..3 {
+                e.handle_entry(r, T0 + i);
+            }
+        }
+        e.handle_motion(0, true, T0 + 10);
+        e.handle_motion(0, false, T0 + 600);
+        // Still reporting (a refresh every five minutes), no one moving.
+        for k in 1..4 {
+            e.handle_motion(0, false, T0 + 600 + k * 300);
+        }
+        assert!(e
+            .tick(T0 + 600 + EMPTY_STILL_SECS - 60, |_| false)
+            .is_empty());
+        e.handle_motion(0, false, T0 + 600 + EMPTY_STILL_SECS);
+        assert_eq!(e.tick(T0 + 600 + EMPTY_STILL_SECS, |_| false), vec![0]);
+        assert_eq!(e.estimate(0, T0 + 600 + EMPTY_STILL_SECS + 1).count, 0);
+        assert_eq!(e.estimate(1, T0 + 600 + EMPTY_STILL_SECS + 1).count, 3);
+    }
+
+    #[test]
+    fn a_counted_empty_room_full_of_co2_or_motion_is_not_empty() {
+        let mut e = Estimator::new(1, detector(), 7200);
+        // The counter has seen no one (the people came in before the gateway started), but
+        // the air says a crowd.
+        e.handle_counter(0, 0, 0, T0);
+        e.handle_light(0, 400.0, T0);
+        e.handle_co2(0, 4700.0, T0);
+        let est = e.estimate(0, T0 + 60);
+        assert!(est.occupied);
+        assert_eq!(est.count, 1, "someone, how many not known");
+        assert!(est.confidence < crate::access::CAPACITY_CONFIDENCE);
+        // Once the counter counts people, it is trusted again.
+        e.handle_counter(0, 5, 0, T0 + 120);
+        let est = e.estimate(0, T0 + 121);
+        assert_eq!((est.count, est.basis), (5, Basis::Counter));
+    }
+
+    #[test]
+    fn one_card_tapped_again_and_again_at_a_door_is_one_person() {
+        let mut e = Estimator::new(1, detector(), 7200);
+        for i in 0..200 {
+            e.handle_entry_of(7, 0, T0 + i);
+        }
+        assert_eq!(e.estimate(0, T0 + 300).count, 1);
+        // Someone else is another person; the first one back after a long while (not seen
+        // leaving: no exit reader) is counted once more, as the count cannot know better.
+        e.handle_entry_of(8, 0, T0 + 301);
+        assert_eq!(e.estimate(0, T0 + 302).count, 2);
+        e.handle_entry_of(7, 0, T0 + 200 + REPEAT_SECS);
+        assert_eq!(e.estimate(0, T0 + 200 + REPEAT_SECS).count, 3);
+    }
+
+    #[test]
+    fn a_person_let_into_another_room_has_left_the_one_before_and_a_corridor_lets_them_go() {
+        // Room 0 a lobby, 1 the coworking floor, 2 a meeting room inside it.
+        let mut e = Estimator::new(3, detector(), 7200);
+        e.set_transit(|i| i == 0);
+        e.handle_entry_of(1, 0, T0);
+        e.handle_entry_of(2, 0, T0 + 5);
+        assert_eq!(e.estimate(0, T0 + 10).count, 2);
+        // Both move on into the coworking floor, and one of them on into the meeting room.
+        e.handle_entry_of(1, 1, T0 + 30);
+        e.handle_entry_of(2, 1, T0 + 40);
+        e.handle_entry_of(2, 2, T0 + 60);
+        let counts = |t| (0..3).map(|r| e.estimate(r, t).count).collect::<Vec<_>>();
+        assert_eq!(
+            counts(T0 + 61),
+            vec![2, 1, 1],
+            "the lobby keeps them for its dwell"
+        );
+        assert_eq!(
+            counts(T0 + 5 + TRANSIT_DWELL_SECS),
+            vec![0, 1, 1],
+            "then the building holds each person once"
+        );
+        // An exit reader out of the meeting room: they are gone from it.
+        e.handle_exit_of(2, 2, T0 + 900);
+        assert_eq!(e.estimate(2, T0 + 901).count, 0);
+        assert_eq!(e.estimate(1, T0 + 901).count, 1);
+    }
+
+    proptest! {
+        #[test]
+        fn occupied_always_agrees_with_the_count(steps in proptest::collection::vec((0u8..4, 0u16..5, 0u16..5, 0i64..2000), 0..60)) {
+            let mut e = Estimator::new(1, detector(), 7200);
+            let mut t = T0;
+            for (kind, a, b, dt) in steps {
+                t += dt;
+                match kind {
+                    0 => e.handle_counter(0, a, b, t),
+                    1 => e.handle_entry(0, t),
+                    2 => e.handle_exit(0, t),
+                    _ => e.handle_motion(0, a > 2, t),
+                }
+                let est = e.estimate(0, t);
+                prop_assert!(est.occupied == (est.count > 0) || est.basis == Basis::Co2);
+            }
+        }
+
+        #[test]
+        fn the_order_of_ins_and_outs_in_a_bucket_does_not_change_its_end(
+            start in 0u16..5,
+            readings in proptest::collection::vec((0u16..4, 0u16..4), 1..12),
+            seed in any::<u64>(),
+        ) {
+            let run = |order: &[(u16, u16)]| {
+                let mut e = Estimator::new(1, detector(), 7200);
+                e.handle_counter(0, start, 0, T0 - 10);
+                for (i, (a, b)) in order.iter().enumerate() {
+                    e.handle_counter(0, *a, *b, T0 + i as i64);
+                }
+                e.estimate(0, T0 + BUCKET_SECS).count
+            };
+            let mut shuffled = readings.clone();
+            let mut s = seed | 1;
+            for i in (1..shuffled.len()).rev() {
+                s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+                shuffled.swap(i, (s % (i as u64 + 1)) as usize);
+            }
+            prop_assert_eq!(run(&readings), run(&shuffled));
+        }
+    }
+
+    #[test]
+    fn presence_for_no_shows_needs_a_sensor_that_sees_people_and_is_alive() {
+        let mut e = Estimator::new(2, detector(), 7200);
+        let t = 1_795_680_000;
+        // Room 0 has only CO2: not watched. Room 1 has a PIR that reported "no motion".
+        e.handle_co2(0, 450.0, t);
+        e.handle_motion(1, false, t);
+        assert!(!e.watched(0, t + 60, 86_400));
+        assert!(e.watched(1, t + 60, 86_400));
+        assert!(
+            !e.watched(1, t + 86_401, 86_400),
+            "a sensor silent for a day is not trusted"
+        );
+        assert!(!e.present_since(1, t, t + 600));
+        // A refused booker at the door, then motion: presence.
+        e.handle_presence(1, t + 300);
+        assert!(e.present_since(1, t, t + 600));
+        assert!(!e.present_since(1, t + 301, t + 600));
+        e.handle_motion(1, true, t + 400);
+        assert!(e.present_since(1, t + 301, t + 600));
+    }
+}
