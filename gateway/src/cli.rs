@@ -857,6 +857,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
                     file.display()
                 )?;
             }
+            if let Some(why) = &plan.refused {
+                bail!("{}: {why}", file.display());
+            }
             let cancelled = plan.cancelled;
             let what = format!("calendar {} for room {room}", file.display());
             let c = ctx

@@ -1766,7 +1766,9 @@ impl Core {
                 if !plan.unmatched.is_empty() {
                     tracing::info!(feed = %f.id, unmatched = ?plan.unmatched, "addresses no member has");
                 }
-                if plan.upserts.is_empty() {
+                if let Some(why) = plan.refused {
+                    Err(why)
+                } else if plan.upserts.is_empty() {
                     Ok(())
                 } else {
                     let what = format!("feed {}", f.id);

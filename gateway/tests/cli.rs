@@ -609,6 +609,16 @@ fn a_room_calendar_books_its_room_and_follows_moves_and_cancellations() {
     std::fs::write(&ics, "<html>502</html>").unwrap();
     let err = k.fails(&["import", "calendar", file, "--room", "meeting-1"]);
     assert!(err.contains("not an iCalendar calendar"), "{err}");
+    // A calendar cut off in the middle (a broken download) is refused whole: the meetings
+    // past the cut are not cancelled.
+    write(&(event("c@x", 9, "") + &event("d@x", 13, "") + &event("e@x", 16, "")));
+    k.ok(&["import", "calendar", file, "--room", "meeting-1"]);
+    let whole = std::fs::read_to_string(&ics).unwrap();
+    std::fs::write(&ics, &whole[..whole.find("UID:d@x").unwrap()]).unwrap();
+    let err = k.fails(&["import", "calendar", file, "--room", "meeting-1"]);
+    assert!(err.contains("cut short"), "{err}");
+    assert!(at("d-meeting-1", 13).contains("allow.booking"));
+    assert!(at("d-meeting-1", 16).contains("allow.booking"));
 }
 
 #[test]

@@ -29,7 +29,14 @@ pub struct FeedPlan {
     pub unmatched: BTreeSet<String>,
     /// Occurrences that could not become bookings, in words.
     pub problems: Vec<String>,
+    /// Why the plan must not be applied at all, in words: it would cancel most of the room's
+    /// coming bookings at once because they are missing from the feed (a calendar cut short,
+    /// an emptied export). Then nothing changes and the feed counts as failing.
+    pub refused: Option<String>,
 }
+
+/// Bookings a feed may cancel at once for being missing from it, whatever their share.
+pub const MISSING_CANCEL_FREE: usize = 2;
 
 /// Plans the bookings for `room` from `expanded` (a feed expanded over `[from, until)`),
 /// given the bookings `source` made before (`stored`), at `now`.
@@ -160,6 +167,8 @@ pub fn plan(
         );
         return out;
     }
+    let mut missing = 0usize;
+    let mut coming = 0usize;
     for b in stored
         .iter()
         .filter(|b| b.key.source == source && b.kind == BookingKind::Meeting)
@@ -167,17 +176,29 @@ pub fn plan(
         let Window::Timed { start, end } = b.window else {
             continue;
         };
-        if b.room == room
+        let live = b.room == room
             && b.status == BookingStatus::Confirmed
             && end > from.max(now)
-            && start < until
-            && !seen.contains(&b.key)
-        {
+            && start < until;
+        if live {
+            coming += 1;
+        }
+        if live && !seen.contains(&b.key) {
             let mut c = b.clone();
             c.status = BookingStatus::Cancelled;
             out.cancelled += 1;
+            missing += 1;
             out.upserts.push(c);
         }
+    }
+    // A feed that drops most of the room's coming bookings at once is far likelier a broken
+    // download or an emptied export than everyone cancelling: people with bookings would find
+    // the door shut. It changes nothing and says so; cancelled one by one, or marked
+    // STATUS:CANCELLED, bookings go as usual.
+    if missing > MISSING_CANCEL_FREE && missing * 2 > coming {
+        out.refused = Some(format!(
+            "it would cancel {missing} of the room's {coming} coming bookings at once for missing from the calendar; nothing was changed (cancel them in the booking system, or import the calendar with the room's bookings cancelled one by one)"
+        ));
     }
     out
 }
@@ -276,5 +297,58 @@ mod tests {
             "{:?}",
             refused.problems
         );
+    }
+
+    #[test]
+    fn a_feed_that_drops_most_of_the_room_s_coming_bookings_at_once_changes_nothing() {
+        let snap = snapshot();
+        let source = SourceId::parse("cal").unwrap();
+        let now = at("2026-11-23T08:00:00Z");
+        let window = (now, at("2026-12-23T08:00:00Z"));
+        let meeting = RoomId::parse("meeting-1").unwrap();
+        let occ = |d: u32| {
+            occurrence(
+                &format!("m{d}@x"),
+                &format!("2026-12-{d:02}T10:00:00Z"),
+                &format!("2026-12-{d:02}T11:00:00Z"),
+            )
+        };
+        let feed = |days: &[u32]| Expanded {
+            occurrences: days.iter().map(|d| occ(*d)).collect(),
+            ..Default::default()
+        };
+        let first = plan(
+            &snap,
+            source,
+            meeting,
+            &feed(&[1, 2, 3, 4, 5, 6]),
+            window,
+            now,
+            &[],
+        );
+        assert_eq!(first.upserts.len(), 6);
+        // The same calendar cut after its first meeting (or emptied): five of six would go.
+        let cut = plan(
+            &snap,
+            source,
+            meeting,
+            &feed(&[1]),
+            window,
+            now,
+            &first.upserts,
+        );
+        let why = cut.refused.expect("refused");
+        assert!(why.contains("5 of the room's 6"), "{why}");
+        // Two meetings dropped is an ordinary change, and goes through.
+        let moved = plan(
+            &snap,
+            source,
+            meeting,
+            &feed(&[1, 2, 3, 4]),
+            window,
+            now,
+            &first.upserts,
+        );
+        assert_eq!((moved.refused, moved.cancelled), (None, 2));
     }
 }

@@ -174,6 +174,28 @@ pub const EXPANSION_LIMIT: usize = 200_000;
 /// The largest feed read, bytes.
 pub const MAX_FEED_BYTES: usize = 8 * 1024 * 1024;
 
+/// Whether `text` is a whole calendar: it ends with `END:VCALENDAR` and closes every event it
+/// opens. A calendar cut off in the middle (a broken download) parses well up to the cut, and
+/// every booking past the cut would read as cancelled.
+fn complete(text: &str) -> Result<(), IcsError> {
+    let mut open_events = 0i64;
+    let mut last = "";
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.eq_ignore_ascii_case("BEGIN:VEVENT") {
+            open_events += 1;
+        } else if line.eq_ignore_ascii_case("END:VEVENT") {
+            open_events -= 1;
+        }
+        last = line;
+    }
+    if !last.eq_ignore_ascii_case("END:VCALENDAR") || open_events != 0 {
+        return Err(IcsError::NotACalendar(
+            "it is cut short (no END:VCALENDAR at its end, or an event left open): a broken download or a partial file; nothing was changed".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Parses a feed and expands it within `[from, until)`, keeping at most `max` occurrences
 /// there; floating times (and all-day dates) are read on `site_tz`.
 pub fn expand(
@@ -190,6 +212,7 @@ pub fn expand(
             text_in.len()
         )));
     }
+    complete(text_in)?;
     let mut cal: ICalendar = match calcard::Parser::new(text_in).entry() {
         calcard::Entry::ICalendar(c) => c,
         other => {

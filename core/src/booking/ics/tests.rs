@@ -344,3 +344,38 @@ fn absurd_durations_and_floods_of_attendees_are_bounded() {
     let big = "X".repeat(MAX_FEED_BYTES + 1);
     assert!(expand(&big, chrono_tz::Europe::Kyiv, from, from, 1).is_err());
 }
+
+#[test]
+fn a_calendar_cut_off_anywhere_is_refused_whole_never_read_in_part() {
+    for entry in std::fs::read_dir(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ics"),
+    )
+    .unwrap()
+    {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        if !name.ends_with(".ics") {
+            continue;
+        }
+        let text = file(&name);
+        let (from, until) = (utc("2000-01-01T00:00:00Z"), utc("2040-01-01T00:00:00Z"));
+        assert!(
+            expand(&text, chrono_tz::Europe::Kyiv, from, until, 1000).is_ok(),
+            "{name} whole"
+        );
+        // Cut after every line but the last: never a calendar.
+        let lines: Vec<&str> = text.lines().collect();
+        for n in 1..lines.len().saturating_sub(1) {
+            let cut = lines[..n].join("\r\n");
+            if lines[n..].iter().all(|l| l.trim().is_empty()) {
+                continue;
+            }
+            match expand(&cut, chrono_tz::Europe::Kyiv, from, until, 1000) {
+                Err(IcsError::NotACalendar(why)) => assert!(why.contains("cut short"), "{why}"),
+                Ok(e) => panic!(
+                    "{name} cut after line {n} read as a calendar of {} occurrences",
+                    e.occurrences.len()
+                ),
+            }
+        }
+    }
+}
