@@ -615,8 +615,36 @@ fn parse_day(s: &str) -> Result<NaiveDate> {
 }
 
 fn actor() -> Actor {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME"));
-    Actor::Cli(user.unwrap_or_else(|_| "unknown".into()))
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty());
+    Actor::Cli(user.unwrap_or_else(uid_name))
+}
+
+/// The name of the user this process runs as, from /etc/passwd (a service or a cron job may
+/// have no USER); `uid N` where it has none.
+fn uid_name() -> String {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next().map(str::to_string))
+        });
+    let Some(uid) = uid else {
+        return "unknown".into();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                (f.nth(1)? == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 fn local(site: &Site, t: DateTime<Utc>) -> String {

@@ -715,6 +715,15 @@ impl Gateway {
         }
         let site = self.snapshot.site();
         let bad = |why: &str| Err(GatewayError::DeviceBinding(d.id, why.to_string()));
+        // Ids the topics and the broker's accounts already use: a device called `gateway`
+        // would be let write the gateway's own status, one named after a bound off-the-shelf
+        // device or the Zigbee2MQTT bridge would share its broker account.
+        if d.id == crate::ha::gateway_device()
+            || d.id.as_str() == crate::mosquitto::Z2M_BRIDGE_USER
+            || site.bindings.iter().any(|b| b.id == d.id)
+        {
+            return bad("the id is reserved (the gateway's own, the Zigbee2MQTT bridge's, or a [[bindings]] device's); choose another");
+        }
         match (d.kind, d.door, d.room) {
             (DeviceKind::Door, Some(door), None) => {
                 if site.door(door).is_none() {
@@ -995,6 +1004,27 @@ mod tests {
         assert_eq!(at(card(2), "d-cowork-in", 2), Reason::MemberSuspended);
         assert_eq!(at(card(0), "d-cowork-in", 2), Reason::CredentialRevoked);
         assert_eq!(at(card(9), "d-cowork-in", 2), Reason::Plan);
+    }
+
+    #[test]
+    fn the_ids_the_topics_and_broker_accounts_use_are_not_given_to_devices() {
+        use crate::domain::{Device, DeviceId, DeviceKey, DeviceKind, RoomId};
+        let store = Arc::new(MemoryStore::new());
+        let mut g = Gateway::open(test_site(), store.clone(), t0()).unwrap();
+        let sensor = |id: &str| Device {
+            id: DeviceId::parse(id).unwrap(),
+            kind: DeviceKind::Sensor,
+            door: None,
+            room: Some(RoomId::parse("meeting-1").unwrap()),
+            key: DeviceKey::from_bytes([3; 32]),
+            added_at: t0(),
+        };
+        for id in ["gateway", "zigbee2mqtt"] {
+            let e = g.add_device(sensor(id), cli(), t0()).unwrap_err();
+            assert!(e.to_string().contains("reserved"), "{id}: {e}");
+        }
+        assert!(store.devices().unwrap().is_empty(), "nothing stored");
+        g.add_device(sensor("sensor-meeting"), cli(), t0()).unwrap();
     }
 
     #[test]

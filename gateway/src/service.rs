@@ -855,6 +855,13 @@ impl Core {
             }
             self.commit(batch)?;
         }
+        // A clean stop: the retained status says offline now (the last will fires only when
+        // the gateway vanishes), sent before the link's DISCONNECT.
+        self.publish(&Publish {
+            topic: crate::ha::gateway_status_topic(&self.config.mqtt.prefix),
+            payload: br#"{"v":1,"state":"offline"}"#.to_vec(),
+            retain: true,
+        });
         let mut marks = self.desk.take_marks(self.config.clock.now());
         marks.push(crate::domain::DeviceMark {
             at: Some(self.config.clock.now()),

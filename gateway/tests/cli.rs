@@ -784,3 +784,42 @@ fn decide_at_a_past_moment_answers_from_archived_bookings_too() {
     let now = k.ok(&["decide", "--card", "04A1B2C3", "--door", "d-meeting-1"]);
     assert!(now.contains("[deny.no_right]"), "{now}");
 }
+
+#[test]
+fn without_user_in_the_environment_the_log_names_the_account_the_command_ran_as() {
+    let k = Kombinat::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_kombinat"))
+        .args(["member", "add", "olena", "--name", "Olena"])
+        .env("KOMBINAT_SITE", &k.site)
+        .env("KOMBINAT_DATA", k.data.path())
+        .env("KOMBINAT_NOW", NOW)
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Whoever runs the tests: the name /etc/passwd gives this uid (root in CI).
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Uid:")
+                .map(|v| v.split_whitespace().next().unwrap().to_string())
+        })
+        .unwrap();
+    let name = std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.get(2) == Some(&uid.as_str())).then(|| f[0].to_string())
+        })
+        .unwrap_or(format!("uid {uid}"));
+    let log = k.ok(&["log", "tail", "-n", "5"]);
+    assert!(log.contains(&format!("cli:{name}")), "{name} not in\n{log}");
+    assert!(!log.contains("cli:unknown"), "{log}");
+}

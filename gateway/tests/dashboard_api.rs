@@ -844,6 +844,25 @@ async fn the_openapi_document_is_valid_and_covers_the_api() {
     for p in ["/api/v1/bookings", "/health", "/metrics"] {
         assert!(paths.contains_key(p), "{p}");
     }
+    // A path parameter is one the path's template names; filters are query parameters, and
+    // optional ones are not required.
+    for (template, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            for param in op["parameters"].as_array().into_iter().flatten() {
+                let name = param["name"].as_str().unwrap();
+                match param["in"].as_str().unwrap() {
+                    "path" => assert!(
+                        template.contains(&format!("{{{name}}}")),
+                        "{method} {template}: path parameter {name} is not in the path"
+                    ),
+                    "query" if template == "/api/v1/audit" => {
+                        assert_ne!(param["required"], true, "{template}: {name} is optional")
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
     // Every reference resolves to a schema in the document.
     fn refs(v: &Value, out: &mut Vec<String>) {
         match v {

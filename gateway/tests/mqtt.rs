@@ -1001,3 +1001,44 @@ async fn a_card_tapped_200_times_does_not_fill_the_coworking_floor_for_a_residen
     assert_eq!((d.allow, d.reason), (true, Reason::Plan));
     gw.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_clean_stop_the_gateway_s_retained_status_says_offline() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
+    let gw = service::start(config(dir.path(), &broker.url()))
+        .await
+        .unwrap();
+    assert!(gw.ready(T).await);
+    let status = Topic::Status("gateway".parse().unwrap()).to_string(PREFIX);
+    let retained = |addr: std::net::SocketAddr, status: String| async move {
+        let mut node = DoorNode::connect_with(
+            addr,
+            "door-cowork",
+            "d-cowork-in",
+            key(1),
+            std::slice::from_ref(&status),
+        )
+        .await;
+        let deadline = tokio::time::Instant::now() + T;
+        loop {
+            let (t, payload) = tokio::time::timeout_at(deadline, node.rx.recv())
+                .await
+                .expect("the retained status in time")
+                .unwrap();
+            if t == status {
+                let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+                return v["state"].as_str().unwrap().to_string();
+            }
+        }
+    };
+    let addr = gw.mqtt_addr;
+    assert_eq!(retained(addr, status.clone()).await, "online");
+    gw.stop().await.unwrap();
+    // The broker keeps what the gateway said last: offline, though no will fired.
+    assert_eq!(retained(addr, status).await, "offline");
+    drop(broker);
+}

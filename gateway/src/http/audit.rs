@@ -41,6 +41,7 @@ pub fn router() -> Router<AppState> {
 
 /// The filters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// A member's id.
     pub member: Option<String>,

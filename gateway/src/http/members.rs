@@ -100,6 +100,7 @@ fn word<T: Serialize>(v: &T) -> String {
 
 /// The list's query.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Text found in the id, name or e-mail (any case).
     pub q: Option<String>,

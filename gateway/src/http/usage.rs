@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
 
 /// The period and room.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     /// From (RFC 3339 or `YYYY-MM-DD` on the site's clock); default 28 days ago.
     pub from: Option<String>,
