@@ -436,11 +436,7 @@ impl Desk {
         if !msg.verify(&s.device.key) {
             return Err(Rejected::BadMac(device.to_string()));
         }
-        s.rx.accept(msg.counter()).map_err(|r| Rejected::Replay {
-            device: device.to_string(),
-            counter: r.counter,
-            last: r.last,
-        })?;
+        accept_counter(&mut s.rx, device, msg.counter())?;
         s.health.last_seen = Some(now);
         self.mark_dirty(device);
         Ok(())
@@ -781,11 +777,7 @@ impl Desk {
         // A reading is unsigned, but its counter still grows with every reading the node sends
         // (protocol/README.md): one delivered twice (QoS 1 redelivers) or replayed would count
         // its people twice.
-        s.rx.accept(r.counter).map_err(|x| Rejected::Replay {
-            device: device.to_string(),
-            counter: x.counter,
-            last: x.last,
-        })?;
+        accept_counter(&mut s.rx, device, r.counter)?;
         s.health.last_seen = Some(now);
         self.mark_dirty(device);
         Ok((room, r.reading))
@@ -872,6 +864,15 @@ impl Desk {
 /// allow-list, which reaches 72 hours at most; a week leaves room for a log that waited for the
 /// link to come back.
 pub const OFFLINE_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// Takes `counter` from `device` if it is past every one taken before; a replay otherwise.
+fn accept_counter(rx: &mut ReplayGuard, device: DeviceId, counter: u64) -> Result<(), Rejected> {
+    rx.accept(counter).map_err(|r| Rejected::Replay {
+        device: device.to_string(),
+        counter: r.counter,
+        last: r.last,
+    })
+}
 
 /// The time an offline decision is logged at: the node's clock, unless it is in the future or
 /// older than [`OFFLINE_MAX_AGE`] (a node whose clock was wrong, or a forged date). Then the
