@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::logs;
 use kombinat_firmware::mqtt::LinkConfig;
-use kombinat_firmware::sim::{Building, Population, SimClock, SimConfig, SimReport, World};
+use kombinat_firmware::sim::{Building, Population, SimConfig, SimReport, World};
 
 fn written() -> u64 {
     std::fs::read_to_string("/proc/self/io")
@@ -59,14 +59,18 @@ fn run(rt: &tokio::runtime::Runtime, speed: f64, start_min: u32, real_s: f64) ->
     let building = Building::parse(&text).unwrap();
     // The nodes connect and report in before the building's clock starts.
     let settle = 10.0;
-    let clock = SimClock {
-        real_start: unix_now() + settle,
-        start_min,
-        speed,
-    };
+    let (clock, gateway_clock) =
+        kombinat::demo::clocks(building.timezone, start_min, speed, settle);
     let pop = Population::generate(&building, 7, clock);
-    kombinat::demo::seed(&site_file, &data, &pop, building.timezone).unwrap();
-    let config = kombinat::config::Config::parse(
+    kombinat::demo::seed(
+        &site_file,
+        &data,
+        &pop,
+        building.timezone,
+        gateway_clock.now(),
+    )
+    .unwrap();
+    let mut config = kombinat::config::Config::parse(
         &format!(
             "site = {:?}\ndata = {:?}\n[mqtt]\nbroker = \"embedded\"\nlisten = \"127.0.0.1:0\"\n",
             site_file.display().to_string(),
@@ -75,6 +79,7 @@ fn run(rt: &tokio::runtime::Runtime, speed: f64, start_min: u32, real_s: f64) ->
         dir.path(),
     )
     .unwrap();
+    config.clock = gateway_clock;
     rt.block_on(async {
         let gw = kombinat::service::start(config).await.unwrap();
         assert!(gw.ready(Duration::from_secs(30)).await);

@@ -63,21 +63,47 @@ fn pick(
     Ok(free)
 }
 
-/// The example site as the demo runs it: bookings judged from a minute before their start
-/// (the simulated day is compressed: a meeting of a simulated hour lasts minutes).
+/// The example site as the demo runs it.
 pub fn site_text() -> String {
-    SITE.replace(
-        "booking_grace_before_min = 15",
-        "booking_grace_before_min = 1",
-    )
+    SITE.to_string()
+}
+
+/// The simulated day's clock, and the gateway's that follows it: the simulated day starts at
+/// `start_min` on today's date (the site's) once `setup_s` real seconds have passed, and runs
+/// `speed` times as fast as real time. The dashboard, the log and the bookings all read it: at
+/// 11:30 on the simulated day the dashboard says 11:30, and an hour's meeting lasts an hour.
+pub fn clocks(
+    tz: chrono_tz::Tz,
+    start_min: u32,
+    speed: f64,
+    setup_s: f64,
+) -> (SimClock, crate::clock::Clock) {
+    let real_now = Utc::now();
+    let real_start = real_now.timestamp_millis() as f64 / 1_000.0 + setup_s;
+    let sim = SimClock {
+        real_start,
+        start_min,
+        speed,
+        midnight: Some(SimClock::local_midnight(real_now, tz)),
+    };
+    let start = chrono::DateTime::from_timestamp(sim.wall_unix(f64::from(start_min)), 0)
+        .unwrap_or(real_now);
+    let at =
+        chrono::DateTime::from_timestamp_millis((real_start * 1_000.0) as i64).unwrap_or(real_now);
+    (sim, crate::clock::Clock::running(start, at, speed))
 }
 
 /// Writes the day into the store: members and bookings through the importers, the devices, and a
 /// token for the metrics and the bookings (returned).
-pub fn seed(site_file: &Path, data: &Path, pop: &Population, tz: chrono_tz::Tz) -> Result<String> {
+pub fn seed(
+    site_file: &Path,
+    data: &Path,
+    pop: &Population,
+    tz: chrono_tz::Tz,
+    now: chrono::DateTime<Utc>,
+) -> Result<String> {
     let site = Arc::new(crate::site_file::load(site_file)?);
     let store: Arc<dyn Store> = Arc::new(SledStore::open(data)?);
-    let now = Utc::now();
     let mut g = crate::gateway::Gateway::open(site, store, now)?;
     let who = Actor::Cli("demo".into());
     let members = crate::import::read_members(g.snapshot(), pop.members_csv().as_bytes(), |_| {})?;
@@ -154,9 +180,8 @@ pub const DEMO_STAFF: &str = "admin";
 
 /// Makes the demo's admin account, or gives it a new password when it is there (a kept data
 /// directory); returns the password.
-pub fn staff_login(data: &Path) -> Result<String> {
+pub fn staff_login(data: &Path, now: chrono::DateTime<Utc>) -> Result<String> {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(data)?);
-    let now = Utc::now();
     let staff = crate::staff::Staff::load(store, now)?;
     let name = crate::staff::StaffName::parse(DEMO_STAFF).map_err(|e| anyhow!(e))?;
     let password = crate::staff::generate_password().map_err(|e| anyhow::anyhow!(e))?;
@@ -195,12 +220,7 @@ pub async fn run(
     let site_file = data.join("site.toml");
     std::fs::write(&site_file, &text)?;
     let building = Building::parse(&text).map_err(|e| anyhow!(e))?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64();
-    let clock = SimClock {
-        real_start: now + 3.0,
-        start_min: o.start_min,
-        speed: o.speed,
-    };
+    let (clock, gateway_clock) = clocks(building.timezone, o.start_min, o.speed, 3.0);
     let pop = Population::generate(&building, o.seed, clock);
     // Seeded every time: members and devices already there stay, the bookings move to today.
     let (token, password) = {
@@ -211,18 +231,23 @@ pub async fn run(
             building.timezone,
         );
         tokio::task::spawn_blocking(move || -> Result<(String, String)> {
-            Ok((seed(&site_file, &data, &pop, tz)?, staff_login(&data)?))
+            let now = gateway_clock.now();
+            Ok((
+                seed(&site_file, &data, &pop, tz, now)?,
+                staff_login(&data, gateway_clock.session_now())?,
+            ))
         })
         .await??
     };
     let token = Some(token);
 
     let config_text = format!(
-        "site = {site:?}\ndata = {data:?}\n[mqtt]\nbroker = \"embedded\"\nlisten = \"{mqtt}\"\n[http]\nlisten = \"{http}\"\n[occupancy]\nno_show_after_min = 1\n",
+        "site = {site:?}\ndata = {data:?}\n[mqtt]\nbroker = \"embedded\"\nlisten = \"{mqtt}\"\n[http]\nlisten = \"{http}\"\n",
         site = site_file.display().to_string(),
         data = data.display().to_string(),
     );
-    let config = crate::config::Config::parse(&config_text, &data).map_err(|e| anyhow!(e))?;
+    let mut config = crate::config::Config::parse(&config_text, &data).map_err(|e| anyhow!(e))?;
+    config.clock = gateway_clock;
     let gw = crate::service::start(config).await?;
     let http_addr = gw.http_addr.unwrap_or(http);
     writeln!(

@@ -240,6 +240,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         store.devices()?,
         marks,
     );
+    desk.set_time_rate(config.clock.rate());
     let recent = match since {
         Some(s) => store.audit_after(Some(s), usize::MAX)?,
         None => store.audit_after(None, usize::MAX)?,
@@ -317,7 +318,10 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         .collect();
     let judge = Judge::new(config.occupancy.no_show_after_min, now.timestamp());
     let live = Arc::new(crate::live::Live::new(&site));
-    let staff = Arc::new(crate::staff::Staff::load(store.clone(), now)?);
+    let staff = Arc::new(crate::staff::Staff::load(
+        store.clone(),
+        config.clock.session_now(),
+    )?);
     let estimator = restored_estimator(&site, store.as_ref(), rooms, now);
     let core = Core {
         live: live.clone(),

@@ -1,5 +1,6 @@
 //! `kombinat demo` as a user runs it: started on free ports, it becomes healthy, decisions and
-//! occupancy move within a bounded time, and Ctrl-C stops it cleanly.
+//! occupancy move within a bounded time, the gateway reads the simulated day's clock, and Ctrl-C
+//! stops it cleanly.
 
 mod support;
 
@@ -42,6 +43,8 @@ async fn the_demo_comes_alive_and_stops_cleanly() {
             &format!("127.0.0.1:{mqtt}"),
             "--speed",
             "60",
+            "--start",
+            "08:45",
         ])
         .env("RUST_LOG", "warn,rumqttd=off")
         .stdout(Stdio::piped())
@@ -57,6 +60,13 @@ async fn the_demo_comes_alive_and_stops_cleanly() {
             }
         }
     });
+    let started = Instant::now();
+    let kyiv_today = || {
+        chrono::Utc::now()
+            .with_timezone(&chrono_tz::Europe::Kyiv)
+            .date_naive()
+    };
+    let day_at_start = kyiv_today();
     let mut said = Vec::new();
     let token = loop {
         let l = lines
@@ -156,11 +166,28 @@ async fn the_demo_comes_alive_and_stops_cleanly() {
         &format!("{base}/api/v1/audit?kind=decision&limit=5"),
         &cookie,
     );
-    assert_eq!(
-        log["entries"].as_array().unwrap().len(),
-        5,
-        "decisions in the log: {log}"
-    );
+    let entries = log["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 5, "decisions in the log: {log}");
+    // The log is on the simulated day's clock: from 08:45 local, 60 simulated seconds a real
+    // one, so a decision made by now is stamped between 08:45 and 08:45 plus sixty times the
+    // real time since the demo started (and not at the real time of day).
+    let sim_limit = 8.75 * 60.0 + started.elapsed().as_secs_f64() + 1.0;
+    for e in entries {
+        let at = chrono::DateTime::parse_from_rfc3339(e["at"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&chrono_tz::Europe::Kyiv);
+        use chrono::Timelike;
+        let min = f64::from(at.hour() * 60 + at.minute());
+        assert!(
+            (8.75 * 60.0..=sim_limit).contains(&min),
+            "a decision at {at} on a simulated day from 08:45 at 60x ({:.0} s in)",
+            started.elapsed().as_secs_f64()
+        );
+        assert!(
+            [day_at_start, kyiv_today()].contains(&at.date_naive()),
+            "{at}: the simulated day is today"
+        );
+    }
 
     // Ctrl-C: a clean stop, with a last word.
     let pid = child.id().to_string();

@@ -59,6 +59,7 @@ async fn simulated_morning(broker: &str) {
             real_start: now(),
             start_min: 0,
             speed: SPEED,
+            midnight: None,
         },
     );
     let first = probe
@@ -75,6 +76,7 @@ async fn simulated_morning(broker: &str) {
         real_start: now() + setup_s,
         start_min: (first - 10.0) as u32,
         speed: SPEED,
+        midnight: None,
     };
     let pop = Population::generate(&b, SEED, clock);
     let day = dir.path().join("day");

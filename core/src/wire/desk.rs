@@ -211,6 +211,9 @@ pub struct Desk {
     pub malformed: Malformed,
     /// The least counter the gateway signs with towards any device ([`Desk::raise_tx_floor`]).
     tx_floor: u64,
+    /// Seconds of the `now` the desk is given per second of the devices' own timers: 1 but in
+    /// a simulated day ([`Desk::set_time_rate`]).
+    time_rate: f64,
 }
 
 fn remember(taps: &mut std::collections::VecDeque<u64>, tap: u64) {
@@ -250,6 +253,7 @@ impl Desk {
             marks_due: false,
             malformed: Malformed::default(),
             tx_floor: 0,
+            time_rate: 1.0,
         };
         for dev in devices {
             d.add_device(dev);
@@ -647,16 +651,29 @@ impl Desk {
         }]
     }
 
+    /// The `now` this desk is given runs `rate` times as fast as the devices' own timers (a
+    /// simulated day: the building's clock at 30x while the nodes heartbeat in real seconds).
+    /// A heartbeat's period is judged on the building's clock accordingly.
+    pub fn set_time_rate(&mut self, rate: f64) {
+        self.time_rate = if rate.is_finite() && rate >= 1.0 {
+            rate
+        } else {
+            1.0
+        };
+    }
+
     /// Marks devices silent for three heartbeats offline; returns the alarms.
     pub fn check_health(&mut self, now: DateTime<Utc>) -> Vec<AuditEntry> {
+        let rate = self.time_rate;
         let silent: Vec<DeviceId> = self
             .devices
             .iter()
             .filter(|(_, s)| {
+                let ms = (3_000.0 * f64::from(s.health.heartbeat_s) * rate) as i64;
                 s.health.online
-                    && s.health.last_seen.is_some_and(|t| {
-                        now - t > chrono::Duration::seconds(3 * i64::from(s.health.heartbeat_s))
-                    })
+                    && s.health
+                        .last_seen
+                        .is_some_and(|t| now - t > chrono::Duration::milliseconds(ms))
             })
             .map(|(id, _)| *id)
             .collect();
@@ -962,6 +979,34 @@ mod tests {
         assert_eq!(offline_time(at(month_ago), now, d), now, "not too old");
         assert_eq!(offline_time(u64::MAX, now, d), now);
         assert_eq!(offline_time(0, now, d), now);
+    }
+
+    #[test]
+    fn silence_is_judged_in_heartbeats_of_the_devices_own_time() {
+        let t0 = DateTime::parse_from_rfc3339("2026-11-26T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let online = br#"{"v":1,"state":"online","heartbeat_s":30}"#;
+        let secs = |s: i64| t0 + chrono::Duration::seconds(s);
+        // On the system clock: three heartbeats of 30 s missed is offline.
+        let mut desk = Desk::new("kombinat/v1", 30, vec![device()], vec![]);
+        desk.handle_status(device().id, online, t0).unwrap();
+        assert!(desk.check_health(secs(90)).is_empty());
+        let alarms = desk.check_health(secs(91));
+        assert_eq!(alarms.len(), 1, "offline after 90 s of silence");
+        // On a building clock running 30 times as fast (the demo's simulated day), 91 s of it
+        // are 3 real seconds: the node still sends its status every 30 real seconds.
+        let mut desk = Desk::new("kombinat/v1", 30, vec![device()], vec![]);
+        desk.set_time_rate(30.0);
+        desk.handle_status(device().id, online, t0).unwrap();
+        assert!(desk.check_health(secs(91)).is_empty());
+        assert!(desk.check_health(secs(2_700)).is_empty());
+        assert_eq!(desk.check_health(secs(2_701)).len(), 1);
+        // A rate below 1 or not a number is the system's.
+        let mut desk = Desk::new("kombinat/v1", 30, vec![device()], vec![]);
+        desk.set_time_rate(f64::NAN);
+        desk.handle_status(device().id, online, t0).unwrap();
+        assert_eq!(desk.check_health(secs(91)).len(), 1);
     }
 
     #[test]

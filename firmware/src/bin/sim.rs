@@ -99,6 +99,7 @@ fn main() -> Result<()> {
                 real_start: SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64(),
                 start_min: minutes(&start)?,
                 speed,
+                midnight: None,
             };
             let pop = Population::generate(&b, seed, day.clock());
             pop.write_csv(&out, b.timezone)

@@ -27,6 +27,9 @@ pub struct DayFile {
     pub start_min: u32,
     /// Speed-up.
     pub speed: f64,
+    /// See [`SimClock::midnight`] (absent: real time).
+    #[serde(default)]
+    pub midnight: Option<i64>,
 }
 
 impl DayFile {
@@ -36,6 +39,7 @@ impl DayFile {
             real_start: self.real_start,
             start_min: self.start_min,
             speed: self.speed,
+            midnight: self.midnight,
         }
     }
 }

@@ -5,9 +5,10 @@
 //! gateway must know, written as the gateway's own import files.
 //!
 //! Simulated time runs `speed` times faster than real time from `start_min` (minutes after local
-//! midnight). Bookings are written in real time, compressed the same way, so that the gateway,
-//! which judges by its own clock, sees a meeting booked for a simulated hour as a booking of
-//! `60 / speed` real minutes at the moment the simulated people go to it.
+//! midnight). Bookings are written on the clock the gateway reads ([`SimClock::wall_unix`]): the
+//! simulated day's own time when the gateway follows it (the demo), else real time compressed
+//! the same way (a meeting of a simulated hour booked for `60 / speed` real minutes at the moment
+//! the simulated people go to it).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -56,7 +57,7 @@ impl Rng {
     }
 }
 
-/// How simulated time maps to real time.
+/// How simulated time maps to real time, and which time the gateway and the nodes read.
 #[derive(Debug, Clone, Copy)]
 pub struct SimClock {
     /// Real Unix time (seconds, fractional) at the start.
@@ -65,6 +66,12 @@ pub struct SimClock {
     pub start_min: u32,
     /// Simulated seconds per real second.
     pub speed: f64,
+    /// `Some`: the gateway and the nodes read the simulated time, the simulated day's local
+    /// midnight being this Unix second (the demo: the dashboard shows 11:30 when the simulated
+    /// building is at 11:30, and an hour's meeting lasts an hour on every clock). `None`: they
+    /// read real time, and the simulated day is compressed into it (a meeting of a simulated
+    /// hour is booked for `60 / speed` real minutes).
+    pub midnight: Option<i64>,
 }
 
 impl SimClock {
@@ -76,6 +83,36 @@ impl SimClock {
     /// The simulated minute after `elapsed_s` real seconds.
     pub fn sim_min(&self, elapsed_s: f64) -> f64 {
         f64::from(self.start_min) + elapsed_s * self.speed / 60.0
+    }
+
+    /// The Unix second the gateway and the nodes read when the simulated day reaches `min`:
+    /// the simulated time, or the real one (see [`SimClock::midnight`]).
+    pub fn wall_unix(&self, min: f64) -> i64 {
+        match self.midnight {
+            Some(m) => m + (min * 60.0).round() as i64,
+            None => self.real_unix(min),
+        }
+    }
+
+    /// The Unix second the nodes read at real Unix time `real_now`.
+    pub fn wall_now(&self, real_now: f64) -> u64 {
+        match self.midnight {
+            Some(_) => {
+                let t = self.wall_unix(self.sim_min(real_now - self.real_start));
+                u64::try_from(t).unwrap_or(0)
+            }
+            None => real_now.max(0.0) as u64,
+        }
+    }
+
+    /// The Unix second of local midnight on the day `at` falls on, in `tz`.
+    pub fn local_midnight(at: DateTime<Utc>, tz: chrono_tz::Tz) -> i64 {
+        use chrono::TimeZone;
+        let day = at.with_timezone(&tz).date_naive();
+        let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+        tz.from_local_datetime(&midnight)
+            .earliest()
+            .map_or(at.timestamp() - at.timestamp() % 86_400, |t| t.timestamp())
     }
 }
 
@@ -469,7 +506,7 @@ impl Population {
                         plan.sort_by(|a, b| a.at.total_cmp(&b.at));
                     }
                 }
-                let (s, e) = (g.clock.real_unix(start), g.clock.real_unix(end));
+                let (s, e) = (g.clock.wall_unix(start), g.clock.wall_unix(end));
                 g.bookings.push(Booking {
                     external_id: format!("sim-meeting-{n_meeting}"),
                     room: room.clone(),
@@ -517,7 +554,7 @@ impl Population {
                 );
             }
             // Booked from 09:00, when the hall opens for registration; the talks begin at 10:00.
-            let (s, e) = (g.clock.real_unix(540.0), g.clock.real_unix(1_020.0));
+            let (s, e) = (g.clock.wall_unix(540.0), g.clock.wall_unix(1_020.0));
             g.bookings.push(Booking {
                 external_id: "sim-conference".into(),
                 room: hall,
@@ -555,7 +592,7 @@ impl Population {
             let start_in = if leaving { room.as_str() } else { OUTSIDE };
             g.person(m, start_in, plan);
             // A stay that holds now, whatever the real hour: from yesterday to tomorrow.
-            let now = g.clock.real_start as i64;
+            let now = g.clock.wall_unix(f64::from(g.clock.start_min));
             g.bookings.push(Booking {
                 external_id: format!("sim-stay-{}", i + 1),
                 room: room.clone(),
@@ -711,6 +748,7 @@ mod tests {
             real_start: 1_795_680_000.0,
             start_min: 450,
             speed: 60.0,
+            midnight: None,
         };
         let p = Population::generate(&b, 7, clock);
         (b, p)

@@ -276,6 +276,19 @@ impl<'a> World<'a> {
         r
     }
 
+    /// People in every place of the building now, sensed or not (the simulation's truth;
+    /// the street left out), by room id, sorted.
+    pub fn people_in(&self) -> Vec<(String, u32)> {
+        let mut v: Vec<(String, u32)> = self
+            .inside
+            .iter()
+            .filter(|(k, _)| k.as_str() != OUTSIDE)
+            .map(|(k, n)| (k.clone(), *n))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Nodes whose link is up.
     pub fn connected(&self) -> usize {
         use crate::net::Network;
@@ -370,12 +383,15 @@ impl<'a> World<'a> {
         self.report()
     }
 
+    /// The nodes' time: their own milliseconds, and the wall clock the gateway reads too (the
+    /// simulated day's, when the gateway follows it).
     fn time(&self) -> Time {
+        let real = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         Time {
             ms: self.started.elapsed().as_millis() as u64,
-            unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            unix: self.clock.wall_now(real),
         }
     }
 

@@ -67,7 +67,7 @@ fn check(parts: &Parts, state: &AppState, need: StaffRole) -> Result<Signed, Api
     let id = session_id(&parts.headers).ok_or(ApiError::SignedOut)?;
     let signed = state
         .staff
-        .session(id, state.clock.now())
+        .session(id, state.clock.session_now())
         .ok_or(ApiError::SignedOut)?;
     let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
     if !safe {
@@ -248,8 +248,9 @@ pub async fn login(
     let store = state.store.clone();
     let name = account.name.clone();
     let now = state.clock.now();
+    let opened_at = state.clock.session_now();
     let (id, session) = blocking(move || {
-        let opened = staff.open_session(&name, now)?;
+        let opened = staff.open_session(&name, opened_at)?;
         store.append_audit(&[crate::store::AuditEntry::change(
             now,
             Actor::Staff(name.to_string()),

@@ -187,7 +187,7 @@ pub async fn events(
     let name = who.0.name;
     let still_signed = move || {
         staff
-            .session(&session, clock.now())
+            .session(&session, clock.session_now())
             .is_some_and(|s| s.name == name)
     };
     let stream =

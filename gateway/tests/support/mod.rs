@@ -556,6 +556,7 @@ impl SimDay {
             real_start: now + setup_s,
             start_min,
             speed,
+            midnight: None,
         };
         let pop = Population::generate(&building, seed, clock);
         let day = dir.join("day");
