@@ -585,6 +585,7 @@ fn restored_estimator(
             )
         })
     });
+    e.set_capacity(|i| site.rooms.get(i).and_then(|r| r.capacity));
     let t = now.timestamp();
     let saved = match store.state(COUNTS_KEY) {
         Ok(Some(bytes)) => match serde_json::from_slice::<SavedCounts>(&bytes) {

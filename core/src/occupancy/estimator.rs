@@ -8,6 +8,15 @@
 //! bucket ends (an exit reported before the entry it matches is not lost). A room still for long
 //! while it is closed drifts back to zero: a count can go wrong, and an empty building at night
 //! is the usual truth.
+//!
+//! Counters count changes, not people: when the gateway starts with people inside (a first start
+//! at 11:00, counts lost), a counted room is not `sure` of its start. Until it is seen empty
+//! (counters and air both, or the night's reset), its CO2 tops the count up: the excess over
+//! outdoor air, ahead by its slope over one air-change time constant, is k (b + net) for the b
+//! people inside at the start and the counters' net since; b is fitted over the readings, and k
+//! (ppm per person) is [`DESIGN_RISE_AT_CAPACITY_PPM`] over the room's capacity until the room's
+//! own counters show it (people coming and going while it is not sure, or a steady count while
+//! it is). Such a count says `co2` at confidence 0.6, so it never closes a door for a full room.
 
 use kombinat_protocol::room::Basis;
 
@@ -34,6 +43,18 @@ const WHEREABOUTS_MAX: usize = 50_000;
 pub const EMPTY_STILL_SECS: i64 = 20 * 60;
 /// A motion sensor heard from this recently is alive (ours refresh their state every 5 minutes).
 const WATCH_ALIVE_SECS: i64 = 15 * 60;
+/// The CO2 of outdoor air, ppm: what an empty, ventilated room settles to (or the least the
+/// room's own sensor has read, if lower: sensors calibrate to about 400).
+pub const OUTDOOR_CO2_PPM: f32 = 420.0;
+/// How fast a room's CO2 follows its people, minutes: the time constant of its air change
+/// (two to four air changes an hour make 15 to 30 minutes).
+pub const AIR_TAU_MIN: f32 = 20.0;
+/// A room's CO2 rise above outdoor air with its capacity in it, ventilated as designed, ppm
+/// (EN 16798-1 category II: about 7 l/s of air a person for about 0.005 l/s of CO2 breathed
+/// out). Where a room starts from before it calibrates its own ppm per person.
+pub const DESIGN_RISE_AT_CAPACITY_PPM: f32 = 700.0;
+/// A CO2 excess smaller than this, ppm, is within a sensor's error: it counts nobody.
+pub const CO2_NOISE_PPM: f32 = 60.0;
 
 /// One room's estimate.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,6 +98,24 @@ struct Room {
     transit: bool,
     /// In a transit space, when the people counted in by their entries move on, in order.
     departures: std::collections::VecDeque<i64>,
+    /// Fire-safety capacity, if known: the bound of any count, and the start of the room's
+    /// CO2 calibration ([`DESIGN_RISE_AT_CAPACITY_PPM`]).
+    capacity: Option<u32>,
+    /// CO2 rise per person at steady state, ppm, as the room has calibrated it from its own
+    /// counters (`None`: not yet).
+    ppm_per_person: Option<f32>,
+    /// The least CO2 the room's sensor has read.
+    co2_floor: Option<f32>,
+    /// The counters' count starts from a known number: the room was seen empty (at night, or
+    /// counters and air both saying so) or its count was carried over a restart. Until then
+    /// people who were inside before the gateway started are missing from it.
+    sure: bool,
+    /// In a room not yet `sure`: the people its CO2 shows beyond those its counters counted.
+    extra: Option<f32>,
+    /// In a room not yet `sure`: in minus out since its counters started (not clamped), and
+    /// the sums of the air's fit against it (readings, Σnet, Σexcess, Σnet², Σnet·excess).
+    net: i64,
+    fit: [f64; 5],
 }
 
 impl Room {
@@ -102,10 +141,55 @@ impl Room {
     fn count(&self) -> u32 {
         (i64::from(self.base) + self.pending).clamp(0, i64::from(u32::MAX)) as u32
     }
+
+    /// CO2 rise per person, ppm: calibrated, or from the capacity.
+    fn ppm_per_person(&self) -> Option<f32> {
+        self.ppm_per_person.or_else(|| {
+            self.capacity
+                .filter(|c| *c > 0)
+                .map(|c| DESIGN_RISE_AT_CAPACITY_PPM / c as f32)
+        })
+    }
+
+    /// The CO2 excess the room's air will settle to (the last reading, ahead by its slope over
+    /// one air-change time constant), ppm above outdoor air.
+    fn co2_excess(&self, now: i64) -> Option<f32> {
+        let (_, ppm) = self.co2.filter(|(t, _)| now - t <= AIR_SECS)?;
+        let floor = self
+            .co2_floor
+            .unwrap_or(OUTDOOR_CO2_PPM)
+            .min(OUTDOOR_CO2_PPM);
+        let settled = ppm + AIR_TAU_MIN * self.co2_slope.unwrap_or(0.0);
+        Some((settled - floor).max(0.0))
+    }
+
+    /// The people the room's CO2 shows, if it has a recent reading and a ppm per person.
+    fn co2_people(&self, now: i64) -> Option<f32> {
+        Some(self.co2_excess(now)? / self.ppm_per_person()?)
+    }
+
+    /// What the counters' count misses, by the air: whole people, when the excess is more
+    /// than a sensor's error.
+    fn missed(&self) -> u32 {
+        match self.ppm_per_person() {
+            Some(k) if !self.sure && self.extra.is_some_and(|x| x * k >= CO2_NOISE_PPM) => {
+                self.extra.map_or(0, |x| x.round() as u32)
+            }
+            _ => 0,
+        }
+    }
+
+    fn bounded(&self, n: u32) -> u32 {
+        self.capacity.map_or(n, |c| n.min(c.max(1)))
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A room's count and the times it rests on, carried over a restart.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Carried {
     /// Head count.
     pub count: u32,
@@ -124,6 +208,13 @@ pub struct Carried {
     pub counter: Option<i64>,
     /// Last entry or exit through a door.
     pub entry: Option<i64>,
+    /// The count starts from a known number (see `Room::sure`); counts stored before this was
+    /// kept were.
+    #[serde(default = "yes")]
+    pub sure: bool,
+    /// The room's calibrated CO2 rise per person, ppm.
+    #[serde(default)]
+    pub ppm_per_person: Option<f32>,
 }
 
 /// The estimator for every room of a site (rooms by index).
@@ -155,6 +246,14 @@ impl Estimator {
         }
     }
 
+    /// The rooms' fire-safety capacities, by room index: no count goes above one, and a room's
+    /// CO2 calibration starts from it.
+    pub fn set_capacity(&mut self, capacity: impl Fn(usize) -> Option<u32>) {
+        for (i, r) in self.rooms.iter_mut().enumerate() {
+            r.capacity = capacity(i);
+        }
+    }
+
     fn room(&mut self, room: usize, now: i64) -> Option<&mut Room> {
         let r = self.rooms.get_mut(room)?;
         r.roll(now);
@@ -177,6 +276,8 @@ impl Estimator {
                     activity: r.last_activity,
                     counter: r.last_counter,
                     entry: r.last_entry,
+                    sure: r.sure,
+                    ppm_per_person: r.ppm_per_person,
                 }
             })
             .collect()
@@ -200,6 +301,8 @@ impl Estimator {
             r.last_counter = past(c.counter);
             r.last_entry = past(c.entry);
             r.last_watch = r.last_watch.or(past(c.counter));
+            r.sure = c.sure;
+            r.ppm_per_person = c.ppm_per_person.filter(|k| k.is_finite() && *k > 0.0);
         }
     }
 
@@ -207,6 +310,9 @@ impl Estimator {
     pub fn handle_counter(&mut self, room: usize, entered: u16, left: u16, now: i64) {
         if let Some(r) = self.room(room, now) {
             r.pending += i64::from(entered) - i64::from(left);
+            if !r.sure {
+                r.net += i64::from(entered) - i64::from(left);
+            }
             r.last_counter = Some(now);
             r.last_watch = Some(now);
             if entered > 0 {
@@ -329,10 +435,76 @@ impl Estimator {
             if let Some((t, before)) = r.co2 {
                 let minutes = (now - t) as f32 / 60.0;
                 if minutes >= 0.5 {
-                    r.co2_slope = Some((ppm - before) / minutes);
+                    // Smoothed over readings: a sensor's noise divided by a few minutes is a
+                    // steep slope.
+                    let slope = (ppm - before) / minutes;
+                    r.co2_slope = Some(match r.co2_slope {
+                        Some(s) if minutes < 30.0 => s + 0.5 * (slope - s),
+                        _ => slope,
+                    });
                 }
             }
             r.co2 = Some((now, ppm));
+            r.co2_floor = Some(r.co2_floor.map_or(ppm, |f| f.min(ppm)));
+            let counting = r.last_counter.is_some_and(|t| now - t <= FRESH_SECS);
+            let (Some(excess), Some(k)) = (r.co2_excess(now), r.ppm_per_person()) else {
+                return;
+            };
+            let counted = r.count() as f32;
+            if counting && r.sure {
+                // The room calibrates itself: with a count it can trust, in air that has
+                // settled, the excess per person is what one person adds here.
+                let slope = r.co2_slope.unwrap_or(0.0).abs() * AIR_TAU_MIN;
+                if counted >= 2.0 && excess >= CO2_NOISE_PPM && slope <= 0.15 * excess {
+                    let seen = excess / counted;
+                    let start = r
+                        .capacity
+                        .map_or(seen, |c| DESIGN_RISE_AT_CAPACITY_PPM / c.max(1) as f32);
+                    let k = k + 0.2 * (seen - k);
+                    r.ppm_per_person = Some(k.clamp(start / 4.0, start * 4.0));
+                }
+            } else if counting {
+                // The counters started with people inside (b of them): the air says how many.
+                // Its excess is k (b + net) for the counters' net in-minus-out since: fitted over
+                // the readings, the slope is the room's ppm per person (once people came and
+                // went enough to show it), and b is the mean of excess / k - net.
+                let (x, y) = (r.net as f64, f64::from(excess));
+                let f = &mut r.fit;
+                f[0] += 1.0;
+                f[1] += x;
+                f[2] += y;
+                f[3] += x * x;
+                f[4] += x * y;
+                let n = f[0];
+                let (mx, my) = (f[1] / n, f[2] / n);
+                let var = f[3] / n - mx * mx;
+                let mut k = f64::from(k);
+                if n >= 6.0 && var >= 9.0 {
+                    let fitted = (f[4] / n - mx * my) / var;
+                    let start = r.capacity.map_or(k, |c| {
+                        f64::from(DESIGN_RISE_AT_CAPACITY_PPM) / f64::from(c.max(1))
+                    });
+                    if (start / 4.0..=start * 4.0).contains(&fitted) {
+                        k = fitted;
+                        r.ppm_per_person = Some(fitted as f32);
+                    }
+                }
+                let inside_at_start = (my / k - mx).max(0.0);
+                let missing = (inside_at_start + x - f64::from(counted)).max(0.0);
+                r.extra = Some(missing as f32);
+                let level = ppm - r.co2_floor.unwrap_or(ppm).min(OUTDOOR_CO2_PPM);
+                if counted == 0.0
+                    && excess < CO2_NOISE_PPM
+                    && level < CO2_NOISE_PPM
+                    && !r.motion_active
+                {
+                    // Counters and air both say empty: the count starts from a known zero.
+                    r.sure = true;
+                    r.extra = None;
+                    r.net = 0;
+                    r.fit = [0.0; 5];
+                }
+            }
         }
     }
 
@@ -363,6 +535,10 @@ impl Estimator {
                 r.base = 0;
                 r.pending = 0;
                 r.departures.clear();
+                r.sure = true;
+                r.extra = None;
+                r.net = 0;
+                r.fit = [0.0; 5];
                 reset.push(i);
             }
         }
@@ -399,14 +575,20 @@ impl Estimator {
             co2_slope: r.co2_slope,
         };
         let air = self.detector.occupied(&sample);
+        // The people the air shows, when it shows more than a sensor's error.
+        let by_air = r
+            .co2_people(now)
+            .filter(|_| r.co2_excess(now).is_some_and(|x| x >= CO2_NOISE_PPM))
+            .map_or(0, |n| n.round() as u32);
         if fresh(r.last_counter) || (fresh(r.last_entry) && count > 0) {
             let by_counter = fresh(r.last_counter);
             if count == 0 && (moving || air == Some(true)) {
                 // The count says empty, the room says otherwise (people who came in before the
-                // gateway started, a counter that missed them): someone is there, how many is
-                // not known.
+                // gateway started, a counter that missed them): someone is there, as many as
+                // the air shows if it can tell and the count may have missed people.
+                let n = if r.sure { 1 } else { by_air.max(1) };
                 return Estimate {
-                    count: 1,
+                    count: r.bounded(n),
                     occupied: true,
                     confidence: 0.5,
                     basis: if moving { Basis::Motion } else { Basis::Co2 },
@@ -414,6 +596,17 @@ impl Estimator {
                 };
             }
             if by_counter {
+                let missed = r.missed();
+                if missed > 0 {
+                    // Counters that started with people inside, and the air says how many.
+                    return Estimate {
+                        count: count.max(r.bounded(count + missed)),
+                        occupied: true,
+                        confidence: 0.6,
+                        basis: Basis::Co2,
+                        co2_ppm,
+                    };
+                }
                 return Estimate {
                     count,
                     occupied: count > 0,
@@ -434,7 +627,7 @@ impl Estimator {
         }
         if moving {
             return Estimate {
-                count: count.max(1),
+                count: r.bounded(count.max(1).max(by_air)),
                 occupied: true,
                 confidence: 0.6,
                 basis: Basis::Motion,
@@ -443,7 +636,7 @@ impl Estimator {
         }
         match air {
             Some(true) => Estimate {
-                count: count.max(1),
+                count: r.bounded(count.max(1).max(by_air)),
                 occupied: true,
                 confidence: 0.5,
                 basis: Basis::Co2,
@@ -629,6 +822,97 @@ mod tests {
         e.handle_counter(0, 5, 0, T0 + 120);
         let est = e.estimate(0, T0 + 121);
         assert_eq!((est.count, est.basis), (5, Basis::Counter));
+    }
+
+    /// CO2 readings every five minutes, settled at `ppm`.
+    fn air(e: &mut Estimator, room: usize, ppm: f32, from: i64, readings: i64) {
+        for k in 0..readings {
+            e.handle_co2(room, ppm, from + 300 * k);
+        }
+    }
+
+    #[test]
+    fn counters_that_started_with_people_inside_are_topped_up_by_the_air_until_it_is_empty() {
+        // A hall for 100 (700 ppm at capacity: 7 ppm a person to start with). The gateway
+        // starts at 11:00 with 50 people inside; its counters see 3 come and 1 go.
+        let mut e = Estimator::new(1, detector(), 7200);
+        e.set_capacity(|_| Some(100));
+        e.handle_counter(0, 3, 1, T0);
+        air(&mut e, 0, 420.0 + 7.0 * 52.0, T0, 12);
+        let est = e.estimate(0, T0 + 3600);
+        assert!((50..=54).contains(&est.count), "{est:?}");
+        assert_eq!(est.basis, Basis::Co2);
+        assert!(
+            est.confidence < crate::access::CAPACITY_CONFIDENCE,
+            "a count the air made up never closes the door"
+        );
+        // Everyone leaves: the counters see 52 go (the count stops at zero), the air clears.
+        e.handle_counter(0, 0, 52, T0 + 3700);
+        air(&mut e, 0, 425.0, T0 + 3700 + 2400, 6);
+        let est = e.estimate(0, T0 + 3700 + 2400 + 1800);
+        assert_eq!((est.count, est.basis), (0, Basis::Counter), "{est:?}");
+        // From that known zero the counters are the count, whatever the air.
+        e.handle_counter(0, 4, 0, T0 + 8000);
+        air(&mut e, 0, 420.0 + 7.0 * 40.0, T0 + 8000, 6);
+        let est = e.estimate(0, T0 + 8000 + 1800);
+        assert_eq!((est.count, est.basis), (4, Basis::Counter), "{est:?}");
+    }
+
+    #[test]
+    fn people_coming_and_going_show_the_air_s_ppm_per_person_and_who_was_inside_before() {
+        // Capacity 100 suggests 7 ppm a person; this room's air gives 12. Thirty people were
+        // inside when the gateway started; the counters then see groups come and go.
+        let mut e = Estimator::new(1, detector(), 7200);
+        e.set_capacity(|_| Some(100));
+        let mut net = 0i64;
+        let mut t = T0;
+        // The air follows its people with a 20-minute lag; read every five minutes.
+        let mut ppm = 420.0 + 12.0 * 30.0;
+        for step in [0i64, 5, 5, 5, -5, -5, -10, 8, 0, -3, 0, 6] {
+            let (i, o) = (step.max(0) as u16, (-step).max(0) as u16);
+            e.handle_counter(0, i, o, t);
+            net += step;
+            for k in 0..3 {
+                let target = 420.0 + 12.0 * (30 + net) as f32;
+                ppm += (target - ppm) * (1.0 - (-0.25f32).exp());
+                e.handle_co2(0, ppm, t + 300 * (k + 1));
+            }
+            t += 900;
+        }
+        let est = e.estimate(0, t);
+        assert!(
+            (34..=38).contains(&est.count),
+            "{} inside, {est:?}",
+            30 + net
+        );
+        let k = e.carried(t)[0].ppm_per_person.unwrap();
+        assert!((11.0..=13.0).contains(&k), "fitted {k}");
+    }
+
+    #[test]
+    fn a_room_calibrates_its_co2_per_person_from_its_counters_and_keeps_it_over_a_restart() {
+        // Capacity 100 suggests 7 ppm a person; this room is poorly ventilated: 20.
+        let mut e = Estimator::new(1, detector(), 7200);
+        e.set_capacity(|_| Some(100));
+        // Counters and air both say empty: the count starts from a known zero.
+        e.handle_counter(0, 0, 0, T0);
+        air(&mut e, 0, 421.0, T0, 2);
+        let t = T0 + 1_200;
+        e.handle_counter(0, 10, 0, t);
+        air(&mut e, 0, 420.0 + 20.0 * 10.0, t, 30);
+        let k = e.carried(t + 9000)[0].ppm_per_person.unwrap();
+        assert!((18.0..=22.0).contains(&k), "calibrated to {k}");
+        // Carried over a restart, it counts people the next counters miss by the right number.
+        let carried = e.carried(t + 9000);
+        let mut again = Estimator::new(1, detector(), 7200);
+        again.set_capacity(|_| Some(100));
+        let mut c = carried[0];
+        c.sure = false;
+        again.restore(&[c], t + 9000);
+        again.handle_counter(0, 0, 0, t + 9001);
+        air(&mut again, 0, 420.0 + 20.0 * 16.0, t + 9001, 12);
+        let est = again.estimate(0, t + 9001 + 3600);
+        assert!((15..=17).contains(&est.count), "{est:?}");
     }
 
     #[test]

@@ -95,7 +95,18 @@ struct SensorSim {
     beams: VecDeque<(u64, (bool, bool))>,
     co2: f64,
     co2_sent_at: u64,
+    /// The room's air: CO2 rise per person at steady state (ppm) and the time constant of its
+    /// air change (simulated seconds).
+    ppm_per_person: f64,
+    air_tau_s: f64,
 }
+
+/// The CO2 rise above outdoor air a room reaches with its capacity in it when ventilated as
+/// designed (about 7 l/s of air a person, EN 16798-1 category II), ppm. Each simulated room is
+/// ventilated 0.7 to 1.5 times as well as that, and changes its air every 15 to 30 minutes.
+pub const DESIGN_RISE_AT_CAPACITY_PPM: f64 = 700.0;
+/// Outdoor air, ppm.
+pub const OUTDOOR_CO2_PPM: f64 = 420.0;
 
 #[derive(Debug, Clone)]
 enum Phase {
@@ -192,6 +203,7 @@ impl<'a> World<'a> {
         }
         let mut sensors = Vec::new();
         let mut sensor_of = HashMap::new();
+        let mut air = Rng::new(cfg.seed ^ 0xA1A1);
         for r in building
             .rooms
             .iter()
@@ -211,13 +223,20 @@ impl<'a> World<'a> {
             c.climate_every_ms = ((300_000.0 / cfg.speed) as u32).max(5_000);
             let (link, _) = MqttLink::start(&cfg.link, device, Vec::new(), parse_nothing);
             sensor_of.insert(r.id.clone(), sensors.len());
+            let ventilated = 0.7 + 0.8 * f64::from(air.range(0, 1_001)) / 1_000.0;
+            let ppm_per_person = match r.capacity {
+                Some(c) if c > 0 => DESIGN_RISE_AT_CAPACITY_PPM / f64::from(c) / ventilated,
+                _ => 40.0,
+            };
             sensors.push(SensorSim {
                 node: SensorController::new(c),
                 link,
                 room: r.id.clone(),
                 beams: VecDeque::new(),
-                co2: 420.0,
+                co2: OUTDOOR_CO2_PPM,
                 co2_sent_at: 0,
+                ppm_per_person,
+                air_tau_s: 60.0 * f64::from(air.range(15, 31)),
             });
         }
         // Whoever would already have moved before the day's start is where they went.
@@ -239,6 +258,11 @@ impl<'a> World<'a> {
                 }
             })
             .collect();
+        // The air of a room with people in it at the start has settled to them.
+        for sensor in &mut sensors {
+            let n = inside.get(&sensor.room).copied().unwrap_or(0);
+            sensor.co2 = OUTDOOR_CO2_PPM + sensor.ppm_per_person * f64::from(n);
+        }
         // Twenty simulated seconds from door to door, but never under 300 ms of real time.
         let walk_ms = ((20_000.0 / cfg.speed) as u64).max(300);
         let seed = cfg.seed;
@@ -442,14 +466,16 @@ impl<'a> World<'a> {
             if s.beams.front().is_some_and(|b| b.0 <= t.ms) {
                 inputs.beams = s.beams.pop_front().map(|b| b.1);
             }
-            // CO2 rises towards 420 + 40 ppm a person with a 20-minute (simulated) lag.
-            let target = 420.0 + 40.0 * f64::from(n);
-            let k = (STEP.as_secs_f64() * self.cfg.speed / 1_200.0).min(1.0);
+            // CO2 follows the people in the room with the lag of its air change; the sensor
+            // reads it within ±10 ppm (a good NDIR sensor's repeatability).
+            let target = OUTDOOR_CO2_PPM + s.ppm_per_person * f64::from(n);
+            let k = (STEP.as_secs_f64() * self.cfg.speed / s.air_tau_s).min(1.0);
             s.co2 += (target - s.co2) * k;
             if t.ms.saturating_sub(s.co2_sent_at) >= 5_000 {
                 s.co2_sent_at = t.ms;
+                let noise = f64::from(self.rng.range(0, 21)) - 10.0;
                 inputs.co2 = Some(Co2Sample {
-                    ppm: s.co2 as u16,
+                    ppm: (s.co2 + noise).clamp(0.0, 40_000.0) as u16,
                     celsius: 21.0 + f64::from(n.min(40)) as f32 * 0.05,
                     humidity: 40.0,
                 });
