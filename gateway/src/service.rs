@@ -784,6 +784,9 @@ impl Core {
     fn run(mut self, rx: Receiver<Msg>) -> Result<(), ServiceError> {
         let mut first = Batch::default();
         self.announce(&mut first);
+        // The head counts taken up are out at once, on the broker and in the live view: a
+        // dashboard or a client asking right after the start does not see an empty building.
+        self.occupancy(self.config.clock.now(), &mut first);
         first.refresh = true;
         self.commit(first)?;
         let mut last_tick = Instant::now();
@@ -2018,7 +2021,7 @@ impl Core {
                 .rooms
                 .iter()
                 .zip(&counts)
-                .map(|(r, c)| (r.id.to_string(), *c))
+                .map(|(r, c)| (r.id.to_string(), c.clone()))
                 .collect(),
         };
         let bytes = serde_json::to_vec(&saved).unwrap_or_default();

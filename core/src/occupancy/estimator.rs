@@ -189,7 +189,7 @@ fn yes() -> bool {
 }
 
 /// A room's count and the times it rests on, carried over a restart.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Carried {
     /// Head count.
     pub count: u32,
@@ -215,6 +215,36 @@ pub struct Carried {
     /// The room's calibrated CO2 rise per person, ppm.
     #[serde(default)]
     pub ppm_per_person: Option<f32>,
+    /// In a transit space, when the people its entries counted move on (Unix seconds): a
+    /// lobby full at the crash empties as it would have.
+    #[serde(default)]
+    pub departures: Vec<i64>,
+    /// The people last let into this room (their key, when), within [`FRESH_SECS`]: let into
+    /// another room after the restart, they leave this one as they would have.
+    #[serde(default)]
+    pub people: Vec<(u64, i64)>,
+    /// What the room's sensors last said, and the air's fit of people the counters missed: a
+    /// restart takes a minute, the air in the room does not change in it.
+    #[serde(default)]
+    pub sensed: Sensed,
+}
+
+/// A room's sensors as they stood, carried over a restart (see [`Carried`]).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Sensed {
+    pub motion: Option<i64>,
+    pub motion_active: bool,
+    pub still_since: Option<i64>,
+    /// The last CO2 reading (when, ppm), its smoothed slope (ppm a minute) and the least read.
+    pub co2: Option<(i64, f32)>,
+    pub co2_slope: Option<f32>,
+    pub co2_floor: Option<f32>,
+    pub light: Option<(i64, f32)>,
+    /// See `Room::extra`, `Room::net` and `Room::fit`.
+    pub extra: Option<f32>,
+    pub net: i64,
+    pub fit: [f64; 5],
 }
 
 /// The estimator for every room of a site (rooms by index).
@@ -263,11 +293,22 @@ impl Estimator {
     /// What each room's estimate rests on now, for [`Estimator::restore`] after a restart (a
     /// crash must not empty the building).
     pub fn carried(&self, now: i64) -> Vec<Carried> {
+        let mut people = vec![Vec::new(); self.rooms.len()];
+        for (who, (room, at)) in &self.whereabouts {
+            if now - at <= FRESH_SECS {
+                if let Some(p) = people.get_mut(*room) {
+                    p.push((*who, *at));
+                }
+            }
+        }
         self.rooms
             .iter()
-            .map(|r| {
+            .zip(people)
+            .map(|(r, mut people)| {
                 let mut r = r.clone();
                 r.roll(now);
+                // In a stable order, so unchanged counts compare equal and are not stored again.
+                people.sort_unstable();
                 Carried {
                     count: r.count(),
                     base: r.base,
@@ -278,6 +319,20 @@ impl Estimator {
                     entry: r.last_entry,
                     sure: r.sure,
                     ppm_per_person: r.ppm_per_person,
+                    departures: r.departures.iter().copied().collect(),
+                    people,
+                    sensed: Sensed {
+                        motion: r.last_motion,
+                        motion_active: r.motion_active,
+                        still_since: r.still_since,
+                        co2: r.co2,
+                        co2_slope: r.co2_slope,
+                        co2_floor: r.co2_floor,
+                        light: r.light,
+                        extra: r.extra,
+                        net: r.net,
+                        fit: r.fit,
+                    },
                 }
             })
             .collect()
@@ -287,7 +342,7 @@ impl Estimator {
     /// there, on the same basis for as long as that stays fresh, and a closed, quiet room
     /// still drifts to zero in time. Rooms beyond this site's are ignored.
     pub fn restore(&mut self, carried: &[Carried], now: i64) {
-        for (r, c) in self.rooms.iter_mut().zip(carried) {
+        for (i, (r, c)) in self.rooms.iter_mut().zip(carried).enumerate() {
             r.roll(now);
             if c.bucket == r.bucket {
                 r.base = c.base;
@@ -303,6 +358,41 @@ impl Estimator {
             r.last_watch = r.last_watch.or(past(c.counter));
             r.sure = c.sure;
             r.ppm_per_person = c.ppm_per_person.filter(|k| k.is_finite() && *k > 0.0);
+            let x = &c.sensed;
+            let finite = |v: &Option<f32>| v.filter(|v| v.is_finite());
+            let reading = |v: Option<(i64, f32)>| {
+                v.filter(|(_, v)| v.is_finite())
+                    .map(|(t, v)| (t.min(now), v))
+            };
+            r.last_motion = past(x.motion);
+            r.motion_active = x.motion_active;
+            r.still_since = past(x.still_since);
+            r.co2 = reading(x.co2);
+            r.co2_slope = finite(&x.co2_slope);
+            r.co2_floor = finite(&x.co2_floor);
+            r.light = reading(x.light);
+            if !r.sure && x.fit.iter().all(|v| v.is_finite()) {
+                r.extra = finite(&x.extra).map(|v| v.max(0.0));
+                r.net = x.net;
+                r.fit = x.fit;
+            }
+            if r.transit {
+                let mut departures: Vec<i64> = c.departures.clone();
+                if departures.is_empty() && r.last_counter.is_none() {
+                    // Stored before departures were kept: the people counted move on from now.
+                    departures = vec![now + TRANSIT_DWELL_SECS; c.count as usize];
+                }
+                departures.sort_unstable();
+                // Those due while the gateway was down have left.
+                let gone = departures.iter().take_while(|t| **t <= now).count();
+                r.pending -= gone as i64;
+                r.departures = departures.into_iter().skip(gone).collect();
+            }
+            for (who, at) in &c.people {
+                if self.whereabouts.len() < WHEREABOUTS_MAX {
+                    self.whereabouts.insert(*who, (i, (*at).min(now)));
+                }
+            }
         }
     }
 
@@ -755,6 +845,49 @@ mod tests {
     }
 
     #[test]
+    fn a_lobby_and_where_each_person_went_carry_on_over_a_restart_as_without_one() {
+        // Room 0 a lobby, rooms 1 and 2 offices.
+        let fresh = || {
+            let mut e = Estimator::new(3, detector(), 7200);
+            e.set_transit(|i| i == 0);
+            e
+        };
+        let mut e = fresh();
+        for who in 0..5 {
+            e.handle_entry_of(who, 0, T0 + who as i64);
+        }
+        e.handle_entry_of(10, 1, T0 + 10);
+        e.handle_entry_of(11, 1, T0 + 11);
+        let carried = e.carried(T0 + 20);
+        let mut again = fresh();
+        again.restore(&carried, T0 + 25);
+        let same = |a: &Estimator, b: &Estimator, at: i64| {
+            (0..3).all(|r| a.estimate(r, at).count == b.estimate(r, at).count)
+        };
+        assert_eq!(again.estimate(0, T0 + 30).count, 5);
+        assert!(same(&e, &again, T0 + 30));
+        // The lobby lets its five go after their dwell, restart or not.
+        assert_eq!(again.estimate(0, T0 + 4 + TRANSIT_DWELL_SECS + 1).count, 0);
+        assert!(same(&e, &again, T0 + 4 + TRANSIT_DWELL_SECS + 1));
+        // Someone let into the other office has left the first, restart or not.
+        e.handle_entry_of(10, 2, T0 + 200);
+        again.handle_entry_of(10, 2, T0 + 200);
+        assert_eq!(again.estimate(1, T0 + 201).count, 1);
+        assert!(same(&e, &again, T0 + 201));
+        // A restart long after the lobby's people were due to leave: they have left.
+        let mut late = fresh();
+        late.restore(&carried, T0 + 1000);
+        assert_eq!(late.estimate(0, T0 + 1000).count, 0);
+        // Counts stored before departures were kept: the lobby still empties.
+        let mut old = carried.clone();
+        old[0].departures.clear();
+        let mut before = fresh();
+        before.restore(&old, T0 + 25);
+        assert_eq!(before.estimate(0, T0 + 26).count, 5);
+        assert_eq!(before.estimate(0, T0 + 26 + TRANSIT_DWELL_SECS).count, 0);
+    }
+
+    #[test]
     fn co2_and_light_decide_when_nothing_else_is_known() {
         let mut e = Estimator::new(1, detector(), 7200);
         e.handle_light(0, 400.0, T0);
@@ -846,6 +979,11 @@ mod tests {
             est.confidence < crate::access::CAPACITY_CONFIDENCE,
             "a count the air made up never closes the door"
         );
+        // A restart (a crash) takes nothing of it: the same count the moment it is back.
+        let mut again = Estimator::new(1, detector(), 7200);
+        again.set_capacity(|_| Some(100));
+        again.restore(&e.carried(T0 + 3600), T0 + 3610);
+        assert_eq!(again.estimate(0, T0 + 3610), e.estimate(0, T0 + 3610));
         // Everyone leaves: the counters see 52 go (the count stops at zero), the air clears.
         e.handle_counter(0, 0, 52, T0 + 3700);
         air(&mut e, 0, 425.0, T0 + 3700 + 2400, 6);
@@ -906,11 +1044,16 @@ mod tests {
         let carried = e.carried(t + 9000);
         let mut again = Estimator::new(1, detector(), 7200);
         again.set_capacity(|_| Some(100));
-        let mut c = carried[0];
+        let mut c = carried[0].clone();
         c.sure = false;
         again.restore(&[c], t + 9000);
         again.handle_counter(0, 0, 0, t + 9001);
-        air(&mut again, 0, 420.0 + 20.0 * 16.0, t + 9001, 12);
+        // Six more came in while the counters were away: the air rises to 16 people's.
+        let mut ppm = 420.0 + 20.0 * 10.0;
+        for k in 0..12 {
+            ppm += (420.0 + 20.0 * 16.0 - ppm) * (1.0 - (-0.25f32).exp());
+            again.handle_co2(0, ppm, t + 9001 + 300 * (k + 1));
+        }
         let est = again.estimate(0, t + 9001 + 3600);
         assert!((15..=17).contains(&est.count), "{est:?}");
     }
