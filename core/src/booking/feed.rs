@@ -115,6 +115,17 @@ pub fn plan(
             // Cancelled before it was ever booked here: nothing to revoke.
             continue;
         }
+        if o.end <= o.start && !o.cancelled {
+            // An instant (a start and no end: the expansion said so once for its event) books
+            // nothing, and what it booked before stops opening the door.
+            if let Some(old) = old.filter(|x| x.status == BookingStatus::Confirmed) {
+                let mut c = old.clone();
+                c.status = BookingStatus::Cancelled;
+                out.cancelled += 1;
+                out.upserts.push(c);
+            }
+            continue;
+        }
         // A feed books what its source may book, like every other source (the site file's
         // `[bookings]`): a feed pointed at the plant room, or a month-long "meeting", books
         // nothing.
@@ -232,6 +243,48 @@ mod tests {
             organiser: Some("olena@example.org".into()),
             attendees: vec![],
         }
+    }
+
+    #[test]
+    fn an_event_with_a_start_and_no_end_books_nothing_and_is_not_reported_per_occurrence() {
+        let snap = snapshot();
+        let source = SourceId::parse("cal").unwrap();
+        let now = at("2026-11-23T08:00:00Z");
+        let window = (now, at("2026-12-23T08:00:00Z"));
+        let meeting = RoomId::parse("meeting-1").unwrap();
+        let hour = Expanded {
+            occurrences: vec![occurrence(
+                "a@x",
+                "2026-11-24T10:00:00Z",
+                "2026-11-24T11:00:00Z",
+            )],
+            ..Default::default()
+        };
+        let booked = plan(&snap, source, meeting, &hour, window, now, &[]);
+        assert_eq!(booked.upserts.len(), 1);
+        // The organiser takes the end out: an instant, so the hour booked before is withdrawn.
+        let instant = Expanded {
+            occurrences: (0..5)
+                .map(|d| {
+                    let t = format!("2026-11-{}T10:00:00Z", 24 + d);
+                    occurrence(if d == 0 { "a@x" } else { "b@x" }, &t, &t)
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let p = plan(
+            &snap,
+            source,
+            meeting,
+            &instant,
+            window,
+            now,
+            &booked.upserts,
+        );
+        assert_eq!((p.cancelled, p.upserts.len()), (1, 1), "{p:?}");
+        assert_eq!(p.upserts[0].status, BookingStatus::Cancelled);
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        assert!(p.refused.is_none());
     }
 
     #[test]

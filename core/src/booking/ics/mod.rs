@@ -162,6 +162,93 @@ fn bound_rules(cal: &mut ICalendar, site_tz: chrono_tz::Tz, window_end: DateTime
     }
 }
 
+/// An event with a start time and neither an end nor a length: RFC 5545 (3.6.1) makes it an
+/// instant. (A start date and no end is one day; calcard does that right.)
+fn lengthless(comp: &ICalendarComponent) -> bool {
+    comp.property(&ICalendarProperty::Dtend).is_none()
+        && comp.property(&ICalendarProperty::Duration).is_none()
+        && comp
+            .property(&ICalendarProperty::Dtstart)
+            .and_then(|e| e.values.first())
+            .and_then(|v| v.as_partial_date_time())
+            .is_some_and(|d| d.has_time())
+}
+
+/// An event's length as it gives it (DTEND minus DTSTART on its own clock, or DURATION).
+fn own_length(comp: &ICalendarComponent) -> Option<chrono::Duration> {
+    use calcard::icalendar::ICalendarValue;
+    let at = |p: ICalendarProperty| {
+        comp.property(&p)
+            .and_then(|e| e.values.first())
+            .and_then(|v| v.as_partial_date_time())
+            .and_then(|d| d.to_date_time())
+            .map(|d| d.date_time)
+    };
+    if let (Some(s), Some(e)) = (at(ICalendarProperty::Dtstart), at(ICalendarProperty::Dtend)) {
+        return Some(e - s);
+    }
+    match comp
+        .property(&ICalendarProperty::Duration)
+        .and_then(|e| e.values.first())
+    {
+        Some(ICalendarValue::Duration(d)) => d.to_time_delta(),
+        _ => None,
+    }
+}
+
+/// The name an event's occurrences go by: its `UID`, or for an event without one (some
+/// exports leave it out) a name made from what it is (title, start, place), the same at every
+/// reading (and said once, in `problems`).
+fn event_name(comp: &ICalendarComponent, problems: &mut Vec<String>) -> String {
+    let title = text(comp, ICalendarProperty::Summary).unwrap_or_default();
+    let start = comp.property(&ICalendarProperty::Dtstart);
+    let start_value = start
+        .and_then(|e| e.values.first())
+        .and_then(|v| v.as_partial_date_time());
+    let shown = |uid: Option<&str>| match uid {
+        Some(u) => format!("event {title:?} ({u})"),
+        None => format!("event {title:?}"),
+    };
+    if lengthless(comp) && comp.property(&ICalendarProperty::RecurrenceId).is_none() {
+        problems.push(format!(
+            "{} has a start and no end: it takes no time (RFC 5545), so it books nothing",
+            shown(comp.uid())
+        ));
+    }
+    if let Some(uid) = comp.uid() {
+        return uid.to_string();
+    }
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for part in [
+        title.as_str(),
+        &start_value.map_or(String::new(), |d| {
+            format!(
+                "{:?}-{:?}-{:?}T{:?}:{:?}:{:?}",
+                d.year, d.month, d.day, d.hour, d.minute, d.second
+            )
+        }),
+        start.and_then(|e| e.tz_id()).unwrap_or_default(),
+        &text(comp, ICalendarProperty::Location).unwrap_or_default(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    let name = format!(
+        "no-uid-{}",
+        digest[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    problems.push(format!(
+        "{} has no UID: booked as {name:?}, named by its title, start and place",
+        shown(None)
+    ));
+    name
+}
+
 fn utc_key(t: DateTime<Utc>) -> String {
     t.format("%Y%m%dT%H%M%SZ").to_string()
 }
@@ -221,21 +308,36 @@ pub fn expand(
             ))
         }
     };
+    let zone_problems = {
+        use chrono::Datelike;
+        zones::own_zones(&mut cal, site_tz, from.year()..=until.year())
+    };
+    zones::calendar_zone(&mut cal);
     utc_starts_on_utc(&mut cal);
     bound_rules(&mut cal, site_tz, until);
     let resolver = cal.build_tz_resolver().with_default(CalTz::Tz(site_tz));
     let expanded = cal.expand_dates(CalTz::Tz(site_tz), EXPANSION_LIMIT);
     let mut out = Expanded {
         truncated: expanded.events.len() >= EXPANSION_LIMIT,
+        problems: zone_problems,
         ..Default::default()
     };
     for e in &expanded.errors {
-        let uid = cal
-            .components
-            .get(e.comp_id as usize)
-            .and_then(|c| c.uid().map(str::to_string))
-            .unwrap_or_default();
-        out.problems.push(format!("event {uid:?}: {:?}", e.error));
+        use calcard::icalendar::dates::CalendarErrorType as E;
+        let Some(comp) = cal.components.get(e.comp_id as usize) else {
+            continue;
+        };
+        let title = text(comp, ICalendarProperty::Summary).unwrap_or_default();
+        let uid = comp.uid().map_or(String::new(), |u| format!(" ({u})"));
+        let why = match &e.error {
+            E::MissingDtStart => "has no start (DTSTART)".to_string(),
+            E::InvalidDtStart => "has a start (DTSTART) that is not a date or time".to_string(),
+            E::InvalidDtEnd => "has an end (DTEND) that is not a date or time".to_string(),
+            E::InvalidDuration => "has a length (DURATION) that cannot be read".to_string(),
+            E::RRule(r) => format!("has a repeat rule (RRULE) that cannot be followed: {r}"),
+        };
+        out.problems
+            .push(format!("event {title:?}{uid} {why}, so it books nothing"));
     }
     // First only what identifies and places each occurrence: the details (title, people) are
     // copied for the few that are kept, not for every one expanded.
@@ -249,6 +351,16 @@ pub fn expand(
     }
     let mut slots: Vec<Slot> = Vec::new();
     let mut by_key: std::collections::HashMap<String, usize> = Default::default();
+    // Per event (component): the name its occurrences go by, worked out (and any warning
+    // about the event given) once: a daily series must not warn every day.
+    let mut names: std::collections::HashMap<u32, String> = Default::default();
+    // Each series' own length, by UID, for its moved occurrences that give none.
+    let lengths: std::collections::HashMap<&str, chrono::Duration> = cal
+        .components
+        .iter()
+        .filter(|c| c.property(&ICalendarProperty::RecurrenceId).is_none())
+        .filter_map(|c| Some((c.uid()?, own_length(c)?)))
+        .collect();
     for ev in expanded.events {
         let Some(comp) = cal.components.get(ev.comp_id as usize) else {
             continue;
@@ -256,14 +368,23 @@ pub fn expand(
         if !comp.component_type.is_event() {
             continue;
         }
-        let Some(uid) = comp.uid() else {
-            out.problems.push("an event has no UID".into());
-            continue;
-        };
+        let uid = names
+            .entry(ev.comp_id)
+            .or_insert_with(|| event_name(comp, &mut out.problems))
+            .as_str();
         let start = ev.start.with_timezone(&Utc);
-        let end = match ev.end {
-            TimeOrDelta::Time(t) => Some(t.with_timezone(&Utc)),
-            TimeOrDelta::Delta(d) => start.checked_add_signed(d),
+        let end = match (ev.end, lengthless(comp)) {
+            // A start and no end: an instant (calcard makes it last until 23:59:59), or for a
+            // moved occurrence (Google leaves DTEND out of those) as long as its series.
+            (_, true) => {
+                let series = comp
+                    .property(&ICalendarProperty::RecurrenceId)
+                    .and_then(|_| lengths.get(uid).copied())
+                    .unwrap_or_default();
+                start.checked_add_signed(series)
+            }
+            (TimeOrDelta::Time(t), false) => Some(t.with_timezone(&Utc)),
+            (TimeOrDelta::Delta(d), false) => start.checked_add_signed(d),
         };
         let Some(mut end) = end else {
             out.problems
@@ -423,3 +544,4 @@ fn utc_starts_on_utc(cal: &mut ICalendar) {
 
 #[cfg(test)]
 mod tests;
+mod zones;

@@ -2,6 +2,8 @@
 //! (each expectation worked out by hand from the file's DTSTART, RRULE, EXDATE, RDATE and
 //! RECURRENCE-ID lines and its time zone).
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
@@ -378,4 +380,140 @@ fn a_calendar_cut_off_anywhere_is_refused_whole_never_read_in_part() {
             }
         }
     }
+}
+
+/// A calendar written for these tests (`core/testdata/ics`), each the shape of a real export
+/// that went wrong, expanded over October and November 2026 on `site`'s clock.
+fn case(name: &str, site: chrono_tz::Tz) -> Expanded {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/ics")
+        .join(name);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    expand(
+        &text,
+        site,
+        utc("2026-10-01T00:00:00Z"),
+        utc("2026-12-01T00:00:00Z"),
+        1000,
+    )
+    .unwrap()
+}
+
+fn ends(e: &Expanded) -> Vec<String> {
+    e.occurrences
+        .iter()
+        .map(|o| o.end.format("%Y-%m-%dT%H:%MZ").to_string())
+        .collect()
+}
+
+#[test]
+fn a_zone_defined_only_in_the_file_s_own_vtimezone_is_used() {
+    // The site's clock is UTC here, so falling back to it would put each start 2-7 h off.
+    let e = case("own_vtimezone_only.ics", chrono_tz::UTC);
+    assert!(e.problems.is_empty(), "{:?}", e.problems);
+    assert_eq!(
+        starts(&e),
+        [
+            // 10:00 in summer time (+03:00), then after the change on 25 October (+02:00).
+            "2026-10-18T07:00Z",
+            "2026-10-20T08:00Z", // 15:00 on a fixed +07:00 clock
+            "2026-10-25T08:00Z",
+            "2026-11-01T08:00Z",
+        ]
+    );
+    assert_eq!(ends(&e)[0], "2026-10-18T08:00Z");
+}
+
+#[test]
+fn events_without_a_uid_are_booked_under_a_stable_name_and_warned_about_once_each() {
+    let e = case("no_uid.ics", chrono_tz::Europe::Kyiv);
+    let standups: Vec<_> = e
+        .occurrences
+        .iter()
+        .filter(|o| o.title == "Daily stand-up")
+        .collect();
+    assert_eq!(standups.len(), 14);
+    assert_eq!(standups[0].start, utc("2026-10-05T06:30:00Z"));
+    let board: Vec<_> = e
+        .occurrences
+        .iter()
+        .filter(|o| o.title == "Board meeting")
+        .collect();
+    assert_eq!(board.len(), 1);
+    assert_eq!(board[0].start, utc("2026-10-07T11:00:00Z"));
+    // Each occurrence its own name, the same on every reading.
+    let keys: BTreeSet<_> = e.occurrences.iter().map(|o| o.key.clone()).collect();
+    assert_eq!(keys.len(), e.occurrences.len());
+    let again = case("no_uid.ics", chrono_tz::Europe::Kyiv);
+    assert_eq!(
+        again.occurrences.iter().map(|o| &o.key).collect::<Vec<_>>(),
+        e.occurrences.iter().map(|o| &o.key).collect::<Vec<_>>()
+    );
+    // One warning per event, not per occurrence (a SECONDLY series would print millions).
+    let warned = e.problems.iter().filter(|p| p.contains("no UID")).count();
+    assert_eq!(warned, 3, "{:?}", e.problems);
+    assert!(e.problems.len() <= 4, "{:?}", e.problems);
+}
+
+#[test]
+fn an_event_with_a_start_and_no_end_lasts_as_rfc_5545_says() {
+    let e = case("start_only.ics", chrono_tz::Europe::Kyiv);
+    // A time: an instant, not a day until 23:59 (so it can book nothing); a date: that one
+    // day on the site's clock. The calendar hears why once per event, not per occurrence.
+    assert_eq!(
+        starts(&e),
+        [
+            "2026-10-12T14:00Z",
+            "2026-10-13T06:00Z",
+            "2026-10-13T21:00Z",
+            "2026-10-20T06:00Z"
+        ]
+    );
+    assert_eq!(
+        ends(&e),
+        [
+            "2026-10-12T14:00Z",
+            "2026-10-13T06:00Z",
+            "2026-10-14T21:00Z",
+            "2026-10-20T06:00Z"
+        ]
+    );
+    assert!(e.occurrences[2].all_day);
+    let zero = e.problems.iter().filter(|p| p.contains("no end")).count();
+    assert_eq!(zero, 2, "{:?}", e.problems);
+    assert_eq!(e.problems.len(), 2, "{:?}", e.problems);
+}
+
+#[test]
+fn an_all_day_series_leaves_out_the_days_its_exdate_names() {
+    let e = case("exdate_value_date.ics", chrono_tz::Europe::Kyiv);
+    assert!(e.problems.is_empty(), "{:?}", e.problems);
+    let days: Vec<String> = e
+        .occurrences
+        .iter()
+        .map(|o| {
+            o.start
+                .with_timezone(&chrono_tz::Europe::Kyiv)
+                .format("%d")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(days, ["19", "20", "22", "23"]);
+}
+
+#[test]
+fn floating_times_are_read_on_the_calendar_s_x_wr_timezone() {
+    // Google writes the calendar's zone once, as X-WR-TIMEZONE, and some exports then leave
+    // the times floating. New York changed its clocks on 1 November 2026.
+    let e = case("x_wr_timezone.ics", chrono_tz::Europe::Kyiv);
+    assert!(e.problems.is_empty(), "{:?}", e.problems);
+    assert_eq!(
+        starts(&e),
+        [
+            "2026-10-26T14:00Z",
+            "2026-10-27T08:00Z",
+            "2026-10-28T10:00Z",
+            "2026-11-02T15:00Z",
+        ]
+    );
 }
