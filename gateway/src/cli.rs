@@ -6,7 +6,7 @@
 //! exits non-zero.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -26,14 +26,10 @@ use crate::store::{Actor, AuditEvent, SledStore, Store};
 #[derive(Debug, Parser)]
 #[command(name = "kombinat", version, about)]
 pub struct Cli {
-    /// The site file (rooms, doors, plans, leases).
-    #[arg(
-        long,
-        global = true,
-        env = "KOMBINAT_SITE",
-        default_value = "deploy/site.example.toml"
-    )]
-    pub site: PathBuf,
+    /// The site file (rooms, doors, plans, leases) [default: /etc/kombinat/site.toml where
+    /// installed; in a source checkout, its deploy/site.example.toml].
+    #[arg(long, global = true, env = "KOMBINAT_SITE")]
+    pub site: Option<PathBuf>,
     /// The data directory (the store) [default: kombinat-data; for `demo`, a temporary one].
     #[arg(long, global = true, env = "KOMBINAT_DATA")]
     pub data: Option<PathBuf>,
@@ -46,7 +42,32 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Where an installed gateway's site file is (deploy/install.sh puts it there).
+pub const INSTALLED_SITE: &str = "/etc/kombinat/site.toml";
+
 impl Cli {
+    /// The site file: `--site` (or `KOMBINAT_SITE`); else the installed one; else, in a source
+    /// checkout (the working directory or the one this binary was built from), the example.
+    /// Run from anywhere without either, it says what to give instead of failing on a path.
+    pub fn site_path(&self) -> Result<PathBuf> {
+        if let Some(site) = &self.site {
+            return Ok(site.clone());
+        }
+        let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/site.example.toml");
+        [
+            PathBuf::from(INSTALLED_SITE),
+            PathBuf::from("deploy/site.example.toml"),
+            built_from,
+        ]
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow!(
+                "no site file: give one with --site FILE (or KOMBINAT_SITE). An installed gateway's is {INSTALLED_SITE}; deploy/site.example.toml in the source is an example to start from"
+            )
+        })
+    }
+
     /// The data directory: `--data`, or `kombinat-data` here.
     pub fn data_dir(&self) -> PathBuf {
         self.data
@@ -664,7 +685,7 @@ fn open(cli: &Cli, now: DateTime<Utc>) -> Result<Ctx> {
 
 /// Opens the store to answer for the moment `at` (see [`Gateway::open_as_of`]).
 fn open_as_of(cli: &Cli, now: DateTime<Utc>, at: DateTime<Utc>) -> Result<Ctx> {
-    let site = Arc::new(crate::site_file::load(&cli.site)?);
+    let site = Arc::new(crate::site_file::load(&cli.site_path()?)?);
     let data = cli.data_dir();
     std::fs::create_dir_all(&data)
         .with_context(|| format!("cannot create the data directory {}", data.display()))?;
@@ -719,7 +740,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
         None => now,
         Some(s) => match DateTime::parse_from_rfc3339(s) {
             Ok(t) => t.with_timezone(&Utc),
-            Err(_) => parse_time(&crate::site_file::load(&cli.site)?, s)
+            Err(_) => parse_time(&crate::site_file::load(&cli.site_path()?)?, s)
                 .context("--now (KOMBINAT_NOW)")?,
         },
     };
@@ -733,7 +754,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
             door,
             at,
         } => {
-            let site = crate::site_file::load(&cli.site)?;
+            let site = crate::site_file::load(&cli.site_path()?)?;
             let at = at
                 .as_deref()
                 .map(|a| parse_time(&site, a))
@@ -1508,14 +1529,15 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
 }
 
 fn check_config(cli: &Cli, out: &mut dyn Write) -> Result<()> {
-    let site = crate::site_file::load(&cli.site)?;
+    let path = cli.site_path()?;
+    let site = crate::site_file::load(&path)?;
     for w in site.exit_warnings() {
         writeln!(out, "warning: {w}")?;
     }
     writeln!(
         out,
         "{}: {} ({}), {} floors, {} zones, {} rooms, {} doors, {} plans, {} leases, {} holidays",
-        cli.site.display(),
+        path.display(),
         site.name,
         site.timezone,
         site.floors.len(),

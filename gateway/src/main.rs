@@ -16,6 +16,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| EnvFilter::new("warn,kombinat=info,rumqttd=off")),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: a log file or the journal gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut out = std::io::stdout().lock();
     match kombinat::cli::run(cli, &mut out, chrono::Utc::now()) {

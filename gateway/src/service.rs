@@ -530,7 +530,7 @@ const MARKS_EVERY: Duration = Duration::from_secs(600);
 
 /// How long past its last grant a door's reported strike may differ from what the gateway
 /// holds before the lock-differs alarm (reports cross commands on the way).
-const LOCK_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+const LOCK_GRACE_MS: i64 = 10_000;
 
 /// How often a door whose lock differs is sent its state again.
 const RESEND_DIFFERING: chrono::TimeDelta = chrono::TimeDelta::seconds(15);
@@ -1293,8 +1293,9 @@ impl Core {
     }
 
     fn reject(&mut self, topic: &str, r: Rejected) {
-        if self.desk.malformed.count(topic, &r, Instant::now()) {
-            tracing::warn!(%topic, reason = r.label(), error = %r, "refused a message");
+        let sender = crate::desk::sender(topic, &r);
+        if self.desk.malformed.count(&sender, &r, Instant::now()) {
+            tracing::warn!(%sender, %topic, reason = r.label(), error = %r, "refused a message");
         }
     }
 
@@ -1554,8 +1555,7 @@ impl Core {
                 } else {
                     let (cmds, how_long) = match self.desk.command(door, Action::Unlock { ms }) {
                         Some(cmd) => {
-                            let until = self.config.clock.now()
-                                + chrono::Duration::milliseconds(i64::from(ms));
+                            let until = self.config.clock.now() + self.node_time(i64::from(ms));
                             self.unlock_until.insert(door, until);
                             (Some(vec![cmd]), format!("for {ms} ms"))
                         }
@@ -1964,14 +1964,15 @@ impl Core {
         }
         self.resend_all = false;
         self.resend_doors.clear();
-        self.unlock_until.retain(|_, t| *t + LOCK_GRACE > now);
+        let grace = self.node_time(LOCK_GRACE_MS);
+        self.unlock_until.retain(|_, t| *t + grace > now);
     }
 
     /// Whether a door node's last report contradicts what the gateway holds for its door: it
     /// should stand released and reports its strike locked (a report after the last command
     /// had time to arrive), or it should be locked and has reported the strike unlocked for
     /// longer than any grant (the door's unlock time, an exit press, a remote unlock) with
-    /// [`LOCK_GRACE`] to spare.
+    /// [`LOCK_GRACE_MS`] to spare.
     fn lock_state_differs(&self, door: DoorId, release: bool, now: DateTime<Utc>) -> bool {
         let Some(s) = self.desk.door_status(door) else {
             return false;
@@ -1983,7 +1984,7 @@ impl Core {
         // nothing about whether the node heard the change.
         let intent = self.intent_at.get(&door).copied().unwrap_or(now);
         if release {
-            return s.locked && s.at > intent + LOCK_GRACE;
+            return s.locked && s.at > intent + self.node_time(LOCK_GRACE_MS);
         }
         let Some(since) = s.unlocked_since else {
             return false;
@@ -1993,9 +1994,16 @@ impl Core {
             .site
             .door(door)
             .map_or(5_000, |d| d.unlock_ms.max(5_000));
-        let granted = since + chrono::Duration::milliseconds(i64::from(unlock));
+        let granted = since + self.node_time(i64::from(unlock));
         let remote = self.unlock_until.get(&door).copied().unwrap_or(granted);
-        now > granted.max(remote) + LOCK_GRACE
+        now > granted.max(remote) + self.node_time(LOCK_GRACE_MS)
+    }
+
+    /// `ms` of a device's own time (a strike's unlock time, a message's way) on the gateway's
+    /// clock: the same, but in a simulated day the gateway's clock runs `rate` times as fast
+    /// as the nodes' timers (see `Desk::set_time_rate`).
+    fn node_time(&self, ms: i64) -> chrono::Duration {
+        chrono::Duration::milliseconds((ms as f64 * self.config.clock.rate().max(1.0)) as i64)
     }
 
     /// Stores the rooms' head counts when they changed since last stored.

@@ -823,3 +823,40 @@ fn without_user_in_the_environment_the_log_names_the_account_the_command_ran_as(
     assert!(log.contains(&format!("cli:{name}")), "{name} not in\n{log}");
     assert!(!log.contains("cli:unknown"), "{log}");
 }
+
+#[test]
+fn run_from_any_directory_without_a_site_file_it_finds_one_or_says_what_to_give() {
+    // From a directory that is not the checkout's root, without --site: this development
+    // build finds the example it was built beside (an installed one, /etc/kombinat/site.toml).
+    let k = Kombinat::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kombinat"))
+        .arg("check-config")
+        .current_dir(elsewhere.path())
+        .env_remove("KOMBINAT_SITE")
+        .env("KOMBINAT_DATA", k.data.path())
+        .env("KOMBINAT_NOW", NOW)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let installed = Path::new("/etc/kombinat/site.toml").is_file();
+    assert!(
+        installed || said.contains("deploy/site.example.toml"),
+        "{said}"
+    );
+    // A site file named that is not there: the path, and why, in a sentence.
+    let out = Command::new(env!("CARGO_BIN_EXE_kombinat"))
+        .args(["--site", "nowhere/site.toml", "check-config"])
+        .current_dir(elsewhere.path())
+        .env("KOMBINAT_DATA", k.data.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nowhere/site.toml"), "{err}");
+}

@@ -189,6 +189,16 @@ async fn the_demo_comes_alive_and_stops_cleanly() {
         );
     }
 
+    // No false alarm on the simulated clock: a strike opened for three of the node's seconds is
+    // not "unlocked too long" at 60x, and a node's first status clears no alarm never raised.
+    let (_, alarms) = get_signed(
+        &format!("{base}/api/v1/audit?kind=alarm&limit=500"),
+        &cookie,
+    );
+    let alarms = alarms.to_string();
+    assert!(!alarms.contains("lock_differs"), "{alarms}");
+    assert!(!alarms.contains("device_offline"), "{alarms}");
+
     // Ctrl-C: a clean stop, with a last word.
     let pid = child.id().to_string();
     assert!(Command::new("kill")

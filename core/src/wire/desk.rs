@@ -106,8 +106,41 @@ pub struct Malformed {
     last_logged: FxHashMap<String, Instant>,
 }
 
+/// Who sent a refused message, as far as it can be told: the device it names (a signed
+/// message's, a reading's), else the door or device its topic is for (a message too large or
+/// too broken to name anyone), else the topic itself. MQTT does not tell a subscriber which
+/// client published, so this is what the log can say.
+pub fn sender(topic: &str, r: &Rejected) -> String {
+    match r {
+        Rejected::UnknownDevice(d)
+        | Rejected::NotItsTopic(d)
+        | Rejected::BadMac(d)
+        | Rejected::Replay { device: d, .. } => format!("device {d}"),
+        _ => {
+            let parts: Vec<&str> = topic.split('/').collect();
+            let id = |kind: &str| {
+                parts
+                    .windows(2)
+                    .find(|w| w[0] == kind)
+                    .map(|w| w[1].chars().take(64).collect::<String>())
+            };
+            if let Some(d) = id("door") {
+                format!("the node on door {d}")
+            } else if let Some(d) = id("sensor").or_else(|| id("device")) {
+                format!("device {d}")
+            } else {
+                format!(
+                    "a client publishing on {}",
+                    topic.chars().take(128).collect::<String>()
+                )
+            }
+        }
+    }
+}
+
 impl Malformed {
-    /// Counts a refusal; returns whether to log it (the first from `sender` in a minute).
+    /// Counts a refusal; returns whether to log it (the first from `sender` in a minute: see
+    /// [`sender`]).
     pub fn count(&mut self, sender: &str, r: &Rejected, now: Instant) -> bool {
         *self.counts.entry(r.label()).or_default() += 1;
         // Senders are chosen by whoever publishes: the map is bounded, and emptied (once per
@@ -614,9 +647,17 @@ impl Desk {
             .get_mut(&device)
             .ok_or_else(|| Rejected::UnknownDevice(device.to_string()))?;
         let was_online = s.health.online;
+        let seen_online_before = s.health.was_online;
         s.health.last_seen = Some(now);
         s.health.online = st.state == Presence::Online;
         s.health.was_online |= s.health.online;
+        if s.health.online && !seen_online_before {
+            // The first word from a device since the gateway started: no offline alarm was
+            // raised for it, so none is cleared (62 "cleared" rows at every start said
+            // nothing).
+            tracing::debug!(device = %device, "device online");
+            return Ok(Vec::new());
+        }
         if st.firmware.is_some() {
             s.health.firmware = st.firmware;
         }
@@ -959,6 +1000,51 @@ mod tests {
                 revoked_at: None,
             });
         w
+    }
+
+    #[test]
+    fn refusals_are_logged_once_a_minute_per_sender_whatever_the_topic_and_name_it() {
+        let mut m = Malformed::default();
+        let t0 = Instant::now();
+        let mac = |d: &str| Rejected::BadMac(d.into());
+        // One node refused on four topics in a minute: logged once, counted four times.
+        let logged: Vec<bool> = ["tap", "state", "offline-log", "tap"]
+            .iter()
+            .enumerate()
+            .map(|(i, leaf)| {
+                let topic = format!("kombinat/v1/door/d-main/{leaf}");
+                let r = mac("door-main");
+                m.count(&sender(&topic, &r), &r, t0 + Duration::from_secs(i as u64))
+            })
+            .collect();
+        assert_eq!(logged, [true, false, false, false]);
+        assert_eq!(m.counts()["bad_mac"], 4);
+        // Three other senders are each logged.
+        for d in ["door-a", "door-b", "door-c"] {
+            let r = Rejected::UnknownDevice(d.into());
+            assert!(m.count(&sender("kombinat/v1/door/x/tap", &r), &r, t0));
+        }
+        // After a minute the first is logged again.
+        let r = mac("door-main");
+        assert!(m.count(
+            &sender("kombinat/v1/door/d-main/tap", &r),
+            &r,
+            t0 + Duration::from_secs(61)
+        ));
+        // A payload too large to read names the door or device of its topic.
+        let big = Rejected::TooLarge(70_000);
+        assert_eq!(
+            sender("kombinat/v1/door/d-main/tap", &big),
+            "the node on door d-main"
+        );
+        assert_eq!(
+            sender("kombinat/v1/sensor/co2-hall/reading", &big),
+            "device co2-hall"
+        );
+        assert_eq!(
+            sender("kombinat/v1/device/co2-hall/status", &big),
+            "device co2-hall"
+        );
     }
 
     #[test]
