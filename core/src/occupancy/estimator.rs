@@ -20,7 +20,7 @@
 
 use kombinat_protocol::room::Basis;
 
-use super::detector::{PresenceDetector, Sample};
+use super::detector::{PresenceDetector, RoomModel, Sample};
 
 /// A counter bucket, seconds.
 pub const BUCKET_SECS: i64 = 300;
@@ -116,6 +116,8 @@ struct Room {
     /// the sums of the air's fit against it (readings, Σnet, Σexcess, Σnet², Σnet·excess).
     net: i64,
     fit: [f64; 5],
+    /// The room's own presence model from its air and light, calibrated from its counts.
+    model: RoomModel,
 }
 
 impl Room {
@@ -245,6 +247,8 @@ pub struct Sensed {
     pub extra: Option<f32>,
     pub net: i64,
     pub fit: [f64; 5],
+    /// The room's presence model, as far as it has calibrated itself.
+    pub model: RoomModel,
 }
 
 /// The estimator for every room of a site (rooms by index).
@@ -332,6 +336,7 @@ impl Estimator {
                         extra: r.extra,
                         net: r.net,
                         fit: r.fit,
+                        model: r.model.clone(),
                     },
                 }
             })
@@ -371,6 +376,7 @@ impl Estimator {
             r.co2_slope = finite(&x.co2_slope);
             r.co2_floor = finite(&x.co2_floor);
             r.light = reading(x.light);
+            r.model = x.model.clone();
             if !r.sure && x.fit.iter().all(|v| v.is_finite()) {
                 r.extra = finite(&x.extra).map(|v| v.max(0.0));
                 r.net = x.net;
@@ -521,6 +527,7 @@ impl Estimator {
 
     /// A CO2 reading in the room.
     pub fn handle_co2(&mut self, room: usize, ppm: f32, now: i64) {
+        let detector = self.detector;
         if let Some(r) = self.room(room, now) {
             if let Some((t, before)) = r.co2 {
                 let minutes = (now - t) as f32 / 60.0;
@@ -536,7 +543,21 @@ impl Estimator {
             }
             r.co2 = Some((now, ppm));
             r.co2_floor = Some(r.co2_floor.map_or(ppm, |f| f.min(ppm)));
+            r.model.see_co2(ppm);
             let counting = r.last_counter.is_some_and(|t| now - t <= FRESH_SECS);
+            if counting && r.sure {
+                // A count kept by counters from a known number is the room's ground truth:
+                // its presence model learns what its air and light look like with and without
+                // people.
+                let recent = |x: Option<(i64, f32)>| x.filter(|(t, _)| now - t <= AIR_SECS);
+                let sample = Sample {
+                    light: recent(r.light).map(|(_, v)| v),
+                    co2: Some(ppm),
+                    co2_slope: r.co2_slope,
+                };
+                let occupied = r.count() > 0;
+                r.model.learn(&detector, &sample, occupied);
+            }
             let (Some(excess), Some(k)) = (r.co2_excess(now), r.ppm_per_person()) else {
                 return;
             };
@@ -664,7 +685,7 @@ impl Estimator {
             co2: recent(r.co2),
             co2_slope: r.co2_slope,
         };
-        let air = self.detector.occupied(&sample);
+        let air = r.model.occupied(&self.detector, &sample);
         // The people the air shows, when it shows more than a sensor's error.
         let by_air = r
             .co2_people(now)
@@ -885,6 +906,49 @@ mod tests {
         before.restore(&old, T0 + 25);
         assert_eq!(before.estimate(0, T0 + 26).count, 5);
         assert_eq!(before.estimate(0, T0 + 26 + TRANSIT_DWELL_SECS).count, 0);
+    }
+
+    #[test]
+    fn a_counted_room_learns_its_own_light_and_air_and_then_sees_people_its_counters_miss() {
+        // A workshop lit by desk lamps (120 lx, under the fitted 190 lx), counted from a known
+        // zero. Its counters teach it what two people look like in its light and air.
+        let mut e = Estimator::new(1, detector(), 7200);
+        e.set_capacity(|_| Some(12));
+        e.handle_counter(0, 0, 0, T0);
+        e.handle_light(0, 2.0, T0);
+        e.handle_co2(0, 420.0, T0);
+        let mut t = T0;
+        for _ in 0..40 {
+            e.handle_counter(0, 2, 0, t);
+            for k in 1..=6 {
+                e.handle_light(0, 120.0, t + 300 * k);
+                e.handle_co2(0, 420.0 + 40.0 * k as f32, t + 300 * k);
+            }
+            t += 1800;
+            e.handle_counter(0, 0, 2, t);
+            for k in 1..=6 {
+                e.handle_light(0, 2.0, t + 300 * k);
+                e.handle_co2(0, 660.0 - 40.0 * k as f32, t + 300 * k);
+            }
+            t += 1800;
+        }
+        let learned = e.carried(t)[0].sensed.model.clone();
+        assert!(learned.labels >= 400, "{learned:?}");
+        // Two come in past a counter that has stopped counting: lamps on, air rising.
+        e.handle_light(0, 120.0, t + 60);
+        e.handle_co2(0, 500.0, t + 60);
+        e.handle_co2(0, 560.0, t + 360);
+        let est = e.estimate(0, t + 400);
+        assert!(est.occupied, "{est:?} {learned:?}");
+        // The same room with the fitted thresholds only (nothing learned) calls it empty.
+        let mut fresh = Estimator::new(1, detector(), 7200);
+        fresh.set_capacity(|_| Some(12));
+        fresh.handle_counter(0, 0, 0, T0);
+        fresh.handle_co2(0, 420.0, T0);
+        fresh.handle_light(0, 120.0, t + 60);
+        fresh.handle_co2(0, 500.0, t + 60);
+        fresh.handle_co2(0, 560.0, t + 360);
+        assert!(!fresh.estimate(0, t + 400).occupied);
     }
 
     #[test]
