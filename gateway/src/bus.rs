@@ -309,4 +309,86 @@ pub struct LinkStats {
     pub shed: AtomicU64,
     /// Publishes handed to the core and not yet taken by it.
     pub queued: AtomicUsize,
+    /// The median time from the gateway's QoS 1 publish to the broker's PUBACK over the last
+    /// [`RoundTrips::KEPT`], microseconds (0: none measured yet).
+    pub round_trip_us: AtomicU64,
+}
+
+/// The broker's last round trips (publish to PUBACK), for the median in
+/// [`LinkStats::round_trip_us`].
+#[derive(Debug, Default)]
+pub struct RoundTrips {
+    sent: std::collections::HashMap<u16, std::time::Instant>,
+    last: std::collections::VecDeque<u64>,
+}
+
+impl RoundTrips {
+    pub const KEPT: usize = 32;
+
+    /// A QoS 1 publish went out with this packet id.
+    pub fn sent(&mut self, pkid: u16, at: std::time::Instant) {
+        if self.sent.len() >= 1024 {
+            // PUBACKs lost with a connection: start again.
+            self.sent.clear();
+        }
+        self.sent.insert(pkid, at);
+    }
+
+    /// Its PUBACK came: the median of the last round trips, microseconds.
+    pub fn acked(&mut self, pkid: u16, at: std::time::Instant) -> Option<u64> {
+        let sent = self.sent.remove(&pkid)?;
+        if self.last.len() >= Self::KEPT {
+            self.last.pop_front();
+        }
+        self.last
+            .push_back(u64::try_from(at.duration_since(sent).as_micros()).unwrap_or(u64::MAX));
+        let mut v: Vec<u64> = self.last.iter().copied().collect();
+        v.sort_unstable();
+        Some(v[v.len() / 2])
+    }
+}
+
+/// A broker that takes this long (median) to acknowledge is most likely delaying small packets
+/// (Nagle's algorithm meeting delayed ACKs: about 40 ms on Linux); one on the same machine or
+/// the LAN answers in about a millisecond.
+pub const SLOW_ROUND_TRIP_US: u64 = 30_000;
+
+/// What `/health` says about a broker's round trip, if anything.
+pub fn round_trip_warning(median_us: u64) -> Option<String> {
+    (median_us >= SLOW_ROUND_TRIP_US).then(|| {
+        format!(
+            "the broker takes {:.0} ms to acknowledge a message (about 1 ms is usual on a LAN): it is probably not setting TCP_NODELAY; for mosquitto add `set_tcp_nodelay true` (kombinat devices mosquitto-config writes it)",
+            median_us as f64 / 1000.0
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_broker_s_round_trip_is_the_median_of_the_last_acks_and_a_slow_one_is_named() {
+        let mut r = RoundTrips::default();
+        let t0 = Instant::now();
+        // An ack for nothing sent (a session's leftover) measures nothing.
+        assert_eq!(r.acked(9, t0), None);
+        let mut median = 0;
+        for (i, ms) in [1u64, 44, 1, 1, 44].iter().enumerate() {
+            let pkid = i as u16 + 1;
+            r.sent(pkid, t0);
+            median = r.acked(pkid, t0 + Duration::from_millis(*ms)).unwrap();
+        }
+        assert_eq!(median, 1_000, "one slow ack in a few is not the broker");
+        for pkid in 10..40u16 {
+            r.sent(pkid, t0);
+            median = r.acked(pkid, t0 + Duration::from_millis(44)).unwrap();
+        }
+        assert_eq!(median, 44_000);
+        assert!(round_trip_warning(median)
+            .is_some_and(|w| w.contains("44 ms") && w.contains("set_tcp_nodelay true")));
+        assert_eq!(round_trip_warning(1_000), None);
+        assert_eq!(round_trip_warning(0), None);
+    }
 }

@@ -95,6 +95,7 @@ pub async fn run(
     // The watchdog counts only what arrives: our own PINGREQs are events too, and would keep a
     // dead connection looking alive.
     let mut last_incoming = tokio::time::Instant::now();
+    let mut round_trips = crate::bus::RoundTrips::default();
     let mut subscribe_due = false;
     let subscribe = |client: &AsyncClient| {
         let subs = filters
@@ -149,6 +150,14 @@ pub async fn run(
             last_incoming = tokio::time::Instant::now();
         }
         match polled {
+            Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) if pkid != 0 => {
+                round_trips.sent(pkid, std::time::Instant::now());
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                if let Some(median) = round_trips.acked(ack.pkid, std::time::Instant::now()) {
+                    stats.round_trip_us.store(median, Ordering::Relaxed);
+                }
+            }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(100);
                 stats.connected.store(true, Ordering::Relaxed);

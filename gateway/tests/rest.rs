@@ -436,6 +436,12 @@ async fn health_without_a_login_and_metrics_with_a_metrics_token() {
         node.decision(Duration::from_secs(10)).await;
     }
 
+    // The broker's round trip is measured and, on loopback, nothing to warn about.
+    let (_, body) = call("GET", &format!("{base}/health"), None, None);
+    let rt = body["broker"]["round_trip_ms"].as_f64();
+    assert!(rt.is_some_and(|ms| ms < 30.0), "{body}");
+    assert_eq!(body["warnings"], serde_json::json!([]), "{body}");
+
     assert_eq!(get_text(&format!("{base}/metrics"), None).0, 401);
     assert_eq!(get_text(&format!("{base}/metrics"), Some(READER)).0, 403);
     let (status, text) = get_text(&format!("{base}/metrics"), Some(METRICS));

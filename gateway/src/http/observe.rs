@@ -44,11 +44,20 @@ pub async fn health(State(s): State<AppState>) -> Response {
     let ok = connected && subscribed && store_ok && core_ok;
     let free = s.stats.disk_free.load(Relaxed);
     let disk_low = free > 0 && free < crate::bus::LOW_DISK_BYTES;
+    let round_trip = link.round_trip_us.load(Relaxed);
+    let warnings: Vec<String> = crate::bus::round_trip_warning(round_trip)
+        .into_iter()
+        .collect();
     let body = serde_json::json!({
         "status": if !ok { "down" } else if failing > 0 || disk_low { "degraded" } else { "ok" },
         "core": if core_ok { "ok" } else { "stalled" },
         "disk": {"free_bytes": free, "low": disk_low},
-        "broker": {"connected": connected, "subscribed": subscribed},
+        "broker": {
+            "connected": connected,
+            "subscribed": subscribed,
+            "round_trip_ms": (round_trip > 0).then(|| round_trip as f64 / 1000.0),
+        },
+        "warnings": warnings,
         "store": if store_ok { "ok" } else { "error" },
         "feeds_failing": failing,
         "devices": {
