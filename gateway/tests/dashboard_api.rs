@@ -1243,3 +1243,60 @@ async fn below_admin_card_numbers_are_masked_in_members_the_log_and_its_export()
     }
     gw.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_gateway_shows_the_head_counts_it_took_up_from_its_first_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare_staff(dir.path());
+    let gw = gateway(dir.path()).await;
+    let viewer = login(&gw, "vera").await;
+    // The meeting room's people counter counts three in.
+    let node = DoorNode::connect(gw.mqtt_addr, "door-meeting", "d-meeting-1", key(2)).await;
+    let reading = kombinat_protocol::sensor::Reading {
+        v: kombinat_protocol::door::VERSION,
+        device: "sensor-meeting".parse().unwrap(),
+        counter: 1,
+        reading: kombinat_protocol::sensor::Measurement::Counter { entered: 3, out: 0 },
+    };
+    node.client
+        .publish(
+            kombinat_protocol::Topic::Reading("sensor-meeting".parse().unwrap()).to_string(PREFIX),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&reading).unwrap(),
+        )
+        .await
+        .unwrap();
+    let count = |r: Reply| r.json()["now"]["count"].as_u64();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while count(
+        call(
+            &gw,
+            Method::GET,
+            "/api/v1/rooms/meeting-1",
+            Some(&viewer),
+            None,
+        )
+        .await,
+    ) != Some(3)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(node);
+    gw.stop().await.unwrap();
+    // Started again: the first answer after ready already has the three (not 0 until the core's
+    // first tick a second later).
+    let gw = gateway(dir.path()).await;
+    let viewer = login(&gw, "vera").await;
+    let room = call(
+        &gw,
+        Method::GET,
+        "/api/v1/rooms/meeting-1",
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(count(room), Some(3));
+    gw.stop().await.unwrap();
+}
