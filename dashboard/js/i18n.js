@@ -44,9 +44,9 @@ export const STRINGS = {
     'plan.legend.high': 'понад половину',
     'plan.legend.full': 'майже повно',
     'plan.legend.door': 'двері: зачинено / відчинено / тривога',
-    'room.people': '{n} осіб',
+    'room.people': { one: '{n} особа', few: '{n} особи', many: '{n} осіб', other: '{n} особи' },
     'room.people.cap': '{n} з {cap}',
-    'room.aria': '{name}: {n} осіб',
+    'room.aria': { one: '{name}: {n} особа', few: '{name}: {n} особи', many: '{name}: {n} осіб', other: '{name}: {n} особи' },
     'room.title': 'Кімната',
     'room.now': 'Зараз',
     'room.today': 'Сьогодні',
@@ -137,7 +137,7 @@ export const STRINGS = {
     'usage.mean': 'Середнє',
     'usage.occupied': 'Зайнято, год',
     'usage.booked': 'Заброньовано, год',
-    'usage.nights': '{n} ноч.',
+    'usage.nights': { one: '{n} ніч', few: '{n} ночі', many: '{n} ночей', other: '{n} ночі' },
     'usage.used': 'Використано з броні',
     'usage.heat': 'Середня кількість людей: день тижня × година',
     'usage.heat.for': 'Теплова карта: {room}',
@@ -243,9 +243,9 @@ export const STRINGS = {
     'plan.legend.high': 'over half',
     'plan.legend.full': 'nearly full',
     'plan.legend.door': 'doors: closed / open / alarm',
-    'room.people': '{n} people',
+    'room.people': { one: '{n} person', other: '{n} people' },
     'room.people.cap': '{n} of {cap}',
-    'room.aria': '{name}: {n} people',
+    'room.aria': { one: '{name}: {n} person', other: '{name}: {n} people' },
     'room.title': 'Room',
     'room.now': 'Now',
     'room.today': 'Today',
@@ -336,7 +336,7 @@ export const STRINGS = {
     'usage.mean': 'Mean',
     'usage.occupied': 'Occupied, h',
     'usage.booked': 'Booked, h',
-    'usage.nights': '{n} nights',
+    'usage.nights': { one: '{n} night', other: '{n} nights' },
     'usage.used': 'Booked time used',
     'usage.heat': 'Mean people: weekday × hour',
     'usage.heat.for': 'Heat map: {room}',
@@ -419,8 +419,14 @@ export function setLang(l) {
   document.documentElement.lang = l;
 }
 
+// A string with a count has a form per plural category of its language (Ukrainian: 1 особа,
+// 3 особи, 5 осіб, 21 особа; English: 1 person, 2 people), chosen by `vars.n`.
 export function t(key, vars = {}) {
-  const s = STRINGS[current][key] ?? STRINGS.en[key] ?? key;
+  let s = STRINGS[current][key] ?? STRINGS.en[key] ?? key;
+  if (typeof s === 'object') {
+    const form = new Intl.PluralRules(locale()).select(Number(vars.n ?? 0));
+    s = s[form] ?? s.other;
+  }
   return s.replace(/\{(\w+)\}/g, (_, k) => (k in vars ? String(vars[k]) : `{${k}}`));
 }
 

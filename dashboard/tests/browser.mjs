@@ -91,6 +91,45 @@ try {
   check(!cls.includes('occ0'), `a room with people is not drawn empty (${cls})`);
   await page.screenshot({ path: join(shots, '03-plan-live.png') });
   say('SEEN room count 3 on the plan');
+  const aria = await page.getAttribute('polygon[data-room="meeting-1"]', 'aria-label');
+  check(aria.endsWith(': 3 особи'), `three people in Ukrainian are "3 особи": ${aria}`);
+
+  // Every floor's labels fit: no name or count leaves its room or overlaps another's.
+  const floors = await page.$$eval('button[data-floor]', (bs) => bs.map((b) => b.dataset.floor));
+  for (const f of floors) {
+    await page.click(`button[data-floor="${f}"]`);
+    await page.waitForSelector('.plan g.room-group', { timeout: T });
+    const bad = await page.evaluate(() => {
+      const out = [];
+      const boxes = [];
+      const eps = 0.05;
+      for (const g of document.querySelectorAll('.plan g.room-group')) {
+        const p = g.querySelector('polygon').getBBox();
+        for (const el of g.querySelectorAll('text')) {
+          const b = el.getBBox();
+          if (b.x < p.x - eps || b.y < p.y - eps || b.x + b.width > p.x + p.width + eps
+            || b.y + b.height > p.y + p.height + eps) {
+            out.push(`"${el.textContent}" leaves ${g.dataset.room}`);
+          }
+          boxes.push([g.dataset.room, el.textContent, b]);
+        }
+      }
+      for (let i = 0; i < boxes.length; i++) {
+        for (let j = i + 1; j < boxes.length; j++) {
+          const [ra, ta, a] = boxes[i];
+          const [rb, tb, b] = boxes[j];
+          const apart = a.x + a.width <= b.x + eps || b.x + b.width <= a.x + eps
+            || a.y + a.height <= b.y + eps || b.y + b.height <= a.y + eps;
+          if (!apart) out.push(`"${ta}" (${ra}) overlaps "${tb}" (${rb})`);
+        }
+      }
+      return out;
+    });
+    check(bad.length === 0, `floor ${f}: ${bad.slice(0, 6).join('; ')}`);
+  }
+  say(`SEEN the labels of ${floors.length} floors fit their rooms`);
+  await page.click(`button[data-floor="${floor}"]`);
+  await page.waitForSelector('polygon[data-room="meeting-1"]', { timeout: T });
 
   // The access log, then a tap: a new row without a reload, its reason in words.
   await nav('log');
