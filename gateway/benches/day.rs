@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::logs;
 use kombinat_firmware::mqtt::LinkConfig;
-use kombinat_firmware::sim::{Building, Population, SimConfig, SimReport, World};
+use kombinat_firmware::sim::{SimConfig, SimReport, World};
 
 fn written() -> u64 {
     std::fs::read_to_string("/proc/self/io")
@@ -51,35 +51,9 @@ struct Run {
 /// at `speed`, measured for `real_s` seconds once the nodes have connected and settled.
 fn run(rt: &tokio::runtime::Runtime, speed: f64, start_min: u32, real_s: f64) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let text = kombinat::demo::site_text();
-    let site_file = dir.path().join("site.toml");
-    std::fs::write(&site_file, &text).unwrap();
-    let building = Building::parse(&text).unwrap();
     // The nodes connect and report in before the building's clock starts.
-    let settle = 10.0;
-    let (clock, gateway_clock) =
-        kombinat::demo::clocks(building.timezone, start_min, speed, settle);
-    let pop = Population::generate(&building, 7, clock);
-    kombinat::demo::seed(
-        &site_file,
-        &data,
-        &pop,
-        building.timezone,
-        gateway_clock.now(),
-    )
-    .unwrap();
-    let mut config = kombinat::config::Config::parse(
-        &format!(
-            "site = {:?}\ndata = {:?}\n[mqtt]\nbroker = \"embedded\"\nlisten = \"127.0.0.1:0\"\n",
-            site_file.display().to_string(),
-            data.display().to_string()
-        ),
-        dir.path(),
-    )
-    .unwrap();
-    config.clock = gateway_clock;
+    let day = kombinat::demo::prepare_day(dir.path(), 7, start_min, speed, 10.0).unwrap();
+    let (building, pop, clock, config) = (day.building, day.pop, day.clock, day.config);
     rt.block_on(async {
         let gw = kombinat::service::start(config).await.unwrap();
         assert!(gw.ready(Duration::from_secs(30)).await);

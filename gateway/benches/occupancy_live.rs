@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use common::{client, logs, PREFIX};
 use kombinat_firmware::mqtt::LinkConfig;
-use kombinat_firmware::sim::{Building, Population, SimConfig, World};
+use kombinat_firmware::sim::{SimConfig, World};
 
 /// How a room is sensed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -147,40 +147,16 @@ struct Plan {
 /// One run: a fresh gateway and building, sampled every simulated minute.
 async fn run(p: &Plan) -> Tally {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let text = kombinat::demo::site_text();
-    let site_file = dir.path().join("site.toml");
-    std::fs::write(&site_file, &text).unwrap();
-    let building = Building::parse(&text).unwrap();
     // The nodes connect and report in before the building's clock starts.
-    let settle = 8.0;
-    let (clock, gateway_clock) =
-        kombinat::demo::clocks(building.timezone, p.start_min, p.speed, settle);
-    let pop = Population::generate(&building, p.seed, clock);
-    let now = gateway_clock.now();
-    {
-        let (site_file, data, pop, tz) = (
-            site_file.clone(),
-            data.clone(),
-            pop.clone(),
-            building.timezone,
-        );
-        tokio::task::spawn_blocking(move || kombinat::demo::seed(&site_file, &data, &pop, tz, now))
-            .await
-            .unwrap()
-            .unwrap();
-    }
-    let mut config = kombinat::config::Config::parse(
-        &format!(
-            "site = {:?}\ndata = {:?}\n[mqtt]\nbroker = \"embedded\"\nlisten = \"127.0.0.1:0\"\n",
-            site_file.display().to_string(),
-            data.display().to_string()
-        ),
-        dir.path(),
-    )
+    let (seed, start, speed) = (p.seed, p.start_min, p.speed);
+    let path = dir.path().to_path_buf();
+    let day = tokio::task::spawn_blocking(move || {
+        kombinat::demo::prepare_day(&path, seed, start, speed, 8.0)
+    })
+    .await
+    .unwrap()
     .unwrap();
-    config.clock = gateway_clock;
+    let (building, pop, clock, config) = (day.building, day.pop, day.clock, day.config);
     let gw = kombinat::service::start(config).await.unwrap();
     assert!(gw.ready(Duration::from_secs(30)).await);
     let port = gw.mqtt_addr.port();

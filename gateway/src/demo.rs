@@ -93,6 +93,61 @@ pub fn clocks(
     (sim, crate::clock::Clock::running(start, at, speed))
 }
 
+/// A simulated day made ready in a directory, as the demo makes it, for the benchmarks that run
+/// one: see [`prepare_day`].
+pub struct Day {
+    pub building: Building,
+    pub pop: Population,
+    /// The simulated day's clock (the gateway's follows it: `config.clock`).
+    pub clock: SimClock,
+    /// The gateway on the embedded broker (any free port), its store seeded with the day.
+    pub config: crate::config::Config,
+}
+
+/// The demo's building and a population from `seed` in `dir`: the site file written there,
+/// members, bookings and devices seeded into `dir/data`, the day starting at `start_min` once
+/// `settle_s` real seconds have passed (the nodes connect and report in first) and running
+/// `speed` times as fast as real time.
+pub fn prepare_day(
+    dir: &Path,
+    seed_no: u64,
+    start_min: u32,
+    speed: f64,
+    settle_s: f64,
+) -> Result<Day> {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data)?;
+    let text = site_text();
+    let site_file = dir.join("site.toml");
+    std::fs::write(&site_file, &text)?;
+    let building = Building::parse(&text).map_err(|e| anyhow!(e))?;
+    let (clock, gateway_clock) = clocks(building.timezone, start_min, speed, settle_s);
+    let pop = Population::generate(&building, seed_no, clock);
+    seed(
+        &site_file,
+        &data,
+        &pop,
+        building.timezone,
+        gateway_clock.now(),
+    )?;
+    let mut config = crate::config::Config::parse(
+        &format!(
+            "site = {:?}\ndata = {:?}\n[mqtt]\nbroker = \"embedded\"\nlisten = \"127.0.0.1:0\"\n",
+            site_file.display().to_string(),
+            data.display().to_string()
+        ),
+        dir,
+    )
+    .map_err(|e| anyhow!(e))?;
+    config.clock = gateway_clock;
+    Ok(Day {
+        building,
+        pop,
+        clock,
+        config,
+    })
+}
+
 /// Writes the day into the store: members and bookings through the importers, the devices, and a
 /// token for the metrics and the bookings (returned).
 pub fn seed(

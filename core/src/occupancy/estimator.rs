@@ -146,11 +146,15 @@ impl Room {
 
     /// CO2 rise per person, ppm: calibrated, or from the capacity.
     fn ppm_per_person(&self) -> Option<f32> {
-        self.ppm_per_person.or_else(|| {
-            self.capacity
-                .filter(|c| *c > 0)
-                .map(|c| DESIGN_RISE_AT_CAPACITY_PPM / c as f32)
-        })
+        self.ppm_per_person.or_else(|| self.design_ppm_per_person())
+    }
+
+    /// The rise per person a room ventilated as designed has: [`DESIGN_RISE_AT_CAPACITY_PPM`]
+    /// over its capacity. A calibration stays within a factor of four of it.
+    fn design_ppm_per_person(&self) -> Option<f32> {
+        self.capacity
+            .filter(|c| *c > 0)
+            .map(|c| DESIGN_RISE_AT_CAPACITY_PPM / c as f32)
     }
 
     /// The CO2 excess the room's air will settle to (the last reading, ahead by its slope over
@@ -163,11 +167,6 @@ impl Room {
             .min(OUTDOOR_CO2_PPM);
         let settled = ppm + AIR_TAU_MIN * self.co2_slope.unwrap_or(0.0);
         Some((settled - floor).max(0.0))
-    }
-
-    /// The people the room's CO2 shows, if it has a recent reading and a ppm per person.
-    fn co2_people(&self, now: i64) -> Option<f32> {
-        Some(self.co2_excess(now)? / self.ppm_per_person()?)
     }
 
     /// What the counters' count misses, by the air: whole people, when the excess is more
@@ -568,9 +567,7 @@ impl Estimator {
                 let slope = r.co2_slope.unwrap_or(0.0).abs() * AIR_TAU_MIN;
                 if counted >= 2.0 && excess >= CO2_NOISE_PPM && slope <= 0.15 * excess {
                     let seen = excess / counted;
-                    let start = r
-                        .capacity
-                        .map_or(seen, |c| DESIGN_RISE_AT_CAPACITY_PPM / c.max(1) as f32);
+                    let start = r.design_ppm_per_person().unwrap_or(seen);
                     let k = k + 0.2 * (seen - k);
                     r.ppm_per_person = Some(k.clamp(start / 4.0, start * 4.0));
                 }
@@ -592,9 +589,7 @@ impl Estimator {
                 let mut k = f64::from(k);
                 if n >= 6.0 && var >= 9.0 {
                     let fitted = (f[4] / n - mx * my) / var;
-                    let start = r.capacity.map_or(k, |c| {
-                        f64::from(DESIGN_RISE_AT_CAPACITY_PPM) / f64::from(c.max(1))
-                    });
+                    let start = r.design_ppm_per_person().map_or(k, f64::from);
                     if (start / 4.0..=start * 4.0).contains(&fitted) {
                         k = fitted;
                         r.ppm_per_person = Some(fitted as f32);
@@ -688,8 +683,9 @@ impl Estimator {
         let air = r.model.occupied(&self.detector, &sample);
         // The people the air shows, when it shows more than a sensor's error.
         let by_air = r
-            .co2_people(now)
-            .filter(|_| r.co2_excess(now).is_some_and(|x| x >= CO2_NOISE_PPM))
+            .co2_excess(now)
+            .filter(|x| *x >= CO2_NOISE_PPM)
+            .and_then(|x| Some(x / r.ppm_per_person()?))
             .map_or(0, |n| n.round() as u32);
         if fresh(r.last_counter) || (fresh(r.last_entry) && count > 0) {
             let by_counter = fresh(r.last_counter);
