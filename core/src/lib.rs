@@ -18,6 +18,7 @@
 #![deny(unsafe_code)]
 
 pub mod access;
+pub mod alerts;
 pub mod booking;
 pub mod domain;
 pub mod occupancy;

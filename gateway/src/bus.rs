@@ -81,6 +81,11 @@ pub enum Control {
         /// What came of reading it (expanded by the poller).
         fetched: crate::poller::FeedRead,
     },
+    /// What the alert poller read from alert feed `feed` (by index in the configuration).
+    Alert {
+        feed: usize,
+        read: kombinat_core::alerts::AlertRead,
+    },
     /// Bookings from the REST API, as fields by name: checked against the snapshot and
     /// written in one transaction, or refused with a message per item and field.
     ApiBookings {

@@ -36,6 +36,17 @@
 //! [webhook]                         # optional: events (no-shows) to the booking system
 //! url = "https://booking.example.org/kombinat"
 //! secret = "…"                      # shared; signs each request (HMAC-SHA256)
+//!
+//! [[alert_feeds]]                   # optional, any number: air-raid alerts switch shelter mode
+//! id = "siren"                      # named in the log and the alarm
+//! source = "ukrainealarm"           # or "alerts.in.ua"
+//! area = "1370"                     # the hromada: Kherson city (regionId / location_uid)
+//! oblast = "23"                     # alerts.in.ua: its oblast's uid (oblast-wide alerts)
+//! raion = "Херсонський район"       # alerts.in.ua: its raion's name (raion-wide alerts)
+//! url = "https://siren.pp.ua/api/v3"  # default: the source's own API
+//! key_file = "/etc/kombinat/alerts.key"  # the API key or token, if the source needs one
+//! every_s = 20                      # how often it is read (mind the source's rate limit)
+//! types = ["AIR"]                   # which alert types mean the shelter (default: air raids)
 //! ```
 
 use std::net::SocketAddr;
@@ -146,6 +157,8 @@ pub struct Config {
     /// Where the service reads the time: the system clock unless `kombinat run --now` (or a
     /// test) moves it. Not in the file: a gateway in service runs on the system clock.
     pub clock: crate::clock::Clock,
+    /// Air-raid alert feeds.
+    pub alert_feeds: Vec<AlertFeedConfig>,
 }
 
 /// Occupancy history and no-show settings.
@@ -192,6 +205,102 @@ struct RawConfig {
     http: Option<RawHttp>,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    alert_feeds: Vec<RawAlertFeed>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertFeed {
+    id: String,
+    source: String,
+    area: String,
+    oblast: Option<String>,
+    raion: Option<String>,
+    url: Option<String>,
+    key_file: Option<PathBuf>,
+    every_s: Option<u32>,
+    types: Option<Vec<String>>,
+}
+
+/// An air-raid alert feed (see [`kombinat_core::alerts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertFeedConfig {
+    pub id: String,
+    pub source: kombinat_core::alerts::AlertSource,
+    pub area: kombinat_core::alerts::Area,
+    /// Where it is read: the address of the answer itself (the region's alerts, or the
+    /// country's active alerts).
+    pub url: String,
+    /// The API key or token, read from `key_file` at start.
+    pub key: Option<String>,
+    pub every_s: u32,
+    pub types: Vec<String>,
+}
+
+impl AlertFeedConfig {
+    fn from_raw(raw: RawAlertFeed, base: &Path) -> Result<AlertFeedConfig, String> {
+        use kombinat_core::alerts::AlertSource;
+        let what = format!("alert_feeds {:?}", raw.id);
+        let source = AlertSource::parse(&raw.source).ok_or_else(|| {
+            format!(
+                "{what}: source {:?} is not one of \"ukrainealarm\", \"alerts.in.ua\"",
+                raw.source
+            )
+        })?;
+        if raw.area.trim().is_empty() || raw.area.contains(['/', '?', '#']) {
+            return Err(format!("{what}: area {:?} is not a region id", raw.area));
+        }
+        let base_url = raw.url.unwrap_or_else(|| {
+            match source {
+                AlertSource::UkraineAlarm => "https://api.ukrainealarm.com/api/v3",
+                AlertSource::AlertsInUa => "https://api.alerts.in.ua/v1",
+            }
+            .to_string()
+        });
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(format!(
+                "{what}: url {base_url:?} is not an http(s) address"
+            ));
+        }
+        let base_url = base_url.trim_end_matches('/');
+        let url = match source {
+            AlertSource::UkraineAlarm => format!("{base_url}/alerts/{}", raw.area.trim()),
+            AlertSource::AlertsInUa => format!("{base_url}/alerts/active.json"),
+        };
+        let key = match raw.key_file {
+            None => None,
+            Some(f) => {
+                let path = base.join(f);
+                let k = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{what}: key_file {}: {e}", path.display()))?;
+                Some(k.trim().to_string()).filter(|k| !k.is_empty())
+            }
+        };
+        let every_s = raw.every_s.unwrap_or(20);
+        if !(5..=3600).contains(&every_s) {
+            return Err(format!("{what}: every_s is 5 to 3600"));
+        }
+        Ok(AlertFeedConfig {
+            id: raw.id,
+            source,
+            area: kombinat_core::alerts::Area {
+                id: raw.area.trim().to_string(),
+                oblast: raw.oblast,
+                raion: raw.raion,
+            },
+            url,
+            key,
+            every_s,
+            types: raw.types.unwrap_or_else(|| {
+                source
+                    .default_types()
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect()
+            }),
+        })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -347,7 +456,16 @@ impl Config {
                 })
             }
         };
+        let mut alert_feeds = Vec::new();
+        for f in raw.alert_feeds {
+            let f = AlertFeedConfig::from_raw(f, base)?;
+            if alert_feeds.iter().any(|x: &AlertFeedConfig| x.id == f.id) {
+                return Err(format!("alert_feeds {:?} is named twice", f.id));
+            }
+            alert_feeds.push(f);
+        }
         Ok(Config {
+            alert_feeds,
             clock: crate::clock::Clock::system(),
             trusted_proxies: raw
                 .http

@@ -17,6 +17,7 @@ pub use kombinat_core::booking::{feed, ics, import};
 pub use kombinat_core::wire::{desk, dialects, ha};
 pub use kombinat_core::{access, booking, domain, occupancy, site_file, wire};
 
+pub mod alert_poller;
 pub mod broker;
 pub mod bus;
 pub mod cli;

@@ -115,6 +115,11 @@ pub struct Running {
         Arc<std::sync::atomic::AtomicBool>,
         std::thread::JoinHandle<()>,
     )>,
+    /// The alert feeds' poller: its stop flag and thread.
+    alert_poller: Option<(
+        Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    )>,
     /// Where the HTTP API listens, if it does.
     pub http_addr: Option<SocketAddr>,
     http: Option<tokio::task::JoinHandle<()>>,
@@ -172,7 +177,10 @@ impl Running {
 
     /// Finishes in-flight work, flushes the store, disconnects.
     pub async fn stop(mut self) -> Result<(), ServiceError> {
-        if let Some((stop, thread)) = self.poller.take() {
+        for (stop, thread) in [self.poller.take(), self.alert_poller.take()]
+            .into_iter()
+            .flatten()
+        {
             stop.store(true, Ordering::Relaxed);
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
@@ -323,6 +331,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         config.clock.session_now(),
     )?);
     let estimator = restored_estimator(&site, store.as_ref(), rooms, now);
+    let config_alert_feeds = config.alert_feeds.len();
     let core = Core {
         live: live.clone(),
         backups: Arc::default(),
@@ -353,6 +362,15 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         lists_out: std::collections::VecDeque::new(),
         saved_counts_at: now.timestamp(),
         estimator,
+        alert_feeds: kombinat_core::alerts::AlertFeeds::new(
+            config_alert_feeds,
+            store
+                .state(ALERTS_SWITCHED)
+                .ok()
+                .flatten()
+                .is_some_and(|v| v == b"1"),
+        ),
+        alerts_failing: vec![None; config_alert_feeds],
         next_counts: Instant::now(),
         recorder,
         judge,
@@ -410,6 +428,25 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
             .map_err(|_| ServiceError::Stopped)?;
         Some((stop, thread))
     };
+    let alert_poller = if core.config.alert_feeds.is_empty() {
+        None
+    } else {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (feeds, tx, flag) = (
+            core.config.alert_feeds.clone(),
+            to_core.clone(),
+            stop.clone(),
+        );
+        let thread = std::thread::Builder::new()
+            .name("alert-feeds".into())
+            .spawn(move || {
+                let deliver =
+                    |feed, read| tx.send(Msg::Control(Control::Alert { feed, read })).is_ok();
+                crate::alert_poller::run(feeds, deliver, flag)
+            })
+            .map_err(|_| ServiceError::Stopped)?;
+        Some((stop, thread))
+    };
     let app_state = crate::http::AppState {
         store: store.clone(),
         to_core: to_core.clone(),
@@ -463,6 +500,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         webhook,
         webhook_stats,
         poller,
+        alert_poller,
         http_addr,
         http,
         app_state,
@@ -635,6 +673,13 @@ const CLOSED: &str = "daily 22:00-07:00";
 /// no-shows can be told.
 const WATCHED_S: i64 = 24 * 3600;
 
+/// How an alert feed is named as the actor of what it does (`alert-feed:<id>`).
+const ALERT_ACTOR: &str = "alert-feed:";
+
+/// The state key of whether the alert feeds switched the site to shelter ("1" or "0"), so that
+/// an alert's end after a restart still switches it back.
+const ALERTS_SWITCHED: &str = "alerts/switched";
+
 /// The state key of the feeds whose alarm is raised.
 const FEEDS_FAILING: &str = "feeds/failing";
 
@@ -702,6 +747,10 @@ struct Core {
     /// When released doors were last told again ([`RELEASED_EVERY`]).
     released_told_at: Option<DateTime<Utc>>,
     estimator: Estimator,
+    /// The air-raid alert feeds and the shelter mode they switched.
+    alert_feeds: kombinat_core::alerts::AlertFeeds,
+    /// Per alert feed: why it cannot be read, while it cannot.
+    alerts_failing: Vec<Option<String>>,
     /// The head counts last stored (under [`COUNTS_KEY`]), to store them only when changed.
     saved_counts: Vec<Carried>,
     /// When they were stored (Unix seconds).
@@ -1287,6 +1336,17 @@ impl Core {
                 });
             }
         }
+        for (f, failing) in self.config.alert_feeds.iter().zip(&self.alerts_failing) {
+            if failing.is_some() {
+                alarms.push(AlarmNow {
+                    alarm: "alert_feed_failing".into(),
+                    door: None,
+                    device: None,
+                    feed: Some(f.id.clone()),
+                    since: now,
+                });
+            }
+        }
         self.live.set_doors(doors);
         self.live.set_alarms(alarms);
         self.live.set_devices(devices);
@@ -1616,6 +1676,7 @@ impl Core {
                 b.answers.push((reply, r));
             }
             Control::Feed { feed, fetched } => self.feed(feed, fetched, b),
+            Control::Alert { feed, read } => self.alert(feed, read, b),
             Control::ApiBookings {
                 source,
                 items,
@@ -1861,8 +1922,94 @@ impl Core {
         }
     }
 
+    /// What an alert feed read: the shelter mode switched as [`kombinat_core::alerts`] says,
+    /// the feed's alarm raised or cleared, each logged.
+    fn alert(&mut self, i: usize, read: kombinat_core::alerts::AlertRead, b: &mut Batch) {
+        use kombinat_core::alerts::AlertAction;
+        let Some(feed) = self.config.alert_feeds.get(i).cloned() else {
+            return;
+        };
+        let now = self.config.clock.now();
+        let mode = self.gateway.snapshot().mode();
+        let actor = Actor::Source(format!("{ALERT_ACTOR}{}", feed.id));
+        for action in self.alert_feeds.read(i, read, mode) {
+            match action {
+                AlertAction::Mode(mode, why) => {
+                    tracing::warn!(feed = %feed.id, mode = mode.as_str(), %why, "alert feed switches the site mode");
+                    b.audit.push(AuditEntry::change(
+                        now,
+                        actor.clone(),
+                        format!("alert feed {}: {why}", feed.id),
+                    ));
+                    if let Err(e) = self.set_mode(mode, actor.clone(), b) {
+                        tracing::error!(error = %e, "cannot switch the site mode");
+                    }
+                }
+                AlertAction::Kept(why) => {
+                    tracing::warn!(feed = %feed.id, %why, "alert feed");
+                    b.audit.push(AuditEntry::change(
+                        now,
+                        actor.clone(),
+                        format!("alert feed {}: {why}", feed.id),
+                    ));
+                }
+                AlertAction::Failing(_, why) => self.alert_alarm(i, &actor, Some(why), b),
+                AlertAction::Recovered(_) => self.alert_alarm(i, &actor, None, b),
+            }
+        }
+        self.save_alerts_switched();
+    }
+
+    /// An alert feed's alarm raised (`failing`: why it cannot be read) or cleared.
+    fn alert_alarm(&mut self, i: usize, actor: &Actor, failing: Option<String>, b: &mut Batch) {
+        let now = self.config.clock.now();
+        let id = self.config.alert_feeds[i].id.clone();
+        let what = match &failing {
+            Some(why) => {
+                tracing::error!(feed = %id, %why, "alert feed cannot be read; the site mode stays as it is");
+                format!("alert feed {id} failing: {why}; the site mode stays as it is")
+            }
+            None => {
+                tracing::info!(feed = %id, "alert feed read again");
+                format!("alert feed {id} read again")
+            }
+        };
+        let raised = failing.is_some();
+        self.alerts_failing[i] = failing;
+        b.audit.push(AuditEntry::change(now, actor.clone(), what));
+        b.audit.push(AuditEntry {
+            at: now,
+            actor: actor.clone(),
+            event: AuditEvent::Alarm {
+                door: None,
+                device: None,
+                alarm: crate::store::AlarmKind::AlertFeedFailing,
+                raised,
+            },
+        });
+        b.refresh = true;
+    }
+
+    fn save_alerts_switched(&mut self) {
+        let v: &[u8] = if self.alert_feeds.switched() {
+            b"1"
+        } else {
+            b"0"
+        };
+        if let Err(e) = self.gateway.store().put_state(ALERTS_SWITCHED, v) {
+            tracing::error!(error = %e, "cannot store whether the alert feeds switched the mode");
+        }
+    }
+
     fn set_mode(&mut self, mode: SiteMode, by: Actor, b: &mut Batch) -> Result<(), ServiceError> {
         let now = self.config.clock.now();
+        if !matches!(&by, Actor::Source(s) if s.starts_with(ALERT_ACTOR))
+            && self.alert_feeds.switched()
+        {
+            // Staff, the API or a device set the mode: an alert's end leaves it to them.
+            self.alert_feeds.mode_set_by_others();
+            self.save_alerts_switched();
+        }
         self.gateway.set_mode(mode, by, now)?;
         self.mode_since = now;
         self.live.set_mode(mode.as_str(), now.timestamp());

@@ -162,6 +162,9 @@ pub enum AlarmKind {
     DeviceOffline,
     /// A calendar feed cannot be read (download or parse); its last good state is kept.
     FeedFailing,
+    /// An air-raid alert feed cannot be read: the site mode stays as it was (losing the feed is
+    /// never an all clear).
+    AlertFeedFailing,
     /// A door node reports its strike otherwise than the gateway holds it: unlocked for
     /// longer than any grant while it should be locked, or locked while it should stand
     /// released. The gateway sends the door's state again while this lasts.
