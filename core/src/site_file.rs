@@ -126,6 +126,7 @@ struct RawFeed {
 #[serde(deny_unknown_fields)]
 struct RawSite {
     name: String,
+    name_uk: Option<String>,
     timezone: String,
     shelter: Option<RoomId>,
 }
@@ -153,6 +154,7 @@ struct RawCalendar {
 struct RawRoom {
     id: RoomId,
     name: String,
+    name_uk: Option<String>,
     floor: FloorId,
     #[serde(default)]
     zones: Vec<ZoneId>,
@@ -171,6 +173,7 @@ struct RawRoom {
 struct RawDoor {
     id: DoorId,
     name: String,
+    name_uk: Option<String>,
     /// A room id, or "outside".
     from: String,
     into: RoomId,
@@ -533,6 +536,7 @@ pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
         site_rooms.push(Room {
             id: r.id,
             name: r.name,
+            name_uk: r.name_uk,
             floor: r.floor,
             zones: r.zones,
             kind: r.kind,
@@ -594,6 +598,7 @@ pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
         site_doors.push(Door {
             id: d.id,
             name: d.name,
+            name_uk: d.name_uk,
             from,
             into: d.into,
             unlock_ms,
@@ -844,6 +849,7 @@ pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
     };
     Ok(Site::assemble(SiteParts {
         name: site.name,
+        name_uk: site.name_uk,
         timezone,
         floors: floors.into_iter().map(|(_, f)| f).collect(),
         zones: zones.into_iter().map(|(_, z)| z).collect(),

@@ -168,12 +168,24 @@ function onEvent(kind, data) {
   changed();
 }
 
+// The site's names in the dashboard's language: each floor, room and door (and the site) keeps
+// its English name and its Ukrainian one where the site file gives it; `name` is the one shown.
+function localise(site) {
+  if (!site) return;
+  const uk = lang() === 'uk';
+  for (const x of [site, ...site.floors, ...site.rooms, ...site.doors]) {
+    if (x.name_en === undefined) x.name_en = x.name;
+    x.name = (uk && x.name_uk) || x.name_en;
+  }
+}
+
 async function start(me) {
   ctx.me = me;
   setCsrf(me.csrf);
   $('login').hidden = true;
   $('top').hidden = false;
   ctx.site = await api('/api/v1/site');
+  localise(ctx.site);
   setZone(ctx.site.timezone);
   header();
   if (es) es.close();
@@ -200,6 +212,7 @@ function signedOut() {
 
 function switchLang() {
   setLang(lang() === 'uk' ? 'en' : 'uk');
+  localise(ctx.site);
   texts();
   header();
   if (ctx.live) { liveState(!$('live').classList.contains('off')); render(); }

@@ -127,7 +127,7 @@ export const roomView = {
     this.fillDoors(ctx);
     return h('section', {},
       h('p', {}, h('a', { href: '#/plan' }, `← ${t('room.back')}`)),
-      h('h1', {}, day.name),
+      h('h1', {}, roomName(ctx, id) || day.name),
       h('div', { class: 'grid' }, nowCard(ctx, id), this.doorsBox),
       h('div', { class: 'card' }, h('h2', {}, t('room.timeline')),
         timelineChart(day), day.timeline.length ? null : h('p', { class: 'muted' }, t('room.timeline.empty'))),

@@ -92,7 +92,7 @@ try {
   await page.screenshot({ path: join(shots, '03-plan-live.png') });
   say('SEEN room count 3 on the plan');
   const aria = await page.getAttribute('polygon[data-room="meeting-1"]', 'aria-label');
-  check(aria.endsWith(': 3 особи'), `three people in Ukrainian are "3 особи": ${aria}`);
+  check(aria === 'Переговорна 1: 3 особи', `the room's Ukrainian name, three people as "3 особи": ${aria}`);
 
   // Every floor's labels fit: no name or count leaves its room or overlaps another's.
   const floors = await page.$$eval('button[data-floor]', (bs) => bs.map((b) => b.dataset.floor));
@@ -196,6 +196,10 @@ try {
   await page.screenshot({ path: join(shots, '10-log-en.png') });
   await nav('plan');
   await page.waitForSelector('polygon[data-room]', { timeout: T });
+  await page.click(`button[data-floor="${floor}"]`);
+  await page.waitForSelector('polygon[data-room="meeting-1"]', { timeout: T });
+  const en = await page.getAttribute('polygon[data-room="meeting-1"]', 'aria-label');
+  check(en.startsWith('Meeting room 1: 3 people'), `the room's English name in English: ${en}`);
   await page.screenshot({ path: join(shots, '11-plan-en.png') });
 
   // On a phone.

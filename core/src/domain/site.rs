@@ -56,6 +56,9 @@ pub struct Floor {
     pub id: FloorId,
     /// Name shown to staff.
     pub name: String,
+    /// Its name in Ukrainian, for the dashboard in Ukrainian.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_uk: Option<String>,
     /// 0 = ground, negative below.
     pub level: i8,
 }
@@ -76,6 +79,9 @@ pub struct Room {
     pub id: RoomId,
     /// Name shown to staff.
     pub name: String,
+    /// Its name in Ukrainian, for the dashboard in Ukrainian.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_uk: Option<String>,
     /// The floor it is on.
     pub floor: FloorId,
     /// Zones it belongs to.
@@ -96,6 +102,9 @@ pub struct Door {
     pub id: DoorId,
     /// Name shown to staff.
     pub name: String,
+    /// Its name in Ukrainian, for the dashboard in Ukrainian.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_uk: Option<String>,
     /// Where one comes from; `None` is outside the building.
     pub from: Option<RoomId>,
     /// The room the door leads into.
@@ -190,6 +199,8 @@ impl RoomSet {
 pub struct Site {
     /// Name of the site.
     pub name: String,
+    /// Its name in Ukrainian.
+    pub name_uk: Option<String>,
     /// Its time zone; every schedule is read on this clock.
     pub timezone: Tz,
     /// Floors, bottom up.
@@ -237,6 +248,7 @@ pub struct Site {
 /// The parts a site is assembled from (what the site file holds, already checked for references).
 pub struct SiteParts {
     pub name: String,
+    pub name_uk: Option<String>,
     /// Time zone.
     pub timezone: Tz,
     pub floors: Vec<Floor>,
@@ -389,6 +401,7 @@ impl Site {
         Site {
             clock: SiteClock::new(p.timezone),
             name: p.name,
+            name_uk: p.name_uk,
             timezone: p.timezone,
             floors: p.floors,
             zones: p.zones,

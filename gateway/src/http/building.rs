@@ -50,6 +50,10 @@ pub fn router() -> Router<AppState> {
 pub struct FloorView {
     pub id: String,
     pub name: String,
+    /// The name in Ukrainian, where the site file gives one (the dashboard in Ukrainian shows
+    /// it; `name` otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_uk: Option<String>,
     /// 0 ground, 1 first, -1 basement.
     pub level: i8,
 }
@@ -59,6 +63,10 @@ pub struct FloorView {
 pub struct RoomView {
     pub id: String,
     pub name: String,
+    /// The name in Ukrainian, where the site file gives one (the dashboard in Ukrainian shows
+    /// it; `name` otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_uk: Option<String>,
     pub floor: String,
     /// `conference`, `meeting`, `coworking`, `lab`, `hostel`, …
     pub kind: String,
@@ -73,6 +81,10 @@ pub struct RoomView {
 pub struct DoorView {
     pub id: String,
     pub name: String,
+    /// The name in Ukrainian, where the site file gives one (the dashboard in Ukrainian shows
+    /// it; `name` otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_uk: Option<String>,
     /// The room it leads from (none: the street).
     pub from: Option<String>,
     /// The room it leads into.
@@ -88,6 +100,10 @@ pub struct DoorView {
 pub struct SiteView {
     /// The site's name.
     pub name: String,
+    /// The name in Ukrainian, where the site file gives one (the dashboard in Ukrainian shows
+    /// it; `name` otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_uk: Option<String>,
     /// Its time zone.
     pub timezone: String,
     /// The shelter room, if any.
@@ -116,12 +132,14 @@ pub async fn site(State(s): State<AppState>, _who: Viewer) -> Json<SiteView> {
         .map(|f| FloorView {
             id: f.id.to_string(),
             name: f.name.clone(),
+            name_uk: f.name_uk.clone(),
             level: f.level,
         })
         .collect();
     floors.sort_by_key(|f| f.level);
     Json(SiteView {
         name: site.name.clone(),
+        name_uk: site.name_uk.clone(),
         timezone: site.timezone.name().to_string(),
         shelter: site.shelter.map(|r| r.to_string()),
         floors,
@@ -131,6 +149,7 @@ pub async fn site(State(s): State<AppState>, _who: Viewer) -> Json<SiteView> {
             .map(|r| RoomView {
                 id: r.id.to_string(),
                 name: r.name.clone(),
+                name_uk: r.name_uk.clone(),
                 floor: r.floor.to_string(),
                 kind: word(&r.kind),
                 capacity: r.capacity,
@@ -143,6 +162,7 @@ pub async fn site(State(s): State<AppState>, _who: Viewer) -> Json<SiteView> {
             .map(|d| DoorView {
                 id: d.id.to_string(),
                 name: d.name.clone(),
+                name_uk: d.name_uk.clone(),
                 from: d.from.map(|r| r.to_string()),
                 into: d.into.to_string(),
                 unlock_ms: d.unlock_ms,
