@@ -178,15 +178,17 @@ pub enum AlertAction {
     Kept(String),
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct FeedState {
     /// What it last read well.
     alert: Option<bool>,
     failing: bool,
 }
 
-/// The alert feeds together and the shelter mode they switched.
-#[derive(Debug, Clone)]
+/// The alert feeds together and the shelter mode they switched. Kept over a restart whole
+/// ([`AlertFeeds::state`]): what each feed last read, whether an alert is on, and whether the
+/// feeds switched the mode, so a restart neither ends an alert nor starts one again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AlertFeeds {
     feeds: Vec<FeedState>,
     /// Whether an alert is on, by the feeds as last read (`None` before any read).
@@ -204,6 +206,32 @@ impl AlertFeeds {
             alerting: None,
             switched,
         }
+    }
+
+    /// Taken up from [`AlertFeeds::state`] as stored before a restart, for `feeds` feeds; what
+    /// the feeds read is kept only if there are as many as then (the configuration changed
+    /// otherwise), whether they switched the mode in any case.
+    pub fn restore(feeds: usize, state: &[u8]) -> Self {
+        match serde_json::from_slice::<AlertFeeds>(state) {
+            Ok(mut a) if a.feeds.len() == feeds => {
+                // Whether each feed can be read is found out again.
+                a.feeds.iter_mut().for_each(|f| f.failing = false);
+                a
+            }
+            Ok(a) => AlertFeeds::new(feeds, a.switched),
+            Err(_) => AlertFeeds::new(feeds, state == b"1"),
+        }
+    }
+
+    /// What to keep over a restart.
+    pub fn state(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The mode a read asked for could not be set (the store failed): the next read asks again.
+    pub fn mode_not_set(&mut self, asked: SiteMode) {
+        self.alerting = None;
+        self.switched = asked != SiteMode::Shelter;
     }
 
     /// Whether the feeds switched the site to shelter (to keep over a restart).
@@ -242,8 +270,11 @@ impl AlertFeeds {
         }
         // On while any feed last read an alert, failing or not; off only once a feed read well
         // says so and none says otherwise.
+        // Clear needs every feed to have said something (a feed not read since the restart may
+        // be the one that saw the alert).
         let on = self.feeds.iter().any(|f| f.alert == Some(true));
         let clear = !on
+            && self.feeds.iter().all(|f| f.alert.is_some())
             && self
                 .feeds
                 .iter()
@@ -434,6 +465,39 @@ mod tests {
         let mut d = AlertFeeds::new(1, true);
         let first = d.read(0, Err("refused".into()), SiteMode::Shelter);
         assert_eq!(first, vec![AlertAction::Failing(0, "refused".into())]);
+    }
+
+    #[test]
+    fn a_restart_neither_ends_an_alert_nor_starts_it_again() {
+        let mut a = AlertFeeds::new(2, false);
+        a.read(0, Ok(Some(false)), SiteMode::Normal);
+        a.read(1, Ok(Some(true)), SiteMode::Normal);
+        // Restarted: feed 0 read first says clear, feed 1 unreachable: still on.
+        let mut b = AlertFeeds::restore(2, &a.state());
+        assert!(b.switched());
+        assert!(b.read(0, Ok(Some(false)), SiteMode::Shelter).is_empty());
+        let lost = b.read(1, Err("down".into()), SiteMode::Shelter);
+        assert_eq!(lost, vec![AlertAction::Failing(1, "down".into())]);
+        // Staff set normal during the alert; after a restart the same alert is no new start.
+        let mut c = AlertFeeds::new(1, false);
+        c.read(0, Ok(Some(true)), SiteMode::Normal);
+        c.mode_set_by_others();
+        let mut d = AlertFeeds::restore(1, &c.state());
+        assert!(d.read(0, Ok(Some(true)), SiteMode::Normal).is_empty());
+        // Nothing read since a restart without a stored state: no all clear either.
+        let mut e = AlertFeeds::new(2, true);
+        assert!(e.read(0, Ok(Some(false)), SiteMode::Shelter).is_empty());
+        // A switch the store refused is asked for again at the next read.
+        let mut f = AlertFeeds::new(1, false);
+        f.read(0, Ok(Some(true)), SiteMode::Normal);
+        f.mode_not_set(SiteMode::Shelter);
+        let again = f.read(0, Ok(Some(true)), SiteMode::Normal);
+        assert!(
+            matches!(again[..], [AlertAction::Mode(SiteMode::Shelter, _)]),
+            "{again:?}"
+        );
+        // The stored form of an older gateway ("1") is taken as switched.
+        assert!(AlertFeeds::restore(1, b"1").switched());
     }
 
     #[test]

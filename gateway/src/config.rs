@@ -251,6 +251,17 @@ impl AlertFeedConfig {
         if raw.area.trim().is_empty() || raw.area.contains(['/', '?', '#']) {
             return Err(format!("{what}: area {:?} is not a region id", raw.area));
         }
+        if source == AlertSource::AlertsInUa && raw.oblast.is_none() {
+            // Most air-raid alerts there are oblast-wide: without it they would be missed.
+            return Err(format!(
+                "{what}: give oblast (its uid, e.g. \"23\" for Kherson oblast): alerts.in.ua announces most alerts for the whole oblast"
+            ));
+        }
+        if raw.types.as_ref().is_some_and(|t| t.is_empty()) {
+            return Err(format!(
+                "{what}: types is empty, so no alert would ever count"
+            ));
+        }
         let base_url = raw.url.unwrap_or_else(|| {
             match source {
                 AlertSource::UkraineAlarm => "https://api.ukrainealarm.com/api/v3",

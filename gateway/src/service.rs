@@ -362,15 +362,12 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         lists_out: std::collections::VecDeque::new(),
         saved_counts_at: now.timestamp(),
         estimator,
-        alert_feeds: kombinat_core::alerts::AlertFeeds::new(
-            config_alert_feeds,
-            store
-                .state(ALERTS_SWITCHED)
-                .ok()
-                .flatten()
-                .is_some_and(|v| v == b"1"),
-        ),
+        alert_feeds: match store.state(ALERTS_STATE).ok().flatten() {
+            Some(v) => kombinat_core::alerts::AlertFeeds::restore(config_alert_feeds, &v),
+            None => kombinat_core::alerts::AlertFeeds::new(config_alert_feeds, false),
+        },
         alerts_failing: vec![None; config_alert_feeds],
+        alerts_saved: None,
         next_counts: Instant::now(),
         recorder,
         judge,
@@ -676,9 +673,9 @@ const WATCHED_S: i64 = 24 * 3600;
 /// How an alert feed is named as the actor of what it does (`alert-feed:<id>`).
 const ALERT_ACTOR: &str = "alert-feed:";
 
-/// The state key of whether the alert feeds switched the site to shelter ("1" or "0"), so that
-/// an alert's end after a restart still switches it back.
-const ALERTS_SWITCHED: &str = "alerts/switched";
+/// The state key of the alert feeds' state (what each last read, whether an alert is on, whether
+/// they switched the site to shelter), so a restart neither ends an alert nor starts it again.
+const ALERTS_STATE: &str = "alerts/switched";
 
 /// The state key of the feeds whose alarm is raised.
 const FEEDS_FAILING: &str = "feeds/failing";
@@ -751,6 +748,8 @@ struct Core {
     alert_feeds: kombinat_core::alerts::AlertFeeds,
     /// Per alert feed: why it cannot be read, while it cannot.
     alerts_failing: Vec<Option<String>>,
+    /// The alert feeds' state as last stored.
+    alerts_saved: Option<Vec<u8>>,
     /// The head counts last stored (under [`COUNTS_KEY`]), to store them only when changed.
     saved_counts: Vec<Carried>,
     /// When they were stored (Unix seconds).
@@ -1942,7 +1941,8 @@ impl Core {
                         format!("alert feed {}: {why}", feed.id),
                     ));
                     if let Err(e) = self.set_mode(mode, actor.clone(), b) {
-                        tracing::error!(error = %e, "cannot switch the site mode");
+                        tracing::error!(error = %e, "cannot switch the site mode; asked again at the next read");
+                        self.alert_feeds.mode_not_set(mode);
                     }
                 }
                 AlertAction::Kept(why) => {
@@ -1990,27 +1990,27 @@ impl Core {
         b.refresh = true;
     }
 
+    /// Stores the alert feeds' state when it changed (not at every read: the SD card).
     fn save_alerts_switched(&mut self) {
-        let v: &[u8] = if self.alert_feeds.switched() {
-            b"1"
-        } else {
-            b"0"
-        };
-        if let Err(e) = self.gateway.store().put_state(ALERTS_SWITCHED, v) {
-            tracing::error!(error = %e, "cannot store whether the alert feeds switched the mode");
+        let v = self.alert_feeds.state();
+        if self.alerts_saved.as_deref() == Some(&v[..]) {
+            return;
+        }
+        match self.gateway.store().put_state(ALERTS_STATE, &v) {
+            Ok(()) => self.alerts_saved = Some(v),
+            Err(e) => tracing::error!(error = %e, "cannot store the alert feeds' state"),
         }
     }
 
     fn set_mode(&mut self, mode: SiteMode, by: Actor, b: &mut Batch) -> Result<(), ServiceError> {
         let now = self.config.clock.now();
-        if !matches!(&by, Actor::Source(s) if s.starts_with(ALERT_ACTOR))
-            && self.alert_feeds.switched()
-        {
+        let by_others = !matches!(&by, Actor::Source(s) if s.starts_with(ALERT_ACTOR));
+        self.gateway.set_mode(mode, by, now)?;
+        if by_others && self.alert_feeds.switched() {
             // Staff, the API or a device set the mode: an alert's end leaves it to them.
             self.alert_feeds.mode_set_by_others();
             self.save_alerts_switched();
         }
-        self.gateway.set_mode(mode, by, now)?;
         self.mode_since = now;
         self.live.set_mode(mode.as_str(), now.timestamp());
         b.replies.push(self.desk.mode_state(mode, now));

@@ -115,7 +115,7 @@ pub fn plan(
             // Cancelled before it was ever booked here: nothing to revoke.
             continue;
         }
-        if o.end <= o.start && !o.cancelled {
+        if o.end == o.start && !o.cancelled {
             // An instant (a start and no end: the expansion said so once for its event) books
             // nothing, and what it booked before stops opening the door.
             if let Some(old) = old.filter(|x| x.status == BookingStatus::Confirmed) {

@@ -154,6 +154,23 @@ impl RoomModel {
     const RATE: f32 = 0.05;
     const HOLD: f32 = 0.001;
 
+    /// This model, or the start if any of its numbers is not finite (a stored state from a
+    /// broken sensor must not carry NaN on).
+    pub fn checked(self) -> RoomModel {
+        let finite = self
+            .with_light
+            .iter()
+            .chain(&self.co2_only)
+            .all(|w| w.is_finite())
+            && self.right.iter().all(|r| r.is_finite())
+            && self.floor.is_none_or(f32::is_finite);
+        if finite {
+            self
+        } else {
+            RoomModel::default()
+        }
+    }
+
     /// A CO2 reading: the room's lowest so far is where its air is empty.
     pub fn see_co2(&mut self, ppm: f32) {
         if ppm.is_finite() {
@@ -204,6 +221,9 @@ impl RoomModel {
         let (Some(by_thresholds), Some(p)) = (thresholds.occupied(s), self.learned(s)) else {
             return;
         };
+        if !p.is_finite() {
+            return;
+        }
         for (r, ok) in self
             .right
             .iter_mut()

@@ -55,6 +55,8 @@ pub const AIR_TAU_MIN: f32 = 20.0;
 pub const DESIGN_RISE_AT_CAPACITY_PPM: f32 = 700.0;
 /// A CO2 excess smaller than this, ppm, is within a sensor's error: it counts nobody.
 pub const CO2_NOISE_PPM: f32 = 60.0;
+/// Below this no air is: a CO2 reading under it is a sensor warming up, not an empty room.
+const MIN_AIR_PPM: f32 = 300.0;
 
 /// One room's estimate.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -369,13 +371,16 @@ impl Estimator {
                     .map(|(t, v)| (t.min(now), v))
             };
             r.last_motion = past(x.motion);
-            r.motion_active = x.motion_active;
+            // A motion sensor's "still" may have been sent while the gateway was down: an old
+            // "active" is not taken up.
+            r.motion_active =
+                x.motion_active && r.last_motion.is_some_and(|t| now - t <= WATCH_ALIVE_SECS);
             r.still_since = past(x.still_since);
             r.co2 = reading(x.co2);
             r.co2_slope = finite(&x.co2_slope);
             r.co2_floor = finite(&x.co2_floor);
             r.light = reading(x.light);
-            r.model = x.model.clone();
+            r.model = x.model.clone().checked();
             if !r.sure && x.fit.iter().all(|v| v.is_finite()) {
                 r.extra = finite(&x.extra).map(|v| v.max(0.0));
                 r.net = x.net;
@@ -541,8 +546,11 @@ impl Estimator {
                 }
             }
             r.co2 = Some((now, ppm));
-            r.co2_floor = Some(r.co2_floor.map_or(ppm, |f| f.min(ppm)));
-            r.model.see_co2(ppm);
+            if ppm >= MIN_AIR_PPM {
+                // A sensor warming up reads 0 or so: not the room's empty air.
+                r.co2_floor = Some(r.co2_floor.map_or(ppm, |f| f.min(ppm)));
+                r.model.see_co2(ppm);
+            }
             let counting = r.last_counter.is_some_and(|t| now - t <= FRESH_SECS);
             if counting && r.sure {
                 // A count kept by counters from a known number is the room's ground truth:
@@ -616,6 +624,10 @@ impl Estimator {
 
     /// A light reading in the room.
     pub fn handle_light(&mut self, room: usize, lux: f32, now: i64) {
+        // An infinite or negative illuminance is a broken sensor or payload, never light.
+        if !(lux.is_finite() && lux >= 0.0) {
+            return;
+        }
         if let Some(r) = self.room(room, now) {
             r.light = Some((now, lux));
         }
@@ -945,6 +957,27 @@ mod tests {
         fresh.handle_co2(0, 500.0, t + 60);
         fresh.handle_co2(0, 560.0, t + 360);
         assert!(!fresh.estimate(0, t + 400).occupied);
+    }
+
+    #[test]
+    fn a_broken_reading_carries_nothing_into_the_model_or_over_a_restart() {
+        let mut e = Estimator::new(1, detector(), 7200);
+        e.set_capacity(|_| Some(12));
+        e.handle_counter(0, 0, 0, T0);
+        e.handle_co2(0, 0.0, T0); // a sensor warming up
+        e.handle_co2(0, 420.0, T0 + 60);
+        e.handle_light(0, f32::INFINITY, T0 + 60);
+        e.handle_light(0, -5.0, T0 + 60);
+        for k in 1..50 {
+            e.handle_co2(0, 420.0, T0 + 60 + 300 * k);
+        }
+        let carried = e.carried(T0 + 20_000);
+        assert_eq!(carried[0].sensed.co2_floor, Some(420.0));
+        assert_eq!(carried[0].sensed.light, None);
+        // Stored and read back (JSON, as the service keeps it): the same.
+        let json = serde_json::to_vec(&carried).unwrap();
+        let back: Vec<Carried> = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, carried);
     }
 
     #[test]

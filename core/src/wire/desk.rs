@@ -651,18 +651,18 @@ impl Desk {
         s.health.last_seen = Some(now);
         s.health.online = st.state == Presence::Online;
         s.health.was_online |= s.health.online;
+        if st.firmware.is_some() {
+            s.health.firmware = st.firmware;
+        }
+        if let Some(h) = st.heartbeat_s {
+            s.health.heartbeat_s = h.clamp(1, 3600);
+        }
         if s.health.online && !seen_online_before {
             // The first word from a device since the gateway started: no offline alarm was
             // raised for it, so none is cleared (62 "cleared" rows at every start said
             // nothing).
             tracing::debug!(device = %device, "device online");
             return Ok(Vec::new());
-        }
-        if st.firmware.is_some() {
-            s.health.firmware = st.firmware;
-        }
-        if let Some(h) = st.heartbeat_s {
-            s.health.heartbeat_s = h.clamp(1, 3600);
         }
         Ok(self.offline_alarm(device, was_online, now))
     }
@@ -1093,6 +1093,16 @@ mod tests {
         desk.set_time_rate(f64::NAN);
         desk.handle_status(device().id, online, t0).unwrap();
         assert_eq!(desk.check_health(secs(91)).len(), 1);
+        // A node's first status after the gateway started sets its own heartbeat (a node that
+        // reports every 5 minutes is not offline after 90 s).
+        let mut desk = Desk::new("kombinat/v1", 30, vec![device()], vec![]);
+        let slow = br#"{"v":1,"state":"online","heartbeat_s":300}"#;
+        assert!(desk
+            .handle_status(device().id, slow, t0)
+            .unwrap()
+            .is_empty());
+        assert!(desk.check_health(secs(91)).is_empty());
+        assert_eq!(desk.check_health(secs(901)).len(), 1);
     }
 
     #[test]

@@ -16,8 +16,14 @@ use calcard::icalendar::{
 };
 use chrono::{Datelike, NaiveDate, NaiveDateTime, Offset, TimeZone};
 
-/// One observance of a zone: from its onset (UTC seconds) on, this offset (seconds east).
-type Onset = (i64, i32);
+/// One observance of a zone: from its onset (UTC seconds) on, this offset (seconds east); and
+/// the offset before it (TZOFFSETFROM), which holds before the zone's first onset.
+type Onset = (i64, i32, i32);
+
+/// At most this many onsets a zone (RDATE lists can be long) and this many zones a calendar
+/// are compared: a hostile file must not cost seconds at every read.
+const MAX_ONSETS: usize = 2_000;
+const MAX_ZONES: usize = 16;
 
 /// How many years of a zone's rules are compared around the window.
 const MARGIN_YEARS: i32 = 1;
@@ -75,11 +81,14 @@ fn onsets(cal: &ICalendar, tz: usize, last_year: i32) -> Option<Vec<Onset>> {
             .to_date_time()?
             .date_time;
         let onset = |local: NaiveDateTime| local.and_utc().timestamp() - i64::from(from);
-        out.push((onset(start), to));
+        out.push((onset(start), to, from));
         for e in c.properties(&ICalendarProperty::Rdate) {
             for v in &e.values {
                 if let Some(t) = v.as_partial_date_time().and_then(|d| d.to_date_time()) {
-                    out.push((onset(t.date_time), to));
+                    out.push((onset(t.date_time), to, from));
+                }
+                if out.len() > MAX_ONSETS {
+                    return None;
                 }
             }
         }
@@ -113,7 +122,10 @@ fn onsets(cal: &ICalendar, tz: usize, last_year: i32) -> Option<Vec<Onset>> {
             if until.is_some_and(|u| at > u) {
                 break;
             }
-            out.push((at, to));
+            out.push((at, to, from));
+        }
+        if out.len() > MAX_ONSETS {
+            return None;
         }
     }
     out.sort_unstable();
@@ -123,9 +135,9 @@ fn onsets(cal: &ICalendar, tz: usize, last_year: i32) -> Option<Vec<Onset>> {
 /// RFC 5545, 3.6.5: the offset in effect is the one of the last onset before; before the
 /// first, the zone's earliest offset.
 fn offset_at(onsets: &[Onset], at: i64) -> i32 {
-    match onsets.partition_point(|(t, _)| *t <= at).checked_sub(1) {
+    match onsets.partition_point(|(t, _, _)| *t <= at).checked_sub(1) {
         Some(i) => onsets[i].1,
-        None => onsets[0].1,
+        None => onsets[0].2,
     }
 }
 
@@ -153,7 +165,7 @@ fn matching_zone(
         samples.last().copied().unwrap_or(0),
     );
     // Either side of each change, where zones with other change days differ.
-    for (t, _) in onsets.iter().filter(|(t, _)| (lo..=hi).contains(t)) {
+    for (t, _, _) in onsets.iter().filter(|(t, _, _)| (lo..=hi).contains(t)) {
         samples.extend([t - 3600, t + 3600]);
     }
     let same = |tz: &chrono_tz::Tz| {
@@ -181,9 +193,17 @@ pub(super) fn own_zones(
     let mut problems = Vec::new();
     let mut names: HashMap<String, String> = HashMap::new();
     let years = years.start() - MARGIN_YEARS..=years.end() + MARGIN_YEARS;
+    let mut tried = 0usize;
     for (i, c) in cal.components.iter().enumerate() {
         if c.component_type != ICalendarComponentType::VTimezone || c.timezone().is_some() {
             continue;
+        }
+        tried += 1;
+        if tried > MAX_ZONES {
+            problems.push(format!(
+                "the calendar defines more than {MAX_ZONES} time zones of its own; the others are read on the site's clock"
+            ));
+            break;
         }
         let Some(name) = c
             .property(&ICalendarProperty::Tzid)
@@ -250,6 +270,19 @@ pub(super) fn calendar_zone(cal: &mut ICalendar) {
                 ICalendarComponentType::Standard | ICalendarComponentType::Daylight
             )
         {
+            continue;
+        }
+        // Only an event whose start floats: one with its own TZID reads its other times
+        // (RECURRENCE-ID, EXDATE) on that zone, and a date is a day at the site.
+        let floating_start = c.entries.iter().any(|e| {
+            e.name == ICalendarProperty::Dtstart
+                && e.tz_id().is_none()
+                && e.values
+                    .first()
+                    .and_then(|v| v.as_partial_date_time())
+                    .is_some_and(|d| d.has_time() && d.tz_hour.is_none() && d.tz_minute.is_none())
+        });
+        if !floating_start {
             continue;
         }
         for e in &mut c.entries {
