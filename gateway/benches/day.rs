@@ -64,24 +64,29 @@ fn run(rt: &tokio::runtime::Runtime, speed: f64, start_min: u32, real_s: f64) ->
             seed: 7,
         };
         let mut world = World::start(sim, &building, &pop, clock).unwrap();
-        let mut measured = None;
-        let report = world
-            .run(async {
-                let wait = clock.real_start - unix_now();
-                tokio::time::sleep(Duration::from_secs_f64(wait.max(0.0))).await;
-                let (w0, t0) = (written(), std::time::Instant::now());
-                tokio::time::sleep(Duration::from_secs_f64(real_s)).await;
-                measured = Some((written() - w0, t0.elapsed().as_secs_f64()));
-            })
-            .await;
+        // The building steps on its own clock; the measurement starts with its day.
+        async fn step_for(world: &mut World<'_>, d: Duration) {
+            let end = std::time::Instant::now() + d;
+            while std::time::Instant::now() < end {
+                world.step();
+                tokio::time::sleep(kombinat_firmware::sim::world::STEP).await;
+            }
+        }
+        let wait = clock.real_start - unix_now();
+        step_for(&mut world, Duration::from_secs_f64(wait.max(0.0))).await;
+        let (w0, t0) = (written(), std::time::Instant::now());
+        step_for(&mut world, Duration::from_secs_f64(real_s)).await;
+        let (bytes, real_s) = (written() - w0, t0.elapsed().as_secs_f64());
+        // Before the nodes say goodbye (`run` ends with it, and a node that has said it is no
+        // longer connected).
         assert_eq!(
             world.connected(),
             world.nodes(),
             "every node stayed connected"
         );
+        let report = world.run(std::future::ready(())).await;
         drop(world);
         gw.stop().await.unwrap();
-        let (bytes, real_s) = measured.unwrap();
         Run {
             bytes,
             real_s,
