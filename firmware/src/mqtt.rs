@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use kombinat_protocol::auth::DeviceKey;
 use kombinat_protocol::device::{Presence, Status};
 use kombinat_protocol::door::{
     AllowList, Command, Decision, DoorTopic, OfflineAck, OfflineLog, VERSION,
@@ -72,6 +73,18 @@ impl LinkConfig {
             heartbeat_s: default_heartbeat(),
             ca_file: None,
         }
+    }
+
+    /// The link as `device` signs in: the account the configuration names, or else its own
+    /// (the device id, with the password derived from its key: what `kombinat device add`
+    /// prints, what the gateway's accounts on mosquitto and on its embedded broker hold).
+    pub fn signed_in_as(&self, device: DeviceId, key: &DeviceKey) -> LinkConfig {
+        let mut l = self.clone();
+        if l.username.is_none() {
+            l.username = Some(device.as_str().to_string());
+            l.password = Some(kombinat_protocol::auth::broker_password(key));
+        }
+        l
     }
 }
 

@@ -156,7 +156,8 @@ async fn run(p: &Plan) -> Tally {
     .await
     .unwrap()
     .unwrap();
-    let (building, pop, clock, config) = (day.building, day.pop, day.clock, day.config);
+    let (building, pop, clock, mut config) = (day.building, day.pop, day.clock, day.config);
+    common::bench_account(&mut config, "bench-occupancy-watcher");
     let gw = kombinat::service::start(config).await.unwrap();
     assert!(gw.ready(Duration::from_secs(30)).await);
     let port = gw.mqtt_addr.port();

@@ -225,6 +225,8 @@ impl Histogram {
 /// Live figures.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// What the embedded broker's guard refused (zero with an outside broker).
+    pub guard: Arc<crate::broker::guard::GuardStats>,
     /// Decisions made (taps answered).
     pub decisions: AtomicU64,
     /// Decisions by reason code.

@@ -122,6 +122,35 @@ pub struct Mqtt {
     pub password: Option<String>,
     /// CA certificate for `mqtts://`.
     pub ca_file: Option<PathBuf>,
+    /// More accounts on the embedded broker, for tools on the Pi (`[[mqtt.accounts]]`).
+    pub accounts: Vec<BrokerAccount>,
+}
+
+/// An account on the embedded broker for a tool on the Pi itself (Node-RED, a script, a
+/// benchmark's client), beside those of the devices, the gateway and the observer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerAccount {
+    /// Its user name, which is also its client id.
+    pub user: String,
+    /// Its password: 16 characters at least.
+    pub password: String,
+    /// Topic patterns (MQTT filters) it may publish to.
+    #[serde(default)]
+    pub write: Vec<String>,
+    /// Topic patterns it may subscribe within.
+    #[serde(default)]
+    pub read: Vec<String>,
+}
+
+/// Whether `f` is an MQTT topic filter: not empty, `+` alone on its level, `#` alone on the last.
+fn valid_filter(f: &str) -> bool {
+    let levels: Vec<&str> = f.split('/').collect();
+    !f.is_empty()
+        && levels.iter().enumerate().all(|(i, l)| {
+            (!l.contains('+') || *l == "+")
+                && (!l.contains('#') || (*l == "#" && i + 1 == levels.len()))
+        })
 }
 
 /// The whole configuration.
@@ -357,6 +386,8 @@ struct RawMqtt {
     username: Option<String>,
     password: Option<String>,
     ca_file: Option<PathBuf>,
+    #[serde(default)]
+    accounts: Vec<BrokerAccount>,
 }
 
 #[derive(Deserialize, Default)]
@@ -424,6 +455,26 @@ impl Config {
             .unwrap_or_else(|| "kombinat-gateway".into());
         if client_id.is_empty() || client_id.len() > 64 {
             return Err("mqtt.client_id is 1 to 64 characters".into());
+        }
+        for a in &raw.mqtt.accounts {
+            if a.user.is_empty() || a.user.len() > 64 || a.user.contains(['+', '#', '/']) {
+                return Err(format!(
+                    "mqtt.accounts: user {:?} is 1 to 64 characters, without '+', '#' or '/'",
+                    a.user
+                ));
+            }
+            if a.password.chars().count() < 16 {
+                return Err(format!(
+                    "mqtt.accounts: {}'s password is at least 16 characters",
+                    a.user
+                ));
+            }
+            if let Some(bad) = a.write.iter().chain(&a.read).find(|t| !valid_filter(t)) {
+                return Err(format!(
+                    "mqtt.accounts: {}'s topic {bad:?} is not an MQTT filter",
+                    a.user
+                ));
+            }
         }
         let d = OccupancyConfig::default();
         let occupancy = OccupancyConfig {
@@ -501,6 +552,7 @@ impl Config {
                 username: raw.mqtt.username,
                 password: raw.mqtt.password,
                 ca_file: raw.mqtt.ca_file.map(|p| base.join(p)),
+                accounts: raw.mqtt.accounts,
             },
             allowlist_hours: raw.doors.allowlist_hours.unwrap_or(12).clamp(1, 72),
             allowlist_refresh_min: raw
@@ -619,6 +671,38 @@ mod tests {
         );
         for bad in ["counts_every_s = 0\n", "counts_every_s = 601\n"] {
             assert!(with(bad).unwrap_err().contains("1 to 600"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_embedded_broker_account_needs_a_name_a_long_password_and_filters() {
+        let with = |account: &str| {
+            Config::parse(
+                &format!("site = \"s\"\ndata = \"d\"\n[[mqtt.accounts]]\n{account}"),
+                Path::new("."),
+            )
+        };
+        let ok = with("user = \"node-red\"\npassword = \"0123456789abcdef\"\nread = [\"k/room/+/occupancy\", \"ha/#\"]\n")
+            .unwrap();
+        assert_eq!(ok.mqtt.accounts[0].user, "node-red");
+        assert_eq!(ok.mqtt.accounts[0].read.len(), 2);
+        for (bad, says) in [
+            ("user = \"\"\npassword = \"0123456789abcdef\"\n", "1 to 64"),
+            (
+                "user = \"a/b\"\npassword = \"0123456789abcdef\"\n",
+                "1 to 64",
+            ),
+            ("user = \"n\"\npassword = \"short\"\n", "16 characters"),
+            (
+                "user = \"n\"\npassword = \"0123456789abcdef\"\nwrite = [\"a/#/b\"]\n",
+                "not an MQTT filter",
+            ),
+            (
+                "user = \"n\"\npassword = \"0123456789abcdef\"\nread = [\"a/b+\"]\n",
+                "not an MQTT filter",
+            ),
+        ] {
+            assert!(with(bad).unwrap_err().contains(says), "{bad}");
         }
     }
 }

@@ -149,14 +149,15 @@ pub fn prepare_day(
 }
 
 /// Writes the day into the store: members and bookings through the importers, the devices, and a
-/// token for the metrics and the bookings (returned).
+/// token for the metrics and the bookings (returned, with the broker's read-only observer's
+/// password).
 pub fn seed(
     site_file: &Path,
     data: &Path,
     pop: &Population,
     tz: chrono_tz::Tz,
     now: chrono::DateTime<Utc>,
-) -> Result<String> {
+) -> Result<(String, String)> {
     let site = Arc::new(crate::site_file::load(site_file)?);
     let store: Arc<dyn Store> = Arc::new(SledStore::open(data)?);
     let mut g = crate::gateway::Gateway::open(site, store, now)?;
@@ -227,7 +228,9 @@ pub fn seed(
         who,
         now,
     )?;
-    Ok(token)
+    let secret = crate::mosquitto::binding_secret(g.store()).map_err(|e| anyhow!(e))?;
+    let observer = crate::mosquitto::binding_password(&secret, crate::mosquitto::OBSERVER_USER);
+    Ok((token, observer))
 }
 
 /// The demo's staff account.
@@ -278,14 +281,14 @@ pub async fn run(
     let (clock, gateway_clock) = clocks(building.timezone, o.start_min, o.speed, 3.0);
     let pop = Population::generate(&building, o.seed, clock);
     // Seeded every time: members and devices already there stay, the bookings move to today.
-    let (token, password) = {
+    let ((token, observer), password) = {
         let (site_file, data, pop, tz) = (
             site_file.clone(),
             data.clone(),
             pop.clone(),
             building.timezone,
         );
-        tokio::task::spawn_blocking(move || -> Result<(String, String)> {
+        tokio::task::spawn_blocking(move || -> Result<((String, String), String)> {
             let now = gateway_clock.now();
             Ok((
                 seed(&site_file, &data, &pop, tz, now)?,
@@ -321,6 +324,15 @@ pub async fn run(
         "  sign in   {DEMO_STAFF} / {password}   (admin; made for this run)"
     )?;
     writeln!(out, "  health    http://{http_addr}/health")?;
+    // The broker's read-only account: occupancy, status, mode (the doors' topics carry card
+    // numbers, and no account but the gateway's and the door's own reads them).
+    writeln!(
+        out,
+        "  watch     mosquitto_sub -h {} -p {} -u {} -P {observer} -t 'kombinat/v1/room/+/occupancy' -t 'kombinat/v1/device/+/status' -v",
+        gw.mqtt_addr.ip(),
+        gw.mqtt_addr.port(),
+        crate::mosquitto::OBSERVER_USER,
+    )?;
     if let Some(t) = &token {
         writeln!(
             out,
@@ -328,12 +340,6 @@ pub async fn run(
         )?;
         writeln!(out, "  token     {t}")?;
     }
-    writeln!(
-        out,
-        "  watch     mosquitto_sub -h {} -p {} -t 'kombinat/v1/#' -v",
-        gw.mqtt_addr.ip(),
-        gw.mqtt_addr.port()
-    )?;
     writeln!(
         out,
         "  data      {}{}",

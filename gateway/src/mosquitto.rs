@@ -22,18 +22,7 @@ use sha2::{Digest, Sha512};
 
 use crate::domain::{Binding, BindingKind, Device, DeviceKind};
 
-/// A device's broker password: 32 hex digits derived from its key.
-pub fn broker_password(key: &DeviceKey) -> String {
-    password_of(&mac_of(key, "mqtt-password", |_| {}))
-}
-
-/// A broker password from a MAC: its first 16 bytes in hex.
-fn password_of(mac: &kombinat_protocol::auth::Mac) -> String {
-    mac.0[..16].iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
+pub use kombinat_protocol::auth::broker_password;
 
 /// The broker account of an off-the-shelf device: its user name (the binding's id; the
 /// Zigbee2MQTT bridge's is [`Z2M_BRIDGE_USER`]).
@@ -51,7 +40,26 @@ pub const Z2M_BRIDGE_USER: &str = "zigbee2mqtt";
 /// [`binding_user`]): 32 hex digits derived from the store's secret, stable across runs.
 pub fn binding_password(secret: &[u8; 32], user: &str) -> String {
     let key = DeviceKey::from_bytes(*secret);
-    password_of(&mac_of(&key, "mqtt-binding-password", |m| m.text(user)))
+    mac_of(&key, "mqtt-binding-password", |m| m.text(user)).password()
+}
+
+/// Where the store keeps [`binding_secret`].
+pub const BINDING_SECRET_KEY: &str = "mqtt-binding-secret";
+
+/// The secret the off-the-shelf devices' broker passwords derive from: made once, kept in the
+/// store (and its backups), so that generating the configuration again, or starting the
+/// embedded broker, keeps every password.
+pub fn binding_secret(store: &dyn crate::store::Store) -> Result<[u8; 32], String> {
+    const KEY: &str = BINDING_SECRET_KEY;
+    if let Some(v) = store.state(KEY).map_err(|e| e.to_string())? {
+        return <[u8; 32]>::try_from(v.as_slice())
+            .map_err(|_| format!("the stored {KEY} is not 32 bytes: the store is damaged"));
+    }
+    let mut s = [0u8; 32];
+    getrandom::fill(&mut s).map_err(|e| format!("cannot get random bytes: {e}"))?;
+    store.put_state(KEY, &s).map_err(|e| e.to_string())?;
+    store.flush().map_err(|e| e.to_string())?;
+    Ok(s)
 }
 
 /// The topics an off-the-shelf device's account may write and read: its firmware's own, under
@@ -172,9 +180,38 @@ pub struct BindingAccount {
     pub topics: (Vec<String>, Vec<String>),
 }
 
-/// One account per user among `bindings` (every Zigbee2MQTT binding shares the bridge's).
-pub fn binding_accounts(bindings: &[Binding], secret: &[u8; 32]) -> Vec<BindingAccount> {
-    let mut out: Vec<BindingAccount> = Vec::new();
+/// The read-only account for what watches the building from beside it: Home Assistant (which
+/// also announces itself on `homeassistant/status`), a dashboard, `mosquitto_sub`. It reads
+/// occupancy, device status, the site's mode, booking events and the discovery messages; not
+/// the doors' topics, which carry card numbers and allow-lists.
+pub const OBSERVER_USER: &str = "observer";
+
+/// The observer's topics under `prefix`: what it may write, then read.
+pub fn observer_topics(prefix: &str) -> (Vec<String>, Vec<String>) {
+    (
+        vec!["homeassistant/status".to_string()],
+        vec![
+            format!("{prefix}/room/+/occupancy"),
+            format!("{prefix}/device/+/status"),
+            format!("{prefix}/site/mode"),
+            format!("{prefix}/booking/+"),
+            "homeassistant/#".to_string(),
+        ],
+    )
+}
+
+/// One account per user among `bindings` (every Zigbee2MQTT binding shares the bridge's), and
+/// the [`OBSERVER_USER`]'s, with topics under `prefix`.
+pub fn binding_accounts(
+    bindings: &[Binding],
+    secret: &[u8; 32],
+    prefix: &str,
+) -> Vec<BindingAccount> {
+    let mut out: Vec<BindingAccount> = vec![BindingAccount {
+        user: OBSERVER_USER.to_string(),
+        password: binding_password(secret, OBSERVER_USER),
+        topics: observer_topics(prefix),
+    }];
     for b in bindings {
         let user = binding_user(b);
         if out.iter().any(|a| a.user == user) {

@@ -100,6 +100,8 @@ pub struct Running {
     pub stats: Arc<Stats>,
     to_core: SyncSender<Msg>,
     stop_link: watch::Sender<bool>,
+    /// Ends the embedded broker's guard (and so its clients' connections).
+    stop_broker: watch::Sender<bool>,
     core: Option<std::thread::JoinHandle<Result<(), ServiceError>>>,
     core_exited: Option<tokio::sync::oneshot::Receiver<()>>,
     link: Option<tokio::task::JoinHandle<()>>,
@@ -201,6 +203,8 @@ impl Running {
         if let Some(link) = self.link.take() {
             let _ = link.await;
         }
+        // After the link said goodbye through it: the embedded broker's clients are let go.
+        let _ = self.stop_broker.send(true);
         // The HTTP server holds the store: it is gone before stop returns.
         if let Some(http) = self.http.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
@@ -266,16 +270,28 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
     });
     store.put_marks(&jumped)?;
     store.flush()?;
-    let embedded = match config.mqtt.broker {
+    let (stop_broker, broker_stop_rx) = watch::channel(false);
+    let guard_stats = Arc::new(crate::broker::guard::GuardStats::default());
+    let (embedded, gateway_login) = match config.mqtt.broker {
         Broker::Embedded => {
-            let listen = config.mqtt.listen;
-            Some(
-                tokio::task::spawn_blocking(move || crate::broker::start(listen))
-                    .await
-                    .map_err(|_| ServiceError::Stopped)??,
+            let login = embedded_login(&config.mqtt)?;
+            let accounts = embedded_accounts(
+                &login,
+                store.as_ref(),
+                &site,
+                &config.mqtt.prefix,
+                &config.mqtt.accounts,
+            )?;
+            let addr = crate::broker::start_guarded(
+                config.mqtt.listen,
+                accounts,
+                guard_stats.clone(),
+                broker_stop_rx,
             )
+            .await?;
+            (Some(addr), Some(login))
         }
-        Broker::Tcp { .. } => None,
+        Broker::Tcp { .. } => (None, None),
     };
     let mut adapters = Adapters::new(&site.bindings, |d| {
         site.door(d).map_or(5000, |x| x.unlock_ms)
@@ -291,9 +307,15 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
     filters.extend(adapters.filters());
     let observable = rooms_with_readers(&site, &desk, &adapters);
     let (host, port, tls) = link::target(&config.mqtt, embedded);
-    let options = link::options(&config.mqtt, &host, port, tls).map_err(ServiceError::Mqtt)?;
+    let mut options = link::options(&config.mqtt, &host, port, tls).map_err(ServiceError::Mqtt)?;
+    if let Some((user, password)) = &gateway_login {
+        options.set_credentials(user, password);
+    }
     let (client, eventloop) = AsyncClient::new(options, 1024);
-    let stats = Arc::new(Stats::default());
+    let stats = Arc::new(Stats {
+        guard: guard_stats,
+        ..Default::default()
+    });
     stats
         .core_alive_at
         .store(Utc::now().timestamp().max(0) as u64, Ordering::Relaxed);
@@ -491,6 +513,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         stats,
         to_core,
         stop_link,
+        stop_broker,
         core: Some(core),
         core_exited: Some(core_exited),
         link: Some(link),
@@ -601,6 +624,80 @@ const COUNTS_KEPT_SECS: i64 = 3600;
 struct SavedCounts {
     at: i64,
     rooms: Vec<(String, Carried)>,
+}
+
+/// The gateway's own account on the embedded broker: `mqtt.username` and `mqtt.password` when
+/// set (for tools on the Pi that share it), else its client id and a password made for this
+/// run, which lives only in this process.
+fn embedded_login(cfg: &crate::config::Mqtt) -> Result<(String, String), ServiceError> {
+    let user = cfg
+        .username
+        .clone()
+        .unwrap_or_else(|| cfg.client_id.clone());
+    let password = match &cfg.password {
+        Some(p) => p.clone(),
+        None => crate::staff::generate_password().map_err(ServiceError::Mqtt)?,
+    };
+    Ok((user, password))
+}
+
+/// The embedded broker's accounts: those `kombinat device mosquitto-config` would write, with the
+/// same passwords and topic limits (the gateway's, one per device, one per off-the-shelf device,
+/// the read-only observer's), and the configuration's own (`extra`).
+fn embedded_accounts(
+    (user, password): &(String, String),
+    store: &dyn Store,
+    site: &Site,
+    prefix: &str,
+    extra: &[crate::config::BrokerAccount],
+) -> Result<crate::broker::guard::Accounts, ServiceError> {
+    use crate::broker::guard::{Account, Accounts, DEVICE_BUDGET};
+    let mut accounts = Accounts::default();
+    let everything = vec!["#".to_string()];
+    accounts
+        .add(
+            user,
+            Account {
+                password: password.clone(),
+                write: everything.clone(),
+                read: everything,
+                budget: None,
+            },
+        )
+        .map_err(ServiceError::Mqtt)?;
+    for d in store.devices()? {
+        let (write, read) = crate::mosquitto::device_topics(&d, prefix);
+        let account = Account {
+            password: crate::mosquitto::broker_password(&d.key),
+            write,
+            read,
+            budget: Some(DEVICE_BUDGET),
+        };
+        accounts
+            .add(d.id.as_str(), account)
+            .map_err(ServiceError::Mqtt)?;
+    }
+    for a in extra {
+        let account = Account {
+            password: a.password.clone(),
+            write: a.write.clone(),
+            read: a.read.clone(),
+            budget: Some(DEVICE_BUDGET),
+        };
+        accounts.add(&a.user, account).map_err(ServiceError::Mqtt)?;
+    }
+    let secret = crate::mosquitto::binding_secret(store).map_err(ServiceError::Mqtt)?;
+    for b in crate::mosquitto::binding_accounts(&site.bindings, &secret, prefix) {
+        let (write, read) = b.topics;
+        let account = Account {
+            password: b.password,
+            write,
+            read,
+            budget: Some(DEVICE_BUDGET),
+        };
+        accounts.add(&b.user, account).map_err(ServiceError::Mqtt)?;
+    }
+    Ok(accounts)
 }
 
 /// The estimator, with the head counts stored before the last stop (or crash) taken up when

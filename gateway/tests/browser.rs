@@ -76,6 +76,8 @@ async fn staff_watch_the_building_live_in_a_real_browser() {
     );
     let url = format!("http://{}/", gw.http_addr.unwrap());
     let mut node = DoorNode::connect(gw.mqtt_addr, "door-cowork", "d-cowork-in", key(1)).await;
+    // The meeting room's people counter, on its own broker account.
+    let counter = DoorNode::connect(gw.mqtt_addr, "sensor-meeting", "d-meeting-1", key(4)).await;
 
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
@@ -122,7 +124,8 @@ async fn staff_watch_the_building_live_in_a_real_browser() {
                     counter: 1,
                     reading: Measurement::Counter { entered: 3, out: 0 },
                 };
-                node.client
+                counter
+                    .client
                     .publish(
                         Topic::Reading(reading.device).to_string(PREFIX),
                         rumqttc::QoS::AtLeastOnce,

@@ -1251,7 +1251,7 @@ async fn a_restarted_gateway_shows_the_head_counts_it_took_up_from_its_first_ans
     let gw = gateway(dir.path()).await;
     let viewer = login(&gw, "vera").await;
     // The meeting room's people counter counts three in.
-    let node = DoorNode::connect(gw.mqtt_addr, "door-meeting", "d-meeting-1", key(2)).await;
+    let node = DoorNode::connect(gw.mqtt_addr, "sensor-meeting", "d-meeting-1", key(4)).await;
     let reading = kombinat_protocol::sensor::Reading {
         v: kombinat_protocol::door::VERSION,
         device: "sensor-meeting".parse().unwrap(),

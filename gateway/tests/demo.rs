@@ -88,8 +88,19 @@ async fn the_demo_comes_alive_and_stops_cleanly() {
     }
 
     // Occupancy moves on MQTT; decisions show in the metrics.
-    let (client, mut ev) =
-        AsyncClient::new(MqttOptions::new("demo-watcher", "127.0.0.1", mqtt), 16);
+    // As the demo says to watch it: with the broker's read-only account (no anonymous client is
+    // let in).
+    let watch = said
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("watch"))
+        .expect("the demo says how to watch the broker");
+    let arg = |flag: &str| {
+        let rest = &watch[watch.find(flag).expect(flag) + flag.len()..];
+        rest.split_whitespace().next().unwrap().to_string()
+    };
+    let mut options = MqttOptions::new("demo-watcher", "127.0.0.1", mqtt);
+    options.set_credentials(arg(" -u "), arg(" -P "));
+    let (client, mut ev) = AsyncClient::new(options, 16);
     client
         .subscribe("kombinat/v1/room/+/occupancy", QoS::AtLeastOnce)
         .await

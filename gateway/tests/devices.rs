@@ -61,60 +61,72 @@ async fn next_exact(node: &mut DoorNode, topic: &str) -> Vec<u8> {
     }
 }
 
+/// A client signed in with the broker account `user` (see [`login`]), also reading `extra`.
+async fn account(gw: &Running, user: &str, extra: &[&str]) -> DoorNode {
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    DoorNode::connect_as(
+        gw.mqtt_addr,
+        login(user),
+        user,
+        "d-meeting-3",
+        key(9),
+        &extra,
+    )
+    .await
+}
+
+/// Each device speaks with its own broker account, as it would on site: the Tasmota relay,
+/// the esp-rfid reader and the Zigbee2MQTT bridge with theirs, the people counter with its own,
+/// and what watches occupancy with the read-only observer's.
 async fn devices_flow(gw: &Running) {
     assert!(gw.ready(T).await, "the gateway connects and subscribes");
-    let watch: Vec<String> = [
-        "kombinat/v1/room/+/occupancy",
-        "cmnd/medialab-door/#",
-        "door-gallery/cmd",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut node =
-        DoorNode::connect_with(gw.mqtt_addr, "watcher", "d-meeting-3", key(9), &watch).await;
+    let mut watcher = account(gw, "observer", &["kombinat/v1/room/+/occupancy"]).await;
+    let mut tasmota = account(gw, "tasmota-medialab", &["cmnd/medialab-door/#"]).await;
+    let mut esp = account(gw, "esp-gallery-2", &["door-gallery/cmd"]).await;
+    let zigbee = account(gw, "zigbee2mqtt", &[]).await;
+    let counter = DoorNode::connect(gw.mqtt_addr, "sensor-meeting", "d-meeting-3", key(4)).await;
 
     // Tasmota: comes online, gets its relay's pulse time; a staff card read opens the relay.
-    publish(&node, "tele/medialab-door/LWT", "Online").await;
-    let pulse = next_exact(&mut node, "cmnd/medialab-door/PulseTime1").await;
+    publish(&tasmota, "tele/medialab-door/LWT", "Online").await;
+    let pulse = next_exact(&mut tasmota, "cmnd/medialab-door/PulseTime1").await;
     assert_eq!(pulse, b"50", "the door's 5 s unlock in tenths");
     publish(
-        &node,
+        &tasmota,
         "tele/medialab-door/SENSOR",
         &format!(r#"{{"Time":"2021-01-23T13:10:50","RC522":{{"UID":"{STAFF_CARD}","Data":"","Type":"MIFARE 1KB"}}}}"#),
     )
     .await;
-    let on = next_exact(&mut node, "cmnd/medialab-door/POWER1").await;
+    let on = next_exact(&mut tasmota, "cmnd/medialab-door/POWER1").await;
     assert_eq!(on, b"ON");
     // A member without rights: decided, logged, and the relay stays off (the next relay
     // message is the "off" of the first tap, not an "on").
     publish(
-        &node,
+        &tasmota,
         "tele/medialab-door/SENSOR",
         &format!(r#"{{"Time":"2021-01-23T13:10:55","PN532":{{"UID":"{NOBODY_CARD}","DATA":""}}}}"#),
     )
     .await;
-    let off = next_exact(&mut node, "cmnd/medialab-door/POWER1").await;
+    let off = next_exact(&mut tasmota, "cmnd/medialab-door/POWER1").await;
     assert_eq!(off, b"OFF");
 
     // esp-rfid: comes online and gets its user list (staff open every door); reports an access
     // it decided itself and its door opening.
-    publish(&node, "door-gallery/avty", "online").await;
+    publish(&esp, "door-gallery/avty", "online").await;
     let add: serde_json::Value =
-        serde_json::from_slice(&next_exact(&mut node, "door-gallery/cmd").await).unwrap();
+        serde_json::from_slice(&next_exact(&mut esp, "door-gallery/cmd").await).unwrap();
     assert_eq!(add["cmd"], "adduser");
     assert_eq!(add["doorip"], "192.168.1.50");
     assert_eq!(add["uid"], STAFF_CARD);
     assert_eq!(add["acctype"], "1");
     assert!(add["validuntil"].as_str().unwrap().parse::<u64>().unwrap() > 0);
     publish(
-        &node,
+        &esp,
         "door-gallery/send",
         &format!(r#"{{"type":"access","time":1605991375,"isKnown":"true","access":"Always","username":"marta","uid":"{STAFF_CARD}","hostname":"door-gallery","doorName":"Gallery"}}"#),
     )
     .await;
     publish(
-        &node,
+        &esp,
         "door-gallery/send",
         r#"{"type":"INFO","src":"door","desc":"Door Open","data":"","time":1605991375,"cmd":"event","hostname":"door-gallery"}"#,
     )
@@ -122,24 +134,24 @@ async fn devices_flow(gw: &Running) {
 
     // Zigbee2MQTT: motion and CO2 in meeting room 2 show in its retained occupancy.
     publish(
-        &node,
+        &zigbee,
         "zigbee2mqtt/meeting-2/motion",
         r#"{"battery":100,"illuminance":0,"linkquality":18,"occupancy":true,"illuminance_lux":0}"#,
     )
     .await;
     publish(
-        &node,
+        &zigbee,
         "zigbee2mqtt/meeting-2/air",
         r#"{"co2":912,"humidity":62.3,"linkquality":84,"temperature":21.1,"voc":14}"#,
     )
     .await;
-    let o = occupancy_until(&mut node, "meeting-2", |o| {
+    let o = occupancy_until(&mut watcher, "meeting-2", |o| {
         o.occupied && o.co2_ppm == Some(912)
     })
     .await;
     assert_eq!(o.basis, Basis::Motion);
     publish(
-        &node,
+        &zigbee,
         "zigbee2mqtt/meeting-2/availability",
         r#"{"state":"online"}"#,
     )
@@ -148,28 +160,38 @@ async fn devices_flow(gw: &Running) {
     // A native people counter in meeting room 1.
     let reading =
         r#"{"v":1,"device":"sensor-meeting","counter":1,"reading":{"counter":{"in":3,"out":0}}}"#;
-    publish(&node, "kombinat/v1/sensor/sensor-meeting/reading", reading).await;
-    let o = occupancy_until(&mut node, "meeting-1", |o| o.count == 3).await;
+    publish(
+        &counter,
+        "kombinat/v1/sensor/sensor-meeting/reading",
+        reading,
+    )
+    .await;
+    let o = occupancy_until(&mut watcher, "meeting-1", |o| o.count == 3).await;
     assert_eq!(o.basis, Basis::Counter);
     // The same reading again (QoS 1 redelivers; or replayed) is refused and counted, not
     // added: the next reading, one more in, makes four, not seven.
     let replays = gw.stats.malformed("replay");
-    publish(&node, "kombinat/v1/sensor/sensor-meeting/reading", reading).await;
+    publish(
+        &counter,
+        "kombinat/v1/sensor/sensor-meeting/reading",
+        reading,
+    )
+    .await;
     let next =
         r#"{"v":1,"device":"sensor-meeting","counter":2,"reading":{"counter":{"in":1,"out":0}}}"#;
-    publish(&node, "kombinat/v1/sensor/sensor-meeting/reading", next).await;
-    occupancy_until(&mut node, "meeting-1", |o| o.count == 4).await;
+    publish(&counter, "kombinat/v1/sensor/sensor-meeting/reading", next).await;
+    occupancy_until(&mut watcher, "meeting-1", |o| o.count == 4).await;
     assert_eq!(gw.stats.malformed("replay"), replays + 1);
 
     // Garbage from a bound device is refused and counted; the gateway goes on.
     let before = gw.stats.malformed("malformed_json");
     publish(
-        &node,
+        &zigbee,
         "zigbee2mqtt/meeting-2/motion",
         r#"{"occupancy":"perhaps"}"#,
     )
     .await;
-    publish(&node, "tele/medialab-door/SENSOR", "not json").await;
+    publish(&tasmota, "tele/medialab-door/SENSOR", "not json").await;
     until(T, "both refusals counted", || {
         gw.stats.malformed("malformed_json") == before + 2
     })
@@ -308,9 +330,8 @@ async fn an_empty_booked_room_is_a_no_show_once_and_only_where_it_could_be_seen(
     cfg.occupancy.no_show_after_min = 1;
     let gw = service::start(cfg).await.unwrap();
     assert!(gw.ready(T).await);
-    let watch = vec!["kombinat/v1/booking/no-show".to_string()];
-    let mut node =
-        DoorNode::connect_with(gw.mqtt_addr, "watcher", "d-meeting-3", key(9), &watch).await;
+    let mut node = account(&gw, "observer", &["kombinat/v1/booking/no-show"]).await;
+    let zigbee = account(&gw, "zigbee2mqtt", &[]).await;
     // Someone moves in meeting room 2 after its start.
     tokio::time::sleep_until(
         tokio::time::Instant::now()
@@ -320,7 +341,7 @@ async fn an_empty_booked_room_is_a_no_show_once_and_only_where_it_could_be_seen(
     )
     .await;
     publish(
-        &node,
+        &zigbee,
         "zigbee2mqtt/meeting-2/motion",
         r#"{"occupancy":true}"#,
     )

@@ -1,7 +1,8 @@
 //! A device written from `protocol/README.md` alone, in Python with its standard library only
 //! (`tests/device/door_node.py`: its own MQTT client, its own HMAC signing), against the real
-//! `kombinat run` through mosquitto: the page is enough to build a door node and a people
-//! counter that the gateway hears, answers and counts.
+//! `kombinat run`, through mosquitto and through the embedded broker (which lets it in only with
+//! the account the page says to sign in with): the page is enough to build a door node and a
+//! people counter that the gateway hears, answers and counts.
 
 mod support;
 
@@ -30,17 +31,42 @@ fn python() -> Option<&'static str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_door_node_and_a_counter_written_in_python_from_the_protocol_page_work() {
-    let Some(python) = python() else {
+    let Some(broker) = Mosquitto::start() else {
         return;
     };
-    let Some(broker) = Mosquitto::start() else {
+    python_device(Some(&broker.url()), broker.port).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_device_signs_in_to_the_embedded_broker_as_the_page_says() {
+    python_device(None, free_port()).await;
+}
+
+/// Runs the Python device against a gateway through `broker` (a mosquitto URL), or through its
+/// embedded broker on `port`.
+async fn python_device(broker: Option<&str>, port: u16) {
+    let Some(python) = python() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     prepare(&data);
     let http = free_port();
-    let mut gw = GatewayProcess::start(dir.path(), &site_path(), &data, &broker.url(), http);
+    let mut gw = match broker {
+        Some(url) => GatewayProcess::start(dir.path(), &site_path(), &data, url, http),
+        None => {
+            let config = dir.path().join("kombinat.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "site = {:?}\ndata = {data:?}\n[mqtt]\nbroker = \"embedded\"\nlisten = \"127.0.0.1:{port}\"\nkeep_alive_s = 5\n[http]\nlisten = \"127.0.0.1:{http}\"\n[occupancy]\ncounts_every_s = 5\n",
+                    site_path()
+                ),
+            )
+            .unwrap();
+            GatewayProcess::start_config(config)
+        }
+    };
     let base = format!("http://127.0.0.1:{http}");
     until(Duration::from_secs(30), "the gateway is healthy", || {
         healthy(&base)
@@ -49,7 +75,9 @@ async fn a_door_node_and_a_counter_written_in_python_from_the_protocol_page_work
 
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/device/door_node.py");
     let key = "01".repeat(32); // support::key(1), door-cowork's
-    let port = broker.port.to_string();
+    let sensor_key = "04".repeat(32); // support::key(4), sensor-meeting's
+    let observer = login("observer").1;
+    let port = port.to_string();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)
             .arg(script)
@@ -57,7 +85,8 @@ async fn a_door_node_and_a_counter_written_in_python_from_the_protocol_page_work
             .args(["--door", "d-cowork-in", "--device", "door-cowork"])
             .args(["--key", &key])
             .args(["--allowed", STAFF_CARD, "--refused", NOBODY_CARD])
-            .args(["--sensor", "sensor-meeting", "--room", "meeting-1"])
+            .args(["--sensor", "sensor-meeting", "--sensor-key", &sensor_key])
+            .args(["--room", "meeting-1", "--observer-password", &observer])
             .output()
             .unwrap()
     })

@@ -103,6 +103,7 @@ async fn simulated_morning(broker: &str) {
         cli(&site, &data, &args);
     }
 
+    know_broker_secret(&data);
     let mut cfg = config(&data, broker);
     cfg.site = site.clone();
     cfg.occupancy.no_show_after_min = 1;
@@ -112,8 +113,15 @@ async fn simulated_morning(broker: &str) {
         "kombinat/v1/booking/no-show".to_string(),
         "kombinat/v1/room/+/occupancy".to_string(),
     ];
-    let mut watcher =
-        DoorNode::connect_with(gw.mqtt_addr, "watcher", "d-meeting-3", key(9), &watch).await;
+    let mut watcher = DoorNode::connect_as(
+        gw.mqtt_addr,
+        login("observer"),
+        "observer",
+        "d-meeting-3",
+        key(9),
+        &watch,
+    )
+    .await;
 
     let sim = SimConfig {
         link: LinkConfig::new("127.0.0.1", gw.mqtt_addr.port()),

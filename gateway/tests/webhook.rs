@@ -204,7 +204,7 @@ async fn a_room_becoming_occupied_is_sent_to_the_booking_system() {
     });
     let gw = kombinat::service::start(cfg).await.unwrap();
     assert!(gw.ready(Duration::from_secs(10)).await);
-    let node = DoorNode::connect(gw.mqtt_addr, "watcher", "d-meeting-3", key(9)).await;
+    let node = DoorNode::connect(gw.mqtt_addr, "sensor-meeting", "d-meeting-3", key(4)).await;
     // Let the first tick see every room empty, then two people come in.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     node.client

@@ -181,6 +181,23 @@ pub fn mac_of(key: &DeviceKey, kind: &str, fields: impl FnOnce(&mut MacInput)) -
     Mac(m.0.finalize().into_bytes().into())
 }
 
+/// A device's MQTT broker password, derived from its key: the first 16 bytes of a MAC, in 32
+/// hex digits. The gateway writes it into the broker's accounts (mosquitto's password file, the
+/// embedded broker's), and a node that has its key can derive it, so it is never stored apart
+/// from the key.
+#[cfg(feature = "std")]
+pub fn broker_password(key: &DeviceKey) -> String {
+    mac_of(key, "mqtt-password", |_| {}).password()
+}
+
+#[cfg(feature = "std")]
+impl Mac {
+    /// Its first 16 bytes in hex: a broker password (see [`broker_password`]).
+    pub fn password(&self) -> String {
+        Hex(&self.0[..16]).to_string()
+    }
+}
+
 /// Whether `mac` is the MAC of a message of `kind` held in parts (see [`mac_of`]), compared in
 /// constant time.
 pub fn verify_parts(

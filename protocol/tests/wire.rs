@@ -63,6 +63,19 @@ fn the_readme_mac_input_is_the_canonical_text() {
 }
 
 #[test]
+fn the_readme_broker_password_is_derived_from_the_key_as_it_says() {
+    let key = DeviceKey::parse_hex(KEY).unwrap();
+    let documented = README
+        .lines()
+        .skip_while(|l| !l.contains("<!-- example: broker password -->"))
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_matches('`');
+    assert_eq!(kombinat_protocol::auth::broker_password(&key), documented);
+}
+
+#[test]
 fn the_readme_no_show_parses() {
     let n: kombinat_protocol::booking::NoShow =
         serde_json::from_str(example("<!-- example: no-show -->")).unwrap();

@@ -96,7 +96,7 @@ fn main() -> Result<()> {
         .build()?;
     rt.block_on(async move {
         let (mut link, mut down) = MqttLink::start(
-            &file.mqtt,
+            &file.mqtt.signed_in_as(cfg.device, &cfg.key),
             cfg.device,
             door_subscriptions(&file.mqtt.prefix, cfg.door),
             parse_door,

@@ -184,7 +184,7 @@ impl<'a> World<'a> {
             // Shorter than a real door's, so that the crowd at the conference moves.
             c.held_open_ms = 20_000;
             let (link, down) = MqttLink::start(
-                &cfg.link,
+                &cfg.link.signed_in_as(device, &dev.key),
                 device,
                 door_subscriptions(&cfg.link.prefix, door),
                 parse_door,
@@ -221,7 +221,12 @@ impl<'a> World<'a> {
             // The people move `speed` times faster; so does what the sensors see.
             c.pir_hold_ms = ((60_000.0 / cfg.speed) as u32).max(3_000);
             c.climate_every_ms = ((300_000.0 / cfg.speed) as u32).max(5_000);
-            let (link, _) = MqttLink::start(&cfg.link, device, Vec::new(), parse_nothing);
+            let (link, _) = MqttLink::start(
+                &cfg.link.signed_in_as(device, &dev.key),
+                device,
+                Vec::new(),
+                parse_nothing,
+            );
             sensor_of.insert(r.id.clone(), sensors.len());
             let ventilated = 0.7 + 0.8 * f64::from(air.range(0, 1_001)) / 1_000.0;
             let ppm_per_person = match r.capacity {
@@ -338,14 +343,11 @@ impl<'a> World<'a> {
         };
         let cfg = d.node.config();
         let (door, device) = (cfg.door, cfg.device);
-        let link = if off {
+        let mut link = self.cfg.link.signed_in_as(device, &cfg.key);
+        if off {
             // Nowhere: the node stays down until connected again.
-            let mut dead = self.cfg.link.clone();
-            dead.port = 0;
-            dead
-        } else {
-            self.cfg.link.clone()
-        };
+            link.port = 0;
+        }
         let (new, down) = MqttLink::start(
             &link,
             device,

@@ -41,6 +41,9 @@ pub async fn client(
     let mut o = MqttOptions::new(id, "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(10));
     o.set_inflight(100);
+    // Its account on the embedded broker (see `bench_account`); a broker without accounts
+    // ignores it.
+    o.set_credentials(id, BENCH_PASSWORD);
     let (c, mut ev) = AsyncClient::new(o, 10_000);
     let mut net = NetworkOptions::new();
     net.set_tcp_nodelay(true);
@@ -159,14 +162,33 @@ pub fn mosquitto(port: u16, dir: &Path) -> Option<Child> {
     None
 }
 
-/// The service configuration for `broker`.
+/// The password of the benchmarks' own clients' accounts on the embedded broker.
+pub const BENCH_PASSWORD: &str = "a-benchmark-client-password";
+
+/// Gives the benchmark's client `id` an account on the embedded broker that reads and writes
+/// everything (as a tool on the Pi would be given one in `[[mqtt.accounts]]`).
+pub fn bench_account(config: &mut Config, id: &str) {
+    config.mqtt.accounts.push(kombinat::config::BrokerAccount {
+        user: id.to_string(),
+        password: BENCH_PASSWORD.to_string(),
+        write: vec!["#".into()],
+        read: vec!["#".into()],
+    });
+}
+
+/// The service configuration for `broker`, with accounts on the embedded broker for the
+/// benchmarks' clients `bench-load`, `bench-echo`, `bench-asker` and `bench-door`.
 pub fn config(data: &Path, broker: &str) -> Config {
     let site = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/site.example.toml");
-    Config::parse(
+    let mut config = Config::parse(
         &format!("site = {site:?}\ndata = {data:?}\n[mqtt]\nbroker = \"{broker}\"\nlisten = \"127.0.0.1:0\"\nclient_id = \"bench-gateway\"\n"),
         Path::new("/"),
     )
-    .unwrap()
+    .unwrap();
+    for id in ["bench-load", "bench-echo", "bench-asker", "bench-door"] {
+        bench_account(&mut config, id);
+    }
+    config
 }
 
 pub fn free_addr() -> std::net::SocketAddr {

@@ -72,21 +72,8 @@ pub enum DeviceCmd {
     },
 }
 
-/// The secret the off-the-shelf devices' broker passwords derive from: made once, kept in the
-/// store (and its backups), so that generating the configuration again keeps every password.
 fn binding_secret(store: &dyn Store) -> Result<[u8; 32]> {
-    const KEY: &str = "mqtt-binding-secret";
-    if let Some(v) = store.state(KEY)? {
-        if let Ok(s) = <[u8; 32]>::try_from(v.as_slice()) {
-            return Ok(s);
-        }
-        bail!("the stored {KEY} is not 32 bytes: the store is damaged");
-    }
-    let mut s = [0u8; 32];
-    getrandom::fill(&mut s).map_err(|e| anyhow!("cannot get random bytes: {e}"))?;
-    store.put_state(KEY, &s)?;
-    store.flush()?;
-    Ok(s)
+    crate::mosquitto::binding_secret(store).map_err(|e| anyhow!(e))
 }
 
 /// A group's id from /etc/group.
@@ -193,7 +180,7 @@ pub(super) fn run(cli: &Cli, c: &DeviceCmd, out: &mut dyn Write, now: DateTime<U
             let ctx = open(cli, now)?;
             let devices = ctx.gateway.store().devices()?;
             let secret = binding_secret(ctx.gateway.store())?;
-            let bindings = crate::mosquitto::binding_accounts(&ctx.site.bindings, &secret);
+            let bindings = crate::mosquitto::binding_accounts(&ctx.site.bindings, &secret, prefix);
             // One account, one name: a binding called like a device or the gateway would
             // share (or widen) its rights.
             for b in &bindings {
@@ -259,7 +246,8 @@ pub(super) fn run(cli: &Cli, c: &DeviceCmd, out: &mut dyn Write, now: DateTime<U
             // operator's eyes only.
             let accounts = dir.join("binding-accounts");
             let mut text = String::from(
-                "# The broker accounts of the site file's off-the-shelf devices: enter each in the\n\
+                "# The broker accounts of the site file's off-the-shelf devices and of the read-only observer\n\
+                 # (Home Assistant, mosquitto_sub): enter each in the\n\
                  # device's MQTT settings (user, password), then delete this file.\n",
             );
             for b in &bindings {

@@ -336,7 +336,8 @@ fn after_erasure(data: &std::path::Path, mid: MemberId, out: &mut dyn Write) -> 
         )?,
         Err(e) => writeln!(
             out,
-            "the store could not be written anew ({e:#}): its files may still hold {mid}'s old details until sled reuses the space"
+            "the store could not be written anew ({e:#}): its files may still hold {mid}'s old details until sled reuses the space; the rewrite stages a copy in {}, so run erasures as root (sudo), as deploy/README.md does, or make that directory writable for the user who runs them",
+            data.parent().unwrap_or(std::path::Path::new(".")).display()
         )?,
     }
     // Older copies beside the store: restores kept, migrations' backups.

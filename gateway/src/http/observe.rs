@@ -56,6 +56,11 @@ pub async fn health(State(s): State<AppState>) -> Response {
             "connected": connected,
             "subscribed": subscribed,
             "round_trip_ms": (round_trip > 0).then(|| round_trip as f64 / 1000.0),
+            // The embedded broker's guard: clients refused, publishes dropped, subscriptions
+            // denied (zero with an outside broker, which keeps its own).
+            "refused": s.stats.guard.refused.load(Relaxed),
+            "dropped": s.stats.guard.dropped.load(Relaxed),
+            "denied": s.stats.guard.denied.load(Relaxed),
         },
         "warnings": warnings,
         "store": if store_ok { "ok" } else { "error" },
@@ -134,6 +139,23 @@ pub fn render(st: &crate::bus::Stats) -> String {
     );
     let _ = writeln!(o, "kombinat_decision_latency_seconds_sum {sum}");
     let _ = writeln!(o, "kombinat_decision_latency_seconds_count {count}");
+    family(
+        &mut o,
+        "kombinat_broker_guard_total",
+        "counter",
+        "What the embedded broker's guard refused: connections without a valid account, publishes to a topic the account may not write or past its retained budget, subscriptions it may not read.",
+    );
+    for (what, n) in [
+        ("refused", &st.guard.refused),
+        ("dropped", &st.guard.dropped),
+        ("denied", &st.guard.denied),
+    ] {
+        let _ = writeln!(
+            o,
+            "kombinat_broker_guard_total{{what=\"{what}\"}} {}",
+            n.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
     one(
         &mut o,
         "kombinat_readings_total",

@@ -4,7 +4,8 @@ standard library only (MQTT 3.1.1 over a socket, HMAC-SHA256), as a device maker
 one. tests/python_device.rs runs it against `kombinat run`; on its own:
 
     door_node.py --port 1883 --door d-cowork-in --device door-cowork --key <64 hex> \
-        --allowed 04A1B2C3 --refused 04D4E5F6 --sensor sensor-meeting --room meeting-1
+        --allowed 04A1B2C3 --refused 04D4E5F6 --sensor sensor-meeting --sensor-key <64 hex> \
+        --room meeting-1 --observer-password <the observer's, from mosquitto-config>
 
 Every step prints one line; the first thing that does not go as the page says ends the run
 with exit code 1 and why.
@@ -50,17 +51,21 @@ def string(s):
 
 
 class Mqtt:
-    def __init__(self, host, port, client_id, will_topic, will_payload):
+    def __init__(self, host, port, client_id, will_topic, will_payload, user, password):
         self.sock = socket.create_connection((host, port), timeout=5)
         # The page: TCP_NODELAY on, or each QoS 1 round trip waits on Nagle's algorithm.
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.next_id = 1
         self.inbox = []
-        # Clean session off, a will (QoS 1, retained), keep-alive 30 s.
-        flags = 0x04 | (1 << 3) | 0x20
+        # Clean session off, a will (QoS 1, retained) if given, keep-alive 30 s, a user name and
+        # password.
+        flags = 0x80 | 0x40 | (0x04 | (1 << 3) | 0x20 if will_topic else 0)
         body = string("MQTT") + bytes([4, flags]) + struct.pack("!H", 30)
-        body += string(client_id) + string(will_topic) + string(will_payload)
+        body += string(client_id)
+        if will_topic:
+            body += string(will_topic) + string(will_payload)
+        body += string(user) + string(password)
         self.send(0x10, body)
         kind, payload = self.packet(5)
         if kind >> 4 != 2 or payload[1] != 0:
@@ -173,6 +178,11 @@ def mac(key, kind, fields):
     return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
 
 
+def broker_password(key):
+    # The page: the first 16 bytes of the MAC of kind mqtt-password with no fields, in hex.
+    return mac(key, "mqtt-password", [])[:32]
+
+
 def verify(key, kind, fields, got):
     want = mac(key, kind, fields)
     if not hmac.compare_digest(want, got):
@@ -198,7 +208,9 @@ def main():
     a.add_argument("--allowed", required=True, help="a card the gateway lets in at this door")
     a.add_argument("--refused", required=True, help="a card it refuses")
     a.add_argument("--sensor", required=True)
+    a.add_argument("--sensor-key", required=True, help="the counter's key, for its broker password")
     a.add_argument("--room", required=True)
+    a.add_argument("--observer-password", required=True, help="the broker's read-only account")
     a.add_argument("--boot", type=int, default=1, help="this boot's count, kept in flash")
     args = a.parse_args()
     key = bytes.fromhex(args.key)
@@ -206,7 +218,8 @@ def main():
     base = f"{PREFIX}/door/{door}"
     status_topic = f"{PREFIX}/device/{device}/status"
 
-    node = Mqtt(args.host, args.port, device, status_topic, b'{"v":1,"state":"offline"}')
+    node = Mqtt(args.host, args.port, device, status_topic, b'{"v":1,"state":"offline"}',
+                device, broker_password(key))
     node.subscribe([f"{base}/decision", f"{base}/command", f"{base}/allowlist", f"{base}/offline-ack"])
     step("connected as the door node and subscribed to its four topics")
     online = {"v": 1, "state": "online", "firmware": "0.1-python", "uptime_s": 0, "heartbeat_s": 30}
@@ -291,20 +304,24 @@ def main():
     node.publish(f"{base}/state", json.dumps(s).encode())
     step("door state sent")
 
-    # A people counter in the room: two in. Its count comes back retained on the room's topic.
+    # A people counter in the room: two in. Its count comes back retained on the room's topic,
+    # which the broker's read-only observer account reads (a counter's own account reads
+    # nothing).
     sensor_status = f"{PREFIX}/device/{args.sensor}/status"
-    sensor = Mqtt(args.host, args.port, args.sensor, sensor_status, b'{"v":1,"state":"offline"}')
-    sensor.subscribe([f"{PREFIX}/room/{args.room}/occupancy"])
+    sensor = Mqtt(args.host, args.port, args.sensor, sensor_status, b'{"v":1,"state":"offline"}',
+                  args.sensor, broker_password(bytes.fromhex(args.sensor_key)))
+    watcher = Mqtt(args.host, args.port, "python-watcher", None, None, "observer", args.observer_password)
+    watcher.subscribe([f"{PREFIX}/room/{args.room}/occupancy"])
     sensor.publish(sensor_status, json.dumps({"v": 1, "state": "online", "heartbeat_s": 30}).encode(), retain=True)
     reading = {"v": 1, "device": args.sensor, "counter": (args.boot << 32) + 1, "reading": {"counter": {"in": 2, "out": 0}}}
     sensor.publish(f"{PREFIX}/sensor/{args.sensor}/reading", json.dumps(reading).encode())
-    occ = sensor.message(f"{PREFIX}/room/{args.room}/occupancy", 10, lambda m: m.get("count", 0) >= 2)
+    occ = watcher.message(f"{PREFIX}/room/{args.room}/occupancy", 10, lambda m: m.get("count", 0) >= 2)
     if occ is None:
         fail("the room's occupancy never showed the two people counted in")
     step(f"room {args.room}: {occ['count']} inside on basis {occ['basis']}")
     # The same reading again (a QoS 1 redelivery) counts nobody twice.
     sensor.publish(f"{PREFIX}/sensor/{args.sensor}/reading", json.dumps(reading).encode())
-    if sensor.message(f"{PREFIX}/room/{args.room}/occupancy", 2, lambda m: m.get("count", 0) > occ["count"]) is not None:
+    if watcher.message(f"{PREFIX}/room/{args.room}/occupancy", 2, lambda m: m.get("count", 0) > occ["count"]) is not None:
         fail("a reading delivered twice was counted twice")
     step("a reading delivered twice counted once")
 
@@ -312,6 +329,7 @@ def main():
     for client, topic in ((sensor, sensor_status), (node, status_topic)):
         client.publish(topic, b'{"v":1,"state":"offline"}', retain=True)
         client.disconnect()
+    watcher.disconnect()
     step("stopped cleanly")
 
 

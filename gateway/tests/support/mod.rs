@@ -133,6 +133,31 @@ pub fn prepare(dir: &Path) {
         now,
     )
     .unwrap();
+    g.store()
+        .put_state(kombinat::mosquitto::BINDING_SECRET_KEY, &BINDING_SECRET)
+        .unwrap();
+}
+
+/// The secret [`prepare`] stores for the off-the-shelf devices' and the observer's broker
+/// passwords (a fixed one, so that a test knows them while the gateway holds the store).
+pub const BINDING_SECRET: [u8; 32] = [7; 32];
+
+/// Puts [`BINDING_SECRET`] into the store at `data` (one not made by [`prepare`]), so that
+/// [`login`] gives its accounts' passwords.
+pub fn know_broker_secret(data: &Path) {
+    SledStore::open(data)
+        .unwrap()
+        .put_state(kombinat::mosquitto::BINDING_SECRET_KEY, &BINDING_SECRET)
+        .unwrap();
+}
+
+/// The broker login of an off-the-shelf device's account or the observer's, in a store made by
+/// [`prepare`] (or given [`know_broker_secret`]).
+pub fn login(user: &str) -> (String, String) {
+    (
+        user.to_string(),
+        kombinat::mosquitto::binding_password(&BINDING_SECRET, user),
+    )
 }
 
 /// Logs to the test's output; `RUST_LOG` picks what.
@@ -314,6 +339,26 @@ impl DoorNode {
         key: DeviceKey,
         extra: &[String],
     ) -> DoorNode {
+        // Its own broker account, as a node signs in (the embedded broker lets no one in without
+        // one; a broker with no accounts ignores it).
+        let login = (
+            device.to_string(),
+            kombinat_protocol::auth::broker_password(&key),
+        );
+        Self::connect_as(addr, login, device, door, key, extra).await
+    }
+
+    /// Connects with the broker account `login` (an off-the-shelf device's, the observer's: see
+    /// [`login`]) as `device` at `door`, and also subscribes to `extra` topics. What the
+    /// account may not read, it does not get.
+    pub async fn connect_as(
+        addr: SocketAddr,
+        (user, password): (String, String),
+        device: &str,
+        door: &str,
+        key: DeviceKey,
+        extra: &[String],
+    ) -> DoorNode {
         static NODES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NODES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut o = MqttOptions::new(
@@ -323,6 +368,7 @@ impl DoorNode {
         );
         o.set_keep_alive(Duration::from_secs(5));
         o.set_max_packet_size(200 * 1024, 200 * 1024);
+        o.set_credentials(user, password);
         let (client, mut ev) = AsyncClient::new(o, 256);
         let mut net = NetworkOptions::new();
         net.set_tcp_nodelay(true);
@@ -340,7 +386,9 @@ impl DoorNode {
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
         let sub_client = client.clone();
         tokio::spawn(async move {
-            loop {
+            // Ends once the node is dropped: a node left reconnecting would take its account's
+            // client id back from the next node of the same device, again and again.
+            while !tx.is_closed() {
                 match ev.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         for s in &subs {

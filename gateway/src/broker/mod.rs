@@ -2,13 +2,21 @@
 //!
 //! rumqttd's `start()` blocks and only logs a failed bind, so the port is probed first and the
 //! broker is known to be up only once its listener holds the address. It keeps sessions and
-//! retained messages in memory and has no accounts, topic ACLs or TLS: it listens on loopback
-//! only (the gateway, the demo's simulated building, tools on the Pi itself); devices on the
-//! network reach mosquitto, configured with an account and ACL per device (see `deploy/`).
+//! retained messages in memory, and has no accounts, topic ACLs, retained cap or TLS of its own:
+//! the gateway runs it on a loopback port of its own, behind [`guard`], which holds the accounts
+//! and topic limits the generated mosquitto configuration would (one per device, one per
+//! off-the-shelf device, the gateway's) and caps what each account keeps retained. It listens
+//! on loopback only (the gateway, the demo's simulated building, tools and bridges on the Pi
+//! itself): with no TLS, devices on the network reach mosquitto (see `deploy/`).
+
+pub mod guard;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
+
+#[cfg(feature = "embedded-broker")]
+use std::sync::Arc;
 
 /// Why the embedded broker did not start.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +30,7 @@ pub enum BrokerError {
         why: std::io::Error,
     },
     /// Asked to listen where others than this machine can reach it.
-    #[error("the embedded MQTT broker listens on loopback only, not {0}: it has no accounts, no per-device topic limits and no TLS, so anyone on the network could read every door's allow-list and take the gateway's connection; for door and sensor nodes on the network, run mosquitto with `kombinat devices mosquitto-config` (deploy/README.md) and set mqtt.broker to its URL")]
+    #[error("the embedded MQTT broker listens on loopback only, not {0}: it has no TLS, so the devices' passwords and every door's allow-list would cross the network in clear; for door and sensor nodes on the network, run mosquitto with `kombinat devices mosquitto-config` (deploy/README.md) and set mqtt.broker to its URL")]
     NotLoopback(SocketAddr),
     /// It did not come up.
     #[error("the embedded MQTT broker did not accept connections on {0} within 5 seconds")]
@@ -119,6 +127,40 @@ pub fn start(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
     Err(BrokerError::NotUp(addr))
 }
 
+/// Starts the embedded broker as the gateway runs it: rumqttd on a loopback port of its own,
+/// and [`guard`] with `accounts` on `listen` (loopback only), serving until `stop` turns true.
+/// Returns the address clients connect to.
+#[cfg(feature = "embedded-broker")]
+pub async fn start_guarded(
+    listen: SocketAddr,
+    accounts: guard::Accounts,
+    stats: Arc<guard::GuardStats>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<SocketAddr, BrokerError> {
+    if !listen.ip().is_loopback() {
+        return Err(BrokerError::NotLoopback(listen));
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|why| BrokerError::AddressInUse { addr: listen, why })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|why| BrokerError::AddressInUse { addr: listen, why })?;
+    let inner = tokio::task::spawn_blocking(|| start(SocketAddr::from(([127, 0, 0, 1], 0))))
+        .await
+        .map_err(|_| BrokerError::NotUp(addr))??;
+    tracing::info!(%addr, accounts = accounts.len(), "embedded MQTT broker's accounts and topic limits in force");
+    tokio::spawn(guard::serve(
+        listener,
+        inner,
+        accounts,
+        kombinat_protocol::MAX_PACKET + 1024,
+        stats,
+        stop,
+    ));
+    Ok(addr)
+}
+
 #[cfg(all(feature = "embedded-broker", target_os = "linux"))]
 mod nodelay {
     //! Finds rumqttd's listening socket among this process's descriptors (by the inode that
@@ -209,6 +251,17 @@ fn mqtt_ping(addr: SocketAddr) -> bool {
 /// Without the feature there is no embedded broker.
 #[cfg(not(feature = "embedded-broker"))]
 pub fn start(_addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
+    Err(BrokerError::NotBuilt)
+}
+
+/// Without the feature there is no embedded broker.
+#[cfg(not(feature = "embedded-broker"))]
+pub async fn start_guarded(
+    _listen: SocketAddr,
+    _accounts: guard::Accounts,
+    _stats: std::sync::Arc<guard::GuardStats>,
+    _stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<SocketAddr, BrokerError> {
     Err(BrokerError::NotBuilt)
 }
 
