@@ -209,15 +209,12 @@ impl AlertFeeds {
     }
 
     /// Taken up from [`AlertFeeds::state`] as stored before a restart, for `feeds` feeds; what
-    /// the feeds read is kept only if there are as many as then (the configuration changed
-    /// otherwise), whether they switched the mode in any case.
+    /// the feeds read, and which were failing (their alarm stands: it is cleared when one is read
+    /// again, not raised twice), is kept only if there are as many as then (the configuration
+    /// changed otherwise); whether they switched the mode in any case.
     pub fn restore(feeds: usize, state: &[u8]) -> Self {
         match serde_json::from_slice::<AlertFeeds>(state) {
-            Ok(mut a) if a.feeds.len() == feeds => {
-                // Whether each feed can be read is found out again.
-                a.feeds.iter_mut().for_each(|f| f.failing = false);
-                a
-            }
+            Ok(a) if a.feeds.len() == feeds => a,
             Ok(a) => AlertFeeds::new(feeds, a.switched),
             Err(_) => AlertFeeds::new(feeds, state == b"1"),
         }
@@ -232,6 +229,11 @@ impl AlertFeeds {
     pub fn mode_not_set(&mut self, asked: SiteMode) {
         self.alerting = None;
         self.switched = asked != SiteMode::Shelter;
+    }
+
+    /// Whether feed `feed` is failing (its alarm raised).
+    pub fn failing(&self, feed: usize) -> bool {
+        self.feeds.get(feed).is_some_and(|f| f.failing)
     }
 
     /// Whether the feeds switched the site to shelter (to keep over a restart).
@@ -498,6 +500,21 @@ mod tests {
         );
         // The stored form of an older gateway ("1") is taken as switched.
         assert!(AlertFeeds::restore(1, b"1").switched());
+    }
+
+    #[test]
+    fn a_feed_failing_before_a_restart_keeps_its_alarm_and_clears_it_once_read_again() {
+        let mut a = AlertFeeds::new(1, false);
+        a.read(0, Err("503".into()), SiteMode::Normal);
+        let mut b = AlertFeeds::restore(1, &a.state());
+        assert!(b.failing(0));
+        // Still down: no second alarm; read again: the one alarm is cleared.
+        assert!(b.read(0, Err("503".into()), SiteMode::Normal).is_empty());
+        assert_eq!(
+            b.read(0, Ok(Some(false)), SiteMode::Normal),
+            vec![AlertAction::Recovered(0)]
+        );
+        assert!(!b.failing(0));
     }
 
     #[test]

@@ -102,6 +102,8 @@ pub struct Running {
     stop_link: watch::Sender<bool>,
     /// Ends the embedded broker's guard (and so its clients' connections).
     stop_broker: watch::Sender<bool>,
+    /// The embedded broker's guard.
+    guard: Option<tokio::task::JoinHandle<()>>,
     core: Option<std::thread::JoinHandle<Result<(), ServiceError>>>,
     core_exited: Option<tokio::sync::oneshot::Receiver<()>>,
     link: Option<tokio::task::JoinHandle<()>>,
@@ -203,8 +205,12 @@ impl Running {
         if let Some(link) = self.link.take() {
             let _ = link.await;
         }
-        // After the link said goodbye through it: the embedded broker's clients are let go.
+        // After the link said goodbye through it: the embedded broker's clients are let go,
+        // and its address is free again when stop returns.
         let _ = self.stop_broker.send(true);
+        if let Some(guard) = self.guard.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), guard).await;
+        }
         // The HTTP server holds the store: it is gone before stop returns.
         if let Some(http) = self.http.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
@@ -282,16 +288,20 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
                 &config.mqtt.prefix,
                 &config.mqtt.accounts,
             )?;
-            let addr = crate::broker::start_guarded(
+            let (addr, guard) = crate::broker::start_guarded(
                 config.mqtt.listen,
                 accounts,
                 guard_stats.clone(),
                 broker_stop_rx,
             )
             .await?;
-            (Some(addr), Some(login))
+            (Some((addr, guard)), Some(login))
         }
         Broker::Tcp { .. } => (None, None),
+    };
+    let (embedded, guard) = match embedded {
+        Some((addr, guard)) => (Some(addr), Some(guard)),
+        None => (None, None),
     };
     let mut adapters = Adapters::new(&site.bindings, |d| {
         site.door(d).map_or(5000, |x| x.unlock_ms)
@@ -354,6 +364,10 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
     )?);
     let estimator = restored_estimator(&site, store.as_ref(), rooms, now);
     let config_alert_feeds = config.alert_feeds.len();
+    let alert_feeds = match store.state(ALERTS_STATE).ok().flatten() {
+        Some(v) => kombinat_core::alerts::AlertFeeds::restore(config_alert_feeds, &v),
+        None => kombinat_core::alerts::AlertFeeds::new(config_alert_feeds, false),
+    };
     let core = Core {
         live: live.clone(),
         backups: Arc::default(),
@@ -384,11 +398,14 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         lists_out: std::collections::VecDeque::new(),
         saved_counts_at: now.timestamp(),
         estimator,
-        alert_feeds: match store.state(ALERTS_STATE).ok().flatten() {
-            Some(v) => kombinat_core::alerts::AlertFeeds::restore(config_alert_feeds, &v),
-            None => kombinat_core::alerts::AlertFeeds::new(config_alert_feeds, false),
-        },
-        alerts_failing: vec![None; config_alert_feeds],
+        alerts_failing: (0..config_alert_feeds)
+            .map(|i| {
+                alert_feeds
+                    .failing(i)
+                    .then(|| "it could not be read before the gateway restarted".to_string())
+            })
+            .collect(),
+        alert_feeds,
         alerts_saved: None,
         next_counts: Instant::now(),
         recorder,
@@ -514,6 +531,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         to_core,
         stop_link,
         stop_broker,
+        guard,
         core: Some(core),
         core_exited: Some(core_exited),
         link: Some(link),
@@ -627,8 +645,9 @@ struct SavedCounts {
 }
 
 /// The gateway's own account on the embedded broker: `mqtt.username` and `mqtt.password` when
-/// set (for tools on the Pi that share it), else its client id and a password made for this
-/// run, which lives only in this process.
+/// set, else its client id and a password made for this run, which lives only in this process.
+/// It is the gateway's alone (an account is its client id: a tool signing in with it would take
+/// the gateway's connection); tools on the Pi get their own in `[[mqtt.accounts]]`.
 fn embedded_login(cfg: &crate::config::Mqtt) -> Result<(String, String), ServiceError> {
     let user = cfg
         .username

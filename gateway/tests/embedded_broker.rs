@@ -32,9 +32,14 @@ async fn the_embedded_broker_keeps_out_strangers_and_each_account_to_its_own_top
     let data = dir.path().join("data");
     prepare(&data);
     let mut cfg = config(&data, "embedded");
-    // Known to the test, which signs in as the gateway at the very end.
-    cfg.mqtt.password = Some(GATEWAY_BROKER_PASSWORD.into());
     let gateway_user = cfg.mqtt.client_id.clone();
+    // A tool on the Pi with an account of its own, which reads what the Tasmota relay leaves.
+    cfg.mqtt.accounts.push(kombinat::config::BrokerAccount {
+        user: "tele-reader".into(),
+        password: "a-password-for-the-reader".into(),
+        write: vec![],
+        read: vec!["tele/#".into()],
+    });
     let gw = service::start(cfg).await.unwrap();
     assert!(gw.ready(T).await);
     let port = gw.mqtt_addr.port();
@@ -111,6 +116,11 @@ async fn the_embedded_broker_keeps_out_strangers_and_each_account_to_its_own_top
         guard.dropped.load(Relaxed) == dropped + 1
     })
     .await;
+    assert_eq!(
+        gw.stats.malformed("not_its_topic"),
+        0,
+        "the gateway never saw it"
+    );
 
     // A device's account cannot take the gateway's connection with the gateway's client id:
     // every account is its own client id.
@@ -176,15 +186,28 @@ async fn the_embedded_broker_keeps_out_strangers_and_each_account_to_its_own_top
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(guard.dropped.load(Relaxed), dropped + 20);
+    // QoS 2, whose retained message rumqttd takes only at PUBREL, is not let in from an
+    // account with a budget: the publish is dropped with its connection.
+    tasmota
+        .client
+        .publish(
+            "tele/medialab-door/flood/qos2",
+            QoS::ExactlyOnce,
+            true,
+            vec![b'x'; 100 * 1024],
+        )
+        .await
+        .unwrap();
+    until(T, "the QoS 2 publish dropped", || {
+        guard.dropped.load(Relaxed) == dropped + 21
+    })
+    .await;
 
-    // What the broker holds, as the gateway's own account reads it (last: signing in as the
-    // gateway takes its connection).
+    // What the broker holds, as the reader's account reads it.
     let mut reader = DoorNode::connect_as(
         gw.mqtt_addr,
-        (gateway_user.clone(), GATEWAY_BROKER_PASSWORD.to_string()),
-        &gateway_user,
+        ("tele-reader".into(), "a-password-for-the-reader".into()),
+        "tele-reader",
         "d-medialab",
         key(9),
         &["tele/medialab-door/flood/#".to_string()],
@@ -197,6 +220,12 @@ async fn the_embedded_broker_keeps_out_strangers_and_each_account_to_its_own_top
     assert_eq!(held.len(), 40, "{held:?}");
     assert!(!held.contains(&"tele/medialab-door/flood/0".to_string()));
     assert!(held.contains(&"tele/medialab-door/flood/60".to_string()));
+    assert!(!held.contains(&"tele/medialab-door/flood/qos2".to_string()));
+    assert_eq!(
+        gw.stats.link.connects.load(Relaxed),
+        connects,
+        "the gateway kept its connection throughout"
+    );
 
     drop(reader);
     gw.stop().await.unwrap();

@@ -37,6 +37,24 @@ pub struct Budget {
     pub bytes: usize,
 }
 
+/// Where rumqttd listens, and the one login it takes (the guard's own).
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Its loopback address.
+    pub addr: SocketAddr,
+    /// User and password.
+    pub login: (String, String),
+}
+
+/// Clients at once: a building's nodes and tools are a few hundred; more is an attack.
+const MAX_CLIENTS: usize = 4096;
+/// The largest CONNECT read before the client signed in.
+const MAX_CONNECT: usize = 16 * 1024;
+/// The largest retained last will of an account with a budget (a status message is ~100 bytes):
+/// a will is recorded when the client connects, and may later be replaced by a smaller message
+/// on its topic, so this bounds what the budget can miss.
+const MAX_RETAINED_WILL: usize = 1024;
+
 /// A device's budget: its status and its own topics need a handful; a Zigbee2MQTT bridge's
 /// `bridge/devices` and `bridge/definitions` can reach a megabyte on a large network.
 pub const DEVICE_BUDGET: Budget = Budget {
@@ -183,7 +201,7 @@ impl Retained {
 
 struct Shared {
     accounts: Accounts,
-    upstream: SocketAddr,
+    upstream: Upstream,
     max_packet: usize,
     retained: Mutex<Retained>,
     stats: Arc<GuardStats>,
@@ -193,7 +211,7 @@ struct Shared {
 /// connections end with it.
 pub async fn serve(
     listener: TcpListener,
-    upstream: SocketAddr,
+    upstream: Upstream,
     accounts: Accounts,
     max_packet: usize,
     stats: Arc<GuardStats>,
@@ -207,16 +225,23 @@ pub async fn serve(
         stats,
     });
     let mut clients = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
     loop {
         tokio::select! {
             _ = stop.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%peer, "broker client refused: {MAX_CLIENTS} clients connected already");
+                        continue;
+                    };
                     let shared = shared.clone();
                     clients.spawn(async move {
                         if let Err(e) = client(socket, peer, &shared).await {
                             tracing::debug!(%peer, error = %e, "broker client ended");
                         }
+                        drop(slot);
                     });
                 }
                 Err(e) => {
@@ -228,6 +253,8 @@ pub async fn serve(
             Some(_) = clients.join_next(), if !clients.is_empty() => {}
         }
     }
+    drop(listener);
+    clients.shutdown().await;
 }
 
 /// A packet: its first byte and its body.
@@ -378,24 +405,21 @@ fn parse_connect(body: &[u8]) -> Option<Connect<'_>> {
 }
 
 impl Connect<'_> {
-    /// The same CONNECT with `id` for its client id.
-    fn with_client_id(&self, id: &str) -> Packet {
+    /// The same CONNECT with `id` for its client id, signed in as `(user, password)` (the
+    /// guard's own login to rumqttd).
+    fn with_client_id(&self, id: &str, (user, password): &(String, String)) -> Packet {
         let mut body = Vec::new();
         put_bytes(&mut body, self.name);
         body.push(self.level);
-        body.push(self.flags);
+        body.push(self.flags | 0xC0);
         body.extend_from_slice(&self.keep_alive.to_be_bytes());
         put_bytes(&mut body, id.as_bytes());
         if let Some((topic, message)) = self.will {
             put_bytes(&mut body, topic.as_bytes());
             put_bytes(&mut body, message);
         }
-        if let Some(u) = self.user {
-            put_bytes(&mut body, u.as_bytes());
-        }
-        if let Some(p) = self.password {
-            put_bytes(&mut body, p);
-        }
+        put_bytes(&mut body, user.as_bytes());
+        put_bytes(&mut body, password.as_bytes());
         Packet { first: 0x10, body }
     }
 }
@@ -414,7 +438,7 @@ async fn client(mut socket: TcpStream, peer: SocketAddr, shared: &Shared) -> std
     let _ = socket.set_nodelay(true);
     let connect = match tokio::time::timeout(
         Duration::from_secs(10),
-        read_packet(&mut socket, shared.max_packet),
+        read_packet(&mut socket, MAX_CONNECT),
     )
     .await
     {
@@ -426,9 +450,9 @@ async fn client(mut socket: TcpStream, peer: SocketAddr, shared: &Shared) -> std
         shared.stats.refused.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     };
-    if !matches!((c.name, c.level), (b"MQTT", 4) | (b"MQIsdp", 3)) {
+    if !matches!((c.name, c.level), (b"MQTT", 4)) {
         shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%peer, level = c.level, "broker client refused: the embedded broker speaks MQTT 3.1 and 3.1.1 only");
+        tracing::warn!(%peer, level = c.level, "broker client refused: the embedded broker speaks MQTT 3.1.1 only");
         refuse(&mut socket, REFUSED_VERSION).await;
         return Ok(());
     }
@@ -445,12 +469,18 @@ async fn client(mut socket: TcpStream, peer: SocketAddr, shared: &Shared) -> std
     if let Some((topic, message)) = c.will {
         let writable = account.write.iter().any(|p| matches(p, topic));
         let retained = c.flags & 0x20 != 0;
-        let fits = !retained
-            || shared
-                .retained
-                .lock()
-                .map(|mut r| r.take(user, account.budget, topic, message.len()))
-                .unwrap_or(false);
+        // A retained will counts against the budget from now (whether it is ever published is
+        // rumqttd's to know); an empty one, which would clear the topic, changes nothing yet.
+        let small = account.budget.is_none() || message.len() <= MAX_RETAINED_WILL;
+        let fits = writable
+            && (!retained
+                || message.is_empty()
+                || small
+                    && shared
+                        .retained
+                        .lock()
+                        .map(|mut r| r.take(user, account.budget, topic, message.len()))
+                        .unwrap_or(false));
         if !writable || !fits {
             shared.stats.refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer, user, topic, "broker client refused: a last will on a topic it may not write, or past its retained budget");
@@ -458,9 +488,11 @@ async fn client(mut socket: TcpStream, peer: SocketAddr, shared: &Shared) -> std
             return Ok(());
         }
     }
-    let mut upstream = TcpStream::connect(shared.upstream).await?;
+    let mut upstream = TcpStream::connect(shared.upstream.addr).await?;
     let _ = upstream.set_nodelay(true);
-    upstream.write_all(&c.with_client_id(user).encode()).await?;
+    upstream
+        .write_all(&c.with_client_id(user, &shared.upstream.login).encode())
+        .await?;
     let (up_read, mut up_write) = upstream.into_split();
     let (client_read, mut client_write) = socket.into_split();
     let mut down = up_read;
@@ -510,9 +542,17 @@ fn publish(
         None
     };
     let payload = f.rest();
+    // rumqttd records a QoS 2 retained message at PUBREL, not here: an account with a budget
+    // could slip messages past it, so it is let in at QoS 0 and 1 only.
+    if qos == 2 && account.budget.is_some() {
+        shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%peer, user, topic, "broker client dropped: a QoS 2 publish (QoS 0 and 1 only)");
+        return Err(std::io::Error::other("a QoS 2 publish"));
+    }
     let allowed = account.write.iter().any(|pat| matches(pat, topic));
+    // Any empty publish clears the topic's retained message in rumqttd, retained or not.
     let fits = allowed
-        && (!retain
+        && (!(retain || payload.is_empty())
             || shared
                 .retained
                 .lock()
@@ -637,10 +677,12 @@ mod tests {
         let c = parse_connect(&body).unwrap();
         assert_eq!(c.user, Some("dn-main"));
         assert_eq!(c.will, Some(("k/status", b"offline".as_slice())));
-        let again = c.with_client_id("dn-main");
+        let inner = ("kombinat-guard".to_string(), "inner".to_string());
+        let again = c.with_client_id("dn-main", &inner);
         let c2 = parse_connect(&again.body).unwrap();
-        assert_eq!(c2.user, Some("dn-main"));
-        assert_eq!(c2.password, Some(b"pw".as_slice()));
+        assert_eq!(c2.user, Some("kombinat-guard"));
+        assert_eq!(c2.password, Some(b"inner".as_slice()));
+        assert_eq!(c2.will, c.will);
         assert_eq!(c2.flags, c.flags);
         assert_eq!(c2.keep_alive, 30);
         let mut f = Fields {

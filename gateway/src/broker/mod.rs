@@ -56,9 +56,19 @@ pub fn probe(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
 /// Starts rumqttd on `addr` (probed first) and returns once it accepts connections.
 #[cfg(feature = "embedded-broker")]
 pub fn start(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
+    start_with_login(addr, None)
+}
+
+/// Starts rumqttd as [`start`] does, letting in only `login` (user, password) when given.
+#[cfg(feature = "embedded-broker")]
+fn start_with_login(
+    addr: SocketAddr,
+    login: Option<(String, String)>,
+) -> Result<SocketAddr, BrokerError> {
     use rumqttd::{Config, ConnectionSettings, RouterConfig, ServerSettings};
 
     let addr = probe(addr)?;
+    let probe_login = login.clone();
     let server = ServerSettings {
         name: "v4".into(),
         listen: addr,
@@ -68,7 +78,7 @@ pub fn start(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
             connection_timeout_ms: 5000,
             max_payload_size: kombinat_protocol::MAX_PACKET,
             max_inflight_count: 500,
-            auth: None,
+            auth: login.map(|(u, p)| HashMap::from([(u, p)])),
             external_auth: None,
             dynamic_filters: true,
         },
@@ -118,7 +128,7 @@ pub fn start(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
                 }
             }
         }
-        if mqtt_ping(addr) {
+        if mqtt_ping(addr, probe_login.as_ref()) {
             tracing::info!(%addr, "embedded MQTT broker up");
             return Ok(addr);
         }
@@ -127,16 +137,17 @@ pub fn start(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
     Err(BrokerError::NotUp(addr))
 }
 
-/// Starts the embedded broker as the gateway runs it: rumqttd on a loopback port of its own,
-/// and [`guard`] with `accounts` on `listen` (loopback only), serving until `stop` turns true.
-/// Returns the address clients connect to.
+/// Starts the embedded broker as the gateway runs it: rumqttd on a loopback port of its own
+/// (which lets in only the guard), and [`guard`] with `accounts` on `listen` (loopback only),
+/// serving until `stop` turns true. Returns the address clients connect to, and the guard's
+/// task (done once its clients' connections are closed).
 #[cfg(feature = "embedded-broker")]
 pub async fn start_guarded(
     listen: SocketAddr,
     accounts: guard::Accounts,
     stats: Arc<guard::GuardStats>,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<SocketAddr, BrokerError> {
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), BrokerError> {
     if !listen.ip().is_loopback() {
         return Err(BrokerError::NotLoopback(listen));
     }
@@ -146,19 +157,29 @@ pub async fn start_guarded(
     let addr = listener
         .local_addr()
         .map_err(|why| BrokerError::AddressInUse { addr: listen, why })?;
-    let inner = tokio::task::spawn_blocking(|| start(SocketAddr::from(([127, 0, 0, 1], 0))))
-        .await
-        .map_err(|_| BrokerError::NotUp(addr))??;
+    // rumqttd itself lets in only the guard: its own port is on loopback too, and a process on
+    // the Pi that found it would otherwise pass by every account and topic limit.
+    let password = crate::staff::generate_password().map_err(|_| BrokerError::NotUp(addr))?;
+    let inner_login = ("kombinat-guard".to_string(), password);
+    let login = inner_login.clone();
+    let inner = tokio::task::spawn_blocking(move || {
+        start_with_login(SocketAddr::from(([127, 0, 0, 1], 0)), Some(login))
+    })
+    .await
+    .map_err(|_| BrokerError::NotUp(addr))??;
     tracing::info!(%addr, accounts = accounts.len(), "embedded MQTT broker's accounts and topic limits in force");
-    tokio::spawn(guard::serve(
+    let guard = tokio::spawn(guard::serve(
         listener,
-        inner,
+        guard::Upstream {
+            addr: inner,
+            login: inner_login,
+        },
         accounts,
-        kombinat_protocol::MAX_PACKET + 1024,
+        kombinat_protocol::MAX_PACKET,
         stats,
         stop,
     ));
-    Ok(addr)
+    Ok((addr, guard))
 }
 
 #[cfg(all(feature = "embedded-broker", target_os = "linux"))]
@@ -231,17 +252,28 @@ mod nodelay {
 /// Whether an MQTT broker answers at `addr`: a clean CONNECT, CONNACK, DISCONNECT (a bare TCP
 /// connect would make rumqttd log a client error).
 #[cfg(feature = "embedded-broker")]
-fn mqtt_ping(addr: SocketAddr) -> bool {
+fn mqtt_ping(addr: SocketAddr, login: Option<&(String, String)>) -> bool {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let id = b"kombinat-probe";
-    let mut connect = vec![0x10, (10 + 2 + id.len()) as u8];
-    connect.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 5]);
-    connect.extend_from_slice(&[0, id.len() as u8]);
-    connect.extend_from_slice(id);
+    let field = |out: &mut Vec<u8>, b: &[u8]| {
+        out.extend_from_slice(&(b.len() as u16).to_be_bytes());
+        out.extend_from_slice(b);
+    };
+    let flags = if login.is_some() { 0xC2 } else { 0x02 };
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, flags, 0, 5];
+    field(&mut body, b"kombinat-probe");
+    if let Some((u, p)) = login {
+        field(&mut body, u.as_bytes());
+        field(&mut body, p.as_bytes());
+    }
+    if body.len() > 127 {
+        return false;
+    }
+    let mut connect = vec![0x10, body.len() as u8];
+    connect.extend_from_slice(&body);
     let mut ack = [0u8; 4];
     let ok = s.write_all(&connect).is_ok() && s.read_exact(&mut ack).is_ok() && ack[0] == 0x20;
     let _ = s.write_all(&[0xE0, 0]);
@@ -261,7 +293,7 @@ pub async fn start_guarded(
     _accounts: guard::Accounts,
     _stats: std::sync::Arc<guard::GuardStats>,
     _stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<SocketAddr, BrokerError> {
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), BrokerError> {
     Err(BrokerError::NotBuilt)
 }
 
@@ -276,6 +308,20 @@ mod tests {
         let err = start(addr).unwrap_err();
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
         assert!(matches!(err, BrokerError::AddressInUse { .. }));
+    }
+
+    #[cfg(feature = "embedded-broker")]
+    #[test]
+    fn rumqttd_behind_the_guard_lets_in_only_the_guard_s_login() {
+        let login = (
+            "kombinat-guard".to_string(),
+            "a-long-inner-password".to_string(),
+        );
+        let addr = start_with_login("127.0.0.1:0".parse().unwrap(), Some(login.clone())).unwrap();
+        assert!(mqtt_ping(addr, Some(&login)));
+        assert!(!mqtt_ping(addr, None), "anonymous");
+        let wrong = (login.0.clone(), "guessed".to_string());
+        assert!(!mqtt_ping(addr, Some(&wrong)), "a wrong password");
     }
 
     #[test]
