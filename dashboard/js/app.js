@@ -6,6 +6,7 @@ import { api, setCsrf, stream, ApiError } from './api.js';
 import { h, clear } from './dom.js';
 import { t, setLang, lang } from './i18n.js';
 import { planView, roomView, doorsView, logView, usageView, devicesView, setZone } from './views.js';
+import { peopleView } from './people.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -13,6 +14,7 @@ const ROUTES = [
   ['plan', planView],
   ['doors', doorsView],
   ['log', logView],
+  ['people', peopleView],
   ['usage', usageView],
   ['devices', devicesView],
 ];
@@ -212,6 +214,10 @@ function signedOut() {
 
 function switchLang() {
   setLang(lang() === 'uk' ? 'en' : 'uk');
+  // A message still showing was in the other language.
+  clearTimeout(ctx.toastTimer);
+  $('toast').classList.remove('show');
+  $('toast').textContent = '';
   localise(ctx.site);
   texts();
   header();

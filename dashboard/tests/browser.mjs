@@ -3,7 +3,10 @@
 // building: this script prints `WAIT <what>` when it needs something to happen over MQTT and
 // reads `GO` on standard input once it has. Screenshots of every page go to the folder given.
 //
-//   node browser.mjs URL NAME PASSWORD SCREENSHOT_DIR
+//   node browser.mjs URL NAME PASSWORD SCREENSHOT_DIR ADMIN ADMIN_PASSWORD
+//
+// NAME is an operator; ADMIN adds a person with a card, suspends and resumes them, and revokes
+// the card on the people page.
 //
 // Exits non-zero, saying why, when anything the staff would see is wrong.
 
@@ -12,7 +15,7 @@ import { createInterface } from 'node:readline';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-const [url, name, password, shots] = process.argv.slice(2);
+const [url, name, password, shots, admin, adminPassword] = process.argv.slice(2);
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const T = 20000;
@@ -174,6 +177,55 @@ try {
   await nav('devices');
   await page.waitForSelector('table.devices', { timeout: T });
   await page.screenshot({ path: join(shots, '09-devices.png'), fullPage: true });
+
+  // People, as an operator: the list with card numbers masked, and no changes offered.
+  await nav('people');
+  await page.waitForSelector('#people-table tbody tr[data-member="marta"]', { timeout: T });
+  const marta = await page.textContent('#people-table tbody tr[data-member="marta"]');
+  check(marta.includes('…B2C3') && !marta.includes('04A1B2C3'), `an operator sees Marta's card masked: ${marta}`);
+  check((await page.$('#people-add')) === null && (await page.$('[data-suspend]')) === null, 'an operator is offered no change');
+  await page.screenshot({ path: join(shots, '09a-people-operator.png'), fullPage: true });
+
+  // As an admin: a person added with a card, found by that card written another way, suspended
+  // (with a reason) and resumed, and the card revoked (after a confirmation).
+  step = 'signing in as an admin';
+  await page.click('#logout');
+  await page.waitForSelector('#login-form', { state: 'visible', timeout: T });
+  await page.fill('#login-name', admin);
+  await page.fill('#login-password', adminPassword);
+  await page.click('#login-submit');
+  await page.waitForSelector('#top', { state: 'visible', timeout: T });
+  await nav('people');
+  await page.waitForSelector('#people-add', { timeout: T });
+  const dialogs = [];
+  page.on('dialog', (d) => {
+    dialogs.push(d.type());
+    return d.type() === 'prompt' ? d.accept('lost card reported') : d.accept();
+  });
+  await page.fill('#new-id', 'olha-k');
+  await page.fill('#new-name', 'Olha Koval');
+  await page.fill('#new-card', '04:ca:fe:01');
+  await page.click('#people-add button[type="submit"]');
+  await page.waitForSelector('tr[data-member="olha-k"]', { timeout: T });
+  await page.fill('#people-q', '04cafe01');
+  await page.waitForFunction(() => {
+    const rows = document.querySelectorAll('#people-table tbody tr');
+    return rows.length === 1 && rows[0].dataset.member === 'olha-k';
+  }, null, { timeout: T });
+  check((await page.textContent('tr[data-member="olha-k"]')).includes('04CAFE01'), 'an admin sees the whole card number');
+  await page.click('button[data-suspend="olha-k"]');
+  await page.waitForSelector('tr.suspended[data-member="olha-k"]', { timeout: T });
+  const suspended = await page.textContent('tr[data-member="olha-k"]');
+  check(suspended.includes('призупинений') && suspended.includes('lost card reported'), `suspended, with the reason: ${suspended}`);
+  await page.click('button[data-resume="olha-k"]');
+  await page.waitForSelector('tr[data-member="olha-k"]:not(.suspended)', { timeout: T });
+  await page.click('button[data-revoke="04CAFE01"]');
+  await page.waitForFunction(() => !document.querySelector('li[data-card="04CAFE01"]'), null, { timeout: T });
+  check(dialogs.join(',') === 'prompt,confirm', `asked why before suspending and to confirm the revocation: ${dialogs}`);
+  await page.fill('#people-q', 'olha');
+  await page.waitForSelector('tr[data-member="olha-k"]', { timeout: T });
+  await page.screenshot({ path: join(shots, '09b-people-admin.png'), fullPage: true });
+  say('SEEN a person added with a card, found by it, suspended, resumed and the card revoked');
 
   // English, every string switched.
   await page.click('#lang');

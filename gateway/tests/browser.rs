@@ -66,6 +66,16 @@ async fn staff_watch_the_building_live_in_a_real_browser() {
                 chrono::Utc::now(),
             )
             .unwrap();
+        // An admin, who adds a person with a card, suspends them and revokes the card.
+        staff
+            .add(
+                StaffName::parse("oksana").unwrap(),
+                StaffRole::Admin,
+                ADMIN_PASSWORD,
+                Actor::Cli("test".into()),
+                chrono::Utc::now(),
+            )
+            .unwrap();
     }
     let mut config = config(dir.path(), "embedded");
     config.http = Some("127.0.0.1:0".parse().unwrap());
@@ -95,6 +105,7 @@ async fn staff_watch_the_building_live_in_a_real_browser() {
         .env("KOMBINAT_BROWSER_NOW_MS", now_ms.to_string())
         .arg(tests_dir().join("browser.mjs"))
         .args([&url, "olena", password, &shots.display().to_string()])
+        .args(["oksana", ADMIN_PASSWORD])
         .current_dir(tests_dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -163,4 +174,37 @@ async fn staff_watch_the_building_live_in_a_real_browser() {
         .collect();
     assert!(taken.len() >= 12, "a screenshot of every page: {taken:?}");
     gw.stop().await.unwrap();
+
+    // What the admin did in the browser is in the store, and in the log with who did it.
+    let store = SledStore::open(dir.path()).unwrap();
+    let olha = store
+        .member(kombinat::domain::MemberId::parse("olha-k").unwrap())
+        .unwrap()
+        .expect("the person added in the browser");
+    assert_eq!(olha.name, "Olha Koval");
+    assert!(
+        matches!(olha.status, kombinat::domain::MemberStatus::Active),
+        "suspended, then resumed: {:?}",
+        olha.status
+    );
+    let card = store
+        .credentials()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.member == olha.id)
+        .expect("the card issued with her");
+    assert!(card.revoked_at.is_some(), "the card revoked in the browser");
+    let by_admin: Vec<String> = store
+        .audit_after(None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.entry.actor == Actor::Staff("oksana".into()))
+        .map(|r| format!("{:?}", r.entry.event))
+        .collect();
+    assert!(
+        by_admin.len() >= 4,
+        "added, suspended, resumed and the card revoked, each in the log as oksana's: {by_admin:#?}"
+    );
 }
+
+const ADMIN_PASSWORD: &str = "a long admin password";

@@ -54,6 +54,11 @@ pub const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../../dashboard/js/views.js"),
     ),
     (
+        "js/people.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../dashboard/js/people.js"),
+    ),
+    (
         "favicon.svg",
         "image/svg+xml",
         include_str!("../../../dashboard/favicon.svg"),

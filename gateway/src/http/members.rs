@@ -102,7 +102,7 @@ fn word<T: Serialize>(v: &T) -> String {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Text found in the id, name or e-mail (any case).
+    /// Text found in the id, name or e-mail (any case); for admins also a card's whole number.
     pub q: Option<String>,
     /// Members to skip.
     pub offset: Option<usize>,
@@ -151,10 +151,21 @@ pub async fn list(
     .await?
     .map_err(|_| ApiError::Unavailable)?;
     let needle = q.q.unwrap_or_default().to_lowercase();
+    // An admin also finds a member by a card's whole number, in any common spelling (below
+    // admin, card numbers are not shown, nor looked up).
+    let card = whole
+        .then(|| CardId::parse(needle.trim()).ok())
+        .flatten()
+        .map(Credential::Card);
     let hits: Vec<&Member> = members
         .iter()
         .filter(|m| {
             needle.is_empty()
+                || card.as_ref().is_some_and(|c| {
+                    creds
+                        .iter()
+                        .any(|r| r.member == m.id && r.revoked_at.is_none() && r.credential == *c)
+                })
                 || m.id.to_string().to_lowercase().contains(&needle)
                 || m.name.to_lowercase().contains(&needle)
                 || m.email
