@@ -7,6 +7,7 @@ import { h, clear } from './dom.js';
 import { t, setLang, lang } from './i18n.js';
 import { planView, roomView, doorsView, logView, usageView, devicesView, setZone } from './views.js';
 import { peopleView } from './people.js';
+import { staffView } from './staff.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -17,7 +18,11 @@ const ROUTES = [
   ['people', peopleView],
   ['usage', usageView],
   ['devices', devicesView],
+  ['staff', staffView],
 ];
+
+// Pages only admins are shown in the menu (the server refuses the others anyway).
+const ADMIN_ONLY = new Set(['staff']);
 
 const ctx = {
   site: null,
@@ -73,6 +78,9 @@ function header() {
   shelter.hidden = !(ctx.live.mode === 'shelter' && room);
   if (room) shelter.textContent = t('shelter.count', { n: room.count });
   $('user').textContent = ctx.me ? t('user.role', { name: ctx.me.name, role: t(`role.${ctx.me.role}`) }) : '';
+  for (const a of $('nav').querySelectorAll('a')) {
+    a.hidden = ADMIN_ONLY.has(a.dataset.route) && !(ctx.me && ctx.me.role === 'admin');
+  }
   const bar = $('alarm-bar');
   bar.hidden = ctx.live.alarms.length === 0;
   if (ctx.live.alarms.length) {

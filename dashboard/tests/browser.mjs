@@ -184,6 +184,7 @@ try {
   const marta = await page.textContent('#people-table tbody tr[data-member="marta"]');
   check(marta.includes('…B2C3') && !marta.includes('04A1B2C3'), `an operator sees Marta's card masked: ${marta}`);
   check((await page.$('#people-add')) === null && (await page.$('[data-suspend]')) === null, 'an operator is offered no change');
+  check(await page.isHidden('a[data-route="staff"]'), 'an operator\'s menu has no staff page');
   await page.screenshot({ path: join(shots, '09a-people-operator.png'), fullPage: true });
 
   // As an admin: a person added with a card, found by that card written another way, suspended
@@ -222,10 +223,34 @@ try {
   await page.click('button[data-revoke="04CAFE01"]');
   await page.waitForFunction(() => !document.querySelector('li[data-card="04CAFE01"]'), null, { timeout: T });
   check(dialogs.join(',') === 'prompt,confirm', `asked why before suspending and to confirm the revocation: ${dialogs}`);
+  dialogs.length = 0;
   await page.fill('#people-q', 'olha');
   await page.waitForSelector('tr[data-member="olha-k"]', { timeout: T });
   await page.screenshot({ path: join(shots, '09b-people-admin.png'), fullPage: true });
   say('SEEN a person added with a card, found by it, suspended, resumed and the card revoked');
+
+  // Staff accounts, which only an admin's menu shows: one added with a password made in the
+  // browser and shown once, its role changed, then removed after a confirmation.
+  await nav('staff');
+  await page.waitForSelector('#staff-table tr[data-staff="olena"]', { timeout: T });
+  await page.fill('#staff-new-name', 'viktor');
+  await page.selectOption('#staff-new-role', 'viewer');
+  await page.click('#staff-add button[type="submit"]');
+  await page.waitForSelector('#staff-table tr[data-staff="viktor"]', { timeout: T });
+  const shown = (await page.textContent('#staff-password-value')).trim();
+  check(/^[A-Za-z0-9]{20}$/.test(shown), `a password is shown once: ${shown}`);
+  const viktorCan = await page.evaluate(async (pw) => (await fetch('/api/v1/session', {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, credentials: 'omit',
+    body: JSON.stringify({ name: 'viktor', password: pw }),
+  })).status, shown);
+  check(viktorCan === 200, `the shown password signs viktor in: ${viktorCan}`);
+  await page.selectOption('#staff-role-viktor', 'operator');
+  await page.waitForFunction(() => document.querySelector('#toast').textContent.includes('viktor'), null, { timeout: T });
+  await page.screenshot({ path: join(shots, '09c-staff.png'), fullPage: true });
+  await page.click('button[data-remove="viktor"]');
+  await page.waitForFunction(() => !document.querySelector('#staff-table tr[data-staff="viktor"]'), null, { timeout: T });
+  check((await page.$('button[data-remove="oksana"]')) === null, 'an admin is not offered to remove their own account');
+  say('SEEN a staff account added, its role changed and removed');
 
   // English, every string switched.
   await page.click('#lang');

@@ -176,7 +176,8 @@ async fn staff_watch_the_building_live_in_a_real_browser() {
     gw.stop().await.unwrap();
 
     // What the admin did in the browser is in the store, and in the log with who did it.
-    let store = SledStore::open(dir.path()).unwrap();
+    let store: std::sync::Arc<dyn Store> =
+        std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
     let olha = store
         .member(kombinat::domain::MemberId::parse("olha-k").unwrap())
         .unwrap()
@@ -201,8 +202,20 @@ async fn staff_watch_the_building_live_in_a_real_browser() {
         .filter(|r| r.entry.actor == Actor::Staff("oksana".into()))
         .map(|r| format!("{:?}", r.entry.event))
         .collect();
+    // The staff account added, changed and removed in the browser is gone, and the log says so.
+    let accounts = Staff::load(store.clone(), chrono::Utc::now())
+        .unwrap()
+        .accounts();
     assert!(
-        by_admin.len() >= 4,
+        !accounts.iter().any(|a| a.name.to_string() == "viktor"),
+        "removed"
+    );
+    assert!(
+        by_admin.iter().filter(|e| e.contains("viktor")).count() >= 3,
+        "viktor added, made an operator and removed, as oksana: {by_admin:#?}"
+    );
+    assert!(
+        by_admin.len() >= 7,
         "added, suspended, resumed and the card revoked, each in the log as oksana's: {by_admin:#?}"
     );
 }

@@ -59,6 +59,11 @@ pub const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../../dashboard/js/people.js"),
     ),
     (
+        "js/staff.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../dashboard/js/staff.js"),
+    ),
+    (
         "favicon.svg",
         "image/svg+xml",
         include_str!("../../../dashboard/favicon.svg"),
