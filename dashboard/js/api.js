@@ -45,3 +45,20 @@ export function stream(on, state) {
   es.onerror = () => state(false, es.readyState === EventSource.CLOSED);
   return es;
 }
+
+// A change made from a page: confirmed first when `confirm` is given, sent, said in a message,
+// and the page's data read again with `refill` (also after a refusal, whose error is shown).
+// Whether it went through.
+export async function change(ctx, confirm, send, done, refill) {
+  if (confirm && !window.confirm(confirm)) return false;
+  try {
+    await send();
+    ctx.toast(done);
+    await refill();
+    return true;
+  } catch (err) {
+    ctx.error(err);
+    await refill().catch(() => {});
+    return false;
+  }
+}

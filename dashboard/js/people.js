@@ -3,7 +3,7 @@
 // issue and revoke cards. The server enforces every role and logs who did what; a viewer or an
 // operator sees the list with card numbers masked.
 
-import { api } from './api.js';
+import { api, change } from './api.js';
 import { h, clear } from './dom.js';
 import { t } from './i18n.js';
 
@@ -110,17 +110,7 @@ export const peopleView = {
     return form;
   },
 
-  // A change: asked to confirm when `confirm` is given, sent, said, and the list drawn again.
-  async act(ctx, confirm, send, done) {
-    if (confirm && !window.confirm(confirm)) return false;
-    try {
-      await send();
-      ctx.toast(done);
-      await this.fill(ctx);
-      return true;
-    } catch (err) {
-      ctx.error(err);
-      return false;
-    }
+  act(ctx, confirm, send, done) {
+    return change(ctx, confirm, send, done, () => this.fill(ctx));
   },
 };

@@ -3,7 +3,7 @@
 // and shown once, changes a role, gives a new password (which signs the account out
 // everywhere) and removes an account after a confirmation. The server keeps the last admin.
 
-import { api } from './api.js';
+import { api, change } from './api.js';
 import { h, clear } from './dom.js';
 import { t, locale } from './i18n.js';
 
@@ -80,17 +80,7 @@ export const staffView = {
       }))));
   },
 
-  async act(ctx, confirm, send, done) {
-    if (confirm && !window.confirm(confirm)) return false;
-    try {
-      await send();
-      ctx.toast(done);
-      await this.fill(ctx);
-      return true;
-    } catch (err) {
-      ctx.error(err);
-      await this.fill(ctx).catch(() => {});
-      return false;
-    }
+  act(ctx, confirm, send, done) {
+    return change(ctx, confirm, send, done, () => this.fill(ctx));
   },
 };
