@@ -231,6 +231,9 @@ function logRow(ctx, e, fresh) {
     what = [h('span', { class: `pill ${e.raised ? 'bad' : 'ok'}` }, e.raised ? t('alarm.raised') : t('alarm.cleared')), ' ', t(`alarm.${e.alarm}`)];
   } else if (e.kind === 'mode') {
     what = `${t('mode.label')}: ${t(`mode.${e.details}`)}`;
+  } else if (e.kind === 'no_show' && e.start) {
+    // The booking as staff know it: its title and time (its organiser is in "who").
+    what = t('log.noshow', { title: e.title || e.details, start: fmtTime(e.start), end: fmtClock(Date.parse(e.end) / 1000) });
   } else {
     what = e.details || '';
   }

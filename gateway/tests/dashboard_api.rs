@@ -305,6 +305,78 @@ async fn sign_in_is_rate_limited_and_sessions_survive_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_show_in_the_log_says_the_booking_s_title_organiser_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare_staff(dir.path());
+    // Ivan's meeting (see `prepare`), judged a no-show.
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        store
+            .append_audit(&[kombinat::store::AuditEntry {
+                at: chrono::Utc::now(),
+                actor: kombinat::store::Actor::System,
+                event: kombinat::store::AuditEvent::NoShow {
+                    booking: kombinat::domain::BookingKey {
+                        source: "test".parse().unwrap(),
+                        external_id: kombinat::domain::ExternalId::parse("ivan-now").unwrap(),
+                    },
+                    room: "meeting-1".parse().unwrap(),
+                },
+            }])
+            .unwrap();
+    }
+    let gw = gateway(dir.path()).await;
+    let s = login(&gw, "vera").await;
+    let page = call(
+        &gw,
+        Method::GET,
+        "/api/v1/audit?kind=no_show",
+        Some(&s),
+        None,
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let e = &page.json()["entries"][0];
+    assert_eq!(e["title"], "Ivan's meeting", "{e}");
+    assert_eq!(
+        (&e["member"], &e["member_name"]),
+        (&serde_json::json!("ivan"), &serde_json::json!("Ivan"))
+    );
+    let start = chrono::DateTime::parse_from_rfc3339(e["start"].as_str().unwrap()).unwrap();
+    let end = chrono::DateTime::parse_from_rfc3339(e["end"].as_str().unwrap()).unwrap();
+    assert_eq!(end - start, chrono::Duration::hours(4), "{e}");
+    // Found by its organiser, and in the export.
+    let mine = call(
+        &gw,
+        Method::GET,
+        "/api/v1/audit?kind=no_show&member=ivan",
+        Some(&s),
+        None,
+    )
+    .await;
+    assert_eq!(mine.json()["entries"].as_array().unwrap().len(), 1);
+    let csv = call(
+        &gw,
+        Method::GET,
+        "/api/v1/audit.csv?kind=no_show",
+        Some(&s),
+        None,
+    )
+    .await;
+    assert!(
+        csv.text()
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(",title,start,end"),
+        "{}",
+        csv.text()
+    );
+    assert!(csv.text().contains("Ivan's meeting"), "{}", csv.text());
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staff_see_the_building_unlock_a_door_and_search_and_export_the_log() {
     let dir = tempfile::tempdir().unwrap();
     prepare_staff(dir.path());

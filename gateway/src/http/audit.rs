@@ -92,6 +92,11 @@ pub struct EntryView {
     pub raised: Option<bool>,
     /// A change in words, the new mode, the booking of a no-show.
     pub details: Option<String>,
+    /// A no-show's booking: its title (its organiser is `member`).
+    pub title: Option<String>,
+    /// A no-show's booking: when it was to start and end, RFC 3339.
+    pub start: Option<String>,
+    pub end: Option<String>,
 }
 
 /// A page of the log.
@@ -195,7 +200,12 @@ impl Filter {
     }
 }
 
-fn entry_view(site: &Site, names: &HashMap<MemberId, String>, r: &AuditRecord) -> EntryView {
+fn entry_view(
+    site: &Site,
+    store: &dyn Store,
+    names: &HashMap<MemberId, String>,
+    r: &AuditRecord,
+) -> EntryView {
     let room_of = |d: crate::domain::DoorId| site.door(d).map(|x| x.into.to_string());
     let mut v = EntryView {
         id: r.id.to_string(),
@@ -216,6 +226,9 @@ fn entry_view(site: &Site, names: &HashMap<MemberId, String>, r: &AuditRecord) -
         alarm: None,
         raised: None,
         details: None,
+        title: None,
+        start: None,
+        end: None,
     };
     match &r.entry.event {
         AuditEvent::Decision {
@@ -265,6 +278,19 @@ fn entry_view(site: &Site, names: &HashMap<MemberId, String>, r: &AuditRecord) -
             v.kind = "no_show".into();
             v.room = Some(room.to_string());
             v.details = Some(booking.to_string());
+            // What staff know it by: its title, organiser and time (as the booking is now).
+            if let Ok(Some(b)) = store.booking(booking) {
+                let (start, end) = crate::occupancy::history::booked_span(site, &b);
+                let rfc = |t: i64| {
+                    chrono::DateTime::from_timestamp(t, 0)
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                };
+                v.title = Some(b.title.clone());
+                v.member = b.organiser.map(|m| m.to_string());
+                v.member_name = b.organiser.and_then(|m| names.get(&m).cloned());
+                v.start = rfc(start);
+                v.end = rfc(end);
+            }
         }
     }
     v
@@ -320,7 +346,7 @@ fn scan(
             scanned += 1;
             let in_period = f.from.is_none_or(|from| r.entry.at >= from)
                 && f.until.is_none_or(|until| r.entry.at < until);
-            let v = entry_view(site, &names, r);
+            let v = entry_view(site, store, &names, r);
             if in_period && f.keeps(&v) {
                 out.push(v);
                 if out.len() >= limit {
@@ -399,13 +425,16 @@ pub fn to_csv(entries: &[EntryView]) -> Result<Vec<u8>, csv::Error> {
             flag(e.raised),
             cell(&e.actor),
             opt(&e.details),
+            opt(&e.title),
+            opt(&e.start),
+            opt(&e.end),
         ])?;
     }
     w.into_inner().map_err(|e| e.into_error().into())
 }
 
 /// The CSV export's columns.
-pub const CSV_HEADER: [&str; 14] = [
+pub const CSV_HEADER: [&str; 17] = [
     "at",
     "kind",
     "door",
@@ -420,6 +449,9 @@ pub const CSV_HEADER: [&str; 14] = [
     "raised",
     "actor",
     "details",
+    "title",
+    "start",
+    "end",
 ];
 
 /// Every matching entry (up to 100,000), newest first, as CSV.
