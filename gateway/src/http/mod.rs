@@ -24,6 +24,7 @@ pub mod dashboard;
 pub mod members;
 pub mod observe;
 pub mod openapi;
+pub mod schedule;
 pub mod usage;
 
 use std::sync::mpsc::SyncSender;
@@ -112,6 +113,7 @@ pub fn app(state: AppState) -> Router {
         .merge(members::router())
         .merge(audit::router())
         .merge(usage::router())
+        .merge(schedule::router())
         .layer(axum::extract::DefaultBodyLimit::max(STAFF_BODY_LIMIT));
     Router::new()
         .merge(bookings::router().layer(axum::extract::DefaultBodyLimit::max(BOOKINGS_BODY_LIMIT)))

@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, auth, bookings, building, members, observe, usage, AppState};
+use super::{audit, auth, bookings, building, members, observe, schedule, usage, AppState};
 
 /// The routes.
 pub fn router() -> Router<AppState> {
@@ -55,6 +55,7 @@ impl Modify for Schemes {
         audit::page, audit::csv_export,
         usage::utilisation,
         bookings::upsert, bookings::batch, bookings::cancel, bookings::list,
+        schedule::day, schedule::add, schedule::cancel,
         observe::health, observe::metrics,
     ),
     tags(
