@@ -8,6 +8,7 @@ import { t, setLang, lang } from './i18n.js';
 import { planView, roomView, doorsView, logView, usageView, devicesView, setZone } from './views.js';
 import { peopleView } from './people.js';
 import { staffView } from './staff.js';
+import { bookingsView } from './bookings.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -16,6 +17,7 @@ const ROUTES = [
   ['doors', doorsView],
   ['log', logView],
   ['people', peopleView],
+  ['bookings', bookingsView],
   ['usage', usageView],
   ['devices', devicesView],
   ['staff', staffView],

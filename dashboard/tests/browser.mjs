@@ -252,6 +252,31 @@ try {
   check((await page.$('button[data-remove="oksana"]')) === null, 'an admin is not offered to remove their own account');
   say('SEEN a staff account added, its role changed and removed');
 
+  // The day's bookings: Ivan's meeting from the booking system with its organiser by name; one
+  // booked at the desk for tonight, then cancelled after a confirmation.
+  await nav('bookings');
+  await page.waitForSelector('#bookings-table tr[data-booking="test/ivan-now"]', { timeout: T });
+  check((await page.textContent('tr[data-booking="test/ivan-now"]')).includes('Ivan'), 'the organiser by name');
+  await page.selectOption('#book-room', 'meeting-2');
+  await page.fill('#book-title', 'Walk-in meeting');
+  await page.fill('#book-start', '23:00');
+  await page.fill('#book-end', '23:50');
+  await page.fill('#book-organiser', 'ivan');
+  await page.click('#bookings-add button[type="submit"]');
+  await page.waitForFunction(() => [...document.querySelectorAll('#bookings-table tbody tr')]
+    .some((tr) => tr.textContent.includes('Walk-in meeting')), null, { timeout: T });
+  const walkIn = await page.$$eval('#bookings-table tbody tr', (rows) => rows.find((r) => r.textContent.includes('Walk-in meeting')).dataset.booking);
+  check(walkIn.startsWith('dashboard/'), `booked at the desk: ${walkIn}`);
+  check((await page.textContent(`tr[data-booking="${walkIn}"]`)).includes('23:00'), 'at the time asked, on the site\'s clock');
+  await page.click(`button[data-cancel="${walkIn}"]`);
+  await page.waitForFunction((k) => {
+    const tr = document.querySelector(`tr[data-booking="${k}"]`);
+    return tr && tr.classList.contains('suspended');
+  }, walkIn, { timeout: T });
+  check(dialogs.includes('confirm'), 'asked to confirm the cancellation');
+  await page.screenshot({ path: join(shots, '09d-bookings.png'), fullPage: true });
+  say('SEEN a booking made at the desk and cancelled');
+
   // English, every string switched.
   await page.click('#lang');
   await page.waitForFunction(() => document.querySelector('a[data-route="log"]').textContent === 'Access log', null, { timeout: T });

@@ -214,9 +214,22 @@ async fn staff_watch_the_building_live_in_a_real_browser() {
         by_admin.iter().filter(|e| e.contains("viktor")).count() >= 3,
         "viktor added, made an operator and removed, as oksana: {by_admin:#?}"
     );
+    let desk: Vec<_> = store
+        .bookings()
+        .unwrap()
+        .into_iter()
+        .filter(|b| b.key.source.to_string() == "dashboard")
+        .collect();
+    assert_eq!(desk.len(), 1, "the booking made at the desk: {desk:?}");
+    assert_eq!(desk[0].title, "Walk-in meeting");
+    assert_eq!(
+        desk[0].status,
+        kombinat::domain::BookingStatus::Cancelled,
+        "and cancelled"
+    );
     assert!(
-        by_admin.len() >= 7,
-        "added, suspended, resumed and the card revoked, each in the log as oksana's: {by_admin:#?}"
+        by_admin.len() >= 9,
+        "every change made in the browser is in the log as oksana's: {by_admin:#?}"
     );
 }
 

@@ -64,6 +64,11 @@ pub const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../../dashboard/js/staff.js"),
     ),
     (
+        "js/bookings.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../dashboard/js/bookings.js"),
+    ),
+    (
         "favicon.svg",
         "image/svg+xml",
         include_str!("../../../dashboard/favicon.svg"),

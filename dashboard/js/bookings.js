@@ -1,0 +1,99 @@
+// The day's bookings, every source's, on the site's clock: by room or all, with title,
+// organiser, time, status and no-shows; operators book a room at the desk and cancel a booking
+// (after a confirmation). The server enforces the roles and what may be booked, and logs who.
+
+import { api, change } from './api.js';
+import { h, clear } from './dom.js';
+import { t, locale } from './i18n.js';
+
+const canOperate = (ctx) => ctx.me && (ctx.me.role === 'operator' || ctx.me.role === 'admin');
+
+// Today on the site's clock, YYYY-MM-DD.
+function today(ctx) {
+  return new Intl.DateTimeFormat('en-CA', { timeZone: ctx.site.timezone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date());
+}
+
+export const bookingsView = {
+  title: 'nav.bookings',
+  async render(ctx) {
+    this.day = this.day || today(ctx);
+    this.room = this.room || '';
+    this.list = h('div', { class: 'card scroll', id: 'bookings-list' });
+    const zone = ctx.site.timezone;
+    this.clock = (iso) => new Date(iso).toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit', timeZone: zone });
+    const day = h('input', { type: 'date', id: 'bookings-day', value: this.day, 'aria-label': t('bookings.day') });
+    day.addEventListener('change', () => { if (day.value) { this.day = day.value; this.fill(ctx).catch((e) => ctx.error(e)); } });
+    const rooms = ctx.site.rooms.slice().sort((a, b) => a.name.localeCompare(b.name, locale()));
+    const room = h('select', { id: 'bookings-room', 'aria-label': t('bookings.room') },
+      h('option', { value: '' }, t('bookings.all')),
+      rooms.map((r) => h('option', { value: r.id, selected: r.id === this.room }, r.name)));
+    room.addEventListener('change', () => { this.room = room.value; this.fill(ctx).catch((e) => ctx.error(e)); });
+    const parts = [h('h1', {}, t('bookings.title')),
+      h('div', { class: 'toolbar' }, h('label', { class: 'field' }, h('span', {}, t('bookings.day')), day),
+        h('label', { class: 'field' }, h('span', {}, t('bookings.room')), room))];
+    if (canOperate(ctx)) parts.push(this.addForm(ctx, rooms));
+    parts.push(this.list);
+    await this.fill(ctx);
+    return h('section', {}, parts);
+  },
+
+  async fill(ctx) {
+    const q = `day=${encodeURIComponent(this.day)}${this.room ? `&room=${encodeURIComponent(this.room)}` : ''}`;
+    const d = await api(`/api/v1/schedule?${q}`);
+    const name = (id) => (ctx.site.rooms.find((r) => r.id === id) || { name: id }).name;
+    const heads = ['bookings.time', 'bookings.room', 'bookings.what', 'bookings.organiser', 'bookings.status'];
+    if (canOperate(ctx)) heads.push('people.actions');
+    clear(this.list).append(
+      h('p', { class: 'muted', id: 'bookings-count', role: 'status' }, t('bookings.count', { n: d.bookings.length })),
+      d.bookings.length === 0 ? '' : h('table', { id: 'bookings-table' },
+        h('thead', {}, h('tr', {}, heads.map((k) => h('th', {}, t(k))))),
+        h('tbody', {}, d.bookings.map((b) => {
+          const cancelled = b.status === 'cancelled';
+          const status = b.no_show ? h('span', { class: 'pill bad' }, t('room.noshow'))
+            : h('span', { class: `pill ${cancelled ? 'grey' : 'ok'}` }, t(cancelled ? 'bookings.cancelled' : 'bookings.confirmed'));
+          const cells = [
+            h('td', {}, `${this.clock(b.start)}–${this.clock(b.end)}`),
+            h('td', {}, name(b.room)),
+            h('td', {}, b.title || '—', h('div', { class: 'muted' }, t(`bookings.kind.${b.kind}`), ' · ', b.source)),
+            h('td', {}, b.organiser_name || b.organiser || '—', b.attendees ? h('div', { class: 'muted' }, t('bookings.attendees', { n: b.attendees })) : ''),
+            h('td', {}, status),
+          ];
+          if (canOperate(ctx)) {
+            cells.push(h('td', {}, cancelled ? '' : h('button', {
+              type: 'button', class: 'link revoke', 'data-cancel': b.key,
+              onclick: () => this.act(ctx, t('bookings.cancel.confirm', { title: b.title, room: name(b.room), time: this.clock(b.start) }),
+                () => api(`/api/v1/schedule/${b.key.split('/').map(encodeURIComponent).join('/')}`, { method: 'DELETE' }),
+                t('bookings.cancelled.done')),
+            }, t('bookings.cancel'))));
+          }
+          return h('tr', { 'data-booking': b.key, class: cancelled ? 'suspended' : undefined }, cells);
+        }))));
+  },
+
+  addForm(ctx, rooms) {
+    const input = (id, attrs) => h('input', { id, name: id, autocomplete: 'off', ...attrs });
+    const form = h('form', { id: 'bookings-add', class: 'card form-grid' },
+      h('h2', {}, t('bookings.add')),
+      h('label', { class: 'field' }, h('span', {}, t('bookings.room')),
+        h('select', { id: 'book-room', required: true }, rooms.map((r) => h('option', { value: r.id }, r.name)))),
+      h('label', { class: 'field' }, h('span', {}, t('bookings.what')), input('book-title', { required: true, maxlength: 200 })),
+      h('label', { class: 'field' }, h('span', {}, t('bookings.from')), input('book-start', { type: 'time', required: true })),
+      h('label', { class: 'field' }, h('span', {}, t('bookings.until')), input('book-end', { type: 'time', required: true })),
+      h('label', { class: 'field' }, h('span', {}, t('bookings.organiser.id')), input('book-organiser', { required: true })),
+      h('button', { type: 'submit', class: 'action' }, t('bookings.add.submit')));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const v = (id) => form.querySelector(`#${id}`).value.trim();
+      // Local times on the day shown, on the site's clock (the server reads them so).
+      const body = { room: v('book-room'), title: v('book-title'), organiser: v('book-organiser'),
+        start: `${this.day} ${v('book-start')}`, end: `${this.day} ${v('book-end')}` };
+      this.act(ctx, null, () => api('/api/v1/schedule', { method: 'POST', body }), t('bookings.added'))
+        .then((ok) => { if (ok) form.reset(); });
+    });
+    return form;
+  },
+
+  act(ctx, confirm, send, done) {
+    return change(ctx, confirm, send, done, () => this.fill(ctx));
+  },
+};
