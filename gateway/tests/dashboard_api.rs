@@ -584,6 +584,29 @@ async fn staff_see_the_building_unlock_a_door_and_search_and_export_the_log() {
     .await
     .json();
     assert_eq!(marta["entries"].as_array().unwrap().len(), 1);
+    // As staff type it: part of the name, any case, or part of the id.
+    for typed in ["Mart", "MARTA (staff)", "art"] {
+        let found = call(
+            &gw,
+            Method::GET,
+            &format!(
+                "/api/v1/audit?member={}",
+                typed
+                    .replace(' ', "%20")
+                    .replace('(', "%28")
+                    .replace(')', "%29")
+            ),
+            Some(&viewer),
+            None,
+        )
+        .await;
+        assert_eq!(found.status, StatusCode::OK, "{typed}: {}", found.text());
+        assert_eq!(
+            found.json()["entries"].as_array().unwrap().len(),
+            1,
+            "{typed}"
+        );
+    }
     // Paging: one at a time, backwards, the cursor carries on.
     let p1 = call(
         &gw,

@@ -43,7 +43,7 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
-    /// A member's id.
+    /// A member: text found in their id or name (any case), as staff type it.
     pub member: Option<String>,
     /// A door's id.
     pub door: Option<String>,
@@ -112,7 +112,8 @@ pub struct AuditPage {
 
 /// The filters, checked.
 struct Filter {
-    member: Option<MemberId>,
+    /// Lower case.
+    member: Option<String>,
     door: Option<String>,
     room: Option<RoomId>,
     reason: Option<String>,
@@ -155,9 +156,7 @@ impl Filter {
             }
         }
         Ok(Filter {
-            member: nonempty(&q.member)
-                .map(|m| MemberId::parse(&m).map_err(|e| bad("member", e.to_string())))
-                .transpose()?,
+            member: nonempty(&q.member).map(|m| m.trim().to_lowercase()),
             door: nonempty(&q.door),
             room: nonempty(&q.room)
                 .map(|r| {
@@ -181,9 +180,12 @@ impl Filter {
         let eq = |want: &Option<String>, have: &Option<String>| {
             want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
         };
-        self.member
-            .is_none_or(|m| v.member.as_deref() == Some(&m.to_string()))
-            && eq(&self.door, &v.door)
+        self.member.as_ref().is_none_or(|m| {
+            v.member.as_ref().is_some_and(|id| id.contains(m.as_str()))
+                || v.member_name
+                    .as_ref()
+                    .is_some_and(|n| n.to_lowercase().contains(m.as_str()))
+        }) && eq(&self.door, &v.door)
             && self
                 .room
                 .is_none_or(|r| v.room.as_deref() == Some(&r.to_string()))
