@@ -4,7 +4,7 @@
 
 import { api, setCsrf, stream, ApiError } from './api.js';
 import { h, clear } from './dom.js';
-import { t, setLang, lang } from './i18n.js';
+import { t, setLang, lang, locale } from './i18n.js';
 import { planView, roomView, doorsView, logView, usageView, devicesView, setZone } from './views.js';
 import { peopleView } from './people.js';
 import { staffView } from './staff.js';
@@ -91,10 +91,21 @@ function header() {
   }
 }
 
+// While the live stream is down, what the pages show is only as of when it was last up: they
+// are greyed and a bar says since when, so nobody takes a stale count for the building now.
+let lastUp = null;
 function liveState(up) {
   const el = $('live');
   el.textContent = up ? t('live.on') : t('live.off');
   el.classList.toggle('off', !up);
+  if (up) lastUp = null; else if (!lastUp) lastUp = new Date();
+  const bar = $('stale-bar');
+  bar.hidden = up || !ctx.live;
+  if (!bar.hidden) {
+    const time = lastUp.toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit', timeZone: ctx.site ? ctx.site.timezone : undefined });
+    bar.textContent = t('live.stale', { time });
+  }
+  document.body.classList.toggle('stale', !bar.hidden);
 }
 
 function route() {
