@@ -31,7 +31,7 @@ export const bookingsView = {
     const parts = [h('h1', {}, t('bookings.title')),
       h('div', { class: 'toolbar' }, h('label', { class: 'field' }, h('span', {}, t('bookings.day')), day),
         h('label', { class: 'field' }, h('span', {}, t('bookings.room')), room))];
-    if (canOperate(ctx)) parts.push(this.addForm(ctx, rooms));
+    if (canOperate(ctx)) parts.push(this.addForm(ctx, rooms.filter((r) => r.bookable_at_desk)));
     parts.push(this.list);
     await this.fill(ctx);
     return h('section', {}, parts);

@@ -330,6 +330,23 @@ async fn staff_see_the_day_s_bookings_and_operators_book_and_cancel_at_the_desk(
         ),
         "{b}"
     );
+    // The site says which rooms may be booked at the desk (the form lists those).
+    let site = call(&gw, Method::GET, "/api/v1/site", Some(&viewer), None)
+        .await
+        .json();
+    let desk = |id: &str| {
+        site["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()["bookable_at_desk"]
+            .clone()
+    };
+    assert_eq!(
+        (desk("meeting-2"), desk("office-101")),
+        (json!(true), json!(false))
+    );
     // A viewer books nothing; an operator books a free meeting room for an hour, not an office.
     let start = chrono::Utc::now() + chrono::Duration::hours(1);
     let end = start + chrono::Duration::hours(1);

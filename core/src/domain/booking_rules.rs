@@ -79,6 +79,14 @@ impl BookingRules {
         self.sources.get(&source).unwrap_or(&self.default)
     }
 
+    /// Whether `source` may book `room` (of kind `kind`) at all.
+    pub fn may_book(&self, source: SourceId, room: RoomId, kind: RoomKind) -> bool {
+        self.of(source).rooms.iter().any(|r| match r {
+            Bookable::Kind(k) => *k == kind,
+            Bookable::Room(id) => *id == room,
+        })
+    }
+
     /// Whether `b`'s source may make it: the room is one it may book and the booking is no
     /// longer than it may be. The answer says why not in a sentence.
     pub fn check(&self, site: &Site, b: &Booking) -> Result<(), String> {
@@ -86,10 +94,7 @@ impl BookingRules {
         let room = site
             .room(b.room)
             .ok_or_else(|| format!("there is no room {} in the site file", b.room))?;
-        let bookable = rules.rooms.iter().any(|r| match r {
-            Bookable::Kind(k) => *k == room.kind,
-            Bookable::Room(id) => *id == room.id,
-        });
+        let bookable = self.may_book(b.key.source, room.id, room.kind);
         if !bookable {
             return Err(format!(
                 "source {} may not book {} ({}): the site file's [bookings] says which rooms each source books",

@@ -74,6 +74,9 @@ pub struct RoomView {
     pub capacity: Option<u32>,
     /// Its outline on the floor plan, metres: `[[x, y], …]`.
     pub shape: Vec<[f32; 2]>,
+    /// Whether staff may book it at the desk (the site file's `[bookings]` for the source
+    /// `dashboard`).
+    pub bookable_at_desk: bool,
 }
 
 /// A door of the site file.
@@ -154,6 +157,8 @@ pub async fn site(State(s): State<AppState>, _who: Viewer) -> Json<SiteView> {
                 kind: word(&r.kind),
                 capacity: r.capacity,
                 shape: r.shape.clone(),
+                bookable_at_desk: crate::domain::SourceId::parse(super::schedule::DASHBOARD_SOURCE)
+                    .is_ok_and(|s| site.booking_rules.may_book(s, r.id, r.kind)),
             })
             .collect(),
         doors: site
