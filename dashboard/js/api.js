@@ -53,12 +53,14 @@ export async function change(ctx, confirm, send, done, refill) {
   if (confirm && !window.confirm(confirm)) return false;
   try {
     await send();
-    ctx.toast(done);
-    await refill();
-    return true;
   } catch (err) {
     ctx.error(err);
     await refill().catch(() => {});
     return false;
   }
+  // Done, whatever reading the page again says: the caller shows what must be shown (a new
+  // password) and clears its form.
+  ctx.toast(done);
+  await refill().catch((err) => ctx.error(err));
+  return true;
 }

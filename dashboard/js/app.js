@@ -228,6 +228,9 @@ function signedOut() {
   setCsrf('');
   $('top').hidden = true;
   $('alarm-bar').hidden = true;
+  $('stale-bar').hidden = true;
+  document.body.classList.remove('stale');
+  lastUp = null;
   clear($('view'));
   $('login').hidden = false;
   $('login-name').focus();

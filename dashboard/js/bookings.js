@@ -16,13 +16,15 @@ function today(ctx) {
 export const bookingsView = {
   title: 'nav.bookings',
   async render(ctx) {
-    this.day = this.day || today(ctx);
+    // Today at each visit (a desk left open overnight shows the new day), unless picked since.
+    if (!this.picked) this.day = today(ctx);
+    this.picked = false;
     this.room = this.room || '';
     this.list = h('div', { class: 'card scroll', id: 'bookings-list' });
     const zone = ctx.site.timezone;
     this.clock = (iso) => new Date(iso).toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit', timeZone: zone });
     const day = h('input', { type: 'date', id: 'bookings-day', value: this.day, 'aria-label': t('bookings.day') });
-    day.addEventListener('change', () => { if (day.value) { this.day = day.value; this.fill(ctx).catch((e) => ctx.error(e)); } });
+    day.addEventListener('change', () => { if (day.value) { this.day = day.value; this.picked = true; this.fill(ctx).catch((e) => ctx.error(e)); } });
     const rooms = ctx.site.rooms.slice().sort((a, b) => a.name.localeCompare(b.name, locale()));
     const room = h('select', { id: 'bookings-room', 'aria-label': t('bookings.room') },
       h('option', { value: '' }, t('bookings.all')),
@@ -61,8 +63,10 @@ export const bookingsView = {
           if (canOperate(ctx)) {
             cells.push(h('td', {}, cancelled ? '' : h('button', {
               type: 'button', class: 'link revoke', 'data-cancel': b.key,
-              onclick: () => this.act(ctx, t('bookings.cancel.confirm', { title: b.title, room: name(b.room), time: this.clock(b.start) }),
-                () => api(`/api/v1/schedule/${b.key.split('/').map(encodeURIComponent).join('/')}`, { method: 'DELETE' }),
+              // A booking system's booking comes back at its next sync unless cancelled there too.
+              onclick: () => this.act(ctx, [t('bookings.cancel.confirm', { title: b.title, room: name(b.room), time: this.clock(b.start) }),
+                b.source === 'dashboard' ? '' : t('bookings.cancel.elsewhere', { source: b.source })].filter(Boolean).join('\n\n'),
+                () => api(`/api/v1/schedule/${encodeURIComponent(b.source)}/${encodeURIComponent(b.external_id)}`, { method: 'DELETE' }),
                 t('bookings.cancelled.done')),
             }, t('bookings.cancel'))));
           }

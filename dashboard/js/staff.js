@@ -58,9 +58,10 @@ export const staffView = {
       h('tbody', {}, accounts.map((a) => {
         const me = ctx.me && ctx.me.name === a.name;
         const role = roleSelect(`staff-role-${a.name}`, a.role, t('staff.role.of', { name: a.name }));
-        role.addEventListener('change', () => this.act(ctx, null,
+        // Asked first: a role is what a person may do at every door and page.
+        role.addEventListener('change', () => this.act(ctx, t('staff.role.confirm', { name: a.name, role: t(`role.${role.value}`) }),
           () => api(`/api/v1/staff/${encodeURIComponent(a.name)}`, { method: 'PATCH', body: { role: role.value } }),
-          t('staff.changed', { name: a.name })));
+          t('staff.changed', { name: a.name })).then((ok) => { if (!ok) role.value = a.role; }));
         return h('tr', { 'data-staff': a.name },
           h('td', {}, a.name, me ? h('span', { class: 'muted' }, ` (${t('staff.you')})`) : ''),
           h('td', {}, role),

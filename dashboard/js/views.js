@@ -311,7 +311,11 @@ export const logView = {
     if (f.from || f.until || (f.kind && f.kind !== 'decision')) return;
     if (f.door && f.door !== d.door) return;
     if (f.room && f.room !== d.room) return;
-    if (f.member && f.member !== d.member) return;
+    if (f.member) {
+      // Part of the member's id or name, in any case (the server also takes an exact id alone).
+      const m = f.member.trim().toLowerCase();
+      if (!((d.member || '').includes(m) || (d.member_name || '').toLowerCase().includes(m))) return;
+    }
     if (f.reason && !(f.reason === d.reason || (f.reason === 'allow' && d.allowed) || (f.reason === 'deny' && !d.allowed))) return;
     const e = { ...d, kind: 'decision', actor: `door:${d.door}`, offline: false };
     this.body.prepend(logRow(ctx, e, true));

@@ -245,7 +245,8 @@ try {
   })).status, shown);
   check(viktorCan === 200, `the shown password signs viktor in: ${viktorCan}`);
   await page.selectOption('#staff-role-viktor', 'operator');
-  await page.waitForFunction(() => document.querySelector('#toast').textContent.includes('viktor'), null, { timeout: T });
+  await page.waitForFunction(() => document.querySelector('#toast').textContent === 'viktor: змінено.', null, { timeout: T });
+  await page.waitForFunction(() => document.querySelector('#staff-role-viktor').value === 'operator', null, { timeout: T });
   await page.screenshot({ path: join(shots, '09c-staff.png'), fullPage: true });
   await page.click('button[data-remove="viktor"]');
   await page.waitForFunction(() => !document.querySelector('#staff-table tr[data-staff="viktor"]'), null, { timeout: T });

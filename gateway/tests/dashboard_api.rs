@@ -372,6 +372,19 @@ async fn staff_see_the_day_s_bookings_and_operators_book_and_cancel_at_the_desk(
     )
     .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+    // The desk books meetings, a day at most: three days as an "event" is refused.
+    let mut long = new("meeting-2");
+    long["kind"] = json!("event");
+    long["end"] = json!((start + chrono::Duration::days(3)).to_rfc3339());
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/schedule",
+        Some(&operator),
+        Some(long),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
     let r = call(
         &gw,
         Method::POST,

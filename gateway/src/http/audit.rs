@@ -111,9 +111,12 @@ pub struct AuditPage {
 }
 
 /// The filters, checked.
+#[derive(Clone)]
 struct Filter {
     /// Lower case.
     member: Option<String>,
+    /// The member text is a member's whole id: that member alone.
+    member_is_id: bool,
     door: Option<String>,
     room: Option<RoomId>,
     reason: Option<String>,
@@ -157,6 +160,7 @@ impl Filter {
         }
         Ok(Filter {
             member: nonempty(&q.member).map(|m| m.trim().to_lowercase()),
+            member_is_id: false,
             door: nonempty(&q.door),
             room: nonempty(&q.room)
                 .map(|r| {
@@ -181,6 +185,9 @@ impl Filter {
             want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
         };
         self.member.as_ref().is_none_or(|m| {
+            if self.member_is_id {
+                return v.member.as_deref() == Some(m.as_str());
+            }
             v.member.as_ref().is_some_and(|id| id.contains(m.as_str()))
                 || v.member_name
                     .as_ref()
@@ -311,6 +318,16 @@ fn scan(
         .into_iter()
         .map(|m| (m.id, m.name))
         .collect();
+    // A member's whole id finds that member alone (an export for one person holds no one else's
+    // entries); other text is looked for in ids and names.
+    let exact = f
+        .member
+        .as_ref()
+        .is_some_and(|m| names.keys().any(|id| id.to_string() == *m));
+    let f = &Filter {
+        member_is_id: exact,
+        ..f.clone()
+    };
     let until = f.until.map(|t| AuditId {
         micros: u64::try_from(t.timestamp_micros()).unwrap_or(0),
         seq: 0,

@@ -136,20 +136,29 @@ pub async fn day(
             .into_iter()
             .map(|m| (m.id, m.name))
             .collect();
-        // That day's no-shows, from the log (judged at most a few hours after the start).
-        let since = crate::store::AuditId {
+        // That day's no-shows, from the log (judged at most a few hours after the start), read
+        // a page at a time up to then.
+        let mut since = crate::store::AuditId {
             micros: u64::try_from(from.timestamp_micros()).unwrap_or(0),
             seq: 0,
         };
-        let no_shows: Vec<BookingKey> = store
-            .audit_after(Some(since), 500_000)?
-            .into_iter()
-            .take_while(|r| r.entry.at < until + chrono::Duration::hours(6))
-            .filter_map(|r| match r.entry.event {
-                crate::store::AuditEvent::NoShow { booking, .. } => Some(booking),
-                _ => None,
-            })
-            .collect();
+        let stop = until + chrono::Duration::hours(6);
+        let mut no_shows: Vec<BookingKey> = Vec::new();
+        'pages: loop {
+            let page = store.audit_after(Some(since), 2_000)?;
+            let Some(last) = page.last().map(|r| r.id) else {
+                break;
+            };
+            for r in page {
+                if r.entry.at >= stop {
+                    break 'pages;
+                }
+                if let crate::store::AuditEvent::NoShow { booking, .. } = r.entry.event {
+                    no_shows.push(booking);
+                }
+            }
+            since = last;
+        }
         Ok::<_, crate::store::StoreError>((bookings, names, no_shows))
     })
     .await?
@@ -195,8 +204,6 @@ pub struct NewBooking {
     pub end: String,
     /// The organiser's member id (who the booking lets in, with its attendees).
     pub organiser: Option<String>,
-    /// `meeting` (default), `event` or `guest_pass`.
-    pub kind: Option<String>,
 }
 
 /// Adds a booking of the source `dashboard` (operators).
@@ -222,10 +229,9 @@ pub async fn add(
     f.insert("title".to_string(), b.title);
     f.insert("start".to_string(), b.start);
     f.insert("end".to_string(), b.end);
-    f.insert(
-        "kind".to_string(),
-        b.kind.unwrap_or_else(|| "meeting".into()),
-    );
+    // A meeting, held to a meeting's length (a day at most): the desk lets someone into a room
+    // for a while; longer access is a lease, a plan or an event from the booking system.
+    f.insert("kind".to_string(), "meeting".into());
     if let Some(o) = b.organiser.filter(|o| !o.trim().is_empty()) {
         f.insert("organiser".to_string(), o.trim().to_string());
     }
@@ -238,6 +244,11 @@ pub async fn add(
     })
     .await?;
     match r {
+        // Over for days already: the core keeps nothing of it.
+        Ok(c) if c.added + c.updated == 0 => Err(ApiError::Invalid(vec![(
+            "end".into(),
+            "that booking is over for days: nothing was booked".into(),
+        )])),
         Ok(_) => Ok((
             StatusCode::CREATED,
             Json(serde_json::json!({ "key": format!("{DASHBOARD_SOURCE}/{external_id}") })),
