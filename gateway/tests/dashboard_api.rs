@@ -311,6 +311,7 @@ async fn staff_see_the_day_s_bookings_and_operators_book_and_cancel_at_the_desk(
     let gw = gateway(dir.path()).await;
     let viewer = login(&gw, "vera").await;
     let operator = login(&gw, "olena").await;
+    let book = |who, body| call(&gw, Method::POST, "/api/v1/schedule", Some(who), Some(body));
     // Today's: Ivan's meeting from the booking system (see `prepare`), with its organiser.
     let today = call(&gw, Method::GET, "/api/v1/schedule", Some(&viewer), None).await;
     assert_eq!(today.status, StatusCode::OK);
@@ -354,45 +355,17 @@ async fn staff_see_the_day_s_bookings_and_operators_book_and_cancel_at_the_desk(
         json!({"room": room, "title": "Walk-in meeting", "organiser": "ivan",
                "start": start.to_rfc3339(), "end": end.to_rfc3339()})
     };
-    let r = call(
-        &gw,
-        Method::POST,
-        "/api/v1/schedule",
-        Some(&viewer),
-        Some(new("meeting-2")),
-    )
-    .await;
+    let r = book(&viewer, new("meeting-2")).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = call(
-        &gw,
-        Method::POST,
-        "/api/v1/schedule",
-        Some(&operator),
-        Some(new("office-101")),
-    )
-    .await;
+    let r = book(&operator, new("office-101")).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
     // The desk books meetings, a day at most: three days as an "event" is refused.
     let mut long = new("meeting-2");
     long["kind"] = json!("event");
     long["end"] = json!((start + chrono::Duration::days(3)).to_rfc3339());
-    let r = call(
-        &gw,
-        Method::POST,
-        "/api/v1/schedule",
-        Some(&operator),
-        Some(long),
-    )
-    .await;
+    let r = book(&operator, long).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
-    let r = call(
-        &gw,
-        Method::POST,
-        "/api/v1/schedule",
-        Some(&operator),
-        Some(new("meeting-2")),
-    )
-    .await;
+    let r = book(&operator, new("meeting-2")).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     let key = r.json()["key"].as_str().unwrap().to_string();
     assert!(key.starts_with("dashboard/"), "{key}");
