@@ -160,8 +160,15 @@ function doorPill(d) {
   return h('span', { class: `pill ${cls}` }, parts.join(' · '));
 }
 
+// Where a device is, by the doors and rooms it serves, with its id for the technician.
+function deviceWhere(ctx, id) {
+  const d = ctx.live.devices.find((x) => x.device === id);
+  const places = d ? [...d.doors.map((x) => doorName(ctx, x)), ...d.rooms.map((x) => roomName(ctx, x))] : [];
+  return places.length ? `${places.join(', ')} (${id})` : id;
+}
+
 function alarmText(ctx, a) {
-  const where = a.door ? doorName(ctx, a.door) : a.device || a.feed || '';
+  const where = a.door ? doorName(ctx, a.door) : a.device ? deviceWhere(ctx, a.device) : a.feed || '';
   return `${t(`alarm.${a.alarm}`)} — ${where}`;
 }
 
@@ -195,6 +202,8 @@ export const doorsView = {
           type: 'button', class: 'action', disabled: !(live && live.device),
           'aria-label': t('doors.unlock.aria', { door: d.name }),
           onclick: async () => {
+            // A door opened from afar lets in whoever stands at it: asked first, naming it.
+            if (!window.confirm(t('doors.unlock.confirm', { door: d.name, room: roomName(ctx, d.into) }))) return;
             try {
               await api(`/api/v1/doors/${encodeURIComponent(d.id)}/unlock`, { method: 'POST', body: {} });
               ctx.toast(t('doors.unlock.done', { door: d.name }));

@@ -172,6 +172,15 @@ try {
   await nav('doors');
   await page.waitForSelector('#doors-table', { timeout: T });
   await page.screenshot({ path: join(shots, '07-doors.png'), fullPage: true });
+  // A remote unlock is asked first, naming the door; declined, nothing is sent; accepted, done.
+  const asked = [];
+  page.once('dialog', (d) => { asked.push(d.message()); d.dismiss(); });
+  await page.click('tr[data-door="d-cowork-in"] button');
+  page.once('dialog', (d) => { asked.push(d.message()); d.accept(); });
+  await page.click('tr[data-door="d-cowork-in"] button');
+  await page.waitForFunction(() => document.querySelector('#toast').classList.contains('show'), null, { timeout: T });
+  check(asked.length === 2 && asked.every((m) => m.includes('Турнікет коворкінгу')), `asked before unlocking, naming the door: ${asked}`);
+  say('SEEN a remote unlock asked first');
   await nav('usage');
   await page.screenshot({ path: join(shots, '08-usage.png'), fullPage: true });
   await nav('devices');
