@@ -514,11 +514,27 @@ async fn a_no_show_in_the_log_says_the_booking_s_title_organiser_and_time() {
             .lines()
             .next()
             .unwrap()
-            .ends_with(",title,start,end"),
+            .ends_with(",title,start,end,at_local"),
         "{}",
         csv.text()
     );
     assert!(csv.text().contains("Ivan's meeting"), "{}", csv.text());
+    // Its time also on the site's clock, as the page shows it.
+    let row: Vec<String> = csv
+        .text()
+        .lines()
+        .find(|l| l.contains("Ivan's meeting"))
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let at = chrono::DateTime::parse_from_rfc3339(&row[0]).unwrap();
+    assert_eq!(
+        row.last().unwrap(),
+        &at.with_timezone(&chrono_tz::Europe::Kyiv)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    );
     gw.stop().await.unwrap();
 }
 

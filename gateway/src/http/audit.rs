@@ -422,8 +422,9 @@ fn cell(s: &str) -> String {
     }
 }
 
-/// The entries as CSV, one row each, in the columns of [`CSV_HEADER`].
-pub fn to_csv(entries: &[EntryView]) -> Result<Vec<u8>, csv::Error> {
+/// The entries as CSV, one row each, in the columns of [`CSV_HEADER`]; `at_local` is `at` on
+/// the site's clock (`zone`), as the dashboard shows it.
+pub fn to_csv(entries: &[EntryView], zone: chrono_tz::Tz) -> Result<Vec<u8>, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(CSV_HEADER)?;
     let opt = |o: &Option<String>| cell(o.as_deref().unwrap_or(""));
@@ -447,13 +448,20 @@ pub fn to_csv(entries: &[EntryView]) -> Result<Vec<u8>, csv::Error> {
             opt(&e.title),
             opt(&e.start),
             opt(&e.end),
+            chrono::DateTime::parse_from_rfc3339(&e.at)
+                .map(|t| {
+                    t.with_timezone(&zone)
+                        .format("%Y-%m-%d %H:%M:%S")
+                        .to_string()
+                })
+                .unwrap_or_default(),
         ])?;
     }
     w.into_inner().map_err(|e| e.into_error().into())
 }
 
 /// The CSV export's columns.
-pub const CSV_HEADER: [&str; 17] = [
+pub const CSV_HEADER: [&str; 18] = [
     "at",
     "kind",
     "door",
@@ -471,6 +479,7 @@ pub const CSV_HEADER: [&str; 17] = [
     "title",
     "start",
     "end",
+    "at_local",
 ];
 
 /// Every matching entry (up to 100,000), newest first, as CSV.
@@ -491,7 +500,7 @@ pub async fn csv_export(
         if !whole {
             entries.iter_mut().for_each(mask_entry);
         }
-        to_csv(&entries).map_err(|e| e.to_string())
+        to_csv(&entries, site.timezone).map_err(|e| e.to_string())
     })
     .await?
     .map_err(|e| {
