@@ -191,7 +191,11 @@ export const doorsView = {
         if (!window.confirm(t('mode.confirm', { mode: t(`mode.${mode}`) }))) { e.target.value = ctx.live.mode; return; }
         try { await api('/api/v1/mode', { method: 'PUT', body: { mode } }); } catch (err) { ctx.error(err); }
       } }, ['normal', 'lockdown', 'emergency', 'shelter'].map((m) => h('option', { value: m, selected: m === ctx.live.mode }, t(`mode.${m}`))))) : null;
-    const rows = ctx.site.doors.map((d) => {
+    // Staff look for a door by its name or its room's: the rows that do not match are hidden.
+    const q = (this.q || '').trim().toLowerCase();
+    const shown = ctx.site.doors.filter((d) => !q || d.name.toLowerCase().includes(q)
+      || roomName(ctx, d.into).toLowerCase().includes(q));
+    const rows = shown.map((d) => {
       const live = ctx.live.doors.find((x) => x.door === d.id);
       return h('tr', { 'data-door': d.id },
         h('td', {}, d.name),
@@ -211,17 +215,26 @@ export const doorsView = {
           },
         }, t('doors.unlock'))) : null);
     });
+    const search = h('input', { type: 'search', id: 'doors-q', value: this.q || '', autocomplete: 'off',
+      placeholder: t('doors.search'), 'aria-label': t('doors.search') });
+    search.addEventListener('input', () => {
+      this.q = search.value;
+      this.fill(ctx);
+      const again = document.getElementById('doors-q');
+      if (again) { again.focus(); again.setSelectionRange(again.value.length, again.value.length); }
+    });
     clear(this.box).append(
       h('div', { class: 'card' }, h('h2', {}, t('alarms.title')), alarms, modeBox),
       h('div', { class: 'card scroll' }, h('h2', {}, t('doors.title')),
+        h('div', { class: 'toolbar' }, search, h('span', { class: 'muted', id: 'doors-count' }, t('doors.count', { n: shown.length, all: ctx.site.doors.length }))),
         h('table', { id: 'doors-table' },
           h('thead', {}, h('tr', {}, h('th', {}, t('doors.door')), h('th', {}, t('doors.room')), h('th', {}, t('doors.state')),
             h('th', { class: 'hide-narrow' }, t('doors.device')), canOperate(ctx) ? h('th', {}, '') : null)),
           h('tbody', {}, rows))));
   },
   update(ctx) {
-    // Not while staff are choosing a mode.
-    if (document.activeElement && document.activeElement.id === 'mode-select') return;
+    // Not while staff are choosing a mode or typing a search.
+    if (document.activeElement && ['mode-select', 'doors-q'].includes(document.activeElement.id)) return;
     this.fill(ctx);
   },
 };
