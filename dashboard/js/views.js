@@ -354,7 +354,7 @@ const REASONS = Object.keys(STRINGS.en).filter((k) => k.startsWith('reason.')).m
 function heatMap(room) {
   const CW = 26; const CH = 20; const L = 34; const T = 16;
   const max = Math.max(0.01, ...room.heat_map.flat().filter((v) => v != null));
-  const svg = s('svg', { viewBox: `0 0 ${L + 24 * CW + 4} ${T + 7 * CH + 4}`, class: 'chart heat', role: 'img', 'aria-label': t('usage.heat.for', { room: room.name }) });
+  const svg = s('svg', { viewBox: `0 0 ${L + 24 * CW + 4} ${T + 7 * CH + 30}`, class: 'chart heat', role: 'img', 'aria-label': t('usage.heat.for', { room: room.name }) });
   for (let hr = 0; hr < 24; hr += 2) svg.append(s('text', { x: L + hr * CW + CW / 2, y: T - 4, 'text-anchor': 'middle' }, String(hr)));
   room.heat_map.forEach((row, d) => {
     svg.append(s('text', { x: L - 4, y: T + d * CH + CH * 0.7, 'text-anchor': 'end' }, t(`day.${d}`)));
@@ -368,6 +368,15 @@ function heatMap(room) {
       svg.append(cell);
     });
   });
+  // The scale: what the lightest and the darkest cells mean, in people on average.
+  const y = T + 7 * CH + 8;
+  svg.append(s('text', { x: L, y: y + 10, 'text-anchor': 'start' }, t('usage.heat.scale')));
+  const x0 = L + 7 * CW;
+  for (let i = 0; i <= 4; i++) {
+    svg.append(s('rect', { x: x0 + i * CW, y, width: CW - 1, height: 12, fill: `rgba(29, 78, 216, ${(0.1 + 0.9 * (i / 4)).toFixed(2)})` }));
+  }
+  svg.append(s('text', { x: x0 - 4, y: y + 10, 'text-anchor': 'end' }, '0'));
+  svg.append(s('text', { x: x0 + 5 * CW + 4, y: y + 10, 'text-anchor': 'start', id: 'heat-max' }, max.toFixed(1)));
   return svg;
 }
 
@@ -380,9 +389,9 @@ function bookedBars(rooms) {
     const y = i * RH * 2 + 4;
     const bw = (v) => ((W - L - 60) * v) / max;
     svg.append(s('text', { x: L - 6, y: y + RH * 0.9, 'text-anchor': 'end' }, r.name));
-    svg.append(s('rect', { class: 'bar booked', x: L, y, width: bw(r.booked_hours), height: RH * 0.8 }, s('title', {}, `${t('usage.bva.booked')}: ${r.booked_hours} h`)));
-    svg.append(s('rect', { class: 'bar actual', x: L, y: y + RH * 0.85, width: bw(r.occupied_while_booked_hours), height: RH * 0.8 }, s('title', {}, `${t('usage.bva.actual')}: ${r.occupied_while_booked_hours} h`)));
-    svg.append(s('text', { x: L + bw(r.booked_hours) + 4, y: y + RH * 0.7 }, `${r.booked_hours} h`));
+    svg.append(s('rect', { class: 'bar booked', x: L, y, width: bw(r.booked_hours), height: RH * 0.8 }, s('title', {}, `${t('usage.bva.booked')}: ${r.booked_hours} ${t('unit.h')}`)));
+    svg.append(s('rect', { class: 'bar actual', x: L, y: y + RH * 0.85, width: bw(r.occupied_while_booked_hours), height: RH * 0.8 }, s('title', {}, `${t('usage.bva.actual')}: ${r.occupied_while_booked_hours} ${t('unit.h')}`)));
+    svg.append(s('text', { x: L + bw(r.booked_hours) + 4, y: y + RH * 0.7 }, `${r.booked_hours} ${t('unit.h')}`));
     svg.append(s('text', { x: L + bw(r.occupied_while_booked_hours) + 4, y: y + RH * 1.55 }, `${Math.round(r.use_of_booked * 100)}%`));
   });
   const ly = shown.length * RH * 2 + 14;
@@ -400,8 +409,12 @@ export const usageView = {
     const until = new Date();
     const from = new Date(until.getTime() - this.days * 86400000);
     const report = await api(`/api/v1/utilisation?from=${encodeURIComponent(from.toISOString())}&until=${encodeURIComponent(until.toISOString())}`);
-    const rooms = report.rooms.filter((r) => r.observed_hours > 0 || r.booked_hours > 0 || r.nights_booked > 0);
-    this.selected = this.selected && rooms.some((r) => r.room === this.selected) ? this.selected : (rooms[0] && rooms[0].room);
+    // Each room by its name in the language shown (the report names them as the site file does).
+    const rooms = report.rooms.filter((r) => r.observed_hours > 0 || r.booked_hours > 0 || r.nights_booked > 0)
+      .map((r) => ({ ...r, name: roomName(ctx, r.room) }));
+    // The heat map opens on the busiest room (most hours occupied), not the first in the list.
+    const busiest = rooms.reduce((best, r) => (!best || r.occupied_hours > best.occupied_hours ? r : best), null);
+    this.selected = this.selected && rooms.some((r) => r.room === this.selected) ? this.selected : (busiest && busiest.room);
     const periods = h('div', { class: 'tabs', role: 'group', 'aria-label': t('usage.period') },
       [7, 28, 90].map((d) => h('button', { type: 'button', 'aria-pressed': String(d === this.days), onclick: () => { this.days = d; ctx.rerender(); } }, t(`usage.days${d}`))));
     const heatBox = h('div', { class: 'card', id: 'heat' });
