@@ -50,7 +50,7 @@ export const planView = {
     this.svg = current ? drawFloor(ctx.site, current.id, ctx.live, (id) => ctx.go(`room/${id}`)) : h('p', {}, '—');
     const legend = h('div', { class: 'legend' },
       h('span', {}, `${t('plan.legend')}:`),
-      [['empty', 0], ['low', 1], ['high', 3], ['full', 4]].map(([k, c]) => h('span', {}, h('span', { class: `swatch occ${c}` }), t(`plan.legend.${k}`))),
+      [['empty', 0], ['low', 1], ['mid', 2], ['high', 3], ['full', 4]].map(([k, c]) => h('span', {}, h('span', { class: `swatch occ${c}` }), t(`plan.legend.${k}`))),
       h('span', { class: 'muted' },
         s('svg', { viewBox: '0 0 3 1', width: 36, height: 12, 'aria-hidden': 'true' },
           ['closed', 'open', 'alarm'].map((c, i) => s('circle', { class: `door ${c}`, cx: 0.5 + i, cy: 0.5, r: 0.4 }))),
