@@ -3,7 +3,7 @@
 // (after a confirmation). The server enforces the roles and what may be booked, and logs who.
 
 import { api, change } from './api.js';
-import { h, clear } from './dom.js';
+import { h, clear, sortable } from './dom.js';
 import { t, locale } from './i18n.js';
 
 const canOperate = (ctx) => ctx.me && (ctx.me.role === 'operator' || ctx.me.role === 'admin');
@@ -47,7 +47,7 @@ export const bookingsView = {
     if (canOperate(ctx)) heads.push('people.actions');
     clear(this.list).append(
       h('p', { class: 'muted', id: 'bookings-count', role: 'status' }, t('bookings.count', { n: d.bookings.length })),
-      d.bookings.length === 0 ? '' : h('table', { id: 'bookings-table' },
+      d.bookings.length === 0 ? '' : sortable(h('table', { id: 'bookings-table' },
         h('thead', {}, h('tr', {}, heads.map((k) => h('th', {}, t(k))))),
         h('tbody', {}, d.bookings.map((b) => {
           const cancelled = b.status === 'cancelled';
@@ -71,7 +71,7 @@ export const bookingsView = {
             }, t('bookings.cancel'))));
           }
           return h('tr', { 'data-booking': b.key, class: cancelled ? 'suspended' : undefined }, cells);
-        }))));
+        }))), locale()));
   },
 
   addForm(ctx, rooms) {

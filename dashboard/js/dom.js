@@ -29,3 +29,29 @@ export function clear(el) {
   while (el.firstChild) el.removeChild(el.firstChild);
   return el;
 }
+
+// Makes a table's columns sortable by their headers (a button in each, `aria-sort` on the
+// column sorted): numbers by value, other text in the page's language's order. Returns it.
+export function sortable(table, lang) {
+  const heads = [...table.querySelectorAll('thead th')];
+  heads.forEach((th, i) => {
+    const label = [...th.childNodes];
+    const button = h('button', { type: 'button', class: 'sort' }, label);
+    th.append(button);
+    button.addEventListener('click', () => {
+      const down = th.getAttribute('aria-sort') === 'ascending';
+      heads.forEach((x) => x.removeAttribute('aria-sort'));
+      th.setAttribute('aria-sort', down ? 'descending' : 'ascending');
+      const body = table.tBodies[0];
+      const key = (tr) => (tr.cells[i] ? tr.cells[i].textContent.trim() : '');
+      const rows = [...body.rows].sort((a, b) => {
+        const [x, y] = [key(a), key(b)];
+        const [nx, ny] = [parseFloat(x), parseFloat(y)];
+        const c = !Number.isNaN(nx) && !Number.isNaN(ny) ? nx - ny : x.localeCompare(y, lang);
+        return down ? -c : c;
+      });
+      body.append(...rows);
+    });
+  });
+  return table;
+}

@@ -4,8 +4,8 @@
 // operator sees the list with card numbers masked.
 
 import { api, change } from './api.js';
-import { h, clear } from './dom.js';
-import { t } from './i18n.js';
+import { h, clear, sortable } from './dom.js';
+import { t, locale } from './i18n.js';
 
 const isAdmin = (ctx) => ctx.me && ctx.me.role === 'admin';
 
@@ -42,9 +42,9 @@ export const peopleView = {
     if (isAdmin(ctx)) heads.push('people.actions');
     clear(this.list).append(
       h('p', { class: 'muted', id: 'people-count', role: 'status' }, t('people.count', { n: page.total })),
-      h('table', { id: 'people-table' },
+      sortable(h('table', { id: 'people-table' },
         h('thead', {}, h('tr', {}, heads.map((k) => h('th', {}, t(k))))),
-        h('tbody', {}, page.members.map((m) => this.row(ctx, m)))));
+        h('tbody', {}, page.members.map((m) => this.row(ctx, m)))), locale()));
   },
 
   row(ctx, m) {

@@ -3,7 +3,7 @@
 // new access decision. Charts are drawn here as SVG by hand.
 
 import { api } from './api.js';
-import { h, s, clear } from './dom.js';
+import { h, s, clear, sortable } from './dom.js';
 import { t, reason, locale, STRINGS } from './i18n.js';
 import { drawFloor, update as updatePlan, doorState } from './plan.js';
 
@@ -423,7 +423,7 @@ export const usageView = {
       const r = rooms.find((x) => x.room === id);
       clear(heatBox).append(h('h2', {}, r ? t('usage.heat.for', { room: r.name }) : t('usage.heat')), r ? heatMap(r) : '');
     };
-    const table = h('table', { id: 'usage-table' },
+    const table = sortable(h('table', { id: 'usage-table' },
       h('thead', {}, h('tr', {}, ['usage.room', 'usage.peak', 'usage.mean', 'usage.occupied', 'usage.booked', 'usage.used'].map((k) => h('th', {}, t(k))))),
       h('tbody', {}, rooms.map((r) => h('tr', {},
         h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => showHeat(r.room) }, r.name)),
@@ -434,7 +434,7 @@ export const usageView = {
         h('td', {}, r.nights_booked > 0 && r.booked_hours === 0 ? t('usage.nights', { n: r.nights_booked }) : r.booked_hours.toFixed(1)),
         h('td', {}, r.nights_booked > 0 && r.booked_hours === 0
           ? `${Math.round((r.nights_used / r.nights_booked) * 100)}%`
-          : r.booked_hours > 0 ? `${Math.round(r.use_of_booked * 100)}%` : '—')))));
+          : r.booked_hours > 0 ? `${Math.round(r.use_of_booked * 100)}%` : '—'))))), locale());
     const section = h('section', {}, h('h1', {}, t('usage.title')), periods,
       rooms.length ? [heatBox, h('div', { class: 'card scroll' }, table),
         h('div', { class: 'card' }, h('h2', {}, t('usage.bva')), bookedBars(rooms))]

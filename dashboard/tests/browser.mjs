@@ -241,6 +241,14 @@ try {
   dialogs.length = 0;
   await page.fill('#people-q', 'olha');
   await page.waitForSelector('tr[data-member="olha-k"]', { timeout: T });
+  // Sorted by a column: by name, then by name the other way.
+  await page.fill('#people-q', '');
+  await page.waitForFunction(() => document.querySelectorAll('#people-table tbody tr').length === 3, null, { timeout: T });
+  const order = async () => page.$$eval('#people-table tbody tr', (rows) => rows.map((r) => r.dataset.member).join(','));
+  await page.click('#people-table thead th:first-child button.sort');
+  check(await order() === 'ivan,marta,olha-k', `sorted by name: ${await order()}`);
+  await page.click('#people-table thead th:first-child button.sort');
+  check(await order() === 'olha-k,marta,ivan', `sorted by name the other way: ${await order()}`);
   await page.screenshot({ path: join(shots, '09b-people-admin.png'), fullPage: true });
   say('SEEN a person added with a card, found by it, suspended, resumed and the card revoked');
 
