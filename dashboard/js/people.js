@@ -37,11 +37,15 @@ export const peopleView = {
   },
 
   async fill(ctx) {
+    // Only the answer to the latest search is drawn (an older one may come back later).
+    const mine = (this.seq = (this.seq || 0) + 1);
     const page = await api(`/api/v1/members?limit=200&q=${encodeURIComponent(this.q)}`);
+    if (mine !== this.seq) return;
     const heads = ['people.name', 'people.id', 'people.plan', 'people.status', 'people.cards'];
     if (isAdmin(ctx)) heads.push('people.actions');
     clear(this.list).append(
-      h('p', { class: 'muted', id: 'people-count', role: 'status' }, t('people.count', { n: page.total })),
+      h('p', { class: 'muted', id: 'people-count', role: 'status' }, t('people.count', { n: page.total }),
+        page.total > page.members.length ? ` ${t('people.first', { n: page.members.length })}` : ''),
       sortable(h('table', { id: 'people-table' },
         h('thead', {}, h('tr', {}, heads.map((k) => h('th', {}, t(k))))),
         h('tbody', {}, page.members.map((m) => this.row(ctx, m)))), locale()));
