@@ -331,6 +331,9 @@ try {
   // On a phone.
   await page.setViewportSize({ width: 390, height: 844 });
   await page.waitForTimeout(200);
+  // The header leaves most of the screen to the page (the menu scrolls sideways).
+  const headerPx = await page.evaluate(() => document.getElementById('top').getBoundingClientRect().height);
+  check(headerPx <= 150, `the header takes ${headerPx} px of 844 on a phone`);
   await page.screenshot({ path: join(shots, '12-plan-phone.png'), fullPage: true });
 
   check(problems.length === 0, `problems in the page: ${problems.join('; ')}`);
