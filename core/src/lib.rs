@@ -24,4 +24,5 @@ pub mod domain;
 pub mod occupancy;
 pub mod site_file;
 pub mod store;
+pub mod timers;
 pub mod wire;

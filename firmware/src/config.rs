@@ -84,7 +84,7 @@ pub struct DoorPinNumbers {
     pub green: u8,
     /// Red LED.
     pub red: u8,
-    /// Buzzer.
+    /// BCM pin of the buzzer.
     pub buzzer: u8,
     /// Door contact.
     pub contact: u8,
@@ -127,16 +127,16 @@ fn spi_hz() -> u32 {
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DoorNodeFile {
-    /// The node.
+    /// `[node]`: the node's id, its door and key.
     pub node: DoorNodeSection,
     /// The broker.
     pub mqtt: LinkConfig,
-    /// The pins.
+    /// `[pins]`: BCM pin numbers.
     pub pins: DoorPinNumbers,
     /// Input polarity.
     #[serde(default)]
     pub polarity: Polarity,
-    /// The reader.
+    /// `[reader]`: which card reader the node has, and how it is wired.
     pub reader: ReaderConfig,
 }
 
@@ -186,11 +186,11 @@ fn yes() -> bool {
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SensorNodeFile {
-    /// The node.
+    /// `[node]`: the node's id, its room and key.
     pub node: SensorNodeSection,
     /// The broker.
     pub mqtt: LinkConfig,
-    /// The pins.
+    /// `[pins]`: BCM pin numbers.
     #[serde(default)]
     pub pins: SensorPinNumbers,
     /// An SCD4x on I2C bus 1 is fitted.

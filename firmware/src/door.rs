@@ -130,7 +130,7 @@ pub struct Outputs {
     pub green: bool,
     /// Red LED.
     pub red: bool,
-    /// Buzzer.
+    /// The buzzer sounds (a refusal, a door held open).
     pub buzzer: bool,
 }
 

@@ -38,7 +38,7 @@ pub struct LinkConfig {
     /// Broker account (mosquitto with per-device accounts).
     #[serde(default)]
     pub username: Option<String>,
-    /// Its password.
+    /// The account's password (`kombinat device mosquitto-config` derives it from the node's key).
     #[serde(default)]
     pub password: Option<String>,
     /// Seconds between status heartbeats.
@@ -91,11 +91,11 @@ impl LinkConfig {
 /// A message from the gateway.
 #[derive(Debug, Clone)]
 pub enum Down {
-    /// A decision.
+    /// `door/<door>/decision`: the answer to a tap.
     Decision(Decision),
-    /// A command.
+    /// `door/<door>/command`: unlock, release, back to normal.
     Command(Command),
-    /// An allow-list.
+    /// `door/<door>/allowlist` (retained): the cards the node decides alone while offline.
     AllowList(AllowList),
     /// An offline-log acknowledgement.
     OfflineAck(OfflineAck),
@@ -428,7 +428,8 @@ impl Default for Clock {
 }
 
 impl Clock {
-    /// Now.
+    /// The node's time: milliseconds since it started (its timers) and the system's Unix
+    /// seconds (allow-list windows; 0 while the clock reads before 1970).
     pub fn now(&self) -> Time {
         Time {
             ms: self.start.elapsed().as_millis() as u64,

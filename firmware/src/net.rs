@@ -13,7 +13,7 @@ use kombinat_protocol::{DeviceId, DoorId};
 pub struct OfflineLogOut<'a> {
     /// Protocol version.
     pub v: u8,
-    /// The door.
+    /// The node's own door; the gateway refuses the log when it is not the topic's.
     pub door: DoorId,
     /// The door node.
     pub device: DeviceId,

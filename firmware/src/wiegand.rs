@@ -57,7 +57,7 @@ pub enum WiegandError {
 /// A frame that passed its checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame {
-    /// Its format.
+    /// Which of the formats the bit count and parity matched.
     pub format: Format,
     /// The data bits without parity (24 or 32 bits).
     pub data: u32,

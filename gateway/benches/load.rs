@@ -103,7 +103,7 @@ fn fill(data: &Path, members: usize, bookings: usize, audit: usize) {
     }
     // As a gateway that ran before leaves it: bookings over for more than two days archived
     // (its hourly job), the "as of" mark stored.
-    let before = (now - chrono::Duration::days(kombinat::gateway::BOOKINGS_KEPT_DAYS)).timestamp();
+    let before = (now - chrono::Duration::days(kombinat::registry::BOOKINGS_KEPT_DAYS)).timestamp();
     let archived = store
         .archive_bookings(
             &mut |b| matches!(b.window, Window::Timed { end, .. } if end.timestamp() < before),

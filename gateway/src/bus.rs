@@ -14,7 +14,7 @@ use kombinat_protocol::door::AllowEntry;
 use rumqttc::Publish as MqttPublish;
 
 use crate::domain::{DoorId, SiteMode};
-use crate::gateway::GatewayError;
+use crate::registry::RegistryError;
 use crate::store::Actor;
 
 /// Why the service could not start or stopped with an error.
@@ -25,7 +25,7 @@ pub enum ServiceError {
     Site(#[from] crate::site_file::SiteFileError),
     /// The store or a change.
     #[error(transparent)]
-    Gateway(#[from] GatewayError),
+    Registry(#[from] RegistryError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     /// The embedded broker.
@@ -146,7 +146,7 @@ pub enum MemberRefusal {
 }
 
 /// What the core answers to [`Control::ApiBookings`]: the counts, or why not.
-pub type ApiBookingsResult = Result<crate::gateway::ImportCounts, ApiRefusal>;
+pub type ApiBookingsResult = Result<crate::registry::ImportCounts, ApiRefusal>;
 
 /// Why the core did not take bookings from the API.
 #[derive(Debug)]

@@ -160,7 +160,7 @@ pub fn seed(
 ) -> Result<(String, String)> {
     let site = Arc::new(crate::site_file::load(site_file)?);
     let store: Arc<dyn Store> = Arc::new(SledStore::open(data)?);
-    let mut g = crate::gateway::Gateway::open(site, store, now)?;
+    let mut g = crate::registry::Registry::open(site, store, now)?;
     let who = Actor::Cli("demo".into());
     let members = crate::import::read_members(g.snapshot(), pop.members_csv().as_bytes(), |_| {})?;
     if let Some(e) = members.errors.first() {

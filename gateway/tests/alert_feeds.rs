@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use kombinat::config::AlertFeedConfig;
-use kombinat::gateway::Gateway;
+use kombinat::registry::Registry;
 use kombinat::service;
 use kombinat::store::{Actor, AlarmKind, AuditEvent, SledStore, Store};
 use kombinat_core::alerts::{AlertSource, Area};
@@ -78,7 +78,7 @@ async fn an_air_raid_alert_opens_the_shelter_route_a_lost_feed_keeps_it_and_its_
         let site = Arc::new(kombinat::site_file::load(&site_path()).unwrap());
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
         let now = chrono::Utc::now();
-        let mut g = Gateway::open(site, store, now).unwrap();
+        let mut g = Registry::open(site, store, now).unwrap();
         g.add_device(
             kombinat::domain::Device {
                 id: "door-shelter".parse().unwrap(),

@@ -303,7 +303,7 @@ async fn an_empty_booked_room_is_a_no_show_once_and_only_where_it_could_be_seen(
     {
         let site = Arc::new(kombinat::site_file::load(&site_path()).unwrap());
         let store: Arc<dyn Store> = Arc::new(SledStore::open(&data).unwrap());
-        let mut g = kombinat::gateway::Gateway::open(site, store, chrono::Utc::now()).unwrap();
+        let mut g = kombinat::registry::Registry::open(site, store, chrono::Utc::now()).unwrap();
         for (ext, room) in [
             ("m1", "meeting-1"),
             ("m2", "meeting-2"),

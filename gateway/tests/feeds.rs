@@ -42,7 +42,7 @@ async fn a_feed_is_polled_reconciled_and_its_failures_keep_the_last_good_state()
     {
         let site = Arc::new(kombinat::site_file::load(&site_path()).unwrap());
         let store: Arc<dyn Store> = Arc::new(SledStore::open(&data).unwrap());
-        let mut g = kombinat::gateway::Gateway::open(site, store, Utc::now()).unwrap();
+        let mut g = kombinat::registry::Registry::open(site, store, Utc::now()).unwrap();
         let mut m = Member::new(MemberId::parse("olena").unwrap(), "Olena");
         m.email = Some(kombinat::domain::Email::parse("olena@example.org").unwrap());
         g.add_member(m, Actor::Cli("test".into()), Utc::now())

@@ -613,7 +613,7 @@ async fn a_gateway_given_a_clock_decides_and_logs_on_that_clock() {
         let site = std::sync::Arc::new(kombinat::site_file::load(&site_path()).unwrap());
         let store: std::sync::Arc<dyn Store> =
             std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
-        let mut g = kombinat::gateway::Gateway::open(site, store, then).unwrap();
+        let mut g = kombinat::registry::Registry::open(site, store, then).unwrap();
         let who = Actor::Cli("test".into());
         let olena = MemberId::parse("olena").unwrap();
         g.add_member(Member::new(olena, "Olena"), who.clone(), then)
@@ -771,7 +771,7 @@ async fn a_door_released_while_its_node_was_away_is_told_back_to_normal_and_a_lo
         let store: std::sync::Arc<dyn Store> =
             std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
         let now = chrono::Utc::now();
-        let mut g = kombinat::gateway::Gateway::open(site, store, now).unwrap();
+        let mut g = kombinat::registry::Registry::open(site, store, now).unwrap();
         g.add_device(
             kombinat::domain::Device {
                 id: "door-cowork-out".parse().unwrap(),
@@ -996,7 +996,7 @@ async fn a_card_tapped_200_times_does_not_fill_the_coworking_floor_for_a_residen
         let store: std::sync::Arc<dyn Store> =
             std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
         let now = chrono::Utc::now();
-        let mut g = kombinat::gateway::Gateway::open(site, store, now).unwrap();
+        let mut g = kombinat::registry::Registry::open(site, store, now).unwrap();
         let mut m = Member::new(MemberId::parse("olha").unwrap(), "Olha");
         m.plan = Some(PlanId::parse("coworking-resident").unwrap());
         let who = Actor::Cli("test".into());

@@ -78,7 +78,7 @@ async fn serving_with_tokens(
     {
         let site = Arc::new(kombinat::site_file::load(&site_path()).unwrap());
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
-        let mut g = kombinat::gateway::Gateway::open(site, store, Utc::now()).unwrap();
+        let mut g = kombinat::registry::Registry::open(site, store, Utc::now()).unwrap();
         for (name, token, scopes, revoked) in tokens {
             g.put_token(
                 ApiToken {

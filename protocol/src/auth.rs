@@ -217,7 +217,7 @@ pub trait Signed {
     const KIND: &'static str;
     /// Feeds every field except the MAC, in a fixed order.
     fn mac_input(&self, m: &mut MacInput);
-    /// The counter.
+    /// The sender's counter: it grows with every message it signs, so a replay is refused.
     fn counter(&self) -> u64;
     /// The MAC carried.
     fn mac(&self) -> &Mac;

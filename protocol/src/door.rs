@@ -102,7 +102,7 @@ signed!(Tap, "tap", |s, m| {
 pub struct Decision {
     /// Protocol version.
     pub v: u8,
-    /// The door.
+    /// The door it is for: a node refuses a message for any door but its own.
     pub door: DoorId,
     /// The door node it is meant for.
     pub device: DeviceId,
@@ -147,7 +147,7 @@ pub enum Contact {
 pub struct DoorState {
     /// Protocol version.
     pub v: u8,
-    /// The door.
+    /// The door it is from: the gateway refuses it when that is not the topic's door.
     pub door: DoorId,
     /// The door node.
     pub device: DeviceId,
@@ -205,7 +205,7 @@ pub enum Action {
 pub struct Command {
     /// Protocol version.
     pub v: u8,
-    /// The door.
+    /// The door it is for: a node refuses a message for any door but its own.
     pub door: DoorId,
     /// The door node.
     pub device: DeviceId,
@@ -237,7 +237,7 @@ signed!(Command, "command", |s, m| {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AllowEntry {
-    /// The card.
+    /// A card that opens the door within the window below.
     pub card: crate::CardId,
     /// First second (inclusive).
     pub from: u64,
@@ -272,7 +272,7 @@ pub const ALLOW_LIST_MAX: usize = 4_096;
 pub struct AllowList {
     /// Protocol version.
     pub v: u8,
-    /// The door.
+    /// The door it is for: a node refuses a message for any door but its own.
     pub door: DoorId,
     /// The door node.
     pub device: DeviceId,
@@ -299,7 +299,7 @@ signed!(AllowList, "allowlist", |s, m| {
 pub struct AllowListHead {
     /// Protocol version.
     pub v: u8,
-    /// The door.
+    /// The door it is for: a node refuses a message for any door but its own.
     pub door: DoorId,
     /// The door node.
     pub device: DeviceId,
@@ -375,7 +375,7 @@ pub struct OfflineEntry {
 pub struct OfflineLog {
     /// Protocol version.
     pub v: u8,
-    /// The door.
+    /// The door it is from: the gateway refuses it when that is not the topic's door.
     pub door: DoorId,
     /// The door node.
     pub device: DeviceId,
@@ -425,7 +425,7 @@ pub const OFFLINE_LOG_KIND: &str = "offline-log";
 pub struct OfflineAck {
     /// Protocol version.
     pub v: u8,
-    /// The door.
+    /// The door it is for: a node refuses a message for any door but its own.
     pub door: DoorId,
     /// The door node.
     pub device: DeviceId,

@@ -24,7 +24,7 @@ pub enum Basis {
 pub struct Occupancy {
     /// Protocol version.
     pub v: u8,
-    /// The room.
+    /// The room counted, the same as in the topic.
     pub room: RoomId,
     /// Head count.
     pub count: u32,

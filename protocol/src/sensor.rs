@@ -12,10 +12,10 @@ use crate::DeviceId;
 pub enum Measurement {
     /// A bidirectional people counter at a doorway: people in and out since the last reading.
     Counter {
-        /// Entered.
+        /// People who came in since the node's last reading (a delta, not a running total).
         #[serde(rename = "in")]
         entered: u16,
-        /// Left.
+        /// People who went out since the node's last reading.
         out: u16,
     },
     /// Motion (PIR).
@@ -30,27 +30,27 @@ pub enum Measurement {
     },
     /// A door or window contact.
     Contact {
-        /// Open.
+        /// True while it stands open.
         open: bool,
     },
-    /// Temperature.
+    /// Air temperature (for the dashboard; it counts nobody).
     Temperature {
         /// Degrees Celsius.
         celsius: f32,
     },
     /// Relative humidity.
     Humidity {
-        /// Percent.
+        /// 0 to 100.
         percent: f32,
     },
     /// Illuminance.
     Light {
-        /// Lux.
+        /// In lux, at the sensor.
         lux: f32,
     },
 }
 
-/// A reading.
+/// One measurement of a sensor node, on `sensor/<device>/reading` (see the README for QoS and counters).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reading {

@@ -97,7 +97,7 @@ signed!(ModeSet, "mode-set", |s, m| {
 pub struct ModeState {
     /// Protocol version.
     pub v: u8,
-    /// The mode.
+    /// The mode in force; door nodes follow it (released doors, lockdown).
     pub mode: SiteMode,
     /// Since when (Unix seconds).
     pub since: u64,

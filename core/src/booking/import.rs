@@ -3,7 +3,7 @@
 //!
 //! The header is checked first (names in any order and case; unknown columns refused, so a
 //! misspelt column is not silently ignored). Each row becomes a [`Booking`] or a [`RowError`];
-//! nothing is written here. The gateway (`Gateway::import_bookings`) then writes the good
+//! nothing is written here. The gateway (`Registry::import_bookings`) then writes the good
 //! rows in one transaction with one audit entry, skipping rows identical to what is stored, so
 //! importing the same file twice changes nothing the second time.
 //!

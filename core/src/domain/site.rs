@@ -249,7 +249,7 @@ pub struct Site {
 pub struct SiteParts {
     pub name: String,
     pub name_uk: Option<String>,
-    /// Time zone.
+    /// Every local time (opening hours, bookings, the night) is read in this zone.
     pub timezone: Tz,
     pub floors: Vec<Floor>,
     pub zones: Vec<Zone>,

@@ -7,10 +7,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 
-/// A room.
+/// A room of the site file, as far as the simulation needs it.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct Room {
-    /// Its id.
+    /// As in the site file (`[[rooms]] id`).
     pub id: String,
     /// Its kind (meeting, coworking, office, hostel, …).
     pub kind: String,
@@ -22,7 +22,7 @@ pub struct Room {
 /// A door reader: tapped at `from` to go into `into`.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct Door {
-    /// Its id.
+    /// As in the site file (`[[doors]] id`).
     pub id: String,
     /// Where the reader is.
     pub from: String,
@@ -30,12 +30,12 @@ pub struct Door {
     pub into: String,
 }
 
-/// A lease.
+/// A lease of the site file: the organisation's people work in the room.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct Lease {
-    /// The organisation.
+    /// Who rents it (members of it get a card for the room).
     pub organisation: String,
-    /// The room.
+    /// The room rented.
     pub room: String,
 }
 
@@ -73,16 +73,16 @@ impl Pass {
     }
 }
 
-/// The building.
+/// The building as the simulation reads it from the site file: rooms, readers, leases.
 #[derive(Debug, Clone)]
 pub struct Building {
     /// The site's time zone.
     pub timezone: chrono_tz::Tz,
-    /// Rooms.
+    /// In site-file order.
     pub rooms: Vec<Room>,
     /// Door readers.
     pub doors: Vec<Door>,
-    /// Leases.
+    /// Who works where.
     pub leases: Vec<Lease>,
     /// (from, into) → door index.
     by_way: HashMap<(String, String), usize>,

@@ -19,7 +19,7 @@ pub use world::{SimConfig, SimReport, World};
 /// for, and the seed, so that both draw the same day.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DayFile {
-    /// The seed.
+    /// Draws the day's people and plans: the same seed, the same day.
     pub seed: u64,
     /// Real Unix time at the simulated start.
     pub real_start: f64,
@@ -33,7 +33,7 @@ pub struct DayFile {
 }
 
 impl DayFile {
-    /// The clock.
+    /// The simulated clock this day runs on.
     pub fn clock(&self) -> SimClock {
         SimClock {
             real_start: self.real_start,

@@ -116,22 +116,19 @@ impl SimClock {
     }
 }
 
-/// A member as the gateway's member import takes it.
+/// A member as the gateway's member import takes it: the fields are the CSV's columns of the
+/// same names.
 #[derive(Debug, Clone)]
+#[allow(missing_docs)]
 pub struct Member {
-    /// Id.
     pub id: String,
-    /// Name.
     pub name: String,
-    /// The card.
     pub card: CardId,
     /// A plan from the site file.
     pub plan: Option<&'static str>,
     /// An organisation (a lease).
     pub organisation: Option<String>,
-    /// Roles.
     pub roles: &'static str,
-    /// Certifications.
     pub certifications: &'static str,
 }
 
@@ -146,25 +143,22 @@ pub enum BookingKind {
     Stay,
 }
 
-/// A booking as the gateway's booking import takes it.
+/// A booking as the gateway's booking import takes it: the fields are the CSV's columns of the
+/// same names, and what the simulation knows besides.
 #[derive(Debug, Clone)]
+#[allow(missing_docs)]
 pub struct Booking {
-    /// External id.
     pub external_id: String,
-    /// Room.
     pub room: String,
-    /// Kind.
     pub kind: BookingKind,
     /// Organiser (member id).
     pub organiser: String,
     /// Attendees (member ids).
     pub attendees: Vec<String>,
-    /// Title.
     pub title: String,
     /// Start and end, real Unix seconds (meetings, events); arrival and departure days for
     /// stays are the local dates of these instants.
     pub start: i64,
-    /// End.
     pub end: i64,
     /// Start in simulated minutes after midnight.
     pub sim_start: f64,
@@ -181,7 +175,7 @@ pub struct Device {
     pub door: Option<String>,
     /// … or its room (sensor nodes).
     pub room: Option<String>,
-    /// Its key.
+    /// The key it signs with, registered on the gateway with it.
     pub key: DeviceKey,
 }
 
@@ -208,9 +202,9 @@ pub struct Person {
 /// Everyone and everything of the day.
 #[derive(Debug, Clone)]
 pub struct Population {
-    /// Members.
+    /// As `members.csv` has them.
     pub members: Vec<Member>,
-    /// Bookings.
+    /// As `bookings.csv` has them.
     pub bookings: Vec<Booking>,
     /// Devices: a door node per reader, a sensor node per room where people gather.
     pub devices: Vec<Device>,

@@ -13,7 +13,7 @@ use kombinat::config::Config;
 use kombinat::domain::{
     CardId, Credential, Device, DeviceId, DeviceKey, DeviceKind, DoorId, Member, MemberId, Role,
 };
-use kombinat::gateway::Gateway;
+use kombinat::registry::Registry;
 use kombinat::store::{Actor, SledStore, Store};
 use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
 use tokio::sync::mpsc;
@@ -92,7 +92,7 @@ pub fn prepare(dir: &Path, key: &DeviceKey) {
     let site = Arc::new(kombinat::site_file::load(&site_path).unwrap_or_else(|e| panic!("{e}")));
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
     let now = Utc::now();
-    let mut g = Gateway::open(site, store, now).unwrap();
+    let mut g = Registry::open(site, store, now).unwrap();
     let who = Actor::Cli("bench".into());
     let mut m = Member::new(MemberId::parse("marta").unwrap(), "Marta");
     m.roles = vec![Role::Staff];

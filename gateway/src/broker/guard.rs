@@ -65,7 +65,7 @@ pub const DEVICE_BUDGET: Budget = Budget {
 /// One account.
 #[derive(Debug, Clone)]
 pub struct Account {
-    /// Its password.
+    /// In the clear: the guard compares it in constant time at CONNECT.
     pub password: String,
     /// Topic patterns (MQTT filters) it may publish to.
     pub write: Vec<String>,

@@ -1,7 +1,7 @@
 //! The `kombinat` command line: parsing, and the commands, one file per family.
 //!
 //! `main.rs` parses [`Cli`], sets up logging and calls [`run`]. Each command opens the site file
-//! and the store it needs, acts through [`Gateway`] (so every change is validated, atomic and
+//! and the store it needs, acts through [`Registry`] (so every change is validated, atomic and
 //! audited) and prints for a person. Errors come back as sentences; the binary prints them and
 //! exits non-zero.
 //!
@@ -25,7 +25,7 @@ use crate::domain::{
     DeviceKey, DeviceKind, DoorId, Email, ExternalId, Member, MemberId, MemberStatus, OrgId, Pin,
     PlanId, Role, RoomId, Site, SourceId, Window,
 };
-use crate::gateway::Gateway;
+use crate::registry::Registry;
 use crate::store::{Actor, AuditEvent, SledStore, Store};
 
 mod admin;
@@ -299,14 +299,14 @@ fn local(site: &Site, t: DateTime<Utc>) -> String {
 
 struct Ctx {
     site: Arc<Site>,
-    gateway: Gateway,
+    gateway: Registry,
 }
 
 fn open(cli: &Cli, now: DateTime<Utc>) -> Result<Ctx> {
     open_as_of(cli, now, now)
 }
 
-/// Opens the store to answer for the moment `at` (see [`Gateway::open_as_of`]).
+/// Opens the store to answer for the moment `at` (see [`Registry::open_as_of`]).
 fn open_as_of(cli: &Cli, now: DateTime<Utc>, at: DateTime<Utc>) -> Result<Ctx> {
     let site = Arc::new(crate::site_file::load(&cli.site_path()?)?);
     let data = cli.data_dir();
@@ -316,7 +316,7 @@ fn open_as_of(cli: &Cli, now: DateTime<Utc>, at: DateTime<Utc>) -> Result<Ctx> {
         SledStore::open(&data)
             .with_context(|| format!("cannot open the store in {}", data.display()))?,
     );
-    let gateway = Gateway::open_as_of(site.clone(), store, now, at)?;
+    let gateway = Registry::open_as_of(site.clone(), store, now, at)?;
     Ok(Ctx { site, gateway })
 }
 

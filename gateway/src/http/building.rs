@@ -107,7 +107,7 @@ pub struct SiteView {
     /// it; `name` otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name_uk: Option<String>,
-    /// Its time zone.
+    /// The IANA name (`Europe/Kyiv`): the pages show times on the site's clock, not the browser's.
     pub timezone: String,
     /// The shelter room, if any.
     pub shelter: Option<String>,

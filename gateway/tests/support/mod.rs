@@ -13,7 +13,7 @@ use kombinat::config::Config;
 use kombinat::domain::{
     CardId, Credential, Device, DeviceId, DeviceKey, DeviceKind, DoorId, Member, MemberId, Role,
 };
-use kombinat::gateway::Gateway;
+use kombinat::registry::Registry;
 use kombinat::store::{Actor, SledStore, Store};
 use kombinat_protocol::auth::Signed;
 use kombinat_protocol::door::{self, DoorTopic, VERSION};
@@ -43,7 +43,7 @@ pub fn prepare(dir: &Path) {
     let site = Arc::new(kombinat::site_file::load(&site_path()).unwrap());
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
     let now = Utc::now();
-    let mut g = Gateway::open(site, store, now).unwrap();
+    let mut g = Registry::open(site, store, now).unwrap();
     let who = Actor::Cli("test".into());
     let mut staff = Member::new(MemberId::parse("marta").unwrap(), "Marta (staff)");
     staff.roles = vec![Role::Staff];

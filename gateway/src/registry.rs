@@ -1,4 +1,4 @@
-//! The gateway's state: the site, the store and the decision snapshot, changed together.
+//! The registry: the site, the store and the decision snapshot, changed together.
 //!
 //! Every change is validated against the site and the current data, committed to the store with
 //! its audit entry (atomic, durable), and only then applied to the snapshot, so the snapshot
@@ -18,7 +18,7 @@ use crate::store::{Actor, AuditEntry, AuditEvent, Change, Store, StoreError};
 
 /// Why a change was refused. Nothing is written when one of these is returned.
 #[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
+pub enum RegistryError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -71,7 +71,7 @@ pub enum GatewayError {
 pub const BOOKINGS_KEPT_DAYS: i64 = 2;
 
 /// The gateway's state.
-pub struct Gateway {
+pub struct Registry {
     store: Arc<dyn Store>,
     snapshot: Snapshot,
 }
@@ -97,19 +97,19 @@ pub struct ImportCounts {
     pub unchanged: usize,
 }
 
-impl Gateway {
+impl Registry {
     /// Opens the gateway on a store: brings the stored plans and leases in line with the site
     /// file (each difference audited) and builds the decision snapshot from the store.
     pub fn open(
         site: Arc<Site>,
         store: Arc<dyn Store>,
         now: DateTime<Utc>,
-    ) -> Result<Self, GatewayError> {
+    ) -> Result<Self, RegistryError> {
         Self::open_as_of(site, store, now, now)
     }
 
     /// Opens the gateway to answer for the moment `at` (a question about the past, such as
-    /// "why was Olena refused last Thursday?"): like [`Gateway::open`], but the snapshot also
+    /// "why was Olena refused last Thursday?"): like [`Registry::open`], but the snapshot also
     /// holds every stored booking that can bear on `at`, archived ones included, so that
     /// `decide` answers as the door would have with today's members, cards and plans. What
     /// the door actually did then is the audit log's record, not this.
@@ -118,7 +118,7 @@ impl Gateway {
         store: Arc<dyn Store>,
         now: DateTime<Utc>,
         at: DateTime<Utc>,
-    ) -> Result<Self, GatewayError> {
+    ) -> Result<Self, RegistryError> {
         let mut changes = Vec::new();
         let mut said = Vec::new();
         let stored_plans = store.plans()?;
@@ -185,7 +185,7 @@ impl Gateway {
         for w in snapshot.warnings() {
             tracing::warn!(warning = %w, "stored data the site cannot honour");
         }
-        Ok(Gateway { store, snapshot })
+        Ok(Registry { store, snapshot })
     }
 
     /// The snapshot decisions are made on.
@@ -202,26 +202,26 @@ impl Gateway {
         self.store.clone()
     }
 
-    fn check_member(&self, m: &Member) -> Result<(), GatewayError> {
+    fn check_member(&self, m: &Member) -> Result<(), RegistryError> {
         if let Some(p) = m.plan {
             if self.snapshot.plan_def(p).is_none() {
-                return Err(GatewayError::UnknownPlan(p));
+                return Err(RegistryError::UnknownPlan(p));
             }
         }
         if let (Some(a), Some(b)) = (m.valid_from, m.valid_until) {
             if b <= a {
-                return Err(GatewayError::Validity);
+                return Err(RegistryError::Validity);
             }
         }
         if let Some(e) = &m.email {
             if let Some(other) = self.snapshot.member_by_email(e).filter(|o| *o != m.id) {
-                return Err(GatewayError::EmailTaken(other, e.to_string()));
+                return Err(RegistryError::EmailTaken(other, e.to_string()));
             }
         }
         Ok(())
     }
 
-    fn commit(&mut self, change: Change, audit: AuditEntry) -> Result<(), GatewayError> {
+    fn commit(&mut self, change: Change, audit: AuditEntry) -> Result<(), RegistryError> {
         self.store.commit(std::slice::from_ref(&change), &audit)?;
         match change {
             Change::Member(m) => self.snapshot.upsert_member(m),
@@ -249,9 +249,9 @@ impl Gateway {
         m: Member,
         actor: Actor,
         now: DateTime<Utc>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), RegistryError> {
         if self.store.member(m.id)?.is_some() {
-            return Err(GatewayError::MemberExists(m.id));
+            return Err(RegistryError::MemberExists(m.id));
         }
         self.check_member(&m)?;
         let audit = AuditEntry::change(now, actor, format!("member {} added", m.id));
@@ -264,11 +264,11 @@ impl Gateway {
         m: Member,
         actor: Actor,
         now: DateTime<Utc>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), RegistryError> {
         let old = self
             .store
             .member(m.id)?
-            .ok_or(GatewayError::UnknownMember(m.id))?;
+            .ok_or(RegistryError::UnknownMember(m.id))?;
         self.check_member(&m)?;
         let mut changed = Vec::new();
         if old.name != m.name {
@@ -313,9 +313,9 @@ impl Gateway {
         id: MemberId,
         actor: Actor,
         now: DateTime<Utc>,
-    ) -> Result<(MemberId, usize), GatewayError> {
+    ) -> Result<(MemberId, usize), RegistryError> {
         if self.store.member(id)?.is_none() {
-            return Err(GatewayError::UnknownMember(id));
+            return Err(RegistryError::UnknownMember(id));
         }
         const SECRET: &str = "erase/secret";
         let secret = match self.store.state(SECRET)? {
@@ -323,7 +323,7 @@ impl Gateway {
             None => {
                 let mut s = vec![0u8; 32];
                 getrandom::fill(&mut s).map_err(|e| {
-                    GatewayError::Store(crate::store::StoreError::Encode(e.to_string()))
+                    RegistryError::Store(crate::store::StoreError::Encode(e.to_string()))
                 })?;
                 self.store.put_state(SECRET, &s)?;
                 self.store.flush()?;
@@ -333,14 +333,14 @@ impl Gateway {
         let mac = {
             use hmac::Mac as _;
             let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(&secret).map_err(|e| {
-                GatewayError::Store(crate::store::StoreError::Encode(e.to_string()))
+                RegistryError::Store(crate::store::StoreError::Encode(e.to_string()))
             })?;
             m.update(id.to_string().as_bytes());
             m.finalize().into_bytes()
         };
         let hex: String = mac.iter().take(6).map(|b| format!("{b:02x}")).collect();
         let pseudonym = MemberId::parse(&format!("erased-{hex}"))
-            .map_err(|e| GatewayError::Store(crate::store::StoreError::Encode(e.to_string())))?;
+            .map_err(|e| RegistryError::Store(crate::store::StoreError::Encode(e.to_string())))?;
         let cards = self
             .store
             .credentials()?
@@ -372,11 +372,11 @@ impl Gateway {
         reason: Option<String>,
         actor: Actor,
         now: DateTime<Utc>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), RegistryError> {
         let mut m = self
             .store
             .member(id)?
-            .ok_or(GatewayError::UnknownMember(id))?;
+            .ok_or(RegistryError::UnknownMember(id))?;
         let summary = match &reason {
             Some(r) => format!("member {id} suspended: {r}"),
             None => format!("member {id} suspension lifted"),
@@ -395,13 +395,13 @@ impl Gateway {
         credential: Credential,
         actor: Actor,
         now: DateTime<Utc>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), RegistryError> {
         if self.store.member(member)?.is_none() {
-            return Err(GatewayError::UnknownMember(member));
+            return Err(RegistryError::UnknownMember(member));
         }
         if let Some(old) = self.store.credential(&credential)? {
             if old.revoked_at.is_none() {
-                return Err(GatewayError::CredentialTaken(credential, old.member));
+                return Err(RegistryError::CredentialTaken(credential, old.member));
             }
         }
         let rec = CredentialRecord {
@@ -420,13 +420,13 @@ impl Gateway {
         credential: Credential,
         actor: Actor,
         now: DateTime<Utc>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), RegistryError> {
         let mut rec = self
             .store
             .credential(&credential)?
-            .ok_or(GatewayError::UnknownCredential(credential))?;
+            .ok_or(RegistryError::UnknownCredential(credential))?;
         if rec.revoked_at.is_some() {
-            return Err(GatewayError::AlreadyRevoked(credential));
+            return Err(RegistryError::AlreadyRevoked(credential));
         }
         rec.revoked_at = Some(now);
         let audit = AuditEntry::change(
@@ -443,14 +443,14 @@ impl Gateway {
         b: Booking,
         actor: Actor,
         now: DateTime<Utc>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), RegistryError> {
         b.validate()?;
         if self.snapshot.site().room(b.room).is_none() {
-            return Err(GatewayError::UnknownRoom(b.room));
+            return Err(RegistryError::UnknownRoom(b.room));
         }
         for m in b.people() {
             if self.store.member(m)?.is_none() {
-                return Err(GatewayError::UnknownMember(m));
+                return Err(RegistryError::UnknownMember(m));
             }
         }
         let verb = if self.store.booking(&b.key)?.is_some() {
@@ -475,13 +475,13 @@ impl Gateway {
         what: &str,
         actor: Actor,
         now: DateTime<Utc>,
-    ) -> Result<ImportCounts, GatewayError> {
+    ) -> Result<ImportCounts, RegistryError> {
         let mut counts = ImportCounts::default();
         let mut changes = Vec::new();
         for b in bookings {
             b.validate()?;
             if self.snapshot.site().room(b.room).is_none() {
-                return Err(GatewayError::UnknownRoom(b.room));
+                return Err(RegistryError::UnknownRoom(b.room));
             }
             match self.store.booking(&b.key)? {
                 Some(old) if old == b => counts.unchanged += 1,
@@ -543,7 +543,7 @@ impl Gateway {
         what: &str,
         actor: Actor,
         now: DateTime<Utc>,
-    ) -> Result<(ImportCounts, usize), GatewayError> {
+    ) -> Result<(ImportCounts, usize), RegistryError> {
         let mut counts = ImportCounts::default();
         let mut cards = 0;
         let mut changes = Vec::new();
@@ -566,7 +566,7 @@ impl Gateway {
                 match self.store.credential(&credential)? {
                     Some(old) if old.revoked_at.is_none() && old.member == m.id => continue,
                     Some(old) if old.revoked_at.is_none() => {
-                        return Err(GatewayError::CredentialTaken(credential, old.member))
+                        return Err(RegistryError::CredentialTaken(credential, old.member))
                     }
                     _ => {}
                 }
@@ -668,7 +668,7 @@ impl Gateway {
         t: crate::domain::ApiToken,
         actor: Actor,
         now: DateTime<Utc>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), RegistryError> {
         let summary = match t.revoked_at {
             Some(_) => format!("API token {} revoked", t.name),
             None => format!("API token {} made with scopes {:?}", t.name, t.scopes),
@@ -682,11 +682,11 @@ impl Gateway {
         key: &BookingKey,
         actor: Actor,
         now: DateTime<Utc>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), RegistryError> {
         let mut b = self
             .store
             .booking(key)?
-            .ok_or_else(|| GatewayError::UnknownBooking(key.clone()))?;
+            .ok_or_else(|| RegistryError::UnknownBooking(key.clone()))?;
         b.status = BookingStatus::Cancelled;
         let audit = AuditEntry::change(now, actor, format!("booking {key} cancelled"));
         self.commit(Change::Booking(b), audit)
@@ -708,13 +708,13 @@ impl Gateway {
         d: crate::domain::Device,
         actor: Actor,
         now: DateTime<Utc>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), RegistryError> {
         use crate::domain::DeviceKind;
         if self.store.devices()?.iter().any(|x| x.id == d.id) {
-            return Err(GatewayError::DeviceExists(d.id));
+            return Err(RegistryError::DeviceExists(d.id));
         }
         let site = self.snapshot.site();
-        let bad = |why: &str| Err(GatewayError::DeviceBinding(d.id, why.to_string()));
+        let bad = |why: &str| Err(RegistryError::DeviceBinding(d.id, why.to_string()));
         // Ids the topics and the broker's accounts already use: a device called `gateway`
         // would be let write the gateway's own status, one named after a bound off-the-shelf
         // device or the Zigbee2MQTT bridge would share its broker account.
@@ -772,13 +772,13 @@ impl Gateway {
         key: crate::domain::DeviceKey,
         actor: Actor,
         now: DateTime<Utc>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), RegistryError> {
         let mut d = self
             .store
             .devices()?
             .into_iter()
             .find(|x| x.id == id)
-            .ok_or(GatewayError::UnknownDevice(id))?;
+            .ok_or(RegistryError::UnknownDevice(id))?;
         d.key = key;
         d.added_at = now;
         let audit = AuditEntry::change(now, actor, format!("device {id} given a new key"));
@@ -793,9 +793,9 @@ impl Gateway {
         id: crate::domain::DeviceId,
         actor: Actor,
         now: DateTime<Utc>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), RegistryError> {
         if !self.store.devices()?.iter().any(|x| x.id == id) {
-            return Err(GatewayError::UnknownDevice(id));
+            return Err(RegistryError::UnknownDevice(id));
         }
         let audit = AuditEntry::change(now, actor, format!("device {id} removed"));
         self.commit(Change::RemoveDevice(id), audit)?;
@@ -808,7 +808,7 @@ impl Gateway {
         &mut self,
         id: crate::domain::DeviceId,
         now: DateTime<Utc>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), RegistryError> {
         let tx = self
             .store
             .marks()?
@@ -832,7 +832,7 @@ impl Gateway {
         mode: SiteMode,
         actor: Actor,
         now: DateTime<Utc>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), RegistryError> {
         let audit = AuditEntry {
             at: now,
             actor,
@@ -847,7 +847,7 @@ impl Gateway {
         &mut self,
         decisions: &[(Decision, Option<u64>)],
         mut extra: Vec<AuditEntry>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), RegistryError> {
         let mut entries: Vec<AuditEntry> = decisions
             .iter()
             .map(|(d, tap)| {
@@ -867,7 +867,7 @@ impl Gateway {
     }
 
     /// Decides a tap, writes the decision to the audit log (durable), then returns it.
-    pub fn decide(&mut self, tap: &Tap, now: DateTime<Utc>) -> Result<Decision, GatewayError> {
+    pub fn decide(&mut self, tap: &Tap, now: DateTime<Utc>) -> Result<Decision, RegistryError> {
         let d = decide(&self.snapshot, tap, now);
         self.store.append_audit(&[AuditEntry::decision(&d)])?;
         self.snapshot.record(&d);
@@ -910,7 +910,7 @@ mod tests {
     }
 
     /// A small story: members, cards, bookings, a suspension, a revocation, a cancellation.
-    fn populate(g: &mut Gateway) {
+    fn populate(g: &mut Registry) {
         let now = t0();
         g.add_member(
             member("olena", |m| m.plan = Some(PlanId::parse("day").unwrap())),
@@ -961,7 +961,7 @@ mod tests {
             .unwrap();
     }
 
-    fn decisions(g: &Gateway) -> Vec<Reason> {
+    fn decisions(g: &Registry) -> Vec<Reason> {
         let mut out = Vec::new();
         for c in [card(0), card(1), card(2), card(9)] {
             for door in ["d-main", "d-meeting-1", "d-hall", "d-cowork-in"] {
@@ -982,12 +982,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let live = {
             let store = Arc::new(SledStore::open(dir.path()).unwrap());
-            let mut g = Gateway::open(test_site(), store, t0()).unwrap();
+            let mut g = Registry::open(test_site(), store, t0()).unwrap();
             populate(&mut g);
             decisions(&g)
         };
         let store = Arc::new(SledStore::open(dir.path()).unwrap());
-        let g = Gateway::open(test_site(), store, t0()).unwrap();
+        let g = Registry::open(test_site(), store, t0()).unwrap();
         assert_eq!(decisions(&g), live);
         // And the story shows in the decisions: the moved booking, the cancelled one, the
         // suspension and the replaced card.
@@ -1010,7 +1010,7 @@ mod tests {
     fn the_ids_the_topics_and_broker_accounts_use_are_not_given_to_devices() {
         use crate::domain::{Device, DeviceId, DeviceKey, DeviceKind, RoomId};
         let store = Arc::new(MemoryStore::new());
-        let mut g = Gateway::open(test_site(), store.clone(), t0()).unwrap();
+        let mut g = Registry::open(test_site(), store.clone(), t0()).unwrap();
         let sensor = |id: &str| Device {
             id: DeviceId::parse(id).unwrap(),
             kind: DeviceKind::Sensor,
@@ -1030,7 +1030,7 @@ mod tests {
     #[test]
     fn a_refused_change_writes_nothing() {
         let store = Arc::new(MemoryStore::new());
-        let mut g = Gateway::open(test_site(), store.clone(), t0()).unwrap();
+        let mut g = Registry::open(test_site(), store.clone(), t0()).unwrap();
         populate(&mut g);
         let log = store.audit_len().unwrap();
         let before = decisions(&g);
@@ -1084,13 +1084,13 @@ mod tests {
         bad.room = RoomId::parse("attic").unwrap();
         assert!(matches!(
             g.upsert_booking(bad.clone(), cli(), t0()),
-            Err(GatewayError::UnknownRoom(_))
+            Err(RegistryError::UnknownRoom(_))
         ));
         bad.room = RoomId::parse("hall").unwrap();
         bad.attendees = vec![MemberId::parse("ghost").unwrap()];
         assert!(matches!(
             g.upsert_booking(bad.clone(), cli(), t0()),
-            Err(GatewayError::UnknownMember(_))
+            Err(RegistryError::UnknownMember(_))
         ));
         bad.attendees.clear();
         bad.window = Window::Timed {
@@ -1099,7 +1099,7 @@ mod tests {
         };
         assert!(matches!(
             g.upsert_booking(bad, cli(), t0()),
-            Err(GatewayError::Booking(_))
+            Err(RegistryError::Booking(_))
         ));
         assert_eq!(
             store.audit_len().unwrap(),
@@ -1113,7 +1113,7 @@ mod tests {
     fn bookings_long_over_stay_in_the_store_but_not_in_memory_after_a_restart() {
         let site = test_site();
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let mut g = Gateway::open(site.clone(), store.clone(), t0()).unwrap();
+        let mut g = Registry::open(site.clone(), store.clone(), t0()).unwrap();
         populate(&mut g);
         // Ended three days before the restart; and one ending a day before it.
         let later = t0() + Duration::days(3) + Duration::hours(7);
@@ -1127,7 +1127,7 @@ mod tests {
         g.upsert_booking(recent, cli(), t0()).unwrap();
         assert!(g.snapshot().booking(&key("b2")).is_some());
         assert!(g.snapshot().booking(&key("recent")).is_some());
-        let g = Gateway::open(site, store.clone(), later).unwrap();
+        let g = Registry::open(site, store.clone(), later).unwrap();
         assert!(
             store.booking(&key("b2")).unwrap().is_some(),
             "kept in the store"
@@ -1143,7 +1143,7 @@ mod tests {
     fn every_decision_is_in_the_audit_log_when_it_returns() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
-        let mut g = Gateway::open(test_site(), store.clone(), t0()).unwrap();
+        let mut g = Registry::open(test_site(), store.clone(), t0()).unwrap();
         populate(&mut g);
         let tap = Tap {
             door: DoorId::parse("d-hall").unwrap(),
@@ -1167,11 +1167,11 @@ mod tests {
     #[test]
     fn plans_and_leases_follow_the_site_file_and_each_sync_is_audited_once() {
         let store = Arc::new(MemoryStore::new());
-        Gateway::open(test_site(), store.clone(), t0()).unwrap();
+        Registry::open(test_site(), store.clone(), t0()).unwrap();
         assert_eq!(store.plans().unwrap().len(), test_site().plans.len());
         assert_eq!(store.leases().unwrap().len(), test_site().leases.len());
         assert_eq!(store.audit_len().unwrap(), 1);
-        Gateway::open(test_site(), store.clone(), t0()).unwrap();
+        Registry::open(test_site(), store.clone(), t0()).unwrap();
         assert_eq!(
             store.audit_len().unwrap(),
             1,

@@ -1,0 +1,394 @@
+//! The engine on a virtual clock: no broker, no thread, no sleep. Each test moves time by
+//! passing it in, and reads what the engine did from its effects, its store (the memory
+//! store) and its live view.
+
+use std::path::Path;
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use kombinat_core::store::MemoryStore;
+use kombinat_protocol::auth::Signed;
+use kombinat_protocol::door::{self, DoorTopic, VERSION};
+use kombinat_protocol::sensor::{Measurement, Reading};
+use kombinat_protocol::Topic;
+
+use super::{Effect, Engine, Now, Timer};
+use crate::bus::{Control, Stats};
+use crate::config::Config;
+use crate::domain::{
+    CardId, Credential, Device, DeviceId, DeviceKey, DeviceKind, DoorId, Member, MemberId, Role,
+    RoomId, SiteMode,
+};
+use crate::registry::Registry;
+use crate::store::{Actor, AuditEvent, Store};
+
+const PREFIX: &str = "kombinat/v1";
+
+fn key(n: u8) -> DeviceKey {
+    DeviceKey::from_bytes([n; 32])
+}
+
+/// A weekday morning, the site's clock; the tests never read the real one.
+fn wall0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 3, 8, 0, 0).unwrap()
+}
+
+/// The engine's virtual clock: both of its times moved together.
+struct Clock {
+    t0: Instant,
+    w0: DateTime<Utc>,
+}
+
+impl Clock {
+    fn at(&self, d: Duration) -> Now {
+        Now {
+            at: self.t0 + d,
+            wall: self.w0 + chrono::Duration::from_std(d).unwrap(),
+        }
+    }
+}
+
+struct Fixture {
+    engine: Engine,
+    store: Arc<dyn Store>,
+    live: Arc<crate::live::Live>,
+    clock: Clock,
+}
+
+/// The example site on a memory store: Marta (staff) with a card, the coworking door's node
+/// (`door-cowork`, key 1) and meeting room 1's sensor node (`sensor-meeting`, key 4).
+fn fixture() -> Fixture {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let site_path = root.join("deploy/site.example.toml");
+    let site = Arc::new(crate::site_file::load(&site_path).unwrap());
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let w0 = wall0();
+    let who = Actor::Cli("test".into());
+    {
+        let mut g = Registry::open(site.clone(), store.clone(), w0).unwrap();
+        let mut marta = Member::new(MemberId::parse("marta").unwrap(), "Marta");
+        marta.roles = vec![Role::Staff];
+        g.add_member(marta, who.clone(), w0).unwrap();
+        let card = Credential::Card(CardId::parse("04A1B2C3").unwrap());
+        g.add_credential(MemberId::parse("marta").unwrap(), card, who.clone(), w0)
+            .unwrap();
+        g.add_device(
+            Device {
+                id: DeviceId::parse("door-cowork").unwrap(),
+                kind: DeviceKind::Door,
+                door: Some(DoorId::parse("d-cowork-in").unwrap()),
+                room: None,
+                key: key(1),
+                added_at: w0,
+            },
+            who.clone(),
+            w0,
+        )
+        .unwrap();
+        g.add_device(
+            Device {
+                id: DeviceId::parse("sensor-meeting").unwrap(),
+                kind: DeviceKind::Sensor,
+                door: None,
+                room: Some(RoomId::parse("meeting-1").unwrap()),
+                key: key(4),
+                added_at: w0,
+            },
+            who,
+            w0,
+        )
+        .unwrap();
+    }
+    let text = format!("site = {site_path:?}\ndata = \"/nonexistent\"\n");
+    let config = Config::parse(&text, Path::new("/")).unwrap();
+    let live = Arc::new(crate::live::Live::new(&site));
+    let clock = Clock {
+        t0: Instant::now(),
+        w0,
+    };
+    let engine = Engine::open(
+        config,
+        site,
+        store.clone(),
+        Arc::new(Stats::default()),
+        live.clone(),
+        clock.at(Duration::ZERO),
+        0,
+    )
+    .unwrap();
+    Fixture {
+        engine,
+        store,
+        live,
+        clock,
+    }
+}
+
+/// Every effect queued now.
+fn effects(e: &mut Engine) -> Vec<Effect> {
+    std::iter::from_fn(|| e.poll_effect()).collect()
+}
+
+fn publishes(effects: &[Effect]) -> Vec<&crate::desk::Publish> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Publish(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Started and committed, the start's effects taken.
+fn started() -> Fixture {
+    let mut f = fixture();
+    let now = f.clock.at(Duration::ZERO);
+    f.engine.handle_start(now);
+    f.engine.commit(now).unwrap();
+    effects(&mut f.engine);
+    f
+}
+
+fn tap(counter: u64) -> Vec<u8> {
+    let mut t = door::Tap {
+        v: VERSION,
+        door: DoorId::parse("d-cowork-in").unwrap(),
+        device: DeviceId::parse("door-cowork").unwrap(),
+        counter,
+        credential: Credential::Card(CardId::parse("04A1B2C3").unwrap()),
+        mac: Default::default(),
+    };
+    t.sign(&key(1));
+    serde_json::to_vec(&t).unwrap()
+}
+
+fn decisions_logged(store: &dyn Store) -> usize {
+    store
+        .audit_after(None, usize::MAX)
+        .unwrap()
+        .iter()
+        .filter(|r| matches!(r.entry.event, AuditEvent::Decision { .. }))
+        .count()
+}
+
+#[test]
+fn a_tap_is_answered_only_once_its_decision_is_in_the_log() {
+    let mut f = started();
+    let topic =
+        Topic::Door(DoorId::parse("d-cowork-in").unwrap(), DoorTopic::Tap).to_string(PREFIX);
+    let now = f.clock.at(Duration::from_millis(300));
+    assert_eq!(f.engine.handle_message(&topic, &tap(1), false, now), 1);
+    // Decided, not yet durable: nothing to send, nothing in the log, nothing shown.
+    let (_, mut shown) = f.live.subscribe();
+    assert!(effects(&mut f.engine).is_empty());
+    assert_eq!(decisions_logged(f.store.as_ref()), 0);
+    assert!(shown.try_recv().is_err());
+    f.engine.commit(now).unwrap();
+    assert_eq!(decisions_logged(f.store.as_ref()), 1);
+    let out = effects(&mut f.engine);
+    let sent = publishes(&out);
+    let answer = sent
+        .iter()
+        .find(|p| p.topic.ends_with("/door/d-cowork-in/decision"))
+        .expect("the decision is published after the commit");
+    let d: door::Decision = serde_json::from_slice(&answer.payload).unwrap();
+    assert!(d.allow, "{d:?}");
+    assert_eq!(d.tap, 1);
+    assert!(d.verify(&key(1)), "signed with the node's key");
+    // The same tap again (a replay) is refused and decides nothing.
+    assert_eq!(f.engine.handle_message(&topic, &tap(1), false, now), 0);
+    f.engine.commit(now).unwrap();
+    assert_eq!(decisions_logged(f.store.as_ref()), 1);
+    // The live view showed the decision once, stamped with the site's time passed in.
+    let decisions: Vec<_> = std::iter::from_fn(|| shown.try_recv().ok())
+        .filter(|e| e.kind == "decision")
+        .collect();
+    assert_eq!(decisions.len(), 1);
+    assert!(
+        decisions[0].data.contains("2026-03-03T08:00:00.300Z"),
+        "{}",
+        decisions[0].data
+    );
+}
+
+#[test]
+fn a_request_is_answered_after_the_commit() {
+    let mut f = started();
+    let (tx, rx) = sync_channel(1);
+    let now = f.clock.at(Duration::from_millis(500));
+    f.engine.handle_request(
+        Control::SetMode {
+            mode: SiteMode::Lockdown,
+            by: Actor::Cli("test".into()),
+            reply: tx,
+        },
+        now,
+    );
+    assert!(effects(&mut f.engine).is_empty());
+    f.engine.commit(now).unwrap();
+    let out = effects(&mut f.engine);
+    let mode_topic = Topic::Mode.to_string(PREFIX);
+    assert!(publishes(&out).iter().any(|p| p.topic == mode_topic));
+    assert!(
+        rx.try_recv().is_err(),
+        "the runtime sends the answer, not the engine"
+    );
+    for e in out {
+        if let Effect::Answer(a) = e {
+            a.send();
+        }
+    }
+    assert!(rx.try_recv().unwrap().is_ok());
+    assert_eq!(f.live.view().mode, "lockdown");
+}
+
+#[test]
+fn a_reading_reaches_the_rooms_estimate_and_live_view_at_the_next_tick() {
+    let mut f = started();
+    let room = f
+        .engine
+        .site()
+        .room_index(RoomId::parse("meeting-1").unwrap())
+        .unwrap();
+    let r = Reading {
+        v: VERSION,
+        device: DeviceId::parse("sensor-meeting").unwrap(),
+        counter: 1,
+        reading: Measurement::Counter { entered: 3, out: 0 },
+    };
+    let topic = Topic::Reading(DeviceId::parse("sensor-meeting").unwrap()).to_string(PREFIX);
+    let now = f.clock.at(Duration::from_millis(200));
+    f.engine
+        .handle_message(&topic, &serde_json::to_vec(&r).unwrap(), false, now);
+    f.engine.commit(now).unwrap();
+    effects(&mut f.engine);
+    assert_eq!(f.live.view().rooms[room].count, 0, "not before the tick");
+    // Not yet: the tick is a second after the start.
+    let early = f.clock.at(Duration::from_millis(999));
+    f.engine.handle_timeout(early).unwrap();
+    f.engine.commit(early).unwrap();
+    assert!(effects(&mut f.engine).is_empty());
+    let tick = f.clock.at(Duration::from_secs(1));
+    f.engine.handle_timeout(tick).unwrap();
+    f.engine.commit(tick).unwrap();
+    let out = effects(&mut f.engine);
+    assert_eq!(f.live.view().rooms[room].count, 3);
+    let occupancy = Topic::Occupancy(RoomId::parse("meeting-1").unwrap()).to_string(PREFIX);
+    let p = publishes(&out)
+        .into_iter()
+        .find(|p| p.topic == occupancy)
+        .expect("the room's occupancy is published");
+    assert!(p.retain);
+    let o: kombinat_protocol::room::Occupancy = serde_json::from_slice(&p.payload).unwrap();
+    assert_eq!(o.count, 3);
+    assert_eq!(
+        o.at as i64,
+        tick.wall.timestamp(),
+        "stamped with the time passed in"
+    );
+}
+
+/// Runs the engine second by second from `from` to `to` (as the runtime would: a timeout, a
+/// commit) and returns, per second, the effects other than publishes.
+fn run(f: &mut Fixture, from: u64, to: u64) -> Vec<(u64, Vec<&'static str>)> {
+    let mut seen = Vec::new();
+    for s in from..=to {
+        let now = f.clock.at(Duration::from_secs(s));
+        f.engine.handle_timeout(now).unwrap();
+        f.engine.commit(now).unwrap();
+        let mut kinds = Vec::new();
+        for e in effects(&mut f.engine) {
+            match e {
+                Effect::BuildAllowLists(job) => {
+                    kinds.push("allow-lists");
+                    let lists = job.build();
+                    f.engine.handle_allow_lists(lists, now);
+                }
+                Effect::CheckDisk => {
+                    kinds.push("disk");
+                    f.engine.handle_disk(Some(u64::MAX), now);
+                }
+                Effect::ArchiveBookings { .. } => kinds.push("archive"),
+                Effect::ReadSpool => kinds.push("spool"),
+                Effect::Answer(_) | Effect::Publish(_) => {}
+            }
+        }
+        seen.push((s, kinds));
+    }
+    seen
+}
+
+fn when(seen: &[(u64, Vec<&str>)], kind: &str) -> Vec<u64> {
+    seen.iter()
+        .filter(|(_, k)| k.contains(&kind))
+        .map(|(s, _)| *s)
+        .collect()
+}
+
+#[test]
+fn each_timer_fires_on_time() {
+    let mut f = started();
+    assert_eq!(
+        f.engine.poll_timeout(),
+        Some(f.clock.at(Duration::from_secs(1)).at),
+        "the first tick, a second after the start"
+    );
+    let seen = run(&mut f, 1, 3700);
+    // The tick reads the command line's spool every second.
+    assert_eq!(when(&seen, "spool").len(), 3700);
+    // The disk every ten seconds.
+    let disk = when(&seen, "disk");
+    assert_eq!(&disk[..3], &[1, 11, 21]);
+    assert_eq!(disk.len(), 370);
+    // Allow-lists at the first tick, then every allowlist_refresh_min (60 min by default).
+    assert_eq!(when(&seen, "allow-lists"), vec![1, 3601]);
+    // Past bookings hourly.
+    assert_eq!(when(&seen, "archive"), vec![1, 3601]);
+    // The counters' "as of" mark every ten minutes: the last one stored is from second 3601.
+    let marks = f.store.marks().unwrap();
+    let as_of = marks
+        .iter()
+        .filter(|m| m.device.is_none())
+        .find_map(|m| m.at);
+    assert_eq!(as_of, Some(f.clock.at(Duration::from_secs(3601)).wall));
+    // The tick waits for its second, whatever else is due.
+    assert_eq!(
+        f.engine.poll_timeout(),
+        Some(f.clock.at(Duration::from_secs(3701)).at)
+    );
+}
+
+#[test]
+fn allow_lists_go_out_after_their_round_and_again_at_the_tick_after_rights_change() {
+    let mut f = started();
+    let seen = run(&mut f, 1, 1);
+    assert_eq!(when(&seen, "allow-lists"), vec![1]);
+    // The round handed back is published a few lists per commit.
+    let now = f.clock.at(Duration::from_millis(1100));
+    f.engine.commit(now).unwrap();
+    let out = effects(&mut f.engine);
+    let list =
+        Topic::Door(DoorId::parse("d-cowork-in").unwrap(), DoorTopic::AllowList).to_string(PREFIX);
+    assert!(
+        publishes(&out).iter().any(|p| p.topic == list),
+        "the served door's list goes out"
+    );
+    // A mode change asks for a round at the next tick, not an hour later.
+    let (tx, _rx) = sync_channel(1);
+    f.engine.handle_request(
+        Control::SetMode {
+            mode: SiteMode::Lockdown,
+            by: Actor::Cli("test".into()),
+            reply: tx,
+        },
+        f.clock.at(Duration::from_millis(1500)),
+    );
+    assert_eq!(
+        f.engine.timers.get(Timer::AllowLists),
+        Some(f.clock.at(Duration::from_secs(2)).at)
+    );
+    let seen = run(&mut f, 2, 3);
+    assert_eq!(when(&seen, "allow-lists"), vec![2]);
+}
