@@ -59,10 +59,13 @@ struct Tally {
     /// Minutes with people inside, and the sum of |Σcount − Σtruth| / Σtruth over them.
     minutes: u64,
     building_rel: f64,
+    /// The sum of (Σcount − Σtruth) / Σtruth: below zero, the gateway counts fewer.
+    building_signed: f64,
     /// The worst minute's Σcount and Σtruth.
     worst: (u32, u32),
     /// Per room: absolute error summed, and the truth summed.
-    rooms: HashMap<String, (f64, f64)>,
+    /// (and the signed sum: below zero, the room was counted short).
+    rooms: HashMap<String, (f64, f64, f64)>,
 }
 
 impl Tally {
@@ -77,10 +80,12 @@ impl Tally {
         }
         self.minutes += other.minutes;
         self.building_rel += other.building_rel;
+        self.building_signed += other.building_signed;
         for (r, v) in &other.rooms {
             let e = self.rooms.entry(r.clone()).or_default();
             e.0 += v.0;
             e.1 += v.1;
+            e.2 += v.2;
         }
         let gap = |w: (u32, u32)| w.0.abs_diff(w.1);
         if gap(other.worst) > gap(self.worst) {
@@ -121,16 +126,17 @@ impl Tally {
         let worst: Vec<String> = rooms
             .iter()
             .take(6)
-            .map(|(r, v)| format!("{r} {:.0}/{:.0}", v.0, v.1))
+            .map(|(r, v)| format!("{r} {:.0}/{:.0} ({:+.0})", v.0, v.1, v.2))
             .collect();
         eprintln!(
             "  {what} most error (people-minutes wrong / people-minutes inside): {}",
             worst.join(", ")
         );
         eprintln!(
-            "  {what} building: mean error {:.1} % of the people inside over {} minutes (worst minute: {} counted, {} inside)",
+            "  {what} building: mean error {:.1} % of the people inside over {} minutes, {:+.1} % signed (worst minute: {} counted, {} inside)",
             self.building_error(),
             self.minutes,
+            100.0 * self.building_signed / self.minutes.max(1) as f64,
             self.worst.0,
             self.worst.1
         );
@@ -249,10 +255,12 @@ async fn run(p: &Plan) -> Tally {
             let r = tally.rooms.entry(room.clone()).or_default();
             r.0 += f64::from(c.abs_diff(t));
             r.1 += f64::from(t);
+            r.2 += f64::from(c) - f64::from(t);
         }
         if sum_t > 0 {
             tally.minutes += 1;
             tally.building_rel += f64::from(sum_c.abs_diff(sum_t)) / f64::from(sum_t);
+            tally.building_signed += (f64::from(sum_c) - f64::from(sum_t)) / f64::from(sum_t);
             if sum_c.abs_diff(sum_t) > tally.worst.0.abs_diff(tally.worst.1) {
                 tally.worst = (sum_c, sum_t);
             }

@@ -651,9 +651,11 @@ impl Runtime {
                 .store(Utc::now().timestamp().max(0) as u64, Ordering::Relaxed);
             self.finish_batch()?;
         }
-        self.engine.stop(self.now())?;
-        // The offline status, sent before the link's DISCONNECT.
+        let stopped = self.engine.stop(self.now());
+        // The offline status, sent before the link's DISCONNECT (even if the last writes
+        // failed: the gateway is going either way).
         self.carry_out();
+        stopped?;
         tracing::info!("core stopped");
         Ok(())
     }
