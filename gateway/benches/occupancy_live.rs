@@ -21,7 +21,8 @@
 //! and from 11:00 (people already inside when the gateway starts), three simulated hours each at
 //! 30x, and one simulated hour at 1x from 11:00); `-- --quick` (CI: one seed from 11:00 for
 //! twenty real seconds). `-- --seeds 7,11 --starts 08:00 --hours 2 --speed 30 --no-real-time`
-//! chooses.
+//! chooses. `OCCUPANCY_TRACE=<room>` prints that room's count and truth every simulated minute;
+//! `OCCUPANCY_TRACE=building` the totals and every room off by more than one.
 
 mod common;
 
@@ -256,6 +257,24 @@ async fn run(p: &Plan) -> Tally {
             r.0 += f64::from(c.abs_diff(t));
             r.1 += f64::from(t);
             r.2 += f64::from(c) - f64::from(t);
+        }
+        if std::env::var("OCCUPANCY_TRACE").is_ok_and(|r| r == "building") {
+            // Each room off by more than one, to see where the building's total goes wrong.
+            let mut off: Vec<String> = kind_of
+                .keys()
+                .filter_map(|room| {
+                    let c = counted.get(room).copied().unwrap_or(0);
+                    let t = truth.get(room).copied().unwrap_or(0);
+                    (c.abs_diff(t) > 1).then(|| format!("{room} {c}/{t}"))
+                })
+                .collect();
+            off.sort();
+            eprintln!(
+                "{:02}:{:02} building: counted {sum_c}, inside {sum_t}; {}",
+                k / 60,
+                k % 60,
+                off.join(", ")
+            );
         }
         if sum_t > 0 {
             tally.minutes += 1;

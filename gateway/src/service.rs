@@ -652,10 +652,11 @@ impl Runtime {
             self.finish_batch()?;
         }
         let stopped = self.engine.stop(self.now());
-        // The offline status, sent before the link's DISCONNECT (even if the last writes
-        // failed: the gateway is going either way).
+        // The offline status, sent before the link's DISCONNECT and before the last writes
+        // (a slow flush on the SD card must not keep it from going out).
         self.carry_out();
         stopped?;
+        self.engine.close(self.now())?;
         tracing::info!("core stopped");
         Ok(())
     }

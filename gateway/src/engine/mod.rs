@@ -714,7 +714,10 @@ impl Engine {
     /// When the engine wants [`Self::handle_timeout`] called next (at the latest; a message
     /// may come first). While allow-lists wait to go out, soon, so a commit sends some.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let next = self.timers.next();
+        // The tick: every other timer is looked at on it, so one that is due before the tick
+        // (they drift from it by the tick's lateness, and a round of allow-lists stays due
+        // while the last one is built) waits for it rather than waking the runtime at once.
+        let next = self.timers.get(Timer::Tick);
         if self.lists_out.is_empty() {
             return next;
         }
@@ -849,16 +852,24 @@ impl Engine {
         Ok(())
     }
 
-    /// A clean stop: the retained status says offline (the last will fires only when the
-    /// gateway vanishes; the runtime sends it before the link's DISCONNECT), and the counters,
-    /// the head counts and the open history buckets are stored.
+    /// A clean stop, first step: what is still in the batch (an alarm found while the last
+    /// effects were carried out) is committed, and the retained status says offline (the last
+    /// will fires only when the gateway vanishes). The runtime sends it before the link's
+    /// DISCONNECT, then calls [`Self::close`].
     pub fn stop(&mut self, now: Now) -> Result<(), ServiceError> {
-        self.now = now;
+        self.commit(now)?;
         self.out.push_back(Effect::Publish(Publish {
             topic: crate::ha::gateway_status_topic(&self.config.mqtt.prefix),
             payload: br#"{"v":1,"state":"offline"}"#.to_vec(),
             retain: true,
         }));
+        Ok(())
+    }
+
+    /// A clean stop, last step: the counters, the head counts and the open history buckets
+    /// are stored and the store flushed.
+    pub fn close(&mut self, now: Now) -> Result<(), ServiceError> {
+        self.now = now;
         let mut marks = self.desk.take_marks(now.wall);
         marks.push(crate::domain::DeviceMark {
             at: Some(now.wall),

@@ -392,3 +392,58 @@ fn allow_lists_go_out_after_their_round_and_again_at_the_tick_after_rights_chang
     let seen = run(&mut f, 2, 3);
     assert_eq!(when(&seen, "allow-lists"), vec![2]);
 }
+
+#[test]
+fn the_runtime_is_woken_for_the_tick_only_even_when_ticks_come_late() {
+    // The runtime calls handle_timeout when poll_timeout says, a little late each time (a busy
+    // core). The other timers drift from the tick by that lateness; had poll_timeout named
+    // them, the runtime would be woken for nothing (and spin until the tick).
+    let mut f = started();
+    let mut late = Duration::ZERO;
+    for n in 0..700 {
+        let due = f.engine.poll_timeout().expect("a tick is always set");
+        late += Duration::from_millis(37);
+        let now = Now {
+            at: due + Duration::from_millis(37),
+            wall: f.clock.w0 + chrono::Duration::from_std(due - f.clock.t0 + late).unwrap(),
+        };
+        f.engine.handle_timeout(now).unwrap();
+        f.engine.commit(now).unwrap();
+        let out = effects(&mut f.engine);
+        assert!(
+            out.iter().any(|e| matches!(e, Effect::ReadSpool)),
+            "woken at call {n} without a tick"
+        );
+        for e in out {
+            if let Effect::BuildAllowLists(job) = e {
+                // Handed back late: the round stays pending over several ticks.
+                let _ = job.build();
+            }
+        }
+        assert!(f.engine.poll_timeout().unwrap() > now.at);
+    }
+}
+
+#[test]
+fn an_alarm_found_while_the_last_effects_were_carried_out_is_logged_at_a_stop() {
+    let mut f = started();
+    let now = f.clock.at(Duration::from_millis(1500));
+    // The runtime read the disk for a CheckDisk after the batch's commit; then came the stop.
+    f.engine.handle_disk(Some(0), now);
+    f.engine.stop(now).unwrap();
+    let out = effects(&mut f.engine);
+    let status = crate::ha::gateway_status_topic(PREFIX);
+    assert!(publishes(&out)
+        .iter()
+        .any(|p| p.topic == status && p.payload.ends_with(br#""offline"}"#)));
+    f.engine.close(now).unwrap();
+    let logged = f.store.audit_after(None, usize::MAX).unwrap();
+    assert!(logged.iter().any(|r| matches!(
+        r.entry.event,
+        AuditEvent::Alarm {
+            alarm: crate::store::AlarmKind::DiskLow,
+            raised: true,
+            ..
+        }
+    )));
+}
