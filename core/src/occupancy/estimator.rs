@@ -95,6 +95,8 @@ struct Room {
     co2_slope: Option<f32>,
     /// The readings smoothed over [`SMOOTH_SECS`] (a sensor's own noise is ±10 ppm or so).
     co2_smooth: Option<f32>,
+    /// When the counters last changed the count: the air settles for a while after.
+    count_changed: Option<i64>,
     /// Where the current slope window started: when, and the smoothed CO2 then.
     co2_window: Option<(i64, f32)>,
     light: Option<(i64, f32)>,
@@ -393,7 +395,9 @@ impl Estimator {
                 x.motion_active && r.last_motion.is_some_and(|t| now - t <= WATCH_ALIVE_SECS);
             r.still_since = past(x.still_since);
             r.co2 = reading(x.co2);
-            r.co2_slope = finite(&x.co2_slope);
+            // A slope is the air's as it was moving then: after a long stop it says nothing.
+            r.co2_slope =
+                finite(&x.co2_slope).filter(|_| r.co2.is_some_and(|(t, _)| now - t <= AIR_SECS));
             r.co2_floor = finite(&x.co2_floor);
             r.light = reading(x.light);
             r.model = x.model.clone().checked();
@@ -426,6 +430,9 @@ impl Estimator {
     pub fn handle_counter(&mut self, room: usize, entered: u16, left: u16, now: i64) {
         if let Some(r) = self.room(room, now) {
             r.pending += i64::from(entered) - i64::from(left);
+            if entered != left {
+                r.count_changed = Some(now);
+            }
             if !r.sure {
                 r.net += i64::from(entered) - i64::from(left);
             }
@@ -547,6 +554,9 @@ impl Estimator {
 
     /// A CO2 reading in the room.
     pub fn handle_co2(&mut self, room: usize, ppm: f32, now: i64) {
+        if !ppm.is_finite() {
+            return;
+        }
         let detector = self.detector;
         if let Some(r) = self.room(room, now) {
             // The slope comes from readings smoothed over SMOOTH_SECS and taken at least
@@ -562,14 +572,17 @@ impl Estimator {
             };
             r.co2_smooth = Some(smooth);
             match r.co2_window {
-                Some((t, _)) if now < t || now - t > AIR_SECS => r.co2_window = Some((now, smooth)),
+                Some((t, _)) if now < t || now - t > AIR_SECS => {
+                    // After a gap (or a clock set back) the old slope is no longer the air's.
+                    r.co2_window = Some((now, smooth));
+                    r.co2_slope = None;
+                }
                 Some((t, before)) if now - t >= SLOPE_WINDOW_SECS => {
                     let minutes = (now - t) as f32 / 60.0;
                     let slope = (smooth - before) / minutes;
-                    r.co2_slope = Some(match r.co2_slope {
-                        Some(s) if minutes < 30.0 => s + 0.5 * (slope - s),
-                        _ => slope,
-                    });
+                    // The first slope from a window that started at one raw reading carries that
+                    // reading's noise: it counts half, as if after a level air.
+                    r.co2_slope = Some(r.co2_slope.unwrap_or(0.0) * 0.5 + 0.5 * slope);
                     r.co2_window = Some((now, smooth));
                 }
                 Some(_) => {}
@@ -603,7 +616,12 @@ impl Estimator {
                 // The room calibrates itself: with a count it can trust, in air that has
                 // settled, the excess per person is what one person adds here.
                 let slope = r.co2_slope.unwrap_or(0.0).abs() * AIR_TAU_MIN;
-                if counted >= 2.0 && excess >= CO2_NOISE_PPM && slope <= 0.15 * excess {
+                // The slope shows a change of the air minutes late: the count must have held
+                // as long, or a group just come in reads as a few people's worth of air.
+                let held = r
+                    .count_changed
+                    .is_none_or(|t| now - t >= SLOPE_WINDOW_SECS + SMOOTH_SECS);
+                if counted >= 2.0 && excess >= CO2_NOISE_PPM && slope <= 0.15 * excess && held {
                     let seen = excess / counted;
                     let start = r.design_ppm_per_person().unwrap_or(seen);
                     let k = k + 0.2 * (seen - k);
@@ -1142,9 +1160,10 @@ mod tests {
             ppm += (OUTDOOR_CO2_PPM + 140.0 - ppm) * (1.0 - (-5.0f32 / 1200.0).exp());
             e.handle_co2(0, noisy(ppm, 3, step), t);
         }
-        // After ten minutes the air rises by about 4.5 ppm a minute.
+        // After ten minutes the air rises by about 4 ppm a minute (5 to 7 over the minutes
+        // before); the slope, smoothed and taken over five-minute windows, trails it.
         let slope = e.carried(t)[0].sensed.co2_slope.expect("a slope");
-        assert!((3.0..=6.0).contains(&slope), "{slope} ppm a minute");
+        assert!((2.0..=6.0).contains(&slope), "{slope} ppm a minute");
     }
 
     #[test]
@@ -1208,6 +1227,34 @@ mod tests {
         );
         let k = e.carried(t)[0].ppm_per_person.unwrap();
         assert!((11.0..=13.0).contains(&k), "fitted {k}");
+    }
+
+    #[test]
+    fn a_group_coming_in_does_not_teach_the_room_a_smaller_co2_per_person() {
+        // Capacity 100 (7 ppm a person to start with); this room's air gives 20. Ten people
+        // sit long enough to calibrate it; then ten more come in, read every minute while the
+        // air rises towards their 400 ppm: the count jumps at once, the air follows in 20
+        // minutes, and the slope shows it minutes late.
+        let mut e = Estimator::new(1, detector(), 7200);
+        e.set_capacity(|_| Some(100));
+        e.handle_counter(0, 0, 0, T0);
+        air(&mut e, 0, 421.0, T0, 2);
+        let t = T0 + 1_200;
+        e.handle_counter(0, 10, 0, t);
+        let mut ppm = 420.0 + 200.0;
+        for m in 0..90 {
+            e.handle_co2(0, ppm, t + 60 * m);
+        }
+        let before = e.carried(t + 5400)[0].ppm_per_person.unwrap();
+        assert!((18.0..=22.0).contains(&before), "calibrated to {before}");
+        let t = t + 5400;
+        e.handle_counter(0, 10, 0, t);
+        for m in 1..=10 {
+            ppm += (420.0 + 400.0 - ppm) * (1.0 - (-1.0f32 / 20.0).exp());
+            e.handle_co2(0, ppm, t + 60 * m);
+        }
+        let after = e.carried(t + 600)[0].ppm_per_person.unwrap();
+        assert!(after >= 0.95 * before, "{before} → {after}");
     }
 
     #[test]
