@@ -46,6 +46,9 @@ pub enum ServiceError {
     /// A request named an unknown door.
     #[error("there is no door {0}")]
     UnknownDoor(DoorId),
+    /// A request named an alarm that is not standing (it cleared, or never was).
+    #[error("no such alarm is standing")]
+    NoAlarm,
     /// The core has stopped.
     #[error("the gateway core has stopped")]
     Stopped,
@@ -62,6 +65,19 @@ pub enum Control {
         /// How long.
         ms: u32,
         /// Who asked.
+        by: Actor,
+        /// The answer.
+        reply: SyncSender<Result<(), ServiceError>>,
+    },
+    /// Acknowledge an alarm standing now (staff take it in hand), with an optional note.
+    AckAlarm {
+        /// Its kind (`held_open`, `forced`, …) and where, as the live view names it.
+        alarm: String,
+        door: Option<String>,
+        device: Option<String>,
+        feed: Option<String>,
+        note: Option<String>,
+        /// Who.
         by: Actor,
         /// The answer.
         reply: SyncSender<Result<(), ServiceError>>,

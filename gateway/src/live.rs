@@ -68,10 +68,25 @@ pub struct AlarmNow {
     pub feed: Option<String>,
     /// Since when (Unix seconds; when the gateway first saw it).
     pub since: i64,
+    /// Taken in hand by staff; an alarm that clears and is raised again is new work.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack: Option<AlarmAck>,
+}
+
+/// Who acknowledged an alarm, when, and what they said (who goes, what was found).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AlarmAck {
+    /// The staff account.
+    pub by: String,
+    /// When (Unix seconds).
+    pub at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl AlarmNow {
-    fn key(&self) -> (&str, Option<&str>, Option<&str>, Option<&str>) {
+    /// What tells one alarm from another: its kind and where.
+    pub fn key(&self) -> (&str, Option<&str>, Option<&str>, Option<&str>) {
         (
             &self.alarm,
             self.door.as_deref(),
@@ -254,14 +269,23 @@ impl Live {
         }
     }
 
-    /// The alarms standing now; `since` of one already standing is kept.
+    /// The alarms standing now; `since` of one already standing is kept, and a change of its
+    /// acknowledgement is sent as the alarm again.
     pub fn set_alarms(&self, now: Vec<AlarmNow>) {
         let mut v = self.lock();
         let old = std::mem::take(&mut v.alarms);
         let mut kept = Vec::with_capacity(now.len());
         for a in now {
             match old.iter().find(|o| o.key() == a.key()) {
-                Some(o) => kept.push(o.clone()),
+                Some(o) if o.ack == a.ack => kept.push(o.clone()),
+                Some(o) => {
+                    let a = AlarmNow {
+                        since: o.since,
+                        ..a
+                    };
+                    self.send(&mut v, "alarm", serde_json::json!({ "alarm": a }));
+                    kept.push(a);
+                }
                 None => {
                     self.send(&mut v, "alarm", serde_json::json!({ "alarm": a }));
                     kept.push(a);
@@ -338,6 +362,7 @@ mod tests {
             device: None,
             feed: None,
             since,
+            ack: None,
         }
     }
 
@@ -371,5 +396,31 @@ mod tests {
             .map(|e| e.kind)
             .collect();
         assert_eq!(kinds, vec!["alarm", "alarm_cleared"]);
+    }
+
+    #[test]
+    fn an_acknowledgement_is_sent_as_the_alarm_again_and_keeps_its_start() {
+        let live = Live::new(&site());
+        let (_, mut rx) = live.subscribe();
+        live.set_alarms(vec![alarm("held_open", "d1", 100)]);
+        let mut acked = alarm("held_open", "d1", 160);
+        acked.ack = Some(AlarmAck {
+            by: "olena".into(),
+            at: 150,
+            note: Some("going there".into()),
+        });
+        live.set_alarms(vec![acked.clone()]);
+        live.set_alarms(vec![acked]);
+        let events: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(
+            events.len(),
+            2,
+            "raised, then acknowledged; the same again is no event"
+        );
+        let body: serde_json::Value = serde_json::from_str(&events[1].data).unwrap();
+        assert_eq!(events[1].kind, "alarm");
+        assert_eq!(body["alarm"]["ack"]["by"], "olena");
+        assert_eq!(body["alarm"]["since"], 100);
+        assert_eq!(live.view().alarms[0].since, 100);
     }
 }

@@ -1578,3 +1578,258 @@ async fn a_restarted_gateway_shows_the_head_counts_it_took_up_from_its_first_ans
     assert_eq!(count(room), Some(3));
     gw.stop().await.unwrap();
 }
+
+/// Sends a door's state as its node would, signed.
+async fn door_state(node: &mut DoorNode, forced: bool) {
+    use kombinat_protocol::auth::Signed;
+    node.counter += 1;
+    let mut st = kombinat_protocol::door::DoorState {
+        v: kombinat_protocol::door::VERSION,
+        door: node.door,
+        device: node.device,
+        counter: node.counter,
+        contact: kombinat_protocol::door::Contact::Open,
+        locked: true,
+        held_open: false,
+        forced,
+        tamper: false,
+        mac: Default::default(),
+    };
+    st.sign(&node.key);
+    node.client
+        .publish(
+            kombinat_protocol::Topic::Door(node.door, kombinat_protocol::door::DoorTopic::State)
+                .to_string(PREFIX),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&st).unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+/// The standing alarms, until `f` holds of them.
+async fn alarms_until(
+    gw: &service::Running,
+    who: &Session,
+    what: &str,
+    f: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let a = call(gw, Method::GET, "/api/v1/alarms", Some(who), None)
+            .await
+            .json();
+        if f(&a) {
+            return a;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {a}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_acknowledges_an_alarm_with_a_note_and_it_is_new_work_once_raised_again() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare_staff(dir.path());
+    let gw = gateway(dir.path()).await;
+    let mut node = DoorNode::connect(gw.mqtt_addr, "door-cowork", "d-cowork-in", key(1)).await;
+    let viewer = login(&gw, "vera").await;
+    let operator = login(&gw, "olena").await;
+    let forced = json!({"alarm": "forced", "door": "d-cowork-in", "note": "Taras is going there"});
+    let is_forced = |a: &Value| a["alarm"] == "forced" && a["door"] == "d-cowork-in";
+
+    // Nothing standing yet: nothing to acknowledge.
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/alarms/ack",
+        Some(&operator),
+        Some(forced.clone()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+
+    door_state(&mut node, true).await;
+    alarms_until(&gw, &viewer, "raised", |a| {
+        a.as_array().unwrap().iter().any(is_forced)
+    })
+    .await;
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/alarms/ack",
+        Some(&viewer),
+        Some(forced.clone()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "a viewer does not");
+    let long = json!({"alarm": "forced", "door": "d-cowork-in", "note": "x".repeat(201)});
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/alarms/ack",
+        Some(&operator),
+        Some(long),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/alarms/ack",
+        Some(&operator),
+        Some(forced.clone()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let a = alarms_until(&gw, &viewer, "acknowledged", |a| {
+        a.as_array()
+            .unwrap()
+            .iter()
+            .any(|x| is_forced(x) && x["ack"]["by"] == "olena")
+    })
+    .await;
+    let a = a
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| is_forced(x))
+        .unwrap()
+        .clone();
+    assert_eq!(a["ack"]["note"], "Taras is going there");
+    assert!(a["ack"]["at"].as_i64().unwrap() >= a["since"].as_i64().unwrap());
+    let log = call(
+        &gw,
+        Method::GET,
+        "/api/v1/audit?kind=change",
+        Some(&viewer),
+        None,
+    )
+    .await
+    .json();
+    let entry = &log["entries"][0];
+    assert_eq!(entry["actor"], "staff:olena", "{log}");
+    assert_eq!(
+        entry["details"],
+        "acknowledged the alarm forced at door d-cowork-in: Taras is going there"
+    );
+
+    // Cleared, then forced again: a new alarm, not yet taken in hand.
+    door_state(&mut node, false).await;
+    alarms_until(&gw, &viewer, "cleared", |a| {
+        !a.as_array().unwrap().iter().any(is_forced)
+    })
+    .await;
+    door_state(&mut node, true).await;
+    let a = alarms_until(&gw, &viewer, "raised again", |a| {
+        a.as_array().unwrap().iter().any(is_forced)
+    })
+    .await;
+    let a = a
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| is_forced(x))
+        .unwrap()
+        .clone();
+    assert!(a.get("ack").is_none(), "{a}");
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_is_inside_names_people_by_their_last_tap_beside_what_the_counters_count() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare_staff(dir.path());
+    let gw = gateway(dir.path()).await;
+    let viewer = login(&gw, "vera").await;
+    let mut node = DoorNode::connect(gw.mqtt_addr, "door-cowork", "d-cowork-in", key(1)).await;
+    // Marta is let into the coworking floor; Ivan is refused there: he is not inside it.
+    for c in [STAFF_CARD, NOBODY_CARD] {
+        let t = node.tap(card(c));
+        node.send_tap(&t).await;
+        node.decision(Duration::from_secs(10)).await;
+    }
+    // The meeting room's counter counts three nobody named.
+    let counter = DoorNode::connect(gw.mqtt_addr, "sensor-meeting", "d-meeting-1", key(4)).await;
+    let reading = kombinat_protocol::sensor::Reading {
+        v: kombinat_protocol::door::VERSION,
+        device: "sensor-meeting".parse().unwrap(),
+        counter: 1,
+        reading: kombinat_protocol::sensor::Measurement::Counter { entered: 3, out: 0 },
+    };
+    counter
+        .client
+        .publish(
+            kombinat_protocol::Topic::Reading("sensor-meeting".parse().unwrap()).to_string(PREFIX),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&reading).unwrap(),
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let inside = loop {
+        let r = call(&gw, Method::GET, "/api/v1/inside", Some(&viewer), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let v = r.json();
+        let meeting = v["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["room"] == "meeting-1" && r["count"] == 3);
+        if meeting {
+            break v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let room = |id: &str| {
+        inside["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["room"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} in {inside}"))
+    };
+    let cowork = room("coworking");
+    let people = cowork["people"].as_array().unwrap();
+    assert_eq!(people.len(), 1, "{cowork}");
+    assert_eq!(people[0]["name"], "Marta (staff)");
+    assert_eq!(people[0]["door"], "d-cowork-in");
+    let meeting = room("meeting-1");
+    assert_eq!(meeting["people"].as_array().unwrap().len(), 0);
+    assert_eq!(meeting["unnamed"], 3, "counted, not named");
+    assert_eq!(inside["named"], 1);
+    assert!(inside["at_least"].as_u64().unwrap() >= 4, "{inside}");
+    assert!(
+        !inside.to_string().contains("Ivan"),
+        "refused is not inside"
+    );
+
+    // Marta goes on into the meeting room: she is there now, no longer on the floor.
+    let mut meeting_door =
+        DoorNode::connect(gw.mqtt_addr, "door-meeting", "d-meeting-1", key(2)).await;
+    let t = meeting_door.tap(card(STAFF_CARD));
+    meeting_door.send_tap(&t).await;
+    meeting_door.decision(Duration::from_secs(10)).await;
+    let inside = call(&gw, Method::GET, "/api/v1/inside", Some(&viewer), None)
+        .await
+        .json();
+    let marta: Vec<_> = inside["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["people"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["member"] == "marta")
+        })
+        .map(|r| r["room"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(marta, vec!["meeting-1"], "{inside}");
+    gw.stop().await.unwrap();
+}

@@ -363,6 +363,9 @@ pub struct Engine {
     unlock_until: BTreeMap<DoorId, DateTime<Utc>>,
     /// Doors whose reported strike differs from what the gateway holds (the alarm is up).
     lock_differs: BTreeSet<DoorId>,
+    /// Staff's acknowledgements of the alarms standing, by the alarm's kind and where; one
+    /// goes when its alarm clears.
+    alarm_acks: BTreeMap<AlarmKey, crate::live::AlarmAck>,
     /// When each door's intended state last changed (or was first worked out).
     intent_at: BTreeMap<DoorId, DateTime<Utc>>,
     /// When released doors were last told again ([`RELEASED_EVERY`]).
@@ -409,6 +412,18 @@ pub struct Engine {
     batch: Batch,
     /// What the runtime is to do, in order (see [`Effect`]).
     out: VecDeque<Effect>,
+}
+
+/// An alarm's kind and where (door, device, feed), owned.
+type AlarmKey = (String, Option<String>, Option<String>, Option<String>);
+
+fn alarm_key(a: &crate::live::AlarmNow) -> AlarmKey {
+    (
+        a.alarm.clone(),
+        a.door.clone(),
+        a.device.clone(),
+        a.feed.clone(),
+    )
 }
 
 /// What one batch has to write and then send.
@@ -549,6 +564,7 @@ impl Engine {
             door_sent: BTreeMap::new(),
             unlock_until: BTreeMap::new(),
             lock_differs: BTreeSet::new(),
+            alarm_acks: BTreeMap::new(),
             intent_at: BTreeMap::new(),
             released_told_at: None,
             // What was taken up counts as stored: a gateway that restarts again and again does
@@ -995,7 +1011,7 @@ impl Engine {
     }
 
     /// Tells the live view the doors, alarms and devices as the core knows them now.
-    fn refresh_live(&self) {
+    fn refresh_live(&mut self) {
         use crate::live::{AlarmNow, DeviceNow, DoorNow};
         let now = self.now.wall.timestamp();
         let secs = |t: Option<DateTime<Utc>>| t.map(|t| t.timestamp());
@@ -1033,6 +1049,7 @@ impl Engine {
                             device: None,
                             feed: None,
                             since: now,
+                            ack: None,
                         });
                     }
                 }
@@ -1062,6 +1079,7 @@ impl Engine {
                     device: Some(dev.id.to_string()),
                     feed: None,
                     since: now,
+                    ack: None,
                 });
             }
             devices.push(DeviceNow {
@@ -1105,6 +1123,7 @@ impl Engine {
                 device: None,
                 feed: None,
                 since: now,
+                ack: None,
             });
         }
         for (f, failing) in self.site.feeds.iter().zip(&self.feeds_failing) {
@@ -1115,6 +1134,7 @@ impl Engine {
                     device: None,
                     feed: Some(f.id.to_string()),
                     since: now,
+                    ack: None,
                 });
             }
         }
@@ -1126,8 +1146,14 @@ impl Engine {
                     device: None,
                     feed: Some(f.id.clone()),
                     since: now,
+                    ack: None,
                 });
             }
+        }
+        self.alarm_acks
+            .retain(|k, _| alarms.iter().any(|a| alarm_key(a) == *k));
+        for a in &mut alarms {
+            a.ack = self.alarm_acks.get(&alarm_key(a)).cloned();
         }
         self.live.set_doors(doors);
         self.live.set_alarms(alarms);
@@ -1447,6 +1473,51 @@ impl Engine {
                     Err(e) => Err(member_refusal(e)),
                 };
                 b.answers_member.push((reply, r));
+            }
+            Control::AckAlarm {
+                alarm,
+                door,
+                device,
+                feed,
+                note,
+                by,
+                reply,
+            } => {
+                let key: AlarmKey = (alarm, door, device, feed);
+                let standing = self.live.view().alarms.iter().any(|a| alarm_key(a) == key);
+                let r = if standing {
+                    let note = note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+                    let (kind, door, device, feed) = &key;
+                    let place = match (door, device, feed) {
+                        (Some(d), _, _) => format!(" at door {d}"),
+                        (_, Some(d), _) => format!(" of device {d}"),
+                        (_, _, Some(f)) => format!(" of feed {f}"),
+                        _ => String::new(),
+                    };
+                    let said = note.as_deref().map_or(String::new(), |n| format!(": {n}"));
+                    b.audit.push(AuditEntry::change(
+                        self.now.wall,
+                        by.clone(),
+                        format!("acknowledged the alarm {kind}{place}{said}"),
+                    ));
+                    let who = match &by {
+                        crate::store::Actor::Staff(u) => u.clone(),
+                        other => other.to_string(),
+                    };
+                    self.alarm_acks.insert(
+                        key,
+                        crate::live::AlarmAck {
+                            by: who,
+                            at: self.now.wall.timestamp(),
+                            note,
+                        },
+                    );
+                    self.refresh_live();
+                    Ok(())
+                } else {
+                    Err(ServiceError::NoAlarm)
+                };
+                b.answers.push((reply, r));
             }
             Control::SetMode { mode, by, reply } => {
                 let r = self.set_mode(mode, by, b);

@@ -10,6 +10,8 @@
 //!   count in five-minute steps, its bookings, its no-shows, its doors and sensors).
 //! - `GET /api/v1/doors`, `GET /api/v1/alarms`, `GET /api/v1/devices`.
 //! - `POST /api/v1/doors/{id}/unlock` (operators): releases the strike, audited.
+//! - `POST /api/v1/alarms/ack` (operators): takes a standing alarm in hand, with a note;
+//!   audited, and shown with the alarm until it clears.
 //! - `GET|PUT /api/v1/mode` (PUT for operators): the site mode.
 
 use std::convert::Infallible;
@@ -41,6 +43,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/doors", get(doors))
         .route("/api/v1/doors/{id}/unlock", post(unlock))
         .route("/api/v1/alarms", get(alarms))
+        .route("/api/v1/alarms/ack", post(ack_alarm))
         .route("/api/v1/devices", get(devices))
         .route("/api/v1/mode", get(mode).put(set_mode))
 }
@@ -432,6 +435,9 @@ fn service_error(e: ServiceError) -> ApiError {
     match e {
         ServiceError::UnknownDoor(d) => ApiError::NotFound(format!("no door {d}")),
         ServiceError::NoNode(d) => ApiError::Conflict(format!("door {d} has no device to command")),
+        ServiceError::NoAlarm => {
+            ApiError::NotFound("no such alarm is standing (it has cleared)".into())
+        }
         other => {
             tracing::error!(error = %other, "a staff request failed");
             ApiError::Unavailable
@@ -474,6 +480,67 @@ pub async fn unlock(
     .await?
     .map_err(service_error)?;
     tracing::info!(staff = %who.0.name, %door, ms, "remote unlock");
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// An alarm to acknowledge: its kind and where, as `GET /api/v1/alarms` gives them.
+#[derive(Deserialize, ToSchema)]
+pub struct AckAlarm {
+    pub alarm: String,
+    pub door: Option<String>,
+    pub device: Option<String>,
+    pub feed: Option<String>,
+    /// What staff say: who goes, what they found (at most 200 characters).
+    pub note: Option<String>,
+}
+
+/// Longest note on an acknowledgement, characters.
+const NOTE_MAX: usize = 200;
+
+/// Acknowledges a standing alarm (operators), audited with who and the note; the live view
+/// shows who took it and when until it clears.
+#[utoipa::path(post, path = "/api/v1/alarms/ack", tag = "building", request_body = AckAlarm,
+    responses((status = 204, description = "acknowledged"), (status = 401), (status = 403),
+              (status = 404, description = "no such alarm is standing"), (status = 422)))]
+pub async fn ack_alarm(
+    State(s): State<AppState>,
+    who: Operator,
+    Json(body): Json<AckAlarm>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    if body
+        .note
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > NOTE_MAX)
+    {
+        return Err(ApiError::Invalid(vec![(
+            "note".into(),
+            format!("at most {NOTE_MAX} characters"),
+        )]));
+    }
+    if body
+        .note
+        .as_ref()
+        .is_some_and(|n| n.chars().any(char::is_control))
+    {
+        return Err(ApiError::Invalid(vec![(
+            "note".into(),
+            "one line of text".into(),
+        )]));
+    }
+    let by = who.actor();
+    let alarm = body.alarm.clone();
+    ask_core(&s, move |reply| Control::AckAlarm {
+        alarm: body.alarm,
+        door: body.door,
+        device: body.device,
+        feed: body.feed,
+        note: body.note,
+        by,
+        reply,
+    })
+    .await?
+    .map_err(service_error)?;
+    tracing::info!(staff = %who.0.name, %alarm, "alarm acknowledged");
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod bookings;
 pub mod building;
 pub mod dashboard;
+pub mod inside;
 pub mod members;
 pub mod observe;
 pub mod openapi;
@@ -110,6 +111,7 @@ pub fn app(state: AppState) -> Router {
     let staff = Router::new()
         .merge(auth::router())
         .merge(building::router())
+        .merge(inside::router())
         .merge(members::router())
         .merge(audit::router())
         .merge(usage::router())

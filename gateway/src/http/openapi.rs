@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, auth, bookings, building, members, observe, schedule, usage, AppState};
+use super::{audit, auth, bookings, building, inside, members, observe, schedule, usage, AppState};
 
 /// The routes.
 pub fn router() -> Router<AppState> {
@@ -49,7 +49,8 @@ impl Modify for Schemes {
         auth::list_staff, auth::add_staff, auth::update_staff, auth::remove_staff,
         building::site, building::live, building::events, building::rooms, building::room,
         building::doors, building::unlock, building::alarms, building::devices,
-        building::mode, building::set_mode,
+        building::mode, building::set_mode, building::ack_alarm,
+        inside::inside,
         members::list, members::one, members::create, members::update,
         members::add_card, members::revoke_card,
         audit::page, audit::csv_export,

@@ -838,6 +838,8 @@ pub const GUARDED: &[(&str, &str)] = &[
     ("GET", "/api/v1/doors"),
     ("POST", "/api/v1/doors/d-cowork-in/unlock"),
     ("GET", "/api/v1/alarms"),
+    ("POST", "/api/v1/alarms/ack"),
+    ("GET", "/api/v1/inside"),
     ("GET", "/api/v1/devices"),
     ("GET", "/api/v1/mode"),
     ("PUT", "/api/v1/mode"),
