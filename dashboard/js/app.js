@@ -5,15 +5,18 @@
 import { api, setCsrf, stream, ApiError } from './api.js';
 import { h, clear } from './dom.js';
 import { t, setLang, lang, locale } from './i18n.js';
-import { planView, roomView, doorsView, logView, usageView, devicesView, setZone } from './views.js';
+import { planView, roomView, doorsView, logView, usageView, devicesView, setZone, alarmText } from './views.js';
 import { peopleView } from './people.js';
 import { staffView } from './staff.js';
 import { bookingsView } from './bookings.js';
+import { insideView, setInsideZone } from './inside.js';
+import { alarmSignal } from './alarms.js';
 
 const $ = (id) => document.getElementById(id);
 
 const ROUTES = [
   ['plan', planView],
+  ['inside', insideView],
   ['doors', doorsView],
   ['log', logView],
   ['people', peopleView],
@@ -79,15 +82,22 @@ function header() {
   const room = ctx.live.shelter && ctx.live.rooms.find((r) => r.room === ctx.live.shelter);
   shelter.hidden = !(ctx.live.mode === 'shelter' && room);
   if (room) shelter.textContent = t('shelter.count', { n: room.count });
+  // In shelter and emergency modes the people to account for are one click from every page.
+  const rollcall = $('rollcall');
+  rollcall.hidden = !['shelter', 'emergency'].includes(ctx.live.mode);
+  rollcall.textContent = rollcall.hidden ? '' : t('rollcall', { n: ctx.live.rooms.reduce((a, r) => a + r.count, 0) });
   $('user').textContent = ctx.me ? t('user.role', { name: ctx.me.name, role: t(`role.${ctx.me.role}`) }) : '';
   for (const a of $('nav').querySelectorAll('a')) {
     a.hidden = ADMIN_ONLY.has(a.dataset.route) && !(ctx.me && ctx.me.role === 'admin');
   }
+  // The bar is for alarms nobody has taken in hand yet; the taken ones stay on the doors page.
   const bar = $('alarm-bar');
-  bar.hidden = ctx.live.alarms.length === 0;
-  if (ctx.live.alarms.length) {
-    clear(bar).append(h('a', { href: '#/doors' }, `${t('alarms.title')}: ${ctx.live.alarms.length} — `,
-      ctx.live.alarms.slice(0, 3).map((a) => t(`alarm.${a.alarm}`)).join(', ')));
+  const open = ctx.live.alarms.filter((a) => !a.ack);
+  bar.hidden = open.length === 0;
+  if (!open.length) clear(bar);
+  else {
+    clear(bar).append(h('a', { href: '#/doors' }, `${t('alarms.open', { n: open.length })} — `,
+      open.slice(0, 3).map((a) => t(`alarm.${a.alarm}`)).join(', ')));
   }
 }
 
@@ -128,6 +138,8 @@ async function render() {
     const node = await view.render(ctx, r.arg);
     if (mine !== rendering) return;
     clear($('view')).append(node);
+    // What can only be measured once drawn (the plan's labels).
+    if (view.mounted) view.mounted(ctx);
     ctx.view = view;
     document.body.dataset.view = r.name;
   } catch (err) {
@@ -174,10 +186,13 @@ function onEvent(kind, data) {
     case 'room': replace(ctx.live.rooms, 'room', data.room); break;
     case 'door': replace(ctx.live.doors, 'door', data.door); break;
     case 'device': replace(ctx.live.devices, 'device', data.device); break;
-    case 'alarm':
+    case 'alarm': {
+      const known = ctx.live.alarms.some((x) => sameAlarm(x, data.alarm));
       ctx.live.alarms = ctx.live.alarms.filter((x) => !sameAlarm(x, data.alarm));
       ctx.live.alarms.push(data.alarm);
+      if (!known && !data.alarm.ack) alarmSignal(ctx, data.alarm, (a) => alarmText(ctx, a));
       break;
+    }
     case 'alarm_cleared':
       ctx.live.alarms = ctx.live.alarms.filter((x) => !sameAlarm(x, data.alarm));
       break;
@@ -210,6 +225,7 @@ async function start(me) {
   ctx.site = await api('/api/v1/site');
   localise(ctx.site);
   setZone(ctx.site.timezone);
+  setInsideZone(ctx.site.timezone);
   header();
   if (es) es.close();
   es = stream(onEvent, (up, closed) => {

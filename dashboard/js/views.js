@@ -5,7 +5,8 @@
 import { api } from './api.js';
 import { h, s, clear, sortable } from './dom.js';
 import { t, reason, locale, STRINGS } from './i18n.js';
-import { drawFloor, update as updatePlan, doorState } from './plan.js';
+import { drawFloor, update as updatePlan, doorState, fitLabels, occClass } from './plan.js';
+import { alarmList, signalSwitch } from './alarms.js';
 
 // Times are shown on the site's clock (Europe/Kyiv), wherever the browser is.
 let zone;
@@ -54,10 +55,42 @@ export const planView = {
       h('span', { class: 'muted' },
         s('svg', { viewBox: '0 0 3 1', width: 36, height: 12, 'aria-hidden': 'true' },
           ['closed', 'open', 'alarm'].map((c, i) => s('circle', { class: `door ${c}`, cx: 0.5 + i, cy: 0.5, r: 0.4 }))),
-        ' ', t('plan.legend.door')));
-    return h('section', { class: 'plan' }, h('h1', {}, t('plan.title')), tabs, this.svg, legend);
+        ' ', t('plan.legend.door')),
+      h('span', { class: 'muted' }, h('span', { class: 'swatch alarmed' }), t('plan.legend.alarm')));
+    // A phone shows the floor as a list of its rooms (a plan that small cannot be read).
+    this.list = h('ul', { class: 'room-list', id: 'room-list' });
+    this.floorId = current && current.id;
+    this.fillList(ctx);
+    this.banner = h('p', { class: 'mode-banner', id: 'plan-mode', role: 'status' });
+    this.fillBanner(ctx);
+    return h('section', { class: 'plan' }, h('h1', {}, t('plan.title')), this.banner, tabs, this.svg, this.list, legend);
   },
-  update(ctx) { if (this.svg && this.svg.tagName === 'svg') updatePlan(this.svg, ctx.site, ctx.live); },
+  mounted() { if (this.svg && this.svg.tagName === 'svg') fitLabels(this.svg); },
+  fillBanner(ctx) {
+    const m = ctx.live.mode;
+    this.banner.hidden = m === 'normal';
+    this.banner.className = `mode-banner ${m}`;
+    this.banner.textContent = m === 'normal' ? '' : t(`plan.mode.${m}`);
+  },
+  fillList(ctx) {
+    const rooms = ctx.site.rooms.filter((r) => r.floor === this.floorId);
+    const live = new Map(ctx.live.rooms.map((r) => [r.room, r]));
+    const alarmed = new Set(ctx.live.alarms.filter((a) => a.door).map((a) => (ctx.site.doors.find((d) => d.id === a.door) || {}).into));
+    clear(this.list).append(...rooms.map((r) => {
+      const now = live.get(r.id) || { count: 0 };
+      return h('li', { 'data-room': r.id, class: alarmed.has(r.id) ? 'alarmed' : undefined },
+        h('a', { href: `#/room/${encodeURIComponent(r.id)}` },
+          h('span', { class: `swatch ${occClass(now.count, r.capacity)}` }),
+          h('span', { class: 'name' }, r.name),
+          h('span', { class: 'n' }, r.capacity ? t('room.people.cap', { n: now.count, cap: r.capacity }) : String(now.count)),
+          alarmed.has(r.id) ? h('span', { class: 'pill bad' }, t('door.alarm')) : null));
+    }));
+  },
+  update(ctx) {
+    if (this.svg && this.svg.tagName === 'svg') { updatePlan(this.svg, ctx.site, ctx.live); fitLabels(this.svg); }
+    if (this.list) this.fillList(ctx);
+    if (this.banner) this.fillBanner(ctx);
+  },
 };
 
 // ---------------------------------------------------------------- room
@@ -167,7 +200,7 @@ function deviceWhere(ctx, id) {
   return places.length ? `${places.join(', ')} (${id})` : id;
 }
 
-function alarmText(ctx, a) {
+export function alarmText(ctx, a) {
   const where = a.door ? doorName(ctx, a.door) : a.device ? deviceWhere(ctx, a.device) : a.feed || '';
   return `${t(`alarm.${a.alarm}`)} — ${where}`;
 }
@@ -179,11 +212,12 @@ export const doorsView = {
     this.fill(ctx);
     return h('section', {}, h('h1', {}, t('nav.doors')), this.box);
   },
+  // The alarms follow the building even while staff type in the doors' search.
+  fillAlarms(ctx) {
+    if (this.alarms) this.alarms.replaceWith(this.alarms = alarmList(ctx, (a) => alarmText(ctx, a), ago, canOperate(ctx)));
+  },
   fill(ctx) {
-    const alarms = ctx.live.alarms.length
-      ? h('ul', { id: 'alarm-list' }, ctx.live.alarms.map((a) => h('li', {}, h('strong', {}, alarmText(ctx, a)), ' ',
-        h('span', { class: 'muted' }, t('alarms.since', { t: ago(a.since) })))))
-      : h('p', { class: 'muted' }, t('alarms.none'));
+    const alarms = (this.alarms = alarmList(ctx, (a) => alarmText(ctx, a), ago, canOperate(ctx)));
     const modeBox = canOperate(ctx) ? h('div', { class: 'row' },
       h('label', { for: 'mode-select' }, `${t('mode.set')}:`),
       h('select', { id: 'mode-select', onchange: async (e) => {
@@ -224,7 +258,7 @@ export const doorsView = {
       if (again) { again.focus(); again.setSelectionRange(again.value.length, again.value.length); }
     });
     clear(this.box).append(
-      h('div', { class: 'card' }, h('h2', {}, t('alarms.title')), alarms, modeBox),
+      h('div', { class: 'card' }, h('h2', {}, t('alarms.title')), alarms, h('div', { class: 'row' }, signalSwitch()), modeBox),
       h('div', { class: 'card scroll' }, h('h2', {}, t('doors.title')),
         h('div', { class: 'toolbar' }, search, h('span', { class: 'muted', id: 'doors-count' }, t('doors.count', { n: shown.length, all: ctx.site.doors.length }))),
         h('table', { id: 'doors-table' },
@@ -234,7 +268,10 @@ export const doorsView = {
   },
   update(ctx) {
     // Not while staff are choosing a mode or typing a search.
-    if (document.activeElement && ['mode-select', 'doors-q'].includes(document.activeElement.id)) return;
+    if (document.activeElement && ['mode-select', 'doors-q', 'alarm-signal'].includes(document.activeElement.id)) {
+      this.fillAlarms(ctx);
+      return;
+    }
     this.fill(ctx);
   },
 };

@@ -187,6 +187,76 @@ try {
   await page.waitForFunction(() => document.querySelector('#toast').classList.contains('show'), null, { timeout: T });
   check(asked.length === 2 && asked.every((m) => m.includes('Турнікет коворкінгу')), `asked before unlocking, naming the door: ${asked}`);
   say('SEEN a remote unlock asked first');
+
+  // An alarm as work: the coworking door is forced. It shows in the list as a security alarm
+  // and in the bar; the operator takes it in hand with a note (one click and the note); the
+  // list then says who took it and when, the bar clears, and the plan marks the door and room.
+  await page.fill('#doors-q', '');
+  await waitFor('forced');
+  const forcedLi = '#alarm-list li[data-alarm="forced"][data-door="d-cowork-in"]';
+  await page.waitForSelector(`${forcedLi} button.ack-button`, { timeout: T });
+  check(await page.isVisible('#alarm-bar'), 'the bar shows an alarm nobody has taken');
+  check((await page.textContent(forcedLi)).includes('безпека'), 'a forced door is a security alarm');
+  await page.screenshot({ path: join(shots, '07a-alarm.png'), fullPage: true });
+  page.once('dialog', (d) => { asked.push(d.message()); d.accept('Тарас іде туди'); });
+  await page.click(`${forcedLi} button.ack-button`);
+  await page.waitForFunction((sel) => {
+    const li = document.querySelector(sel);
+    return li && li.classList.contains('taken') && li.textContent.includes('olena') && li.textContent.includes('Тарас іде туди');
+  }, forcedLi, { timeout: T });
+  check(asked[2].includes('Турнікет коворкінгу'), `asked for a note, naming the door: ${asked[2]}`);
+  await page.waitForSelector('#alarm-bar', { state: 'hidden', timeout: T });
+  const coworkFloor = await page.evaluate(async () => {
+    const site = await (await fetch('/api/v1/site')).json();
+    return site.rooms.find((r) => r.id === 'coworking').floor;
+  });
+  await nav('plan');
+  await page.click(`button[data-floor="${coworkFloor}"]`);
+  await page.waitForSelector('polygon[data-room="coworking"]', { timeout: T });
+  await page.waitForFunction(() => document.querySelector('circle[data-ring="d-cowork-in"]').getAttribute('class').includes('taken')
+    && document.querySelector('polygon[data-room="coworking"]').classList.contains('alarm-taken'), null, { timeout: T });
+  // Doors stand on their rooms' walls, not inside them.
+  const offWall = await page.evaluate(() => {
+    const out = [];
+    for (const dot of document.querySelectorAll('.plan circle.door[data-door]')) {
+      const [x, y] = [Number(dot.getAttribute('cx')), Number(dot.getAttribute('cy'))];
+      const near = [...document.querySelectorAll('.plan polygon.room')].some((p) => {
+        const pts = p.getAttribute('points').trim().split(/\s+/).map((q) => q.split(',').map(Number));
+        return pts.some((a, i) => {
+          const b = pts[(i + 1) % pts.length];
+          const [dx, dy] = [b[0] - a[0], b[1] - a[1]];
+          const u = Math.max(0, Math.min(1, ((x - a[0]) * dx + (y - a[1]) * dy) / (dx * dx + dy * dy || 1)));
+          return Math.hypot(a[0] + u * dx - x, a[1] + u * dy - y) < 0.05;
+        });
+      });
+      if (!near) out.push(dot.dataset.door);
+    }
+    return out;
+  });
+  check(offWall.length === 0, `doors off every wall: ${offWall.join(', ')}`);
+  await page.screenshot({ path: join(shots, '07b-plan-alarm.png') });
+  say('SEEN an alarm taken in hand, on the plan at its door');
+
+  // Shelter mode: who is inside is one click from every page, Marta named where she went in.
+  await nav('doors');
+  page.once('dialog', (d) => d.accept());
+  await page.selectOption('#mode-select', 'shelter');
+  await page.waitForSelector('#rollcall', { state: 'visible', timeout: T });
+  await nav('log');
+  await page.click('#rollcall');
+  await page.waitForSelector('body[data-view="inside"]', { timeout: T });
+  await page.waitForSelector('.room-inside[data-room="coworking"] tr[data-member="marta"]', { timeout: T });
+  const summary = await page.textContent('#inside-summary');
+  check(/Щонайменше \d+ ос/.test(summary), `the people to account for: ${summary}`);
+  await page.screenshot({ path: join(shots, '07c-inside-shelter.png'), fullPage: true });
+  const [insideCsv] = await Promise.all([page.waitForEvent('download', { timeout: T }), page.click('#inside-csv')]);
+  const rollCsv = readFileSync(await insideCsv.path(), 'utf8');
+  check(rollCsv.includes('Marta') && rollCsv.includes('Коворкінг'), `the roll-call's CSV: ${rollCsv.slice(0, 200)}`);
+  await nav('doors');
+  page.once('dialog', (d) => d.accept());
+  await page.selectOption('#mode-select', 'normal');
+  await page.waitForSelector('#rollcall', { state: 'hidden', timeout: T });
+  say('SEEN who is inside one click away in shelter mode, exported');
   await nav('usage');
   await page.screenshot({ path: join(shots, '08-usage.png'), fullPage: true });
   await nav('devices');
@@ -335,6 +405,11 @@ try {
   const headerPx = await page.evaluate(() => document.getElementById('top').getBoundingClientRect().height);
   check(headerPx <= 150, `the header takes ${headerPx} px of 844 on a phone`);
   await page.screenshot({ path: join(shots, '12-plan-phone.png'), fullPage: true });
+  check(await page.isVisible('#room-list li[data-room="meeting-1"]') && !(await page.isVisible('.plan > svg')),
+    'a phone lists the floor\'s rooms instead of a plan too small to read');
+  await nav('inside');
+  await page.waitForSelector('.room-inside[data-room="coworking"]', { timeout: T });
+  await page.screenshot({ path: join(shots, '13-inside-phone.png'), fullPage: true });
 
   check(problems.length === 0, `problems in the page: ${problems.join('; ')}`);
   say('DONE');

@@ -1,8 +1,9 @@
 //! The dashboard in a real browser: the gateway with the embedded broker and its HTTP API on a
 //! free port, a staff operator, and `dashboard/tests/browser.mjs` driving Debian's Chromium
 //! through playwright-core. When the script says `WAIT counter`, a people counter's reading
-//! goes over MQTT; at `WAIT tap`, two signed taps (one allowed, one denied); the script checks
-//! that the page followed without a reload. Screenshots land in the folder this test prints.
+//! goes over MQTT; at `WAIT tap`, two signed taps (one allowed, one denied); at `WAIT forced`,
+//! the coworking door node reports its door forced; the script checks that the page followed
+//! without a reload. Screenshots land in the folder this test prints.
 //!
 //! Needs `node`, `/usr/bin/chromium` (or `CHROMIUM`) and `npm ci` in `dashboard/tests`:
 //! `.ci/run` installs them. Missing, the test fails in CI and says why elsewhere.
@@ -153,6 +154,10 @@ async fn staff_watch_the_building_live_in_a_real_browser() {
                     node.send_tap(&t).await;
                     node.decision(Duration::from_secs(10)).await;
                 }
+                writeln!(stdin, "GO").unwrap();
+            }
+            "WAIT forced" => {
+                node.send_state(true).await;
                 writeln!(stdin, "GO").unwrap();
             }
             "DONE" => break,

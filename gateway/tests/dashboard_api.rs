@@ -1579,35 +1579,6 @@ async fn a_restarted_gateway_shows_the_head_counts_it_took_up_from_its_first_ans
     gw.stop().await.unwrap();
 }
 
-/// Sends a door's state as its node would, signed.
-async fn door_state(node: &mut DoorNode, forced: bool) {
-    use kombinat_protocol::auth::Signed;
-    node.counter += 1;
-    let mut st = kombinat_protocol::door::DoorState {
-        v: kombinat_protocol::door::VERSION,
-        door: node.door,
-        device: node.device,
-        counter: node.counter,
-        contact: kombinat_protocol::door::Contact::Open,
-        locked: true,
-        held_open: false,
-        forced,
-        tamper: false,
-        mac: Default::default(),
-    };
-    st.sign(&node.key);
-    node.client
-        .publish(
-            kombinat_protocol::Topic::Door(node.door, kombinat_protocol::door::DoorTopic::State)
-                .to_string(PREFIX),
-            rumqttc::QoS::AtLeastOnce,
-            false,
-            serde_json::to_vec(&st).unwrap(),
-        )
-        .await
-        .unwrap();
-}
-
 /// The standing alarms, until `f` holds of them.
 async fn alarms_until(
     gw: &service::Running,
@@ -1650,7 +1621,7 @@ async fn an_operator_acknowledges_an_alarm_with_a_note_and_it_is_new_work_once_r
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
 
-    door_state(&mut node, true).await;
+    node.send_state(true).await;
     alarms_until(&gw, &viewer, "raised", |a| {
         a.as_array().unwrap().iter().any(is_forced)
     })
@@ -1716,12 +1687,12 @@ async fn an_operator_acknowledges_an_alarm_with_a_note_and_it_is_new_work_once_r
     );
 
     // Cleared, then forced again: a new alarm, not yet taken in hand.
-    door_state(&mut node, false).await;
+    node.send_state(false).await;
     alarms_until(&gw, &viewer, "cleared", |a| {
         !a.as_array().unwrap().iter().any(is_forced)
     })
     .await;
-    door_state(&mut node, true).await;
+    node.send_state(true).await;
     let a = alarms_until(&gw, &viewer, "raised again", |a| {
         a.as_array().unwrap().iter().any(is_forced)
     })

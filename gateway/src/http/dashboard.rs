@@ -69,6 +69,16 @@ pub const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../../dashboard/js/bookings.js"),
     ),
     (
+        "js/inside.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../dashboard/js/inside.js"),
+    ),
+    (
+        "js/alarms.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../dashboard/js/alarms.js"),
+    ),
+    (
         "favicon.svg",
         "image/svg+xml",
         include_str!("../../../dashboard/favicon.svg"),
