@@ -189,6 +189,7 @@ function doorPill(d) {
   if (d && d.locked === true) parts.push(t('door.locked'));
   if (d && d.locked === false) parts.push(t('door.unlocked'));
   if (d && d.released) parts.push(t('door.released'));
+  if (d && d.locked_down) parts.push(t('door.locked_down'));
   if (d && d.device && !d.online) parts.push(t('door.offline'));
   return h('span', { class: `pill ${cls}` }, parts.join(' · '));
 }
@@ -229,15 +230,17 @@ export const doorsView = {
     const q = (this.q || '').trim().toLowerCase();
     const shown = ctx.site.doors.filter((d) => !q || d.name.toLowerCase().includes(q)
       || roomName(ctx, d.into).toLowerCase().includes(q));
-    const rows = shown.map((d) => {
+    const cols = canOperate(ctx) ? 5 : 4;
+    const row = (d) => {
       const live = ctx.live.doors.find((x) => x.door === d.id);
-      return h('tr', { 'data-door': d.id },
+      const locked = !!(live && live.locked_down);
+      return h('tr', { 'data-door': d.id, class: locked ? 'locked-down' : undefined },
         h('td', {}, d.name),
         h('td', {}, roomName(ctx, d.into)),
         h('td', {}, doorPill(live)),
         h('td', { class: 'hide-narrow' }, (live && live.device) || '—'),
-        canOperate(ctx) ? h('td', {}, h('button', {
-          type: 'button', class: 'action', disabled: !(live && live.device),
+        canOperate(ctx) ? h('td', {}, h('div', { class: 'actions' }, h('button', {
+          type: 'button', class: 'action', disabled: !(live && live.device), 'data-unlock': d.id,
           'aria-label': t('doors.unlock.aria', { door: d.name }),
           onclick: async () => {
             // A door opened from afar lets in whoever stands at it: asked first, naming it.
@@ -247,8 +250,28 @@ export const doorsView = {
               ctx.toast(t('doors.unlock.done', { door: d.name }));
             } catch (err) { ctx.toast(t('doors.unlock.failed', { door: d.name, why: err.message })); }
           },
-        }, t('doors.unlock'))) : null);
+        }, t('doors.unlock')),
+        // One door locked down (staff and security only), or released from that: asked first.
+        h('button', {
+          type: 'button', class: locked ? 'secondary' : 'danger', 'data-lockdown': d.id,
+          'aria-label': t(locked ? 'doors.release.aria' : 'doors.lockdown.aria', { door: d.name }),
+          onclick: async () => {
+            if (!window.confirm(t(locked ? 'doors.release.confirm' : 'doors.lockdown.confirm', { door: d.name, room: roomName(ctx, d.into) }))) return;
+            try {
+              await api(`/api/v1/doors/${encodeURIComponent(d.id)}/lockdown`, { method: 'PUT', body: { locked: !locked } });
+              ctx.toast(t(locked ? 'doors.release.done' : 'doors.lockdown.done', { door: d.name }));
+            } catch (err) { ctx.error(err); }
+          },
+        }, t(locked ? 'doors.release' : 'doors.lockdown')))) : null);
+    };
+    // Grouped by the floor each door leads into, top floor first.
+    const floorOf = (d) => (ctx.site.rooms.find((r) => r.id === d.into) || {}).floor;
+    const rows = [...ctx.site.floors].sort((a, b) => b.level - a.level).flatMap((f) => {
+      const here = shown.filter((d) => floorOf(d) === f.id);
+      return here.length ? [h('tr', { class: 'floor-row' }, h('th', { colspan: cols, scope: 'rowgroup' }, f.name)), ...here.map(row)] : [];
     });
+    const unplaced = shown.filter((d) => !ctx.site.floors.some((f) => f.id === floorOf(d)));
+    rows.push(...unplaced.map(row));
     const search = h('input', { type: 'search', id: 'doors-q', value: this.q || '', autocomplete: 'off',
       placeholder: t('doors.search'), 'aria-label': t('doors.search') });
     search.addEventListener('input', () => {

@@ -181,12 +181,24 @@ try {
   // A remote unlock is asked first, naming the door; declined, nothing is sent; accepted, done.
   const asked = [];
   page.once('dialog', (d) => { asked.push(d.message()); d.dismiss(); });
-  await page.click('tr[data-door="d-cowork-in"] button');
+  await page.click('button[data-unlock="d-cowork-in"]');
   page.once('dialog', (d) => { asked.push(d.message()); d.accept(); });
-  await page.click('tr[data-door="d-cowork-in"] button');
+  await page.click('button[data-unlock="d-cowork-in"]');
   await page.waitForFunction(() => document.querySelector('#toast').classList.contains('show'), null, { timeout: T });
   check(asked.length === 2 && asked.every((m) => m.includes('Турнікет коворкінгу')), `asked before unlocking, naming the door: ${asked}`);
   say('SEEN a remote unlock asked first');
+  // One door locked down, asked first, shown so, then released.
+  page.once('dialog', (d) => { asked.push(d.message()); d.accept(); });
+  await page.click('button[data-lockdown="d-cowork-in"]');
+  await page.waitForSelector('tr.locked-down[data-door="d-cowork-in"]', { timeout: T });
+  check((await page.textContent('tr[data-door="d-cowork-in"]')).includes('лише персонал'), 'the door says it is locked down');
+  await page.screenshot({ path: join(shots, '07-doors-lockdown.png') });
+  page.once('dialog', (d) => { asked.push(d.message()); d.accept(); });
+  await page.click('button[data-lockdown="d-cowork-in"]');
+  await page.waitForSelector('tr[data-door="d-cowork-in"]:not(.locked-down)', { timeout: T });
+  check(asked.length === 4 && asked[2].includes('Турнікет коворкінгу'), `asked before locking down, naming the door: ${asked[2]}`);
+  asked.splice(2);
+  say('SEEN one door locked down and released');
 
   // An alarm as work: the coworking door is forced. It shows in the list as a security alarm
   // and in the bar; the operator takes it in hand with a note (one click and the note); the

@@ -69,6 +69,15 @@ pub enum Control {
         /// The answer.
         reply: SyncSender<Result<(), ServiceError>>,
     },
+    /// Lock one door down (staff and security only) or release it from that.
+    DoorLockdown {
+        door: DoorId,
+        locked: bool,
+        /// Who asked.
+        by: Actor,
+        /// The answer.
+        reply: SyncSender<Result<(), ServiceError>>,
+    },
     /// Acknowledge an alarm standing now (staff take it in hand), with an optional note.
     AckAlarm {
         /// Its kind (`held_open`, `forced`, …) and where, as the live view names it.

@@ -52,6 +52,8 @@ pub struct DoorNow {
     pub alarm: bool,
     /// Kept released by the gateway (site mode, public hours).
     pub released: bool,
+    /// Locked down on its own: staff and security only.
+    pub locked_down: bool,
 }
 
 /// An alarm standing now.
@@ -202,6 +204,7 @@ impl Live {
                     locked: None,
                     alarm: false,
                     released: false,
+                    locked_down: false,
                 })
                 .collect(),
             ..LiveView::default()

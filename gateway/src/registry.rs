@@ -182,6 +182,9 @@ impl Registry {
             bookings,
         );
         snapshot.set_mode(store.mode()?.unwrap_or_default());
+        for door in store.locked_doors()? {
+            snapshot.set_door_locked(door, true);
+        }
         for w in snapshot.warnings() {
             tracing::warn!(warning = %w, "stored data the site cannot honour");
         }
@@ -232,6 +235,7 @@ impl Registry {
                 self.snapshot.set_leases(self.store.leases()?)
             }
             Change::Mode(m) => self.snapshot.set_mode(m),
+            Change::DoorLockdown { door, locked } => self.snapshot.set_door_locked(door, locked),
             Change::Device(_)
             | Change::Token(_)
             | Change::Staff(_)
@@ -839,6 +843,25 @@ impl Registry {
             event: AuditEvent::Mode { mode },
         };
         self.commit(Change::Mode(mode), audit)
+    }
+
+    /// Locks one door down (staff and security only) or releases it from that, audited.
+    pub fn set_door_locked(
+        &mut self,
+        door: crate::domain::DoorId,
+        locked: bool,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), RegistryError> {
+        let summary = if locked {
+            format!("door {door} locked down (staff and security only)")
+        } else {
+            format!("door {door} released from its lockdown")
+        };
+        self.commit(
+            Change::DoorLockdown { door, locked },
+            AuditEntry::change(now, actor, summary),
+        )
     }
 
     /// Writes decisions taken on this snapshot (with the node's tap counter), and other entries, to the audit log in one

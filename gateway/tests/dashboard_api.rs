@@ -1804,3 +1804,105 @@ async fn who_is_inside_names_people_by_their_last_tap_beside_what_the_counters_c
     assert_eq!(marta, vec!["meeting-1"], "{inside}");
     gw.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_locks_one_door_down_over_a_restart_and_releases_it() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare_staff(dir.path());
+    let gw = gateway(dir.path()).await;
+    let viewer = login(&gw, "vera").await;
+    let operator = login(&gw, "olena").await;
+    let lock = |locked: bool| json!({ "locked": locked });
+    let r = call(
+        &gw,
+        Method::PUT,
+        "/api/v1/doors/d-meeting-1/lockdown",
+        Some(&viewer),
+        Some(lock(true)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "a viewer does not");
+    let r = call(
+        &gw,
+        Method::PUT,
+        "/api/v1/doors/no-such-door/lockdown",
+        Some(&operator),
+        Some(lock(true)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // Ivan's meeting lets him into meeting room 1.
+    let mut node = DoorNode::connect(gw.mqtt_addr, "door-meeting", "d-meeting-1", key(2)).await;
+    let tap = async |node: &mut DoorNode, c: &str| {
+        let t = node.tap(card(c));
+        node.send_tap(&t).await;
+        node.decision(Duration::from_secs(10)).await.reason
+    };
+    assert!(tap(&mut node, NOBODY_CARD).await.is_allow());
+    let r = call(
+        &gw,
+        Method::PUT,
+        "/api/v1/doors/d-meeting-1/lockdown",
+        Some(&operator),
+        Some(lock(true)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    assert_eq!(tap(&mut node, NOBODY_CARD).await.code(), "deny.lockdown");
+    assert!(tap(&mut node, STAFF_CARD).await.is_allow(), "staff pass");
+    let doors = call(&gw, Method::GET, "/api/v1/doors", Some(&viewer), None)
+        .await
+        .json();
+    let meeting = doors
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["door"] == "d-meeting-1")
+        .unwrap()
+        .clone();
+    assert_eq!(meeting["locked_down"], true, "{meeting}");
+    drop(node);
+    gw.stop().await.unwrap();
+
+    // Still locked down after a restart; released, Ivan passes again.
+    let gw = gateway(dir.path()).await;
+    let operator = login(&gw, "olena").await;
+    let mut node = DoorNode::connect(gw.mqtt_addr, "door-meeting", "d-meeting-1", key(2)).await;
+    node.counter = 100;
+    assert_eq!(tap(&mut node, NOBODY_CARD).await.code(), "deny.lockdown");
+    let r = call(
+        &gw,
+        Method::PUT,
+        "/api/v1/doors/d-meeting-1/lockdown",
+        Some(&operator),
+        Some(lock(false)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(tap(&mut node, NOBODY_CARD).await.is_allow());
+    let log = call(
+        &gw,
+        Method::GET,
+        "/api/v1/audit?kind=change",
+        Some(&operator),
+        None,
+    )
+    .await
+    .json();
+    let said: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "staff:olena")
+        .map(|e| e["details"].as_str().unwrap())
+        .filter(|d| d.starts_with("door "))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "door d-meeting-1 released from its lockdown",
+            "door d-meeting-1 locked down (staff and security only)"
+        ]
+    );
+    gw.stop().await.unwrap();
+}

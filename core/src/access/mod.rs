@@ -148,7 +148,8 @@ pub fn decide(s: &Snapshot, tap: &Tap, now: DateTime<Utc>) -> Decision {
         settle(&mut d, Reason::Staff);
         return d;
     }
-    if s.mode() == SiteMode::Lockdown {
+    // The site locked down, or this door alone.
+    if s.mode() == SiteMode::Lockdown || s.door_locked(di) {
         settle(&mut d, Reason::Lockdown);
         return d;
     }

@@ -129,6 +129,8 @@ impl CompiledLease {
 pub struct Snapshot {
     site: Arc<Site>,
     mode: SiteMode,
+    /// Doors locked down one by one (by index): staff and security only, whatever the mode.
+    locked_doors: BTreeSet<usize>,
     members: Vec<MemberEntry>,
     member_index: FxHashMap<MemberId, u32>,
     member_count: usize,
@@ -155,6 +157,7 @@ impl Snapshot {
         Snapshot {
             site,
             mode: SiteMode::Normal,
+            locked_doors: BTreeSet::new(),
             members: Vec::new(),
             member_index: FxHashMap::default(),
             member_count: 0,
@@ -229,6 +232,24 @@ impl Snapshot {
     /// Switches the site mode.
     pub fn set_mode(&mut self, mode: SiteMode) {
         self.mode = mode;
+    }
+
+    /// Whether door `door` (by index) is locked down on its own.
+    #[inline]
+    pub fn door_locked(&self, door: usize) -> bool {
+        self.locked_doors.contains(&door)
+    }
+
+    /// Locks door `door` (by id) down, or releases it from that; a door the site does not
+    /// have is no change.
+    pub fn set_door_locked(&mut self, door: crate::domain::DoorId, locked: bool) {
+        if let Some(di) = self.site.door_index(door) {
+            if locked {
+                self.locked_doors.insert(di);
+            } else {
+                self.locked_doors.remove(&di);
+            }
+        }
     }
 
     /// Current head count of room `room` (by index).

@@ -827,6 +827,30 @@ fn lockdown_lets_only_staff_and_security_through() {
 }
 
 #[test]
+fn a_door_locked_down_alone_lets_only_staff_through_it_and_the_others_stay_as_they_were() {
+    let mut w = world();
+    let t = "2026-11-26 14:30";
+    assert!(w.decide(cred_of(&w, "tenant"), "d-office-1", t).allowed());
+    w.snapshot
+        .set_door_locked(DoorId::parse("d-office-1").unwrap(), true);
+    assert_eq!(
+        w.decide(cred_of(&w, "tenant"), "d-office-1", t).reason,
+        Reason::Lockdown
+    );
+    assert_eq!(
+        w.decide(cred_of(&w, "security"), "d-office-1", t).reason,
+        Reason::Staff
+    );
+    assert!(
+        w.decide(cred_of(&w, "day"), "d-cowork-in", t).allowed(),
+        "another door is not locked down"
+    );
+    w.snapshot
+        .set_door_locked(DoorId::parse("d-office-1").unwrap(), false);
+    assert!(w.decide(cred_of(&w, "tenant"), "d-office-1", t).allowed());
+}
+
+#[test]
 fn emergency_releases_egress_doors_only() {
     let mut w = world();
     w.snapshot.set_mode(SiteMode::Emergency);

@@ -23,6 +23,7 @@ struct Inner {
     bookings: BTreeMap<BookingKey, Booking>,
     audit: BTreeMap<AuditId, AuditEntry>,
     mode: Option<SiteMode>,
+    locked_doors: std::collections::BTreeSet<crate::domain::DoorId>,
     devices: BTreeMap<DeviceId, Device>,
     marks: BTreeMap<DeviceId, DeviceMark>,
     as_of: Option<DeviceMark>,
@@ -79,6 +80,13 @@ impl Store for MemoryStore {
                     i.bookings.insert(b.key.clone(), b);
                 }
                 Change::Mode(m) => i.mode = Some(m),
+                Change::DoorLockdown { door, locked } => {
+                    if locked {
+                        i.locked_doors.insert(door);
+                    } else {
+                        i.locked_doors.remove(&door);
+                    }
+                }
                 Change::Device(d) => {
                     i.devices.insert(d.id, d);
                 }
@@ -153,6 +161,10 @@ impl Store for MemoryStore {
 
     fn mode(&self) -> Result<Option<SiteMode>, StoreError> {
         Ok(self.lock().mode)
+    }
+
+    fn locked_doors(&self) -> Result<Vec<crate::domain::DoorId>, StoreError> {
+        Ok(self.lock().locked_doors.iter().copied().collect())
     }
 
     fn devices(&self) -> Result<Vec<Device>, StoreError> {

@@ -301,6 +301,12 @@ pub enum Change {
     Booking(Booking),
     /// Set the site mode (it survives a restart).
     Mode(SiteMode),
+    /// Lock one door down (staff and security only) or release it from that (it survives a
+    /// restart).
+    DoorLockdown {
+        door: DoorId,
+        locked: bool,
+    },
     /// Register or replace a device.
     Device(Device),
     /// Add or replace (revoke) an API token.
@@ -527,6 +533,8 @@ pub trait Store: Send + Sync {
     fn marks(&self) -> Result<Vec<DeviceMark>, StoreError>;
     /// The site mode last set, if ever.
     fn mode(&self) -> Result<Option<SiteMode>, StoreError>;
+    /// The doors locked down one by one, by id.
+    fn locked_doors(&self) -> Result<Vec<DoorId>, StoreError>;
     /// Up to `limit` audit records after `after` (from the start when `None`), oldest first.
     fn audit_after(
         &self,

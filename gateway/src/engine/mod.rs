@@ -1068,6 +1068,10 @@ impl Engine {
                 locked: status.map(|s| s.locked),
                 alarm: status.is_some_and(|s| s.held_open || s.forced || s.tamper),
                 released: self.released.contains(&d.id),
+                locked_down: self
+                    .site
+                    .door_index(d.id)
+                    .is_some_and(|di| self.registry.snapshot().door_locked(di)),
             });
         }
         let mut devices = Vec::new();
@@ -1473,6 +1477,33 @@ impl Engine {
                     Err(e) => Err(member_refusal(e)),
                 };
                 b.answers_member.push((reply, r));
+            }
+            Control::DoorLockdown {
+                door,
+                locked,
+                by,
+                reply,
+            } => {
+                let r = if self.site.door(door).is_none() {
+                    Err(ServiceError::UnknownDoor(door))
+                } else {
+                    match self
+                        .registry
+                        .set_door_locked(door, locked, by, self.now.wall)
+                    {
+                        Ok(()) => {
+                            // The door's list now holds staff only (or its people again), and
+                            // a door standing open to the public closes.
+                            self.lists_soon();
+                            self.full_user_lists = true;
+                            self.sync_released(self.now.wall, b);
+                            self.refresh_live();
+                            Ok(())
+                        }
+                        Err(e) => Err(ServiceError::Registry(e)),
+                    }
+                };
+                b.answers.push((reply, r));
             }
             Control::AckAlarm {
                 alarm,
@@ -1909,8 +1940,11 @@ impl Engine {
                 SiteMode::Emergency => d.egress,
                 SiteMode::Shelter => self.site.on_shelter_route(di),
                 SiteMode::Lockdown => false,
+                // A door locked down on its own does not stand open to the public.
                 SiteMode::Normal => {
-                    !holiday && d.public_hours.as_ref().is_some_and(|h| h.contains(&local))
+                    !holiday
+                        && !self.registry.snapshot().door_locked(di)
+                        && d.public_hours.as_ref().is_some_and(|h| h.contains(&local))
                 }
             };
             let was = self.released.contains(&door);

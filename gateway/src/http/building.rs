@@ -10,6 +10,8 @@
 //!   count in five-minute steps, its bookings, its no-shows, its doors and sensors).
 //! - `GET /api/v1/doors`, `GET /api/v1/alarms`, `GET /api/v1/devices`.
 //! - `POST /api/v1/doors/{id}/unlock` (operators): releases the strike, audited.
+//! - `PUT /api/v1/doors/{id}/lockdown` (operators): locks one door down (staff and security
+//!   only) or releases it, audited; it holds over a restart.
 //! - `POST /api/v1/alarms/ack` (operators): takes a standing alarm in hand, with a note;
 //!   audited, and shown with the alarm until it clears.
 //! - `GET|PUT /api/v1/mode` (PUT for operators): the site mode.
@@ -42,6 +44,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/rooms/{id}", get(room))
         .route("/api/v1/doors", get(doors))
         .route("/api/v1/doors/{id}/unlock", post(unlock))
+        .route("/api/v1/doors/{id}/lockdown", axum::routing::put(lockdown))
         .route("/api/v1/alarms", get(alarms))
         .route("/api/v1/alarms/ack", post(ack_alarm))
         .route("/api/v1/devices", get(devices))
@@ -480,6 +483,43 @@ pub async fn unlock(
     .await?
     .map_err(service_error)?;
     tracing::info!(staff = %who.0.name, %door, ms, "remote unlock");
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// One door's lockdown.
+#[derive(Deserialize, ToSchema)]
+pub struct Lockdown {
+    /// Locked down (true) or released from it (false).
+    pub locked: bool,
+}
+
+/// Locks one door down or releases it (operators), audited with who asked: while locked
+/// down only staff and security pass it (leaving is never refused), its allow-list follows,
+/// and it no longer stands open in public hours.
+#[utoipa::path(put, path = "/api/v1/doors/{id}/lockdown", tag = "building", request_body = Lockdown,
+    params(("id" = String, Path, description = "the door")),
+    responses((status = 204, description = "done"), (status = 401), (status = 403), (status = 404),
+              (status = 422)))]
+pub async fn lockdown(
+    State(s): State<AppState>,
+    who: Operator,
+    Path(id): Path<String>,
+    Json(body): Json<Lockdown>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let door: DoorId = id
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("no door {id:?}")))?;
+    let by = who.actor();
+    let locked = body.locked;
+    ask_core(&s, move |reply| Control::DoorLockdown {
+        door,
+        locked,
+        by,
+        reply,
+    })
+    .await?
+    .map_err(service_error)?;
+    tracing::info!(staff = %who.0.name, %door, locked, "door lockdown");
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 

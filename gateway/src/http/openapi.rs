@@ -49,7 +49,7 @@ impl Modify for Schemes {
         auth::list_staff, auth::add_staff, auth::update_staff, auth::remove_staff,
         building::site, building::live, building::events, building::rooms, building::room,
         building::doors, building::unlock, building::alarms, building::devices,
-        building::mode, building::set_mode, building::ack_alarm,
+        building::mode, building::set_mode, building::ack_alarm, building::lockdown,
         inside::inside,
         members::list, members::one, members::create, members::update,
         members::add_card, members::revoke_card,

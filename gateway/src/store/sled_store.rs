@@ -102,6 +102,10 @@ fn change_kv(c: &Change) -> Result<(Vec<u8>, Option<Vec<u8>>), StoreError> {
         Change::RemoveLease(id) => (format!("l/{id}").into_bytes(), None),
         Change::Booking(b) => (booking_key(&b.key), Some(encode(b)?)),
         Change::Mode(m) => (b"s/mode".to_vec(), Some(encode(m)?)),
+        Change::DoorLockdown { door, locked } => (
+            format!("s/lockdown/{door}").into_bytes(),
+            if *locked { Some(encode(door)?) } else { None },
+        ),
         Change::Device(d) => (format!("d/{}", d.id).into_bytes(), Some(encode(d)?)),
         Change::Token(t) => (format!("t/{}", t.name).into_bytes(), Some(encode(t)?)),
         Change::Staff(a) => (format!("u/{}", a.name).into_bytes(), Some(encode(a)?)),
@@ -612,6 +616,10 @@ impl Store for SledStore {
 
     fn mode(&self) -> Result<Option<SiteMode>, StoreError> {
         self.get(b"s/mode")
+    }
+
+    fn locked_doors(&self) -> Result<Vec<crate::domain::DoorId>, StoreError> {
+        self.scan(b"s/lockdown/")
     }
 
     fn devices(&self) -> Result<Vec<Device>, StoreError> {

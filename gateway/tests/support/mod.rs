@@ -865,6 +865,7 @@ pub const GUARDED: &[(&str, &str)] = &[
     ("GET", "/api/v1/rooms/meeting-1"),
     ("GET", "/api/v1/doors"),
     ("POST", "/api/v1/doors/d-cowork-in/unlock"),
+    ("PUT", "/api/v1/doors/d-cowork-in/lockdown"),
     ("GET", "/api/v1/alarms"),
     ("POST", "/api/v1/alarms/ack"),
     ("GET", "/api/v1/inside"),
