@@ -11,6 +11,7 @@ import { staffView } from './staff.js';
 import { bookingsView } from './bookings.js';
 import { insideView, setInsideZone } from './inside.js';
 import { alarmSignal } from './alarms.js';
+import { setClock, now as clockNow } from './clock.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -108,7 +109,7 @@ function liveState(up) {
   const el = $('live');
   el.textContent = up ? t('live.on') : t('live.off');
   el.classList.toggle('off', !up);
-  if (up) lastUp = null; else if (!lastUp) lastUp = new Date();
+  if (up) lastUp = null; else if (!lastUp) lastUp = clockNow();
   const bar = $('stale-bar');
   bar.hidden = up || !ctx.live;
   if (!bar.hidden) {
@@ -223,6 +224,7 @@ async function start(me) {
   $('login').hidden = true;
   $('top').hidden = false;
   ctx.site = await api('/api/v1/site');
+  setClock(ctx.site.clock);
   localise(ctx.site);
   setZone(ctx.site.timezone);
   setInsideZone(ctx.site.timezone);

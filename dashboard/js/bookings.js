@@ -2,6 +2,7 @@
 // organiser, time, status and no-shows; operators book a room at the desk and cancel a booking
 // (after a confirmation). The server enforces the roles and what may be booked, and logs who.
 
+import { now } from './clock.js';
 import { api, change } from './api.js';
 import { h, clear, sortable } from './dom.js';
 import { t, locale } from './i18n.js';
@@ -10,7 +11,7 @@ const canOperate = (ctx) => ctx.me && (ctx.me.role === 'operator' || ctx.me.role
 
 // Today on the site's clock, YYYY-MM-DD.
 function today(ctx) {
-  return new Intl.DateTimeFormat('en-CA', { timeZone: ctx.site.timezone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date());
+  return new Intl.DateTimeFormat('en-CA', { timeZone: ctx.site.timezone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(now());
 }
 
 export const bookingsView = {

@@ -55,3 +55,20 @@ export function sortable(table, lang) {
   });
   return table;
 }
+
+function csvCell(v) {
+  const text = String(v ?? '');
+  // A cell a spreadsheet would take for a formula is kept as text.
+  const safe = /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
+  return /[",\n;]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
+}
+
+// Saves `rows` (arrays of cells, the first the heading) as a CSV file the browser downloads:
+// UTF-8 with a byte-order mark, so a spreadsheet opens Ukrainian text as it is.
+export function downloadCsv(name, rows) {
+  const text = `\ufeff${rows.map((r) => r.map(csvCell).join(',')).join('\r\n')}\r\n`;
+  const a = h('a', { href: URL.createObjectURL(new Blob([text], { type: 'text/csv;charset=utf-8' })), download: name });
+  document.body.append(a);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+}

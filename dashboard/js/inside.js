@@ -7,7 +7,7 @@
 // and exports as CSV (the page's own rows, in the page's language) or prints.
 
 import { api } from './api.js';
-import { h, clear } from './dom.js';
+import { h, clear, downloadCsv } from './dom.js';
 import { t, locale } from './i18n.js';
 
 const REFRESH_MS = 10000;
@@ -15,13 +15,6 @@ const REFRESH_MS = 10000;
 let zone;
 export function setInsideZone(tz) { zone = tz; }
 const clock = (secs) => new Date(secs * 1000).toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit', timeZone: zone });
-
-function csvCell(v) {
-  const s = String(v ?? '');
-  // A cell a spreadsheet would take for a formula is quoted as text.
-  const safe = /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;
-  return /[",\n;]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
-}
 
 export const insideView = {
   title: 'nav.inside',
@@ -115,14 +108,7 @@ export const insideView = {
         if (r.unnamed) lines.push([floor.name, room.name, '', '', '', '', t('inside.unnamed', { n: r.unnamed, basis: t(`basis.${r.basis}`) })]);
       }
     }
-    const text = `\ufeff${lines.map((l) => l.map(csvCell).join(',')).join('\r\n')}\r\n`;
-    const a = h('a', {
-      href: URL.createObjectURL(new Blob([text], { type: 'text/csv;charset=utf-8' })),
-      download: `inside-${new Date(this.data.at * 1000).toISOString().slice(0, 16).replace(':', '')}.csv`,
-    });
-    document.body.append(a);
-    a.click();
-    setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+    downloadCsv(`inside-${new Date(this.data.at * 1000).toISOString().slice(0, 16).replace(':', '')}.csv`, lines);
   },
 
   // A decision may move someone: read again, at most once a second.

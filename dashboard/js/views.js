@@ -3,7 +3,8 @@
 // new access decision. Charts are drawn here as SVG by hand.
 
 import { api } from './api.js';
-import { h, s, clear, sortable } from './dom.js';
+import { nowMs, now as clockNow } from './clock.js';
+import { h, s, clear, sortable, downloadCsv } from './dom.js';
 import { t, reason, locale, STRINGS } from './i18n.js';
 import { drawFloor, update as updatePlan, doorState, fitLabels, occClass } from './plan.js';
 import { alarmList, signalSwitch } from './alarms.js';
@@ -16,7 +17,7 @@ const fmtClock = (secs) => new Date(secs * 1000).toLocaleTimeString(locale(), { 
 
 export function ago(secs) {
   if (secs == null) return t('devices.never');
-  const d = Math.max(0, Math.round(Date.now() / 1000 - secs));
+  const d = Math.max(0, Math.round(nowMs() / 1000 - secs));
   if (d < 60) return t('ago.s', { n: d });
   if (d < 3600) return t('ago.m', { n: Math.floor(d / 60) });
   if (d < 86400) return t('ago.h', { n: Math.floor(d / 3600) });
@@ -126,7 +127,7 @@ function timelineChart(day) {
     svg.append(s('path', { class: 'area', d }));
   }
   // Now, from the live count.
-  const nowTs = Date.now() / 1000;
+  const nowTs = nowMs() / 1000;
   if (nowTs < end) {
     svg.append(s('circle', { cx: x(nowTs), cy: y(day.now.count), r: 4, fill: '#1d4ed8' },
       s('title', {}, `${t('room.now')}: ${day.now.count}`)));
@@ -462,11 +463,104 @@ function bookedBars(rooms) {
   return svg;
 }
 
+// The building and each floor over a day (five-minute steps) or a week (hourly): a line each,
+// the building's the thickest, gaps where nothing was watched, now marked on today's.
+const FLOOR_COLOURS = ['#b45309', '#047857', '#7c3aed', '#be123c', '#0e7490', '#4d7c0f'];
+
+function ymd(date, zone) {
+  return new Intl.DateTimeFormat('en-CA', { timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(date);
+}
+
+function trendChart(ctx, trend, week) {
+  const W = 720; const H = 230; const L = 36; const B = 24; const T = 10; const R = 8;
+  const x = (ts) => L + ((ts - trend.from) / (trend.until - trend.from)) * (W - L - R);
+  const max = Math.max(1, ...trend.steps.map((p) => p.building || 0));
+  const y = (v) => T + (1 - v / max) * (H - T - B);
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart trend', role: 'img', 'aria-label': t(week ? 'usage.trend.week' : 'usage.trend.day') });
+  svg.append(s('line', { class: 'axis', x1: L, y1: H - B, x2: W - R, y2: H - B }));
+  svg.append(s('line', { class: 'axis', x1: L, y1: T, x2: L, y2: H - B }));
+  for (const v of [0, Math.round(max / 2), Math.round(max)]) {
+    svg.append(s('text', { x: L - 4, y: y(v) + 3, 'text-anchor': 'end' }, String(v)));
+    svg.append(s('line', { class: 'grid', x1: L, y1: y(v), x2: W - R, y2: y(v) }));
+  }
+  if (week) {
+    for (let d = 0; d < 7; d++) {
+      const ts = trend.from + d * 86400;
+      svg.append(s('line', { class: 'grid', x1: x(ts), y1: T, x2: x(ts), y2: H - B }));
+      const wd = (new Date(ts * 1000 + 43200000).getUTCDay() + 6) % 7;
+      svg.append(s('text', { x: x(ts + 43200), y: H - 6, 'text-anchor': 'middle' }, t(`day.${wd}`)));
+    }
+  } else {
+    for (let hr = 0; hr <= 24; hr += 3) {
+      svg.append(s('text', { x: x(trend.from + hr * 3600), y: H - 6, 'text-anchor': 'middle' }, `${String(hr).padStart(2, '0')}:00`));
+    }
+  }
+  const line = (values, cls, colour, label) => {
+    let d = '';
+    let pen = false;
+    trend.steps.forEach((p, i) => {
+      const v = values(p, i);
+      if (v == null) { pen = false; return; }
+      const [x0, x1, yy] = [x(p.start), x(p.start + trend.step_s), y(v)];
+      d += `${pen ? 'L' : 'M'} ${x0.toFixed(1)} ${yy.toFixed(1)} L ${x1.toFixed(1)} ${yy.toFixed(1)} `;
+      pen = true;
+    });
+    if (d) svg.append(s('path', { class: cls, d, stroke: colour }, s('title', {}, label)));
+  };
+  const floors = trend.floors.map((id, i) => ({ i, f: ctx.site.floors.find((x) => x.id === id) })).filter((x) => x.f)
+    .sort((a, b) => a.f.level - b.f.level);
+  floors.forEach(({ i, f }, k) => line((p) => p.floors[i], 'floor-line', FLOOR_COLOURS[k % FLOOR_COLOURS.length], f.name));
+  line((p) => p.building, 'building-line', '#14213d', t('usage.trend.building'));
+  const nowTs = nowMs() / 1000;
+  if (nowTs > trend.from && nowTs < trend.until) {
+    svg.append(s('line', { class: 'now', x1: x(nowTs), y1: T, x2: x(nowTs), y2: H - B }, s('title', {}, t('room.now'))));
+  }
+  const legend = h('div', { class: 'legend' },
+    h('span', {}, h('span', { class: 'swatch line-building' }), t('usage.trend.building')),
+    floors.map(({ f }, k) => h('span', {}, h('span', { class: `swatch line-${k % FLOOR_COLOURS.length}` }), f.name)));
+  return [svg, legend];
+}
+
+const trendCard = {
+  async fill(ctx, box) {
+    this.week = !!this.week;
+    const zone = ctx.site.timezone;
+    const today = ymd(clockNow(), zone);
+    const from = this.week ? ymd(new Date(clockNow().getTime() - 6 * 86400000), zone) : today;
+    const until = ymd(new Date(clockNow().getTime() + 86400000 + 3600000), zone);
+    const q = this.week ? `from=${from}&until=${until}` : `from=${today}`;
+    const trend = await api(`/api/v1/occupancy?${q}`);
+    const peak = trend.steps.reduce((best, p) => (p.building != null && (!best || p.building > best.building) ? p : best), null);
+    const when = (ts) => new Date(ts * 1000).toLocaleString(locale(), this.week
+      ? { weekday: 'short', hour: '2-digit', minute: '2-digit', timeZone: zone }
+      : { hour: '2-digit', minute: '2-digit', timeZone: zone });
+    const tabs = h('div', { class: 'tabs', role: 'group', 'aria-label': t('usage.trend.span') },
+      [[false, 'usage.trend.today'], [true, 'usage.trend.7d']].map(([wk, k]) => h('button', {
+        type: 'button', 'aria-pressed': String(wk === this.week), 'data-trend': wk ? 'week' : 'day',
+        onclick: () => { this.week = wk; this.fill(ctx, box).catch((e) => ctx.error(e)); },
+      }, t(k))));
+    const csv = h('button', {
+      type: 'button', class: 'secondary', id: 'trend-csv',
+      onclick: () => {
+        const names = trend.floors.map((id) => (ctx.site.floors.find((f) => f.id === id) || { name: id }).name);
+        downloadCsv(`building-${from}${this.week ? `-${until}` : ''}.csv`, [
+          [t('usage.trend.at'), t('usage.trend.building'), ...names],
+          ...trend.steps.map((p) => [new Date(p.start * 1000).toLocaleString('sv-SE', { timeZone: zone }), p.building ?? '', ...p.floors.map((v) => v ?? '')]),
+        ]);
+      },
+    }, t('usage.csv'));
+    clear(box).append(h('h2', {}, t(this.week ? 'usage.trend.week' : 'usage.trend.day')),
+      h('div', { class: 'toolbar' }, tabs, csv),
+      peak ? h('p', { id: 'trend-peak' }, t('usage.trend.peak', { n: Math.round(peak.building), time: when(peak.start) })) : h('p', { class: 'muted' }, t('usage.nodata')),
+      ...trendChart(ctx, trend, this.week));
+  },
+};
+
 export const usageView = {
   title: 'nav.usage',
   async render(ctx) {
     this.days = this.days || 28;
-    const until = new Date();
+    const until = clockNow();
     const from = new Date(until.getTime() - this.days * 86400000);
     const report = await api(`/api/v1/utilisation?from=${encodeURIComponent(from.toISOString())}&until=${encodeURIComponent(until.toISOString())}`);
     // Each room by its name in the language shown (the report names them as the site file does).
@@ -495,8 +589,17 @@ export const usageView = {
         h('td', {}, r.nights_booked > 0 && r.booked_hours === 0
           ? `${Math.round((r.nights_used / r.nights_booked) * 100)}%`
           : r.booked_hours > 0 ? `${Math.round(r.use_of_booked * 100)}%` : '—'))))), locale());
-    const section = h('section', {}, h('h1', {}, t('usage.title')), periods,
-      rooms.length ? [heatBox, h('div', { class: 'card scroll' }, table),
+    const trendBox = h('div', { class: 'card', id: 'trend' });
+    await trendCard.fill(ctx, trendBox);
+    const tableCsv = h('button', {
+      type: 'button', class: 'secondary', id: 'usage-csv',
+      onclick: () => downloadCsv(`utilisation-${ymd(from, ctx.site.timezone)}-${ymd(until, ctx.site.timezone)}.csv`, [
+        ['room', 'name', 'capacity', 'peak', 'mean', 'occupied_hours', 'observed_hours', 'bookings', 'booked_hours', 'occupied_while_booked_hours', 'use_of_booked', 'nights_booked', 'nights_used'],
+        ...rooms.map((r) => [r.room, r.name, r.capacity ?? '', r.peak, r.mean, r.occupied_hours, r.observed_hours, r.bookings, r.booked_hours, r.occupied_while_booked_hours, r.use_of_booked, r.nights_booked, r.nights_used]),
+      ]),
+    }, t('usage.csv'));
+    const section = h('section', {}, h('h1', {}, t('usage.title')), trendBox, periods,
+      rooms.length ? [heatBox, h('div', { class: 'card scroll' }, h('div', { class: 'toolbar' }, tableCsv), table),
         h('div', { class: 'card' }, h('h2', {}, t('usage.bva')), bookedBars(rooms))]
         : h('p', { class: 'muted' }, t('usage.nodata')));
     if (this.selected) showHeat(this.selected);

@@ -270,6 +270,12 @@ try {
   await page.waitForSelector('#rollcall', { state: 'hidden', timeout: T });
   say('SEEN who is inside one click away in shelter mode, exported');
   await nav('usage');
+  await page.waitForSelector('svg.chart.trend', { timeout: T });
+  await page.click('button[data-trend="week"]');
+  await page.waitForSelector('button[data-trend="week"][aria-pressed="true"]', { timeout: T });
+  const [trendCsv] = await Promise.all([page.waitForEvent('download', { timeout: T }), page.click('#trend-csv')]);
+  const trendText = readFileSync(await trendCsv.path(), 'utf8');
+  check(trendText.split('\r\n')[0].includes('Уся будівля') && trendText.split('\r\n').length >= 169, `the week's CSV, hourly: ${trendText.slice(0, 120)}`);
   await page.screenshot({ path: join(shots, '08-usage.png'), fullPage: true });
   await nav('devices');
   await page.waitForSelector('table.devices', { timeout: T });

@@ -121,6 +121,18 @@ pub struct SiteView {
     pub floors: Vec<FloorView>,
     pub rooms: Vec<RoomView>,
     pub doors: Vec<DoorView>,
+    /// The gateway's clock as this answer left: the pages keep "now" on it (in the demo it is
+    /// the simulated building's, running faster than the browser's).
+    pub clock: ClockView,
+}
+
+/// A reading of the gateway's clock.
+#[derive(Serialize, ToSchema)]
+pub struct ClockView {
+    /// Its time, Unix milliseconds.
+    pub now_ms: i64,
+    /// Its seconds per real second (1 but in the demo).
+    pub rate: f64,
 }
 
 fn word<T: Serialize>(v: &T) -> String {
@@ -146,7 +158,12 @@ pub async fn site(State(s): State<AppState>, _who: Viewer) -> Json<SiteView> {
         })
         .collect();
     floors.sort_by_key(|f| f.level);
+    let clock = ClockView {
+        now_ms: s.clock.now().timestamp_millis(),
+        rate: s.clock.rate(),
+    };
     Json(SiteView {
+        clock,
         name: site.name.clone(),
         name_uk: site.name_uk.clone(),
         timezone: site.timezone.name().to_string(),

@@ -74,6 +74,11 @@ pub const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../../dashboard/js/inside.js"),
     ),
     (
+        "js/clock.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../dashboard/js/clock.js"),
+    ),
+    (
         "js/alarms.js",
         "text/javascript; charset=utf-8",
         include_str!("../../../dashboard/js/alarms.js"),

@@ -54,7 +54,7 @@ impl Modify for Schemes {
         members::list, members::one, members::create, members::update,
         members::add_card, members::revoke_card,
         audit::page, audit::csv_export,
-        usage::utilisation,
+        usage::utilisation, usage::trend,
         bookings::upsert, bookings::batch, bookings::cancel, bookings::list,
         schedule::day, schedule::add, schedule::cancel,
         observe::health, observe::metrics,

@@ -2,6 +2,10 @@
 //! asked for), peak and mean head count, the hour × weekday heat map on the site's clock, and
 //! booked time against what the sensors saw, from the stored occupancy history. The period
 //! defaults to the last 28 days.
+//!
+//! The building over time: `GET /api/v1/occupancy?from=&until=` gives the mean number of
+//! people in the building and on each floor, in five-minute steps over two days or less and
+//! hourly steps over longer (at most 92 days), from the same history.
 
 use axum::extract::{Query, State};
 use axum::routing::get;
@@ -17,7 +21,9 @@ use crate::occupancy::history::{booked_vs_actual, heat_map, usage};
 
 /// The routes.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/utilisation", get(utilisation))
+    Router::new()
+        .route("/api/v1/utilisation", get(utilisation))
+        .route("/api/v1/occupancy", get(trend))
 }
 
 /// The period and room.
@@ -160,4 +166,208 @@ pub async fn utilisation(
         until: u,
         rooms: out,
     }))
+}
+
+/// The building's period.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrendQuery {
+    /// From (RFC 3339 or `YYYY-MM-DD` on the site's clock); default the start of today.
+    pub from: Option<String>,
+    /// Until (exclusive); default a day after `from`.
+    pub until: Option<String>,
+}
+
+/// One step of the building's day.
+#[derive(Serialize, ToSchema)]
+pub struct TrendStep {
+    /// Start, Unix seconds.
+    pub start: i64,
+    /// Mean people in the building over the step (the rooms' means added up); null where no
+    /// room was watched.
+    pub building: Option<f64>,
+    /// The same per floor, in the site file's order of floors.
+    pub floors: Vec<Option<f64>>,
+}
+
+/// The building and its floors over a period.
+#[derive(Serialize, ToSchema)]
+pub struct Trend {
+    pub from: i64,
+    pub until: i64,
+    /// Seconds a step.
+    pub step_s: i64,
+    /// The floors' ids, in the order of each step's `floors`.
+    pub floors: Vec<String>,
+    pub steps: Vec<TrendStep>,
+}
+
+/// Longest period one request covers, days.
+const TREND_MAX_DAYS: i64 = 92;
+
+/// The building and each floor over a day or a week.
+#[utoipa::path(get, path = "/api/v1/occupancy", tag = "utilisation", params(TrendQuery),
+    responses((status = 200, body = Trend), (status = 401), (status = 422)))]
+pub async fn trend(
+    State(s): State<AppState>,
+    _who: Viewer,
+    Query(q): Query<TrendQuery>,
+) -> Result<Json<Trend>, ApiError> {
+    let site = s.site.clone();
+    let time = |field: &str, v: &Option<String>| {
+        v.as_deref()
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                super::parse_time(&site, v).map_err(|e| ApiError::Invalid(vec![(field.into(), e)]))
+            })
+            .transpose()
+    };
+    let now = s.clock.now();
+    let from = match time("from", &q.from)? {
+        Some(t) => t,
+        None => {
+            let today = site.local_time(now).date;
+            super::parse_time(&site, &today.format("%Y-%m-%d").to_string())
+                .map_err(|e| ApiError::Invalid(vec![("from".into(), e)]))?
+        }
+    };
+    let until = time("until", &q.until)?.unwrap_or(from + Duration::days(1));
+    if from >= until {
+        return Err(ApiError::Invalid(vec![(
+            "from".into(),
+            "the period must start before it ends".into(),
+        )]));
+    }
+    if until - from > Duration::days(TREND_MAX_DAYS) {
+        return Err(ApiError::Invalid(vec![(
+            "until".into(),
+            format!("at most {TREND_MAX_DAYS} days"),
+        )]));
+    }
+    let (f, u) = (from.timestamp(), until.timestamp());
+    let step: i64 = if u - f <= 2 * 86_400 { 300 } else { 3_600 };
+    let store = s.store.clone();
+    let out = blocking(move || trend_of(store.as_ref(), &site, f, u, step))
+        .await?
+        .map_err(|_| ApiError::Unavailable)?;
+    Ok(Json(out))
+}
+
+/// Each room's mean over each step (person-seconds over seconds watched), added up by floor
+/// and for the building.
+fn trend_of(
+    store: &dyn crate::store::Store,
+    site: &crate::domain::Site,
+    f: i64,
+    u: i64,
+    step: i64,
+) -> Result<Trend, crate::store::StoreError> {
+    let n = usize::try_from((u - f + step - 1) / step).unwrap_or(0);
+    let floors: Vec<_> = site.floors.iter().map(|x| x.id).collect();
+    let mut by_floor = vec![vec![None::<f64>; floors.len()]; n];
+    let mut building = vec![None::<f64>; n];
+    for room in &site.rooms {
+        let mut person = vec![0u64; n];
+        let mut watched = vec![0u64; n];
+        for b in store.history(room.id, f, u)? {
+            // A bucket longer than a step (hourly, after compaction) spreads over its steps.
+            let parts = (i64::from(b.span_s) / step).max(1);
+            for k in 0..parts {
+                let at = b.start + k * step;
+                if at < f || at >= u {
+                    continue;
+                }
+                let i = usize::try_from((at - f) / step).unwrap_or(usize::MAX);
+                if let (Some(p), Some(w)) = (person.get_mut(i), watched.get_mut(i)) {
+                    *p += b.person_s / parts as u64;
+                    *w += u64::from(b.observed_s) / parts as u64;
+                }
+            }
+        }
+        let fi = floors.iter().position(|x| *x == room.floor);
+        for i in 0..n {
+            if watched[i] == 0 {
+                continue;
+            }
+            let mean = person[i] as f64 / watched[i] as f64;
+            *building[i].get_or_insert(0.0) += mean;
+            if let Some(fi) = fi {
+                *by_floor[i][fi].get_or_insert(0.0) += mean;
+            }
+        }
+    }
+    Ok(Trend {
+        from: f,
+        until: u,
+        step_s: step,
+        floors: floors.iter().map(|x| x.to_string()).collect(),
+        steps: (0..n)
+            .map(|i| TrendStep {
+                start: f + i as i64 * step,
+                building: building[i].map(round),
+                floors: by_floor[i].iter().map(|v| v.map(round)).collect(),
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{HistoryBucket, MemoryStore, Store};
+
+    fn site() -> crate::domain::Site {
+        crate::site_file::parse(include_str!("../../../deploy/site.example.toml"))
+            .expect("the example site loads")
+    }
+
+    fn bucket(room: &str, start: i64, span_s: u32, mean: u64, watched: u32) -> HistoryBucket {
+        HistoryBucket {
+            room: room.parse().unwrap(),
+            start,
+            span_s,
+            person_s: mean * u64::from(watched),
+            observed_s: watched,
+            peak: mean as u32,
+            occupied_s: watched,
+        }
+    }
+
+    #[test]
+    fn the_building_over_a_day_adds_up_its_rooms_by_floor_and_leaves_unwatched_steps_empty() {
+        let site = site();
+        let store = MemoryStore::new();
+        let f = 1_795_392_000; // a whole hour
+        store
+            .add_history(&[
+                bucket("meeting-1", f, 300, 3, 300),
+                bucket("coworking", f, 300, 10, 300),
+                // Watched half the step (a restart): its mean is over the half.
+                bucket("coworking", f + 300, 300, 8, 150),
+                // Compacted to an hour: spread over its twelve steps.
+                bucket("lobby", f + 3_600, 3_600, 2, 3_600),
+            ])
+            .unwrap();
+        let t = trend_of(&store, &site, f, f + 86_400, 300).unwrap();
+        assert_eq!(t.steps.len(), 288);
+        let f1 = t.floors.iter().position(|x| x == "f1").unwrap();
+        let f0 = t.floors.iter().position(|x| x == "f0").unwrap();
+        assert_eq!(t.steps[0].building, Some(13.0));
+        assert_eq!(t.steps[0].floors[f1], Some(13.0), "both on the first floor");
+        assert_eq!(t.steps[0].floors[f0], None);
+        assert_eq!(t.steps[1].building, Some(8.0));
+        assert_eq!(t.steps[2].building, None, "nothing watched");
+        for i in 12..24 {
+            assert_eq!(t.steps[i].building, Some(2.0), "step {i}");
+            assert_eq!(t.steps[i].floors[f0], Some(2.0));
+        }
+        assert_eq!(t.steps[24].building, None);
+
+        // A week, hourly: the first hour's means over what was watched.
+        let w = trend_of(&store, &site, f, f + 7 * 86_400, 3_600).unwrap();
+        assert_eq!(w.steps.len(), 168);
+        // meeting-1 3 over 300 s; coworking (10·300 + 8·150) / 450 = 9.33.
+        assert_eq!(w.steps[0].building, Some(12.33));
+        assert_eq!(w.steps[1].building, Some(2.0));
+    }
 }

@@ -881,6 +881,7 @@ pub const GUARDED: &[(&str, &str)] = &[
     ("GET", "/api/v1/audit"),
     ("GET", "/api/v1/audit.csv"),
     ("GET", "/api/v1/utilisation"),
+    ("GET", "/api/v1/occupancy"),
     ("GET", "/api/v1/schedule"),
     ("POST", "/api/v1/schedule"),
     ("DELETE", "/api/v1/schedule/test/ivan-now"),
