@@ -69,6 +69,8 @@ export function drawFloor(site, floorId, live, onRoom) {
     });
     poly.append(s('title', {}, r.name));
     g.append(poly);
+    // An alarm's outline: red on a white halo, which stands out on every fill.
+    g.append(s('polygon', { points: pts, class: 'alarm-halo' }), s('polygon', { points: pts, class: 'alarm-line' }));
     // Text sized to fit the room's width (about 0.55 em a character).
     const size = Math.max(0.35, Math.min(1, c.w / (r.name.length * 0.6), c.h / 4));
     // A name too long for its room is cut; the whole name is in its title and label.
@@ -88,6 +90,7 @@ export function drawFloor(site, floorId, live, onRoom) {
     if (!p) continue;
     const st = doorState(liveDoors.get(d.id), alarmed.get(d.id));
     const g = s('g', { class: 'door-group', 'data-door-group': d.id });
+    g.append(s('circle', { class: `door-halo ${ringClass(alarmed.get(d.id))}`, r: 1.1, cx: p.x, cy: -p.y, 'data-halo': d.id }));
     g.append(s('circle', { class: `door-ring ${ringClass(alarmed.get(d.id))}`, r: 1.1, cx: p.x, cy: -p.y, 'data-ring': d.id }));
     const dot = s('circle', { class: `door ${st}`, r: 0.45, cx: p.x, cy: -p.y, 'data-door': d.id });
     dot.append(s('title', {}, `${d.name}: ${t(`door.${st}`)}`));
@@ -119,10 +122,10 @@ function markRooms(svg, site, alarmed) {
     const d = site.doors.find((x) => x.id === door);
     if (d && rooms.get(d.into) !== 'open') rooms.set(d.into, state);
   }
-  for (const poly of svg.querySelectorAll('polygon.room')) {
-    const st = rooms.get(poly.dataset.room);
-    poly.classList.toggle('alarmed', st === 'open');
-    poly.classList.toggle('alarm-taken', st === 'taken');
+  for (const g of svg.querySelectorAll('g.room-group')) {
+    const st = rooms.get(g.dataset.room);
+    g.classList.toggle('alarmed', st === 'open');
+    g.classList.toggle('alarm-taken', st === 'taken');
   }
 }
 
@@ -287,6 +290,8 @@ export function update(svg, site, live) {
     if (!dot) continue;
     const ring = svg.querySelector(`circle[data-ring="${CSS.escape(d.door)}"]`);
     if (ring) ring.setAttribute('class', `door-ring ${ringClass(alarmed.get(d.door))}`);
+    const halo = svg.querySelector(`circle[data-halo="${CSS.escape(d.door)}"]`);
+    if (halo) halo.setAttribute('class', `door-halo ${ringClass(alarmed.get(d.door))}`);
     const st = doorState(d, alarmed.get(d.door));
     dot.setAttribute('class', `door ${st}`);
     const title = dot.querySelector('title');

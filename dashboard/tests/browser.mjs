@@ -226,7 +226,7 @@ try {
   await page.click(`button[data-floor="${coworkFloor}"]`);
   await page.waitForSelector('polygon[data-room="coworking"]', { timeout: T });
   await page.waitForFunction(() => document.querySelector('circle[data-ring="d-cowork-in"]').getAttribute('class').includes('taken')
-    && document.querySelector('polygon[data-room="coworking"]').classList.contains('alarm-taken'), null, { timeout: T });
+    && document.querySelector('g.room-group[data-room="coworking"]').classList.contains('alarm-taken'), null, { timeout: T });
   // Doors stand on their rooms' walls, not inside them.
   const offWall = await page.evaluate(() => {
     const out = [];
