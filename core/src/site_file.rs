@@ -183,6 +183,7 @@ struct RawDoor {
     held_open_s: Option<u32>,
     public_hours: Option<WeeklySchedule>,
     free_exit: Option<crate::domain::FreeExit>,
+    at: Option<[f32; 2]>,
 }
 
 #[derive(Deserialize)]
@@ -606,6 +607,7 @@ pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
             held_open_s: d.held_open_s.unwrap_or(default_held_open_s),
             public_hours: d.public_hours,
             free_exit: d.free_exit,
+            at: d.at,
         });
     }
 
@@ -1113,6 +1115,31 @@ into = "lobby"
                 .free_exit,
             Some(crate::domain::FreeExit::Handle)
         );
+    }
+
+    #[test]
+    fn a_door_may_say_where_it_is_on_the_plan() {
+        let text = GOOD.to_string()
+            + r#"
+[[rooms]]
+id = "office"
+name = "Office"
+floor = "f0"
+kind = "office"
+rect = [0.0, 5.0, 5.0, 5.0]
+
+[[doors]]
+id = "d-office"
+name = "Office in"
+from = "lobby"
+into = "office"
+at = [2.5, 5.0]
+"#;
+        let site = parse(&text).unwrap();
+        let door = |id: &str| site.door(DoorId::parse(id).unwrap()).unwrap().at;
+        assert_eq!(door("d-office"), Some([2.5, 5.0]));
+        let bad = text.replace("at = [2.5, 5.0]", "at = [2.5]");
+        assert!(parse(&bad).is_err(), "two numbers");
     }
 
     #[test]

@@ -246,6 +246,35 @@ try {
     return out;
   });
   check(offWall.length === 0, `doors off every wall: ${offWall.join(', ')}`);
+  // On every floor, each door is on its room's outline, and on the room it comes from where
+  // that room is on the same floor.
+  const misplaced = await page.evaluate(async () => {
+    const { doorPlaces } = await import('/dashboard/js/plan.js');
+    const site = await (await fetch('/api/v1/site')).json();
+    const onOutline = (room, p) => room.shape.some((a, i) => {
+      const b = room.shape[(i + 1) % room.shape.length];
+      const [dx, dy] = [b[0] - a[0], b[1] - a[1]];
+      const u = Math.max(0, Math.min(1, ((p.x - a[0]) * dx + (p.y - a[1]) * dy) / (dx * dx + dy * dy || 1)));
+      return Math.hypot(a[0] + u * dx - p.x, a[1] + u * dy - p.y) < 0.05;
+    });
+    const out = [];
+    let placed = 0;
+    for (const f of site.floors) {
+      const at = doorPlaces(site, f.id);
+      for (const d of site.doors) {
+        const p = at.get(d.id);
+        const into = site.rooms.find((r) => r.id === d.into);
+        if (!p) { if (into && into.floor === f.id && into.shape.length >= 3) out.push(`${d.id} not placed`); continue; }
+        placed += 1;
+        const from = site.rooms.find((r) => r.id === d.from);
+        if (!onOutline(into, p)) out.push(`${d.id} off ${into.id}`);
+        if (from && from.floor === f.id && from.shape.length >= 3 && !onOutline(from, p)) out.push(`${d.id} off ${from.id}`);
+      }
+    }
+    return { out, placed };
+  });
+  check(misplaced.out.length === 0 && misplaced.placed === await page.evaluate(async () => (await (await fetch('/api/v1/site')).json()).doors.length),
+    `doors placed on their walls (${misplaced.placed}): ${misplaced.out.join(', ')}`);
   await page.screenshot({ path: join(shots, '07b-plan-alarm.png') });
   say('SEEN an alarm taken in hand, on the plan at its door');
 

@@ -120,6 +120,9 @@ pub struct Door {
     /// How people leave through this door without a card, when it is an exit reader.
     #[serde(default)]
     pub free_exit: Option<FreeExit>,
+    /// Where it is on the floor plan, metres (`None`: on the wall its two rooms share).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<[f32; 2]>,
 }
 
 /// How people leave through a door without a card: an exit reader refuses revoked and

@@ -102,6 +102,10 @@ pub struct DoorView {
     pub unlock_ms: u32,
     /// An egress door (released in emergency mode).
     pub egress: bool,
+    /// Where it is on the plan, metres, when the site file says (the dashboard puts a door
+    /// without it on the wall its two rooms share).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<[f32; 2]>,
 }
 
 /// The site: what the floor plan is drawn from.
@@ -195,6 +199,7 @@ pub async fn site(State(s): State<AppState>, _who: Viewer) -> Json<SiteView> {
                 into: d.into.to_string(),
                 unlock_ms: d.unlock_ms,
                 egress: d.egress,
+                at: d.at,
             })
             .collect(),
     })
