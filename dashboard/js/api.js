@@ -1,11 +1,14 @@
 // The gateway's API: JSON over the same origin, the session cookie sent by the browser, and
 // the session's CSRF token on every change.
 
+import { serverText } from './i18n.js';
+
 let csrf = '';
 
+// A refusal, with the server's reason in the language shown.
 export class ApiError extends Error {
   constructor(status, body) {
-    super(body && (body.error || (body.errors && body.errors.map((e) => e.message).join('; '))) || `HTTP ${status}`);
+    super(serverText(body) || `HTTP ${status}`);
     this.status = status;
     this.body = body;
   }

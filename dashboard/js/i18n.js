@@ -727,3 +727,89 @@ export function reason(code) {
 }
 
 export function locale() { return current === 'uk' ? 'uk-UA' : 'en-GB'; }
+
+// What the server said, in the language shown. The gateway answers in English (its API serves
+// other programs too); the sentences staff can meet on these pages have a Ukrainian form here,
+// matched whole, with the parts they quote carried over. A sentence not listed is shown as the
+// server wrote it.
+const FIELD_UK = {
+  id: 'ідентифікатор', name: 'ім’я', email: 'e-mail', 'e-mail': 'e-mail', card: 'картка', cards: 'картки',
+  member: 'учасник', plan: 'тариф', plans: 'тарифи', room: 'приміщення', door: 'двері', note: 'примітка',
+  password: 'пароль', role: 'роль', title: 'назва', start: 'початок', end: 'кінець', organiser: 'організатор',
+  from: 'від', until: 'до', day: 'день', mode: 'режим', ms: 'тривалість', kind: 'вид', source: 'джерело',
+  organisation: 'організація', certification: 'допуск', external_id: 'зовнішній ідентифікатор',
+  suspended: 'призупинення', valid_from: 'діє від', valid_until: 'діє до',
+};
+const SERVER_UK = [
+  [/^sign in first$/, () => 'спершу увійдіть'],
+  [/^the request lacks this session's CSRF token/, () => 'у запиті немає CSRF-токена цього сеансу; оновіть сторінку'],
+  [/^the gateway cannot take this now; try again$/, () => 'шлюз зараз не може цього виконати; спробуйте ще раз'],
+  [/^too many failed sign-ins; try again later$/, () => 'забагато невдалих входів; спробуйте пізніше'],
+  [/^an identifier cannot be empty$/, () => 'ідентифікатор не може бути порожнім'],
+  [/^an identifier is at most (\d+) characters long$/, (n) => `ідентифікатор має щонайбільше ${n} знаки`],
+  [/^an identifier starts with a lower-case letter or a digit$/, () => 'ідентифікатор починається з малої латинської літери або цифри'],
+  [/^character (\d+) is not allowed in an identifier.*$/, (n) => `знак ${n} не можна вживати в ідентифікаторі (лише a-z, 0-9, «-», «_», «.»)`],
+  [/^a card UID needs at least one byte of hex$/, () => 'номер картки має містити щонайменше дві шістнадцяткові цифри'],
+  [/^a card UID is written in hex digits \(0-9, A-F\)$/, () => 'номер картки пишуть шістнадцятковими цифрами (0-9, A-F)'],
+  [/^a card UID has an even number of hex digits$/, () => 'у номері картки має бути парна кількість шістнадцяткових цифр'],
+  [/^a card UID is at most 10 bytes \(20 hex digits\)$/, () => 'номер картки — щонайбільше 10 байтів (20 шістнадцяткових цифр)'],
+  [/^a PIN has 4 to 8 digits$/, () => 'PIN має від 4 до 8 цифр'],
+  [/^a PIN holds digits only$/, () => 'PIN складається лише з цифр'],
+  [/^member (\S+) exists$/, (m) => `учасник ${m} уже є`],
+  [/^there is no member "?([^"]*)"?$/, (m) => `немає учасника ${m}`],
+  [/^no member "?([^"]*)"?$/, (m) => `немає учасника ${m}`],
+  [/^no member has the e-mail "?([^"]*)"?$/, (e) => `жоден учасник не має e-mail ${e}`],
+  [/^card (\S+) is held by member (\S+)$/, (c, m) => `картку ${c} уже має учасник ${m}`],
+  [/^another member holds the card$/, () => 'цю картку вже має інший учасник'],
+  [/^already revoked$/, () => 'картку вже відкликано'],
+  [/^no card "?([^"]*)"?$/, (c) => `немає картки ${c}`],
+  [/^a member's id cannot change$/, () => 'ідентифікатор учасника змінити не можна'],
+  [/^e-mail (\S+) belongs to member (\S+)$/, (e, m) => `e-mail ${e} уже має учасник ${m}`],
+  [/^there is no plan "?([^"]*)"? in the site file$/, (p) => `у файлі об’єкта немає тарифу ${p}`],
+  [/^role "?([^"]*)"? is not staff or security$/, (r) => `роль ${r} — не персонал і не охорона`],
+  [/^valid_until comes before valid_from$/, () => '«діє до» раніше за «діє від»'],
+  [/^there is already a staff account (\S+)$/, (n) => `обліковий запис ${n} уже є`],
+  [/^there is no staff account (\S+)$/, (n) => `немає облікового запису ${n}`],
+  [/^a password needs 10 to 256 characters$/, () => 'пароль має містити від 10 до 256 знаків'],
+  [/^door (\S+) has no device to command$/, (d) => `у дверей ${d} немає пристрою, яким можна керувати`],
+  [/^no door "?([^"]*)"?$/, (d) => `немає дверей ${d}`],
+  [/^there is no door (\S+)$/, (d) => `немає дверей ${d}`],
+  [/^no room "?([^"]*)"?$/, (r) => `немає приміщення ${r}`],
+  [/^there is no room "?([^"]*)"?$/, (r) => `немає приміщення ${r}`],
+  [/^no such alarm is standing.*$/, () => 'такої тривоги вже немає (її знято)'],
+  [/^no booking (\S+)$/, (b) => `немає бронювання ${b}`],
+  [/^at most (\d+) characters$/, (n) => `щонайбільше ${n} знаків`],
+  [/^at most (\d+) days$/, (n) => `щонайбільше ${n} днів`],
+  [/^one line of text$/, () => 'один рядок тексту'],
+  [/^from 1 to 60000$/, () => 'від 1 до 60000'],
+  [/^normal, lockdown, emergency or shelter$/, () => 'звичайний, блокування, надзвичайна ситуація або укриття'],
+  [/^the period must start before it ends$/, () => 'період має починатися раніше, ніж закінчується'],
+  [/^"?([^"]*)"? is not a date \(YYYY-MM-DD\)$/, (d) => `${d} — не дата (РРРР-ММ-ДД)`],
+  [/^that booking is over for days: nothing was booked$/, () => 'це бронювання вже минуло: нічого не заброньовано'],
+  [/^(\S+) is empty$/, (f) => `поле «${FIELD_UK[f] || f}» порожнє`],
+  // "id "Olha K": <why>", "card "zz": <why>": the field in words, then why.
+  [/^([a-z_-]+) "([^"]*)": (.+)$/, (f, v, why) => `${FIELD_UK[f] || f} «${v}»: ${serverSentence(why)}`],
+];
+
+function serverSentence(text) {
+  if (current !== 'uk' || typeof text !== 'string') return text;
+  for (const [re, uk] of SERVER_UK) {
+    const m = text.match(re);
+    if (m) return uk(...m.slice(1));
+  }
+  return text;
+}
+
+// An error answer's body (`{error}` or `{errors: [{field, message}]}`) as one line.
+export function serverText(body) {
+  if (!body) return '';
+  if (Array.isArray(body.errors)) {
+    return body.errors.map((e) => {
+      const msg = serverSentence(e.message);
+      // A message that names its field already ("id "x": …") needs no second name.
+      if (!e.field || String(e.message).startsWith(`${e.field} `)) return msg;
+      return `${current === 'uk' ? (FIELD_UK[e.field] || e.field) : e.field}: ${msg}`;
+    }).join('; ');
+  }
+  return serverSentence(body.error || '');
+}
