@@ -243,6 +243,7 @@ async function start(me) {
 function signedOut() {
   if (es) { es.close(); es = null; }
   ctx.me = null; ctx.live = null; ctx.site = null; ctx.view = null;
+  for (const [, view] of ROUTES) if (view.reset) view.reset();
   setCsrf('');
   $('top').hidden = true;
   $('alarm-bar').hidden = true;

@@ -18,6 +18,7 @@ const clock = (secs) => new Date(secs * 1000).toLocaleTimeString(locale(), { hou
 
 export const insideView = {
   title: 'nav.inside',
+  reset() { this.q = ''; clearInterval(this.timer); },
   async render(ctx) {
     this.q = this.q || '';
     this.box = h('div', { id: 'inside-list' });

@@ -15,6 +15,7 @@ function field(id, label, attrs = {}) {
 
 export const peopleView = {
   title: 'nav.people',
+  reset() { this.q = ''; },
   async render(ctx) {
     this.q = this.q || '';
     this.list = h('div', { class: 'card scroll', id: 'people-list' });

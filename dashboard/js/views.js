@@ -209,6 +209,7 @@ export function alarmText(ctx, a) {
 
 export const doorsView = {
   title: 'nav.doors',
+  reset() { this.q = ''; },
   render(ctx) {
     this.box = h('div', {});
     this.fill(ctx);
@@ -318,7 +319,9 @@ function logRow(ctx, e, fresh) {
     // The booking as staff know it: its title and time (its organiser is in "who").
     what = t('log.noshow', { title: e.title || e.details, start: fmtTime(e.start), end: fmtClock(Date.parse(e.end) / 1000) });
   } else {
-    what = e.details || '';
+    // A change's words are as the gateway wrote them, with what staff typed (a note, a reason)
+    // in whatever language they typed it.
+    what = h('span', { class: 'free-text' }, e.details || '');
   }
   const who = e.member_name ? `${e.member_name} (${e.member})` : e.member || (e.kind === 'decision' ? e.card || '' : e.actor);
   return h('tr', { class: fresh ? 'fresh' : undefined, 'data-kind': e.kind },
@@ -331,6 +334,8 @@ function logRow(ctx, e, fresh) {
 
 export const logView = {
   title: 'nav.log',
+  // A new sign-in starts from no filter (the one before may have been someone else's).
+  reset() { this.filters = {}; },
   render(ctx) {
     this.filters = this.filters || {};
     const f = this.filters;
@@ -344,8 +349,8 @@ export const logView = {
       field('reason', t('log.reason'), sel('reason', [['allow', t('log.allowed')], ['deny', t('log.denied')],
         ...REASONS.map((c) => [c, reason(c)])])),
       field('kind', t('log.kind'), sel('kind', KINDS.map((k) => [k, t(`kind.${k}`)]))),
-      field('from', t('log.from'), h('input', { name: 'from', id: 'log-from', type: 'datetime-local', value: f.from || '' })),
-      field('until', t('log.until'), h('input', { name: 'until', id: 'log-until', type: 'datetime-local', value: f.until || '' })),
+      h('label', { class: 'wide' }, h('span', {}, t('log.from')), h('input', { name: 'from', id: 'log-from', type: 'datetime-local', value: f.from || '' })),
+      h('label', { class: 'wide' }, h('span', {}, t('log.until')), h('input', { name: 'until', id: 'log-until', type: 'datetime-local', value: f.until || '' })),
       h('div', { class: 'row' },
         h('button', { type: 'submit', class: 'primary', id: 'log-search' }, t('log.search')),
         h('button', { type: 'button', class: 'link', onclick: () => { this.filters = {}; ctx.rerender(); } }, t('log.reset'))));

@@ -1,9 +1,10 @@
 //! The dashboard in a real browser: the gateway with the embedded broker and its HTTP API on a
 //! free port, a staff operator, and `dashboard/tests/browser.mjs` driving Debian's Chromium
 //! through playwright-core. When the script says `WAIT counter`, a people counter's reading
-//! goes over MQTT; at `WAIT tap`, two signed taps (one allowed, one denied); at `WAIT forced`,
-//! the coworking door node reports its door forced; the script checks that the page followed
-//! without a reload. Screenshots land in the folder this test prints.
+//! goes over MQTT; at `WAIT tap`, two signed taps (one allowed, one denied); at `WAIT forced`
+//! and `WAIT unforced`, the coworking door node reports its door forced, or no longer; the
+//! script checks that the page followed without a reload. Marta's entry to the coworking floor
+//! yesterday afternoon is in the log before the gateway starts. Screenshots land in the folder this test prints.
 //!
 //! Needs `node`, `/usr/bin/chromium` (or `CHROMIUM`) and `npm ci` in `dashboard/tests`:
 //! `.ci/run` installs them. Missing, the test fails in CI and says why elsewhere.
@@ -77,6 +78,25 @@ async fn staff_watch_the_building_live_in_a_real_browser() {
                 chrono::Utc::now(),
             )
             .unwrap();
+    }
+    // Marta went into the coworking floor yesterday afternoon: staff find her in the log.
+    {
+        let site = std::sync::Arc::new(kombinat::site_file::load(&site_path()).unwrap());
+        let store: std::sync::Arc<dyn Store> =
+            std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+        let now = chrono::Utc::now();
+        let yesterday = site.local_time(now).date.pred_opt().unwrap();
+        let at = site
+            .parse_time(&format!("{} 15:10", yesterday.format("%Y-%m-%d")))
+            .unwrap();
+        let mut registry =
+            kombinat::registry::Registry::open(site.clone(), store.clone(), now).unwrap();
+        let tap = kombinat::access::Tap {
+            door: "d-cowork-in".parse().unwrap(),
+            credential: card(STAFF_CARD),
+        };
+        assert!(registry.decide(&tap, at).unwrap().allowed());
+        store.flush().unwrap();
     }
     let mut config = config(dir.path(), "embedded");
     config.http = Some("127.0.0.1:0".parse().unwrap());
@@ -158,6 +178,10 @@ async fn staff_watch_the_building_live_in_a_real_browser() {
             }
             "WAIT forced" => {
                 node.send_state(true).await;
+                writeln!(stdin, "GO").unwrap();
+            }
+            "WAIT unforced" => {
+                node.send_state(false).await;
                 writeln!(stdin, "GO").unwrap();
             }
             "DONE" => break,
