@@ -448,7 +448,9 @@ function heatMap(room) {
 
 function bookedBars(rooms) {
   const shown = rooms.filter((r) => r.booked_hours > 0);
-  const W = 720; const L = 150; const RH = 22;
+  // The names' column as wide as the longest name (10 px text, about 6 px a letter).
+  const W = 720; const RH = 22;
+  const L = Math.min(320, Math.max(120, 8 + 6 * Math.max(0, ...shown.map((r) => r.name.length))));
   const max = Math.max(1, ...shown.map((r) => r.booked_hours));
   const svg = s('svg', { viewBox: `0 0 ${W} ${Math.max(1, shown.length) * RH * 2 + 24}`, class: 'chart', role: 'img', 'aria-label': t('usage.bva') });
   shown.forEach((r, i) => {
@@ -477,7 +479,7 @@ function ymd(date, zone) {
 }
 
 function trendChart(ctx, trend, week) {
-  const W = 720; const H = 230; const L = 36; const B = 24; const T = 10; const R = 8;
+  const W = 720; const H = 230; const L = 36; const B = 24; const T = 10; const R = 22;
   const x = (ts) => L + ((ts - trend.from) / (trend.until - trend.from)) * (W - L - R);
   const max = Math.max(1, ...trend.steps.map((p) => p.building || 0));
   const y = (v) => T + (1 - v / max) * (H - T - B);
@@ -622,7 +624,10 @@ function deviceTable(ctx, devices) {
       h('td', {}, d.device),
       h('td', {}, t(`kind.${d.kind}`)),
       h('td', {}, [...d.doors.map((x) => doorName(ctx, x)), ...d.rooms.map((x) => roomName(ctx, x))].join(', ')),
-      h('td', {}, h('span', { class: `pill ${d.online ? 'ok' : 'bad'}` }, d.online ? t('devices.online') : t('devices.offline'))),
+      // Never heard from is not the same as gone quiet: a device not yet installed or powered.
+      h('td', {}, d.online ? h('span', { class: 'pill ok' }, t('devices.online'))
+        : d.last_seen == null ? h('span', { class: 'pill grey' }, t('devices.unheard'))
+          : h('span', { class: 'pill bad' }, t('devices.offline'))),
       h('td', {}, ago(d.last_seen)),
       h('td', { class: 'hide-narrow' }, d.battery == null ? '—' : `${d.battery}%`),
       h('td', { class: 'hide-narrow' }, d.firmware || '—'))))));
