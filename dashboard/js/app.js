@@ -212,7 +212,7 @@ function onEvent(kind, data) {
 function localise(site) {
   if (!site) return;
   const uk = lang() === 'uk';
-  for (const x of [site, ...site.floors, ...site.rooms, ...site.doors]) {
+  for (const x of [site, ...site.floors, ...site.rooms, ...site.doors, ...(site.plans || [])]) {
     if (x.name_en === undefined) x.name_en = x.name;
     x.name = (uk && x.name_uk) || x.name_en;
   }

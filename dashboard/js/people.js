@@ -65,7 +65,7 @@ export const peopleView = {
     const cells = [
       h('td', {}, m.name, m.organisation ? h('div', { class: 'muted' }, m.organisation) : ''),
       h('td', {}, m.id),
-      h('td', {}, m.plan || '—'),
+      h('td', {}, m.plan ? ((ctx.site.plans || []).find((p) => p.id === m.plan) || { name: m.plan }).name : '—'),
       h('td', {}, h('span', { class: `pill ${suspended ? 'bad' : 'ok'}` }, t(suspended ? 'people.suspended' : 'people.active')),
         suspended && m.suspended_reason ? h('div', { class: 'muted' }, m.suspended_reason) : ''),
       h('td', {}, cards),

@@ -27,6 +27,9 @@ pub struct Plan {
     pub id: PlanId,
     /// Name as sold.
     pub name: String,
+    /// Its name in Ukrainian, for the dashboard in Ukrainian.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_uk: Option<String>,
     /// What the plan opens and when.
     pub grants: Vec<PlanGrant>,
     /// Whether the plan's rights pause on the site's holidays.

@@ -42,6 +42,7 @@ fn plan(id: &str) -> Plan {
     Plan {
         id: PlanId::parse(id).unwrap(),
         name: "Coworking day".into(),
+        name_uk: None,
         grants: vec![PlanGrant {
             zones: vec![],
             rooms: vec![RoomId::parse("coworking").unwrap()],

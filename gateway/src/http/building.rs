@@ -125,9 +125,20 @@ pub struct SiteView {
     pub floors: Vec<FloorView>,
     pub rooms: Vec<RoomView>,
     pub doors: Vec<DoorView>,
+    /// The membership plans, for naming a member's plan.
+    pub plans: Vec<PlanView>,
     /// The gateway's clock as this answer left: the pages keep "now" on it (in the demo it is
     /// the simulated building's, running faster than the browser's).
     pub clock: ClockView,
+}
+
+/// A membership plan.
+#[derive(Serialize, ToSchema)]
+pub struct PlanView {
+    pub id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_uk: Option<String>,
 }
 
 /// A reading of the gateway's clock.
@@ -168,6 +179,15 @@ pub async fn site(State(s): State<AppState>, _who: Viewer) -> Json<SiteView> {
     };
     Json(SiteView {
         clock,
+        plans: site
+            .plans
+            .iter()
+            .map(|p| PlanView {
+                id: p.id.to_string(),
+                name: p.name.clone(),
+                name_uk: p.name_uk.clone(),
+            })
+            .collect(),
         name: site.name.clone(),
         name_uk: site.name_uk.clone(),
         timezone: site.timezone.name().to_string(),
