@@ -29,7 +29,9 @@ export const peopleView = {
       clearTimeout(timer);
       timer = setTimeout(() => { this.q = search.value.trim(); this.fill(ctx).catch((e) => ctx.error(e)); }, 250);
     });
-    const parts = [h('h1', {}, t('people.title')), h('div', { class: 'toolbar' }, search)];
+    // A PIN just issued, shown this once for the admin to hand over.
+    this.pinShown = h('p', { id: 'people-pin', class: 'notice', role: 'status', hidden: true });
+    const parts = [h('h1', {}, t('people.title')), h('div', { class: 'toolbar' }, search), this.pinShown];
     if (isAdmin(ctx)) parts.push(this.addForm(ctx));
     else parts.push(h('p', { class: 'muted' }, t('people.admins')));
     parts.push(this.list);
@@ -61,7 +63,14 @@ export const peopleView = {
         'aria-label': t('people.revoke.label', { card: c.card, name: m.name }),
         onclick: () => this.act(ctx, t('people.revoke.confirm', { card: c.card, name: m.name }),
           () => api(`/api/v1/cards/${encodeURIComponent(c.card)}`, { method: 'DELETE' }), t('people.revoked')),
-      }, t('people.revoke')) : '')));
+      }, t('people.revoke')) : '')),
+    // PINs are never shown again: that one is held, and (admins) revoke it.
+    m.pins ? h('li', { 'data-pin': m.id }, t('people.pin.held'),
+      admin ? h('button', {
+        type: 'button', class: 'link revoke', 'data-revoke-pin': m.id,
+        onclick: () => this.act(ctx, t('people.pin.revoke.confirm', { name: m.name }),
+          () => api(`/api/v1/members/${encodeURIComponent(m.id)}/pin`, { method: 'DELETE' }), t('people.pin.revoked')),
+      }, t('people.revoke')) : '') : null);
     const cells = [
       h('td', {}, m.name, m.organisation ? h('div', { class: 'muted' }, m.organisation) : ''),
       h('td', {}, m.id),
@@ -81,7 +90,19 @@ export const peopleView = {
             if (why === null || why.trim() === '') return;
             this.act(ctx, null, () => api(`/api/v1/members/${encodeURIComponent(m.id)}`, { method: 'PATCH', body: { suspended: why.trim() } }), t('people.suspended.done'));
           } }, t('people.suspend'));
-      cells.push(h('td', {}, h('div', { class: 'actions' }, toggle,
+      const pin = h('button', {
+        type: 'button', class: 'secondary', 'data-issue-pin': m.id,
+        onclick: async () => {
+          if (!window.confirm(t('people.pin.confirm', { name: m.name }))) return;
+          try {
+            const issued = await api(`/api/v1/members/${encodeURIComponent(m.id)}/pin`, { method: 'POST' });
+            clear(this.pinShown).append(t('people.pin.shown', { name: m.name }), ' ', h('code', { id: 'people-pin-value' }, issued.pin));
+            this.pinShown.hidden = false;
+          } catch (err) { ctx.error(err); }
+          await this.fill(ctx).catch((err) => ctx.error(err));
+        },
+      }, t('people.pin.issue'));
+      cells.push(h('td', {}, h('div', { class: 'actions' }, toggle, pin,
         h('form', { class: 'inline', 'data-add-card': m.id,
           onsubmit: (e) => {
             e.preventDefault();

@@ -367,6 +367,17 @@ try {
   dialogs.length = 0;
   await page.fill('#people-q', 'olha');
   await page.waitForSelector('tr[data-member="olha-k"]', { timeout: T });
+  // A PIN, made by the gateway and shown once, then revoked.
+  await page.click('button[data-issue-pin="olha-k"]');
+  await page.waitForSelector('#people-pin-value', { timeout: T });
+  const pin = (await page.textContent('#people-pin-value')).trim();
+  check(/^\d{6}$/.test(pin), `a six-digit PIN shown once: ${pin}`);
+  await page.waitForSelector('li[data-pin="olha-k"]', { timeout: T });
+  check(!(await page.textContent('#people-table')).includes(pin), 'the PIN is not in the list');
+  await page.click('button[data-revoke-pin="olha-k"]');
+  await page.waitForFunction(() => !document.querySelector('li[data-pin="olha-k"]'), null, { timeout: T });
+  check(dialogs.join(',') === 'confirm,confirm', `asked before issuing and before revoking the PIN: ${dialogs}`);
+  dialogs.length = 0;
   // Sorted by a column: by name, then by name the other way.
   await page.fill('#people-q', '');
   await page.waitForFunction(() => document.querySelectorAll('#people-table tbody tr').length === 3, null, { timeout: T });

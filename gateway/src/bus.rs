@@ -143,6 +143,15 @@ pub enum Control {
         /// The answer.
         reply: SyncSender<Result<(), MemberRefusal>>,
     },
+    /// Issue a member a PIN (`Some`), or revoke every PIN they hold (`None`).
+    Pin {
+        member: crate::domain::MemberId,
+        issue: Option<crate::domain::Pin>,
+        /// Who asked.
+        by: Actor,
+        /// The answer.
+        reply: SyncSender<Result<(), MemberRefusal>>,
+    },
     RevokeCard {
         card: crate::domain::CardId,
         /// Who asked.

@@ -1906,3 +1906,103 @@ async fn an_operator_locks_one_door_down_over_a_restart_and_releases_it() {
     );
     gw.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_issues_a_pin_shown_once_that_opens_the_door_and_revokes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare_staff(dir.path());
+    let gw = gateway(dir.path()).await;
+    let operator = login(&gw, "olena").await;
+    let admin = login(&gw, "adam").await;
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/members/ivan/pin",
+        Some(&operator),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "admins only");
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/members/nobody/pin",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = call(
+        &gw,
+        Method::DELETE,
+        "/api/v1/members/ivan/pin",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "he holds none yet");
+
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/members/ivan/pin",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let issued = r.json();
+    let pin = issued["pin"].as_str().unwrap().to_string();
+    assert!(
+        pin.len() == 6 && pin.chars().all(|c| c.is_ascii_digit()),
+        "{pin}"
+    );
+    assert_eq!(issued["member"]["pins"], 1);
+    // Nobody reads it again: not the member's record, not the log.
+    let record = call(&gw, Method::GET, "/api/v1/members/ivan", Some(&admin), None).await;
+    assert!(!record.text().contains(&pin));
+    let log = call(
+        &gw,
+        Method::GET,
+        "/api/v1/audit?kind=change",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert!(
+        log.text().contains("PIN **** issued to ivan"),
+        "{}",
+        log.text()
+    );
+    assert!(!log.text().contains(&pin));
+
+    // Ivan's meeting room opens to his PIN; once revoked, it does not.
+    let mut node = DoorNode::connect(gw.mqtt_addr, "door-meeting", "d-meeting-1", key(2)).await;
+    let credential = kombinat::domain::Credential::Pin(kombinat::domain::Pin::parse(&pin).unwrap());
+    let t = node.tap(credential);
+    node.send_tap(&t).await;
+    assert!(node
+        .decision(Duration::from_secs(10))
+        .await
+        .reason
+        .is_allow());
+    let r = call(
+        &gw,
+        Method::DELETE,
+        "/api/v1/members/ivan/pin",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let t = node.tap(credential);
+    node.send_tap(&t).await;
+    assert!(!node
+        .decision(Duration::from_secs(10))
+        .await
+        .reason
+        .is_allow());
+    let record = call(&gw, Method::GET, "/api/v1/members/ivan", Some(&admin), None).await;
+    assert_eq!(record.json()["pins"], 0);
+    gw.stop().await.unwrap();
+}

@@ -1412,6 +1412,34 @@ impl Engine {
         }
     }
 
+    /// Revokes every PIN a member holds (they are shown to nobody, so they go together).
+    fn revoke_pins(
+        &mut self,
+        member: crate::domain::MemberId,
+        by: crate::store::Actor,
+    ) -> Result<(), MemberRefusal> {
+        let pins: Vec<_> = match self.registry.store().credentials() {
+            Ok(c) => c
+                .into_iter()
+                .filter(|r| r.member == member && r.revoked_at.is_none())
+                .map(|r| r.credential)
+                .filter(|c| matches!(c, crate::domain::Credential::Pin(_)))
+                .collect(),
+            Err(e) => return Err(member_refusal(e.into())),
+        };
+        if pins.is_empty() {
+            return Err(MemberRefusal::NotFound(format!(
+                "member {member} holds no PIN"
+            )));
+        }
+        for pin in pins {
+            self.registry
+                .revoke_credential(pin, by.clone(), self.now.wall)
+                .map_err(member_refusal)?;
+        }
+        Ok(())
+    }
+
     fn control(&mut self, c: Control, b: &mut Batch) {
         match c {
             Control::Unlock {
@@ -1464,6 +1492,26 @@ impl Engine {
                 // half-way: what was written counts).
                 self.lists_soon();
                 self.full_user_lists = true;
+                b.answers_member.push((reply, r));
+            }
+            Control::Pin {
+                member,
+                issue,
+                by,
+                reply,
+            } => {
+                let now = self.now.wall;
+                let r = match issue {
+                    Some(pin) => self
+                        .registry
+                        .add_credential(member, crate::domain::Credential::Pin(pin), by, now)
+                        .map_err(member_refusal),
+                    None => self.revoke_pins(member, by),
+                };
+                if r.is_ok() {
+                    self.lists_soon();
+                    self.full_user_lists = true;
+                }
                 b.answers_member.push((reply, r));
             }
             Control::RevokeCard { card, by, reply } => {

@@ -8,6 +8,8 @@
 //!   `valid_from`, `valid_until`, `cards`), plus `suspended` (a reason suspends, `""` lifts).
 //!   Lists may be JSON arrays. The core checks them against the site and the stored members.
 //! - `POST /api/v1/members/{id}/cards` with `{"card"}`, `DELETE /api/v1/cards/{card}` (admins).
+//! - `POST /api/v1/members/{id}/pin` (admins): a new six-digit PIN, made here and shown once;
+//!   `DELETE /api/v1/members/{id}/pin`: every PIN the member holds revoked.
 //!
 //! Every change is audited with the staff member who made it.
 
@@ -29,6 +31,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/members", get(list).post(create))
         .route("/api/v1/members/{id}", get(one).patch(update))
         .route("/api/v1/members/{id}/cards", post(add_card))
+        .route(
+            "/api/v1/members/{id}/pin",
+            post(issue_pin).delete(revoke_pins),
+        )
         .route("/api/v1/cards/{card}", delete(revoke_card))
 }
 
@@ -66,6 +72,8 @@ pub struct MemberView {
     pub valid_until: Option<String>,
     /// Cards (in a list: only the ones in force).
     pub cards: Vec<CardView>,
+    /// PINs in force (never their digits: a PIN is shown once, to the admin who issued it).
+    pub pins: usize,
 }
 
 fn view(m: &Member, cards: Vec<CardView>) -> MemberView {
@@ -88,7 +96,17 @@ fn view(m: &Member, cards: Vec<CardView>) -> MemberView {
         valid_from: m.valid_from.map(|t| t.to_rfc3339()),
         valid_until: m.valid_until.map(|t| t.to_rfc3339()),
         cards,
+        pins: 0,
     }
+}
+
+/// A member's PINs in force.
+fn pins_of(m: MemberId, creds: &[crate::domain::CredentialRecord]) -> usize {
+    creds
+        .iter()
+        .filter(|r| r.member == m && r.revoked_at.is_none())
+        .filter(|r| matches!(r.credential, Credential::Pin(_)))
+        .count()
 }
 
 fn word<T: Serialize>(v: &T) -> String {
@@ -184,7 +202,10 @@ pub async fn list(
                 .filter(|r| r.member == m.id && r.revoked_at.is_none())
                 .filter_map(|r| card_view(r, whole))
                 .collect();
-            view(m, cards)
+            MemberView {
+                pins: pins_of(m.id, &creds),
+                ..view(m, cards)
+            }
         })
         .collect();
     Ok(Json(MemberPage {
@@ -208,7 +229,10 @@ async fn load(s: &AppState, id: &str, whole: bool) -> Result<MemberView, ApiErro
         .filter(|r| r.member == mid)
         .filter_map(|r| card_view(r, whole))
         .collect();
-    Ok(view(&m, cards))
+    Ok(MemberView {
+        pins: pins_of(mid, &creds),
+        ..view(&m, cards)
+    })
 }
 
 /// One member, with every card ever issued to them.
@@ -323,6 +347,93 @@ pub async fn add_card(
     .collect();
     change(&s, &who, f, false).await?;
     Ok((StatusCode::CREATED, Json(load(&s, &id, true).await?)))
+}
+
+/// A PIN just issued: shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct IssuedPin {
+    /// Six digits, for the member to type at a door's keypad.
+    pub pin: String,
+    pub member: MemberView,
+}
+
+/// Six random digits, uniform.
+fn random_pin() -> Result<String, ApiError> {
+    loop {
+        let mut b = [0u8; 4];
+        getrandom::fill(&mut b).map_err(|_| ApiError::Unavailable)?;
+        let n = u32::from_le_bytes(b);
+        // The largest multiple of a million below 2^32: no digit string is likelier.
+        if n < 4_294_000_000 {
+            return Ok(format!("{:06}", n % 1_000_000));
+        }
+    }
+}
+
+/// Issues a member a new PIN (admins): six random digits no one else holds, made here and
+/// shown once in the answer (an admin never types one: a PIN they chose that another member
+/// held would tell them whose it is). Audited with the PIN masked.
+#[utoipa::path(post, path = "/api/v1/members/{id}/pin", tag = "members",
+    params(("id" = String, Path, description = "the member")),
+    responses((status = 201, body = IssuedPin), (status = 401), (status = 403), (status = 404)))]
+pub async fn issue_pin(
+    State(s): State<AppState>,
+    who: Admin,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<IssuedPin>), ApiError> {
+    load(&s, &id, true).await?;
+    let mid = MemberId::parse(&id).map_err(|_| ApiError::NotFound(format!("no member {id:?}")))?;
+    // Another member's PIN is refused by the core as taken: a few draws find a free one.
+    for _ in 0..16 {
+        let text = random_pin()?;
+        let pin = crate::domain::Pin::parse(&text).map_err(|_| ApiError::Unavailable)?;
+        let by = who.actor();
+        let r = ask_core(&s, move |reply| Control::Pin {
+            member: mid,
+            issue: Some(pin),
+            by,
+            reply,
+        })
+        .await?;
+        match r {
+            Ok(()) => {
+                tracing::info!(staff = %who.0.name, member = %mid, "PIN issued");
+                return Ok((
+                    StatusCode::CREATED,
+                    Json(IssuedPin {
+                        pin: text,
+                        member: load(&s, &id, true).await?,
+                    }),
+                ));
+            }
+            Err(MemberRefusal::Conflict(_)) => continue,
+            Err(r) => return Err(refusal(r, "pin")),
+        }
+    }
+    Err(ApiError::Unavailable)
+}
+
+/// Revokes every PIN a member holds (admins).
+#[utoipa::path(delete, path = "/api/v1/members/{id}/pin", tag = "members",
+    params(("id" = String, Path, description = "the member")),
+    responses((status = 204), (status = 401), (status = 403),
+              (status = 404, description = "no such member, or they hold no PIN")))]
+pub async fn revoke_pins(
+    State(s): State<AppState>,
+    who: Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let mid = MemberId::parse(&id).map_err(|_| ApiError::NotFound(format!("no member {id:?}")))?;
+    let by = who.actor();
+    ask_core(&s, move |reply| Control::Pin {
+        member: mid,
+        issue: None,
+        by,
+        reply,
+    })
+    .await?
+    .map_err(|r| refusal(r, "pin"))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Revokes a card (admins): it stays known, and taps with it are logged as revoked.

@@ -877,6 +877,8 @@ pub const GUARDED: &[(&str, &str)] = &[
     ("GET", "/api/v1/members/ivan"),
     ("PATCH", "/api/v1/members/ivan"),
     ("POST", "/api/v1/members/ivan/cards"),
+    ("POST", "/api/v1/members/ivan/pin"),
+    ("DELETE", "/api/v1/members/ivan/pin"),
     ("DELETE", "/api/v1/cards/04D4E5F6"),
     ("GET", "/api/v1/audit"),
     ("GET", "/api/v1/audit.csv"),
