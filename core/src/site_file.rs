@@ -596,6 +596,15 @@ pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
                 ),
             );
         }
+        if d.at.is_some_and(|[x, y]| !x.is_finite() || !y.is_finite()) {
+            p.at(
+                at,
+                format!(
+                    "door {:?}: at must be two numbers, metres",
+                    d.id.to_string()
+                ),
+            );
+        }
         site_doors.push(Door {
             id: d.id,
             name: d.name,
@@ -1140,6 +1149,8 @@ at = [2.5, 5.0]
         assert_eq!(door("d-office"), Some([2.5, 5.0]));
         let bad = text.replace("at = [2.5, 5.0]", "at = [2.5]");
         assert!(parse(&bad).is_err(), "two numbers");
+        let bad = text.replace("at = [2.5, 5.0]", "at = [nan, 5.0]");
+        assert!(parse(&bad).is_err(), "numbers");
     }
 
     #[test]

@@ -93,6 +93,7 @@ export function alarmList(ctx, text, ago, canAct) {
         onclick: async (e) => {
           const note = window.prompt(t('alarms.ack.note', { what: text(a) }), '');
           if (note === null) return;
+          if (note.length > 200) { ctx.toast(t('alarms.ack.long')); return; }
           e.target.disabled = true;
           try {
             await api('/api/v1/alarms/ack', { method: 'POST', body: { alarm: a.alarm, door: a.door, device: a.device, feed: a.feed, note } });

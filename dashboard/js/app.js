@@ -86,7 +86,8 @@ function header() {
   // In shelter and emergency modes the people to account for are one click from every page.
   const rollcall = $('rollcall');
   rollcall.hidden = !['shelter', 'emergency'].includes(ctx.live.mode);
-  rollcall.textContent = rollcall.hidden ? '' : t('rollcall', { n: ctx.live.rooms.reduce((a, r) => a + r.count, 0) });
+  // The count is the roll-call page's (names and counts together), not the sensors' alone.
+  rollcall.textContent = rollcall.hidden ? '' : t('rollcall');
   $('user').textContent = ctx.me ? t('user.role', { name: ctx.me.name, role: t(`role.${ctx.me.role}`) }) : '';
   for (const a of $('nav').querySelectorAll('a')) {
     a.hidden = ADMIN_ONLY.has(a.dataset.route) && !(ctx.me && ctx.me.role === 'admin');

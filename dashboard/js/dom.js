@@ -60,7 +60,7 @@ function csvCell(v) {
   const text = String(v ?? '');
   // A cell a spreadsheet would take for a formula is kept as text.
   const safe = /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
-  return /[",\n;]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
+  return /[",\r\n;]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
 }
 
 // Saves `rows` (arrays of cells, the first the heading) as a CSV file the browser downloads:

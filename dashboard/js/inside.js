@@ -112,9 +112,10 @@ export const insideView = {
     downloadCsv(`inside-${new Date(this.data.at * 1000).toISOString().slice(0, 16).replace(':', '')}.csv`, lines);
   },
 
-  // A decision may move someone: read again, at most once a second.
+  // A decision may move someone: read again, at most every five seconds (each reading scans
+  // the day's log on the gateway).
   decision(ctx) {
     if (this.soon) return;
-    this.soon = setTimeout(() => { this.soon = null; this.load(ctx).catch(() => {}); }, 1000);
+    this.soon = setTimeout(() => { this.soon = null; this.load(ctx).catch(() => {}); }, 5000);
   },
 };

@@ -210,7 +210,10 @@ export function doorPlaces(site, floorId) {
     if (from && from.floor === floorId) seg = longestShared(into, from);
     else if (!d.from) seg = outerWall(into, onFloor);
     if (seg) {
-      const key = `${seg[0].map((v) => v.toFixed(2))}|${seg[1].map((v) => v.toFixed(2))}`;
+      // The same wall whichever way its two rooms run along it: its ends in order.
+      const ends = seg.map((p) => p.map((v) => v.toFixed(2)).join(',')).sort();
+      if (ends[0] !== seg[0].map((v) => v.toFixed(2)).join(',')) seg = [seg[1], seg[0]];
+      const key = ends.join('|');
       if (!groups.has(key)) groups.set(key, { seg, doors: [] });
       groups.get(key).doors.push(d.id);
     } else {
@@ -242,7 +245,11 @@ export function fitLabels(svg) {
     const full = label.dataset.full || label.textContent;
     label.dataset.full = full;
     label.textContent = full;
-    let size = parseFloat(label.getAttribute('font-size'));
+    // From the size first worked out each time: a count grown shorter lets its label grow back.
+    if (!label.dataset.size) label.dataset.size = label.getAttribute('font-size');
+    let size = parseFloat(label.dataset.size);
+    label.setAttribute('font-size', size);
+    count.setAttribute('font-size', size * 1.4);
     const fits = () => {
       const a = label.getBBox(); const b = count.getBBox();
       return a.width <= w && b.width <= w && a.height + b.height <= hgt * 0.95;

@@ -478,6 +478,12 @@ function ymd(date, zone) {
   return new Intl.DateTimeFormat('en-CA', { timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(date);
 }
 
+// A calendar date `n` days from `day` (YYYY-MM-DD), by the calendar, not by 24-hour steps.
+function addDays(day, n) {
+  const [y, m, d] = day.split('-').map(Number);
+  return new Date(Date.UTC(y, m - 1, d + n)).toISOString().slice(0, 10);
+}
+
 function trendChart(ctx, trend, week) {
   const W = 720; const H = 230; const L = 36; const B = 24; const T = 10; const R = 22;
   const x = (ts) => L + ((ts - trend.from) / (trend.until - trend.from)) * (W - L - R);
@@ -494,8 +500,8 @@ function trendChart(ctx, trend, week) {
     for (let d = 0; d < 7; d++) {
       const ts = trend.from + d * 86400;
       svg.append(s('line', { class: 'grid', x1: x(ts), y1: T, x2: x(ts), y2: H - B }));
-      const wd = (new Date(ts * 1000 + 43200000).getUTCDay() + 6) % 7;
-      svg.append(s('text', { x: x(ts + 43200), y: H - 6, 'text-anchor': 'middle' }, t(`day.${wd}`)));
+      const name = new Date((ts + 43200) * 1000).toLocaleDateString(locale(), { weekday: 'short', timeZone: ctx.site.timezone });
+      svg.append(s('text', { x: x(ts + 43200), y: H - 6, 'text-anchor': 'middle' }, name));
     }
   } else {
     for (let hr = 0; hr <= 24; hr += 3) {
@@ -533,9 +539,9 @@ const trendCard = {
     this.week = !!this.week;
     const zone = ctx.site.timezone;
     const today = ymd(clockNow(), zone);
-    const from = this.week ? ymd(new Date(clockNow().getTime() - 6 * 86400000), zone) : today;
-    const until = ymd(new Date(clockNow().getTime() + 86400000 + 3600000), zone);
-    const q = this.week ? `from=${from}&until=${until}` : `from=${today}`;
+    const from = this.week ? addDays(today, -6) : today;
+    const until = addDays(today, 1);
+    const q = `from=${from}&until=${until}`;
     const trend = await api(`/api/v1/occupancy?${q}`);
     const peak = trend.steps.reduce((best, p) => (p.building != null && (!best || p.building > best.building) ? p : best), null);
     const when = (ts) => new Date(ts * 1000).toLocaleString(locale(), this.week

@@ -270,6 +270,10 @@ try {
         placed += 1;
         const from = site.rooms.find((r) => r.id === d.from);
         if (!onOutline(into, p)) out.push(`${d.id} off ${into.id}`);
+        // Two doors never share a spot (one would hide the other's alarm and clicks).
+        for (const [other, q] of at) {
+          if (other < d.id && Math.hypot(q.x - p.x, q.y - p.y) < 0.5) out.push(`${d.id} on ${other}`);
+        }
         if (from && from.floor === f.id && from.shape.length >= 3 && !onOutline(from, p)) out.push(`${d.id} off ${from.id}`);
       }
     }
@@ -492,7 +496,6 @@ try {
   };
   const quiet = () => page.evaluate(() => { const el = document.getElementById('toast'); el.textContent = ''; el.classList.remove('show'); });
   const tally = {};
-  const zone = await page.evaluate(async () => (await (await fetch('/api/v1/site')).json()).timezone);
   // The forced door of before is shut again: each walk meets a new alarm.
   await waitFor('unforced');
   await page.waitForFunction((sel) => !document.querySelector(sel), forcedLi, { timeout: T });
@@ -516,10 +519,8 @@ try {
     // Who went into the coworking floor yesterday afternoon, and that list exported.
     await task('yesterday', async () => {
       await go('log');
-      const day = await page.evaluate(async (tz) => {
-        const { nowMs } = await import('/dashboard/js/clock.js');
-        return new Intl.DateTimeFormat('en-CA', { timeZone: tz, year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date(nowMs() - 86400000));
-      }, zone);
+      const day = process.env.KOMBINAT_BROWSER_YESTERDAY;
+      check(/^\d{4}-\d{2}-\d{2}$/.test(day || ''), `the day the test seeded: ${day}`);
       clicks += 1;
       await page.selectOption('#log-room', 'coworking');
       await page.fill('#log-from', `${day}T12:00`);

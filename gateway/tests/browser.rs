@@ -79,13 +79,16 @@ async fn staff_watch_the_building_live_in_a_real_browser() {
             )
             .unwrap();
     }
-    // Marta went into the coworking floor yesterday afternoon: staff find her in the log.
+    // Marta went into the coworking floor yesterday afternoon: staff find her in the log (the
+    // script is told which day that is: it may run past midnight).
+    let seeded_day;
     {
         let site = std::sync::Arc::new(kombinat::site_file::load(&site_path()).unwrap());
         let store: std::sync::Arc<dyn Store> =
             std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
         let now = chrono::Utc::now();
         let yesterday = site.local_time(now).date.pred_opt().unwrap();
+        seeded_day = yesterday.format("%Y-%m-%d").to_string();
         let at = site
             .parse_time(&format!("{} 15:10", yesterday.format("%Y-%m-%d")))
             .unwrap();
@@ -124,6 +127,7 @@ async fn staff_watch_the_building_live_in_a_real_browser() {
     let mut child = Command::new("node")
         .env_remove("LD_PRELOAD")
         .env("KOMBINAT_BROWSER_NOW_MS", now_ms.to_string())
+        .env("KOMBINAT_BROWSER_YESTERDAY", &seeded_day)
         .arg(tests_dir().join("browser.mjs"))
         .args([&url, "olena", password, &shots.display().to_string()])
         .args(["oksana", ADMIN_PASSWORD])

@@ -416,6 +416,38 @@ fn an_erasure_pseudonymises_the_log_and_removes_the_member(s: &dyn Store) {
     assert_eq!(s.erase_member(&erasure, &change("again")).unwrap(), 0);
 }
 
+fn doors_locked_down_are_kept_until_released(s: &dyn Store) {
+    use crate::domain::DoorId;
+    let (a, b) = (DoorId::parse("d-a").unwrap(), DoorId::parse("d-b").unwrap());
+    assert!(s.locked_doors().unwrap().is_empty());
+    for door in [b, a] {
+        s.commit(
+            &[Change::DoorLockdown { door, locked: true }],
+            &change("lock"),
+        )
+        .unwrap();
+    }
+    assert_eq!(s.locked_doors().unwrap(), vec![a, b], "by id");
+    s.commit(
+        &[Change::DoorLockdown {
+            door: a,
+            locked: false,
+        }],
+        &change("release"),
+    )
+    .unwrap();
+    assert_eq!(s.locked_doors().unwrap(), vec![b]);
+    s.commit(
+        &[Change::DoorLockdown {
+            door: b,
+            locked: false,
+        }],
+        &change("release"),
+    )
+    .unwrap();
+    assert!(s.locked_doors().unwrap().is_empty());
+}
+
 pub fn suite(s: &dyn Store) {
     assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     records_round_trip(s);
@@ -425,6 +457,7 @@ pub fn suite(s: &dyn Store) {
     staff_accounts_are_stored_and_removed(s);
     devices_are_stored_and_removed(s);
     an_erasure_pseudonymises_the_log_and_removes_the_member(s);
+    doors_locked_down_are_kept_until_released(s);
     s.flush().unwrap();
 }
 

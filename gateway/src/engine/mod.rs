@@ -1532,8 +1532,15 @@ impl Engine {
                 by,
                 reply,
             } => {
+                let already = self
+                    .site
+                    .door_index(door)
+                    .is_some_and(|di| self.registry.snapshot().door_locked(di) == locked);
                 let r = if self.site.door(door).is_none() {
                     Err(ServiceError::UnknownDoor(door))
+                } else if already {
+                    // Nothing to change, nothing to log.
+                    Ok(())
                 } else {
                     match self
                         .registry
@@ -1545,7 +1552,7 @@ impl Engine {
                             self.lists_soon();
                             self.full_user_lists = true;
                             self.sync_released(self.now.wall, b);
-                            self.refresh_live();
+                            b.refresh = true;
                             Ok(())
                         }
                         Err(e) => Err(ServiceError::Registry(e)),
@@ -1591,7 +1598,8 @@ impl Engine {
                             note,
                         },
                     );
-                    self.refresh_live();
+                    // Shown once the batch (its audit entry) is written.
+                    b.refresh = true;
                     Ok(())
                 } else {
                     Err(ServiceError::NoAlarm)

@@ -119,8 +119,9 @@ fn placed(
     now: DateTime<Utc>,
 ) -> Result<Placed, crate::store::StoreError> {
     let from = now - chrono::Duration::seconds(WINDOW_SECS);
-    // Keys are the time an entry was written, never before it happened: reading back to the
-    // window's start finds every tap within it (an offline node's uploaded later too).
+    // A key's time is the later of its entry's time and the key before it (the log's clock
+    // never goes back), so never before the entry happened: reading keys back to the window's
+    // start finds every tap within it (an offline node's uploaded later too).
     let from_us = u64::try_from(from.timestamp_micros()).unwrap_or(0);
     let mut last: HashMap<MemberId, (usize, DateTime<Utc>)> = HashMap::new();
     let mut before = None;

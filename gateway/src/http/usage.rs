@@ -174,7 +174,7 @@ pub async fn utilisation(
 pub struct TrendQuery {
     /// From (RFC 3339 or `YYYY-MM-DD` on the site's clock); default the start of today.
     pub from: Option<String>,
-    /// Until (exclusive); default a day after `from`.
+    /// Until (exclusive); default the midnight after `from` on the site's clock.
     pub until: Option<String>,
 }
 
@@ -231,7 +231,15 @@ pub async fn trend(
                 .map_err(|e| ApiError::Invalid(vec![("from".into(), e)]))?
         }
     };
-    let until = time("until", &q.until)?.unwrap_or(from + Duration::days(1));
+    let until = match time("until", &q.until)? {
+        Some(t) => t,
+        // The next midnight on the site's clock: a day of 23 or 25 hours when the clocks change.
+        None => {
+            let next = site.local_time(from).date + Duration::days(1);
+            super::parse_time(&site, &next.format("%Y-%m-%d").to_string())
+                .map_err(|e| ApiError::Invalid(vec![("until".into(), e)]))?
+        }
+    };
     if from >= until {
         return Err(ApiError::Invalid(vec![(
             "from".into(),
