@@ -102,7 +102,21 @@ export const peopleView = {
           await this.fill(ctx).catch((err) => ctx.error(err));
         },
       }, t('people.pin.issue'));
-      cells.push(h('td', {}, h('div', { class: 'actions' }, toggle, pin,
+      // Erasure cannot be undone: the member's id is typed again to confirm it.
+      const erase = h('button', {
+        type: 'button', class: 'danger', 'data-erase': m.id,
+        onclick: async () => {
+          const typed = window.prompt(t('people.erase.confirm', { name: m.name, id: m.id }), '');
+          if (typed === null) return;
+          if (typed.trim() !== m.id) { ctx.toast(t('people.erase.mismatch')); return; }
+          try {
+            const done = await api(`/api/v1/members/${encodeURIComponent(m.id)}/erase`, { method: 'POST', body: { confirm: typed.trim() } });
+            ctx.toast(t('people.erase.done', { pseudonym: done.pseudonym, n: done.entries }));
+          } catch (err) { ctx.error(err); }
+          await this.fill(ctx).catch((err) => ctx.error(err));
+        },
+      }, t('people.erase'));
+      cells.push(h('td', {}, h('div', { class: 'actions' }, toggle, pin, erase,
         h('form', { class: 'inline', 'data-add-card': m.id,
           onsubmit: (e) => {
             e.preventDefault();

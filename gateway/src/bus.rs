@@ -143,6 +143,15 @@ pub enum Control {
         /// The answer.
         reply: SyncSender<Result<(), MemberRefusal>>,
     },
+    /// Erase a member's personal data (as `kombinat member erase`): answered with the
+    /// pseudonym the log now calls them and the entries rewritten.
+    Erase {
+        member: crate::domain::MemberId,
+        /// Who asked.
+        by: Actor,
+        /// The answer.
+        reply: SyncSender<Result<(String, usize), MemberRefusal>>,
+    },
     /// Issue a member a PIN (`Some`), or revoke every PIN they hold (`None`).
     Pin {
         member: crate::domain::MemberId,

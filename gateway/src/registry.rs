@@ -306,7 +306,7 @@ impl Registry {
         self.commit(Change::Member(m), AuditEntry::change(now, actor, summary))
     }
 
-    /// Erases a member's personal data (with the gateway stopped: the running one keeps its
+    /// Erases a member's personal data (the running gateway then [`Registry::reload`]s its
     /// snapshot): the log keeps every entry, in order, with the member's id replaced by a
     /// pseudonym and their cards removed; their record and cards are deleted and they leave
     /// the bookings they were in. The pseudonym is the same on every run (an HMAC of the id
@@ -367,6 +367,13 @@ impl Registry {
         );
         let n = self.store.erase_member(&erasure, &audit)?;
         Ok((pseudonym, n))
+    }
+
+    /// Builds the snapshot again from the store, as a start does (after an erasure in the
+    /// running gateway). Anti-passback's memory of who is in or out starts afresh.
+    pub fn reload(&mut self, now: DateTime<Utc>) -> Result<(), RegistryError> {
+        *self = Registry::open(self.snapshot.site_arc(), self.store.clone(), now)?;
+        Ok(())
     }
 
     /// Suspends a member (rights kept, doors shut) or lifts the suspension (`reason = None`).

@@ -209,6 +209,8 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
     std::fs::create_dir_all(&config.data)
         .map_err(|e| ServiceError::DataDir(config.data.display().to_string(), e))?;
     crate::store::keep_reserve(&config.data);
+    // An erasure from the dashboard: the old versions leave the store's files before it opens.
+    crate::store::rewrite::if_pending(&config.data);
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data)?);
     if let Err(why) = crate::spool::prepare(&config.data) {
         tracing::error!(%why, "the command line's requests cannot reach the gateway");
@@ -749,6 +751,12 @@ impl Runtime {
                     self.engine.handle_disk(free, self.now());
                 }
                 Effect::ReadSpool => self.read_spool(),
+                Effect::RewriteStoreAtStart => {
+                    let marker = self.data.join(crate::store::rewrite::PENDING);
+                    if let Err(e) = std::fs::write(&marker, b"a member was erased\n") {
+                        tracing::error!(error = %e, file = %marker.display(), "cannot leave the marker that has the store written anew at the next start");
+                    }
+                }
             }
         }
     }

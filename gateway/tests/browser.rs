@@ -216,6 +216,14 @@ async fn staff_watch_the_building_live_in_a_real_browser() {
         .unwrap()
         .expect("the person added in the browser");
     assert_eq!(olha.name, "Olha Koval");
+    // Of the members each walk added, the last was erased in the browser.
+    for n in 1..=3 {
+        let id = kombinat::domain::MemberId::parse(&format!("walk-{n}")).unwrap();
+        assert!(store.member(id).unwrap().is_some(), "walk-{n} added");
+    }
+    let erased = kombinat::domain::MemberId::parse("walk-4").unwrap();
+    assert!(store.member(erased).unwrap().is_none(), "walk-4 erased");
+    assert!(dir.path().join(kombinat::store::rewrite::PENDING).exists());
     assert!(
         matches!(olha.status, kombinat::domain::MemberStatus::Active),
         "suspended, then resumed: {:?}",

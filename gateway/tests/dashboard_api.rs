@@ -2006,3 +2006,147 @@ async fn an_admin_issues_a_pin_shown_once_that_opens_the_door_and_revokes_it() {
     assert_eq!(record.json()["pins"], 0);
     gw.stop().await.unwrap();
 }
+
+/// Whether any file under `dir` holds `needle`.
+fn in_files(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        if p.is_dir() {
+            todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if std::fs::read(&p)
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+        {
+            found.push(p);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_erases_a_member_from_the_dashboard_and_the_next_start_writes_the_store_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare_staff(dir.path());
+    let gw = gateway(dir.path()).await;
+    let operator = login(&gw, "olena").await;
+    let admin = login(&gw, "adam").await;
+    let email = "ivan.franko@example.org";
+    let r = call(
+        &gw,
+        Method::PATCH,
+        "/api/v1/members/ivan",
+        Some(&admin),
+        Some(json!({ "email": email })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // Ivan goes into his meeting: the log names him.
+    let mut node = DoorNode::connect(gw.mqtt_addr, "door-meeting", "d-meeting-1", key(2)).await;
+    let t = node.tap(card(NOBODY_CARD));
+    node.send_tap(&t).await;
+    assert!(node
+        .decision(Duration::from_secs(10))
+        .await
+        .reason
+        .is_allow());
+
+    let confirm = |id: &str| Some(json!({ "confirm": id }));
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/members/ivan/erase",
+        Some(&operator),
+        confirm("ivan"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "admins only");
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/members/ivan/erase",
+        Some(&admin),
+        confirm("iva"),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the id typed again"
+    );
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/members/ivan/erase",
+        Some(&admin),
+        confirm("ivan"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let pseudonym = r.json()["pseudonym"].as_str().unwrap().to_string();
+    assert!(pseudonym.starts_with("erased-"), "{pseudonym}");
+
+    // Gone from the running gateway at once: the record, the log's names, his card.
+    let r = call(&gw, Method::GET, "/api/v1/members/ivan", Some(&admin), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let log = call(
+        &gw,
+        Method::GET,
+        "/api/v1/audit?limit=1000",
+        Some(&admin),
+        None,
+    )
+    .await
+    .text();
+    for gone in ["\"ivan\"", "Ivan\"", NOBODY_CARD, email] {
+        assert!(!log.contains(gone), "{gone} in the log");
+    }
+    assert!(log.contains(&pseudonym));
+    let t = node.tap(card(NOBODY_CARD));
+    node.send_tap(&t).await;
+    assert!(
+        !node
+            .decision(Duration::from_secs(10))
+            .await
+            .reason
+            .is_allow(),
+        "his card opens nothing"
+    );
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/v1/members/ivan/erase",
+        Some(&admin),
+        confirm("ivan"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "nobody left to erase");
+    drop(node);
+    gw.stop().await.unwrap();
+    assert!(dir.path().join(kombinat::store::rewrite::PENDING).exists());
+    // Until then sled keeps the old versions in its files: this is what the rewrite is for.
+    assert!(
+        !in_files(dir.path(), email).is_empty(),
+        "sled's files hold the old record"
+    );
+
+    // The next start writes the store anew: nothing of him is left in its files.
+    let gw = gateway(dir.path()).await;
+    assert!(!dir.path().join(kombinat::store::rewrite::PENDING).exists());
+    let admin = login(&gw, "adam").await;
+    let marta = call(
+        &gw,
+        Method::GET,
+        "/api/v1/members/marta",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(marta.status, StatusCode::OK, "the others are all there");
+    gw.stop().await.unwrap();
+    assert_eq!(
+        in_files(dir.path(), email),
+        Vec::<std::path::PathBuf>::new()
+    );
+}

@@ -269,66 +269,15 @@ pub(super) fn member(
     Ok(())
 }
 
-/// After an erasure: the store is written anew (sled keeps old versions of what it rewrote
-/// in its files until it reuses the space: the erased name and e-mail would still be on the
-/// card), and the older copies of the store beside it, which still hold them, are listed.
+/// After an erasure: the store is written anew ([`crate::store::rewrite`]: sled keeps old
+/// versions of what it rewrote in its files until it reuses the space), and the older copies of
+/// the store beside it, which still hold the member's details, are listed.
 fn after_erasure(data: &std::path::Path, mid: MemberId, out: &mut dyn Write) -> Result<()> {
     let name = data
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "data".into());
-    let copy = data.with_file_name(format!(".{name}.compact.kbk"));
-    let staged = data.with_file_name(format!(".{name}.compacting"));
-    let old = data.with_file_name(format!(".{name}.before-compact"));
-    let _ = std::fs::remove_dir_all(&staged);
-    if old.exists() {
-        bail!(
-            "{} is there: an earlier rewrite stopped half-way and it may be the only copy of the store; if {} is missing or empty, move it back, then erase again",
-            old.display(),
-            data.display()
-        );
-    }
-    let rewritten = (|| -> Result<u64> {
-        {
-            let s = SledStore::open(data)?;
-            crate::service::write_backup(&s, &copy).map_err(|e| anyhow!(e))?;
-        }
-        let mut input = std::io::BufReader::new(std::fs::File::open(&copy)?);
-        let n = SledStore::restore(&staged, &mut input)?;
-        drop(SledStore::open(&staged)?);
-        // The new store belongs to whoever owned the old one (the gateway's user, when the
-        // command runs as root), with the same mode.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            let meta = std::fs::metadata(data)?;
-            std::fs::set_permissions(&staged, meta.permissions())?;
-            let mut todo = vec![staged.clone()];
-            while let Some(p) = todo.pop() {
-                std::os::unix::fs::chown(&p, Some(meta.uid()), Some(meta.gid()))?;
-                if p.is_dir() {
-                    todo.extend(std::fs::read_dir(&p)?.flatten().map(|e| e.path()));
-                }
-            }
-        }
-        // What is not the store's own (the spool, the disk reserve) moves along.
-        for extra in ["spool", "reserve"] {
-            let from = data.join(extra);
-            if from.exists() {
-                std::fs::rename(&from, staged.join(extra))?;
-            }
-        }
-        std::fs::rename(data, &old)?;
-        if let Err(e) = std::fs::rename(&staged, data) {
-            // Put the store back as it was (erased, not yet rewritten).
-            std::fs::rename(&old, data)?;
-            return Err(e.into());
-        }
-        std::fs::remove_dir_all(&old)?;
-        Ok(n)
-    })();
-    let _ = std::fs::remove_file(&copy);
-    let _ = std::fs::remove_dir_all(&staged);
+    let rewritten = crate::store::rewrite::rewrite_in_place(data);
     match rewritten {
         Ok(n) => writeln!(
             out,
@@ -336,8 +285,8 @@ fn after_erasure(data: &std::path::Path, mid: MemberId, out: &mut dyn Write) -> 
         )?,
         Err(e) => writeln!(
             out,
-            "the store could not be written anew ({e:#}): its files may still hold {mid}'s old details until sled reuses the space; the rewrite stages a copy in {}, so run erasures as root (sudo), as deploy/README.md does, or make that directory writable for the user who runs them",
-            data.parent().unwrap_or(std::path::Path::new(".")).display()
+            "the store could not be written anew ({e}): its files may still hold {mid}'s old details until sled reuses the space; the rewrite works inside {}, so run erasures as the user who owns it (or root, as deploy/README.md does)",
+            data.display()
         )?,
     }
     // Older copies beside the store: restores kept, migrations' backups.

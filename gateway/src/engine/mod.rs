@@ -103,6 +103,9 @@ pub enum Effect {
     CheckDisk,
     /// Archive, off the engine, the bookings that ended before `before` (Unix seconds).
     ArchiveBookings { before: i64 },
+    /// A member was erased: leave the marker that has the store written anew at the next start
+    /// (sled keeps the old versions in its files until then; [`crate::store::rewrite`]).
+    RewriteStoreAtStart,
 }
 
 /// An answer to a request, with where it goes.
@@ -111,6 +114,10 @@ pub enum Answer {
     Member(MemberReply, Result<(), MemberRefusal>),
     Bookings(SyncSender<ApiBookingsResult>, ApiBookingsResult),
     Cancel(SyncSender<Result<bool, String>>, Result<bool, String>),
+    Erase(
+        SyncSender<Result<(String, usize), MemberRefusal>>,
+        Result<(String, usize), MemberRefusal>,
+    ),
 }
 
 impl Answer {
@@ -127,6 +134,9 @@ impl Answer {
                 let _ = tx.send(r);
             }
             Answer::Cancel(tx, r) => {
+                let _ = tx.send(r);
+            }
+            Answer::Erase(tx, r) => {
                 let _ = tx.send(r);
             }
         }
@@ -1493,6 +1503,25 @@ impl Engine {
                 self.lists_soon();
                 self.full_user_lists = true;
                 b.answers_member.push((reply, r));
+            }
+            Control::Erase { member, by, reply } => {
+                let now = self.now.wall;
+                let r = self
+                    .registry
+                    .erase_member(member, by, now)
+                    .and_then(|done| {
+                        // The running snapshot still holds them: built again from the store.
+                        self.registry.reload(now)?;
+                        Ok(done)
+                    })
+                    .map(|(pseudonym, n)| (pseudonym.to_string(), n))
+                    .map_err(member_refusal);
+                if r.is_ok() {
+                    self.lists_soon();
+                    self.full_user_lists = true;
+                    self.out.push_back(Effect::RewriteStoreAtStart);
+                }
+                b.answers_other.push(Answer::Erase(reply, r));
             }
             Control::Pin {
                 member,

@@ -312,6 +312,7 @@ fn run(f: &mut Fixture, from: u64, to: u64) -> Vec<(u64, Vec<&'static str>)> {
                 }
                 Effect::ArchiveBookings { .. } => kinds.push("archive"),
                 Effect::ReadSpool => kinds.push("spool"),
+                Effect::RewriteStoreAtStart => kinds.push("rewrite"),
                 Effect::Answer(_) | Effect::Publish(_) => {}
             }
         }

@@ -8,6 +8,9 @@
 //!   `valid_from`, `valid_until`, `cards`), plus `suspended` (a reason suspends, `""` lifts).
 //!   Lists may be JSON arrays. The core checks them against the site and the stored members.
 //! - `POST /api/v1/members/{id}/cards` with `{"card"}`, `DELETE /api/v1/cards/{card}` (admins).
+//! - `POST /api/v1/members/{id}/erase` with `{"confirm": id}` (admins): the member's personal
+//!   data erased as `kombinat member erase` does; the store's files are written anew at the
+//!   gateway's next start.
 //! - `POST /api/v1/members/{id}/pin` (admins): a new six-digit PIN, made here and shown once;
 //!   `DELETE /api/v1/members/{id}/pin`: every PIN the member holds revoked.
 //!
@@ -35,6 +38,7 @@ pub fn router() -> Router<AppState> {
             "/api/v1/members/{id}/pin",
             post(issue_pin).delete(revoke_pins),
         )
+        .route("/api/v1/members/{id}/erase", post(erase))
         .route("/api/v1/cards/{card}", delete(revoke_card))
 }
 
@@ -347,6 +351,60 @@ pub async fn add_card(
     .collect();
     change(&s, &who, f, false).await?;
     Ok((StatusCode::CREATED, Json(load(&s, &id, true).await?)))
+}
+
+/// An erasure, confirmed by the member's id typed again.
+#[derive(Deserialize, ToSchema)]
+pub struct EraseRequest {
+    pub confirm: String,
+}
+
+/// What an erasure did.
+#[derive(Serialize, ToSchema)]
+pub struct Erased {
+    /// What the log calls them from now on.
+    pub pseudonym: String,
+    /// Log entries rewritten.
+    pub entries: usize,
+    /// The old versions sled keeps in the store's files go when the gateway next starts; copies
+    /// outside it (backups, a store kept by a restore) still hold the member's details.
+    pub files_rewritten_at_next_start: bool,
+}
+
+/// Erases a member's personal data (admins): their record and cards go, they leave their
+/// bookings, every log entry naming them is rewritten with a pseudonym and without their cards.
+/// Audited (under the pseudonym). The request must repeat the member's id in `confirm`.
+#[utoipa::path(post, path = "/api/v1/members/{id}/erase", tag = "members", request_body = EraseRequest,
+    params(("id" = String, Path, description = "the member")),
+    responses((status = 200, body = Erased), (status = 401), (status = 403), (status = 404),
+              (status = 422, description = "confirm is not the member's id")))]
+pub async fn erase(
+    State(s): State<AppState>,
+    who: Admin,
+    Path(id): Path<String>,
+    Json(body): Json<EraseRequest>,
+) -> Result<Json<Erased>, ApiError> {
+    let mid = MemberId::parse(&id).map_err(|_| ApiError::NotFound(format!("no member {id:?}")))?;
+    if body.confirm.trim() != id {
+        return Err(ApiError::Invalid(vec![(
+            "confirm".into(),
+            "type the member's id to confirm the erasure".into(),
+        )]));
+    }
+    let by = who.actor();
+    let (pseudonym, entries) = ask_core(&s, move |reply| Control::Erase {
+        member: mid,
+        by,
+        reply,
+    })
+    .await?
+    .map_err(|r| refusal(r, "id"))?;
+    tracing::info!(staff = %who.0.name, %pseudonym, entries, "member erased");
+    Ok(Json(Erased {
+        pseudonym,
+        entries,
+        files_rewritten_at_next_start: true,
+    }))
 }
 
 /// A PIN just issued: shown this once.

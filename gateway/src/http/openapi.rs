@@ -52,7 +52,7 @@ impl Modify for Schemes {
         building::mode, building::set_mode, building::ack_alarm, building::lockdown,
         inside::inside,
         members::list, members::one, members::create, members::update,
-        members::add_card, members::revoke_card, members::issue_pin, members::revoke_pins,
+        members::add_card, members::revoke_card, members::issue_pin, members::revoke_pins, members::erase,
         audit::page, audit::csv_export,
         usage::utilisation, usage::trend,
         bookings::upsert, bookings::batch, bookings::cancel, bookings::list,

@@ -878,6 +878,7 @@ pub const GUARDED: &[(&str, &str)] = &[
     ("PATCH", "/api/v1/members/ivan"),
     ("POST", "/api/v1/members/ivan/cards"),
     ("POST", "/api/v1/members/ivan/pin"),
+    ("POST", "/api/v1/members/ivan/erase"),
     ("DELETE", "/api/v1/members/ivan/pin"),
     ("DELETE", "/api/v1/cards/04D4E5F6"),
     ("GET", "/api/v1/audit"),
