@@ -15,7 +15,7 @@ const KEY = 'kombinat.alarm-signal';
 export const SEVERITY = {
   forced: 'bad', tamper: 'bad',
   held_open: 'warn', lock_differs: 'warn', alert_feed_failing: 'warn',
-  device_offline: 'grey', feed_failing: 'grey', disk_low: 'warn',
+  device_offline: 'grey', feed_failing: 'grey', disk_low: 'warn', clock_unsynchronised: 'warn',
 };
 
 export function signalOn() {

@@ -143,6 +143,9 @@ pub enum Control {
         /// The answer.
         reply: SyncSender<Result<(), MemberRefusal>>,
     },
+    /// What the clock check found ([`crate::clock_sync`]): while the clock is not
+    /// synchronised no allow-lists are published.
+    ClockSync(crate::clock_sync::Synced),
     /// Erase a member's personal data (as `kombinat member erase`): answered with the
     /// pseudonym the log now calls them and the entries rewritten.
     Erase {

@@ -188,6 +188,9 @@ pub struct Config {
     pub clock: crate::clock::Clock,
     /// Air-raid alert feeds.
     pub alert_feeds: Vec<AlertFeedConfig>,
+    /// How the gateway tells whether its clock is synchronised (no allow-lists while it is
+    /// not): [`crate::clock_sync`].
+    pub clock_check: crate::clock_sync::ClockCheck,
 }
 
 /// Occupancy history and no-show settings.
@@ -236,6 +239,14 @@ struct RawConfig {
     audit: RawAudit,
     #[serde(default)]
     alert_feeds: Vec<RawAlertFeed>,
+    #[serde(default)]
+    clock: RawClock,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawClock {
+    sync_check: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -526,7 +537,12 @@ impl Config {
             }
             alert_feeds.push(f);
         }
+        let clock_check = match &raw.clock.sync_check {
+            Some(v) => crate::clock_sync::ClockCheck::parse(v)?,
+            None => crate::clock_sync::ClockCheck::default(),
+        };
         Ok(Config {
+            clock_check,
             alert_feeds,
             clock: crate::clock::Clock::system(),
             trusted_proxies: raw
@@ -579,6 +595,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.audit_keep_days, 730);
         assert!(!c.secure_cookie);
+        assert_eq!(c.clock_check, crate::clock_sync::ClockCheck::Timedatectl);
     }
 
     #[test]
@@ -592,6 +609,7 @@ mod tests {
         assert_eq!(c.mqtt.broker, Broker::Embedded);
         assert_eq!(c.mqtt.listen.to_string(), "127.0.0.1:1883");
         assert_eq!(c.mqtt.prefix, "kombinat/v1");
+        assert_eq!(c.clock_check, crate::clock_sync::ClockCheck::Auto);
     }
 
     #[test]

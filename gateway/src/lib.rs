@@ -22,6 +22,7 @@ pub mod broker;
 pub mod bus;
 pub mod cli;
 pub mod clock;
+pub mod clock_sync;
 pub mod config;
 pub mod demo;
 pub mod engine;

@@ -96,6 +96,11 @@ pub struct Running {
         Arc<std::sync::atomic::AtomicBool>,
         std::thread::JoinHandle<()>,
     )>,
+    /// The clock check: its stop flag and thread.
+    clock_watch: Option<(
+        Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    )>,
     /// Where the HTTP API listens, if it does.
     pub http_addr: Option<SocketAddr>,
     http: Option<tokio::task::JoinHandle<()>>,
@@ -153,9 +158,13 @@ impl Running {
 
     /// Finishes in-flight work, flushes the store, disconnects.
     pub async fn stop(mut self) -> Result<(), ServiceError> {
-        for (stop, thread) in [self.poller.take(), self.alert_poller.take()]
-            .into_iter()
-            .flatten()
+        for (stop, thread) in [
+            self.poller.take(),
+            self.alert_poller.take(),
+            self.clock_watch.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             stop.store(true, Ordering::Relaxed);
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -344,6 +353,20 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
             .map_err(|_| ServiceError::Stopped)?;
         Some((stop, thread))
     };
+    let clock_watch = if config.clock_check == crate::clock_sync::ClockCheck::None {
+        None
+    } else {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (check, tx, flag) = (config.clock_check.clone(), to_core.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("clock-check".into())
+            .spawn(move || {
+                let deliver = |found| tx.send(Msg::Control(Control::ClockSync(found))).is_ok();
+                crate::clock_sync::watch(check, deliver, flag)
+            })
+            .map_err(|_| ServiceError::Stopped)?;
+        Some((stop, thread))
+    };
     let alert_poller = if config.alert_feeds.is_empty() {
         None
     } else {
@@ -415,6 +438,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         webhook_stats,
         poller,
         alert_poller,
+        clock_watch,
         http_addr,
         http,
         app_state,

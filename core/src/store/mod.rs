@@ -169,6 +169,9 @@ pub enum AlarmKind {
     /// longer than any grant while it should be locked, or locked while it should stand
     /// released. The gateway sends the door's state again while this lasts.
     LockDiffers,
+    /// The gateway's own clock is not synchronised: it publishes no allow-lists (they would
+    /// open doors at the wrong hours) until it is.
+    ClockUnsynchronised,
     /// The data directory's disk is nearly full (the gateway's `LOW_DISK_BYTES`): when it
     /// fills, decisions can no longer be logged and the gateway stops.
     DiskLow,

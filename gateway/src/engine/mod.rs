@@ -410,6 +410,8 @@ pub struct Engine {
     feeds_failing: Vec<bool>,
     /// The disk-low alarm is up.
     disk_low: bool,
+    /// The gateway's clock is not synchronised (why): no allow-lists are published.
+    clock_unsynced: Option<String>,
     /// Per room: the occupied flag last seen (for occupancy events to the booking system).
     occupied: Vec<Option<bool>>,
     /// What the dashboard shows live.
@@ -593,6 +595,7 @@ impl Engine {
             full_user_lists: true,
             feeds_failing,
             disk_low: false,
+            clock_unsynced: None,
             occupied: vec![None; rooms],
             published: vec![None; rooms],
             now,
@@ -1130,6 +1133,16 @@ impl Engine {
             });
         }
         devices.sort_by(|a, b| a.device.cmp(&b.device));
+        if self.clock_unsynced.is_some() {
+            alarms.push(AlarmNow {
+                alarm: "clock_unsynchronised".into(),
+                door: None,
+                device: None,
+                feed: None,
+                since: now,
+                ack: None,
+            });
+        }
         if self.disk_low {
             alarms.push(AlarmNow {
                 alarm: "disk_low".into(),
@@ -1503,6 +1516,37 @@ impl Engine {
                 self.lists_soon();
                 self.full_user_lists = true;
                 b.answers_member.push((reply, r));
+            }
+            Control::ClockSync(found) => {
+                let why = match found {
+                    crate::clock_sync::Synced::No(why) => Some(why),
+                    crate::clock_sync::Synced::Yes | crate::clock_sync::Synced::Unknown => None,
+                };
+                if why.is_some() != self.clock_unsynced.is_some() {
+                    match &why {
+                        Some(w) => {
+                            tracing::error!(why = %w, "the gateway's clock is not synchronised: no allow-lists are published until it is")
+                        }
+                        None => tracing::info!(
+                            "the gateway's clock is synchronised: allow-lists are published again"
+                        ),
+                    }
+                    b.audit.push(AuditEntry {
+                        at: self.now.wall,
+                        actor: Actor::System,
+                        event: AuditEvent::Alarm {
+                            door: None,
+                            device: None,
+                            alarm: crate::store::AlarmKind::ClockUnsynchronised,
+                            raised: why.is_some(),
+                        },
+                    });
+                    if why.is_none() {
+                        self.lists_soon();
+                    }
+                }
+                self.clock_unsynced = why;
+                b.refresh = true;
             }
             Control::Erase { member, by, reply } => {
                 let now = self.now.wall;
@@ -2262,7 +2306,10 @@ impl Engine {
                 }
             }
         }
-        if self.timers.due(Timer::AllowLists, at) && !self.allow_lists_pending {
+        if self.timers.due(Timer::AllowLists, at)
+            && !self.allow_lists_pending
+            && self.clock_unsynced.is_none()
+        {
             self.allow_lists_pending = true;
             let every = Duration::from_secs(60 * u64::from(self.config.allowlist_refresh_min));
             self.timers.set(Timer::AllowLists, at + every);

@@ -448,3 +448,56 @@ fn an_alarm_found_while_the_last_effects_were_carried_out_is_logged_at_a_stop() 
         }
     )));
 }
+
+#[test]
+fn no_allow_lists_go_out_while_the_gateway_s_clock_is_not_synchronised() {
+    use crate::clock_sync::Synced;
+    let mut f = started();
+    let now = f.clock.at(Duration::from_millis(500));
+    f.engine.handle_request(
+        Control::ClockSync(Synced::No(
+            "systemd says the clock is not synchronised".into(),
+        )),
+        now,
+    );
+    f.engine.commit(now).unwrap();
+    effects(&mut f.engine);
+    // Not at the first tick, nor at the hourly refresh: the doors keep what they hold.
+    let seen = run(&mut f, 1, 3700);
+    assert!(when(&seen, "allow-lists").is_empty());
+    assert!(f
+        .live
+        .view()
+        .alarms
+        .iter()
+        .any(|a| a.alarm == "clock_unsynchronised"));
+    // Synchronised again: a round at the next tick, and the alarm clears (both in the log).
+    let now = f.clock.at(Duration::from_millis(3_700_500));
+    f.engine
+        .handle_request(Control::ClockSync(Synced::Yes), now);
+    f.engine.commit(now).unwrap();
+    let seen = run(&mut f, 3701, 3702);
+    assert_eq!(when(&seen, "allow-lists"), vec![3701]);
+    assert!(f.live.view().alarms.is_empty());
+    let raised: Vec<bool> = f
+        .store
+        .audit_after(None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r.entry.event {
+            crate::store::AuditEvent::Alarm {
+                alarm: crate::store::AlarmKind::ClockUnsynchronised,
+                raised,
+                ..
+            } => Some(raised),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(raised, vec![true, false]);
+    // A check with nothing to go by (no systemd) changes nothing.
+    let now = f.clock.at(Duration::from_millis(3_702_500));
+    f.engine
+        .handle_request(Control::ClockSync(Synced::Unknown), now);
+    f.engine.commit(now).unwrap();
+    assert!(f.live.view().alarms.is_empty());
+}
