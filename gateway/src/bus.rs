@@ -40,6 +40,9 @@ pub enum ServiceError {
     /// The data directory.
     #[error("cannot create the data directory {0}: {1}")]
     DataDir(String, std::io::Error),
+    /// The store's files are half moved by a rewrite that cannot be put right: not opened.
+    #[error("{0}")]
+    Rewrite(String),
     /// A request named a door without a door node.
     #[error("door {0} has no door node")]
     NoNode(DoorId),

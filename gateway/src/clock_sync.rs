@@ -72,36 +72,45 @@ pub enum Synced {
     Unknown,
 }
 
-/// Runs `argv` (at most ten seconds); its exit status and first line of output.
+/// Runs `argv` (at most ten seconds); its exit status and first line of output. The output
+/// goes to a file, not a pipe: a command that writes much, or leaves a process behind holding
+/// its output open, cannot hold the check up.
 fn run(argv: &[String]) -> Result<(bool, String), String> {
     let (cmd, args) = argv.split_first().ok_or("an empty command")?;
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = RUNS.fetch_add(1, Ordering::Relaxed);
+    let out_path =
+        std::env::temp_dir().join(format!("kombinat-clock-check-{}-{n}", std::process::id()));
+    let out =
+        std::fs::File::create(&out_path).map_err(|e| format!("{}: {e}", out_path.display()))?;
     let mut child = Command::new(cmd)
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::from(out))
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("{cmd}: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let status = loop {
         match child.try_wait().map_err(|e| format!("{cmd}: {e}"))? {
-            Some(status) => {
-                let mut out = String::new();
-                if let Some(mut o) = child.stdout.take() {
-                    use std::io::Read as _;
-                    let _ = o.read_to_string(&mut out);
-                }
-                let line = out.lines().next().unwrap_or("").trim().to_string();
-                return Ok((status.success(), line));
-            }
+            Some(status) => break status,
             None if Instant::now() > deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
+                let _ = std::fs::remove_file(&out_path);
                 return Err(format!("{cmd} did not answer within 10 s"));
             }
             None => std::thread::sleep(Duration::from_millis(20)),
         }
+    };
+    let mut text = String::new();
+    if let Ok(f) = std::fs::File::open(&out_path) {
+        use std::io::Read as _;
+        let _ = f.take(4096).read_to_string(&mut text);
     }
+    let _ = std::fs::remove_file(&out_path);
+    let line = text.lines().next().unwrap_or("").trim().to_string();
+    Ok((status.success(), line))
 }
 
 /// Runs the check once.

@@ -219,7 +219,7 @@ pub async fn start(config: Config) -> Result<Running, ServiceError> {
         .map_err(|e| ServiceError::DataDir(config.data.display().to_string(), e))?;
     crate::store::keep_reserve(&config.data);
     // An erasure from the dashboard: the old versions leave the store's files before it opens.
-    crate::store::rewrite::if_pending(&config.data);
+    crate::store::rewrite::if_pending(&config.data).map_err(ServiceError::Rewrite)?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data)?);
     if let Err(why) = crate::spool::prepare(&config.data) {
         tracing::error!(%why, "the command line's requests cannot reach the gateway");

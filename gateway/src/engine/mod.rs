@@ -412,6 +412,9 @@ pub struct Engine {
     disk_low: bool,
     /// The gateway's clock is not synchronised (why): no allow-lists are published.
     clock_unsynced: Option<String>,
+    /// The clock check has answered once (or there is none): until then no allow-lists go
+    /// out either (at a Pi's boot the answer may take a few seconds).
+    clock_checked: bool,
     /// Per room: the occupied flag last seen (for occupancy events to the booking system).
     occupied: Vec<Option<bool>>,
     /// What the dashboard shows live.
@@ -560,6 +563,7 @@ impl Engine {
         ] {
             timers.set(t, first);
         }
+        let clock_checked = config.clock_check == crate::clock_sync::ClockCheck::None;
         Ok(Engine {
             live,
             mode_since: wall,
@@ -596,6 +600,7 @@ impl Engine {
             feeds_failing,
             disk_low: false,
             clock_unsynced: None,
+            clock_checked,
             occupied: vec![None; rooms],
             published: vec![None; rooms],
             now,
@@ -1546,6 +1551,10 @@ impl Engine {
                     }
                 }
                 self.clock_unsynced = why;
+                if !self.clock_checked {
+                    self.clock_checked = true;
+                    self.lists_soon();
+                }
                 b.refresh = true;
             }
             Control::Erase { member, by, reply } => {
@@ -1554,8 +1563,10 @@ impl Engine {
                     .registry
                     .erase_member(member, by, now)
                     .and_then(|done| {
-                        // The running snapshot still holds them: built again from the store.
+                        // The running snapshot still holds them: built again from the store,
+                        // and given the rooms' counts again at the next tick.
                         self.registry.reload(now)?;
+                        self.published.iter_mut().for_each(|p| *p = None);
                         Ok(done)
                     })
                     .map(|(pseudonym, n)| (pseudonym.to_string(), n))
@@ -2309,6 +2320,7 @@ impl Engine {
         if self.timers.due(Timer::AllowLists, at)
             && !self.allow_lists_pending
             && self.clock_unsynced.is_none()
+            && self.clock_checked
         {
             self.allow_lists_pending = true;
             let every = Duration::from_secs(60 * u64::from(self.config.allowlist_refresh_min));

@@ -59,7 +59,8 @@ struct Fixture {
 
 /// The example site on a memory store: Marta (staff) with a card, the coworking door's node
 /// (`door-cowork`, key 1) and meeting room 1's sensor node (`sensor-meeting`, key 4).
-fn fixture() -> Fixture {
+/// Its configuration changed by `change`.
+fn fixture_with(change: impl FnOnce(&mut Config)) -> Fixture {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let site_path = root.join("deploy/site.example.toml");
     let site = Arc::new(crate::site_file::load(&site_path).unwrap());
@@ -102,7 +103,10 @@ fn fixture() -> Fixture {
         .unwrap();
     }
     let text = format!("site = {site_path:?}\ndata = \"/nonexistent\"\n");
-    let config = Config::parse(&text, Path::new("/")).unwrap();
+    let mut config = Config::parse(&text, Path::new("/")).unwrap();
+    // No clock check unless a test hands one in (the host's clock service is not the test's).
+    config.clock_check = crate::clock_sync::ClockCheck::None;
+    change(&mut config);
     let live = Arc::new(crate::live::Live::new(&site));
     let clock = Clock {
         t0: Instant::now(),
@@ -143,7 +147,11 @@ fn publishes(effects: &[Effect]) -> Vec<&crate::desk::Publish> {
 
 /// Started and committed, the start's effects taken.
 fn started() -> Fixture {
-    let mut f = fixture();
+    started_with(|_| {})
+}
+
+fn started_with(change: impl FnOnce(&mut Config)) -> Fixture {
+    let mut f = fixture_with(change);
     let now = f.clock.at(Duration::ZERO);
     f.engine.handle_start(now);
     f.engine.commit(now).unwrap();
@@ -500,4 +508,18 @@ fn no_allow_lists_go_out_while_the_gateway_s_clock_is_not_synchronised() {
         .handle_request(Control::ClockSync(Synced::Unknown), now);
     f.engine.commit(now).unwrap();
     assert!(f.live.view().alarms.is_empty());
+}
+
+#[test]
+fn with_a_clock_check_no_allow_lists_go_out_before_its_first_answer() {
+    use crate::clock_sync::Synced;
+    let mut f = started_with(|c| c.clock_check = crate::clock_sync::ClockCheck::Auto);
+    let seen = run(&mut f, 1, 3);
+    assert!(when(&seen, "allow-lists").is_empty());
+    let now = f.clock.at(Duration::from_millis(3_500));
+    f.engine
+        .handle_request(Control::ClockSync(Synced::Unknown), now);
+    f.engine.commit(now).unwrap();
+    let seen = run(&mut f, 4, 5);
+    assert_eq!(when(&seen, "allow-lists"), vec![4]);
 }

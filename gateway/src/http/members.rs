@@ -441,10 +441,22 @@ pub async fn issue_pin(
 ) -> Result<(StatusCode, Json<IssuedPin>), ApiError> {
     load(&s, &id, true).await?;
     let mid = MemberId::parse(&id).map_err(|_| ApiError::NotFound(format!("no member {id:?}")))?;
-    // Another member's PIN is refused by the core as taken: a few draws find a free one.
-    for _ in 0..16 {
+    // A PIN ever issued, revoked ones too, is never issued again: its former holder may still
+    // know it. (A PIN someone holds is also refused by the core as taken.)
+    let store = s.store.clone();
+    let used: std::collections::HashSet<crate::domain::Credential> = blocking(move || {
+        store
+            .credentials()
+            .map(|c| c.into_iter().map(|r| r.credential).collect())
+    })
+    .await?
+    .map_err(|_| ApiError::Unavailable)?;
+    for _ in 0..64 {
         let text = random_pin()?;
         let pin = crate::domain::Pin::parse(&text).map_err(|_| ApiError::Unavailable)?;
+        if used.contains(&Credential::Pin(pin)) {
+            continue;
+        }
         let by = who.actor();
         let r = ask_core(&s, move |reply| Control::Pin {
             member: mid,
