@@ -72,7 +72,7 @@ export function drawFloor(site, floorId, live, onRoom) {
     // An alarm's outline: red on a white halo, which stands out on every fill.
     g.append(s('polygon', { points: pts, class: 'alarm-halo' }), s('polygon', { points: pts, class: 'alarm-line' }));
     // Text sized to fit the room's width (about 0.55 em a character).
-    const size = Math.max(0.35, Math.min(1, c.w / (r.name.length * 0.6), c.h / 4));
+    const size = Math.max(0.5, Math.min(1, c.w / (r.name.length * 0.6), c.h / 4));
     // A name too long for its room is cut; the whole name is in its title and label.
     const fits = Math.max(3, Math.floor(c.w / (size * 0.6)));
     const label = r.name.length > fits ? `${r.name.slice(0, fits - 1)}…` : r.name;
@@ -254,7 +254,7 @@ export function fitLabels(svg) {
       const a = label.getBBox(); const b = count.getBBox();
       return a.width <= w && b.width <= w && a.height + b.height <= hgt * 0.95;
     };
-    for (let i = 0; i < 12 && !fits() && size > 0.3; i += 1) {
+    for (let i = 0; i < 12 && !fits() && size > 0.5; i += 1) {
       size *= 0.85;
       label.setAttribute('font-size', size);
       count.setAttribute('font-size', size * 1.4);
