@@ -4,7 +4,7 @@
 
 import { now } from './clock.js';
 import { api, change } from './api.js';
-import { h, clear, sortable } from './dom.js';
+import { h, clear, sortable, downloadCsv } from './dom.js';
 import { t, locale } from './i18n.js';
 
 const canOperate = (ctx) => ctx.me && (ctx.me.role === 'operator' || ctx.me.role === 'admin');
@@ -46,7 +46,15 @@ export const bookingsView = {
     const name = (id) => (ctx.site.rooms.find((r) => r.id === id) || { name: id }).name;
     const heads = ['bookings.time', 'bookings.room', 'bookings.what', 'bookings.organiser', 'bookings.status'];
     if (canOperate(ctx)) heads.push('people.actions');
+    const csv = h('button', {
+      type: 'button', class: 'secondary', id: 'bookings-csv',
+      onclick: () => downloadCsv(`bookings-${this.day}${this.room ? `-${this.room}` : ''}.csv`, [
+        ['start', 'end', 'room', 'title', 'kind', 'source', 'organiser', 'attendees', 'status', 'no_show'],
+        ...d.bookings.map((b) => [b.start, b.end, name(b.room), b.title, b.kind, b.source, b.organiser_name || b.organiser || '', b.attendees || 0, b.status, b.no_show ? 'yes' : '']),
+      ]),
+    }, t('usage.csv'));
     clear(this.list).append(
+      h('div', { class: 'toolbar' }, csv),
       h('p', { class: 'muted', id: 'bookings-count', role: 'status' }, t('bookings.count', { n: d.bookings.length })),
       d.bookings.length === 0 ? '' : sortable(h('table', { id: 'bookings-table' },
         h('thead', {}, h('tr', {}, heads.map((k) => h('th', {}, t(k))))),

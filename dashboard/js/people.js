@@ -4,7 +4,7 @@
 // operator sees the list with card numbers masked.
 
 import { api, change } from './api.js';
-import { h, clear, sortable } from './dom.js';
+import { h, clear, sortable, downloadCsv } from './dom.js';
 import { t, locale } from './i18n.js';
 
 const isAdmin = (ctx) => ctx.me && ctx.me.role === 'admin';
@@ -46,7 +46,17 @@ export const peopleView = {
     if (mine !== this.seq) return;
     const heads = ['people.name', 'people.id', 'people.plan', 'people.status', 'people.cards'];
     if (isAdmin(ctx)) heads.push('people.actions');
+    // The list as shown (card numbers masked below admin, as on the page).
+    const csv = h('button', {
+      type: 'button', class: 'secondary', id: 'people-csv',
+      onclick: () => downloadCsv('people.csv', [
+        ['id', 'name', 'email', 'plan', 'organisation', 'status', 'suspended_reason', 'cards', 'pins'],
+        ...page.members.map((m) => [m.id, m.name, m.email || '', m.plan || '', m.organisation || '', m.status, m.suspended_reason || '',
+          m.cards.map((c) => c.card).join(' '), m.pins || 0]),
+      ]),
+    }, t('usage.csv'));
     clear(this.list).append(
+      h('div', { class: 'toolbar' }, csv),
       h('p', { class: 'muted', id: 'people-count', role: 'status' }, t('people.count', { n: page.total }),
         page.total > page.members.length ? ` ${t('people.first', { n: page.members.length })}` : ''),
       sortable(h('table', { id: 'people-table' },

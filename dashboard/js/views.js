@@ -648,7 +648,15 @@ export const devicesView = {
   },
   fill(ctx) {
     const on = ctx.live.devices.filter((d) => d.online).length;
-    clear(this.box).append(h('p', {}, t('devices.summary', { on, all: ctx.live.devices.length })),
+    const csv = h('button', {
+      type: 'button', class: 'secondary', id: 'devices-csv',
+      onclick: () => downloadCsv('devices.csv', [
+        ['device', 'kind', 'doors', 'rooms', 'online', 'last_seen', 'battery', 'firmware'],
+        ...ctx.live.devices.map((d) => [d.device, d.kind, d.doors.join(' '), d.rooms.join(' '), d.online ? 'yes' : 'no',
+          d.last_seen == null ? '' : new Date(d.last_seen * 1000).toISOString(), d.battery ?? '', d.firmware || '']),
+      ]),
+    }, t('usage.csv'));
+    clear(this.box).append(h('div', { class: 'toolbar' }, csv), h('p', {}, t('devices.summary', { on, all: ctx.live.devices.length })),
       h('div', { class: 'card' }, deviceTable(ctx, ctx.live.devices)));
   },
   update(ctx) { this.fill(ctx); },

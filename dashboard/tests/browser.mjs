@@ -315,12 +315,17 @@ try {
   await nav('devices');
   await page.waitForSelector('table.devices', { timeout: T });
   await page.screenshot({ path: join(shots, '09-devices.png'), fullPage: true });
+  const [devicesCsv] = await Promise.all([page.waitForEvent('download', { timeout: T }), page.click('#devices-csv')]);
+  check(readFileSync(await devicesCsv.path(), 'utf8').includes('door-cowork'), 'the devices\' CSV');
 
   // People, as an operator: the list with card numbers masked, and no changes offered.
   await nav('people');
   await page.waitForSelector('#people-table tbody tr[data-member="marta"]', { timeout: T });
   const marta = await page.textContent('#people-table tbody tr[data-member="marta"]');
   check(marta.includes('…B2C3') && !marta.includes('04A1B2C3'), `an operator sees Marta's card masked: ${marta}`);
+  const [peopleCsv] = await Promise.all([page.waitForEvent('download', { timeout: T }), page.click('#people-csv')]);
+  const peopleText = readFileSync(await peopleCsv.path(), 'utf8');
+  check(peopleText.includes('…B2C3') && !peopleText.includes('04A1B2C3'), `the people CSV as shown, masked: ${peopleText.slice(0, 200)}`);
   check((await page.$('#people-add')) === null && (await page.$('[data-suspend]')) === null, 'an operator is offered no change');
   check(await page.isHidden('a[data-route="staff"]'), 'an operator\'s menu has no staff page');
   await page.screenshot({ path: join(shots, '09a-people-operator.png'), fullPage: true });
@@ -434,6 +439,8 @@ try {
     .some((tr) => tr.textContent.includes('Walk-in meeting')), null, { timeout: T });
   const walkIn = await page.$$eval('#bookings-table tbody tr', (rows) => rows.find((r) => r.textContent.includes('Walk-in meeting')).dataset.booking);
   check(walkIn.startsWith('dashboard/'), `booked at the desk: ${walkIn}`);
+  const [bookingsCsv] = await Promise.all([page.waitForEvent('download', { timeout: T }), page.click('#bookings-csv')]);
+  check(readFileSync(await bookingsCsv.path(), 'utf8').includes('Walk-in meeting'), 'the bookings\' CSV');
   check((await page.textContent(`tr[data-booking="${walkIn}"]`)).includes('23:00'), 'at the time asked, on the site\'s clock');
   await page.click(`button[data-cancel="${walkIn}"]`);
   await page.waitForFunction((k) => {
