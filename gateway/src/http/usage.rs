@@ -79,6 +79,19 @@ pub struct UsageReport {
     pub rooms: Vec<RoomUsage>,
 }
 
+/// A period's end from the query: RFC 3339 or a day (and time) on the site's clock; empty or
+/// left out is none.
+fn query_time(
+    site: &crate::domain::Site,
+    field: &str,
+    v: &Option<String>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    v.as_deref()
+        .filter(|v| !v.is_empty())
+        .map(|v| super::parse_time(site, v).map_err(|e| ApiError::Invalid(vec![(field.into(), e)])))
+        .transpose()
+}
+
 fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -92,14 +105,7 @@ pub async fn utilisation(
     Query(q): Query<UsageQuery>,
 ) -> Result<Json<UsageReport>, ApiError> {
     let site = s.site.clone();
-    let time = |field: &str, v: &Option<String>| {
-        v.as_deref()
-            .filter(|v| !v.is_empty())
-            .map(|v| {
-                super::parse_time(&site, v).map_err(|e| ApiError::Invalid(vec![(field.into(), e)]))
-            })
-            .transpose()
-    };
+    let time = |field: &str, v: &Option<String>| query_time(&site, field, v);
     let now = s.clock.now();
     let until = time("until", &q.until)?.unwrap_or(now);
     let from = time("from", &q.from)?.unwrap_or(until - Duration::days(28));
@@ -214,14 +220,7 @@ pub async fn trend(
     Query(q): Query<TrendQuery>,
 ) -> Result<Json<Trend>, ApiError> {
     let site = s.site.clone();
-    let time = |field: &str, v: &Option<String>| {
-        v.as_deref()
-            .filter(|v| !v.is_empty())
-            .map(|v| {
-                super::parse_time(&site, v).map_err(|e| ApiError::Invalid(vec![(field.into(), e)]))
-            })
-            .transpose()
-    };
+    let time = |field: &str, v: &Option<String>| query_time(&site, field, v);
     let now = s.clock.now();
     let from = match time("from", &q.from)? {
         Some(t) => t,
