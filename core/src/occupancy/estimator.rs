@@ -1099,6 +1099,22 @@ mod tests {
     }
 
     /// CO2 readings every five minutes, settled at `ppm`.
+    /// One room with a fire-safety capacity of 100 (7 ppm a person to start with).
+    fn room_for_100() -> Estimator {
+        let mut e = Estimator::new(1, detector(), 7200);
+        e.set_capacity(|_| Some(100));
+        e
+    }
+
+    /// The same, its counters and air saying empty at `t` (the count starts from a known 0),
+    /// read for two minutes.
+    fn seen_empty(t: i64) -> Estimator {
+        let mut e = room_for_100();
+        e.handle_counter(0, 0, 0, t);
+        air(&mut e, 0, 421.0, t, 2);
+        e
+    }
+
     fn air(e: &mut Estimator, room: usize, ppm: f32, from: i64, readings: i64) {
         for k in 0..readings {
             e.handle_co2(room, ppm, from + 300 * k);
@@ -1151,8 +1167,7 @@ mod tests {
     fn a_sensor_reporting_every_five_seconds_gives_its_rooms_air_a_slope() {
         // Twenty people came into a hall for 100 (7 ppm each); the air rises towards +140 ppm
         // with a 20-minute time constant, read every 5 s with its noise.
-        let mut e = Estimator::new(1, detector(), 7200);
-        e.set_capacity(|_| Some(100));
+        let mut e = room_for_100();
         let mut ppm = OUTDOOR_CO2_PPM;
         let mut t = T0;
         for step in 0..(10 * 60 / 5) {
@@ -1170,8 +1185,7 @@ mod tests {
     fn counters_that_started_with_people_inside_are_topped_up_by_the_air_until_it_is_empty() {
         // A hall for 100 (700 ppm at capacity: 7 ppm a person to start with). The gateway
         // starts at 11:00 with 50 people inside; its counters see 3 come and 1 go.
-        let mut e = Estimator::new(1, detector(), 7200);
-        e.set_capacity(|_| Some(100));
+        let mut e = room_for_100();
         e.handle_counter(0, 3, 1, T0);
         air(&mut e, 0, 420.0 + 7.0 * 52.0, T0, 12);
         let est = e.estimate(0, T0 + 3600);
@@ -1182,8 +1196,7 @@ mod tests {
             "a count the air made up never closes the door"
         );
         // A restart (a crash) takes nothing of it: the same count the moment it is back.
-        let mut again = Estimator::new(1, detector(), 7200);
-        again.set_capacity(|_| Some(100));
+        let mut again = room_for_100();
         again.restore(&e.carried(T0 + 3600), T0 + 3610);
         assert_eq!(again.estimate(0, T0 + 3610), e.estimate(0, T0 + 3610));
         // Everyone leaves: the counters see 52 go (the count stops at zero), the air clears.
@@ -1202,8 +1215,7 @@ mod tests {
     fn people_coming_and_going_show_the_air_s_ppm_per_person_and_who_was_inside_before() {
         // Capacity 100 suggests 7 ppm a person; this room's air gives 12. Thirty people were
         // inside when the gateway started; the counters then see groups come and go.
-        let mut e = Estimator::new(1, detector(), 7200);
-        e.set_capacity(|_| Some(100));
+        let mut e = room_for_100();
         let mut net = 0i64;
         let mut t = T0;
         // The air follows its people with a 20-minute lag; read every five minutes.
@@ -1235,10 +1247,7 @@ mod tests {
         // sit long enough to calibrate it; then ten more come in, read every minute while the
         // air rises towards their 400 ppm: the count jumps at once, the air follows in 20
         // minutes, and the slope shows it minutes late.
-        let mut e = Estimator::new(1, detector(), 7200);
-        e.set_capacity(|_| Some(100));
-        e.handle_counter(0, 0, 0, T0);
-        air(&mut e, 0, 421.0, T0, 2);
+        let mut e = seen_empty(T0);
         let t = T0 + 1_200;
         e.handle_counter(0, 10, 0, t);
         let mut ppm = 420.0 + 200.0;
@@ -1260,11 +1269,8 @@ mod tests {
     #[test]
     fn a_room_calibrates_its_co2_per_person_from_its_counters_and_keeps_it_over_a_restart() {
         // Capacity 100 suggests 7 ppm a person; this room is poorly ventilated: 20.
-        let mut e = Estimator::new(1, detector(), 7200);
-        e.set_capacity(|_| Some(100));
         // Counters and air both say empty: the count starts from a known zero.
-        e.handle_counter(0, 0, 0, T0);
-        air(&mut e, 0, 421.0, T0, 2);
+        let mut e = seen_empty(T0);
         let t = T0 + 1_200;
         e.handle_counter(0, 10, 0, t);
         air(&mut e, 0, 420.0 + 20.0 * 10.0, t, 30);
@@ -1272,8 +1278,7 @@ mod tests {
         assert!((18.0..=22.0).contains(&k), "calibrated to {k}");
         // Carried over a restart, it counts people the next counters miss by the right number.
         let carried = e.carried(t + 9000);
-        let mut again = Estimator::new(1, detector(), 7200);
-        again.set_capacity(|_| Some(100));
+        let mut again = room_for_100();
         let mut c = carried[0].clone();
         c.sure = false;
         again.restore(&[c], t + 9000);
