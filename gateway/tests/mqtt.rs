@@ -351,29 +351,7 @@ async fn allow_lists_offline_logs_door_alarms_and_device_health() {
 
     // A forced door raises an alarm, and clears it.
     for forced in [true, false] {
-        node.counter += 1;
-        let mut st = door::DoorState {
-            v: VERSION,
-            door: node.door,
-            device: node.device,
-            counter: node.counter,
-            contact: door::Contact::Open,
-            locked: true,
-            held_open: false,
-            forced,
-            tamper: false,
-            mac: Default::default(),
-        };
-        st.sign(&node.key);
-        node.client
-            .publish(
-                Topic::Door(node.door, kombinat_protocol::door::DoorTopic::State).to_string(PREFIX),
-                QoS::AtLeastOnce,
-                false,
-                serde_json::to_vec(&st).unwrap(),
-            )
-            .await
-            .unwrap();
+        node.send_state(forced).await;
     }
 
     // A tap behind them makes sure the core has taken them.
@@ -671,29 +649,8 @@ async fn a_gateway_given_a_clock_decides_and_logs_on_that_clock() {
 
 /// A door node's signed state report.
 async fn report_lock(node: &mut DoorNode, locked: bool) {
-    node.counter += 1;
-    let mut st = door::DoorState {
-        v: VERSION,
-        door: node.door,
-        device: node.device,
-        counter: node.counter,
-        contact: door::Contact::Closed,
-        locked,
-        held_open: false,
-        forced: false,
-        tamper: false,
-        mac: Default::default(),
-    };
-    st.sign(&node.key);
-    node.client
-        .publish(
-            Topic::Door(node.door, door::DoorTopic::State).to_string(PREFIX),
-            QoS::AtLeastOnce,
-            false,
-            serde_json::to_vec(&st).unwrap(),
-        )
-        .await
-        .unwrap();
+    node.send_door_state(door::Contact::Closed, locked, false)
+        .await;
 }
 
 /// A door node says it is online (as it does on every connect).

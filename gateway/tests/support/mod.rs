@@ -462,14 +462,20 @@ impl DoorNode {
     /// The door's state as its node reports it, signed: standing open, and whether it was
     /// forced (opened while locked).
     pub async fn send_state(&mut self, forced: bool) {
+        self.send_door_state(door::Contact::Open, true, forced)
+            .await;
+    }
+
+    /// The door's state as its node reports it, signed: its contact, its strike, forced or not.
+    pub async fn send_door_state(&mut self, contact: door::Contact, locked: bool, forced: bool) {
         self.counter += 1;
         let mut st = door::DoorState {
             v: VERSION,
             door: self.door,
             device: self.device,
             counter: self.counter,
-            contact: door::Contact::Open,
-            locked: true,
+            contact,
+            locked,
             held_open: false,
             forced,
             tamper: false,
