@@ -7,7 +7,8 @@
 
 import { api } from './api.js';
 import { h } from './dom.js';
-import { t, locale } from './i18n.js';
+import { t } from './i18n.js';
+import { fmtClock } from './clock.js';
 
 const KEY = 'kombinat.alarm-signal';
 
@@ -75,7 +76,6 @@ export function signalSwitch() {
   return h('label', { class: 'check' }, box, ' ', t('alarms.signal'));
 }
 
-const clock = (secs, zone) => new Date(secs * 1000).toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit', timeZone: zone });
 
 // The list: security first, then the rest; within each, the oldest first.
 export function alarmList(ctx, text, ago, canAct) {
@@ -85,7 +85,7 @@ export function alarmList(ctx, text, ago, canAct) {
   return h('ul', { id: 'alarm-list', class: 'alarms' }, alarms.map((a) => {
     const sev = SEVERITY[a.alarm] || 'warn';
     const taken = a.ack
-      ? h('span', { class: 'ack' }, t('alarms.taken', { by: a.ack.by, time: clock(a.ack.at, ctx.site.timezone) }),
+      ? h('span', { class: 'ack' }, t('alarms.taken', { by: a.ack.by, time: fmtClock(a.ack.at) }),
         a.ack.note ? [' — ', h('q', {}, a.ack.note)] : null)
       : canAct ? h('button', {
         type: 'button', class: 'action ack-button',

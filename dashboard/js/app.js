@@ -5,13 +5,13 @@
 import { api, setCsrf, stream, ApiError } from './api.js';
 import { h, clear } from './dom.js';
 import { t, setLang, lang, locale } from './i18n.js';
-import { planView, roomView, doorsView, logView, usageView, devicesView, setZone, alarmText } from './views.js';
+import { planView, roomView, doorsView, logView, usageView, devicesView, alarmText } from './views.js';
 import { peopleView } from './people.js';
 import { staffView } from './staff.js';
 import { bookingsView } from './bookings.js';
-import { insideView, setInsideZone } from './inside.js';
+import { insideView } from './inside.js';
 import { alarmSignal } from './alarms.js';
-import { setClock, now as clockNow } from './clock.js';
+import { setClock, setZone, now as clockNow } from './clock.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -228,7 +228,6 @@ async function start(me) {
   setClock(ctx.site.clock);
   localise(ctx.site);
   setZone(ctx.site.timezone);
-  setInsideZone(ctx.site.timezone);
   header();
   if (es) es.close();
   es = stream(onEvent, (up, closed) => {

@@ -3,7 +3,19 @@
 // simulated building's day thirty times as fast: the charts, "x minutes ago" and "today" follow
 // that day, not the visitor's. A browser whose own clock is wrong shows the gateway's time too.
 
+import { locale } from './i18n.js';
+
 let base = { at: Date.now(), now: Date.now(), rate: 1 };
+// The site's time zone (Europe/Kyiv): times are shown on the site's clock, wherever the browser is.
+let zone;
+
+export function setZone(tz) { zone = tz; }
+
+// A moment (ISO text, a Date, or Unix ms) as date and time on the site's clock.
+export const fmtTime = (when) => new Date(when).toLocaleString(locale(), { dateStyle: 'short', timeStyle: 'medium', timeZone: zone });
+
+// Unix seconds as hours and minutes on the site's clock.
+export const fmtClock = (secs) => new Date(secs * 1000).toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit', timeZone: zone });
 
 export function setClock(c) {
   if (!c || typeof c.now_ms !== 'number') return;

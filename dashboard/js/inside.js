@@ -8,13 +8,11 @@
 
 import { api } from './api.js';
 import { h, clear, downloadCsv } from './dom.js';
-import { t, locale } from './i18n.js';
+import { t } from './i18n.js';
+import { fmtClock, fmtTime } from './clock.js';
 
 const REFRESH_MS = 10000;
 
-let zone;
-export function setInsideZone(tz) { zone = tz; }
-const clock = (secs) => new Date(secs * 1000).toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit', timeZone: zone });
 
 export const insideView = {
   title: 'nav.inside',
@@ -71,7 +69,7 @@ export const insideView = {
   draw(ctx) {
     if (!this.data) return;
     const d = this.data;
-    this.summary.textContent = t('inside.summary', { n: d.at_least, named: d.named, counted: d.counted, time: clock(d.at) });
+    this.summary.textContent = t('inside.summary', { n: d.at_least, named: d.named, counted: d.counted, time: fmtClock(d.at) });
     const doorName = (id) => (ctx.site.doors.find((x) => x.id === id) || { name: id }).name;
     const floors = this.rows(ctx);
     clear(this.box);
@@ -92,7 +90,7 @@ export const insideView = {
           people.length ? h('table', { class: 'inside-table' },
             h('thead', {}, h('tr', {}, h('th', {}, t('inside.name')), h('th', {}, t('inside.since')), h('th', { class: 'hide-narrow' }, t('inside.door')))),
             h('tbody', {}, people.map((p) => h('tr', { 'data-member': p.member },
-              h('td', {}, p.name), h('td', {}, clock(p.since)), h('td', { class: 'hide-narrow' }, doorName(p.door))))))
+              h('td', {}, p.name), h('td', {}, fmtClock(p.since)), h('td', { class: 'hide-narrow' }, doorName(p.door))))))
             : null));
       }
     }
@@ -102,10 +100,9 @@ export const insideView = {
     if (!this.data) return;
     const lines = [[t('inside.floor'), t('inside.room'), t('inside.name'), t('inside.member'), t('inside.since'), t('inside.door'), t('inside.note')]];
     const doorName = (id) => (ctx.site.doors.find((x) => x.id === id) || { name: id }).name;
-    const day = (secs) => new Date(secs * 1000).toLocaleString(locale(), { dateStyle: 'short', timeStyle: 'short', timeZone: zone });
     for (const { floor, rooms } of this.rows(ctx)) {
       for (const { r, room, people } of rooms) {
-        for (const p of people) lines.push([floor.name, room.name, p.name, p.member, day(p.since), doorName(p.door), '']);
+        for (const p of people) lines.push([floor.name, room.name, p.name, p.member, fmtTime(p.since * 1000), doorName(p.door), '']);
         if (r.unnamed) lines.push([floor.name, room.name, '', '', '', '', t('inside.unnamed', { n: r.unnamed, basis: t(`basis.${r.basis}`) })]);
       }
     }

@@ -3,17 +3,13 @@
 // new access decision. Charts are drawn here as SVG by hand.
 
 import { api } from './api.js';
-import { nowMs, now as clockNow } from './clock.js';
+import { nowMs, now as clockNow, fmtTime, fmtClock } from './clock.js';
 import { h, s, clear, sortable, downloadCsv } from './dom.js';
 import { t, reason, locale, STRINGS } from './i18n.js';
 import { drawFloor, update as updatePlan, doorState, fitLabels, occClass } from './plan.js';
 import { alarmList, signalSwitch } from './alarms.js';
 
-// Times are shown on the site's clock (Europe/Kyiv), wherever the browser is.
-let zone;
-export function setZone(tz) { zone = tz; }
-const fmtTime = (iso) => new Date(iso).toLocaleString(locale(), { dateStyle: 'short', timeStyle: 'medium', timeZone: zone });
-const fmtClock = (secs) => new Date(secs * 1000).toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit', timeZone: zone });
+// Times are shown on the site's clock (clock.js).
 
 export function ago(secs) {
   if (secs == null) return t('devices.never');

@@ -764,11 +764,6 @@ impl Engine {
         self.out.pop_front()
     }
 
-    /// Allow-lists still waiting to go out.
-    pub fn lists_waiting(&self) -> usize {
-        self.lists_out.len()
-    }
-
     /// The MQTT filters the gateway subscribes to beyond its own protocol's: the bound
     /// off-the-shelf devices'.
     pub fn device_filters(&self) -> Vec<String> {
