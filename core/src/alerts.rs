@@ -236,6 +236,11 @@ impl AlertFeeds {
         self.feeds.get(feed).is_some_and(|f| f.failing)
     }
 
+    /// What source `feed` last read well: alert on or off (`None` before its first read).
+    pub fn last_read(&self, feed: usize) -> Option<bool> {
+        self.feeds.get(feed).and_then(|f| f.alert)
+    }
+
     /// Whether the feeds switched the site to shelter (to keep over a restart).
     pub fn switched(&self) -> bool {
         self.switched

@@ -22,6 +22,7 @@ pub mod alerts;
 pub mod booking;
 pub mod domain;
 pub mod occupancy;
+pub mod power;
 pub mod site_file;
 pub mod store;
 pub mod timers;

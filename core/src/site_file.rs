@@ -184,6 +184,7 @@ struct RawDoor {
     public_hours: Option<WeeklySchedule>,
     free_exit: Option<crate::domain::FreeExit>,
     at: Option<[f32; 2]>,
+    fail: Option<crate::domain::FailMode>,
 }
 
 #[derive(Deserialize)]
@@ -617,6 +618,7 @@ pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
             public_hours: d.public_hours,
             free_exit: d.free_exit,
             at: d.at,
+            fail: d.fail,
         });
     }
 

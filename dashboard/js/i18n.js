@@ -358,6 +358,8 @@ export const STRINGS = {
     'reason.deny.anti_passback': 'Повторний прохід в той самий бік',
     'reason.deny.offline_not_listed': 'Рішення вузла дверей без шлюзу: картки немає в списку',
     'reason.deny.offline_list_expired': 'Рішення вузла дверей без шлюзу: список застарів',
+    'reason.deny.offline_clock_unset': 'Рішення вузла дверей без шлюзу і без часу: права картки лише на певні години',
+    'reason.allow.offline_any_hour': 'Рішення вузла дверей без шлюзу і без часу: картка діє цілодобово',
     'reason.deny.device_list': 'Рішення зчитувача esp-rfid: картки немає в його списку',
   },
   en: {
@@ -715,6 +717,8 @@ export const STRINGS = {
     'reason.deny.anti_passback': 'Passed this way already without passing back',
     'reason.deny.offline_not_listed': 'Door node decided alone: the card is not on its list',
     'reason.deny.offline_list_expired': 'Door node decided alone: its list has expired',
+    'reason.deny.offline_clock_unset': 'Door node decided alone, clock unset: the card holds only at some hours',
+    'reason.allow.offline_any_hour': 'Door node decided alone, clock unset: the card holds at any hour',
     'reason.deny.device_list': 'The esp-rfid reader refused: the card is not on its list',
   },
 };

@@ -47,6 +47,16 @@
 //! key_file = "/etc/kombinat/alerts.key"  # the API key or token, if the source needs one
 //! every_s = 20                      # how often it is read (mind the source's rate limit)
 //! types = ["AIR"]                   # which alert types mean the shelter (default: air raids)
+//!
+//! [[alert_inputs]]                  # optional, any number: a node's dry-contact alert input
+//! device = "door-main"              # a door or sensor node (kombinat device add); its signed
+//!                                   # device/<id>/alert switches shelter mode like a feed
+//!
+//! [power]                           # optional: the nodes' backup batteries (12 V lead-acid)
+//! battery_low_mv = 11800            # below this on battery: the low-battery alarm
+//! battery_empty_mv = 10500          # empty, for "time left at this rate"
+//! shed_below_mv = 11500             # below this, doors off the way out and to the shelter go
+//!                                   # to their mechanical state (default: never)
 //! ```
 
 use std::net::SocketAddr;
@@ -191,6 +201,11 @@ pub struct Config {
     /// How the gateway tells whether its clock is synchronised (no allow-lists while it is
     /// not): [`crate::clock_sync`].
     pub clock_check: crate::clock_sync::ClockCheck,
+    /// Nodes whose dry-contact alert input switches shelter mode, in the order the alert
+    /// feeds' rule counts them (after the feeds).
+    pub alert_inputs: Vec<kombinat_core::domain::DeviceId>,
+    /// The nodes' battery thresholds and load shedding.
+    pub power: kombinat_core::power::PowerPolicy,
 }
 
 /// Occupancy history and no-show settings.
@@ -241,6 +256,24 @@ struct RawConfig {
     alert_feeds: Vec<RawAlertFeed>,
     #[serde(default)]
     clock: RawClock,
+    #[serde(default)]
+    alert_inputs: Vec<RawAlertInput>,
+    #[serde(default)]
+    power: RawPower,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertInput {
+    device: kombinat_core::domain::DeviceId,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPower {
+    battery_low_mv: Option<u32>,
+    battery_empty_mv: Option<u32>,
+    shed_below_mv: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -541,7 +574,33 @@ impl Config {
             Some(v) => crate::clock_sync::ClockCheck::parse(v)?,
             None => crate::clock_sync::ClockCheck::default(),
         };
+        let mut alert_inputs = Vec::new();
+        for i in raw.alert_inputs {
+            if alert_inputs.contains(&i.device) {
+                return Err(format!(
+                    "alert_inputs: device {:?} is named twice",
+                    i.device
+                ));
+            }
+            alert_inputs.push(i.device);
+        }
+        let defaults = kombinat_core::power::PowerPolicy::default();
+        let power = kombinat_core::power::PowerPolicy {
+            low_mv: raw.power.battery_low_mv.unwrap_or(defaults.low_mv),
+            empty_mv: raw.power.battery_empty_mv.unwrap_or(defaults.empty_mv),
+            shed_below_mv: raw.power.shed_below_mv,
+        };
+        if power.empty_mv >= power.low_mv
+            || power.shed_below_mv.is_some_and(|s| s <= power.empty_mv)
+        {
+            return Err(format!(
+                "power: battery_empty_mv ({}) must be below battery_low_mv ({}) and shed_below_mv",
+                power.empty_mv, power.low_mv
+            ));
+        }
         Ok(Config {
+            alert_inputs,
+            power,
             clock_check,
             alert_feeds,
             clock: crate::clock::Clock::system(),

@@ -116,6 +116,41 @@ pub struct DeviceNow {
     pub firmware: Option<String>,
     /// Battery, percent, where known.
     pub battery: Option<u8>,
+    /// Mains and backup battery, for a node that reports them.
+    pub power: Option<PowerNow>,
+}
+
+/// A node's power supply as it last reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PowerNow {
+    /// Mains present.
+    pub mains: bool,
+    /// Since when mains has been as it is, Unix seconds.
+    pub since: i64,
+    /// The battery's voltage, millivolts, if the node measures it.
+    pub battery_mv: Option<u32>,
+    /// Seconds left on battery at the rate its voltage falls (once five minutes of readings
+    /// show a fall).
+    pub left_s: Option<i64>,
+    /// Below the site's low-battery line.
+    pub low: bool,
+    /// Its load is shed (its door in its mechanical state).
+    pub shed: bool,
+}
+
+/// The site's power as a whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SitePowerNow {
+    /// Nodes that report their power.
+    pub nodes: usize,
+    /// Nodes on battery now.
+    pub on_battery: Vec<String>,
+    /// When the first of them lost mains, Unix seconds.
+    pub mains_lost_since: Option<i64>,
+    /// The node with the least time left, and its seconds, where known.
+    pub least_left: Option<(String, i64)>,
+    /// Doors standing unlocked because their node's load is shed.
+    pub shed_doors: Vec<String>,
 }
 
 /// A decision as the dashboard shows it.
@@ -156,6 +191,8 @@ pub struct LiveView {
     /// Alarms standing.
     pub alarms: Vec<AlarmNow>,
     pub devices: Vec<DeviceNow>,
+    /// Mains and batteries.
+    pub power: SitePowerNow,
 }
 
 /// One change, as sent on the stream: its SSE event name and its JSON.
@@ -325,6 +362,16 @@ impl Live {
             );
         }
         v.devices = devices;
+    }
+
+    /// The site's power.
+    pub fn set_power(&self, power: SitePowerNow) {
+        let mut v = self.lock();
+        if v.power == power {
+            return;
+        }
+        v.power = power.clone();
+        self.send(&mut v, "power", serde_json::json!({ "power": power }));
     }
 
     /// The site mode.

@@ -139,6 +139,9 @@ pub struct Files {
 /// The topics a device may write and read, under `prefix`.
 pub fn device_topics(d: &Device, prefix: &str) -> (Vec<String>, Vec<String>) {
     let status = Topic::Status(d.id).to_string(prefix);
+    // A node's power and dry-contact input, signed (door and sensor nodes).
+    let power = Topic::Power(d.id).to_string(prefix);
+    let alert = Topic::AlertInput(d.id).to_string(prefix);
     match (d.kind, d.door) {
         (DeviceKind::Door, Some(door)) => {
             let t = |l| Topic::Door(door, l).to_string(prefix);
@@ -148,6 +151,8 @@ pub fn device_topics(d: &Device, prefix: &str) -> (Vec<String>, Vec<String>) {
                     t(DoorTopic::State),
                     t(DoorTopic::OfflineLog),
                     status,
+                    power,
+                    alert,
                 ],
                 vec![
                     t(DoorTopic::Decision),
@@ -158,14 +163,14 @@ pub fn device_topics(d: &Device, prefix: &str) -> (Vec<String>, Vec<String>) {
             )
         }
         (DeviceKind::Sensor, _) => (
-            vec![Topic::Reading(d.id).to_string(prefix), status],
+            vec![Topic::Reading(d.id).to_string(prefix), status, power, alert],
             Vec::new(),
         ),
         (DeviceKind::AlertFeed, _) => (
             vec![Topic::ModeSet.to_string(prefix), status],
             vec![Topic::Mode.to_string(prefix)],
         ),
-        (DeviceKind::Door, None) => (vec![status], Vec::new()),
+        (DeviceKind::Door, None) => (vec![status, power, alert], Vec::new()),
     }
 }
 

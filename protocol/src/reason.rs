@@ -63,6 +63,10 @@ reasons! {
     /// Decided by the door node alone, while the gateway was unreachable: the card is on the
     /// door's signed allow-list for this moment.
     OfflineListed = "allow.offline_listed", true;
+    /// Decided by the door node alone with its clock unset (booted with neither network nor a
+    /// real-time clock): the card's entry on the allow-list holds at any hour (staff, 24/7
+    /// rights), the only kind a node that does not know the time can grant.
+    OfflineAnyHour = "allow.offline_any_hour", true;
     /// Decided by an off-the-shelf reader (esp-rfid) from the user list the gateway keeps on it.
     DeviceListed = "allow.device_list", true;
     /// The door is not in the site file.
@@ -97,6 +101,9 @@ reasons! {
     OfflineNotListed = "deny.offline_not_listed", false;
     /// Decided by the door node alone: its allow-list has expired (or never arrived).
     OfflineListExpired = "deny.offline_list_expired", false;
+    /// Decided by the door node alone with its clock unset: the card's rights on the allow-list
+    /// hold only at some hours, which a node that does not know the time cannot tell.
+    OfflineClockUnset = "deny.offline_clock_unset", false;
     /// Decided by an off-the-shelf reader (esp-rfid) on its own: the card is not on its user
     /// list, or its entry there is disabled or outside its validity window.
     DeviceNotListed = "deny.device_list", false;

@@ -21,6 +21,10 @@ pub enum Topic {
     Reading(DeviceId),
     /// `device/<device>/status`: heartbeat and last will (retained).
     Status(DeviceId),
+    /// `device/<device>/power`: a node's mains and battery (signed).
+    Power(DeviceId),
+    /// `device/<device>/alert`: a node's dry-contact alert input (signed).
+    AlertInput(DeviceId),
     /// `room/<room>/occupancy`: published by the gateway (retained).
     Occupancy(RoomId),
     /// `booking/<event>`: booking events such as no-shows, published by the gateway.
@@ -77,6 +81,10 @@ impl Topic {
                 Topic::Reading(DeviceId(id(dev)?))
             }
             (Some("device"), Some(dev), Some("status"), None) => Topic::Status(DeviceId(id(dev)?)),
+            (Some("device"), Some(dev), Some("power"), None) => Topic::Power(DeviceId(id(dev)?)),
+            (Some("device"), Some(dev), Some("alert"), None) => {
+                Topic::AlertInput(DeviceId(id(dev)?))
+            }
             (Some("room"), Some(room), Some("occupancy"), None) => {
                 Topic::Occupancy(RoomId(id(room)?))
             }
@@ -95,6 +103,8 @@ impl Topic {
             Topic::Door(d, leaf) => write!(w, "{prefix}/door/{d}/{}", leaf.leaf()),
             Topic::Reading(dev) => write!(w, "{prefix}/sensor/{dev}/reading"),
             Topic::Status(dev) => write!(w, "{prefix}/device/{dev}/status"),
+            Topic::Power(dev) => write!(w, "{prefix}/device/{dev}/power"),
+            Topic::AlertInput(dev) => write!(w, "{prefix}/device/{dev}/alert"),
             Topic::Occupancy(r) => write!(w, "{prefix}/room/{r}/occupancy"),
             Topic::Booking(e) => write!(w, "{prefix}/booking/{}", e.as_str()),
             Topic::Mode => write!(w, "{prefix}/site/mode"),
@@ -121,6 +131,8 @@ pub fn gateway_filters(prefix: &str) -> std::vec::Vec<std::string::String> {
         format!("{prefix}/door/+/offline-log"),
         format!("{prefix}/sensor/+/reading"),
         format!("{prefix}/device/+/status"),
+        format!("{prefix}/device/+/power"),
+        format!("{prefix}/device/+/alert"),
         format!("{prefix}/site/mode/set"),
         // Home Assistant's birth message: discovery is sent again when it starts.
         "homeassistant/status".into(),
@@ -146,6 +158,8 @@ mod tests {
             Topic::Door(door, DoorTopic::OfflineAck),
             Topic::Reading(dev),
             Topic::Status(dev),
+            Topic::Power(dev),
+            Topic::AlertInput(dev),
             Topic::Occupancy(RoomId::parse("lobby").unwrap()),
             Topic::Booking(crate::site::BookingEventKind::NoShow),
             Topic::Mode,

@@ -8,6 +8,13 @@
 //! snapshot given should come from [`Snapshot::for_allow_lists`] (no occupancy, no
 //! anti-passback). Candidates are cards whose holder is staff, has a plan or lease reaching the
 //! door, or a booking for it in the window; others cannot be allowed and are skipped.
+//!
+//! **Rights that hold at any hour** are marked: an entry whose card is allowed throughout the
+//! window by a right with no hours (staff, an exit reader, a 24/7 plan that does not pause on
+//! holidays, a lease without a schedule) starts at 0, the epoch, instead of the window's start.
+//! A node whose clock is unset grants only those (`allow.offline_any_hour`); an older node reads
+//! the entry as it always did, since it checks the list's own validity first, and the entry
+//! covers all of it.
 
 use chrono::{DateTime, Duration, Utc};
 use kombinat_protocol::door::{AllowEntry, ALLOW_LIST_MAX};
@@ -97,15 +104,47 @@ pub fn allow_list(
             t += STEP_SECS;
         }
         if let Some(start) = open {
+            // Allowed at every step, by a right without hours: marked as holding at any hour.
+            let whole = start == t0 && last_allowed + STEP_SECS >= t1;
+            let any_hour = whole && holds_at_any_hour(s, m, reach, exit);
             out.push(AllowEntry {
                 card,
-                from: start as u64,
+                from: if any_hour { 0 } else { start as u64 },
                 until: last_allowed as u64 + 1,
             });
         }
     }
     out.sort_by(|a, b| a.card.cmp(&b.card).then(a.from.cmp(&b.from)));
     out
+}
+
+/// Whether `m`'s right to pass a door reaching `reach` holds at every hour of every day: staff,
+/// an exit reader, a lease without a schedule or end, or a plan whose grant reaching the door
+/// is open all week and does not pause on holidays. A member whose validity ends is never.
+fn holds_at_any_hour(
+    s: &Snapshot,
+    m: &crate::domain::Member,
+    reach: &crate::domain::RoomSet,
+    exit: bool,
+) -> bool {
+    if m.valid_until.is_some() {
+        return false;
+    }
+    if exit || m.is_staff() {
+        return true;
+    }
+    let leased = m.organisation.is_some_and(|o| {
+        s.leases_of(o)
+            .iter()
+            .any(|l| reach.contains(l.room) && l.schedule.is_none() && l.lease.until.is_none())
+    });
+    leased
+        || m.plan.and_then(|p| s.plan(p)).is_some_and(|p| {
+            !p.closed_on_holidays
+                && p.grants
+                    .iter()
+                    .any(|g| g.rooms.intersects(reach) && g.schedule.is_always())
+        })
 }
 
 /// The window of a list built now: from the current step to `hours` ahead.
@@ -182,6 +221,43 @@ mod tests {
     }
 
     #[test]
+    fn rights_without_hours_are_marked_as_holding_at_any_hour_and_no_others() {
+        let mut w = World::new();
+        let staff = w.member("staff", |m| m.roles = vec![Role::Staff]);
+        let leaving = w.member("leaving", |m| {
+            m.roles = vec![Role::Staff];
+            m.valid_until = Some(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap());
+        });
+        let day = w.member("day", |m| m.plan = Some(PlanId::parse("day").unwrap()));
+        let s = w.snapshot.for_allow_lists();
+        let door = |id| {
+            s.site()
+                .door_index(crate::domain::DoorId::parse(id).unwrap())
+                .unwrap()
+        };
+        // 10:00 to 22:00 Kyiv: a day pass (08:00-20:00) holds for part of it.
+        let (from, until) = window(Utc.with_ymd_and_hms(2026, 11, 26, 8, 0, 0).unwrap(), 12);
+        let entries = |d, c| -> Vec<(u64, u64)> {
+            allow_list(&s, door(d), from, until)
+                .iter()
+                .filter(|e| Credential::Card(e.card) == c)
+                .map(|e| (e.from, e.until))
+                .collect()
+        };
+        let last = (until.timestamp() - STEP_SECS + 1) as u64;
+        assert_eq!(entries("d-cowork-in", staff), [(0, last)], "staff: any hour");
+        assert_eq!(
+            entries("d-cowork-in", leaving),
+            [(from.timestamp() as u64, last)],
+            "a member whose validity ends is not"
+        );
+        let d = entries("d-cowork-in", day);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].0, from.timestamp() as u64, "a day pass holds at some hours only");
+        assert!(d[0].1 < last);
+    }
+
+        #[test]
     fn fitting_keeps_the_entries_valid_soonest_within_the_count_and_the_bytes() {
         let entry = |i: u32, from: u64| AllowEntry {
             card: kombinat_protocol::CardId::parse(&format!("{i:08X}")).unwrap(),

@@ -164,6 +164,14 @@ pub fn explain(s: &Snapshot, d: &Decision) -> String {
             "the door decided alone (gateway unreachable) and its allow-list had expired"
                 .to_string()
         }
+        Reason::OfflineAnyHour => {
+            "the door decided alone with its clock unset: the card's rights on its allow-list hold at any hour"
+                .to_string()
+        }
+        Reason::OfflineClockUnset => {
+            "the door decided alone with its clock unset: the card's rights on its allow-list hold only at some hours, which the door could not tell"
+                .to_string()
+        }
         Reason::AntiPassback => format!("{who} already passed this way and has not passed back"),
         Reason::DeviceListed => {
             format!("the reader decided itself: {who}'s card is on the user list the gateway keeps on it")

@@ -31,8 +31,8 @@ pub use member::{CredentialRecord, Email, EmailError, Member, MemberStatus, Role
 pub use plan::{Lease, Plan, PlanGrant};
 pub use schedule::{LocalTime, ScheduleError, WeeklySchedule};
 pub use site::{
-    AccessPolicy, AntiPassback, Door, Floor, FreeExit, Room, RoomKind, RoomSet, Site, SiteMode,
-    Zone,
+    AccessPolicy, AntiPassback, Door, FailMode, Floor, FreeExit, Room, RoomKind, RoomSet, Site,
+    SiteMode, Zone,
 };
 pub use staff::{StaffAccount, StaffName, StaffRole};
 pub use token::{token_hash, ApiToken, Scope};

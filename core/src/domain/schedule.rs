@@ -247,6 +247,20 @@ impl WeeklySchedule {
         self.rules.iter().any(|r| r.contains(t))
     }
 
+    /// Whether the schedule is open at every minute of the week ("always", "daily 00:00-24:00",
+    /// or rules that together cover the week).
+    pub fn is_always(&self) -> bool {
+        (0..7u8).all(|weekday| {
+            (0..1440u16).all(|minute| {
+                self.contains(&LocalTime {
+                    date: chrono::NaiveDate::default(),
+                    weekday,
+                    minute,
+                })
+            })
+        })
+    }
+
     /// The rules as written (normalised to lower case).
     pub fn rules(&self) -> &[String] {
         &self.text

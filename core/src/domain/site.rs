@@ -123,6 +123,34 @@ pub struct Door {
     /// Where it is on the floor plan, metres (`None`: on the wall its two rooms share).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<[f32; 2]>,
+    /// What its lock does without power (`None`: not said).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail: Option<FailMode>,
+}
+
+impl Door {
+    /// Whether the door is read from the street: a way into the building from outside.
+    pub fn exterior(&self) -> bool {
+        self.from.is_none()
+    }
+
+    /// A fail-safe lock on a door from the street: it opens when its power fails (a power cut
+    /// past the battery, a cut cable), which is a way in for anyone. The dashboard flags it.
+    pub fn security_hole(&self) -> bool {
+        self.exterior() && self.fail == Some(FailMode::Safe)
+    }
+}
+
+/// What a door's lock does without power: its mechanical state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Unlocked without power (a magnetic lock, a fail-safe strike): fire codes ask for it on
+    /// escape routes; on a door from the street it lets anyone in when the power goes.
+    Safe,
+    /// Locked without power (a fail-secure strike): opens from inside by its handle; a key or
+    /// power opens it from outside.
+    Secure,
 }
 
 /// How people leave through a door without a card: an exit reader refuses revoked and

@@ -175,6 +175,10 @@ pub enum AlarmKind {
     /// The data directory's disk is nearly full (the gateway's `LOW_DISK_BYTES`): when it
     /// fills, decisions can no longer be logged and the gateway stops.
     DiskLow,
+    /// A node lost mains power and runs on its battery.
+    MainsLost,
+    /// A node's battery is below the site's low line while on battery.
+    BatteryLow,
 }
 
 /// One audit entry.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use kombinat_protocol::auth::{ReplayGuard, Signed};
-use kombinat_protocol::device::{Presence, Status};
+use kombinat_protocol::device::{AlertInput, Power, Presence, Status};
 use kombinat_protocol::door::{self, Action, AllowEntry, Contact, DoorTopic, VERSION};
 use kombinat_protocol::site::{ModeSet, ModeState};
 use kombinat_protocol::{Ident, Topic};
@@ -20,7 +20,7 @@ use rustc_hash::FxHashMap;
 
 use crate::access::allow_list::fit;
 use crate::access::{decide, Decision, Snapshot, Tap};
-use crate::domain::{Device, DeviceId, DeviceKind, DeviceMark, DoorId, SiteMode};
+use crate::domain::{Device, DeviceId, DeviceKind, DeviceMark, DoorId, Reason, SiteMode};
 use crate::store::{Actor, AlarmKind, AuditEntry, AuditEvent};
 
 /// How far the gateway's counter towards a device jumps at start (see [`Desk::new`]).
@@ -783,6 +783,30 @@ impl Desk {
             });
         }
         s.offline_up_to = up_to;
+        let unset = entries
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.event,
+                    AuditEvent::Decision {
+                        reason: Reason::OfflineAnyHour | Reason::OfflineClockUnset,
+                        ..
+                    }
+                )
+            })
+            .count();
+        if unset > 0 {
+            // The node booted without the time: its entries are logged at their arrival.
+            tracing::warn!(device = %log.device, taps = unset, "a door node decided taps with its clock unset");
+            entries.push(AuditEntry::change(
+                now,
+                Actor::Door(door),
+                format!(
+                    "door node {} decided {unset} tap(s) offline with its clock unset (booted without network time or a real-time clock): only rights that hold at any hour were granted; logged at their arrival",
+                    log.device
+                ),
+            ));
+        }
         let device = log.device;
         let ack = self
             .sign_for(device, |counter| door::OfflineAck {
@@ -853,6 +877,59 @@ impl Desk {
         }
         self.verify(m.device, DeviceKind::AlertFeed, None, &m, now)?;
         Ok((m.mode, m.device))
+    }
+
+    /// A node's signed power report on `device/<device>/power`: (mains, battery millivolts).
+    /// Door and sensor nodes send it.
+    pub fn handle_power(
+        &mut self,
+        device: DeviceId,
+        payload: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(bool, Option<u32>), Rejected> {
+        let p: Power = parse(payload)?;
+        if p.v != VERSION {
+            return Err(Rejected::Version(p.v));
+        }
+        self.verify_node(device, p.device, &p, now)?;
+        Ok((p.mains, p.battery_mv))
+    }
+
+    /// A node's signed dry-contact alert input on `device/<device>/alert`: whether it is active.
+    pub fn handle_alert_input(
+        &mut self,
+        device: DeviceId,
+        payload: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<bool, Rejected> {
+        let a: AlertInput = parse(payload)?;
+        if a.v != VERSION {
+            return Err(Rejected::Version(a.v));
+        }
+        self.verify_node(device, a.device, &a, now)?;
+        Ok(a.active)
+    }
+
+    /// Checks a signed message a door or sensor node sent on its own `device/<id>/…` topic.
+    fn verify_node<M: Signed>(
+        &mut self,
+        topic_device: DeviceId,
+        device: DeviceId,
+        msg: &M,
+        now: DateTime<Utc>,
+    ) -> Result<(), Rejected> {
+        if device != topic_device {
+            return Err(Rejected::NotItsTopic(device.to_string()));
+        }
+        let kind = self
+            .devices
+            .get(&device)
+            .map(|s| s.device.kind)
+            .ok_or_else(|| Rejected::UnknownDevice(device.to_string()))?;
+        if kind == DeviceKind::AlertFeed {
+            return Err(Rejected::NotItsTopic(device.to_string()));
+        }
+        self.verify(device, kind, None, msg, now)
     }
 
     /// The retained site mode message.
@@ -942,6 +1019,8 @@ pub fn offline_time(node_at: u64, now: DateTime<Utc>, device: DeviceId) -> DateT
         .and_then(|s| DateTime::from_timestamp(s, 0))
     {
         Some(t) if t <= now && now - t <= OFFLINE_MAX_AGE => t,
+        // A node with its clock unset says 0: expected, and said once per log by the caller.
+        _ if node_at == 0 => now,
         _ => {
             tracing::warn!(
                 device = %device,

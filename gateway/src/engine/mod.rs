@@ -387,6 +387,8 @@ pub struct Engine {
     alerts_failing: Vec<Option<String>>,
     /// The alert feeds' state as last stored.
     alerts_saved: Option<Vec<u8>>,
+    /// The nodes' mains and batteries, and which shed load.
+    power: kombinat_core::power::PowerBook,
     /// The head counts last stored (under [`COUNTS_KEY`]), to store them only when changed.
     saved_counts: Vec<Carried>,
     /// When they were stored (Unix seconds).
@@ -538,10 +540,13 @@ impl Engine {
             .collect();
         let judge = Judge::new(config.occupancy.no_show_after_min, wall.timestamp());
         let estimator = restored_estimator(&site, store.as_ref(), rooms, wall);
+        let power = kombinat_core::power::PowerBook::new(config.power);
+        // The feeds, then the nodes' dry-contact inputs: one rule for all.
         let alert_count = config.alert_feeds.len();
+        let sources = alert_count + config.alert_inputs.len();
         let alert_feeds = match store.state(ALERTS_STATE).ok().flatten() {
-            Some(v) => kombinat_core::alerts::AlertFeeds::restore(alert_count, &v),
-            None => kombinat_core::alerts::AlertFeeds::new(alert_count, false),
+            Some(v) => kombinat_core::alerts::AlertFeeds::restore(sources, &v),
+            None => kombinat_core::alerts::AlertFeeds::new(sources, false),
         };
         let alerts_failing = (0..alert_count)
             .map(|i| {
@@ -592,6 +597,7 @@ impl Engine {
             alerts_failing,
             alert_feeds,
             alerts_saved: None,
+            power,
             recorder,
             judge,
             observable,
@@ -1113,7 +1119,32 @@ impl Engine {
                 last_seen: secs(h.last_seen),
                 firmware: h.firmware.as_ref().map(|f| f.to_string()),
                 battery: None,
+                power: self.power.node(dev.id).map(|p| crate::live::PowerNow {
+                    mains: p.mains,
+                    since: p.since,
+                    battery_mv: p.battery_mv,
+                    left_s: self.power.left_s(dev.id),
+                    low: p.low,
+                    shed: p.shed,
+                }),
             });
+            if let Some(p) = self.power.node(dev.id) {
+                for (on, kind, since) in [
+                    (!p.mains, "mains_lost", p.since),
+                    (p.low, "battery_low", now),
+                ] {
+                    if on {
+                        alarms.push(AlarmNow {
+                            alarm: kind.into(),
+                            door: None,
+                            device: Some(dev.id.to_string()),
+                            feed: None,
+                            since,
+                            ack: None,
+                        });
+                    }
+                }
+            }
         }
         for (b, h) in self.adapters.health() {
             devices.push(DeviceNow {
@@ -1130,6 +1161,7 @@ impl Engine {
                 last_seen: secs(h.last_seen),
                 firmware: None,
                 battery: h.battery,
+                power: None,
             });
         }
         devices.sort_by(|a, b| a.device.cmp(&b.device));
@@ -1182,6 +1214,21 @@ impl Engine {
         for a in &mut alarms {
             a.ack = self.alarm_acks.get(&alarm_key(a)).cloned();
         }
+        let site_power = self.power.site();
+        self.live.set_power(crate::live::SitePowerNow {
+            nodes: site_power.nodes,
+            on_battery: site_power
+                .on_battery
+                .iter()
+                .map(|d| d.to_string())
+                .collect(),
+            mains_lost_since: site_power.mains_lost_since,
+            least_left: site_power.least_left_s.map(|(d, s)| (d.to_string(), s)),
+            shed_doors: (0..self.site.doors.len())
+                .filter(|&i| self.shed_release(i))
+                .map(|i| self.site.doors[i].id.to_string())
+                .collect(),
+        });
         self.live.set_doors(doors);
         self.live.set_alarms(alarms);
         self.live.set_devices(devices);
@@ -1272,6 +1319,32 @@ impl Engine {
                 .desk
                 .handle_reading(device, payload, now)
                 .map(|(room, m)| self.reading(room, m, now)),
+            Topic::Power(device) => self
+                .desk
+                .handle_power(device, payload, now)
+                .map(|(mains, mv)| self.power_report(device, mains, mv, b)),
+            Topic::AlertInput(device) => match self.desk.handle_alert_input(device, payload, now) {
+                Ok(active) => {
+                    match self.config.alert_inputs.iter().position(|d| *d == device) {
+                        Some(j) => {
+                            let i = self.config.alert_feeds.len() + j;
+                            if self.alert_feeds.last_read(i) != Some(active) {
+                                // The node's counter is durable before the change it brings:
+                                // a replayed "active" cannot switch the mode after a crash.
+                                let marks = self.desk.take_marks(now);
+                                if let Err(e) = self.registry.store().put_marks(&marks) {
+                                    tracing::error!(error = %e, "cannot store the node's counter; its input is read again at its next message");
+                                    return;
+                                }
+                            }
+                            self.alert(i, Ok(Some(active)), b);
+                            Ok(())
+                        }
+                        None => Err(Rejected::NotItsTopic(device.to_string())),
+                    }
+                }
+                Err(r) => Err(r),
+            },
             Topic::ModeSet => match self.desk.handle_mode_set(payload, now) {
                 Ok((mode, device)) => {
                     // The feed's counter is durable before the change it asked for, so the
@@ -1953,20 +2026,25 @@ impl Engine {
     /// the feed's alarm raised or cleared, each logged.
     fn alert(&mut self, i: usize, read: kombinat_core::alerts::AlertRead, b: &mut Batch) {
         use kombinat_core::alerts::AlertAction;
-        let Some(feed) = self.config.alert_feeds.get(i).cloned() else {
-            return;
+        let feeds = self.config.alert_feeds.len();
+        let (what, name) = match self.config.alert_feeds.get(i) {
+            Some(f) => ("alert feed", f.id.clone()),
+            None => match self.config.alert_inputs.get(i - feeds) {
+                Some(d) => ("alert input of node", d.to_string()),
+                None => return,
+            },
         };
         let now = self.now.wall;
         let mode = self.registry.snapshot().mode();
-        let actor = Actor::Source(format!("{ALERT_ACTOR}{}", feed.id));
+        let actor = Actor::Source(format!("{ALERT_ACTOR}{name}"));
         for action in self.alert_feeds.read(i, read, mode) {
             match action {
                 AlertAction::Mode(mode, why) => {
-                    tracing::warn!(feed = %feed.id, mode = mode.as_str(), %why, "alert feed switches the site mode");
+                    tracing::warn!(source = %name, mode = mode.as_str(), %why, "{what} switches the site mode");
                     b.audit.push(AuditEntry::change(
                         now,
                         actor.clone(),
-                        format!("alert feed {}: {why}", feed.id),
+                        format!("{what} {name}: {why}"),
                     ));
                     if let Err(e) = self.set_mode(mode, actor.clone(), b) {
                         tracing::error!(error = %e, "cannot switch the site mode; asked again at the next read");
@@ -1974,11 +2052,11 @@ impl Engine {
                     }
                 }
                 AlertAction::Kept(why) => {
-                    tracing::warn!(feed = %feed.id, %why, "alert feed");
+                    tracing::warn!(source = %name, %why, "{what}");
                     b.audit.push(AuditEntry::change(
                         now,
                         actor.clone(),
-                        format!("alert feed {}: {why}", feed.id),
+                        format!("{what} {name}: {why}"),
                     ));
                 }
                 AlertAction::Failing(_, why) => self.alert_alarm(i, &actor, Some(why), b),
@@ -1986,6 +2064,150 @@ impl Engine {
             }
         }
         self.save_alerts_switched();
+    }
+
+    /// A node's power report: its changes logged (mains lost or back, battery low, load shed),
+    /// their alarms raised or cleared, and the doors' state worked out again when shedding
+    /// starts or ends.
+    fn power_report(
+        &mut self,
+        device: crate::domain::DeviceId,
+        mains: bool,
+        mv: Option<u32>,
+        b: &mut Batch,
+    ) {
+        use kombinat_core::power::{hours_minutes, PowerChange};
+        let now = self.now.wall;
+        let changes = self.power.report(device, mains, mv, now.timestamp());
+        if changes.is_empty() {
+            return;
+        }
+        let volts = |mv: u32| format!("{:.2} V", f64::from(mv) / 1000.0);
+        let door = self
+            .desk
+            .devices()
+            .find(|(d, _)| d.id == device)
+            .and_then(|(d, _)| d.door);
+        let place = door
+            .and_then(|d| self.site.door_index(d))
+            .map(|i| format!(" ({})", self.site.doors[i].name))
+            .unwrap_or_default();
+        let left = self
+            .power
+            .left_s(device)
+            .map(|s| format!("; {} left at this rate", hours_minutes(s)))
+            .unwrap_or_default();
+        let mut shed_changed = false;
+        for c in changes {
+            let (text, alarm) = match c {
+                PowerChange::MainsLost(_, mv) => (
+                    format!(
+                        "mains lost at {device}{place}: on battery{}",
+                        mv.map(|v| format!(" at {}", volts(v))).unwrap_or_default()
+                    ),
+                    Some((crate::store::AlarmKind::MainsLost, true)),
+                ),
+                PowerChange::MainsBack(_, secs) => (
+                    format!(
+                        "mains back at {device}{place} after {}",
+                        hours_minutes(secs)
+                    ),
+                    Some((crate::store::AlarmKind::MainsLost, false)),
+                ),
+                PowerChange::BatteryLow(_, v) => (
+                    format!(
+                        "battery low at {device}{place}: {} (the line is {}){left}",
+                        volts(v),
+                        volts(self.power.policy().low_mv)
+                    ),
+                    Some((crate::store::AlarmKind::BatteryLow, true)),
+                ),
+                PowerChange::BatteryOk(_) => (
+                    format!("battery of {device}{place} no longer low"),
+                    Some((crate::store::AlarmKind::BatteryLow, false)),
+                ),
+                PowerChange::Shed(_, v) => {
+                    shed_changed = true;
+                    (
+                        format!(
+                            "load shed at {device}{place}, its battery at {}: {}",
+                            volts(v),
+                            self.shed_effect(door)
+                        ),
+                        None,
+                    )
+                }
+                PowerChange::Unshed(_) => {
+                    shed_changed = true;
+                    (
+                        format!("load back at {device}{place}: its door works as before"),
+                        None,
+                    )
+                }
+            };
+            tracing::warn!(%device, "{text}");
+            b.audit
+                .push(AuditEntry::change(now, Actor::Device(device), text));
+            if let Some((alarm, raised)) = alarm {
+                b.audit.push(AuditEntry {
+                    at: now,
+                    actor: Actor::Device(device),
+                    event: AuditEvent::Alarm {
+                        door,
+                        device: Some(device),
+                        alarm,
+                        raised,
+                    },
+                });
+            }
+        }
+        b.refresh = true;
+        if shed_changed {
+            self.sync_released(now, b);
+        }
+    }
+
+    /// What shedding a node's load does to its door, in words (the gateway says which doors
+    /// it leaves open and which locked).
+    fn shed_effect(&self, door: Option<DoorId>) -> String {
+        let Some((di, d)) =
+            door.and_then(|id| self.site.door_index(id).map(|i| (i, &self.site.doors[i])))
+        else {
+            return "it serves no door".into();
+        };
+        if d.egress || self.site.on_shelter_route(di) {
+            return format!(
+                "{} is on the way out or to the shelter and keeps working",
+                d.id
+            );
+        }
+        match d.fail {
+            Some(crate::domain::FailMode::Safe) => format!(
+                "{} goes to its mechanical state: fail-safe, it stands unlocked until the load is back",
+                d.id
+            ),
+            Some(crate::domain::FailMode::Secure) => format!(
+                "{} goes to its mechanical state: fail-secure, it stays locked at rest and draws power only when opened",
+                d.id
+            ),
+            None => format!(
+                "{} keeps working: the site file does not say whether its lock is fail-safe or fail-secure",
+                d.id
+            ),
+        }
+    }
+
+    /// Whether door `di` stands released because its node's load is shed: a fail-safe lock off
+    /// the way out and the shelter route, whose node's battery fell below the shedding line.
+    fn shed_release(&self, di: usize) -> bool {
+        let d = &self.site.doors[di];
+        d.fail == Some(crate::domain::FailMode::Safe)
+            && !d.egress
+            && !self.site.on_shelter_route(di)
+            && self
+                .desk
+                .device_of(d.id)
+                .is_some_and(|dev| self.power.shed(dev))
     }
 
     /// An alert feed's alarm raised (`failing`: why it cannot be read) or cleared.
@@ -2071,15 +2293,18 @@ impl Engine {
                 continue;
             };
             let d = &self.site.doors[di];
+            let shed = self.shed_release(di);
             let release = match mode {
-                SiteMode::Emergency => d.egress,
-                SiteMode::Shelter => self.site.on_shelter_route(di),
+                SiteMode::Emergency => d.egress || shed,
+                SiteMode::Shelter => self.site.on_shelter_route(di) || shed,
                 SiteMode::Lockdown => false,
-                // A door locked down on its own does not stand open to the public.
+                // A door locked down on its own does not stand open to the public, nor when
+                // its load is shed.
                 SiteMode::Normal => {
-                    !holiday
-                        && !self.registry.snapshot().door_locked(di)
-                        && d.public_hours.as_ref().is_some_and(|h| h.contains(&local))
+                    !self.registry.snapshot().door_locked(di)
+                        && (shed
+                            || !holiday
+                                && d.public_hours.as_ref().is_some_and(|h| h.contains(&local)))
                 }
             };
             let was = self.released.contains(&door);

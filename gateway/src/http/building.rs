@@ -106,6 +106,12 @@ pub struct DoorView {
     /// without it on the wall its two rooms share).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub at: Option<[f32; 2]>,
+    /// What its lock does without power, `safe` (unlocked) or `secure` (locked), when the site
+    /// file says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fail: Option<String>,
+    /// A fail-safe lock on a door from the street: without power it lets anyone in.
+    pub security_hole: bool,
 }
 
 /// The site: what the floor plan is drawn from.
@@ -220,6 +226,14 @@ pub async fn site(State(s): State<AppState>, _who: Viewer) -> Json<SiteView> {
                 unlock_ms: d.unlock_ms,
                 egress: d.egress,
                 at: d.at,
+                fail: d.fail.map(|f| {
+                    match f {
+                        crate::domain::FailMode::Safe => "safe",
+                        crate::domain::FailMode::Secure => "secure",
+                    }
+                    .to_string()
+                }),
+                security_hole: d.security_hole(),
             })
             .collect(),
     })
