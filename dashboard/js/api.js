@@ -38,7 +38,7 @@ export async function api(path, { method = 'GET', body } = {}) {
 // EventSource reconnects by itself; the first event after each connection is a snapshot.
 export function stream(on, state) {
   const es = new EventSource('/api/v1/events');
-  const kinds = ['snapshot', 'resync', 'room', 'door', 'alarm', 'alarm_cleared', 'device', 'decision', 'mode'];
+  const kinds = ['snapshot', 'resync', 'room', 'door', 'alarm', 'alarm_cleared', 'device', 'decision', 'mode', 'power'];
   for (const k of kinds) {
     es.addEventListener(k, (e) => {
       try { on(k, JSON.parse(e.data)); } catch (err) { console.error('bad event', k, err); }

@@ -5,13 +5,13 @@
 import { api, setCsrf, stream, ApiError } from './api.js';
 import { h, clear } from './dom.js';
 import { t, setLang, lang, locale } from './i18n.js';
-import { planView, roomView, doorsView, logView, usageView, devicesView, alarmText } from './views.js';
+import { planView, roomView, doorsView, logView, usageView, devicesView, alarmText, deviceWhere, doorName, hoursMinutes } from './views.js';
 import { peopleView } from './people.js';
 import { staffView } from './staff.js';
 import { bookingsView } from './bookings.js';
 import { insideView } from './inside.js';
 import { alarmSignal } from './alarms.js';
-import { setClock, setZone, now as clockNow } from './clock.js';
+import { setClock, setZone, now as clockNow, fmtClock } from './clock.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -92,6 +92,7 @@ function header() {
   for (const a of $('nav').querySelectorAll('a')) {
     a.hidden = ADMIN_ONLY.has(a.dataset.route) && !(ctx.me && ctx.me.role === 'admin');
   }
+  powerBar();
   // The bar is for alarms nobody has taken in hand yet; the taken ones stay on the doors page.
   const bar = $('alarm-bar');
   const open = ctx.live.alarms.filter((a) => !a.ack);
@@ -101,6 +102,26 @@ function header() {
     clear(bar).append(h('a', { href: '#/doors' }, `${t('alarms.open', { n: open.length })} — `,
       open.slice(0, 3).map((a) => t(`alarm.${a.alarm}`)).join(', ')));
   }
+}
+
+// Mains lost anywhere: since when, which doors run on battery, how long the emptiest battery
+// lasts at the rate it falls, and which doors shedding left unlocked.
+function powerBar() {
+  const bar = $('power-bar');
+  const p = ctx.live.power;
+  bar.hidden = !p || (p.on_battery.length === 0 && p.shed_doors.length === 0);
+  if (bar.hidden) { clear(bar); return; }
+  const parts = [];
+  if (p.mains_lost_since != null) {
+    parts.push(t('power.lost', { time: fmtClock(p.mains_lost_since), n: p.on_battery.length }));
+  }
+  if (p.least_left) {
+    parts.push(t('power.left', { where: deviceWhere(ctx, p.least_left[0]), left: hoursMinutes(p.least_left[1]) }));
+  }
+  if (p.shed_doors.length) {
+    parts.push(t('power.shed', { doors: p.shed_doors.map((d) => doorName(ctx, d)).join(', ') }));
+  }
+  clear(bar).append(h('a', { href: '#/devices' }, parts.join(' · ')));
 }
 
 // While the live stream is down, what the pages show is only as of when it was last up: they
@@ -199,6 +220,7 @@ function onEvent(kind, data) {
       ctx.live.alarms = ctx.live.alarms.filter((x) => !sameAlarm(x, data.alarm));
       break;
     case 'mode': ctx.live.mode = data.mode; ctx.live.mode_since = data.since; break;
+    case 'power': ctx.live.power = data.power; break;
     case 'decision':
       if (ctx.view && ctx.view.decision) ctx.view.decision(ctx, data.decision);
       return;

@@ -25,7 +25,7 @@ function roomName(ctx, id) {
   return r ? r.name : id || '';
 }
 
-function doorName(ctx, id) {
+export function doorName(ctx, id) {
   const d = ctx.site.doors.find((x) => x.id === id);
   return d ? d.name : id || '';
 }
@@ -191,8 +191,24 @@ function doorPill(d) {
   return h('span', { class: `pill ${cls}` }, parts.join(' · '));
 }
 
+// "4 h 10 m" in the dashboard's language.
+export function hoursMinutes(secs) {
+  const m = Math.max(0, Math.floor(secs / 60));
+  return m >= 60 ? t('hm', { h: Math.floor(m / 60), m: m % 60 }) : t('m', { m });
+}
+
+// A node's power as staff read it: mains, or the battery's voltage and time left; shed.
+function powerText(p) {
+  if (!p) return '—';
+  const parts = [p.mains ? t('power.mains') : t('power.battery')];
+  if (p.battery_mv != null) parts.push(`${(p.battery_mv / 1000).toFixed(2)} ${t('power.volts')}`);
+  if (!p.mains && p.left_s != null) parts.push(t('power.left.short', { left: hoursMinutes(p.left_s) }));
+  if (p.shed) parts.push(t('power.shed.short'));
+  return parts.join(' · ');
+}
+
 // Where a device is, by the doors and rooms it serves, with its id for the technician.
-function deviceWhere(ctx, id) {
+export function deviceWhere(ctx, id) {
   const d = ctx.live.devices.find((x) => x.device === id);
   const places = d ? [...d.doors.map((x) => doorName(ctx, x)), ...d.rooms.map((x) => roomName(ctx, x))] : [];
   return places.length ? `${places.join(', ')} (${id})` : id;
@@ -233,7 +249,9 @@ export const doorsView = {
       const live = ctx.live.doors.find((x) => x.door === d.id);
       const locked = !!(live && live.locked_down);
       return h('tr', { 'data-door': d.id, class: locked ? 'locked-down' : undefined },
-        h('td', {}, d.name),
+        h('td', {}, d.name, d.security_hole
+          ? [' ', h('span', { class: 'pill hole', 'data-hole': d.id, title: t('doors.hole.why') }, t('doors.hole'))]
+          : null),
         h('td', {}, roomName(ctx, d.into)),
         h('td', {}, doorPill(live)),
         h('td', { class: 'hide-narrow' }, (live && live.device) || '—'),
@@ -620,8 +638,8 @@ export const usageView = {
 
 function deviceTable(ctx, devices) {
   return h('div', { class: 'scroll' }, h('table', { class: 'devices' },
-    h('thead', {}, h('tr', {}, ['devices.device', 'devices.kind', 'devices.where', 'devices.state', 'devices.seen', 'devices.battery', 'devices.firmware']
-      .map((k, i) => h('th', { class: i >= 5 ? 'hide-narrow' : undefined }, t(k))))),
+    h('thead', {}, h('tr', {}, ['devices.device', 'devices.kind', 'devices.where', 'devices.state', 'devices.seen', 'devices.power', 'devices.battery', 'devices.firmware']
+      .map((k, i) => h('th', { class: i >= 6 ? 'hide-narrow' : undefined }, t(k))))),
     h('tbody', {}, devices.map((d) => h('tr', { 'data-device': d.device },
       h('td', {}, d.device),
       h('td', {}, t(`kind.${d.kind}`)),
@@ -631,6 +649,7 @@ function deviceTable(ctx, devices) {
         : d.last_seen == null ? h('span', { class: 'pill grey' }, t('devices.unheard'))
           : h('span', { class: 'pill bad' }, t('devices.offline'))),
       h('td', {}, ago(d.last_seen)),
+      h('td', { class: d.power && !d.power.mains ? 'warn-text' : undefined }, powerText(d.power)),
       h('td', { class: 'hide-narrow' }, d.battery == null ? '—' : `${d.battery}%`),
       h('td', { class: 'hide-narrow' }, d.firmware || '—'))))));
 }
@@ -647,9 +666,11 @@ export const devicesView = {
     const csv = h('button', {
       type: 'button', class: 'secondary', id: 'devices-csv',
       onclick: () => downloadCsv('devices.csv', [
-        ['device', 'kind', 'doors', 'rooms', 'online', 'last_seen', 'battery', 'firmware'],
+        ['device', 'kind', 'doors', 'rooms', 'online', 'last_seen', 'mains', 'battery_mv', 'left_s', 'shed', 'battery', 'firmware'],
         ...ctx.live.devices.map((d) => [d.device, d.kind, d.doors.join(' '), d.rooms.join(' '), d.online ? 'yes' : 'no',
-          d.last_seen == null ? '' : new Date(d.last_seen * 1000).toISOString(), d.battery ?? '', d.firmware || '']),
+          d.last_seen == null ? '' : new Date(d.last_seen * 1000).toISOString(),
+          d.power ? (d.power.mains ? 'yes' : 'no') : '', d.power?.battery_mv ?? '', d.power?.left_s ?? '', d.power?.shed ? 'yes' : '',
+          d.battery ?? '', d.firmware || '']),
       ]),
     }, t('usage.csv'));
     clear(this.box).append(h('div', { class: 'toolbar' }, csv), h('p', {}, t('devices.summary', { on, all: ctx.live.devices.length })),

@@ -92,6 +92,28 @@ pub struct DoorPinNumbers {
     pub exit: u8,
     /// Tamper switch.
     pub tamper: u8,
+    /// Mains present (a PSU's "AC OK" output or a relay on the mains side): high while mains
+    /// is there. Without it the node does not report its supply.
+    #[serde(default)]
+    pub mains: Option<u8>,
+    /// A dry-contact alert input (a siren relay, a staff key switch), to ground when closed:
+    /// closed means alert. Without it the node reports no alert input.
+    #[serde(default)]
+    pub alert: Option<u8>,
+}
+
+/// `[clock]`: how the node knows the time when it boots without network.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockConfig {
+    /// A file that exists only while the system clock is synchronised
+    /// (`/run/systemd/timesync/synchronized` with systemd-timesyncd). Without it the system
+    /// clock is trusted as it is (as before).
+    #[serde(default)]
+    pub synced_flag: Option<PathBuf>,
+    /// The I2C bus of a DS3231 real-time clock (1 on a Raspberry Pi's header), if fitted.
+    #[serde(default)]
+    pub rtc_i2c_bus: Option<u8>,
 }
 
 /// `[reader]`: which reader is fitted.
@@ -138,6 +160,9 @@ pub struct DoorNodeFile {
     pub polarity: Polarity,
     /// `[reader]`: which card reader the node has, and how it is wired.
     pub reader: ReaderConfig,
+    /// `[clock]`: the synchronised-clock flag and the real-time clock.
+    #[serde(default)]
+    pub clock: ClockConfig,
 }
 
 /// `[node]` of a sensor node.

@@ -17,6 +17,7 @@
 use embedded_hal::digital::{InputPin, OutputPin};
 use heapless::Vec;
 use kombinat_protocol::auth::{mac_of, DeviceKey, ReplayGuard, Signed};
+use kombinat_protocol::device::{AlertInput, Power};
 use kombinat_protocol::door::{
     offline_log_fields, Action, AllowEntry, AllowListHead, Command, Contact, Decision, DoorState,
     OfflineAck, OfflineEntry, Tap, OFFLINE_LOG_KIND, VERSION,
@@ -119,6 +120,21 @@ pub struct Inputs {
     /// The housing's tamper switch is open.
     pub tamper: bool,
 }
+
+/// The node's supply and its dry-contact alert input, read where they are wired (a GPIO for
+/// mains, an ADC or UPS HAT for the battery, a GPIO for the siren relay or key switch).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Supply {
+    /// Mains present, if wired (`None`: the node reports no power).
+    pub mains: Option<bool>,
+    /// The backup battery in millivolts, if measured.
+    pub battery_mv: Option<u32>,
+    /// The alert contact, if wired: true while it says alert.
+    pub alert: Option<bool>,
+}
+
+/// The battery moving this much since the last report is reported at once while on battery.
+pub const BATTERY_STEP_MV: u32 = 100;
 
 /// What the node drives.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -230,6 +246,10 @@ pub struct DoorController<const CARDS: usize, const LOG: usize> {
     reported_at: u64,
     outcome: Option<Outcome>,
     stats: DoorStats,
+    /// The supply as last reported, and when.
+    supply_sent: Option<(Supply, u64)>,
+    /// The alert input as last reported, and when.
+    alert_sent: Option<(bool, u64)>,
 }
 
 impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
@@ -261,6 +281,8 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
             reported_at: 0,
             outcome: None,
             stats: DoorStats::default(),
+            supply_sent: None,
+            alert_sent: None,
         }
     }
 
@@ -387,6 +409,24 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
     fn decide_offline(&mut self, tap: u64, credential: Credential, t: Time) {
         let (allow, reason) = match (credential, &self.list) {
             (_, None) => (false, Reason::OfflineListExpired),
+            // The clock is unset (0): no window can be told, only rights that hold at any hour
+            // (the gateway starts their entries at 0).
+            (Credential::Pin(_), Some(_)) if t.unix == 0 => (false, Reason::OfflineClockUnset),
+            (Credential::Card(card), Some(_)) if t.unix == 0 => {
+                let first = self.cards.partition_point(|e| e.card < card);
+                let mut entries = self.cards[first..].iter().take_while(|e| e.card == card);
+                let mut listed = false;
+                if entries.any(|e| {
+                    listed = true;
+                    e.from == 0
+                }) {
+                    (true, Reason::OfflineAnyHour)
+                } else if listed {
+                    (false, Reason::OfflineClockUnset)
+                } else {
+                    (false, Reason::OfflineNotListed)
+                }
+            }
             (_, Some(h)) if t.unix < h.valid_from || t.unix >= h.valid_until => {
                 (false, Reason::OfflineListExpired)
             }
@@ -602,6 +642,64 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
         self.report(now, net);
         self.upload_log(now, net);
         self.outputs(now, net.connected())
+    }
+
+    /// The supply and the alert input as read now: a signed [`Power`] at start, whenever mains
+    /// comes or goes, when the battery moved [`BATTERY_STEP_MV`], and with each heartbeat while
+    /// on battery; a signed [`AlertInput`] at start, on every change and with each heartbeat.
+    pub fn supply<N: Network>(&mut self, s: Supply, t: Time, net: &mut N) {
+        let now = t.ms;
+        if !net.connected() {
+            return;
+        }
+        let beat = u64::from(self.cfg.heartbeat_ms);
+        let due = s.mains.is_some()
+            && match self.supply_sent {
+                None => true,
+                Some((last, at)) => {
+                    last.mains != s.mains
+                        || (s.mains == Some(false)
+                            && (now.saturating_sub(at) >= beat
+                                || last
+                                    .battery_mv
+                                    .zip(s.battery_mv)
+                                    .is_some_and(|(a, b)| a.abs_diff(b) >= BATTERY_STEP_MV)))
+                }
+            };
+        if due {
+            let mut p = Power {
+                v: VERSION,
+                device: self.cfg.device,
+                counter: self.next_counter(),
+                mains: s.mains.unwrap_or(true),
+                battery_mv: s.battery_mv,
+                mac: Default::default(),
+            };
+            p.sign(&self.cfg.key);
+            match net.send(Up::Power(&p)) {
+                Ok(()) => self.supply_sent = Some((s, now)),
+                Err(_) => self.stats.send_failures += 1,
+            }
+        }
+        if let Some(active) = s.alert {
+            let due = self
+                .alert_sent
+                .is_none_or(|(last, at)| last != active || now.saturating_sub(at) >= beat);
+            if due {
+                let mut a = AlertInput {
+                    v: VERSION,
+                    device: self.cfg.device,
+                    counter: self.next_counter(),
+                    active,
+                    mac: Default::default(),
+                };
+                a.sign(&self.cfg.key);
+                match net.send(Up::Alert(&a)) {
+                    Ok(()) => self.alert_sent = Some((active, now)),
+                    Err(_) => self.stats.send_failures += 1,
+                }
+            }
+        }
     }
 
     fn report<N: Network>(&mut self, now: u64, net: &mut N) {

@@ -39,8 +39,10 @@ pub mod sim;
 pub struct Time {
     /// A monotonic clock in milliseconds (since boot): timeouts and alarms.
     pub ms: u64,
-    /// Wall-clock Unix seconds: allow-list windows and offline log entries. A node that has not
-    /// learned the time yet passes 0, and its offline decisions then deny (the list is not yet
-    /// valid).
+    /// Wall-clock Unix seconds: allow-list windows and offline log entries. A node whose clock
+    /// is unset (booted with neither network time nor a valid real-time clock) passes 0: its
+    /// offline decisions then grant only rights that hold at any hour
+    /// (`allow.offline_any_hour`) and refuse the rest (`deny.offline_clock_unset`), and its log
+    /// entries say 0 (the gateway logs them at their arrival).
     pub unix: u64,
 }

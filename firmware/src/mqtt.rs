@@ -374,6 +374,8 @@ impl Network for MqttLink {
                 )
             }
             Up::Reading(r) => self.publish(Topic::Reading(r.device), serde_json::to_vec(r)?),
+            Up::Power(p) => self.publish(Topic::Power(p.device), serde_json::to_vec(p)?),
+            Up::Alert(a) => self.publish(Topic::AlertInput(a.device), serde_json::to_vec(a)?),
         }
     }
 }
@@ -413,29 +415,81 @@ pub fn parse_nothing(_: &str, topic: &str, _: &[u8]) -> Result<(), String> {
     Err(format!("unexpected message on {topic}"))
 }
 
-/// The node's clocks: monotonic since start, and the wall clock.
-#[derive(Debug, Clone, Copy)]
+/// The node's clocks: monotonic since start, and the wall clock where it can be trusted.
+#[derive(Debug, Clone)]
 pub struct Clock {
     start: Instant,
+    /// A file that exists while the system clock is synchronised.
+    synced_flag: Option<std::path::PathBuf>,
+    /// An RTC's Unix time at start, and when it was read.
+    rtc: Option<(u64, Instant)>,
+    /// The flag as last looked at.
+    checked: std::cell::Cell<Option<(Instant, bool)>>,
 }
 
 impl Default for Clock {
     fn default() -> Self {
         Clock {
             start: Instant::now(),
+            synced_flag: None,
+            rtc: None,
+            checked: std::cell::Cell::new(None),
         }
     }
 }
 
+/// How often the synchronised flag is looked at.
+const SYNC_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Clock {
-    /// The node's time: milliseconds since it started (its timers) and the system's Unix
-    /// seconds (allow-list windows; 0 while the clock reads before 1970).
+    /// A clock that trusts the system's time only while `synced_flag` exists (systemd-timesyncd's
+    /// `/run/systemd/timesync/synchronized`), and otherwise counts on from `rtc_unix`, a real-time
+    /// clock's reading at start (`None`: no RTC, or one whose time cannot be trusted). With
+    /// neither the clock is unset: [`Clock::now`] gives 0 as the Unix time.
+    pub fn new(synced_flag: Option<std::path::PathBuf>, rtc_unix: Option<u64>) -> Self {
+        Clock {
+            start: Instant::now(),
+            synced_flag,
+            rtc: rtc_unix.map(|u| (u, Instant::now())),
+            checked: std::cell::Cell::new(None),
+        }
+    }
+
+    /// Whether the system clock is synchronised (always, without a flag to check).
+    pub fn system_synced(&self) -> bool {
+        let Some(flag) = &self.synced_flag else {
+            return true;
+        };
+        match self.checked.get() {
+            Some((at, synced)) if at.elapsed() < SYNC_CHECK => synced,
+            _ => {
+                let synced = flag.exists();
+                self.checked.set(Some((Instant::now(), synced)));
+                synced
+            }
+        }
+    }
+
+    /// Whether the node knows the time (its offline decisions keep their hours).
+    pub fn set(&self) -> bool {
+        self.now().unix != 0
+    }
+
+    /// The node's time: milliseconds since it started (its timers) and Unix seconds (allow-list
+    /// windows): the system's while it is synchronised, else the RTC's counted on, else 0.
     pub fn now(&self) -> Time {
+        let unix = if self.system_synced() {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        } else if let Some((u, at)) = self.rtc {
+            u + at.elapsed().as_secs()
+        } else {
+            0
+        };
         Time {
             ms: self.start.elapsed().as_millis() as u64,
-            unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            unix,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! gateway is handed to the state machine's methods by the transport, already parsed.
 
 use kombinat_protocol::auth::Mac;
+use kombinat_protocol::device::{AlertInput, Power};
 use kombinat_protocol::door::{DoorState, OfflineEntry, Tap};
 use kombinat_protocol::sensor::Reading;
 use kombinat_protocol::{DeviceId, DoorId};
@@ -36,6 +37,10 @@ pub enum Up<'a> {
     OfflineLog(OfflineLogOut<'a>),
     /// A sensor reading (`sensor/<device>/reading`).
     Reading(&'a Reading),
+    /// The node's mains and battery (`device/<device>/power`).
+    Power(&'a Power),
+    /// The node's dry-contact alert input (`device/<device>/alert`).
+    Alert(&'a AlertInput),
 }
 
 /// The link to the gateway.

@@ -23,6 +23,8 @@ enum Sent {
     Tap(Tap),
     State(DoorState),
     Log(u64, Vec<OfflineEntry>, Mac),
+    Power(kombinat_protocol::device::Power),
+    Alert(kombinat_protocol::device::AlertInput),
 }
 
 #[derive(Default)]
@@ -45,6 +47,8 @@ impl Network for Wire {
             Up::State(s) => Sent::State(s.clone()),
             Up::OfflineLog(l) => Sent::Log(l.counter, l.entries.to_vec(), l.mac),
             Up::Reading(_) => panic!("a door node sends no readings"),
+            Up::Power(p) => Sent::Power(*p),
+            Up::Alert(a) => Sent::Alert(*a),
         });
         Ok(())
     }
@@ -99,6 +103,8 @@ struct Rig {
     gw: u64,
     inputs: Inputs,
     out: Outputs,
+    /// The node's clock is unset: it passes 0 as the time.
+    clock_unset: bool,
 }
 
 impl Rig {
@@ -115,6 +121,7 @@ impl Rig {
             gw: 100,
             inputs: Inputs::default(),
             out: Outputs::default(),
+            clock_unset: false,
         };
         r.tick();
         r
@@ -122,7 +129,11 @@ impl Rig {
     fn t(&self) -> Time {
         Time {
             ms: self.ms,
-            unix: UNIX + self.ms / 1000,
+            unix: if self.clock_unset {
+                0
+            } else {
+                UNIX + self.ms / 1000
+            },
         }
     }
     fn tick(&mut self) -> Outputs {
@@ -346,6 +357,123 @@ fn offline_a_card_not_listed_or_out_of_its_window_is_refused() {
     r.wire.down = false;
     r.wait(20);
     assert_eq!(r.wire.logs()[0].1.len(), 3);
+}
+
+#[test]
+fn the_supply_and_the_alert_contact_are_reported_signed_on_change_and_with_the_heartbeat() {
+    use kombinat_firmware::door::Supply;
+    let mut r = Rig::new();
+    let sent = |r: &Rig| -> (Vec<(bool, Option<u32>)>, Vec<bool>) {
+        let mut p = Vec::new();
+        let mut a = Vec::new();
+        for s in &r.wire.sent {
+            match s {
+                Sent::Power(x) => {
+                    assert!(x.verify(&key()), "signed with the node's key");
+                    p.push((x.mains, x.battery_mv));
+                }
+                Sent::Alert(x) => {
+                    assert!(x.verify(&key()));
+                    a.push(x.active);
+                }
+                _ => {}
+            }
+        }
+        (p, a)
+    };
+    let supply = |r: &mut Rig, mains, mv, alert| {
+        let t = r.t();
+        r.node.supply(
+            Supply {
+                mains: Some(mains),
+                battery_mv: mv,
+                alert,
+            },
+            t,
+            &mut r.wire,
+        );
+    };
+    // At start: both, once.
+    supply(&mut r, true, Some(13_600), Some(false));
+    supply(&mut r, true, Some(13_580), Some(false));
+    assert_eq!(sent(&r), (vec![(true, Some(13_600))], vec![false]));
+    // On mains the battery's drift is not news; mains lost is.
+    r.ms += 10_000;
+    supply(&mut r, false, Some(12_700), Some(false));
+    // On battery: a step of 100 mV, and the heartbeat.
+    r.ms += 1_000;
+    supply(&mut r, false, Some(12_650), Some(false));
+    r.ms += 1_000;
+    supply(&mut r, false, Some(12_590), Some(false));
+    r.ms += 30_000;
+    supply(&mut r, false, Some(12_580), Some(false));
+    // The siren relay closes.
+    supply(&mut r, false, Some(12_580), Some(true));
+    let (p, a) = sent(&r);
+    assert_eq!(
+        p,
+        [
+            (true, Some(13_600)),
+            (false, Some(12_700)),
+            (false, Some(12_590)),
+            (false, Some(12_580))
+        ]
+    );
+    assert_eq!(
+        a,
+        [false, false, true],
+        "the alert with the heartbeat and on change"
+    );
+    // Counters keep rising across the node's signed messages.
+    let counters: Vec<u64> = r
+        .wire
+        .sent
+        .iter()
+        .filter_map(|s| match s {
+            Sent::Power(x) => Some(x.counter),
+            Sent::Alert(x) => Some(x.counter),
+            Sent::State(x) => Some(x.counter),
+            _ => None,
+        })
+        .collect();
+    assert!(counters.windows(2).all(|w| w[0] < w[1]), "{counters:?}");
+}
+
+#[test]
+fn with_its_clock_unset_a_node_grants_offline_only_what_holds_at_any_hour() {
+    let mut r = Rig::new();
+    // Staff at any hour (from 0); a member's window; the same member at any hour on a second
+    // card would be a separate entry.
+    r.list(&[
+        entry("04A1B2C3", 0, UNIX + 3_600),
+        entry("04D4E5F6", UNIX - 60, UNIX + 3_600),
+    ])
+    .unwrap();
+    r.clock_unset = true;
+    r.wire.down = true;
+    r.tap("04A1B2C3");
+    let o = r.node.last_outcome().unwrap();
+    assert!(o.allow && o.offline && o.reason == Reason::OfflineAnyHour);
+    assert!(r.out.strike);
+    r.wait(4_000);
+    r.tap("04D4E5F6");
+    let o = r.node.last_outcome().unwrap();
+    assert!(!o.allow && o.reason == Reason::OfflineClockUnset, "{o:?}");
+    assert!(!r.out.strike);
+    r.wait(2_000);
+    r.tap("04FFFFFF");
+    assert_eq!(
+        r.node.last_outcome().unwrap().reason,
+        Reason::OfflineNotListed
+    );
+    // The log says 0 for the time: the gateway logs the entries at their arrival.
+    assert!(r.node.offline_log().iter().all(|e| e.at == 0));
+    assert_eq!(r.node.offline_log().len(), 3);
+    // With the clock set again, the member's window holds as before.
+    r.clock_unset = false;
+    r.wait(2_000);
+    r.tap("04D4E5F6");
+    assert_eq!(r.node.last_outcome().unwrap().reason, Reason::OfflineListed);
 }
 
 #[test]

@@ -36,6 +36,8 @@ pub struct DemoOptions {
     pub start_min: u32,
     /// The day's seed.
     pub seed: u64,
+    /// Play an air-raid alert and a power cut this long after the start.
+    pub drill: Option<std::time::Duration>,
 }
 
 /// Picks where to listen: an explicit address must be free; the default may be taken (mosquitto
@@ -331,6 +333,15 @@ pub async fn run(
     config.clock = gateway_clock;
     // The simulated day's clock is set on purpose, whatever the host's clock service says.
     config.clock_check = crate::clock_sync::ClockCheck::None;
+    // The main entrance's node carries the siren relay on its alert contact, and the nodes'
+    // batteries are watched with a shedding line (the drill shows both).
+    config.alert_inputs = pop
+        .devices
+        .iter()
+        .filter(|d| d.door.as_deref() == Some(kombinat_firmware::sim::DRILL_SIREN_DOOR))
+        .filter_map(|d| d.id.parse().ok())
+        .collect();
+    config.power.shed_below_mv = Some(11_500);
     let gw = crate::service::start(config).await?;
     let http_addr = gw.http_addr.unwrap_or(http);
     writeln!(
@@ -379,6 +390,14 @@ pub async fn run(
         out,
         "  devices   every door and sensor node is simulated; the example site's off-the-shelf devices (esp-rfid, Tasmota, Zigbee2MQTT) are left out, as nothing plays them"
     )?;
+    if let Some(after) = o.drill {
+        writeln!(
+            out,
+            "  drill     in {} s: an air-raid alert on the main entrance's siren contact (shelter mode, the roll-call) and a power cut (every door on battery, one shed) for {} s",
+            after.as_secs(),
+            kombinat_firmware::sim::DRILL_POWER_CUT.as_secs()
+        )?;
+    }
     writeln!(
         out,
         "Open the dashboard: the floor plan fills as people arrive; Ctrl-C stops."
@@ -393,6 +412,9 @@ pub async fn run(
     };
     let report = {
         let mut world = World::start(sim, &building, &pop, clock).map_err(|e| anyhow!(e))?;
+        if let Some(after) = o.drill {
+            world.drill_after(after);
+        }
         world.run(stop).await
     };
     gw.stop().await?;

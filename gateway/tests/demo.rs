@@ -229,3 +229,146 @@ async fn the_demo_comes_alive_and_stops_cleanly() {
     let rest: Vec<String> = lines.try_iter().collect();
     assert!(rest.iter().any(|l| l.starts_with("stopped:")), "{rest:?}");
 }
+
+/// `kombinat demo --drill`: 20 s after the start the main entrance's siren contact closes and
+/// the mains goes off at every door node. A visitor watching the dashboard sees shelter mode,
+/// the shelter's roll-call, the doors on battery with the time left, and the weak battery's
+/// door shed; the test reads the same from the dashboard's API and prints how long it took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drill_shows_shelter_mode_the_roll_call_and_the_doors_on_battery() {
+    let (http, mqtt) = (free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kombinat"))
+        .args([
+            "demo",
+            "--http",
+            &format!("127.0.0.1:{http}"),
+            "--mqtt",
+            &format!("127.0.0.1:{mqtt}"),
+            "--speed",
+            "30",
+            "--drill",
+        ])
+        .env("RUST_LOG", "warn,rumqttd=off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the kombinat binary runs");
+    let (tx, lines) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut said = Vec::new();
+    let login = loop {
+        let l = lines
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the demo prints its login");
+        said.push(l.clone());
+        if let Some(t) = l.trim().strip_prefix("sign in") {
+            break t.trim().to_string();
+        }
+    };
+    // The drill's line comes with the others, before the building starts.
+    while !said.iter().any(|l| l.contains("Open the dashboard")) {
+        said.push(lines.recv_timeout(Duration::from_secs(30)).unwrap());
+    }
+    let started = Instant::now();
+    assert!(
+        said.iter().any(|l| l.trim().starts_with("drill")),
+        "{said:?}"
+    );
+    let base = format!("http://127.0.0.1:{http}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(&format!("{base}/health"), None).0 != 200 {
+        assert!(Instant::now() < deadline, "healthy within a minute");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut words = login.split_whitespace();
+    let (name, _, password) = (
+        words.next().unwrap(),
+        words.next().unwrap(),
+        words.next().unwrap(),
+    );
+    let cookie = sign_in(&base, name, password);
+
+    // Everything the visitor is promised, from the same answers the dashboard reads.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let mut seen = (None, None, None);
+    let live = loop {
+        let (status, live) = get_signed(&format!("{base}/api/v1/live"), &cookie);
+        assert_eq!(status, 200);
+        let t = started.elapsed().as_secs_f64();
+        if seen.0.is_none() && live["mode"] == "shelter" {
+            seen.0 = Some(t);
+        }
+        let power = &live["power"];
+        if seen.1.is_none()
+            && power["on_battery"]
+                .as_array()
+                .is_some_and(|a| a.len() >= 10)
+            && power["least_left"].is_array()
+        {
+            seen.1 = Some(t);
+        }
+        if seen.2.is_none()
+            && power["shed_doors"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|d| d == "d-meeting-1"))
+        {
+            seen.2 = Some(t);
+        }
+        if let (Some(_), Some(_), Some(_)) = seen {
+            break live;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the drill seen within 150 s: {seen:?} {}",
+            live["power"]
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!(
+        "bench: drill (started 20 s in): shelter mode at {:.1} s, doors on battery with time left at {:.1} s, a door shed at {:.1} s",
+        seen.0.unwrap(),
+        seen.1.unwrap(),
+        seen.2.unwrap()
+    );
+    // The alarms say so, and the shelter's door stands released.
+    let alarms = live["alarms"].to_string();
+    assert!(alarms.contains("mains_lost"), "{alarms}");
+    assert!(live["doors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["door"] == "d-shelter" && d["released"] == true));
+    // The roll-call answers.
+    let (status, inside) = get_signed(&format!("{base}/api/v1/inside"), &cookie);
+    assert_eq!(status, 200, "{inside}");
+    // The log tells the story: the siren contact, mains lost, the load shed.
+    let (_, log) = get_signed(&format!("{base}/api/v1/audit?limit=500"), &cookie);
+    let log = log.to_string();
+    for what in [
+        "alert input of node",
+        "mains lost at",
+        "load shed at",
+        "fail-safe, it stands unlocked",
+    ] {
+        assert!(log.contains(what), "{what} in the log");
+    }
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "stopped within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -245,7 +245,11 @@ mod tests {
                 .collect()
         };
         let last = (until.timestamp() - STEP_SECS + 1) as u64;
-        assert_eq!(entries("d-cowork-in", staff), [(0, last)], "staff: any hour");
+        assert_eq!(
+            entries("d-cowork-in", staff),
+            [(0, last)],
+            "staff: any hour"
+        );
         assert_eq!(
             entries("d-cowork-in", leaving),
             [(from.timestamp() as u64, last)],
@@ -253,11 +257,15 @@ mod tests {
         );
         let d = entries("d-cowork-in", day);
         assert_eq!(d.len(), 1);
-        assert_eq!(d[0].0, from.timestamp() as u64, "a day pass holds at some hours only");
+        assert_eq!(
+            d[0].0,
+            from.timestamp() as u64,
+            "a day pass holds at some hours only"
+        );
         assert!(d[0].1 < last);
     }
 
-        #[test]
+    #[test]
     fn fitting_keeps_the_entries_valid_soonest_within_the_count_and_the_bytes() {
         let entry = |i: u32, from: u64| AllowEntry {
             card: kombinat_protocol::CardId::parse(&format!("{i:08X}")).unwrap(),

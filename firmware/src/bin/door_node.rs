@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Parser;
 use kombinat_firmware::config::{DoorNodeFile, ReaderConfig, State};
-use kombinat_firmware::door::{DoorController, DoorPins, Outputs};
+use kombinat_firmware::door::{DoorController, DoorPins, Outputs, Supply};
 use kombinat_firmware::drivers::mfrc522::CardReader;
+use kombinat_firmware::drivers::rtc::Rtc;
 use kombinat_firmware::mqtt::{deliver, door_subscriptions, parse_door, Clock, MqttLink};
 use kombinat_firmware::rpi::{init_logging, shutdown, RpiSpiDevice, WiegandInput, TICK};
 use kombinat_protocol::Credential;
@@ -91,6 +92,35 @@ fn main() -> Result<()> {
         }
     };
 
+    // The supply and the alert contact, where wired (mains high while present; the contact to
+    // ground when closed).
+    let mains = p.mains.map(input).transpose()?;
+    let alert = p.alert.map(input).transpose()?;
+    // The time at boot: the system's once synchronised, else the RTC's, else none (offline
+    // decisions then grant only what holds at any hour).
+    let mut rtc = match file.clock.rtc_i2c_bus {
+        Some(bus) => Some(Rtc::new(
+            rppal::i2c::I2c::with_bus(bus).with_context(|| format!("I2C bus {bus}"))?,
+        )),
+        None => None,
+    };
+    let rtc_unix = match rtc.as_mut().map(|r| r.unix()) {
+        Some(Ok(Some(u))) => Some(u),
+        Some(Ok(None)) => {
+            tracing::warn!("the real-time clock's time is not valid (stopped or never set)");
+            None
+        }
+        Some(Err(e)) => {
+            tracing::error!("the real-time clock cannot be read: {e:?}");
+            None
+        }
+        None => None,
+    };
+    let clock = Clock::new(file.clock.synced_flag.clone(), rtc_unix);
+    if !clock.set() {
+        tracing::warn!("the clock is unset: offline decisions grant only rights that hold at any hour until it is");
+    }
+
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -102,7 +132,7 @@ fn main() -> Result<()> {
             parse_door,
         );
         let mut node = Box::new(DoorController::<CARDS, LOG>::new(cfg));
-        let clock = Clock::default();
+        let mut rtc_set_at: Option<std::time::Instant> = None;
         let mut tick = tokio::time::interval(TICK);
         let mut stop = std::pin::pin!(shutdown());
         tracing::info!(door = %node.config().door, "door node running");
@@ -129,6 +159,28 @@ fn main() -> Result<()> {
             }
             let inputs = pins.0.read().map_err(|e| anyhow::anyhow!("{e:?}"))?;
             let out = node.tick(inputs, t, &mut link);
+            if mains.is_some() || alert.is_some() {
+                let supply = Supply {
+                    mains: mains.as_ref().map(|m| m.is_high()),
+                    // No battery gauge on this wiring: the protocol carries one if fitted.
+                    battery_mv: None,
+                    alert: alert.as_ref().map(|a| a.is_low()),
+                };
+                node.supply(supply, t, &mut link);
+            }
+            // The RTC follows the synchronised system clock, hourly.
+            if let Some(r) = rtc.as_mut() {
+                if file.clock.synced_flag.is_some()
+                    && clock.system_synced()
+                    && rtc_set_at
+                        .is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(3600))
+                {
+                    match r.set_unix(clock.now().unix) {
+                        Ok(()) => rtc_set_at = Some(std::time::Instant::now()),
+                        Err(e) => tracing::warn!("cannot set the real-time clock: {e:?}"),
+                    }
+                }
+            }
             pins.0.apply(&out).map_err(|e| anyhow::anyhow!("{e:?}"))?;
             // Kept at once: a command accepted just before a power cut must not be accepted
             // again after it, nor an older allow-list, and a release must survive it.

@@ -13,7 +13,9 @@ pub mod world;
 
 pub use building::Building;
 pub use population::{Population, SimClock};
-pub use world::{SimConfig, SimReport, World};
+pub use world::{
+    SimConfig, SimReport, World, DRILL_ALERT, DRILL_POWER_CUT, DRILL_SIREN_DOOR, DRILL_WEAK_DOOR,
+};
 
 /// What `kombinat-sim seed` leaves for `kombinat-sim run`: the clock the bookings were written
 /// for, and the seed, so that both draw the same day.

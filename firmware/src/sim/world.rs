@@ -14,7 +14,7 @@ use kombinat_protocol::{DeviceId, DoorId};
 
 use super::building::{Building, Pass, OUTSIDE};
 use super::population::{sensor_device, Population, Rng, SimClock, SENSED_KINDS};
-use crate::door::{DoorConfig, DoorController, Inputs, Outputs};
+use crate::door::{DoorConfig, DoorController, Inputs, Outputs, Supply};
 use crate::drivers::scd4x::Co2Sample;
 use crate::mqtt::{
     deliver, door_subscriptions, parse_door, parse_nothing, Down, LinkConfig, MqttLink,
@@ -25,6 +25,16 @@ use crate::Time;
 
 /// The step of the simulation loop.
 pub const STEP: Duration = Duration::from_millis(20);
+
+/// The drill ([`World::drill_after`]): how long the siren contact stays closed and the mains
+/// stays off, in real time.
+pub const DRILL_ALERT: Duration = Duration::from_secs(120);
+/// See [`DRILL_ALERT`].
+pub const DRILL_POWER_CUT: Duration = Duration::from_secs(180);
+/// The door whose node has the siren relay on its alert contact.
+pub const DRILL_SIREN_DOOR: &str = "d-main";
+/// The door whose node's battery is weak: it falls below a shedding line within a minute.
+pub const DRILL_WEAK_DOOR: &str = "d-meeting-1";
 
 /// How the simulation runs.
 #[derive(Debug, Clone)]
@@ -159,6 +169,8 @@ pub struct World<'a> {
     rng: Rng,
     report: SimReport,
     walk_ms: u64,
+    /// When the drill starts, in the nodes' milliseconds.
+    drill_at_ms: Option<u64>,
 }
 
 impl<'a> World<'a> {
@@ -285,6 +297,7 @@ impl<'a> World<'a> {
             rng: Rng::new(seed ^ 0x5151),
             report: SimReport::default(),
             walk_ms,
+            drill_at_ms: None,
         })
     }
 
@@ -421,9 +434,54 @@ impl<'a> World<'a> {
         }
     }
 
+    /// Plays a drill `after` from now: the main entrance's siren relay closes (an air-raid alert
+    /// on the node's dry contact) for [`DRILL_ALERT`], and the mains goes off at every door node
+    /// for [`DRILL_POWER_CUT`]: their batteries fall at a simulated rate, one weak one
+    /// ([`DRILL_WEAK_DOOR`]) fast enough to cross a shedding line within a minute.
+    pub fn drill_after(&mut self, after: Duration) {
+        self.drill_at_ms =
+            Some(self.started.elapsed().as_millis() as u64 + after.as_millis() as u64);
+    }
+
+    /// What door node `door`'s supply and alert contact read at `ms` (its milliseconds).
+    fn supply(&self, door: &str, ms: u64) -> Supply {
+        let siren = door == DRILL_SIREN_DOOR;
+        let weak = door == DRILL_WEAK_DOOR;
+        let since = self
+            .drill_at_ms
+            .filter(|&at| ms >= at)
+            .map(|at| Duration::from_millis(ms - at));
+        let cut = since.is_some_and(|s| s < DRILL_POWER_CUT);
+        // Simulated seconds on battery; a 12 V lead-acid battery under a door's load.
+        let sim_s = since.map_or(0.0, |s| s.as_secs_f64() * self.cfg.speed);
+        let (full, drain_mv_per_s) = if weak {
+            (11_900.0, 0.45)
+        } else {
+            (12_700.0, 0.1)
+        };
+        let mv = if cut {
+            full - drain_mv_per_s * sim_s
+        } else {
+            13_600.0
+        };
+        Supply {
+            mains: Some(!cut),
+            battery_mv: Some(mv.max(9_000.0) as u32),
+            alert: siren.then(|| since.is_some_and(|s| s < DRILL_ALERT)),
+        }
+    }
+
     /// One step: the people, then every node.
     pub fn step(&mut self) {
         let t = self.time();
+        let supplies: Vec<Supply> = self
+            .doors
+            .iter()
+            .map(|d| self.supply(d.node.config().door.as_str(), t.ms))
+            .collect();
+        for (d, s) in self.doors.iter_mut().zip(supplies) {
+            d.node.supply(s, t, &mut d.link);
+        }
         let minute = self.sim_minute();
         for i in 0..self.walkers.len() {
             self.walk(i, t, minute);

@@ -191,6 +191,11 @@ pub enum Command {
         /// The day's seed.
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// Play an air-raid alert (the main entrance's siren contact) and a power cut (every
+        /// door node on battery) 20 seconds after the start: shelter mode, the shelter's
+        /// roll-call and the doors on battery show within a minute.
+        #[arg(long)]
+        drill: bool,
     },
 }
 
@@ -369,6 +374,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
             speed,
             start,
             seed,
+            drill,
         } => {
             let (h, m) = start
                 .split_once(':')
@@ -382,6 +388,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> Result<()> {
                 speed: *speed,
                 start_min: h * 60 + m,
                 seed: *seed,
+                drill: drill.then_some(std::time::Duration::from_secs(20)),
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
