@@ -180,6 +180,12 @@ pub enum AlertAction {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct FeedState {
+    /// The source: the feed's id, or the node's for a dry-contact input.
+    #[serde(default)]
+    id: String,
+    /// A node's dry-contact input (not a feed read over the internet).
+    #[serde(default)]
+    input: bool,
     /// What it last read well.
     alert: Option<bool>,
     failing: bool,
@@ -198,25 +204,41 @@ pub struct AlertFeeds {
 }
 
 impl AlertFeeds {
-    /// `feeds` feeds; `switched` whether the feeds had switched the site to shelter before a
-    /// restart (kept in the store), so that the alert's end still switches it back.
-    pub fn new(feeds: usize, switched: bool) -> Self {
+    /// The sources, each its id and whether it is a node's dry-contact input (feeds first);
+    /// `switched` whether they had switched the site to shelter before a restart (kept in the
+    /// store), so that the alert's end still switches it back.
+    pub fn new(sources: &[(String, bool)], switched: bool) -> Self {
         AlertFeeds {
-            feeds: vec![FeedState::default(); feeds],
+            feeds: sources
+                .iter()
+                .map(|(id, input)| FeedState {
+                    id: id.clone(),
+                    input: *input,
+                    ..FeedState::default()
+                })
+                .collect(),
             alerting: None,
             switched,
         }
     }
 
-    /// Taken up from [`AlertFeeds::state`] as stored before a restart, for `feeds` feeds; what
-    /// the feeds read, and which were failing (their alarm stands: it is cleared when one is read
-    /// again, not raised twice), is kept only if there are as many as then (the configuration
-    /// changed otherwise); whether they switched the mode in any case.
-    pub fn restore(feeds: usize, state: &[u8]) -> Self {
+    /// Taken up from [`AlertFeeds::state`] as stored before a restart, for `sources`; what the
+    /// sources read, and which were failing (their alarm stands: it is cleared when one is read
+    /// again, not raised twice), is kept only if they are the same sources in the same order
+    /// (the configuration changed otherwise); whether they switched the mode in any case.
+    pub fn restore(sources: &[(String, bool)], state: &[u8]) -> Self {
         match serde_json::from_slice::<AlertFeeds>(state) {
-            Ok(a) if a.feeds.len() == feeds => a,
-            Ok(a) => AlertFeeds::new(feeds, a.switched),
-            Err(_) => AlertFeeds::new(feeds, state == b"1"),
+            Ok(a)
+                if a.feeds.len() == sources.len()
+                    && a.feeds
+                        .iter()
+                        .zip(sources)
+                        .all(|(f, (id, input))| f.id == *id && f.input == *input) =>
+            {
+                a
+            }
+            Ok(a) => AlertFeeds::new(sources, a.switched),
+            Err(_) => AlertFeeds::new(sources, state == b"1"),
         }
     }
 
@@ -278,10 +300,12 @@ impl AlertFeeds {
         // On while any feed last read an alert, failing or not; off only once a feed read well
         // says so and none says otherwise.
         // Clear needs every feed to have said something (a feed not read since the restart may
-        // be the one that saw the alert).
+        // be the one that saw the alert). A node's input that has said nothing (not wired yet,
+        // a node not back since a restart) does not hold the clear back: the node's own offline
+        // alarm says it is gone, and an input that said "alert" last keeps the alert on.
         let on = self.feeds.iter().any(|f| f.alert == Some(true));
         let clear = !on
-            && self.feeds.iter().all(|f| f.alert.is_some())
+            && self.feeds.iter().all(|f| f.input || f.alert.is_some())
             && self
                 .feeds
                 .iter()
@@ -333,6 +357,11 @@ impl AlertFeeds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `n` feeds, named by their place.
+    fn feeds(n: usize) -> Vec<(String, bool)> {
+        (0..n).map(|i| (format!("feed-{i}"), false)).collect()
+    }
 
     fn area() -> Area {
         Area {
@@ -422,7 +451,7 @@ mod tests {
 
     #[test]
     fn an_alert_switches_to_shelter_its_end_back_and_a_lost_feed_never_means_all_clear() {
-        let mut a = AlertFeeds::new(1, false);
+        let mut a = AlertFeeds::new(&feeds(1), false);
         let shelter = |x: &[AlertAction]| {
             x.iter()
                 .any(|a| matches!(a, AlertAction::Mode(SiteMode::Shelter, _)))
@@ -461,41 +490,41 @@ mod tests {
         let kept = a.read(0, Ok(Some(true)), SiteMode::Emergency);
         assert!(matches!(kept[..], [AlertAction::Kept(_)]), "{kept:?}");
         // Staff take over during a switched alert: its end leaves their mode alone.
-        let mut b = AlertFeeds::new(1, false);
+        let mut b = AlertFeeds::new(&feeds(1), false);
         b.read(0, Ok(Some(true)), SiteMode::Normal);
         b.mode_set_by_others();
         assert!(!normal(&b.read(0, Ok(Some(false)), SiteMode::Shelter)));
         // After a restart during a switched alert, its end still switches back.
-        let mut c = AlertFeeds::new(1, true);
+        let mut c = AlertFeeds::new(&feeds(1), true);
         assert!(normal(&c.read(0, Ok(Some(false)), SiteMode::Shelter)));
         // A feed that never read well says nothing either way.
-        let mut d = AlertFeeds::new(1, true);
+        let mut d = AlertFeeds::new(&feeds(1), true);
         let first = d.read(0, Err("refused".into()), SiteMode::Shelter);
         assert_eq!(first, vec![AlertAction::Failing(0, "refused".into())]);
     }
 
     #[test]
     fn a_restart_neither_ends_an_alert_nor_starts_it_again() {
-        let mut a = AlertFeeds::new(2, false);
+        let mut a = AlertFeeds::new(&feeds(2), false);
         a.read(0, Ok(Some(false)), SiteMode::Normal);
         a.read(1, Ok(Some(true)), SiteMode::Normal);
         // Restarted: feed 0 read first says clear, feed 1 unreachable: still on.
-        let mut b = AlertFeeds::restore(2, &a.state());
+        let mut b = AlertFeeds::restore(&feeds(2), &a.state());
         assert!(b.switched());
         assert!(b.read(0, Ok(Some(false)), SiteMode::Shelter).is_empty());
         let lost = b.read(1, Err("down".into()), SiteMode::Shelter);
         assert_eq!(lost, vec![AlertAction::Failing(1, "down".into())]);
         // Staff set normal during the alert; after a restart the same alert is no new start.
-        let mut c = AlertFeeds::new(1, false);
+        let mut c = AlertFeeds::new(&feeds(1), false);
         c.read(0, Ok(Some(true)), SiteMode::Normal);
         c.mode_set_by_others();
-        let mut d = AlertFeeds::restore(1, &c.state());
+        let mut d = AlertFeeds::restore(&feeds(1), &c.state());
         assert!(d.read(0, Ok(Some(true)), SiteMode::Normal).is_empty());
         // Nothing read since a restart without a stored state: no all clear either.
-        let mut e = AlertFeeds::new(2, true);
+        let mut e = AlertFeeds::new(&feeds(2), true);
         assert!(e.read(0, Ok(Some(false)), SiteMode::Shelter).is_empty());
         // A switch the store refused is asked for again at the next read.
-        let mut f = AlertFeeds::new(1, false);
+        let mut f = AlertFeeds::new(&feeds(1), false);
         f.read(0, Ok(Some(true)), SiteMode::Normal);
         f.mode_not_set(SiteMode::Shelter);
         let again = f.read(0, Ok(Some(true)), SiteMode::Normal);
@@ -504,14 +533,14 @@ mod tests {
             "{again:?}"
         );
         // The stored form of an older gateway ("1") is taken as switched.
-        assert!(AlertFeeds::restore(1, b"1").switched());
+        assert!(AlertFeeds::restore(&feeds(1), b"1").switched());
     }
 
     #[test]
     fn a_feed_failing_before_a_restart_keeps_its_alarm_and_clears_it_once_read_again() {
-        let mut a = AlertFeeds::new(1, false);
+        let mut a = AlertFeeds::new(&feeds(1), false);
         a.read(0, Err("503".into()), SiteMode::Normal);
-        let mut b = AlertFeeds::restore(1, &a.state());
+        let mut b = AlertFeeds::restore(&feeds(1), &a.state());
         assert!(b.failing(0));
         // Still down: no second alarm; read again: the one alarm is cleared.
         assert!(b.read(0, Err("503".into()), SiteMode::Normal).is_empty());
@@ -524,7 +553,7 @@ mod tests {
 
     #[test]
     fn with_two_feeds_one_alert_is_enough_and_a_failing_one_that_last_saw_an_alert_holds_it() {
-        let mut a = AlertFeeds::new(2, false);
+        let mut a = AlertFeeds::new(&feeds(2), false);
         assert!(a.read(0, Ok(Some(false)), SiteMode::Normal).is_empty());
         let on = a.read(1, Ok(Some(true)), SiteMode::Normal);
         assert!(matches!(on[..], [AlertAction::Mode(SiteMode::Shelter, _)]));
@@ -541,5 +570,41 @@ mod tests {
             )),
             "{over:?}"
         );
+    }
+
+    #[test]
+    fn a_source_changed_for_another_starts_afresh_and_a_silent_input_holds_no_clear_back() {
+        // Two feeds before; a feed and a node's input now: the input does not inherit the
+        // second feed's failing state.
+        let mut a = AlertFeeds::new(&feeds(2), false);
+        a.read(1, Err("down".into()), SiteMode::Normal);
+        assert!(a.failing(1));
+        let now = [
+            ("feed-0".to_string(), false),
+            ("door-main".to_string(), true),
+        ];
+        let b = AlertFeeds::restore(&now, &a.state());
+        assert!(!b.failing(1));
+        assert_eq!(b.last_read(1), None);
+        // The feed says alert, then clear; the input never said anything: back to normal.
+        let mut c = AlertFeeds::new(&now, false);
+        assert_eq!(
+            c.read(0, Ok(Some(true)), SiteMode::Normal),
+            [AlertAction::Mode(
+                SiteMode::Shelter,
+                "an air-raid alert for the building's community".into()
+            )]
+        );
+        assert!(matches!(
+            c.read(0, Ok(Some(false)), SiteMode::Shelter).as_slice(),
+            [AlertAction::Mode(SiteMode::Normal, _)]
+        ));
+        // An input that said "alert" keeps it on whatever the feed says.
+        c.read(1, Ok(Some(true)), SiteMode::Normal);
+        assert!(c.read(0, Ok(Some(false)), SiteMode::Shelter).is_empty());
+        assert!(matches!(
+            c.read(1, Ok(Some(false)), SiteMode::Shelter).as_slice(),
+            [AlertAction::Mode(SiteMode::Normal, _)]
+        ));
     }
 }

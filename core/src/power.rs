@@ -9,16 +9,17 @@
 //!   battery's empty voltage. "4 h 10 m left at this rate", not a datasheet's promise.
 //! - **Low battery** below [`PowerPolicy::low_mv`] on battery raises an alarm; **shedding**
 //!   below [`PowerPolicy::shed_below_mv`] (if the site sets it) asks the gateway to put the
-//!   node's door in its mechanical state. Both end when mains is back, or when the battery reads
-//!   [`HYSTERESIS_MV`] above the line again (a charger on a generator), so a voltage hovering at
-//!   the line does not flap.
+//!   node's door in its mechanical state. The alarm ends when mains is back, or when the battery
+//!   reads [`HYSTERESIS_MV`] above its line again (a charger on a generator), so a voltage
+//!   hovering at the line does not flap; shedding ends only when mains is back (shedding lifts
+//!   the battery's voltage by itself). A report without a voltage changes neither.
 //!
 //! Power state is kept in memory: nodes send it at start, on every change and with each
 //! heartbeat while on battery, so a restarted gateway knows it again within a heartbeat.
 
 use std::collections::BTreeMap;
 
-use crate::domain::DeviceId;
+use crate::domain::{DeviceId, RoomSupply};
 
 /// The least time on battery, in seconds, before a trend is drawn from the readings.
 pub const MIN_TREND_S: i64 = 300;
@@ -121,6 +122,23 @@ impl PowerBook {
         self.policy
     }
 
+    /// Whether a report would change anything ([`PowerBook::report`] would say something), left
+    /// unmade: the caller stores the node's counter first when it would.
+    pub fn would_change(
+        &self,
+        device: DeviceId,
+        mains: bool,
+        battery_mv: Option<u32>,
+        now: i64,
+    ) -> bool {
+        let mut n = self
+            .nodes
+            .get(&device)
+            .cloned()
+            .unwrap_or_else(|| NodePower::first(now));
+        !step(&mut n, self.policy, device, mains, battery_mv, now).is_empty()
+    }
+
     /// A node's report at `now` (Unix seconds): what it changed.
     pub fn report(
         &mut self,
@@ -130,68 +148,11 @@ impl PowerBook {
         now: i64,
     ) -> Vec<PowerChange> {
         let policy = self.policy;
-        let mut out = Vec::new();
-        let n = self.nodes.entry(device).or_insert_with(|| NodePower {
-            // A first report is news only if it says mains is lost.
-            mains: true,
-            battery_mv: None,
-            since: now,
-            at: now,
-            low: false,
-            shed: false,
-            samples: Vec::new(),
-        });
-        n.at = now;
-        n.battery_mv = battery_mv;
-        if n.mains != mains {
-            if mains {
-                out.push(PowerChange::MainsBack(device, now - n.since));
-            } else {
-                out.push(PowerChange::MainsLost(device, battery_mv));
-            }
-            n.mains = mains;
-            n.since = now;
-            n.samples.clear();
-        }
-        if !mains {
-            if let Some(mv) = battery_mv {
-                if n.samples.len() >= SAMPLES {
-                    // Keep the first and every other one after: the trend's whole span stays.
-                    let mut i = 0;
-                    n.samples.retain(|_| {
-                        i += 1;
-                        i % 2 == 1
-                    });
-                }
-                n.samples.push((now, mv));
-            }
-        }
-        let mv = battery_mv.filter(|_| !mains);
-        let below = |line: u32| mv.is_some_and(|v| v < line);
-        let clear_of = |line: u32| mv.is_none_or(|v| v >= line + HYSTERESIS_MV);
-        if !n.low && below(policy.low_mv) {
-            n.low = true;
-            out.push(PowerChange::BatteryLow(device, mv.unwrap_or(0)));
-        } else if n.low && clear_of(policy.low_mv) {
-            n.low = false;
-            out.push(PowerChange::BatteryOk(device));
-        }
-        match policy.shed_below_mv {
-            Some(line) if !n.shed && below(line) => {
-                n.shed = true;
-                out.push(PowerChange::Shed(device, mv.unwrap_or(0)));
-            }
-            Some(line) if n.shed && clear_of(line) => {
-                n.shed = false;
-                out.push(PowerChange::Unshed(device));
-            }
-            None if n.shed => {
-                n.shed = false;
-                out.push(PowerChange::Unshed(device));
-            }
-            _ => {}
-        }
-        out
+        let n = self
+            .nodes
+            .entry(device)
+            .or_insert_with(|| NodePower::first(now));
+        step(n, policy, device, mains, battery_mv, now)
     }
 
     /// A node's power as last reported.
@@ -264,6 +225,176 @@ impl PowerBook {
             }
         }
         s
+    }
+}
+
+impl NodePower {
+    /// A node not heard before: on mains until it says otherwise (a first report is news only
+    /// if it says mains is lost).
+    fn first(now: i64) -> Self {
+        NodePower {
+            mains: true,
+            battery_mv: None,
+            since: now,
+            at: now,
+            low: false,
+            shed: false,
+            samples: Vec::new(),
+        }
+    }
+}
+
+/// One report applied to a node: what it changed.
+fn step(
+    n: &mut NodePower,
+    policy: PowerPolicy,
+    device: DeviceId,
+    mains: bool,
+    battery_mv: Option<u32>,
+    now: i64,
+) -> Vec<PowerChange> {
+    let mut out = Vec::new();
+
+    n.battery_mv = battery_mv;
+    if n.mains != mains {
+        if mains {
+            out.push(PowerChange::MainsBack(device, now - n.since));
+        } else {
+            out.push(PowerChange::MainsLost(device, battery_mv));
+        }
+        n.mains = mains;
+        n.since = now;
+        n.samples.clear();
+    }
+    if !mains {
+        if let Some(mv) = battery_mv {
+            if n.samples.len() >= SAMPLES {
+                // Keep the first and every other one after: the trend's whole span stays.
+                let mut i = 0;
+                n.samples.retain(|_| {
+                    i += 1;
+                    i % 2 == 1
+                });
+            }
+            n.samples.push((now, mv));
+        }
+    }
+    // On battery without a reading (a gauge that dropped out) nothing changes; mains back
+    // ends both the alarm and the shedding.
+    let mv = battery_mv.filter(|_| !mains);
+    let below = |line: u32| mv.is_some_and(|v| v < line);
+    let low_over = mains || mv.is_some_and(|v| v >= policy.low_mv + HYSTERESIS_MV);
+    if !n.low && below(policy.low_mv) {
+        n.low = true;
+        out.push(PowerChange::BatteryLow(device, mv.unwrap_or(0)));
+    } else if n.low && low_over {
+        n.low = false;
+        out.push(PowerChange::BatteryOk(device));
+    }
+    // Shedding ends only with mains back: shedding the load itself lifts the battery's
+    // voltage, which would end it and start it again, the door flapping.
+    match policy.shed_below_mv {
+        Some(line) if !n.shed && below(line) => {
+            n.shed = true;
+            out.push(PowerChange::Shed(device, mv.unwrap_or(0)));
+        }
+        _ if n.shed && (mains || policy.shed_below_mv.is_none()) => {
+            n.shed = false;
+            out.push(PowerChange::Unshed(device));
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The power schedules read from the site's power feeds: when the grid is cut and when the
+/// generator runs, as windows of Unix seconds, each feed's replaced whole at each good read.
+/// What a room loses follows from its supply ([`RoomSupply`]): a grid room is dark in every
+/// outage, a generator room only where no generator window covers it, a backed room never.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PowerPlan {
+    /// Per feed (by its index among the site's feeds): outage windows.
+    outages: BTreeMap<usize, Vec<(i64, i64)>>,
+    /// Per feed: generator windows.
+    generator: BTreeMap<usize, Vec<(i64, i64)>>,
+}
+
+/// Sorted, merged windows.
+fn merged(mut w: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    w.retain(|(a, b)| a < b);
+    w.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::with_capacity(w.len());
+    for (a, b) in w {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// `a` less `b` (both sorted and merged): what of the windows `a` lies outside `b`.
+pub fn minus(a: &[(i64, i64)], b: &[(i64, i64)]) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    for &(mut s, e) in a {
+        for &(bs, be) in b {
+            if be <= s || bs >= e {
+                continue;
+            }
+            if bs > s {
+                out.push((s, bs));
+            }
+            s = s.max(be);
+            if s >= e {
+                break;
+            }
+        }
+        if s < e {
+            out.push((s, e));
+        }
+    }
+    out
+}
+
+impl PowerPlan {
+    /// Feed `feed`'s windows as just read: outages, or generator runs.
+    pub fn set(&mut self, feed: usize, generator: bool, windows: Vec<(i64, i64)>) {
+        let w = merged(windows);
+        if generator {
+            self.generator.insert(feed, w);
+        } else {
+            self.outages.insert(feed, w);
+        }
+    }
+
+    /// Whether any schedule has been read.
+    pub fn is_empty(&self) -> bool {
+        self.outages.values().all(Vec::is_empty)
+    }
+
+    /// The windows in `[from, until)` when a room with `supply` has no power.
+    pub fn dark(&self, supply: RoomSupply, from: i64, until: i64) -> Vec<(i64, i64)> {
+        let outages = merged(self.outages.values().flatten().copied().collect());
+        let dark = match supply {
+            RoomSupply::Backed => return Vec::new(),
+            RoomSupply::Grid => outages,
+            RoomSupply::Generator => minus(
+                &outages,
+                &merged(self.generator.values().flatten().copied().collect()),
+            ),
+        };
+        dark.into_iter()
+            .map(|(a, b)| (a.max(from), b.min(until)))
+            .filter(|(a, b)| a < b)
+            .collect()
+    }
+
+    /// Seconds of `[from, until)` a room with `supply` spends without power.
+    pub fn dark_secs(&self, supply: RoomSupply, from: i64, until: i64) -> i64 {
+        self.dark(supply, from, until)
+            .iter()
+            .map(|(a, b)| b - a)
+            .sum()
     }
 }
 
@@ -369,6 +500,18 @@ mod tests {
         assert!(b.shed(d));
         assert_eq!(b.site().shed, vec![d]);
         assert_eq!(b.report(d, false, Some(11_600), 240), vec![]);
+        // Shedding lifts the voltage well clear of the line: still shed (no flapping door), and
+        // a gauge that drops out changes nothing either.
+        assert_eq!(
+            b.report(d, false, Some(12_100), 250),
+            vec![PowerChange::BatteryOk(d)]
+        );
+        assert!(b.shed(d));
+        assert_eq!(b.report(d, false, None, 260), vec![]);
+        assert_eq!(
+            b.report(d, false, Some(11_700), 270),
+            vec![PowerChange::BatteryLow(d, 11_700)]
+        );
         // Mains back ends both.
         assert_eq!(
             b.report(d, true, Some(13_000), 300),
@@ -383,6 +526,35 @@ mod tests {
         let mut c = PowerBook::new(PowerPolicy::default());
         c.report(d, false, Some(10_000), 0);
         assert!(!c.shed(d));
+    }
+
+    #[test]
+    fn a_room_is_dark_in_the_outages_its_supply_does_not_cover() {
+        let mut p = PowerPlan::default();
+        // Two schedules overlapping (two groups' feeds), and the generator 10:30-11:00.
+        p.set(0, false, vec![(1_000, 2_000), (5_000, 6_000)]);
+        p.set(1, false, vec![(1_500, 2_500)]);
+        p.set(2, true, vec![(1_200, 1_400), (5_000, 7_000)]);
+        assert_eq!(
+            p.dark(RoomSupply::Grid, 0, 10_000),
+            [(1_000, 2_500), (5_000, 6_000)]
+        );
+        assert_eq!(
+            p.dark(RoomSupply::Generator, 0, 10_000),
+            [(1_000, 1_200), (1_400, 2_500)]
+        );
+        assert_eq!(p.dark(RoomSupply::Backed, 0, 10_000), []);
+        assert_eq!(
+            p.dark(RoomSupply::Grid, 1_800, 5_500),
+            [(1_800, 2_500), (5_000, 5_500)]
+        );
+        assert_eq!(p.dark_secs(RoomSupply::Grid, 0, 10_000), 2_500);
+        // A feed read again replaces what it said: the outage at 5,000 was called off.
+        p.set(0, false, vec![(1_000, 2_000)]);
+        assert_eq!(p.dark(RoomSupply::Grid, 0, 10_000), [(1_000, 2_500)]);
+        // Empty and reversed windows count for nothing.
+        p.set(1, false, vec![(3_000, 3_000), (4_000, 3_500)]);
+        assert_eq!(p.dark(RoomSupply::Grid, 0, 10_000), [(1_000, 2_000)]);
     }
 
     #[test]

@@ -116,7 +116,8 @@ struct RawBookingSource {
 #[serde(deny_unknown_fields)]
 struct RawFeed {
     id: SourceId,
-    room: RoomId,
+    kind: Option<String>,
+    room: Option<RoomId>,
     url: Option<String>,
     path: Option<PathBuf>,
     interval_s: Option<u32>,
@@ -166,6 +167,7 @@ struct RawRoom {
     rect: Option<[f32; 4]>,
     /// Corners `[[x, y], …]` in metres, for other shapes.
     shape: Option<Vec<[f32; 2]>>,
+    supply: Option<crate::domain::RoomSupply>,
 }
 
 #[derive(Deserialize)]
@@ -545,6 +547,7 @@ pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
             capacity: r.capacity,
             certifications: r.certifications,
             shape,
+            supply: r.supply.unwrap_or_default(),
         });
     }
 
@@ -740,8 +743,32 @@ pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
         };
         let at = e.span().start;
         let what = format!("feed {:?}", f.id.to_string());
-        if !room_ids.contains(&f.room) {
-            p.at(at, format!("{what}: unknown room {:?}", f.room.to_string()));
+        let kind = match f.kind.as_deref().unwrap_or("bookings") {
+            "bookings" => crate::domain::FeedKind::Bookings,
+            "outages" => crate::domain::FeedKind::Outages,
+            "generator" => crate::domain::FeedKind::Generator,
+            other => {
+                p.at(
+                    at,
+                    format!("{what}: kind {other:?} is not one of \"bookings\", \"outages\", \"generator\""),
+                );
+                continue;
+            }
+        };
+        match (kind, &f.room) {
+            (crate::domain::FeedKind::Bookings, None) => {
+                p.at(at, format!("{what}: give the room it books"));
+            }
+            (crate::domain::FeedKind::Bookings, Some(r)) if !room_ids.contains(r) => {
+                p.at(at, format!("{what}: unknown room {:?}", r.to_string()));
+            }
+            (crate::domain::FeedKind::Outages | crate::domain::FeedKind::Generator, Some(_)) => {
+                p.at(
+                    at,
+                    format!("{what}: a power schedule is for the whole site (rooms say their supply): leave out room"),
+                );
+            }
+            _ => {}
         }
         let from = match (f.url, f.path) {
             (Some(u), None) if u.starts_with("http://") || u.starts_with("https://") => {
@@ -765,6 +792,7 @@ pub fn parse(text: &str) -> Result<Site, Vec<SiteProblem>> {
             at,
             crate::domain::Feed {
                 id: f.id,
+                kind,
                 room: f.room,
                 from,
                 interval_s: interval_s.max(1),

@@ -256,6 +256,7 @@ impl DoorNodeFile {
         c.gateway_counter_after = state.gateway_counter;
         c.list_counter_after = state.list_counter;
         c.released = state.released;
+        c.known_unix = state.known_unix;
         Ok(c)
     }
 }
@@ -305,6 +306,10 @@ pub struct State {
     /// A command holds the door released.
     #[serde(default)]
     pub released: bool,
+    /// The latest Unix time the node knew (saved every ten minutes or so): with its clock unset
+    /// after a reboot, it is at least then.
+    #[serde(default)]
+    pub known_unix: u64,
 }
 
 impl State {

@@ -82,6 +82,9 @@ pub struct DoorConfig {
     /// The door contact must hold a new position this long before it counts (reed switches
     /// bounce).
     pub debounce_ms: u32,
+    /// The latest Unix time the node knew before it stopped (kept in its state file): with its
+    /// clock unset it is at least then, so a list that ran out before it is refused.
+    pub known_unix: u64,
 }
 
 impl DoorConfig {
@@ -105,6 +108,7 @@ impl DoorConfig {
             list_counter_after: 0,
             released: false,
             debounce_ms: 50,
+            known_unix: 0,
         }
     }
 }
@@ -248,6 +252,8 @@ pub struct DoorController<const CARDS: usize, const LOG: usize> {
     stats: DoorStats,
     /// The supply as last reported, and when.
     supply_sent: Option<(Supply, u64)>,
+    /// The latest Unix time seen (or kept from before a reboot).
+    known_unix: u64,
     /// The alert input as last reported, and when.
     alert_sent: Option<(bool, u64)>,
 }
@@ -256,6 +262,7 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
     /// A node at rest: locked, no allow-list, nothing logged.
     pub fn new(cfg: DoorConfig) -> Self {
         let released = cfg.released;
+        let known_unix = cfg.known_unix;
         DoorController {
             counter: cfg.counter_start.max(1) - 1,
             gateway: ReplayGuard::after(cfg.gateway_counter_after),
@@ -283,6 +290,7 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
             stats: DoorStats::default(),
             supply_sent: None,
             alert_sent: None,
+            known_unix,
         }
     }
 
@@ -304,6 +312,12 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
     /// The counter of the allow-list held (keep it to refuse an older one after a reboot).
     pub fn list_counter(&self) -> u64 {
         self.list.map_or(self.cfg.list_counter_after, |h| h.counter)
+    }
+
+    /// The latest Unix time the node has known (keep it across a reboot: with the clock unset
+    /// after one, lists that ran out before it are refused).
+    pub fn known_unix(&self) -> u64 {
+        self.known_unix
     }
 
     /// Whether a command holds the door released (keep it across a reboot).
@@ -410,7 +424,11 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
         let (allow, reason) = match (credential, &self.list) {
             (_, None) => (false, Reason::OfflineListExpired),
             // The clock is unset (0): no window can be told, only rights that hold at any hour
-            // (the gateway starts their entries at 0).
+            // (the gateway starts their entries at 0); and it is at least the latest time the
+            // node knew, so a list that ran out before then is refused.
+            (_, Some(h)) if t.unix == 0 && h.valid_until <= self.known_unix => {
+                (false, Reason::OfflineListExpired)
+            }
             (Credential::Pin(_), Some(_)) if t.unix == 0 => (false, Reason::OfflineClockUnset),
             (Credential::Card(card), Some(_)) if t.unix == 0 => {
                 let first = self.cards.partition_point(|e| e.card < card);
@@ -589,6 +607,7 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
     /// often (every 10–20 ms): timeouts and alarms are judged here.
     pub fn tick<N: Network>(&mut self, inputs: Inputs, t: Time, net: &mut N) -> Outputs {
         let now = t.ms;
+        self.known_unix = self.known_unix.max(t.unix);
         if let Some(p) = self.pending {
             if now.saturating_sub(p.since) >= u64::from(self.cfg.decision_timeout_ms) {
                 self.pending = None;
@@ -645,25 +664,27 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
     }
 
     /// The supply and the alert input as read now: a signed [`Power`] at start, whenever mains
-    /// comes or goes, when the battery moved [`BATTERY_STEP_MV`], and with each heartbeat while
-    /// on battery; a signed [`AlertInput`] at start, on every change and with each heartbeat.
+    /// comes or goes, when the battery moved [`BATTERY_STEP_MV`] while on battery, and with each
+    /// heartbeat; a signed [`AlertInput`] at start, on every change and with each heartbeat.
     pub fn supply<N: Network>(&mut self, s: Supply, t: Time, net: &mut N) {
         let now = t.ms;
         if !net.connected() {
             return;
         }
         let beat = u64::from(self.cfg.heartbeat_ms);
+        // With every heartbeat on mains too: a report lost while the gateway was down is made
+        // good within a heartbeat.
         let due = s.mains.is_some()
             && match self.supply_sent {
                 None => true,
                 Some((last, at)) => {
                     last.mains != s.mains
+                        || now.saturating_sub(at) >= beat
                         || (s.mains == Some(false)
-                            && (now.saturating_sub(at) >= beat
-                                || last
-                                    .battery_mv
-                                    .zip(s.battery_mv)
-                                    .is_some_and(|(a, b)| a.abs_diff(b) >= BATTERY_STEP_MV)))
+                            && last
+                                .battery_mv
+                                .zip(s.battery_mv)
+                                .is_some_and(|(a, b)| a.abs_diff(b) >= BATTERY_STEP_MV))
                 }
             };
         if due {

@@ -474,6 +474,16 @@ fn with_its_clock_unset_a_node_grants_offline_only_what_holds_at_any_hour() {
     r.wait(2_000);
     r.tap("04D4E5F6");
     assert_eq!(r.node.last_outcome().unwrap().reason, Reason::OfflineListed);
+    // A list that ran out before the latest time the node knew is refused with the clock unset
+    // again (a reboot): the node's time is at least that.
+    r.wait(2 * 3_600_000);
+    r.clock_unset = true;
+    r.wait(2_000);
+    r.tap("04A1B2C3");
+    assert_eq!(
+        r.node.last_outcome().unwrap().reason,
+        Reason::OfflineListExpired
+    );
 }
 
 #[test]

@@ -129,6 +129,16 @@ impl Running {
         })
     }
 
+    /// Locks one door down (staff and security only) or releases it from that, audited.
+    pub fn lock_down(&self, door: DoorId, locked: bool, by: Actor) -> Result<(), ServiceError> {
+        self.ask(|reply| Control::DoorLockdown {
+            door,
+            locked,
+            by,
+            reply,
+        })
+    }
+
     /// Switches the site mode, audited as asked by `by`.
     pub fn set_mode(&self, mode: SiteMode, by: Actor) -> Result<(), ServiceError> {
         self.ask(|reply| Control::SetMode { mode, by, reply })

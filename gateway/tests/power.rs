@@ -161,6 +161,20 @@ async fn mains_lost_is_logged_and_a_low_battery_sheds_a_fail_safe_door_until_mai
     power(&mut meeting, false, Some(11_700)).await;
     power(&mut meeting, false, Some(11_400)).await;
     command(&mut meeting, "release").await;
+    // Locked down, the door is held locked whatever its battery; released from that, shed
+    // again. The site in lockdown likewise.
+    let who = || Actor::Cli("test".into());
+    let door = "d-meeting-1".parse().unwrap();
+    gw.lock_down(door, true, who()).unwrap();
+    command(&mut meeting, "normal").await;
+    gw.lock_down(door, false, who()).unwrap();
+    command(&mut meeting, "release").await;
+    gw.set_mode(kombinat::domain::SiteMode::Lockdown, who())
+        .unwrap();
+    command(&mut meeting, "normal").await;
+    gw.set_mode(kombinat::domain::SiteMode::Normal, who())
+        .unwrap();
+    command(&mut meeting, "release").await;
     // The fail-secure door is not released by shedding, however low its battery.
     power(&mut cowork, false, Some(11_000)).await;
     no_command(&mut cowork, Duration::from_millis(1500)).await;

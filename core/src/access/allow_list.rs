@@ -106,7 +106,7 @@ pub fn allow_list(
         if let Some(start) = open {
             // Allowed at every step, by a right without hours: marked as holding at any hour.
             let whole = start == t0 && last_allowed + STEP_SECS >= t1;
-            let any_hour = whole && holds_at_any_hour(s, m, reach, exit);
+            let any_hour = whole && holds_at_any_hour(s, m, reach, exit, from);
             out.push(AllowEntry {
                 card,
                 from: if any_hour { 0 } else { start as u64 },
@@ -118,19 +118,28 @@ pub fn allow_list(
     out
 }
 
-/// Whether `m`'s right to pass a door reaching `reach` holds at every hour of every day: staff,
-/// an exit reader, a lease without a schedule or end, or a plan whose grant reaching the door
-/// is open all week and does not pause on holidays. A member whose validity ends is never.
+/// Whether `m`'s right to pass a door reaching `reach` holds at every hour of every day: an
+/// exit reader (leaving is never refused), or an active member whose validity has begun and
+/// never ends who is staff, holds a lease without a schedule or end, or a plan whose grant
+/// reaching the door is open all week and does not pause on holidays. A right the site mode
+/// alone gives (the shelter route, emergency egress) is not one: it ends with the mode.
 fn holds_at_any_hour(
     s: &Snapshot,
     m: &crate::domain::Member,
     reach: &crate::domain::RoomSet,
     exit: bool,
+    from: DateTime<Utc>,
 ) -> bool {
-    if m.valid_until.is_some() {
+    if exit {
+        return true;
+    }
+    if !matches!(m.status, crate::domain::MemberStatus::Active)
+        || m.valid_until.is_some()
+        || m.valid_from.is_some_and(|v| v > from)
+    {
         return false;
     }
-    if exit || m.is_staff() {
+    if m.is_staff() {
         return true;
     }
     let leased = m.organisation.is_some_and(|o| {

@@ -22,7 +22,7 @@ pub use booking::{
 };
 pub use booking_rules::{default_max_hours, Bookable, BookingRules, SourceRules, DEFAULT_BOOKABLE};
 pub use device::{Device, DeviceKey, DeviceKind, DeviceMark};
-pub use feed::{Feed, FeedFrom};
+pub use feed::{Feed, FeedFrom, FeedKind};
 pub use kombinat_protocol::{
     CardId, CertId, Credential, DeviceId, DoorId, FloorId, LeaseId, MemberId, OrgId, Pin, PlanId,
     Reason, RoomId, SourceId, ZoneId,
@@ -31,8 +31,8 @@ pub use member::{CredentialRecord, Email, EmailError, Member, MemberStatus, Role
 pub use plan::{Lease, Plan, PlanGrant};
 pub use schedule::{LocalTime, ScheduleError, WeeklySchedule};
 pub use site::{
-    AccessPolicy, AntiPassback, Door, FailMode, Floor, FreeExit, Room, RoomKind, RoomSet, Site,
-    SiteMode, Zone,
+    AccessPolicy, AntiPassback, Door, FailMode, Floor, FreeExit, Room, RoomKind, RoomSet,
+    RoomSupply, Site, SiteMode, Zone,
 };
 pub use staff::{StaffAccount, StaffName, StaffRole};
 pub use token::{token_hash, ApiToken, Scope};

@@ -93,6 +93,22 @@ pub struct Room {
     pub certifications: Vec<CertId>,
     /// Outline on the floor plan, in metres: `[x, y]` corners.
     pub shape: Vec<[f32; 2]>,
+    /// Where its power comes from when the grid is cut.
+    #[serde(default)]
+    pub supply: RoomSupply,
+}
+
+/// Where a room's power comes from: what an outage schedule means for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomSupply {
+    /// The grid alone: dark in every outage.
+    #[default]
+    Grid,
+    /// The generator's circuits: dark in an outage only while the generator does not run.
+    Generator,
+    /// Backed at all times (a UPS, the shelter's own supply): never dark.
+    Backed,
 }
 
 /// A door reader: a door as seen from one side.

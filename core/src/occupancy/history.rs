@@ -227,6 +227,7 @@ pub fn booked_vs_actual(
     buckets: &[HistoryBucket],
     from: i64,
     until: i64,
+    dark: &[(i64, i64)],
 ) -> BookedVsActual {
     // Hostel nights: each booked night whose check-in falls in the period, once.
     let mut nights: Vec<chrono::NaiveDate> = bookings
@@ -280,6 +281,8 @@ pub fn booked_vs_actual(
             _ => union.push((a, b)),
         }
     }
+    // Hours the room had no power (an outage schedule) are not booked use that could be had.
+    let union = crate::power::minus(&union, dark);
     let booked: i64 = union.iter().map(|(a, b)| b - a).sum();
     let mut while_booked = 0.0;
     for bk in buckets {
@@ -344,7 +347,7 @@ pub fn room_report(
         until,
         usage: usage(&buckets),
         heat_map: heat_map(site, &buckets),
-        booked: booked_vs_actual(site, &bookings, &buckets, from, until),
+        booked: booked_vs_actual(site, &bookings, &buckets, from, until, &[]),
     })
 }
 
@@ -449,7 +452,7 @@ mod tests {
             seen(MON_9 + 86_400 + 3 * 3600),
             seen(MON_9 + 3 * 86_400 - 7 * 3600),
         ];
-        let bva = booked_vs_actual(&site, &bs, &buckets, MON_9, MON_9 + 7 * 86_400);
+        let bva = booked_vs_actual(&site, &bs, &buckets, MON_9, MON_9 + 7 * 86_400, &[]);
         assert_eq!(bva.bookings, 2);
         assert_eq!(bva.booked_hours, 0.0, "a stay is not booked hours");
         assert_eq!((bva.nights_booked, bva.nights_used), (4, 2));
@@ -498,7 +501,7 @@ mod tests {
                 booking("b2", tue_14, tue_14 + 3600, BookingStatus::Cancelled),
             ];
             let usage = usage(&store.history(room(), MON_9, MON_9 + 7 * 86_400).unwrap());
-            let bva = booked_vs_actual(&site, &bs, &buckets, MON_9, MON_9 + 7 * 86_400);
+            let bva = booked_vs_actual(&site, &bs, &buckets, MON_9, MON_9 + 7 * 86_400, &[]);
             (usage, bva)
         };
         let (u, bva) = report;

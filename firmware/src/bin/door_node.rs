@@ -184,10 +184,18 @@ fn main() -> Result<()> {
             pins.0.apply(&out).map_err(|e| anyhow::anyhow!("{e:?}"))?;
             // Kept at once: a command accepted just before a power cut must not be accepted
             // again after it, nor an older allow-list, and a release must survive it.
+            // The latest time known is kept every ten minutes (the SD card), so that a node
+            // rebooted with its clock unset still refuses a list that ran out before then.
+            let known_unix = if node.known_unix() >= state.known_unix + 600 {
+                node.known_unix()
+            } else {
+                state.known_unix
+            };
             let now = State {
                 gateway_counter: node.gateway_counter(),
                 list_counter: node.list_counter(),
                 released: node.released(),
+                known_unix,
                 ..state
             };
             if now != state {

@@ -326,6 +326,18 @@ const ALERTS_STATE: &str = "alerts/switched";
 
 /// The state key of the feeds whose alarm is raised.
 const FEEDS_FAILING: &str = "feeds/failing";
+/// The power schedules as last read, and the bookings already reported as falling in the dark
+/// (JSON: [`PowerSchedules`]); the HTTP side reads it too.
+pub const POWER_SCHEDULES: &str = "power/schedules";
+
+/// What is kept of the power schedules over a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PowerSchedules {
+    /// The outage and generator windows.
+    pub plan: kombinat_core::power::PowerPlan,
+    /// Bookings reported as falling in an outage, by key and the dark window's start.
+    pub told: BTreeSet<(String, i64)>,
+}
 
 /// The state key of what the esp-rfid readers' user lists hold.
 const SENT_LISTS: &str = "esp-rfid/sent";
@@ -389,6 +401,8 @@ pub struct Engine {
     alerts_saved: Option<Vec<u8>>,
     /// The nodes' mains and batteries, and which shed load.
     power: kombinat_core::power::PowerBook,
+    /// The grid's outage schedule and the generator's plan, from the site's power feeds.
+    schedules: PowerSchedules,
     /// The head counts last stored (under [`COUNTS_KEY`]), to store them only when changed.
     saved_counts: Vec<Carried>,
     /// When they were stored (Unix seconds).
@@ -543,10 +557,15 @@ impl Engine {
         let power = kombinat_core::power::PowerBook::new(config.power);
         // The feeds, then the nodes' dry-contact inputs: one rule for all.
         let alert_count = config.alert_feeds.len();
-        let sources = alert_count + config.alert_inputs.len();
+        let sources: Vec<(String, bool)> = config
+            .alert_feeds
+            .iter()
+            .map(|f| (f.id.clone(), false))
+            .chain(config.alert_inputs.iter().map(|d| (d.to_string(), true)))
+            .collect();
         let alert_feeds = match store.state(ALERTS_STATE).ok().flatten() {
-            Some(v) => kombinat_core::alerts::AlertFeeds::restore(sources, &v),
-            None => kombinat_core::alerts::AlertFeeds::new(sources, false),
+            Some(v) => kombinat_core::alerts::AlertFeeds::restore(&sources, &v),
+            None => kombinat_core::alerts::AlertFeeds::new(&sources, false),
         };
         let alerts_failing = (0..alert_count)
             .map(|i| {
@@ -598,6 +617,12 @@ impl Engine {
             alert_feeds,
             alerts_saved: None,
             power,
+            schedules: store
+                .state(POWER_SCHEDULES)
+                .ok()
+                .flatten()
+                .and_then(|v| serde_json::from_slice(&v).ok())
+                .unwrap_or_default(),
             recorder,
             judge,
             observable,
@@ -1224,8 +1249,9 @@ impl Engine {
                 .collect(),
             mains_lost_since: site_power.mains_lost_since,
             least_left: site_power.least_left_s.map(|(d, s)| (d.to_string(), s)),
+            // The doors shedding holds released now (not in lockdown, which keeps them locked).
             shed_doors: (0..self.site.doors.len())
-                .filter(|&i| self.shed_release(i))
+                .filter(|&i| self.shed_release(i) && self.released.contains(&self.site.doors[i].id))
                 .map(|i| self.site.doors[i].id.to_string())
                 .collect(),
         });
@@ -1319,10 +1345,21 @@ impl Engine {
                 .desk
                 .handle_reading(device, payload, now)
                 .map(|(room, m)| self.reading(room, m, now)),
-            Topic::Power(device) => self
-                .desk
-                .handle_power(device, payload, now)
-                .map(|(mains, mv)| self.power_report(device, mains, mv, b)),
+            Topic::Power(device) => self.desk.handle_power(device, payload, now).map(|(mains, mv)| {
+                // A report that changes something (an alarm, shedding a door) has its counter
+                // stored first: it cannot be replayed after a crash.
+                if self
+                    .power
+                    .would_change(device, mains, mv, now.timestamp())
+                {
+                    let marks = self.desk.take_marks(now);
+                    if let Err(e) = self.registry.store().put_marks(&marks) {
+                        tracing::error!(error = %e, "cannot store the node's counter; its power report is taken at its next one");
+                        return;
+                    }
+                }
+                self.power_report(device, mains, mv, b)
+            }),
             Topic::AlertInput(device) => match self.desk.handle_alert_input(device, payload, now) {
                 Ok(active) => {
                     match self.config.alert_inputs.iter().position(|d| *d == device) {
@@ -1340,7 +1377,12 @@ impl Engine {
                             self.alert(i, Ok(Some(active)), b);
                             Ok(())
                         }
-                        None => Err(Rejected::NotItsTopic(device.to_string())),
+                        // A node with a contact wired that the configuration does not name:
+                        // heard, and left alone.
+                        None => {
+                            tracing::debug!(%device, "an alert input not among [[alert_inputs]]: ignored");
+                            Ok(())
+                        }
                     }
                 }
                 Err(r) => Err(r),
@@ -1913,12 +1955,19 @@ impl Engine {
         let not_modified = matches!(fetched, Ok(None));
         let applied = match fetched {
             Ok(None) => Ok(()),
+            Ok(Some(read)) if f.kind != crate::domain::FeedKind::Bookings => {
+                self.power_schedule(i, &f, read.expanded, b);
+                Ok(())
+            }
             Ok(Some(read)) => {
                 let (from, until) = (read.from, read.until);
                 let expanded = read.expanded;
+                let Some(room) = f.room else {
+                    return;
+                };
                 let stored: Vec<crate::domain::Booking> = self
                     .site
-                    .room_index(f.room)
+                    .room_index(room)
                     .map(|r| {
                         self.registry
                             .snapshot()
@@ -1930,7 +1979,7 @@ impl Engine {
                 let plan = crate::feed::plan(
                     self.registry.snapshot(),
                     f.id,
-                    f.room,
+                    room,
                     &expanded,
                     (from, until),
                     now,
@@ -2181,6 +2230,21 @@ impl Engine {
                 d.id
             );
         }
+        if d.security_hole() {
+            return format!(
+                "{} keeps working: a fail-safe lock on a door from the street is never shed (it would let anyone in)",
+                d.id
+            );
+        }
+        if self.registry.snapshot().door_locked(di) {
+            return format!("{} keeps working: it is locked down", d.id);
+        }
+        if self.registry.snapshot().mode() == SiteMode::Lockdown {
+            return format!(
+                "{} stays locked: the site is locked down (shedding opens nothing then)",
+                d.id
+            );
+        }
         match d.fail {
             Some(crate::domain::FailMode::Safe) => format!(
                 "{} goes to its mechanical state: fail-safe, it stands unlocked until the load is back",
@@ -2202,6 +2266,9 @@ impl Engine {
     fn shed_release(&self, di: usize) -> bool {
         let d = &self.site.doors[di];
         d.fail == Some(crate::domain::FailMode::Safe)
+            // Never a door from the street, nor one locked down: shedding opens neither.
+            && !d.security_hole()
+            && !self.registry.snapshot().door_locked(di)
             && !d.egress
             && !self.site.on_shelter_route(di)
             && self
@@ -2210,10 +2277,142 @@ impl Engine {
                 .is_some_and(|dev| self.power.shed(dev))
     }
 
+    /// A power feed read well: its windows replace what it said before, each change logged;
+    /// bookings that now fall in a room's dark hours are reported (the webhook and the log),
+    /// once each.
+    fn power_schedule(
+        &mut self,
+        i: usize,
+        f: &crate::domain::Feed,
+        expanded: crate::ics::Expanded,
+        b: &mut Batch,
+    ) {
+        let now = self.now.wall;
+        let generator = f.kind == crate::domain::FeedKind::Generator;
+        let windows: Vec<(i64, i64)> = expanded
+            .occurrences
+            .iter()
+            .filter(|o| !o.cancelled)
+            .map(|o| (o.start.timestamp(), o.end.timestamp()))
+            .collect();
+        let before = self.schedules.plan.clone();
+        self.schedules.plan.set(i, generator, windows);
+        if self.schedules.plan != before {
+            let t = now.timestamp();
+            let ahead = self
+                .schedules
+                .plan
+                .dark(crate::domain::RoomSupply::Grid, t, t + 86_400);
+            let hours = ahead.iter().map(|(a, b)| b - a).sum::<i64>() as f64 / 3600.0;
+            b.audit.push(AuditEntry::change(
+                now,
+                Actor::Source(f.id.to_string()),
+                format!(
+                    "power schedule {} read: {} window(s); the grid is cut {hours:.1} h in the next 24 h",
+                    f.id,
+                    expanded.occurrences.iter().filter(|o| !o.cancelled).count()
+                ),
+            ));
+        }
+        self.unpowered_bookings(b);
+        self.save_schedules();
+    }
+
+    /// Reports each booking (from now to 60 days on) that falls in its room's dark hours, once
+    /// per dark window: to the booking system (the webhook's `booking_unpowered`) and the log.
+    fn unpowered_bookings(&mut self, b: &mut Batch) {
+        let now = self.now.wall;
+        let until = now + chrono::Duration::days(60);
+        let snapshot = self.registry.snapshot();
+        let booked: Vec<(usize, std::sync::Arc<crate::domain::Booking>)> =
+            (0..self.site.rooms.len())
+                .filter(|&ri| self.site.rooms[ri].supply != crate::domain::RoomSupply::Backed)
+                .flat_map(|ri| {
+                    snapshot
+                        .bookings_in_room(ri, now, until)
+                        .map(move |(bk, _)| (ri, bk.clone()))
+                })
+                .collect();
+        let mut outbox = Vec::new();
+        for (ri, booking) in &booked {
+            let room = &self.site.rooms[*ri];
+            {
+                let (start, end) = crate::occupancy::history::booked_span(&self.site, booking);
+                for (a, z) in self.schedules.plan.dark(room.supply, start, end) {
+                    let key = booking.key.to_string();
+                    if !self.schedules.told.insert((key.clone(), a)) {
+                        continue;
+                    }
+                    let local = |t: i64| {
+                        DateTime::from_timestamp(t, 0)
+                            .map(|d| {
+                                d.with_timezone(&self.site.timezone)
+                                    .format("%d.%m %H:%M")
+                                    .to_string()
+                            })
+                            .unwrap_or_default()
+                    };
+                    b.audit.push(AuditEntry::change(
+                        now,
+                        Actor::System,
+                        format!(
+                            "booking {key} in {} falls in a power outage {}–{} (the room's supply: {}): reported to the booking system",
+                            room.id,
+                            local(a),
+                            local(z),
+                            match room.supply {
+                                crate::domain::RoomSupply::Grid => "the grid",
+                                crate::domain::RoomSupply::Generator => "the generator, not running then",
+                                crate::domain::RoomSupply::Backed => "backed",
+                            }
+                        ),
+                    ));
+                    if self.config.webhook.is_some() {
+                        outbox.push(OutboxEvent {
+                            id: 0,
+                            kind: "booking_unpowered".into(),
+                            at: now,
+                            body: serde_json::json!({
+                                "v": kombinat_protocol::door::VERSION,
+                                "source": booking.key.source.to_string(),
+                                "external_id": booking.key.external_id.to_string(),
+                                "room": room.id.to_string(),
+                                "start": start,
+                                "end": end,
+                                "dark_from": a,
+                                "dark_until": z,
+                            })
+                            .to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        if !outbox.is_empty() {
+            if let Err(e) = self.registry.store().push_outbox(outbox) {
+                tracing::error!(error = %e, "cannot queue the bookings in the dark");
+            }
+        }
+    }
+
+    /// Stores the power schedules when they changed.
+    fn save_schedules(&mut self) {
+        match serde_json::to_vec(&self.schedules) {
+            Ok(v) => {
+                if let Err(e) = self.registry.store().put_state(POWER_SCHEDULES, &v) {
+                    tracing::error!(error = %e, "cannot store the power schedules");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot write the power schedules"),
+        }
+    }
+
     /// An alert feed's alarm raised (`failing`: why it cannot be read) or cleared.
     fn alert_alarm(&mut self, i: usize, actor: &Actor, failing: Option<String>, b: &mut Batch) {
         let now = self.now.wall;
-        let id = self.config.alert_feeds[i].id.clone();
+        let Some(id) = self.config.alert_feeds.get(i).map(|f| f.id.clone()) else {
+            return;
+        };
         let what = match &failing {
             Some(why) => {
                 tracing::error!(feed = %id, %why, "alert feed cannot be read; the site mode stays as it is");
@@ -2730,7 +2929,14 @@ impl Engine {
         for i in 0..self.site.rooms.len() {
             for (booking, _) in snapshot.bookings_in_room(i, from, now) {
                 let (start, end) = crate::occupancy::history::booked_span(&self.site, booking);
-                if start >= from.timestamp() && start <= t {
+                // An empty room in the dark is not a no-show: a booking whose judged time
+                // falls in its room's outage is not judged.
+                let dark = self.schedules.plan.dark_secs(
+                    self.site.rooms[i].supply,
+                    start - grace,
+                    start + self.judge.lookback(),
+                ) > 0;
+                if start >= from.timestamp() && start <= t && !dark {
                     candidates.push((i, booking.clone(), start, end));
                 }
             }

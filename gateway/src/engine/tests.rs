@@ -62,8 +62,12 @@ struct Fixture {
 /// Its configuration changed by `change`.
 fn fixture_with(change: impl FnOnce(&mut Config)) -> Fixture {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let site_path = root.join("deploy/site.example.toml");
-    let site = Arc::new(crate::site_file::load(&site_path).unwrap());
+    fixture_on(&root.join("deploy/site.example.toml"), change)
+}
+
+/// As [`fixture_with`], on the site file at `site_path`.
+fn fixture_on(site_path: &Path, change: impl FnOnce(&mut Config)) -> Fixture {
+    let site = Arc::new(crate::site_file::load(site_path).unwrap());
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let w0 = wall0();
     let who = Actor::Cli("test".into());
@@ -522,4 +526,200 @@ fn with_a_clock_check_no_allow_lists_go_out_before_its_first_answer() {
     f.engine.commit(now).unwrap();
     let seen = run(&mut f, 4, 5);
     assert_eq!(when(&seen, "allow-lists"), vec![4]);
+}
+
+/// The outage schedule and the generator's plan (power feeds): a booking in a grid room inside
+/// an outage is reported once to the booking system and logged; a generator room is dark only
+/// where the generator does not run; the room's no-show is not judged in the dark; the schedule
+/// is kept for the utilisation page.
+#[test]
+fn a_booking_in_an_outage_is_reported_once_and_not_judged_a_no_show() {
+    use crate::domain::{
+        Booking, BookingKey, BookingKind, BookingStatus, ExternalId, SourceId, Window,
+    };
+    use crate::ics::{Expanded, Occurrence};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let site_path = dir.path().join("site.toml");
+    let mut text = std::fs::read_to_string(root.join("deploy/site.example.toml")).unwrap();
+    text.push_str(
+        "\n[[feeds]]\nid = \"yasno-3\"\nkind = \"outages\"\npath = \"/nonexistent/yasno.ics\"\n\n[[feeds]]\nid = \"generator\"\nkind = \"generator\"\npath = \"/nonexistent/generator.ics\"\n",
+    );
+    std::fs::write(&site_path, text).unwrap();
+    let w0 = wall0();
+    // The coworking floor (the grid; its door's reader makes it a room whose no-shows are
+    // judged) booked 10:00-11:00 UTC, in the outage below, and 14:00-15:00, after it.
+    let booking = |id: &str, h: u32| Booking {
+        key: BookingKey {
+            source: SourceId::parse("test").unwrap(),
+            external_id: ExternalId::parse(id).unwrap(),
+        },
+        room: RoomId::parse("coworking").unwrap(),
+        kind: BookingKind::Meeting,
+        title: "Stand-up".into(),
+        organiser: Some(MemberId::parse("marta").unwrap()),
+        attendees: Vec::new(),
+        window: Window::Timed {
+            start: Utc.with_ymd_and_hms(2026, 3, 3, h, 0, 0).unwrap(),
+            end: Utc.with_ymd_and_hms(2026, 3, 3, h + 1, 0, 0).unwrap(),
+        },
+        status: BookingStatus::Confirmed,
+    };
+    let f = fixture_on(&site_path, |c| {
+        c.webhook = Some(crate::webhook::WebhookConfig {
+            url: "http://127.0.0.1:9/hook".into(),
+            secret: "0123456789abcdef".into(),
+        });
+    });
+    {
+        let site = Arc::new(crate::site_file::load(&site_path).unwrap());
+        let mut g = Registry::open(site, f.store.clone(), w0).unwrap();
+        g.import_bookings(
+            vec![booking("dark", 10), booking("lit", 14)],
+            "test",
+            Actor::Cli("test".into()),
+            w0,
+        )
+        .unwrap();
+    }
+    // The engine reads the bookings from its registry: opened again on the same store.
+    let mut f = Fixture {
+        engine: Engine::open(
+            f.engine.config.clone(),
+            Arc::new(crate::site_file::load(&site_path).unwrap()),
+            f.store.clone(),
+            Arc::new(Stats::default()),
+            f.live.clone(),
+            f.clock.at(Duration::ZERO),
+            0,
+        )
+        .unwrap(),
+        ..f
+    };
+    let occurrence = |h: u32, hours: u32| Occurrence {
+        key: format!("out-{h}"),
+        start: Utc.with_ymd_and_hms(2026, 3, 3, h, 0, 0).unwrap(),
+        end: Utc.with_ymd_and_hms(2026, 3, 3, h + hours, 0, 0).unwrap(),
+        all_day: false,
+        title: "Відключення".into(),
+        cancelled: false,
+        organiser: None,
+        attendees: Vec::new(),
+    };
+    let read = |occurrences| {
+        Ok(Some(crate::poller::FeedExpanded {
+            expanded: Expanded {
+                occurrences,
+                problems: Vec::new(),
+                truncated: false,
+            },
+            from: w0 - chrono::Duration::days(1),
+            until: w0 + chrono::Duration::days(60),
+        }))
+    };
+    // The grid is cut 09:00-12:00; the coworking floor is not touched at 14:00.
+    let now = f.clock.at(Duration::from_secs(1));
+    f.engine.handle_request(
+        Control::Feed {
+            feed: 0,
+            fetched: read(vec![occurrence(9, 3)]),
+        },
+        now,
+    );
+    f.engine.commit(now).unwrap();
+    // Read again, unchanged: not reported twice.
+    f.engine.handle_request(
+        Control::Feed {
+            feed: 0,
+            fetched: read(vec![occurrence(9, 3)]),
+        },
+        now,
+    );
+    f.engine.commit(now).unwrap();
+    let outbox = f.store.outbox(100).unwrap();
+    let dark: Vec<_> = outbox
+        .iter()
+        .filter(|e| e.kind == "booking_unpowered")
+        .collect();
+    assert_eq!(dark.len(), 1, "{outbox:?}");
+    let body: serde_json::Value = serde_json::from_str(&dark[0].body).unwrap();
+    assert_eq!(body["external_id"], "dark");
+    assert_eq!(body["room"], "coworking");
+    let log: Vec<String> = f
+        .store
+        .audit_after(None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r.entry.event {
+            AuditEvent::Change { summary } => Some(summary),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("booking test/dark in coworking falls in a power outage")),
+        "{log:#?}"
+    );
+    assert!(log
+        .iter()
+        .any(|l| l.starts_with("power schedule yasno-3 read: 1 window(s)")));
+    // Kept for the utilisation page: a grid room is dark 3 h that day, a backed one never.
+    let kept: super::PowerSchedules =
+        serde_json::from_slice(&f.store.state(super::POWER_SCHEDULES).unwrap().unwrap()).unwrap();
+    let day = (w0.timestamp(), w0.timestamp() + 86_400);
+    assert_eq!(
+        kept.plan
+            .dark_secs(crate::domain::RoomSupply::Grid, day.0 - 3_600, day.1),
+        3 * 3_600
+    );
+    assert_eq!(
+        kept.plan
+            .dark_secs(crate::domain::RoomSupply::Backed, day.0 - 3_600, day.1),
+        0
+    );
+    // The generator runs 09:00-10:30: a generator room is dark only 10:30-12:00.
+    f.engine.handle_request(
+        Control::Feed {
+            feed: 1,
+            fetched: Ok(Some(crate::poller::FeedExpanded {
+                expanded: Expanded {
+                    occurrences: vec![Occurrence {
+                        end: Utc.with_ymd_and_hms(2026, 3, 3, 10, 30, 0).unwrap(),
+                        ..occurrence(9, 1)
+                    }],
+                    problems: Vec::new(),
+                    truncated: false,
+                },
+                from: w0 - chrono::Duration::days(1),
+                until: w0 + chrono::Duration::days(60),
+            })),
+        },
+        now,
+    );
+    f.engine.commit(now).unwrap();
+    let kept: super::PowerSchedules =
+        serde_json::from_slice(&f.store.state(super::POWER_SCHEDULES).unwrap().unwrap()).unwrap();
+    assert_eq!(
+        kept.plan
+            .dark_secs(crate::domain::RoomSupply::Generator, day.0 - 3_600, day.1),
+        90 * 60
+    );
+    // To 14:30: nobody came to either booking. The one in the dark is not a no-show; the one
+    // after the outage is.
+    for s in (2..=23_400).step_by(10) {
+        let now = f.clock.at(Duration::from_secs(s));
+        f.engine.handle_timeout(now).unwrap();
+        f.engine.commit(now).unwrap();
+    }
+    let no_shows: Vec<String> = f
+        .store
+        .audit_after(None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r.entry.event {
+            AuditEvent::NoShow { booking, .. } => Some(booking.external_id.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(no_shows, ["lit"]);
 }

@@ -62,6 +62,9 @@ pub struct RoomUsage {
     pub use_of_booked: f64,
     /// Hostel nights booked (stays count here, not in the booked hours).
     pub nights_booked: u32,
+    /// Hours of the period the room had no power by the outage schedules: left out of
+    /// everything above.
+    pub dark_hours: f64,
     /// Of those, nights someone was in the room between check-in and the next check-out.
     pub nights_used: u32,
     /// Mean head count per weekday (Monday first) and local hour; null where unwatched.
@@ -130,16 +133,32 @@ pub async fn utilisation(
     let (f, u) = (from.timestamp(), until.timestamp());
     let out = blocking(move || {
         let bookings = store.bookings()?;
+        // The power schedules' dark hours are left out: an empty room without power is not an
+        // unused one.
+        let plan = store
+            .state(crate::engine::POWER_SCHEDULES)?
+            .and_then(|v| serde_json::from_slice::<crate::engine::PowerSchedules>(&v).ok())
+            .map(|s| s.plan)
+            .unwrap_or_default();
         let mut out = Vec::with_capacity(rooms.len());
         for id in rooms {
-            let buckets = store.history(id, f, u)?;
+            let supply = site.room(id).map(|r| r.supply).unwrap_or_default();
+            let dark = plan.dark(supply, f, u);
+            let buckets: Vec<_> = store
+                .history(id, f, u)?
+                .into_iter()
+                .filter(|b| {
+                    let (s, e) = (b.start, b.start + i64::from(b.span_s));
+                    !dark.iter().any(|(a, z)| s < *z && e > *a)
+                })
+                .collect();
             let mine: Vec<_> = bookings
                 .iter()
                 .filter(|b| b.room == id && b.kind != BookingKind::GuestPass)
                 .cloned()
                 .collect();
             let use_ = usage(&buckets);
-            let booked = booked_vs_actual(&site, &mine, &buckets, f, u);
+            let booked = booked_vs_actual(&site, &mine, &buckets, f, u, &dark);
             let heat = heat_map(&site, &buckets);
             let room = site.room(id);
             out.push(RoomUsage {
@@ -156,6 +175,7 @@ pub async fn utilisation(
                 use_of_booked: round(booked.use_of_booked),
                 nights_booked: booked.nights_booked,
                 nights_used: booked.nights_used,
+                dark_hours: round(dark.iter().map(|(a, z)| z - a).sum::<i64>() as f64 / 3600.0),
                 heat_map: heat
                     .cells
                     .iter()
