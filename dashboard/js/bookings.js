@@ -49,8 +49,9 @@ export const bookingsView = {
     const csv = h('button', {
       type: 'button', class: 'secondary', id: 'bookings-csv',
       onclick: () => downloadCsv(`bookings-${this.day}${this.room ? `-${this.room}` : ''}.csv`, [
-        ['start', 'end', 'room', 'title', 'kind', 'source', 'organiser', 'attendees', 'status', 'no_show'],
-        ...d.bookings.map((b) => [b.start, b.end, name(b.room), b.title, b.kind, b.source, b.organiser_name || b.organiser || '', b.attendees || 0, b.status, b.no_show ? 'yes' : '']),
+        ['start', 'end', 'room', 'title', 'kind', 'source', 'organiser', 'attendees', 'status', 'no_show', 'no_power'],
+        ...d.bookings.map((b) => [b.start, b.end, name(b.room), b.title, b.kind, b.source, b.organiser_name || b.organiser || '', b.attendees || 0, b.status, b.no_show ? 'yes' : '',
+          (b.dark || []).map(([a, z]) => `${a}/${z}`).join(' ')]),
       ]),
     }, t('usage.csv'));
     clear(this.list).append(
@@ -60,8 +61,11 @@ export const bookingsView = {
         h('thead', {}, h('tr', {}, heads.map((k) => h('th', {}, t(k))))),
         h('tbody', {}, d.bookings.map((b) => {
           const cancelled = b.status === 'cancelled';
-          const status = b.no_show ? h('span', { class: 'pill bad' }, t('room.noshow'))
-            : h('span', { class: `pill ${cancelled ? 'grey' : 'ok'}` }, t(cancelled ? 'bookings.cancelled' : 'bookings.confirmed'));
+          const status = [b.no_show ? h('span', { class: 'pill bad' }, t('room.noshow'))
+            : h('span', { class: `pill ${cancelled ? 'grey' : 'ok'}` }, t(cancelled ? 'bookings.cancelled' : 'bookings.confirmed')),
+          // The room has no power during it by the outage schedule (the booking system was told).
+          ...(b.dark || []).map(([a, z]) => h('div', {}, h('span', { class: 'pill warn', 'data-dark': b.key },
+            t('bookings.dark', { from: this.clock(a), until: this.clock(z) }))))];
           const cells = [
             h('td', {}, `${this.clock(b.start)}–${this.clock(b.end)}`),
             h('td', {}, name(b.room)),

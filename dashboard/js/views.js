@@ -607,7 +607,9 @@ export const usageView = {
     const table = sortable(h('table', { id: 'usage-table' },
       h('thead', {}, h('tr', {}, ['usage.room', 'usage.peak', 'usage.mean', 'usage.occupied', 'usage.booked', 'usage.used'].map((k) => h('th', {}, t(k))))),
       h('tbody', {}, rooms.map((r) => h('tr', {},
-        h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => showHeat(r.room) }, r.name)),
+        h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => showHeat(r.room) }, r.name),
+          // Hours without power by the outage schedules are left out of every figure.
+          r.dark_hours > 0 ? h('div', { class: 'muted' }, t('usage.dark', { h: r.dark_hours.toFixed(1) })) : ''),
         h('td', {}, r.capacity ? `${r.peak} / ${r.capacity}` : String(r.peak)),
         h('td', {}, r.mean.toFixed(1)),
         h('td', {}, r.occupied_hours.toFixed(1)),
@@ -621,8 +623,8 @@ export const usageView = {
     const tableCsv = h('button', {
       type: 'button', class: 'secondary', id: 'usage-csv',
       onclick: () => downloadCsv(`utilisation-${ymd(from, ctx.site.timezone)}-${ymd(until, ctx.site.timezone)}.csv`, [
-        ['room', 'name', 'capacity', 'peak', 'mean', 'occupied_hours', 'observed_hours', 'bookings', 'booked_hours', 'occupied_while_booked_hours', 'use_of_booked', 'nights_booked', 'nights_used'],
-        ...rooms.map((r) => [r.room, r.name, r.capacity ?? '', r.peak, r.mean, r.occupied_hours, r.observed_hours, r.bookings, r.booked_hours, r.occupied_while_booked_hours, r.use_of_booked, r.nights_booked, r.nights_used]),
+        ['room', 'name', 'capacity', 'peak', 'mean', 'occupied_hours', 'observed_hours', 'bookings', 'booked_hours', 'occupied_while_booked_hours', 'use_of_booked', 'nights_booked', 'nights_used', 'dark_hours'],
+        ...rooms.map((r) => [r.room, r.name, r.capacity ?? '', r.peak, r.mean, r.occupied_hours, r.observed_hours, r.bookings, r.booked_hours, r.occupied_while_booked_hours, r.use_of_booked, r.nights_booked, r.nights_used, r.dark_hours]),
       ]),
     }, t('usage.csv'));
     const section = h('section', {}, h('h1', {}, t('usage.title')), trendBox, periods,

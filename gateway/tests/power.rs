@@ -283,3 +283,121 @@ async fn a_nodes_dry_contact_switches_shelter_mode_and_its_end_switches_back() {
         "{texts:#?}"
     );
 }
+
+/// An outage schedule (iCalendar, one group's windows in Kyiv time) read from a file by the real
+/// service: the booking inside an outage is reported, those outside it (or in a window the
+/// schedule cancelled) are not, and the utilisation page leaves the dark hours out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_schedule_flags_the_booking_in_the_dark_and_utilisation_leaves_it_out() {
+    use chrono::TimeZone;
+    use kombinat::domain::{
+        Booking, BookingKey, BookingKind, BookingStatus, ExternalId, MemberId, RoomId, SourceId,
+        Window,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    prepare(&data);
+    let kyiv = chrono_tz::Europe::Kyiv;
+    let day = (chrono::Utc::now().with_timezone(&kyiv) + chrono::Duration::days(1)).date_naive();
+    let at = |h: u32, m: u32| {
+        kyiv.from_local_datetime(&day.and_hms_opt(h, m, 0).unwrap())
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let schedule = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/power/outages-group-3.ics"),
+    )
+    .unwrap()
+    .replace("{DAY}", &day.format("%Y%m%d").to_string());
+    let ics = dir.path().join("group-3.ics");
+    std::fs::write(&ics, schedule).unwrap();
+    let site = std::fs::read_to_string(site_path()).unwrap()
+        + &format!(
+            "\n[[feeds]]\nid = \"yasno-3.1\"\nkind = \"outages\"\npath = {:?}\ninterval_s = 1\n",
+            ics.display().to_string()
+        );
+    let site_file = dir.path().join("site.toml");
+    std::fs::write(&site_file, site).unwrap();
+    let booking = |id: &str, from: (u32, u32), until: (u32, u32)| Booking {
+        key: BookingKey {
+            source: SourceId::parse("test").unwrap(),
+            external_id: ExternalId::parse(id).unwrap(),
+        },
+        room: RoomId::parse("coworking").unwrap(),
+        kind: BookingKind::Meeting,
+        title: "Workshop".into(),
+        organiser: Some(MemberId::parse("marta").unwrap()),
+        attendees: Vec::new(),
+        window: Window::Timed {
+            start: at(from.0, from.1),
+            end: at(until.0, until.1),
+        },
+        status: BookingStatus::Confirmed,
+    };
+    {
+        let site = Arc::new(kombinat::site_file::load(&site_file).unwrap());
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&data).unwrap());
+        let mut g = Registry::open(site, store, chrono::Utc::now()).unwrap();
+        g.import_bookings(
+            vec![
+                booking("in-the-dark", (10, 0), (11, 0)),
+                booking("after-it", (14, 0), (15, 0)),
+                booking("outage-called-off", (21, 30), (22, 30)),
+            ],
+            "test",
+            Actor::Cli("test".into()),
+            chrono::Utc::now(),
+        )
+        .unwrap();
+    }
+    let password = add_staff(&site_file, &data, "olha", "viewer");
+    let mut cfg = config(&data, "embedded");
+    cfg.site = site_file;
+    cfg.http = Some("127.0.0.1:0".parse().unwrap());
+    let gw = service::start(cfg).await.unwrap();
+    assert!(gw.ready(T).await);
+    let reported = || -> Vec<String> {
+        changes(&data)
+            .0
+            .into_iter()
+            .filter(|t| t.contains("falls in a power outage"))
+            .collect()
+    };
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    let cookie = sign_in(&base, "olha", &password);
+    // The schedule is read at start; the dark hours show on the utilisation page.
+    let deadline = std::time::Instant::now() + T;
+    let (from, until) = (at(0, 0), at(0, 0) + chrono::Duration::days(1));
+    let url = format!(
+        "{base}/api/v1/utilisation?room=coworking&from={}&until={}",
+        from.format("%Y-%m-%dT%H:%M:%SZ"),
+        until.format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    let usage = loop {
+        let (status, usage) = get_signed(&url, &cookie);
+        assert_eq!(status, 200, "{usage}");
+        if usage["rooms"][0]["dark_hours"].as_f64() > Some(0.0) {
+            break usage;
+        }
+        assert!(std::time::Instant::now() < deadline, "{usage}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // 09:00-13:00 and 17:00-19:00 (tentative counts); 21:00-23:00 was called off.
+    assert_eq!(
+        usage["rooms"][0]["dark_hours"].as_f64(),
+        Some(6.0),
+        "{usage}"
+    );
+    gw.stop().await.unwrap();
+    let said = reported();
+    assert_eq!(said.len(), 1, "{said:#?}");
+    assert!(said[0].starts_with("booking test/in-the-dark in coworking falls in a power outage"));
+    let (texts, _) = changes(&data);
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("power schedule yasno-3.1 read: 2 window(s)")),
+        "{texts:#?}"
+    );
+}

@@ -69,6 +69,9 @@ pub struct Entry {
     pub status: String,
     /// Judged a no-show that day: nobody came.
     pub no_show: bool,
+    /// When the room has no power during it by the outage schedules, RFC 3339 pairs (the
+    /// booking system was told).
+    pub dark: Vec<[String; 2]>,
 }
 
 /// A day's bookings.
@@ -121,7 +124,7 @@ pub async fn day(
         .site
         .local_instant(date.succ_opt().unwrap_or(date), chrono::NaiveTime::MIN);
     let (store, site) = (s.store.clone(), s.site.clone());
-    let (bookings, names, no_shows) = blocking(move || {
+    let (bookings, names, no_shows, plan) = blocking(move || {
         let bookings: Vec<_> = store
             .bookings()?
             .into_iter()
@@ -159,7 +162,12 @@ pub async fn day(
             }
             since = last;
         }
-        Ok::<_, crate::store::StoreError>((bookings, names, no_shows))
+        let plan = store
+            .state(crate::engine::POWER_SCHEDULES)?
+            .and_then(|v| serde_json::from_slice::<crate::engine::PowerSchedules>(&v).ok())
+            .map(|s| s.plan)
+            .unwrap_or_default();
+        Ok::<_, crate::store::StoreError>((bookings, names, no_shows, plan))
     })
     .await?
     .map_err(|_| ApiError::Unavailable)?;
@@ -183,6 +191,15 @@ pub async fn day(
                     end: rfc(end),
                     status: word(&b.status),
                     no_show: no_shows.contains(&b.key),
+                    dark: plan
+                        .dark(
+                            s.site.room(b.room).map(|r| r.supply).unwrap_or_default(),
+                            start,
+                            end,
+                        )
+                        .into_iter()
+                        .map(|(a, z)| [rfc(a), rfc(z)])
+                        .collect(),
                 },
             )
         })
