@@ -17,7 +17,7 @@ export const SEVERITY = {
   forced: 'bad', tamper: 'bad',
   held_open: 'warn', lock_differs: 'warn', alert_feed_failing: 'warn',
   device_offline: 'grey', feed_failing: 'grey', disk_low: 'warn', clock_unsynchronised: 'warn',
-  mains_lost: 'warn', battery_low: 'bad',
+  mains_lost: 'warn', battery_low: 'warn',
 };
 
 export function signalOn() {

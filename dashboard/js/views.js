@@ -216,7 +216,8 @@ export function deviceWhere(ctx, id) {
 
 export function alarmText(ctx, a) {
   const where = a.door ? doorName(ctx, a.door) : a.device ? deviceWhere(ctx, a.device) : a.feed || '';
-  return `${t(`alarm.${a.alarm}`)} — ${where}`;
+  // A site-wide alarm (mains lost everywhere, the gateway's clock) names no place.
+  return where ? `${t(`alarm.${a.alarm}`)} — ${where}` : t(`alarm.${a.alarm}`);
 }
 
 export const doorsView = {

@@ -1153,22 +1153,16 @@ impl Engine {
                     shed: p.shed,
                 }),
             });
-            if let Some(p) = self.power.node(dev.id) {
-                for (on, kind, since) in [
-                    (!p.mains, "mains_lost", p.since),
-                    (p.low, "battery_low", now),
-                ] {
-                    if on {
-                        alarms.push(AlarmNow {
-                            alarm: kind.into(),
-                            door: None,
-                            device: Some(dev.id.to_string()),
-                            feed: None,
-                            since,
-                            ack: None,
-                        });
-                    }
-                }
+            // A low battery is each node's own alarm; mains lost is one for the site (below).
+            if self.power.node(dev.id).is_some_and(|p| p.low) {
+                alarms.push(AlarmNow {
+                    alarm: "battery_low".into(),
+                    door: None,
+                    device: Some(dev.id.to_string()),
+                    feed: None,
+                    since: now,
+                    ack: None,
+                });
             }
         }
         for (b, h) in self.adapters.health() {
@@ -1234,12 +1228,24 @@ impl Engine {
                 });
             }
         }
+        let site_power = self.power.site();
+        // A power cut takes every node at once: one alarm for the site, not one per door (the
+        // power bar and the devices page say which nodes and how long they last).
+        if let Some(since) = site_power.mains_lost_since {
+            alarms.push(AlarmNow {
+                alarm: "mains_lost".into(),
+                door: None,
+                device: None,
+                feed: None,
+                since,
+                ack: None,
+            });
+        }
         self.alarm_acks
             .retain(|k, _| alarms.iter().any(|a| alarm_key(a) == *k));
         for a in &mut alarms {
             a.ack = self.alarm_acks.get(&alarm_key(a)).cloned();
         }
-        let site_power = self.power.site();
         self.live.set_power(crate::live::SitePowerNow {
             nodes: site_power.nodes,
             on_battery: site_power
