@@ -179,6 +179,13 @@ pub struct SensorNodeSection {
     /// Climate interval.
     #[serde(default = "ms60000")]
     pub climate_every_ms: u32,
+    /// The node's key (64 hex digits, from `kombinat device add`), or the file holding it:
+    /// needed only to sign power and alert reports (readings are not signed).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// See `key`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 fn ms60000() -> u32 {
@@ -201,6 +208,12 @@ pub struct SensorPinNumbers {
     /// The receivers read high while they see their light.
     #[serde(default = "yes")]
     pub beam_whole_high: bool,
+    /// Mains present (high while mains is there); needs the node's key.
+    #[serde(default)]
+    pub mains: Option<u8>,
+    /// A dry-contact alert input to ground (closed = alert); needs the node's key.
+    #[serde(default)]
+    pub alert: Option<u8>,
 }
 
 fn yes() -> bool {
@@ -266,6 +279,7 @@ impl SensorNodeFile {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let f: SensorNodeFile = read(path)?;
         f.sensor_config(path, &State::default())?;
+        f.key(path)?;
         Ok(f)
     }
 
@@ -278,6 +292,23 @@ impl SensorNodeFile {
         c.climate_every_ms = self.node.climate_every_ms;
         c.counter_start = state.boot << 32;
         Ok(c)
+    }
+
+    /// The node's key, if the file gives one; an error if the supply or alert pins are wired
+    /// without one (their reports must be signed).
+    pub fn key(&self, path: &Path) -> Result<Option<DeviceKey>, ConfigError> {
+        let n = &self.node;
+        if n.key.is_none() && n.key_file.is_none() {
+            if self.pins.mains.is_some() || self.pins.alert.is_some() {
+                return Err(value(
+                    path,
+                    "node.key",
+                    "pins.mains and pins.alert report signed: give key or key_file",
+                ));
+            }
+            return Ok(None);
+        }
+        load_key(path, n.key.as_deref(), n.key_file.as_deref()).map(Some)
     }
 }
 

@@ -17,7 +17,6 @@
 use embedded_hal::digital::{InputPin, OutputPin};
 use heapless::Vec;
 use kombinat_protocol::auth::{mac_of, DeviceKey, ReplayGuard, Signed};
-use kombinat_protocol::device::{AlertInput, Power};
 use kombinat_protocol::door::{
     offline_log_fields, Action, AllowEntry, AllowListHead, Command, Contact, Decision, DoorState,
     OfflineAck, OfflineEntry, Tap, OFFLINE_LOG_KIND, VERSION,
@@ -25,6 +24,7 @@ use kombinat_protocol::door::{
 use kombinat_protocol::{Credential, DeviceId, DoorId, Reason};
 
 use crate::net::{Network, OfflineLogOut, Up};
+pub use crate::supply::{Supply, SupplyReporter, BATTERY_STEP_MV};
 use crate::Time;
 
 /// The longest release a decision or command may ask for; longer asks are cut to this.
@@ -124,21 +124,6 @@ pub struct Inputs {
     /// The housing's tamper switch is open.
     pub tamper: bool,
 }
-
-/// The node's supply and its dry-contact alert input, read where they are wired (a GPIO for
-/// mains, an ADC or UPS HAT for the battery, a GPIO for the siren relay or key switch).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Supply {
-    /// Mains present, if wired (`None`: the node reports no power).
-    pub mains: Option<bool>,
-    /// The backup battery in millivolts, if measured.
-    pub battery_mv: Option<u32>,
-    /// The alert contact, if wired: true while it says alert.
-    pub alert: Option<bool>,
-}
-
-/// The battery moving this much since the last report is reported at once while on battery.
-pub const BATTERY_STEP_MV: u32 = 100;
 
 /// What the node drives.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -250,12 +235,10 @@ pub struct DoorController<const CARDS: usize, const LOG: usize> {
     reported_at: u64,
     outcome: Option<Outcome>,
     stats: DoorStats,
-    /// The supply as last reported, and when.
-    supply_sent: Option<(Supply, u64)>,
+    /// What the supply and the alert contact last reported.
+    supply_reported: SupplyReporter,
     /// The latest Unix time seen (or kept from before a reboot).
     known_unix: u64,
-    /// The alert input as last reported, and when.
-    alert_sent: Option<(bool, u64)>,
 }
 
 impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
@@ -288,8 +271,7 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
             reported_at: 0,
             outcome: None,
             stats: DoorStats::default(),
-            supply_sent: None,
-            alert_sent: None,
+            supply_reported: SupplyReporter::default(),
             known_unix,
         }
     }
@@ -663,64 +645,24 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
         self.outputs(now, net.connected())
     }
 
-    /// The supply and the alert input as read now: a signed [`Power`] at start, whenever mains
-    /// comes or goes, when the battery moved [`BATTERY_STEP_MV`] while on battery, and with each
-    /// heartbeat; a signed [`AlertInput`] at start, on every change and with each heartbeat.
+    /// The supply and the alert input as read now, reported as [`SupplyReporter`] says.
     pub fn supply<N: Network>(&mut self, s: Supply, t: Time, net: &mut N) {
-        let now = t.ms;
-        if !net.connected() {
-            return;
-        }
-        let beat = u64::from(self.cfg.heartbeat_ms);
-        // With every heartbeat on mains too: a report lost while the gateway was down is made
-        // good within a heartbeat.
-        let due = s.mains.is_some()
-            && match self.supply_sent {
-                None => true,
-                Some((last, at)) => {
-                    last.mains != s.mains
-                        || now.saturating_sub(at) >= beat
-                        || (s.mains == Some(false)
-                            && last
-                                .battery_mv
-                                .zip(s.battery_mv)
-                                .is_some_and(|(a, b)| a.abs_diff(b) >= BATTERY_STEP_MV))
-                }
-            };
-        if due {
-            let mut p = Power {
-                v: VERSION,
-                device: self.cfg.device,
-                counter: self.next_counter(),
-                mains: s.mains.unwrap_or(true),
-                battery_mv: s.battery_mv,
-                mac: Default::default(),
-            };
-            p.sign(&self.cfg.key);
-            match net.send(Up::Power(&p)) {
-                Ok(()) => self.supply_sent = Some((s, now)),
-                Err(_) => self.stats.send_failures += 1,
-            }
-        }
-        if let Some(active) = s.alert {
-            let due = self
-                .alert_sent
-                .is_none_or(|(last, at)| last != active || now.saturating_sub(at) >= beat);
-            if due {
-                let mut a = AlertInput {
-                    v: VERSION,
-                    device: self.cfg.device,
-                    counter: self.next_counter(),
-                    active,
-                    mac: Default::default(),
-                };
-                a.sign(&self.cfg.key);
-                match net.send(Up::Alert(&a)) {
-                    Ok(()) => self.alert_sent = Some((active, now)),
-                    Err(_) => self.stats.send_failures += 1,
-                }
-            }
-        }
+        let (device, key, beat) = (self.cfg.device, self.cfg.key.clone(), self.cfg.heartbeat_ms);
+        let mut counter = self.counter;
+        let failed = self.supply_reported.report(
+            s,
+            t.ms,
+            beat,
+            device,
+            &key,
+            || {
+                counter += 1;
+                counter
+            },
+            net,
+        );
+        self.counter = counter;
+        self.stats.send_failures += failed;
     }
 
     fn report<N: Network>(&mut self, now: u64, net: &mut N) {

@@ -21,6 +21,7 @@ pub mod door;
 pub mod drivers;
 pub mod net;
 pub mod sensor;
+pub mod supply;
 pub mod wiegand;
 
 #[cfg(feature = "std")]

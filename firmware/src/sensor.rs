@@ -180,6 +180,8 @@ pub struct SensorController {
     climate: Option<Co2Sample>,
     climate_sent_at: Option<u64>,
     failures: u32,
+    /// What the supply and the alert contact last reported.
+    supply_reported: crate::supply::SupplyReporter,
 }
 
 impl SensorController {
@@ -198,6 +200,7 @@ impl SensorController {
             climate: None,
             climate_sent_at: None,
             failures: 0,
+            supply_reported: crate::supply::SupplyReporter::default(),
         }
     }
 
@@ -209,6 +212,32 @@ impl SensorController {
     /// Messages that could not be sent.
     pub fn send_failures(&self) -> u32 {
         self.failures
+    }
+
+    /// The node's supply and alert contact as read now, signed with `key` (the node's, from
+    /// `kombinat device add`) and its reading counter, and sent as
+    /// [`crate::supply::SupplyReporter`] says (the heartbeat is 30 s).
+    pub fn supply<N: Network>(
+        &mut self,
+        s: crate::supply::Supply,
+        key: &kombinat_protocol::auth::DeviceKey,
+        t: Time,
+        net: &mut N,
+    ) {
+        let mut counter = self.counter;
+        self.failures += self.supply_reported.report(
+            s,
+            t.ms,
+            30_000,
+            self.cfg.device,
+            key,
+            || {
+                counter += 1;
+                counter
+            },
+            net,
+        );
+        self.counter = counter;
     }
 
     fn send<N: Network>(&mut self, m: Measurement, net: &mut N) -> bool {

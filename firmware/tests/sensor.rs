@@ -16,6 +16,8 @@ use proptest::prelude::*;
 struct Wire {
     down: bool,
     sent: Vec<(u64, Measurement)>,
+    /// Signed power and alert reports: (counter, what), verified with the node's key.
+    signed: Vec<(u64, String)>,
 }
 
 impl Network for Wire {
@@ -27,6 +29,18 @@ impl Network for Wire {
         match msg {
             Up::Reading(r) if !self.down => {
                 self.sent.push((r.counter, r.reading));
+                Ok(())
+            }
+            Up::Power(p) if !self.down => {
+                use kombinat_protocol::auth::Signed;
+                assert!(p.verify(&kombinat_protocol::auth::DeviceKey::from_bytes([7; 32])));
+                self.signed.push((p.counter, format!("mains {}", p.mains)));
+                Ok(())
+            }
+            Up::Alert(a) if !self.down => {
+                use kombinat_protocol::auth::Signed;
+                assert!(a.verify(&kombinat_protocol::auth::DeviceKey::from_bytes([7; 32])));
+                self.signed.push((a.counter, format!("alert {}", a.active)));
                 Ok(())
             }
             _ => Err(()),
@@ -43,6 +57,45 @@ fn cross(c: &mut BeamCounter, seq: &[(bool, bool)], t0: u64) -> Vec<Direction> {
 
 const IN: [(bool, bool); 4] = [(true, false), (true, true), (false, true), (false, false)];
 const OUT: [(bool, bool); 4] = [(false, true), (true, true), (true, false), (false, false)];
+
+#[test]
+fn a_sensor_node_reports_its_supply_and_alert_contact_signed_after_its_readings() {
+    use kombinat_firmware::supply::Supply;
+    let key = kombinat_protocol::auth::DeviceKey::from_bytes([7; 32]);
+    let (mut n, mut w) = (node(), Wire::default());
+    let mut ms = 10_000;
+    for b in IN {
+        n.tick(
+            SensorInputs {
+                beams: Some(b),
+                ..Default::default()
+            },
+            at(ms),
+            &mut w,
+        );
+        ms += 50;
+    }
+    ms += 2_000;
+    n.tick(SensorInputs::default(), at(ms), &mut w);
+    let s = |mains, alert| Supply {
+        mains: Some(mains),
+        battery_mv: None,
+        alert: Some(alert),
+    };
+    n.supply(s(true, false), &key, at(ms), &mut w);
+    n.supply(s(true, false), &key, at(ms + 1_000), &mut w);
+    n.supply(s(false, true), &key, at(ms + 2_000), &mut w);
+    let what: Vec<&str> = w.signed.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(
+        what,
+        ["mains true", "alert false", "mains false", "alert true"]
+    );
+    // One counter for readings and reports: each above the last.
+    let last_reading = w.sent.last().unwrap().0;
+    let counters: Vec<u64> = w.signed.iter().map(|(c, _)| *c).collect();
+    assert!(counters[0] > last_reading);
+    assert!(counters.windows(2).all(|p| p[0] < p[1]), "{counters:?}");
+}
 
 #[test]
 fn the_order_of_the_beams_gives_the_direction() {

@@ -47,6 +47,7 @@ fn main() -> Result<()> {
     let state = State::next_boot(&file.node.state_file)
         .with_context(|| format!("state file {}", file.node.state_file.display()))?;
     let cfg = file.sensor_config(&args.config, &state)?;
+    let key = file.key(&args.config)?;
 
     let gpio = Gpio::new().context("GPIO")?;
     let pin = |n: Option<u8>| -> Result<Opt> {
@@ -62,6 +63,16 @@ fn main() -> Result<()> {
         pin(p.beam_inner)?,
         p.beam_whole_high,
     );
+    // The supply and the alert contact, where wired (mains high while present; the contact to
+    // ground when closed).
+    let mains = p
+        .mains
+        .map(|n| gpio.get(n).map(|g| g.into_input_pullup()))
+        .transpose()?;
+    let alert = p
+        .alert
+        .map(|n| gpio.get(n).map(|g| g.into_input_pullup()))
+        .transpose()?;
     let mut co2 = if file.scd4x {
         let bus = rppal::i2c::I2c::new().context("I2C")?;
         Some(
@@ -98,7 +109,18 @@ fn main() -> Result<()> {
                     }
                 }
             }
-            node.tick(inputs, clock.now(), &mut link);
+            let t = clock.now();
+            node.tick(inputs, t, &mut link);
+            if let Some(key) = &key {
+                if mains.is_some() || alert.is_some() {
+                    let supply = kombinat_firmware::supply::Supply {
+                        mains: mains.as_ref().map(|m| m.is_high()),
+                        battery_mv: None,
+                        alert: alert.as_ref().map(|a| a.is_low()),
+                    };
+                    node.supply(supply, key, t, &mut link);
+                }
+            }
         }
         link.goodbye(file.mqtt.heartbeat_s).await;
         Ok(())
