@@ -237,6 +237,17 @@ impl AlertFeeds {
             {
                 a
             }
+            // Stored before sources had ids (feeds only): taken by position, named now.
+            Ok(mut a)
+                if a.feeds.len() == sources.len()
+                    && a.feeds.iter().all(|f| f.id.is_empty())
+                    && sources.iter().all(|(_, input)| !input) =>
+            {
+                for (f, (id, _)) in a.feeds.iter_mut().zip(sources) {
+                    f.id = id.clone();
+                }
+                a
+            }
             Ok(a) => AlertFeeds::new(sources, a.switched),
             Err(_) => AlertFeeds::new(sources, state == b"1"),
         }

@@ -313,10 +313,12 @@ fn step(
 /// outage, a generator room only where no generator window covers it, a backed room never.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PowerPlan {
-    /// Per feed (by its index among the site's feeds): outage windows.
-    outages: BTreeMap<usize, Vec<(i64, i64)>>,
+    /// Per feed (by its id): outage windows.
+    #[serde(default)]
+    outages: BTreeMap<String, Vec<(i64, i64)>>,
     /// Per feed: generator windows.
-    generator: BTreeMap<usize, Vec<(i64, i64)>>,
+    #[serde(default)]
+    generator: BTreeMap<String, Vec<(i64, i64)>>,
 }
 
 /// Sorted, merged windows.
@@ -357,14 +359,54 @@ pub fn minus(a: &[(i64, i64)], b: &[(i64, i64)]) -> Vec<(i64, i64)> {
 }
 
 impl PowerPlan {
-    /// Feed `feed`'s windows as just read: outages, or generator runs.
-    pub fn set(&mut self, feed: usize, generator: bool, windows: Vec<(i64, i64)>) {
-        let w = merged(windows);
-        if generator {
-            self.generator.insert(feed, w);
+    /// Feed `feed`'s windows as just read over `[from, until)`: outages, or generator runs.
+    /// What it said of times outside the read stays (a read reaches a day back: the past's dark
+    /// hours are kept for the utilisation page), clipped at its edges; windows that ended before
+    /// `keep_after` are dropped.
+    pub fn set(
+        &mut self,
+        feed: &str,
+        generator: bool,
+        windows: Vec<(i64, i64)>,
+        (from, until): (i64, i64),
+        keep_after: i64,
+    ) {
+        let map = if generator {
+            &mut self.generator
         } else {
-            self.outages.insert(feed, w);
-        }
+            &mut self.outages
+        };
+        let mut kept: Vec<(i64, i64)> = map
+            .remove(feed)
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|(a, b)| [(a, b.min(from)), (a.max(until), b)])
+            .filter(|(a, b)| a < b && *b > keep_after)
+            .collect();
+        kept.extend(
+            windows
+                .into_iter()
+                .map(|(a, b)| (a.max(from), b.min(until))),
+        );
+        map.insert(feed.to_string(), merged(kept));
+    }
+
+    /// Forgets the feeds not in `current` (removed from the site file, or of another kind now):
+    /// (id, whether a generator plan).
+    pub fn keep_only(&mut self, current: &[(String, bool)]) {
+        self.outages
+            .retain(|id, _| current.iter().any(|(c, g)| c == id && !g));
+        self.generator
+            .retain(|id, _| current.iter().any(|(c, g)| c == id && *g));
+    }
+
+    /// The outage windows ahead of `now`, by any feed.
+    pub fn outages_after(&self, now: i64) -> usize {
+        self.outages
+            .values()
+            .flatten()
+            .filter(|(_, b)| *b > now)
+            .count()
     }
 
     /// Whether any schedule has been read.
@@ -531,10 +573,11 @@ mod tests {
     #[test]
     fn a_room_is_dark_in_the_outages_its_supply_does_not_cover() {
         let mut p = PowerPlan::default();
+        let all = (0, 100_000);
         // Two schedules overlapping (two groups' feeds), and the generator 10:30-11:00.
-        p.set(0, false, vec![(1_000, 2_000), (5_000, 6_000)]);
-        p.set(1, false, vec![(1_500, 2_500)]);
-        p.set(2, true, vec![(1_200, 1_400), (5_000, 7_000)]);
+        p.set("a", false, vec![(1_000, 2_000), (5_000, 6_000)], all, 0);
+        p.set("b", false, vec![(1_500, 2_500)], all, 0);
+        p.set("gen", true, vec![(1_200, 1_400), (5_000, 7_000)], all, 0);
         assert_eq!(
             p.dark(RoomSupply::Grid, 0, 10_000),
             [(1_000, 2_500), (5_000, 6_000)]
@@ -550,11 +593,23 @@ mod tests {
         );
         assert_eq!(p.dark_secs(RoomSupply::Grid, 0, 10_000), 2_500);
         // A feed read again replaces what it said: the outage at 5,000 was called off.
-        p.set(0, false, vec![(1_000, 2_000)]);
+        p.set("a", false, vec![(1_000, 2_000)], all, 0);
         assert_eq!(p.dark(RoomSupply::Grid, 0, 10_000), [(1_000, 2_500)]);
         // Empty and reversed windows count for nothing.
-        p.set(1, false, vec![(3_000, 3_000), (4_000, 3_500)]);
+        p.set("b", false, vec![(3_000, 3_000), (4_000, 3_500)], all, 0);
         assert_eq!(p.dark(RoomSupply::Grid, 0, 10_000), [(1_000, 2_000)]);
+        // A later read reaches only from 1,500 on: what it said before that stays, clipped.
+        p.set("a", false, vec![(1_800, 1_900)], (1_500, 100_000), 0);
+        assert_eq!(
+            p.dark(RoomSupply::Grid, 0, 10_000),
+            [(1_000, 1_500), (1_800, 1_900)]
+        );
+        // Windows past the retention go; a feed gone from the site file is forgotten.
+        p.set("a", false, vec![], (1_500, 100_000), 1_600);
+        assert_eq!(p.dark(RoomSupply::Grid, 0, 10_000), []);
+        p.set("c", false, vec![(8_000, 9_000)], all, 0);
+        p.keep_only(&[("a".into(), false)]);
+        assert_eq!(p.dark(RoomSupply::Grid, 0, 10_000), []);
     }
 
     #[test]

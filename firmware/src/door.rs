@@ -570,6 +570,8 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
             }
             return r;
         }
+        // A signed list says the gateway's time was at least its start.
+        self.known_unix = self.known_unix.max(head.valid_from);
         self.cards.clear();
         // Cannot fail: the length was checked against the capacity above.
         let _ = self.cards.extend_from_slice(cards);
@@ -589,7 +591,14 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
     /// often (every 10–20 ms): timeouts and alarms are judged here.
     pub fn tick<N: Network>(&mut self, inputs: Inputs, t: Time, net: &mut N) -> Outputs {
         let now = t.ms;
-        self.known_unix = self.known_unix.max(t.unix);
+        // The latest time known, from a set clock, but never beyond a day after the list held
+        // runs out: a clock gone wrong (an RTC set to 2099) cannot pin it there.
+        if t.unix != 0 {
+            let cap = self
+                .list
+                .map_or(0, |h| h.valid_until.saturating_add(86_400));
+            self.known_unix = self.known_unix.max(t.unix.min(cap));
+        }
         if let Some(p) = self.pending {
             if now.saturating_sub(p.since) >= u64::from(self.cfg.decision_timeout_ms) {
                 self.pending = None;

@@ -43,6 +43,11 @@ impl Judge {
         }
     }
 
+    /// How long after its start a booking is judged, seconds.
+    pub fn after_s(&self) -> i64 {
+        self.after_s
+    }
+
     /// How far back a booking's start may lie to be judged now (the caller looks up bookings
     /// that started in `[now - lookback, now]`).
     pub fn lookback(&self) -> i64 {

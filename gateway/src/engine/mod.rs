@@ -334,10 +334,17 @@ pub const POWER_SCHEDULES: &str = "power/schedules";
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PowerSchedules {
     /// The outage and generator windows.
+    #[serde(default)]
     pub plan: kombinat_core::power::PowerPlan,
-    /// Bookings reported as falling in an outage, by key and the dark window's start.
+    /// Bookings reported as falling in an outage, by key and the dark window's start (dropped
+    /// a day after that start).
+    #[serde(default)]
     pub told: BTreeSet<(String, i64)>,
 }
+
+/// How often bookings are looked at again for the dark hours (bookings change between reads
+/// of an unchanged schedule).
+const UNPOWERED_EVERY_S: i64 = 300;
 
 /// The state key of what the esp-rfid readers' user lists hold.
 const SENT_LISTS: &str = "esp-rfid/sent";
@@ -403,6 +410,10 @@ pub struct Engine {
     power: kombinat_core::power::PowerBook,
     /// The grid's outage schedule and the generator's plan, from the site's power feeds.
     schedules: PowerSchedules,
+    /// The schedules as last stored.
+    schedules_saved: Option<Vec<u8>>,
+    /// When bookings were last looked at for the dark hours (Unix seconds).
+    unpowered_at: i64,
     /// The head counts last stored (under [`COUNTS_KEY`]), to store them only when changed.
     saved_counts: Vec<Carried>,
     /// When they were stored (Unix seconds).
@@ -555,6 +566,7 @@ impl Engine {
         let judge = Judge::new(config.occupancy.no_show_after_min, wall.timestamp());
         let estimator = restored_estimator(&site, store.as_ref(), rooms, wall);
         let power = kombinat_core::power::PowerBook::new(config.power);
+        let power_feeds: Vec<crate::domain::Feed> = site.feeds.clone();
         // The feeds, then the nodes' dry-contact inputs: one rule for all.
         let alert_count = config.alert_feeds.len();
         let sources: Vec<(String, bool)> = config
@@ -617,12 +629,29 @@ impl Engine {
             alert_feeds,
             alerts_saved: None,
             power,
-            schedules: store
-                .state(POWER_SCHEDULES)
-                .ok()
-                .flatten()
-                .and_then(|v| serde_json::from_slice(&v).ok())
-                .unwrap_or_default(),
+            schedules: {
+                let mut s: PowerSchedules = store
+                    .state(POWER_SCHEDULES)
+                    .ok()
+                    .flatten()
+                    .and_then(|v| serde_json::from_slice(&v).ok())
+                    .unwrap_or_default();
+                // Feeds gone from the site file (or of another kind now) darken nothing.
+                let current: Vec<(String, bool)> = power_feeds
+                    .iter()
+                    .filter(|f| f.kind != crate::domain::FeedKind::Bookings)
+                    .map(|f| {
+                        (
+                            f.id.to_string(),
+                            f.kind == crate::domain::FeedKind::Generator,
+                        )
+                    })
+                    .collect();
+                s.plan.keep_only(&current);
+                s
+            },
+            schedules_saved: None,
+            unpowered_at: 0,
             recorder,
             judge,
             observable,
@@ -1962,13 +1991,15 @@ impl Engine {
         let applied = match fetched {
             Ok(None) => Ok(()),
             Ok(Some(read)) if f.kind != crate::domain::FeedKind::Bookings => {
-                self.power_schedule(i, &f, read.expanded, b);
-                Ok(())
+                self.power_schedule(&f, read, b)
             }
+            // The site file refuses it; said as the feed's failure rather than lost.
+            Ok(Some(_)) if f.room.is_none() => Err("a bookings feed names no room".into()),
             Ok(Some(read)) => {
                 let (from, until) = (read.from, read.until);
                 let expanded = read.expanded;
                 let Some(room) = f.room else {
+                    // Cannot happen: the arm above answers a bookings feed without a room.
                     return;
                 };
                 let stored: Vec<crate::domain::Booking> = self
@@ -2288,12 +2319,12 @@ impl Engine {
     /// once each.
     fn power_schedule(
         &mut self,
-        i: usize,
         f: &crate::domain::Feed,
-        expanded: crate::ics::Expanded,
+        read: crate::poller::FeedExpanded,
         b: &mut Batch,
-    ) {
+    ) -> Result<(), String> {
         let now = self.now.wall;
+        let expanded = read.expanded;
         let generator = f.kind == crate::domain::FeedKind::Generator;
         let windows: Vec<(i64, i64)> = expanded
             .occurrences
@@ -2301,8 +2332,26 @@ impl Engine {
             .filter(|o| !o.cancelled)
             .map(|o| (o.start.timestamp(), o.end.timestamp()))
             .collect();
+        for p in &expanded.problems {
+            tracing::warn!(feed = %f.id, problem = %p, "power schedule");
+        }
+        // A calendar whose every event failed to read says nothing: the last good state stays
+        // (as a cut calendar's does) and the feed's alarm is raised.
+        if windows.is_empty() && !expanded.problems.is_empty() {
+            return Err(format!(
+                "no window could be read ({})",
+                expanded.problems.join("; ")
+            ));
+        }
         let before = self.schedules.plan.clone();
-        self.schedules.plan.set(i, generator, windows);
+        let keep_after = now.timestamp() - i64::from(self.config.occupancy.keep_days) * 86_400;
+        self.schedules.plan.set(
+            &f.id.to_string(),
+            generator,
+            windows,
+            (read.from.timestamp(), read.until.timestamp()),
+            keep_after,
+        );
         if self.schedules.plan != before {
             let t = now.timestamp();
             let ahead = self
@@ -2322,6 +2371,7 @@ impl Engine {
         }
         self.unpowered_bookings(b);
         self.save_schedules();
+        Ok(())
     }
 
     /// Reports each booking (from now to 60 days on) that falls in its room's dark hours, once
@@ -2340,15 +2390,18 @@ impl Engine {
                 })
                 .collect();
         let mut outbox = Vec::new();
+        let mut told = Vec::new();
+        let mut entries = Vec::new();
         for (ri, booking) in &booked {
             let room = &self.site.rooms[*ri];
             {
                 let (start, end) = crate::occupancy::history::booked_span(&self.site, booking);
                 for (a, z) in self.schedules.plan.dark(room.supply, start, end) {
                     let key = booking.key.to_string();
-                    if !self.schedules.told.insert((key.clone(), a)) {
+                    if self.schedules.told.contains(&(key.clone(), a)) {
                         continue;
                     }
+                    told.push((key.clone(), a));
                     let local = |t: i64| {
                         DateTime::from_timestamp(t, 0)
                             .map(|d| {
@@ -2358,7 +2411,7 @@ impl Engine {
                             })
                             .unwrap_or_default()
                     };
-                    b.audit.push(AuditEntry::change(
+                    entries.push(AuditEntry::change(
                         now,
                         Actor::System,
                         format!(
@@ -2394,22 +2447,31 @@ impl Engine {
                 }
             }
         }
+        // Told once each, and only once the booking system's event is queued (tried again at
+        // the next look otherwise); forgotten a day after the dark window began.
         if !outbox.is_empty() {
             if let Err(e) = self.registry.store().push_outbox(outbox) {
-                tracing::error!(error = %e, "cannot queue the bookings in the dark");
+                tracing::error!(error = %e, "cannot queue the bookings in the dark; tried again");
+                return;
             }
         }
+        b.audit.extend(entries);
+        self.schedules.told.extend(told);
+        let old = now.timestamp() - 86_400;
+        self.schedules.told.retain(|(_, a)| *a >= old);
     }
 
     /// Stores the power schedules when they changed.
     fn save_schedules(&mut self) {
-        match serde_json::to_vec(&self.schedules) {
-            Ok(v) => {
-                if let Err(e) = self.registry.store().put_state(POWER_SCHEDULES, &v) {
-                    tracing::error!(error = %e, "cannot store the power schedules");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot write the power schedules"),
+        let Ok(v) = serde_json::to_vec(&self.schedules) else {
+            return;
+        };
+        if self.schedules_saved.as_deref() == Some(&v[..]) {
+            return;
+        }
+        match self.registry.store().put_state(POWER_SCHEDULES, &v) {
+            Ok(()) => self.schedules_saved = Some(v),
+            Err(e) => tracing::error!(error = %e, "cannot store the power schedules"),
         }
     }
 
@@ -2687,6 +2749,14 @@ impl Engine {
         self.occupancy(now, b);
         self.history(now)?;
         self.no_shows(now, b)?;
+        // Bookings made since the schedule was read, checked against its dark hours.
+        if now.timestamp() - self.unpowered_at >= UNPOWERED_EVERY_S
+            && self.schedules.plan.outages_after(now.timestamp()) > 0
+        {
+            self.unpowered_at = now.timestamp();
+            self.unpowered_bookings(b);
+            self.save_schedules();
+        }
         // Bookings that ended more than a day ago open nothing: out of memory (they stay in the
         // store). Once an hour.
         if self.timers.due(Timer::Prune, at) {
@@ -2940,7 +3010,7 @@ impl Engine {
                 let dark = self.schedules.plan.dark_secs(
                     self.site.rooms[i].supply,
                     start - grace,
-                    start + self.judge.lookback(),
+                    start + self.judge.after_s(),
                 ) > 0;
                 if start >= from.timestamp() && start <= t && !dark {
                     candidates.push((i, booking.clone(), start, end));

@@ -704,6 +704,37 @@ fn a_booking_in_an_outage_is_reported_once_and_not_judged_a_no_show() {
             .dark_secs(crate::domain::RoomSupply::Generator, day.0 - 3_600, day.1),
         90 * 60
     );
+    // A booking made after the schedule was read (through the REST API), in the dark hours:
+    // reported at the next look (every five minutes), with the schedule unchanged.
+    let (tx, rx) = sync_channel(1);
+    let item: std::collections::BTreeMap<String, String> = [
+        ("external_id", "booked-later"),
+        ("room", "coworking"),
+        ("kind", "meeting"),
+        ("organiser", "marta"),
+        ("start", "2026-03-03T11:00:00Z"),
+        ("end", "2026-03-03T11:30:00Z"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let now = f.clock.at(Duration::from_secs(2));
+    f.engine.handle_request(
+        Control::ApiBookings {
+            source: SourceId::parse("test").unwrap(),
+            items: vec![item],
+            actor: Actor::Cli("test".into()),
+            reply: tx,
+        },
+        now,
+    );
+    f.engine.commit(now).unwrap();
+    for e in effects(&mut f.engine) {
+        if let Effect::Answer(a) = e {
+            a.send();
+        }
+    }
+    assert!(rx.try_recv().is_ok(), "the booking was answered");
     // To 14:30: nobody came to either booking. The one in the dark is not a no-show; the one
     // after the outage is.
     for s in (2..=23_400).step_by(10) {
@@ -722,4 +753,15 @@ fn a_booking_in_an_outage_is_reported_once_and_not_judged_a_no_show() {
         })
         .collect();
     assert_eq!(no_shows, ["lit"]);
+    let dark: Vec<String> = f
+        .store
+        .outbox(100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "booking_unpowered")
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e.body).unwrap()["external_id"].to_string()
+        })
+        .collect();
+    assert_eq!(dark, ["\"dark\"", "\"booked-later\""]);
 }

@@ -191,15 +191,19 @@ pub async fn day(
                     end: rfc(end),
                     status: word(&b.status),
                     no_show: no_shows.contains(&b.key),
-                    dark: plan
-                        .dark(
+                    // What the booking system was told of: confirmed bookings only.
+                    dark: if b.status != crate::domain::BookingStatus::Confirmed {
+                        Vec::new()
+                    } else {
+                        plan.dark(
                             s.site.room(b.room).map(|r| r.supply).unwrap_or_default(),
                             start,
                             end,
                         )
                         .into_iter()
                         .map(|(a, z)| [rfc(a), rfc(z)])
-                        .collect(),
+                        .collect()
+                    },
                 },
             )
         })

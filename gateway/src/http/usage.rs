@@ -147,9 +147,11 @@ pub async fn utilisation(
             let buckets: Vec<_> = store
                 .history(id, f, u)?
                 .into_iter()
+                // A bucket wholly in the dark is left out; one partly so (an hourly bucket of
+                // older history) is kept: the room was empty in the dark part anyway.
                 .filter(|b| {
                     let (s, e) = (b.start, b.start + i64::from(b.span_s));
-                    !dark.iter().any(|(a, z)| s < *z && e > *a)
+                    !dark.iter().any(|(a, z)| *a <= s && e <= *z)
                 })
                 .collect();
             let mine: Vec<_> = bookings
