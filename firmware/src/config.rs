@@ -163,6 +163,29 @@ pub struct DoorNodeFile {
     /// `[clock]`: the synchronised-clock flag and the real-time clock.
     #[serde(default)]
     pub clock: ClockConfig,
+    /// `[battery]`: an INA219 gauge on the backup battery, if fitted.
+    #[serde(default)]
+    pub battery: Option<BatteryConfig>,
+}
+
+/// `[battery]`: where the battery's INA219 gauge is.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatteryConfig {
+    /// The I2C bus (1 on a Raspberry Pi's header).
+    #[serde(default = "bus1")]
+    pub i2c_bus: u8,
+    /// Its address (0x40 on most UPS HATs; 64 in decimal).
+    #[serde(default = "ina219_address")]
+    pub address: u8,
+}
+
+fn bus1() -> u8 {
+    1
+}
+
+fn ina219_address() -> u8 {
+    0x40
 }
 
 /// `[node]` of a sensor node.

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use kombinat_firmware::config::{DoorNodeFile, ReaderConfig, State};
 use kombinat_firmware::door::{DoorController, DoorPins, Outputs, Supply};
+use kombinat_firmware::drivers::battery::BatteryGauge;
 use kombinat_firmware::drivers::mfrc522::CardReader;
 use kombinat_firmware::drivers::rtc::Rtc;
 use kombinat_firmware::mqtt::{deliver, door_subscriptions, parse_door, Clock, MqttLink};
@@ -95,6 +96,20 @@ fn main() -> Result<()> {
     // The supply and the alert contact, where wired (mains high while present; the contact to
     // ground when closed).
     let mains = p.mains.map(input).transpose()?;
+    // The battery's gauge, read every ten seconds (the voltage moves slowly).
+    let mut gauge = match file.battery {
+        Some(b) => Some(
+            BatteryGauge::new(
+                rppal::i2c::I2c::with_bus(b.i2c_bus)
+                    .with_context(|| format!("I2C bus {}", b.i2c_bus))?,
+                b.address,
+            )
+            .map_err(|e| anyhow::anyhow!("battery gauge: {e:?}"))?,
+        ),
+        None => None,
+    };
+    let mut battery_mv: Option<u32> = None;
+    let mut gauge_read: Option<std::time::Instant> = None;
     let alert = p.alert.map(input).transpose()?;
     // The time at boot: the system's once synchronised, else the RTC's, else none (offline
     // decisions then grant only what holds at any hour).
@@ -159,11 +174,22 @@ fn main() -> Result<()> {
             }
             let inputs = pins.0.read().map_err(|e| anyhow::anyhow!("{e:?}"))?;
             let out = node.tick(inputs, t, &mut link);
+            if let Some(g) = gauge.as_mut() {
+                if gauge_read.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(10)) {
+                    gauge_read = Some(std::time::Instant::now());
+                    battery_mv = match g.millivolts() {
+                        Ok(mv) => Some(mv),
+                        Err(e) => {
+                            tracing::warn!("battery gauge: {e:?}");
+                            None
+                        }
+                    };
+                }
+            }
             if mains.is_some() || alert.is_some() {
                 let supply = Supply {
                     mains: mains.as_ref().map(|m| m.is_high()),
-                    // No battery gauge on this wiring: the protocol carries one if fitted.
-                    battery_mv: None,
+                    battery_mv,
                     alert: alert.as_ref().map(|a| a.is_low()),
                 };
                 node.supply(supply, t, &mut link);
