@@ -31,21 +31,13 @@ fn get(url: &str, token: Option<&str>) -> (u16, String) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_comes_alive_and_stops_cleanly() {
+/// `kombinat demo` with `args` on free ports: (http port, mqtt port, the process, its lines).
+fn demo(args: &[&str]) -> (u16, u16, std::process::Child, mpsc::Receiver<String>) {
     let (http, mqtt) = (free_port(), free_port());
+    let (http_at, mqtt_at) = (format!("127.0.0.1:{http}"), format!("127.0.0.1:{mqtt}"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_kombinat"))
-        .args([
-            "demo",
-            "--http",
-            &format!("127.0.0.1:{http}"),
-            "--mqtt",
-            &format!("127.0.0.1:{mqtt}"),
-            "--speed",
-            "60",
-            "--start",
-            "08:45",
-        ])
+        .args(["demo", "--http", &http_at, "--mqtt", &mqtt_at])
+        .args(args)
         .env("RUST_LOG", "warn,rumqttd=off")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -60,6 +52,12 @@ async fn the_demo_comes_alive_and_stops_cleanly() {
             }
         }
     });
+    (http, mqtt, child, lines)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_comes_alive_and_stops_cleanly() {
+    let (http, mqtt, mut child, lines) = demo(&["--speed", "60", "--start", "08:45"]);
     let started = Instant::now();
     let kyiv_today = || {
         chrono::Utc::now()
@@ -236,32 +234,7 @@ async fn the_demo_comes_alive_and_stops_cleanly() {
 /// door shed; the test reads the same from the dashboard's API and prints how long it took.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drill_shows_shelter_mode_the_roll_call_and_the_doors_on_battery() {
-    let (http, mqtt) = (free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kombinat"))
-        .args([
-            "demo",
-            "--http",
-            &format!("127.0.0.1:{http}"),
-            "--mqtt",
-            &format!("127.0.0.1:{mqtt}"),
-            "--speed",
-            "30",
-            "--drill",
-        ])
-        .env("RUST_LOG", "warn,rumqttd=off")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the kombinat binary runs");
-    let (tx, lines) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
+    let (http, _mqtt, mut child, lines) = demo(&["--speed", "30", "--drill"]);
     let mut said = Vec::new();
     let login = loop {
         let l = lines

@@ -617,25 +617,19 @@ fn a_booking_in_an_outage_is_reported_once_and_not_judged_a_no_show() {
             until: w0 + chrono::Duration::days(60),
         }))
     };
-    // The grid is cut 09:00-12:00; the coworking floor is not touched at 14:00.
+    // The grid is cut 09:00-12:00; the coworking floor is not touched at 14:00. Read twice,
+    // unchanged: reported once.
     let now = f.clock.at(Duration::from_secs(1));
-    f.engine.handle_request(
-        Control::Feed {
-            feed: 0,
-            fetched: read(vec![occurrence(9, 3)]),
-        },
-        now,
-    );
-    f.engine.commit(now).unwrap();
-    // Read again, unchanged: not reported twice.
-    f.engine.handle_request(
-        Control::Feed {
-            feed: 0,
-            fetched: read(vec![occurrence(9, 3)]),
-        },
-        now,
-    );
-    f.engine.commit(now).unwrap();
+    for _ in 0..2 {
+        f.engine.handle_request(
+            Control::Feed {
+                feed: 0,
+                fetched: read(vec![occurrence(9, 3)]),
+            },
+            now,
+        );
+        f.engine.commit(now).unwrap();
+    }
     let outbox = f.store.outbox(100).unwrap();
     let dark: Vec<_> = outbox
         .iter()
