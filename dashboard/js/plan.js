@@ -59,11 +59,11 @@ export function drawFloor(site, floorId, live, onRoom) {
     const g = s('g', { class: 'room-group', 'data-room': r.id });
     const poly = s('polygon', {
       points: pts,
-      class: `room ${occClass(now.count, r.capacity)}`,
+      class: `room ${occClass(now.count, r.capacity)}${now.dark ? ' dark' : ''}`,
       tabindex: 0,
       role: 'button',
       'data-room': r.id,
-      'aria-label': t('room.aria', { name: r.name, n: now.count }),
+      'aria-label': now.dark ? `${t('room.aria', { name: r.name, n: now.count })}, ${t('plan.legend.dark')}` : t('room.aria', { name: r.name, n: now.count }),
       onclick: () => onRoom(r.id),
       onkeydown: (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); onRoom(r.id); } },
     });

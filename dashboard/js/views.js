@@ -53,7 +53,8 @@ export const planView = {
         s('svg', { viewBox: '0 0 3 1', width: 36, height: 12, 'aria-hidden': 'true' },
           ['closed', 'open', 'alarm'].map((c, i) => s('circle', { class: `door ${c}`, cx: 0.5 + i, cy: 0.5, r: 0.4 }))),
         ' ', t('plan.legend.door')),
-      h('span', { class: 'muted' }, h('span', { class: 'swatch alarmed' }), t('plan.legend.alarm')));
+      h('span', { class: 'muted' }, h('span', { class: 'swatch alarmed' }), t('plan.legend.alarm')),
+      h('span', { class: 'muted' }, h('span', { class: 'swatch dark' }), t('plan.legend.dark')));
     // A phone shows the floor as a list of its rooms (a plan that small cannot be read).
     this.list = h('ul', { class: 'room-list', id: 'room-list' });
     this.floorId = current && current.id;

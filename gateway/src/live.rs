@@ -32,6 +32,8 @@ pub struct RoomNow {
     pub co2_ppm: Option<u32>,
     /// Fire-safety capacity, if set.
     pub capacity: Option<u32>,
+    /// Without power now by the outage schedule (its supply does not cover the outage).
+    pub dark: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -227,6 +229,7 @@ impl Live {
                     basis: "none".into(),
                     co2_ppm: None,
                     capacity: r.capacity,
+                    dark: false,
                 })
                 .collect(),
             doors: site

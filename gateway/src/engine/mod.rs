@@ -423,6 +423,8 @@ pub struct Engine {
     closed: crate::domain::WeeklySchedule,
     /// The occupancy last published per room.
     published: Vec<Option<Estimate>>,
+    /// Per room: dark now by the outage schedule, as last published.
+    dark_now: Vec<bool>,
     /// History buckets from the estimates.
     recorder: Recorder,
     /// No-shows.
@@ -663,6 +665,7 @@ impl Engine {
             clock_checked,
             occupied: vec![None; rooms],
             published: vec![None; rooms],
+            dark_now: vec![false; rooms],
             now,
             timers,
             batch: Batch::default(),
@@ -2848,19 +2851,33 @@ impl Engine {
         let t = now.timestamp();
         let closed = self.closed.contains(&self.site.local_time(now));
         self.estimator.tick(t, |_| closed);
+        // Which supplies are without power this second (once, not per room).
+        let plan = &self.schedules.plan;
+        let dark_of = |supply| plan.dark_secs(supply, t, t + 1) > 0;
+        let (dark_grid, dark_generator) = (
+            dark_of(crate::domain::RoomSupply::Grid),
+            dark_of(crate::domain::RoomSupply::Generator),
+        );
         for (i, room) in self.site.rooms.iter().enumerate() {
             let e = self.estimator.estimate(i, t);
+            let dark = match room.supply {
+                crate::domain::RoomSupply::Grid => dark_grid,
+                crate::domain::RoomSupply::Generator => dark_generator,
+                crate::domain::RoomSupply::Backed => false,
+            };
             let ppm = |e: &Estimate| e.co2_ppm.map(|c| c.round() as i64);
-            let changed = self.published[i].is_none_or(|p| {
-                p.count != e.count
-                    || p.occupied != e.occupied
-                    || p.basis != e.basis
-                    || ppm(&p) != ppm(&e)
-            });
+            let changed = self.dark_now[i] != dark
+                || self.published[i].is_none_or(|p| {
+                    p.count != e.count
+                        || p.occupied != e.occupied
+                        || p.basis != e.basis
+                        || ppm(&p) != ppm(&e)
+                });
             if !changed {
                 continue;
             }
             self.published[i] = Some(e);
+            self.dark_now[i] = dark;
             self.registry.set_occupancy(
                 i,
                 crate::access::capacity_count(e.count, e.basis, e.confidence),
@@ -2878,6 +2895,7 @@ impl Engine {
                         .unwrap_or_default(),
                     co2_ppm: e.co2_ppm.map(|c| c.round().max(0.0) as u32),
                     capacity: room.capacity,
+                    dark,
                 },
             );
             // The booking system hears when a room becomes occupied or empty (through the

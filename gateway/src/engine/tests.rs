@@ -731,10 +731,23 @@ fn a_booking_in_an_outage_is_reported_once_and_not_judged_a_no_show() {
     assert!(rx.try_recv().is_ok(), "the booking was answered");
     // To 14:30: nobody came to either booking. The one in the dark is not a no-show; the one
     // after the outage is.
+    let dark_now = |f: &Fixture, room: &str| {
+        f.live
+            .view()
+            .rooms
+            .iter()
+            .find(|r| r.room == room)
+            .map(|r| r.dark)
+    };
     for s in (2..=23_400).step_by(10) {
         let now = f.clock.at(Duration::from_secs(s));
         f.engine.handle_timeout(now).unwrap();
         f.engine.commit(now).unwrap();
+        // The plan shows the coworking floor dark from 09:00 to 12:00, the shelter never.
+        if s == 2 || s == 7_200 || s == 14_410 {
+            assert_eq!(dark_now(&f, "coworking"), Some(s == 7_200), "at {s} s");
+            assert_eq!(dark_now(&f, "shelter"), Some(false));
+        }
     }
     let no_shows: Vec<String> = f
         .store
