@@ -7,7 +7,10 @@
 //! - `tap`: a door node client signs a tap, the gateway verifies, decides, appends the decision to
 //!   the audit log durably and publishes the signed decision; the client waits for it;
 //! - `echo`: the same client against a trivial responder that answers each message at once;
-//! - `append`: the store's durable append of one audit record, alone.
+//! - `append`: the store's durable append of one audit record, alone;
+//! - `alert_input`: the door node's signed dry-contact message (a siren relay closing, then
+//!   opening) to the shelter door's node told to release (then back to normal): the input's
+//!   counter stored, the site mode switched and logged, the command signed and published.
 //!
 //! Prints the `bench:` lines of shared/design/BENCH.md. `--quick` (and `cargo test`) runs a few
 //! hundred taps so CI proves it still works. Nothing here asserts a time.
@@ -69,8 +72,68 @@ async fn load(port: u16, per_tick: usize) -> tokio::task::JoinHandle<()> {
 }
 
 struct Figures {
+    /// Dry contact to the shelter door's command, each toggle.
+    alert: Vec<f64>,
     tap: Vec<f64>,
     echo: Vec<f64>,
+}
+
+/// The siren's dry contact toggled `n` times on the cowork door's node (an `[[alert_inputs]]`
+/// node): each closing until the shelter door's node is told `release`, each opening until it
+/// is told `normal`.
+async fn measure_alert(port: u16, key: &DeviceKey, n: usize) -> Vec<Duration> {
+    let device = DeviceId::parse("door-cowork").unwrap();
+    let shelter = DoorId::parse("d-shelter").unwrap();
+    let (siren, mut commands) = client(
+        port,
+        "bench-siren",
+        &[Topic::Door(shelter, DoorTopic::Command).to_string(PREFIX)],
+    )
+    .await;
+    let topic = Topic::AlertInput(device).to_string(PREFIX);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n + 4 {
+        let active = i % 2 == 0;
+        let mut a = kombinat_protocol::device::AlertInput {
+            v: VERSION,
+            device,
+            // Past every tap's counter.
+            counter: 1_000_000 + i as u64,
+            active,
+            mac: Default::default(),
+        };
+        a.sign(key);
+        let t0 = Instant::now();
+        siren
+            .publish(
+                topic.clone(),
+                QoS::AtLeastOnce,
+                false,
+                serde_json::to_vec(&a).unwrap(),
+            )
+            .await
+            .unwrap();
+        // The shelter door's next command that matches (a release may be told again).
+        loop {
+            let p = tokio::time::timeout(Duration::from_secs(10), commands.recv())
+                .await
+                .expect("the shelter door told within 10 s")
+                .expect("connected");
+            let c: door::Command = serde_json::from_slice(&p).unwrap();
+            let want = if active {
+                door::Action::Release
+            } else {
+                door::Action::Normal
+            };
+            if c.action == want {
+                break;
+            }
+        }
+        if i >= 4 {
+            out.push(t0.elapsed());
+        }
+    }
+    out
 }
 
 async fn measure(port: u16, data: &Path, key: &DeviceKey, taps: usize, per_tick: usize) -> Figures {
@@ -138,8 +201,10 @@ async fn measure(port: u16, data: &Path, key: &DeviceKey, taps: usize, per_tick:
         }
         assert!(d.allow && d.tap == t.counter && d.verify(key));
     }
+    let alert = measure_alert(port, key, (taps / 25).max(20)).await;
     load.abort();
     Figures {
+        alert: micros(alert),
         tap: micros(tap),
         echo: micros(echo),
     }
@@ -174,6 +239,36 @@ fn report(name: &str, f: &Figures, append: &[f64]) {
     println!("bench: echo_p99_{name} {e99:.0} us");
     println!("bench: tap_p50_ratio_{name} {:.2} ratio", t50 / (e50 + a50));
     println!("bench: tap_p99_ratio_{name} {:.2} ratio", t99 / (e99 + a99));
+    let (i50, i99) = (percentile(&f.alert, 0.5), percentile(&f.alert, 0.99));
+    println!("bench: input_to_release_p50_{name} {i50:.0} us");
+    println!("bench: input_to_release_p99_{name} {i99:.0} us");
+    println!(
+        "bench: input_to_release_p50_ratio_{name} {:.2} ratio",
+        i50 / (e50 + a50)
+    );
+}
+
+/// The shelter door's node, and the cowork door's node's dry contact as an alert input.
+fn prepare_siren(data: &Path, config: &mut kombinat::config::Config) {
+    let site_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/site.example.toml");
+    let site = std::sync::Arc::new(kombinat::site_file::load(&site_path).unwrap());
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(SledStore::open(data).unwrap());
+    let now = Utc::now();
+    let mut g = kombinat::registry::Registry::open(site, store, now).unwrap();
+    g.add_device(
+        kombinat::domain::Device {
+            id: DeviceId::parse("door-shelter").unwrap(),
+            kind: kombinat::domain::DeviceKind::Door,
+            door: Some(DoorId::parse("d-shelter").unwrap()),
+            room: None,
+            key: DeviceKey::from_bytes([43; 32]),
+            added_at: now,
+        },
+        Actor::Cli("bench".into()),
+        now,
+    )
+    .unwrap();
+    config.alert_inputs = vec![DeviceId::parse("door-cowork").unwrap()];
 }
 
 fn main() {
@@ -198,10 +293,10 @@ fn main() {
     // Embedded broker.
     let dir = tempfile::tempdir().unwrap();
     prepare(dir.path(), &key);
+    let mut cfg = config(dir.path(), "embedded");
+    prepare_siren(dir.path(), &mut cfg);
     let f = rt.block_on(async {
-        let gw = kombinat::service::start(config(dir.path(), "embedded"))
-            .await
-            .unwrap();
+        let gw = kombinat::service::start(cfg).await.unwrap();
         assert!(gw.ready(Duration::from_secs(10)).await);
         let f = measure(gw.mqtt_addr.port(), dir.path(), &key, taps, per_tick).await;
         let readings = gw.stats.readings.load(std::sync::atomic::Ordering::Relaxed);
@@ -223,8 +318,10 @@ fn main() {
         Some(mut child) => {
             let data = dir.path().join("data");
             prepare(&data, &key);
+            let mut cfg = config(&data, &format!("mqtt://127.0.0.1:{port}"));
+            prepare_siren(&data, &mut cfg);
             let f = rt.block_on(async {
-                let gw = kombinat::service::start(config(&data, &format!("mqtt://127.0.0.1:{port}"))).await.unwrap();
+                let gw = kombinat::service::start(cfg).await.unwrap();
                 assert!(gw.ready(Duration::from_secs(10)).await);
                 let f = measure(port, &data, &key, taps, per_tick).await;
                 let readings = gw.stats.readings.load(std::sync::atomic::Ordering::Relaxed);

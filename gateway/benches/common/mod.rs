@@ -177,7 +177,7 @@ pub fn bench_account(config: &mut Config, id: &str) {
 }
 
 /// The service configuration for `broker`, with accounts on the embedded broker for the
-/// benchmarks' clients `bench-load`, `bench-echo`, `bench-asker` and `bench-door`.
+/// benchmarks' clients `bench-load`, `bench-echo`, `bench-asker`, `bench-door` and `bench-siren`.
 pub fn config(data: &Path, broker: &str) -> Config {
     let site = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/site.example.toml");
     let mut config = Config::parse(
@@ -186,7 +186,13 @@ pub fn config(data: &Path, broker: &str) -> Config {
     )
     .unwrap();
     config.clock_check = kombinat::clock_sync::ClockCheck::None;
-    for id in ["bench-load", "bench-echo", "bench-asker", "bench-door"] {
+    for id in [
+        "bench-load",
+        "bench-echo",
+        "bench-asker",
+        "bench-door",
+        "bench-siren",
+    ] {
         bench_account(&mut config, id);
     }
     config
