@@ -51,7 +51,7 @@ impl Default for PowerPolicy {
 }
 
 /// One node's power as last reported.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NodePower {
     /// Mains present.
     pub mains: bool,
@@ -66,6 +66,7 @@ pub struct NodePower {
     /// The node is to shed load.
     pub shed: bool,
     /// Battery readings since mains was lost: (seconds, millivolts).
+    #[serde(default)]
     samples: Vec<(i64, u32)>,
 }
 
@@ -120,6 +121,20 @@ impl PowerBook {
     /// The thresholds.
     pub fn policy(&self) -> PowerPolicy {
         self.policy
+    }
+
+    /// What to keep over a restart: every node's state (JSON). Kept, a node still on battery
+    /// after a restart is not news again, and one whose mains came back meanwhile is.
+    pub fn state(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.nodes).unwrap_or_default()
+    }
+
+    /// A book under `policy` taken up from [`PowerBook::state`] (empty if it does not read).
+    pub fn restore(policy: PowerPolicy, state: &[u8]) -> Self {
+        PowerBook {
+            policy,
+            nodes: serde_json::from_slice(state).unwrap_or_default(),
+        }
     }
 
     /// Whether a report would change anything ([`PowerBook::report`] would say something), left
@@ -568,6 +583,22 @@ mod tests {
         let mut c = PowerBook::new(PowerPolicy::default());
         c.report(d, false, Some(10_000), 0);
         assert!(!c.shed(d));
+    }
+
+    #[test]
+    fn a_restart_keeps_what_is_known_so_the_same_news_is_not_news_twice() {
+        let mut b = PowerBook::new(policy());
+        let (d, e) = (dev("door-main"), dev("door-side"));
+        b.report(d, false, Some(11_400), 100);
+        b.report(e, false, Some(12_600), 100);
+        let mut c = PowerBook::restore(policy(), &b.state());
+        assert!(c.shed(d), "still shed after the restart");
+        assert_eq!(c.report(d, false, Some(11_390), 200), vec![]);
+        assert_eq!(
+            c.report(e, true, Some(13_500), 300),
+            vec![PowerChange::MainsBack(e, 200)]
+        );
+        assert_eq!(PowerBook::restore(policy(), b"garbage").site().nodes, 0);
     }
 
     #[test]

@@ -329,6 +329,8 @@ const FEEDS_FAILING: &str = "feeds/failing";
 /// The power schedules as last read, and the bookings already reported as falling in the dark
 /// (JSON: [`PowerSchedules`]); the HTTP side reads it too.
 pub const POWER_SCHEDULES: &str = "power/schedules";
+/// Each node's power as last reported (JSON), kept over a restart.
+const POWER_NODES: &str = "power/nodes";
 
 /// What is kept of the power schedules over a restart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -567,7 +569,12 @@ impl Engine {
             .collect();
         let judge = Judge::new(config.occupancy.no_show_after_min, wall.timestamp());
         let estimator = restored_estimator(&site, store.as_ref(), rooms, wall);
-        let power = kombinat_core::power::PowerBook::new(config.power);
+        // What the nodes said of their power before a restart: a node still on battery is
+        // not news again, one whose mains came back meanwhile is.
+        let power = match store.state(POWER_NODES).ok().flatten() {
+            Some(v) => kombinat_core::power::PowerBook::restore(config.power, &v),
+            None => kombinat_core::power::PowerBook::new(config.power),
+        };
         let power_feeds: Vec<crate::domain::Feed> = site.feeds.clone();
         // The feeds, then the nodes' dry-contact inputs: one rule for all.
         let alert_count = config.alert_feeds.len();
@@ -2170,6 +2177,14 @@ impl Engine {
         let changes = self.power.report(device, mains, mv, now.timestamp());
         if changes.is_empty() {
             return;
+        }
+        // Stored on a change only (a heartbeat's voltage is not worth an SD card write).
+        if let Err(e) = self
+            .registry
+            .store()
+            .put_state(POWER_NODES, &self.power.state())
+        {
+            tracing::error!(error = %e, "cannot store the nodes' power");
         }
         let volts = |mv: u32| format!("{:.2} V", f64::from(mv) / 1000.0);
         let door = self
