@@ -344,6 +344,16 @@ pub struct PowerSchedules {
     pub told: BTreeSet<(String, i64)>,
 }
 
+impl PowerSchedules {
+    /// As last stored (nothing read yet, or unreadable: none).
+    pub fn read(store: &dyn Store) -> Result<Self, crate::store::StoreError> {
+        Ok(store
+            .state(POWER_SCHEDULES)?
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_default())
+    }
+}
+
 /// How often bookings are looked at again for the dark hours (bookings change between reads
 /// of an unchanged schedule).
 const UNPOWERED_EVERY_S: i64 = 300;
@@ -639,12 +649,7 @@ impl Engine {
             alerts_saved: None,
             power,
             schedules: {
-                let mut s: PowerSchedules = store
-                    .state(POWER_SCHEDULES)
-                    .ok()
-                    .flatten()
-                    .and_then(|v| serde_json::from_slice(&v).ok())
-                    .unwrap_or_default();
+                let mut s = PowerSchedules::read(store.as_ref()).unwrap_or_default();
                 // Feeds gone from the site file (or of another kind now) darken nothing.
                 let current: Vec<(String, bool)> = power_feeds
                     .iter()

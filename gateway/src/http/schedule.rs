@@ -162,11 +162,7 @@ pub async fn day(
             }
             since = last;
         }
-        let plan = store
-            .state(crate::engine::POWER_SCHEDULES)?
-            .and_then(|v| serde_json::from_slice::<crate::engine::PowerSchedules>(&v).ok())
-            .map(|s| s.plan)
-            .unwrap_or_default();
+        let plan = crate::engine::PowerSchedules::read(store.as_ref())?.plan;
         Ok::<_, crate::store::StoreError>((bookings, names, no_shows, plan))
     })
     .await?

@@ -135,11 +135,7 @@ pub async fn utilisation(
         let bookings = store.bookings()?;
         // The power schedules' dark hours are left out: an empty room without power is not an
         // unused one.
-        let plan = store
-            .state(crate::engine::POWER_SCHEDULES)?
-            .and_then(|v| serde_json::from_slice::<crate::engine::PowerSchedules>(&v).ok())
-            .map(|s| s.plan)
-            .unwrap_or_default();
+        let plan = crate::engine::PowerSchedules::read(store.as_ref())?.plan;
         let mut out = Vec::with_capacity(rooms.len());
         for id in rooms {
             let supply = site.room(id).map(|r| r.supply).unwrap_or_default();
