@@ -134,11 +134,24 @@ pub fn app(state: AppState) -> Router {
 /// HTTPS browsers are told to stay on it.
 pub async fn security_headers(req: Request, next: Next, https: bool) -> Response {
     let api = req.uri().path().starts_with("/api/");
+    let with_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
     let mut res = next.run(req).await;
+    let refused = res.status().is_client_error();
     let h = res.headers_mut();
     let set = |h: &mut HeaderMap, k: header::HeaderName, v: &'static str| {
         h.insert(k, HeaderValue::from_static(v));
     };
+    if with_body && refused {
+        // A request refused before its body was read (no session, a wrong role, too big): the
+        // server closes the connection rather than read the rest, so it says so, and the
+        // client does not send its next request down a connection about to close (RFC 9112
+        // 9.6). Without it a client's next request failed now and then, unanswered.
+        set(h, header::CONNECTION, "close");
+    }
     set(
         h,
         header::CONTENT_SECURITY_POLICY,
