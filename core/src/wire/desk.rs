@@ -207,12 +207,47 @@ pub struct Health {
     pub was_online: bool,
 }
 
+/// What a device sends on one of its topics. MQTT keeps one sender's messages in order on each
+/// topic, not across topics (a broker may hand over a node's power report before the reading it
+/// sent first), so each topic's counters are checked against that topic's alone: a message is
+/// a replay when its counter is not above the last one taken on its topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Tap,
+    State,
+    OfflineLog,
+    Reading,
+    Power,
+    Alert,
+    ModeSet,
+}
+
+/// The last counter taken from a device on each of its topics ([`Stream`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Streams([ReplayGuard; 7]);
+
+impl Streams {
+    /// Every topic past `last` (a stored mark: the last counter taken on any).
+    fn after(last: u64) -> Self {
+        Streams([ReplayGuard::after(last); 7])
+    }
+
+    fn get(&mut self, stream: Stream) -> &mut ReplayGuard {
+        &mut self.0[stream as usize]
+    }
+
+    /// The last counter taken on any topic.
+    fn last(&self) -> u64 {
+        self.0.iter().map(ReplayGuard::last).max().unwrap_or(0)
+    }
+}
+
 struct DeviceState {
     device: Device,
     /// Tap counters decided online lately, so an offline log entry for a tap the gateway also
     /// answered (it reached the gateway late) is not stored a second time.
     online_taps: std::collections::VecDeque<u64>,
-    rx: ReplayGuard,
+    rx: Streams,
     tx: u64,
     /// `tx` as last stored.
     stored_tx: u64,
@@ -293,7 +328,7 @@ impl Desk {
         }
         for m in marks {
             if let Some(s) = m.device.and_then(|id| d.devices.get_mut(&id)) {
-                s.rx = ReplayGuard::after(m.rx);
+                s.rx = Streams::after(m.rx);
                 // Counters are stored every few minutes, not with every message: after a crash
                 // the last minutes' messages to the node may have used counters past the stored
                 // one, so the gateway's counter jumps ahead (the node only needs it to grow;
@@ -332,8 +367,9 @@ impl Desk {
                     s.offline_up_to = s.offline_up_to.max(tap);
                 } else {
                     remember(&mut s.online_taps, tap);
-                    if tap > s.rx.last() {
-                        s.rx = ReplayGuard::after(tap);
+                    let taps = s.rx.get(Stream::Tap);
+                    if tap > taps.last() {
+                        *taps = ReplayGuard::after(tap);
                     }
                 }
             }
@@ -365,7 +401,7 @@ impl Desk {
                     DeviceState {
                         device: dev,
                         online_taps: Default::default(),
-                        rx: ReplayGuard::default(),
+                        rx: Streams::default(),
                         tx: self.tx_floor,
                         stored_tx: 0,
                         offline_up_to: 0,
@@ -461,6 +497,7 @@ impl Desk {
         kind: DeviceKind,
         door: Option<DoorId>,
         msg: &M,
+        stream: Stream,
         now: DateTime<Utc>,
     ) -> Result<(), Rejected> {
         let s = self
@@ -473,7 +510,7 @@ impl Desk {
         if !msg.verify(&s.device.key) {
             return Err(Rejected::BadMac(device.to_string()));
         }
-        accept_counter(&mut s.rx, device, msg.counter())?;
+        accept_counter(s.rx.get(stream), device, msg.counter())?;
         s.health.last_seen = Some(now);
         self.mark_dirty(device);
         Ok(())
@@ -516,7 +553,14 @@ impl Desk {
         if tap.door != door {
             return Err(Rejected::NotItsTopic(tap.device.to_string()));
         }
-        self.verify(tap.device, DeviceKind::Door, Some(door), &tap, now)?;
+        self.verify(
+            tap.device,
+            DeviceKind::Door,
+            Some(door),
+            &tap,
+            Stream::Tap,
+            now,
+        )?;
         if let Some(s) = self.devices.get_mut(&tap.device) {
             remember(&mut s.online_taps, tap.counter);
         }
@@ -566,7 +610,14 @@ impl Desk {
         if st.door != door {
             return Err(Rejected::NotItsTopic(st.device.to_string()));
         }
-        self.verify(st.device, DeviceKind::Door, Some(door), &st, now)?;
+        self.verify(
+            st.device,
+            DeviceKind::Door,
+            Some(door),
+            &st,
+            Stream::State,
+            now,
+        )?;
         let before = self.doors.get(&door).copied();
         let after = DoorStatus {
             contact: st.contact,
@@ -745,7 +796,14 @@ impl Desk {
         if log.door != door {
             return Err(Rejected::NotItsTopic(log.device.to_string()));
         }
-        self.verify(log.device, DeviceKind::Door, Some(door), &log, now)?;
+        self.verify(
+            log.device,
+            DeviceKind::Door,
+            Some(door),
+            &log,
+            Stream::OfflineLog,
+            now,
+        )?;
         let Some(s) = self.devices.get_mut(&log.device) else {
             return Err(Rejected::UnknownDevice(log.device.to_string()));
         };
@@ -859,7 +917,7 @@ impl Desk {
         // A reading is unsigned, but its counter still grows with every reading the node sends
         // (protocol/README.md): one delivered twice (QoS 1 redelivers) or replayed would count
         // its people twice.
-        accept_counter(&mut s.rx, device, r.counter)?;
+        accept_counter(s.rx.get(Stream::Reading), device, r.counter)?;
         s.health.last_seen = Some(now);
         self.mark_dirty(device);
         Ok((room, r.reading))
@@ -875,7 +933,14 @@ impl Desk {
         if m.v != VERSION {
             return Err(Rejected::Version(m.v));
         }
-        self.verify(m.device, DeviceKind::AlertFeed, None, &m, now)?;
+        self.verify(
+            m.device,
+            DeviceKind::AlertFeed,
+            None,
+            &m,
+            Stream::ModeSet,
+            now,
+        )?;
         Ok((m.mode, m.device))
     }
 
@@ -891,7 +956,7 @@ impl Desk {
         if p.v != VERSION {
             return Err(Rejected::Version(p.v));
         }
-        self.verify_node(device, p.device, &p, now)?;
+        self.verify_node(device, p.device, &p, Stream::Power, now)?;
         Ok((p.mains, p.battery_mv))
     }
 
@@ -906,7 +971,7 @@ impl Desk {
         if a.v != VERSION {
             return Err(Rejected::Version(a.v));
         }
-        self.verify_node(device, a.device, &a, now)?;
+        self.verify_node(device, a.device, &a, Stream::Alert, now)?;
         Ok(a.active)
     }
 
@@ -916,6 +981,7 @@ impl Desk {
         topic_device: DeviceId,
         device: DeviceId,
         msg: &M,
+        stream: Stream,
         now: DateTime<Utc>,
     ) -> Result<(), Rejected> {
         if device != topic_device {
@@ -929,7 +995,7 @@ impl Desk {
         if kind == DeviceKind::AlertFeed {
             return Err(Rejected::NotItsTopic(device.to_string()));
         }
-        self.verify(device, kind, None, msg, now)
+        self.verify(device, kind, None, msg, stream, now)
     }
 
     /// The retained site mode message.
@@ -1335,6 +1401,60 @@ mod tests {
         assert!(desk
             .handle_reading(sensor.id, reading(7).as_bytes(), now)
             .is_ok());
+    }
+
+    #[test]
+    fn each_topic_keeps_its_own_order_and_a_replay_on_any_is_refused() {
+        let sensor = Device {
+            id: DeviceId::parse("sensor-meeting").unwrap(),
+            kind: DeviceKind::Sensor,
+            door: None,
+            room: Some(crate::domain::RoomId::parse("meeting-1").unwrap()),
+            key: DeviceKey::from_bytes([2; 32]),
+            added_at: Utc::now(),
+        };
+        let reading = |counter: u64| {
+            format!(
+                r#"{{"v":1,"device":"sensor-meeting","counter":{counter},"reading":{{"counter":{{"in":1,"out":0}}}}}}"#
+            )
+        };
+        let power = |counter: u64| {
+            let mut p = Power {
+                v: VERSION,
+                device: sensor.id,
+                counter,
+                mains: false,
+                battery_mv: Some(12_100),
+                mac: Default::default(),
+            };
+            p.sign(&sensor.key);
+            serde_json::to_vec(&p).unwrap()
+        };
+        let now = Utc::now();
+        let mut desk = Desk::new("kombinat/v1", 30, vec![sensor.clone()], vec![]);
+        // The node sent reading 7 and then power report 8; the broker handed the report over
+        // first. Both are taken: each is the newest on its topic.
+        assert!(desk.handle_power(sensor.id, &power(8), now).is_ok());
+        assert!(desk
+            .handle_reading(sensor.id, reading(7).as_bytes(), now)
+            .is_ok());
+        // Each again, or older on its own topic, is a replay.
+        let r = desk.handle_power(sensor.id, &power(8), now);
+        assert_eq!(r.unwrap_err().label(), "replay");
+        let r = desk.handle_power(sensor.id, &power(3), now);
+        assert_eq!(r.unwrap_err().label(), "replay");
+        for again in [7, 6] {
+            let r = desk.handle_reading(sensor.id, reading(again).as_bytes(), now);
+            assert_eq!(r.unwrap_err().label(), "replay", "reading {again}");
+        }
+        // The stored mark is the newest counter on any topic: after a restart nothing the
+        // node sent before it is taken on any topic.
+        let marks = desk.all_marks(now);
+        assert_eq!(marks[0].rx, 8);
+        let mut desk = Desk::new("kombinat/v1", 30, vec![sensor.clone()], marks);
+        let r = desk.handle_reading(sensor.id, reading(8).as_bytes(), now);
+        assert_eq!(r.unwrap_err().label(), "replay");
+        assert!(desk.handle_power(sensor.id, &power(9), now).is_ok());
     }
 
     #[test]
