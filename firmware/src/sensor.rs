@@ -133,7 +133,8 @@ pub struct SensorConfig {
     pub beam_stuck_ms: u32,
     /// CO2, temperature and humidity are sent this often.
     pub climate_every_ms: u32,
-    /// Motion state is sent again this often even without a change.
+    /// Motion state is sent again this often even without a change, and so is a counter
+    /// reading of nobody in and nobody out (the counter is there and alive) when no one crossed.
     pub motion_refresh_ms: u32,
     /// The first counter of this boot.
     pub counter_start: u64,
@@ -175,6 +176,8 @@ pub struct SensorController {
     entered: u16,
     left: u16,
     flushed_at: u64,
+    /// A counter reading was sent since the start: the gateway knows the room has a counter.
+    counter_sent: bool,
     motion: Option<bool>,
     motion_sent: Option<(bool, u64)>,
     climate: Option<Co2Sample>,
@@ -195,6 +198,7 @@ impl SensorController {
             entered: 0,
             left: 0,
             flushed_at: 0,
+            counter_sent: false,
             motion: None,
             motion_sent: None,
             climate: None,
@@ -274,9 +278,16 @@ impl SensorController {
         if !net.connected() {
             return;
         }
-        if (self.entered, self.left) != (0, 0)
-            && now.saturating_sub(self.flushed_at) >= u64::from(self.cfg.counter_flush_ms)
-        {
+        // Crossings, summed over a second; with none, at the start and every refresh a reading
+        // of nobody in or out, so the gateway knows a counter watches the room before anyone
+        // crosses (it counts a door's allowed entries only in rooms no counter watches, and
+        // would count the first person twice).
+        let crossed = (self.entered, self.left) != (0, 0)
+            && now.saturating_sub(self.flushed_at) >= u64::from(self.cfg.counter_flush_ms);
+        let alive_due = inputs.beams.is_some()
+            && (!self.counter_sent
+                || now.saturating_sub(self.flushed_at) >= u64::from(self.cfg.motion_refresh_ms));
+        if crossed || alive_due {
             let m = Measurement::Counter {
                 entered: self.entered,
                 out: self.left,
@@ -285,6 +296,7 @@ impl SensorController {
                 self.entered = 0;
                 self.left = 0;
                 self.flushed_at = now;
+                self.counter_sent = true;
             }
         }
         if let Some(active) = self.motion {

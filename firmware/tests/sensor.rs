@@ -188,8 +188,8 @@ fn crossings_are_summed_and_sent_within_a_second() {
         .collect();
     assert_eq!(
         counters,
-        vec![(1, 0)],
-        "the first at once, the rest within the second"
+        vec![(0, 0)],
+        "at the start the counter says it is there; the crossings wait for the second"
     );
     n.tick(SensorInputs::default(), at(ms + 1_000), &mut w);
     let total = w.sent.iter().fold((0, 0), |acc, (_, m)| match m {
@@ -197,6 +197,38 @@ fn crossings_are_summed_and_sent_within_a_second() {
         _ => acc,
     });
     assert_eq!(total, (3, 1));
+}
+
+#[test]
+fn a_counter_nobody_crosses_says_it_is_there_at_the_start_and_every_refresh() {
+    let (mut n, mut w) = (node(), Wire::default());
+    let still = SensorInputs {
+        beams: Some((false, false)),
+        ..Default::default()
+    };
+    let zeros = |w: &Wire| {
+        w.sent
+            .iter()
+            .filter(|(_, m)| matches!(m, Measurement::Counter { entered: 0, out: 0 }))
+            .count()
+    };
+    let refresh = u64::from(SensorConfig::new(DeviceId::parse("x").unwrap()).motion_refresh_ms);
+    n.tick(still, at(1_000), &mut w);
+    assert_eq!(zeros(&w), 1, "at the start");
+    for k in 1..refresh / 1_000 {
+        n.tick(still, at(1_000 + k * 1_000), &mut w);
+    }
+    assert_eq!(zeros(&w), 1, "not again within the refresh");
+    n.tick(still, at(1_000 + refresh), &mut w);
+    assert_eq!(zeros(&w), 2, "again after it");
+    // A node without beams sends no counter reading at all.
+    let (mut n, mut w) = (node(), Wire::default());
+    n.tick(SensorInputs::default(), at(1_000), &mut w);
+    n.tick(SensorInputs::default(), at(1_000 + refresh), &mut w);
+    assert!(!w
+        .sent
+        .iter()
+        .any(|(_, m)| matches!(m, Measurement::Counter { .. })));
 }
 
 #[test]

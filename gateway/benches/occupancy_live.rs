@@ -205,6 +205,8 @@ async fn run(p: &Plan) -> Tally {
     let mut tick = tokio::time::interval(kombinat_firmware::sim::world::STEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut counted: HashMap<String, u32> = HashMap::new();
+    // What each room's count rests on (for the trace).
+    let mut bases: HashMap<String, String> = HashMap::new();
     let mut tally = Tally::default();
     let start = f64::from(p.start_min);
     let mut last = None;
@@ -217,6 +219,10 @@ async fn run(p: &Plan) -> Tally {
             };
             if let (Some(room), Some(n)) = (v["room"].as_str(), v["count"].as_u64()) {
                 counted.insert(room.to_string(), n as u32);
+                bases.insert(
+                    room.to_string(),
+                    v["basis"].as_str().unwrap_or("?").to_string(),
+                );
             }
         }
         let m = world.sim_minute();
@@ -233,13 +239,16 @@ async fn run(p: &Plan) -> Tally {
         last = Some(k);
         let truth: HashMap<String, u32> = world.people_in().into_iter().collect();
         if let Ok(r) = std::env::var("OCCUPANCY_TRACE") {
-            eprintln!(
-                "{:02}:{:02} {r}: counted {}, inside {}",
-                k / 60,
-                k % 60,
-                counted.get(&r).copied().unwrap_or(0),
-                truth.get(&r).copied().unwrap_or(0)
-            );
+            if r != "building" {
+                eprintln!(
+                    "{:02}:{:02} {r}: counted {} ({}), inside {}",
+                    k / 60,
+                    k % 60,
+                    counted.get(&r).copied().unwrap_or(0),
+                    bases.get(&r).map_or("-", String::as_str),
+                    truth.get(&r).copied().unwrap_or(0)
+                );
+            }
         }
         let (mut sum_c, mut sum_t) = (0u32, 0u32);
         for (room, kind) in &kind_of {

@@ -36,6 +36,9 @@ pub const TRANSIT_DWELL_SECS: i64 = 120;
 /// The same person let into the same room again within this long is the same visit: one card
 /// tapped again and again at a turnstile is one person.
 pub const REPEAT_SECS: i64 = 600;
+/// A people counter's reading reaches the gateway this long after the passage it counts, at
+/// most (the node sums a second of crossings; a simulated day runs 30 times faster).
+const COUNTER_LAG_SECS: i64 = 120;
 /// People whose whereabouts are kept at most (a site's members, bounded against a flood).
 const WHEREABOUTS_MAX: usize = 50_000;
 /// A room whose live motion sensor has seen no one for this long is empty, whatever the entries
@@ -111,6 +114,9 @@ struct Room {
     transit: bool,
     /// In a transit space, when the people counted in by their entries move on, in order.
     departures: std::collections::VecDeque<i64>,
+    /// When the latest entries counted without a counter were, within [`COUNTER_LAG_SECS`]:
+    /// a counter's first reading may be of the same people.
+    entries_counted: std::collections::VecDeque<i64>,
     /// Fire-safety capacity, if known: the bound of any count, and the start of the room's
     /// CO2 calibration ([`DESIGN_RISE_AT_CAPACITY_PPM`]).
     capacity: Option<u32>,
@@ -429,6 +435,23 @@ impl Estimator {
     /// A people counter at a doorway of the room: `entered` came in, `left` went out.
     pub fn handle_counter(&mut self, room: usize, entered: u16, left: u16, now: i64) {
         if let Some(r) = self.room(room, now) {
+            if r.last_counter.is_none_or(|t| now - t > FRESH_SECS) {
+                // The counter's first word: people let in through a door moments before were
+                // counted by their entries (no counter was known to watch the room), and are
+                // the ones it counts in now. Counted twice, the room stayed one too full until
+                // it emptied.
+                let same = r
+                    .entries_counted
+                    .iter()
+                    .filter(|t| now - **t <= COUNTER_LAG_SECS)
+                    .count()
+                    .min(usize::from(entered));
+                r.pending -= same as i64;
+                for _ in 0..same {
+                    r.departures.pop_back();
+                }
+            }
+            r.entries_counted.clear();
             r.pending += i64::from(entered) - i64::from(left);
             if entered != left {
                 r.count_changed = Some(now);
@@ -455,6 +478,14 @@ impl Estimator {
                 if r.transit {
                     r.departures.push_back(now + TRANSIT_DWELL_SECS);
                 }
+                while r
+                    .entries_counted
+                    .front()
+                    .is_some_and(|t| now - t > COUNTER_LAG_SECS)
+                {
+                    r.entries_counted.pop_front();
+                }
+                r.entries_counted.push_back(now);
             }
         }
     }
@@ -870,12 +901,45 @@ mod tests {
         let est = e.estimate(0, T0 + 5);
         assert_eq!(
             (est.count, est.basis),
-            (6, Basis::Counter),
-            "entries so far plus the counter's net four"
+            (4, Basis::Counter),
+            "the counter's five in are the two just let in and three more; one out"
         );
         // With a counter on the room, a tap at its door does not count the person twice.
         e.handle_entry(0, T0 + 6);
-        assert_eq!(e.estimate(0, T0 + 7).count, 6);
+        assert_eq!(e.estimate(0, T0 + 7).count, 4);
+        // Entries long before a counter's first reading are people it never saw come in.
+        e.handle_entry(1, T0 + 1);
+        e.handle_entry(1, T0 + 2);
+        e.handle_counter(1, 5, 1, T0 + 3600);
+        assert_eq!(e.estimate(1, T0 + 3601).count, 6);
+    }
+
+    #[test]
+    fn a_counters_first_reading_of_the_people_just_let_in_does_not_count_them_twice() {
+        let mut e = Estimator::new(1, detector(), 7200);
+        // Let in through the door before the room's counter ever spoke: counted by the entry.
+        e.handle_entry(0, T0 + 10);
+        assert_eq!(e.estimate(0, T0 + 11).count, 1);
+        // The counter's reading of the same person a second later.
+        e.handle_counter(0, 1, 0, T0 + 11);
+        assert_eq!(e.estimate(0, T0 + 12).count, 1);
+        // From now on the counter counts: another in is another person, the tap is not.
+        e.handle_entry(0, T0 + 20);
+        e.handle_counter(0, 1, 0, T0 + 21);
+        assert_eq!(e.estimate(0, T0 + 22).count, 2);
+
+        // An entry long before the counter's first reading is another person.
+        let mut e = Estimator::new(1, detector(), 7200);
+        e.handle_entry(0, T0 + 10);
+        e.handle_counter(0, 1, 0, T0 + 10 + COUNTER_LAG_SECS + 1);
+        assert_eq!(e.estimate(0, T0 + 10 + COUNTER_LAG_SECS + 2).count, 2);
+        // A counter that said it was there (nobody in, nobody out) before anyone came: the
+        // entry is not counted at all.
+        let mut e = Estimator::new(1, detector(), 7200);
+        e.handle_counter(0, 0, 0, T0);
+        e.handle_entry(0, T0 + 10);
+        e.handle_counter(0, 1, 0, T0 + 11);
+        assert_eq!(e.estimate(0, T0 + 12).count, 1);
     }
 
     #[test]

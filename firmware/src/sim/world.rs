@@ -103,6 +103,9 @@ struct SensorSim {
     link: MqttLink,
     room: String,
     beams: VecDeque<(u64, (bool, bool))>,
+    /// The beams as they are now (outer, inner; `true` = broken): read every step, as a node
+    /// reads its pins.
+    beams_now: (bool, bool),
     co2: f64,
     co2_sent_at: u64,
     /// The room's air: CO2 rise per person at steady state (ppm) and the time constant of its
@@ -250,6 +253,7 @@ impl<'a> World<'a> {
                 link,
                 room: r.id.clone(),
                 beams: VecDeque::new(),
+                beams_now: (false, false),
                 co2: OUTDOOR_CO2_PPM,
                 co2_sent_at: 0,
                 ppm_per_person,
@@ -524,8 +528,11 @@ impl<'a> World<'a> {
                 ..SensorInputs::default()
             };
             if s.beams.front().is_some_and(|b| b.0 <= t.ms) {
-                inputs.beams = s.beams.pop_front().map(|b| b.1);
+                if let Some((_, b)) = s.beams.pop_front() {
+                    s.beams_now = b;
+                }
             }
+            inputs.beams = Some(s.beams_now);
             // CO2 follows the people in the room with the lag of its air change; the sensor
             // reads it within ±10 ppm (a good NDIR sensor's repeatability).
             let target = OUTDOOR_CO2_PPM + s.ppm_per_person * f64::from(n);
