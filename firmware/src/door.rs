@@ -208,12 +208,20 @@ struct Reported {
     tamper: bool,
 }
 
+/// The gateway's topics, each with its own replay counter.
+const DECISIONS: usize = 0;
+const COMMANDS: usize = 1;
+const OFFLINE_ACKS: usize = 2;
+
 /// The door node's state machine, with room for `CARDS` allow-list entries and `LOG` offline
 /// decisions.
 pub struct DoorController<const CARDS: usize, const LOG: usize> {
     cfg: DoorConfig,
     counter: u64,
-    gateway: ReplayGuard,
+    /// The last gateway counter accepted on each topic: decisions, commands, offline acks.
+    /// MQTT keeps the gateway's messages in order on one topic only, so a command overtaken by
+    /// a decision sent after it is still the gateway's latest command (protocol/README.md).
+    gateway: [ReplayGuard; 3],
     pending: Option<Pending>,
     last_read: Option<(Credential, u64)>,
     unlocked_until: Option<u64>,
@@ -248,7 +256,7 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
         let known_unix = cfg.known_unix;
         DoorController {
             counter: cfg.counter_start.max(1) - 1,
-            gateway: ReplayGuard::after(cfg.gateway_counter_after),
+            gateway: [ReplayGuard::after(cfg.gateway_counter_after); 3],
             cfg,
             pending: None,
             last_read: None,
@@ -286,9 +294,14 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
         self.counter
     }
 
-    /// The last gateway counter accepted (keep it to refuse replays across a reboot).
+    /// The last gateway counter accepted on any topic (keep it to refuse replays across a
+    /// reboot).
     pub fn gateway_counter(&self) -> u64 {
-        self.gateway.last()
+        self.gateway
+            .iter()
+            .map(ReplayGuard::last)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The counter of the allow-list held (keep it to refuse an older one after a reboot).
@@ -477,13 +490,13 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
         msg: &M,
         door: DoorId,
         device: DeviceId,
-        guard: bool,
+        topic: usize,
     ) -> Result<(), Refusal> {
         let r = if door != self.cfg.door || device != self.cfg.device {
             Err(Refusal::NotMine)
         } else if !msg.verify(&self.cfg.key) {
             Err(Refusal::BadMac)
-        } else if guard && self.gateway.accept(msg.counter()).is_err() {
+        } else if self.gateway[topic].accept(msg.counter()).is_err() {
             Err(Refusal::Replayed)
         } else {
             Ok(())
@@ -496,7 +509,7 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
 
     /// The gateway's decision on a tap.
     pub fn decision(&mut self, d: &Decision, t: Time) -> Result<(), Refusal> {
-        self.check(d, d.door, d.device, true)?;
+        self.check(d, d.door, d.device, DECISIONS)?;
         match self.pending {
             Some(p) if p.tap == d.tap => {
                 self.pending = None;
@@ -521,7 +534,7 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
 
     /// A command from the gateway (remote unlock, lock, release, back to normal).
     pub fn command(&mut self, c: &Command, t: Time) -> Result<(), Refusal> {
-        self.check(c, c.door, c.device, true)?;
+        self.check(c, c.door, c.device, COMMANDS)?;
         match c.action {
             Action::Unlock { ms } => self.release_for(t.ms, ms),
             Action::Lock => {
@@ -581,7 +594,7 @@ impl<const CARDS: usize, const LOG: usize> DoorController<CARDS, LOG> {
 
     /// The gateway has stored the offline log up to a tap counter.
     pub fn offline_ack(&mut self, a: &OfflineAck) -> Result<(), Refusal> {
-        self.check(a, a.door, a.device, true)?;
+        self.check(a, a.door, a.device, OFFLINE_ACKS)?;
         self.log.retain(|e| e.tap > a.up_to);
         self.log_sent_at = None;
         Ok(())

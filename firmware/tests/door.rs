@@ -537,6 +537,36 @@ fn a_decision_with_a_bad_mac_a_replayed_counter_or_for_another_door_is_ignored()
 }
 
 #[test]
+fn a_command_overtaken_by_a_later_decision_still_counts_and_a_replay_on_any_topic_does_not() {
+    let mut r = Rig::new();
+    r.tap("04A1B2C3");
+    let tap = r.last_tap();
+    // The gateway signs the shelter release (its counter n) and then the decision on the tap
+    // (n + 1); the broker hands the decision over first (another topic).
+    r.gw += 1;
+    let mut release = Command {
+        v: VERSION,
+        door: door(),
+        device: device(),
+        counter: r.gw,
+        action: Action::Release,
+        mac: Mac::default(),
+    };
+    release.sign(&key());
+    let d = r.decision(tap, true, 3_000);
+    r.answer(&d).unwrap();
+    let t = r.t();
+    r.node.command(&release, t).unwrap();
+    assert!(r.node.released(), "the release is the newest command");
+    // Each again is a replay on its own topic.
+    let t = r.t();
+    assert_eq!(r.node.command(&release, t), Err(Refusal::Replayed));
+    assert_eq!(r.answer(&d), Err(Refusal::Replayed));
+    // What the node keeps over a reboot is the newest of all.
+    assert_eq!(r.node.gateway_counter(), d.counter);
+}
+
+#[test]
 fn a_card_held_to_the_reader_is_one_tap() {
     let mut r = Rig::new();
     for _ in 0..10 {
