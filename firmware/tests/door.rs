@@ -182,7 +182,8 @@ impl Rig {
         self.tick();
         r
     }
-    fn command(&mut self, action: Action) -> Result<(), Refusal> {
+    /// A command the gateway signs next.
+    fn signed_command(&mut self, action: Action) -> Command {
         self.gw += 1;
         let mut c = Command {
             v: VERSION,
@@ -193,6 +194,10 @@ impl Rig {
             mac: Mac::default(),
         };
         c.sign(&key());
+        c
+    }
+    fn command(&mut self, action: Action) -> Result<(), Refusal> {
+        let c = self.signed_command(action);
         let t = self.t();
         let r = self.node.command(&c, t);
         self.tick();
@@ -543,16 +548,7 @@ fn a_command_overtaken_by_a_later_decision_still_counts_and_a_replay_on_any_topi
     let tap = r.last_tap();
     // The gateway signs the shelter release (its counter n) and then the decision on the tap
     // (n + 1); the broker hands the decision over first (another topic).
-    r.gw += 1;
-    let mut release = Command {
-        v: VERSION,
-        door: door(),
-        device: device(),
-        counter: r.gw,
-        action: Action::Release,
-        mac: Mac::default(),
-    };
-    release.sign(&key());
+    let release = r.signed_command(Action::Release);
     let d = r.decision(tap, true, 3_000);
     r.answer(&d).unwrap();
     let t = r.t();

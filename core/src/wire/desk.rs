@@ -1364,16 +1364,21 @@ mod tests {
         assert_eq!(m.counts().get("malformed_json"), Some(&4));
     }
 
-    #[test]
-    fn a_reading_delivered_twice_or_replayed_is_refused_and_counted_also_after_a_restart() {
-        let sensor = Device {
+    /// The sensor node of meeting room 1.
+    fn meeting_sensor() -> Device {
+        Device {
             id: DeviceId::parse("sensor-meeting").unwrap(),
             kind: DeviceKind::Sensor,
             door: None,
             room: Some(crate::domain::RoomId::parse("meeting-1").unwrap()),
             key: DeviceKey::from_bytes([2; 32]),
             added_at: Utc::now(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_reading_delivered_twice_or_replayed_is_refused_and_counted_also_after_a_restart() {
+        let sensor = meeting_sensor();
         let reading = |counter: u64| {
             format!(
                 r#"{{"v":1,"device":"sensor-meeting","counter":{counter},"reading":{{"counter":{{"in":2,"out":0}}}}}}"#
@@ -1405,14 +1410,7 @@ mod tests {
 
     #[test]
     fn each_topic_keeps_its_own_order_and_a_replay_on_any_is_refused() {
-        let sensor = Device {
-            id: DeviceId::parse("sensor-meeting").unwrap(),
-            kind: DeviceKind::Sensor,
-            door: None,
-            room: Some(crate::domain::RoomId::parse("meeting-1").unwrap()),
-            key: DeviceKey::from_bytes([2; 32]),
-            added_at: Utc::now(),
-        };
+        let sensor = meeting_sensor();
         let reading = |counter: u64| {
             format!(
                 r#"{{"v":1,"device":"sensor-meeting","counter":{counter},"reading":{{"counter":{{"in":1,"out":0}}}}}}"#
