@@ -16,7 +16,10 @@
 //! people inside at the start and the counters' net since; b is fitted over the readings, and k
 //! (ppm per person) is [`DESIGN_RISE_AT_CAPACITY_PPM`] over the room's capacity until the room's
 //! own counters show it (people coming and going while it is not sure, or a steady count while
-//! it is). Such a count says `co2` at confidence 0.6, so it never closes a door for a full room.
+//! it is). Until it does, the people named by the meetings and events in progress at the start
+//! are a second estimate of b: where the two agree within a factor of two, b is their geometric
+//! mean (each is off by a factor: the air by the room's ventilation, a booking by who did not
+//! come). Such a count says `co2` at confidence 0.6, so it never closes a door for a full room.
 
 use kombinat_protocol::room::Basis;
 
@@ -135,6 +138,10 @@ struct Room {
     /// the sums of the air's fit against it (readings, Σnet, Σexcess, Σnet², Σnet·excess).
     net: i64,
     fit: [f64; 5],
+    /// In a room not yet `sure`: the people named by the meetings and events in progress when
+    /// its counters started (see [`Estimator::set_booked_at_start`]), a second estimate, beside
+    /// the air's, of those inside then.
+    prior: Option<f32>,
     /// The room's own presence model from its air and light, calibrated from its counts.
     model: RoomModel,
 }
@@ -272,6 +279,8 @@ pub struct Sensed {
     pub extra: Option<f32>,
     pub net: i64,
     pub fit: [f64; 5],
+    /// See `Room::prior`.
+    pub prior: Option<f32>,
     /// The room's presence model, as far as it has calibrated itself.
     pub model: RoomModel,
 }
@@ -310,6 +319,18 @@ impl Estimator {
     pub fn set_capacity(&mut self, capacity: impl Fn(usize) -> Option<u32>) {
         for (i, r) in self.rooms.iter_mut().enumerate() {
             r.capacity = capacity(i);
+        }
+    }
+
+    /// The people named by the meetings and events in progress in room `room` as the gateway
+    /// starts. Where its counters start with people inside, the count they miss is then taken
+    /// from the air and the bookings both. Ignored by a room whose count starts from a known
+    /// number or whose counters have already counted someone since the start.
+    pub fn set_booked_at_start(&mut self, room: usize, people: u32) {
+        if let Some(r) = self.rooms.get_mut(room) {
+            if !r.sure && r.net == 0 && r.fit[0] == 0.0 {
+                r.prior = (people > 0).then_some(people as f32);
+            }
         }
     }
 
@@ -361,6 +382,7 @@ impl Estimator {
                         extra: r.extra,
                         net: r.net,
                         fit: r.fit,
+                        prior: r.prior,
                         model: r.model.clone(),
                     },
                 }
@@ -411,6 +433,7 @@ impl Estimator {
                 r.extra = finite(&x.extra).map(|v| v.max(0.0));
                 r.net = x.net;
                 r.fit = x.fit;
+                r.prior = finite(&x.prior).filter(|p| *p >= 1.0);
             }
             if r.transit {
                 let mut departures: Vec<i64> = c.departures.clone();
@@ -682,7 +705,20 @@ impl Estimator {
                         r.ppm_per_person = Some(fitted as f32);
                     }
                 }
-                let inside_at_start = (my / k - mx).max(0.0);
+                let mut inside_at_start = (my / k - mx).max(0.0);
+                if let Some(p) = r.prior.map(f64::from) {
+                    // The bookings' named people are a second estimate of those inside at the
+                    // start, as long as the room has not shown its own ppm per person: each is
+                    // off by a factor (the air by the room's ventilation, 0.7 to 1.5 times as
+                    // designed; the bookings by those who did not come or came unnamed), so
+                    // where they agree within a factor of two the count is their geometric
+                    // mean. Further apart, the booking does not name who is there (a room booked
+                    // by one for a group) and the air decides alone.
+                    let ratio = inside_at_start / p;
+                    if r.ppm_per_person.is_none() && (0.5..=2.0).contains(&ratio) {
+                        inside_at_start = (inside_at_start * p).sqrt();
+                    }
+                }
                 let missing = (inside_at_start + x - f64::from(counted)).max(0.0);
                 r.extra = Some(missing as f32);
                 let level = ppm - r.co2_floor.unwrap_or(ppm).min(OUTDOOR_CO2_PPM);
@@ -696,6 +732,7 @@ impl Estimator {
                     r.extra = None;
                     r.net = 0;
                     r.fit = [0.0; 5];
+                    r.prior = None;
                 }
             }
         }
@@ -736,6 +773,7 @@ impl Estimator {
                 r.extra = None;
                 r.net = 0;
                 r.fit = [0.0; 5];
+                r.prior = None;
                 reset.push(i);
             }
         }
@@ -784,7 +822,11 @@ impl Estimator {
                 // The count says empty, the room says otherwise (people who came in before the
                 // gateway started, a counter that missed them): someone is there, as many as
                 // the air shows if it can tell and the count may have missed people.
-                let n = if r.sure { 1 } else { by_air.max(1) };
+                let n = match r.extra {
+                    Some(_) if !r.sure => r.missed().max(1),
+                    _ if r.sure => 1,
+                    _ => by_air.max(1),
+                };
                 return Estimate {
                     count: r.bounded(n),
                     occupied: true,
@@ -1273,6 +1315,54 @@ mod tests {
         air(&mut e, 0, 420.0 + 7.0 * 40.0, T0 + 8000, 6);
         let est = e.estimate(0, T0 + 8000 + 1800);
         assert_eq!((est.count, est.basis), (4, Basis::Counter), "{est:?}");
+    }
+
+    #[test]
+    fn a_booking_in_progress_at_the_start_and_the_air_together_tell_who_was_inside() {
+        // A hall for 100 (7 ppm a person by design) ventilated 1.4 times as designed: 5 ppm a
+        // person. The gateway starts with 80 inside; the air alone reads 80 × 5 / 7 = 57.
+        let start = |booked: Option<u32>| {
+            let mut e = room_for_100();
+            if let Some(n) = booked {
+                e.set_booked_at_start(0, n);
+            }
+            e.handle_counter(0, 0, 0, T0);
+            air(&mut e, 0, 420.0 + 5.0 * 80.0, T0, 6);
+            e.estimate(0, T0 + 1800)
+        };
+        let alone = start(None);
+        assert!((55..=59).contains(&alone.count), "{alone:?}");
+        // An event naming the 80: both estimates, each off by a factor, meet in between.
+        let both = start(Some(80));
+        assert!((66..=70).contains(&both.count), "{both:?}");
+        assert_eq!(both.basis, Basis::Co2);
+        assert!(both.confidence < crate::access::CAPACITY_CONFIDENCE);
+        // A room booked by one for a group: the booking names 2, the air 57; the air decides.
+        assert_eq!(start(Some(2)).count, alone.count);
+        // No air to speak of: a booking alone puts no one in the room.
+        let mut e = room_for_100();
+        e.set_booked_at_start(0, 30);
+        e.handle_counter(0, 0, 0, T0);
+        air(&mut e, 0, 425.0, T0, 6);
+        assert_eq!(e.estimate(0, T0 + 1800).count, 0);
+        // A room whose counters have counted since the start, or that started from a known
+        // number, takes no booking: those people are counted already.
+        let mut e = room_for_100();
+        e.handle_counter(0, 6, 0, T0);
+        e.set_booked_at_start(0, 80);
+        air(&mut e, 0, 420.0 + 5.0 * 6.0, T0, 6);
+        assert_eq!(e.carried(T0 + 1800)[0].sensed.prior, None);
+        let mut e = seen_empty(T0);
+        e.set_booked_at_start(0, 80);
+        assert_eq!(e.carried(T0 + 600)[0].sensed.prior, None);
+        // Carried over a restart: the same count after it.
+        let mut e = room_for_100();
+        e.set_booked_at_start(0, 80);
+        e.handle_counter(0, 0, 0, T0);
+        air(&mut e, 0, 420.0 + 5.0 * 80.0, T0, 6);
+        let mut again = room_for_100();
+        again.restore(&e.carried(T0 + 1800), T0 + 1810);
+        assert_eq!(again.estimate(0, T0 + 1810), e.estimate(0, T0 + 1810));
     }
 
     #[test]

@@ -222,14 +222,20 @@ enum Stream {
     ModeSet,
 }
 
+impl Stream {
+    /// How many there are: the last variant's index and one (a variant added after it is
+    /// counted by moving this).
+    const COUNT: usize = Stream::ModeSet as usize + 1;
+}
+
 /// The last counter taken from a device on each of its topics ([`Stream`]).
 #[derive(Debug, Clone, Copy, Default)]
-struct Streams([ReplayGuard; 7]);
+struct Streams([ReplayGuard; Stream::COUNT]);
 
 impl Streams {
     /// Every topic past `last` (a stored mark: the last counter taken on any).
     fn after(last: u64) -> Self {
-        Streams([ReplayGuard::after(last); 7])
+        Streams([ReplayGuard::after(last); Stream::COUNT])
     }
 
     fn get(&mut self, stream: Stream) -> &mut ReplayGuard {

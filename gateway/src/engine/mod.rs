@@ -307,6 +307,27 @@ fn restored_estimator(
     e
 }
 
+/// Tells the estimator how many people the meetings and events in progress in each room name
+/// as the gateway starts: where counters start with people inside, a second estimate of how
+/// many beside the air's ([`Estimator::set_booked_at_start`]). Stays are left out: a hostel
+/// guest is as often out as in.
+fn booked_at_start(e: &mut Estimator, snapshot: &Snapshot, rooms: usize, now: DateTime<Utc>) {
+    use crate::domain::{BookingKind, BookingStatus, Window};
+    for room in 0..rooms {
+        let mut people = BTreeSet::new();
+        for (b, _) in snapshot.bookings_in_room(room, now, now + chrono::Duration::seconds(1)) {
+            let on = matches!(b.window, Window::Timed { start, end } if start <= now && now < end);
+            if on
+                && b.status == BookingStatus::Confirmed
+                && matches!(b.kind, BookingKind::Meeting | BookingKind::Event)
+            {
+                people.extend(b.people());
+            }
+        }
+        e.set_booked_at_start(room, u32::try_from(people.len()).unwrap_or(u32::MAX));
+    }
+}
+
 /// A closed room still this long drifts back to empty.
 const STILL_SECS: i64 = 2 * 3600;
 
@@ -578,7 +599,8 @@ impl Engine {
             .map(|f| failing_before.contains(&f.id.to_string()))
             .collect();
         let judge = Judge::new(config.occupancy.no_show_after_min, wall.timestamp());
-        let estimator = restored_estimator(&site, store.as_ref(), rooms, wall);
+        let mut estimator = restored_estimator(&site, store.as_ref(), rooms, wall);
+        booked_at_start(&mut estimator, registry.snapshot(), rooms, wall);
         // What the nodes said of their power before a restart: a node still on battery is
         // not news again, one whose mains came back meanwhile is.
         let power = match store.state(POWER_NODES).ok().flatten() {
