@@ -324,7 +324,11 @@ fn booked_at_start(e: &mut Estimator, snapshot: &Snapshot, rooms: usize, now: Da
                 people.extend(b.people());
             }
         }
-        e.set_booked_at_start(room, u32::try_from(people.len()).unwrap_or(u32::MAX));
+        e.set_booked_at_start(
+            room,
+            u32::try_from(people.len()).unwrap_or(u32::MAX),
+            now.timestamp(),
+        );
     }
 }
 
