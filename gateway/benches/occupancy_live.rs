@@ -13,10 +13,10 @@
 //! whom nothing but the air shows are counted only as well as the room's CO2 per person is known
 //! (700 ppm at capacity until the room's counters show it within a tenth; the simulated rooms
 //! are ventilated 0.7 to 1.5 times as designed), or, where a meeting or event was in progress,
-//! halfway between the air and the people it names; a few people in a big lobby are under a CO2 sensor's error;
-//! hostel guests asleep at the start are not seen at all; and each passage reaches the count a
-//! second or two of real time later (the node's one-second sums, the gateway's one-second tick),
-//! up to a simulated minute at 30x. At 30x a door lets one person through every 36 simulated
+//! halfway between the air and the people it names; a few people in a big lobby are under a CO2
+//! sensor's error; hostel guests asleep at the start are not seen at all; and each passage
+//! reaches the count a second or two of real time later (the node's one-second sums, the
+//! gateway's one-second tick), up to a simulated minute at 30x. At 30x a door lets one person through every 36 simulated
 //! seconds (1.2 real ones), so people queue in corridors longer than a corridor's dwell.
 //!
 //! `cargo bench -p kombinat-gateway --bench occupancy_live` (full: seeds 7, 11 and 23, from 08:00
