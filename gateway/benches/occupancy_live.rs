@@ -16,9 +16,8 @@
 //! halfway between the air and the people it names; a few people in a big lobby are under a CO2
 //! sensor's error; hostel guests asleep at the start are not seen at all; and each passage
 //! reaches the count a second or two of real time later (the node's one-second sums, the
-//! gateway's one-second tick), up to a simulated minute at 30x. From 12:00 people sent to lunch
-//! in the kitchen stand in the first-floor corridor, counted there only for its dwell (at 10x
-//! too; why they do not get into the kitchen is not found yet).
+//! gateway's one-second tick), up to a simulated minute at 30x. The simulated day is a working
+//! day (`demo::working_day`), so the figures do not depend on the day they are run.
 //!
 //! `cargo bench -p kombinat-gateway --bench occupancy_live` (full: seeds 7, 11 and 23, from 08:00
 //! and from 11:00 (people already inside when the gateway starts), three simulated hours each at

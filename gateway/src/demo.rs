@@ -91,23 +91,69 @@ pub fn site_text() -> String {
     out
 }
 
+/// The day the demo simulates: today on the site's calendar if the Centre works that day
+/// (Monday to Friday, not one of the site file's holidays), else the next day it does. The
+/// simulated people keep a working day's plans (day passes valid Monday to Friday, tenants at
+/// their desks, a conference): on a Saturday the doors refused the day passes at the kitchen
+/// and the coworking floor, and the figures measured against the simulation depended on the day
+/// they were run.
+pub fn working_day(
+    now: chrono::DateTime<Utc>,
+    tz: chrono_tz::Tz,
+    holidays: &std::collections::BTreeSet<chrono::NaiveDate>,
+) -> chrono::NaiveDate {
+    use chrono::Datelike;
+    let mut day = now.with_timezone(&tz).date_naive();
+    // A year holds fewer holidays and weekends in a row than this.
+    for _ in 0..366 {
+        let weekend = matches!(day.weekday(), chrono::Weekday::Sat | chrono::Weekday::Sun);
+        if !weekend && !holidays.contains(&day) {
+            break;
+        }
+        day = day.succ_opt().unwrap_or(day);
+    }
+    day
+}
+
+/// The simulated day as the banner names it: "today, Friday 4 December", or "Monday 7 December,
+/// the next working day".
+fn simulated_day(clock: &SimClock, tz: chrono_tz::Tz) -> String {
+    let at = chrono::DateTime::from_timestamp(clock.wall_unix(720.0), 0).unwrap_or_default();
+    let day = at.with_timezone(&tz).date_naive();
+    let name = day.format("%A %-d %B").to_string();
+    if day == Utc::now().with_timezone(&tz).date_naive() {
+        format!("today, {name}")
+    } else {
+        format!("{name}, the next working day")
+    }
+}
+
 /// The simulated day's clock, and the gateway's that follows it: the simulated day starts at
-/// `start_min` on today's date (the site's) once `setup_s` real seconds have passed, and runs
-/// `speed` times as fast as real time. The dashboard, the log and the bookings all read it: at
-/// 11:30 on the simulated day the dashboard says 11:30, and an hour's meeting lasts an hour.
+/// `start_min` on [`working_day`] once `setup_s` real seconds have passed, and runs `speed`
+/// times as fast as real time. The dashboard, the log and the bookings all read it: at 11:30 on
+/// the simulated day the dashboard says 11:30, and an hour's meeting lasts an hour.
 pub fn clocks(
     tz: chrono_tz::Tz,
+    holidays: &std::collections::BTreeSet<chrono::NaiveDate>,
     start_min: u32,
     speed: f64,
     setup_s: f64,
 ) -> (SimClock, crate::clock::Clock) {
+    use chrono::TimeZone;
     let real_now = Utc::now();
     let real_start = real_now.timestamp_millis() as f64 / 1_000.0 + setup_s;
+    let day = working_day(real_now, tz, holidays);
+    // Noon of that day, whose local midnight is the simulated day's (noon is never skipped or
+    // repeated when the clocks change).
+    let noon = tz
+        .from_local_datetime(&day.and_hms_opt(12, 0, 0).unwrap_or_default())
+        .earliest()
+        .map_or(real_now, |t| t.with_timezone(&Utc));
     let sim = SimClock {
         real_start,
         start_min,
         speed,
-        midnight: Some(SimClock::local_midnight(real_now, tz)),
+        midnight: Some(SimClock::local_midnight(noon, tz)),
     };
     let start = chrono::DateTime::from_timestamp(sim.wall_unix(f64::from(start_min)), 0)
         .unwrap_or(real_now);
@@ -144,7 +190,8 @@ pub fn prepare_day(
     let site_file = dir.join("site.toml");
     std::fs::write(&site_file, &text)?;
     let building = Building::parse(&text).map_err(|e| anyhow!(e))?;
-    let (clock, gateway_clock) = clocks(building.timezone, start_min, speed, settle_s);
+    let holidays = crate::site_file::load(&site_file)?.holidays;
+    let (clock, gateway_clock) = clocks(building.timezone, &holidays, start_min, speed, settle_s);
     let pop = Population::generate(&building, seed_no, clock);
     seed(
         &site_file,
@@ -303,7 +350,8 @@ pub async fn run(
     let site_file = data.join("site.toml");
     std::fs::write(&site_file, &text)?;
     let building = Building::parse(&text).map_err(|e| anyhow!(e))?;
-    let (clock, gateway_clock) = clocks(building.timezone, o.start_min, o.speed, 3.0);
+    let holidays = crate::site_file::load(&site_file)?.holidays;
+    let (clock, gateway_clock) = clocks(building.timezone, &holidays, o.start_min, o.speed, 3.0);
     let pop = Population::generate(&building, o.seed, clock);
     // Seeded every time: members and devices already there stay, the bookings move to today.
     let ((token, observer), password) = {
@@ -346,12 +394,13 @@ pub async fn run(
     let http_addr = gw.http_addr.unwrap_or(http);
     writeln!(
         out,
-        "Kombinat demo: the Kherson Centre, {} people, {} door nodes and sensor nodes, simulated at {}x from {:02}:{:02}.",
+        "Kombinat demo: the Kherson Centre, {} people, {} door nodes and sensor nodes, simulated at {}x from {:02}:{:02} on {}.",
         pop.people.len(),
         pop.devices.len(),
         o.speed,
         o.start_min / 60,
-        o.start_min % 60
+        o.start_min % 60,
+        simulated_day(&clock, building.timezone)
     )?;
     writeln!(out, "  broker    mqtt://{} (embedded)", gw.mqtt_addr)?;
     writeln!(out, "  dashboard http://{http_addr}/")?;
@@ -441,5 +490,29 @@ mod tests {
         assert_eq!(demo.doors.len(), example.doors.len());
         assert_eq!(demo.feeds.len(), example.feeds.len());
         assert_eq!(demo.plans.len(), example.plans.len());
+    }
+
+    #[test]
+    fn the_demo_simulates_a_day_the_centre_works() {
+        use super::working_day;
+        use chrono::{NaiveDate, TimeZone, Utc};
+        let tz: chrono_tz::Tz = "Europe/Kyiv".parse().unwrap();
+        let holidays = [NaiveDate::from_ymd_opt(2026, 12, 25).unwrap()]
+            .into_iter()
+            .collect();
+        let day = |y, m, d, h| {
+            let at = Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap();
+            working_day(at, tz, &holidays)
+        };
+        let date = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        // A Thursday is itself; Saturday and Sunday give Monday.
+        assert_eq!(day(2026, 12, 3, 9), date(2026, 12, 3));
+        assert_eq!(day(2026, 12, 5, 9), date(2026, 12, 7));
+        assert_eq!(day(2026, 12, 6, 12), date(2026, 12, 7));
+        // Friday 23:30 in Kyiv is already Saturday there (21:30 UTC Friday is 23:30 local).
+        assert_eq!(day(2026, 12, 4, 21), date(2026, 12, 4));
+        assert_eq!(day(2026, 12, 4, 22), date(2026, 12, 7));
+        // Christmas (a holiday of the site) on a Friday: the Monday after.
+        assert_eq!(day(2026, 12, 25, 9), date(2026, 12, 28));
     }
 }

@@ -415,7 +415,7 @@ impl Population {
                 let m = g.member(
                     format!("{}-{i}", lease.organisation),
                     format!("{} member {i}", lease.organisation),
-                    None,
+                    Some("tenant-staff"),
                     Some(lease.organisation.clone()),
                 );
                 let plan = g.workday(&lease.room, (8.3, 10.0), (17.0, 19.5));
