@@ -134,6 +134,24 @@ fn fixture_on(site_path: &Path, change: impl FnOnce(&mut Config)) -> Fixture {
     }
 }
 
+/// The fixture's engine opened again on its store, as a restart would: it reads what was added
+/// to the registry since (bookings imported after the fixture was made).
+fn reopened(f: Fixture) -> Fixture {
+    Fixture {
+        engine: Engine::open(
+            f.engine.config.clone(),
+            f.engine.site().clone(),
+            f.store.clone(),
+            Arc::new(Stats::default()),
+            f.live.clone(),
+            f.clock.at(Duration::ZERO),
+            0,
+        )
+        .unwrap(),
+        ..f
+    }
+}
+
 /// Every effect queued now.
 fn effects(e: &mut Engine) -> Vec<Effect> {
     std::iter::from_fn(|| e.poll_effect()).collect()
@@ -583,19 +601,7 @@ fn a_booking_in_an_outage_is_reported_once_and_not_judged_a_no_show() {
         .unwrap();
     }
     // The engine reads the bookings from its registry: opened again on the same store.
-    let mut f = Fixture {
-        engine: Engine::open(
-            f.engine.config.clone(),
-            Arc::new(crate::site_file::load(&site_path).unwrap()),
-            f.store.clone(),
-            Arc::new(Stats::default()),
-            f.live.clone(),
-            f.clock.at(Duration::ZERO),
-            0,
-        )
-        .unwrap(),
-        ..f
-    };
+    let mut f = reopened(f);
     let occurrence = |h: u32, hours: u32| Occurrence {
         key: format!("out-{h}"),
         start: Utc.with_ymd_and_hms(2026, 3, 3, h, 0, 0).unwrap(),
@@ -815,19 +821,7 @@ fn meeting_started_full(booked: bool) -> crate::live::RoomNow {
         }
     }
     // The engine reads the bookings from its registry: opened again on the same store.
-    let mut f = Fixture {
-        engine: Engine::open(
-            f.engine.config.clone(),
-            f.engine.site().clone(),
-            f.store.clone(),
-            Arc::new(Stats::default()),
-            f.live.clone(),
-            f.clock.at(Duration::ZERO),
-            0,
-        )
-        .unwrap(),
-        ..f
-    };
+    let mut f = reopened(f);
     let start = f.clock.at(Duration::ZERO);
     f.engine.handle_start(start);
     f.engine.commit(start).unwrap();
